@@ -1,0 +1,9 @@
+// Prints the demo gateway's EDGEWARD_CONFIG for the given issuer and origin ports.
+const [issuerPort, originPort] = process.argv.slice(2).map(Number);
+const issuer = `http://127.0.0.1:${issuerPort}`;
+console.log(JSON.stringify({
+  issuers: [{ issuer, audiences: ['api://demo'], jwks_uri: `${issuer}/.well-known/jwks.json`, algorithms: ['RS256', 'ES256', 'EdDSA'] }],
+  origin: `http://127.0.0.1:${originPort}`,
+  routes: [{ path: '/public/*', public: true }, { path: '/admin/*', scopes: ['admin'] }],
+  cookie_name: '__Host-edgeward',
+}));

@@ -1,0 +1,441 @@
+//! Configuration: `EdgewardConfig` is the raw JSON document (the `EDGEWARD_CONFIG` var);
+//! [`Policy`] is the validated form every request uses. Parsing is pure; reading the var is the
+//! adapter's job.
+
+use super::alg::{Algorithm, KeyFamily};
+use super::jwk::{KeySet, KeySource};
+use super::route::{Route, RouteTable};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The raw configuration document. Field names are a documented contract.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgewardConfig {
+    /// Accepted token issuers.
+    pub issuers: Vec<IssuerConfig>,
+    /// Clock skew tolerance for `exp`, `nbf`, `iat` (default 60).
+    #[serde(default = "d_leeway")]
+    pub leeway_secs: u32,
+    /// Longest accepted `exp - (iat or now)`; `null` = unlimited (default 86400).
+    #[serde(default = "d_max_lifetime")]
+    pub max_lifetime_secs: Option<u64>,
+    /// Reject tokens without `exp` (default true).
+    #[serde(default = "d_true")]
+    pub require_exp: bool,
+    /// Largest token accepted, in bytes (default 16384).
+    #[serde(default = "d_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Where approved requests go (absolute `http(s)` URL; its path is a prefix).
+    pub origin: String,
+    /// Route rules, first match wins; unmatched paths need a valid token.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Realm for `WWW-Authenticate` (default "edgeward").
+    #[serde(default = "d_realm")]
+    pub realm: String,
+    /// Cookie that may carry the token (optional).
+    #[serde(default)]
+    pub cookie_name: Option<String>,
+    /// Query parameter that may carry the token (optional; RFC 6750 §2.3 discourages it).
+    #[serde(default)]
+    pub query_param: Option<String>,
+    /// Claims forwarded to the origin: header name -> claim name.
+    #[serde(default = "d_forward_claims")]
+    pub forward_claims: BTreeMap<String, String>,
+    /// Header carrying the request id to the origin and back (default "x-request-id").
+    #[serde(default = "d_request_id_header")]
+    pub request_id_header: String,
+    /// JWKS cache tuning.
+    #[serde(default)]
+    pub jwks_cache: JwksCacheConfig,
+}
+
+/// One accepted issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Exact `iss` value; `null` = `iss` not checked (only with a single issuer).
+    pub issuer: Option<String>,
+    /// Accepted audiences; empty = `aud` not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// JWKS URL (fetched and cached).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Inline JWK Set.
+    #[serde(default)]
+    pub jwks: Option<Value>,
+    /// Allowed `alg` values.
+    pub algorithms: Vec<String>,
+}
+
+/// JWKS cache tuning; every field has a safe default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwksCacheConfig {
+    /// Lower clamp for the response's `max-age` (default 300).
+    pub min_ttl_secs: u32,
+    /// Upper clamp for `max-age` (default 86400).
+    pub max_ttl_secs: u32,
+    /// Unknown `kid` refetches at most this often (default 30).
+    pub unknown_kid_cooldown_secs: u32,
+    /// Last good keys stay usable this long past their TTL while the issuer fails (default 86400).
+    pub max_stale_secs: u32,
+    /// Fetch timeout (default 5000).
+    pub fetch_timeout_ms: u32,
+}
+
+impl Default for JwksCacheConfig {
+    fn default() -> Self {
+        JwksCacheConfig {
+            min_ttl_secs: 300,
+            max_ttl_secs: 86_400,
+            unknown_kid_cooldown_secs: 30,
+            max_stale_secs: 86_400,
+            fetch_timeout_ms: 5_000,
+        }
+    }
+}
+
+fn d_leeway() -> u32 {
+    60
+}
+fn d_max_lifetime() -> Option<u64> {
+    Some(86_400)
+}
+fn d_true() -> bool {
+    true
+}
+fn d_max_token_bytes() -> usize {
+    16_384
+}
+fn d_realm() -> String {
+    "edgeward".into()
+}
+fn d_request_id_header() -> String {
+    "x-request-id".into()
+}
+fn d_forward_claims() -> BTreeMap<String, String> {
+    [("x-edgeward-sub", "sub"), ("x-edgeward-iss", "iss"), ("x-edgeward-scope", "scope")]
+        .into_iter()
+        .map(|(h, c)| (h.to_string(), c.to_string()))
+        .collect()
+}
+
+/// A configuration error, naming the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid EDGEWARD_CONFIG at `{field}`: {message}")]
+pub struct ConfigError {
+    /// Path of the field, such as `issuers[0].jwks_uri`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { field: field.into(), message: message.into() }
+    }
+}
+
+/// A validated issuer.
+#[derive(Debug, Clone)]
+pub struct IssuerPolicy {
+    /// Exact `iss`, or `None` when not checked.
+    pub issuer: Option<String>,
+    /// Accepted audiences (empty: not checked).
+    pub audiences: Vec<String>,
+    /// JWKS URL.
+    pub jwks_uri: Option<String>,
+    /// Inline keys.
+    pub inline_keys: KeySet,
+    /// Allowed algorithms.
+    pub algorithms: Vec<Algorithm>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Issuers.
+    pub issuers: Vec<IssuerPolicy>,
+    /// Leeway in seconds.
+    pub leeway_secs: i64,
+    /// Maximum lifetime, if any.
+    pub max_lifetime_secs: Option<i64>,
+    /// Require `exp`.
+    pub require_exp: bool,
+    /// Token size limit.
+    pub max_token_bytes: usize,
+    /// Origin URL without a trailing slash.
+    pub origin: String,
+    /// Routes.
+    pub routes: RouteTable,
+    /// Realm.
+    pub realm: String,
+    /// Token cookie name.
+    pub cookie_name: Option<String>,
+    /// Token query parameter.
+    pub query_param: Option<String>,
+    /// Forwarded claims as (lower-case header, claim).
+    pub forward_claims: Vec<(String, String)>,
+    /// Request id header (lower case).
+    pub request_id_header: String,
+    /// JWKS cache tuning.
+    pub jwks_cache: JwksCacheConfig,
+    /// Non-fatal findings to log once at start-up.
+    pub warnings: Vec<String>,
+}
+
+/// Header names the gate sets itself and so never takes from a client.
+pub const RESERVED_HEADER_PREFIX: &str = "x-edgeward-";
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+impl EdgewardConfig {
+    /// Parses the JSON document; errors name the field.
+    pub fn from_json(s: &str) -> Result<EdgewardConfig, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(s);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "EDGEWARD_CONFIG".to_string() } else { path };
+            let inner = e.into_inner().to_string();
+            let message = inner.split(" at line ").next().unwrap_or(&inner).to_string();
+            ConfigError::new(field, message)
+        })
+    }
+
+    /// Validates into a [`Policy`].
+    pub fn validate(self) -> Result<Policy, ConfigError> {
+        if self.issuers.is_empty() {
+            return Err(ConfigError::new("issuers", "at least one issuer is required"));
+        }
+        let mut issuers = Vec::with_capacity(self.issuers.len());
+        let many = self.issuers.len() > 1;
+        for (i, ic) in self.issuers.into_iter().enumerate() {
+            let f = |name: &str| format!("issuers[{i}].{name}");
+            match &ic.issuer {
+                None if many => {
+                    return Err(ConfigError::new(f("issuer"), "null (unchecked iss) is only allowed with a single issuer"))
+                }
+                Some(s) if s.is_empty() => return Err(ConfigError::new(f("issuer"), "must not be empty")),
+                _ => {}
+            }
+            if ic.algorithms.is_empty() {
+                return Err(ConfigError::new(f("algorithms"), "list at least one algorithm"));
+            }
+            let mut algorithms = Vec::new();
+            for (j, name) in ic.algorithms.iter().enumerate() {
+                let Some(a) = Algorithm::from_name(name) else {
+                    return Err(ConfigError::new(format!("issuers[{i}].algorithms[{j}]"), format!("unsupported algorithm {name:?}")));
+                };
+                if !algorithms.contains(&a) {
+                    algorithms.push(a);
+                }
+            }
+            let sym = algorithms.iter().filter(|a| a.is_symmetric()).count();
+            if sym > 0 && sym < algorithms.len() {
+                return Err(ConfigError::new(f("algorithms"), "HMAC (HS*) and asymmetric algorithms cannot be mixed for one issuer"));
+            }
+            if let Some(uri) = &ic.jwks_uri {
+                if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+                    return Err(ConfigError::new(f("jwks_uri"), "must be an http(s) URL"));
+                }
+                if sym > 0 {
+                    return Err(ConfigError::new(f("jwks_uri"), "HMAC secrets are only taken from inline jwks, never fetched"));
+                }
+            }
+            let inline_keys = match &ic.jwks {
+                Some(doc) => KeySet::parse(doc, KeySource::Inline).map_err(|e| ConfigError::new(f("jwks"), e.to_string()))?,
+                None => KeySet::default(),
+            };
+            if ic.jwks_uri.is_none() && ic.jwks.is_none() {
+                return Err(ConfigError::new(f("jwks_uri"), "give jwks_uri, jwks, or both"));
+            }
+            if inline_keys.has_symmetric() && ic.jwks_uri.is_some() {
+                return Err(ConfigError::new(f("jwks"), "symmetric keys cannot be mixed with a fetched JWKS"));
+            }
+            for k in &inline_keys.keys {
+                let fits_any = algorithms.iter().any(|a| k.material.family() == a.key_family());
+                if k.material.family() == KeyFamily::Oct && !fits_any {
+                    return Err(ConfigError::new(f("jwks"), "an oct key is given but no HS* algorithm is allowed"));
+                }
+            }
+            for (j, a) in ic.audiences.iter().enumerate() {
+                if a.is_empty() {
+                    return Err(ConfigError::new(format!("issuers[{i}].audiences[{j}]"), "must not be empty"));
+                }
+            }
+            issuers.push(IssuerPolicy {
+                issuer: ic.issuer,
+                audiences: ic.audiences,
+                jwks_uri: ic.jwks_uri,
+                inline_keys,
+                algorithms,
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in issuers.iter().enumerate() {
+            if let Some(s) = &p.issuer {
+                if !seen.insert(s.clone()) {
+                    return Err(ConfigError::new(format!("issuers[{i}].issuer"), "duplicate issuer"));
+                }
+            }
+        }
+        if self.max_token_bytes < 64 || self.max_token_bytes > 1 << 20 {
+            return Err(ConfigError::new("max_token_bytes", "must be between 64 and 1048576"));
+        }
+        let origin = self.origin.trim_end_matches('/').to_string();
+        if !(origin.starts_with("https://") || origin.starts_with("http://")) || origin.contains(['?', '#']) {
+            return Err(ConfigError::new("origin", "must be an absolute http(s) URL without query or fragment"));
+        }
+        let routes = RouteTable::new(self.routes).map_err(|(i, m)| ConfigError::new(format!("routes[{i}]"), m))?;
+        if self.realm.chars().any(|c| !(' '..='~').contains(&c)) {
+            return Err(ConfigError::new("realm", "must be printable ASCII"));
+        }
+        let mut warnings = Vec::new();
+        if let Some(c) = &self.cookie_name {
+            if c.is_empty() || !c.chars().all(is_token_char) {
+                return Err(ConfigError::new("cookie_name", "not a valid cookie name"));
+            }
+            if !c.starts_with("__Host-") {
+                warnings.push(format!("cookie_name {c:?} lacks the __Host- prefix; the cookie could be set by a sibling subdomain"));
+            }
+        }
+        if let Some(q) = &self.query_param {
+            if q.is_empty() {
+                return Err(ConfigError::new("query_param", "must not be empty"));
+            }
+            warnings.push("query_param is set: tokens in URLs leak into logs and Referer headers (RFC 6750 §2.3)".into());
+        }
+        let mut forward_claims = Vec::new();
+        for (h, c) in self.forward_claims {
+            let lower = h.to_ascii_lowercase();
+            if lower.is_empty() || !lower.chars().all(is_token_char) {
+                return Err(ConfigError::new(format!("forward_claims.{h}"), "not a valid header name"));
+            }
+            if matches!(lower.as_str(), "authorization" | "cookie" | "host" | "content-length" | "transfer-encoding") {
+                return Err(ConfigError::new(format!("forward_claims.{h}"), "this header cannot carry a claim"));
+            }
+            forward_claims.push((lower, c));
+        }
+        let request_id_header = self.request_id_header.to_ascii_lowercase();
+        if request_id_header.is_empty() || !request_id_header.chars().all(is_token_char) {
+            return Err(ConfigError::new("request_id_header", "not a valid header name"));
+        }
+        let c = &self.jwks_cache;
+        if c.min_ttl_secs > c.max_ttl_secs {
+            return Err(ConfigError::new("jwks_cache.min_ttl_secs", "must not exceed max_ttl_secs"));
+        }
+        if c.fetch_timeout_ms == 0 || c.fetch_timeout_ms > 60_000 {
+            return Err(ConfigError::new("jwks_cache.fetch_timeout_ms", "must be between 1 and 60000"));
+        }
+        Ok(Policy {
+            issuers,
+            leeway_secs: i64::from(self.leeway_secs),
+            max_lifetime_secs: self.max_lifetime_secs.map(|v| v.min(i64::MAX as u64) as i64),
+            require_exp: self.require_exp,
+            max_token_bytes: self.max_token_bytes,
+            origin,
+            routes,
+            realm: self.realm,
+            cookie_name: self.cookie_name,
+            query_param: self.query_param,
+            forward_claims,
+            request_id_header,
+            jwks_cache: self.jwks_cache,
+            warnings,
+        })
+    }
+}
+
+impl Policy {
+    /// Parses and validates a JSON configuration document.
+    pub fn from_json(s: &str) -> Result<Policy, ConfigError> {
+        EdgewardConfig::from_json(s)?.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "issuers": [{"issuer": "https://id.example", "jwks_uri": "https://id.example/jwks", "algorithms": ["RS256"]}],
+            "origin": "https://origin.example/"
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let p = Policy::from_json(&base().to_string()).unwrap();
+        assert_eq!(p.leeway_secs, 60);
+        assert_eq!(p.max_lifetime_secs, Some(86_400));
+        assert!(p.require_exp);
+        assert_eq!(p.max_token_bytes, 16_384);
+        assert_eq!(p.origin, "https://origin.example");
+        assert_eq!(p.jwks_cache.unknown_kid_cooldown_secs, 30);
+        assert_eq!(p.jwks_cache.min_ttl_secs, 300);
+        assert_eq!(p.realm, "edgeward");
+        assert!(p.forward_claims.iter().any(|(h, c)| h == "x-edgeward-sub" && c == "sub"));
+    }
+
+    fn err_field(v: serde_json::Value) -> String {
+        Policy::from_json(&v.to_string()).unwrap_err().field
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut v = base();
+        v["issuers"] = serde_json::json!([]);
+        assert_eq!(err_field(v), "issuers");
+        let mut v = base();
+        v["issuers"][0]["algorithms"] = serde_json::json!(["RS256", "none"]);
+        assert_eq!(err_field(v), "issuers[0].algorithms[1]");
+        let mut v = base();
+        v["leeway_secs"] = serde_json::json!("soon");
+        assert_eq!(err_field(v), "leeway_secs");
+        let mut v = base();
+        v["isuers"] = serde_json::json!([]);
+        assert_eq!(err_field(v), "EDGEWARD_CONFIG");
+        let mut v = base();
+        v["issuers"][0]["jwks_uri"] = serde_json::json!("ftp://x");
+        assert_eq!(err_field(v), "issuers[0].jwks_uri");
+        let mut v = base();
+        v["issuers"][0]["algorithms"] = serde_json::json!(["RS256", "HS256"]);
+        assert_eq!(err_field(v), "issuers[0].algorithms");
+        let mut v = base();
+        v["origin"] = serde_json::json!("/relative");
+        assert_eq!(err_field(v), "origin");
+        assert_eq!(Policy::from_json("not json").unwrap_err().field, "EDGEWARD_CONFIG");
+    }
+
+    #[test]
+    fn null_issuer_only_alone() {
+        let mut v = base();
+        v["issuers"][0]["issuer"] = serde_json::Value::Null;
+        assert!(Policy::from_json(&v.to_string()).is_ok());
+        let second = v["issuers"][0].clone();
+        v["issuers"].as_array_mut().unwrap().push(second);
+        assert_eq!(err_field(v), "issuers[0].issuer");
+    }
+
+    #[test]
+    fn hmac_never_fetched() {
+        let mut v = base();
+        v["issuers"][0]["algorithms"] = serde_json::json!(["HS256"]);
+        assert_eq!(err_field(v), "issuers[0].jwks_uri");
+    }
+
+    #[test]
+    fn cookie_without_host_prefix_warns() {
+        let mut v = base();
+        v["cookie_name"] = serde_json::json!("session");
+        let p = Policy::from_json(&v.to_string()).unwrap();
+        assert!(p.warnings[0].contains("__Host-"));
+    }
+}

@@ -1,0 +1,295 @@
+//! Every way a request can be refused, and the one table that maps each to its HTTP status,
+//! `WWW-Authenticate` challenge (RFC 6750) and stable reason code.
+
+use std::fmt;
+
+/// Who caused a refusal (as in pingora-error): decides status class and log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something unacceptable (4xx).
+    Client,
+    /// The issuer's JWKS or the origin failed (5xx).
+    Upstream,
+    /// Edgeward's own configuration or a bug (500).
+    Internal,
+}
+
+/// Why a request was refused. Each variant has a stable [`code`](AuthError::code).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No credential in the request.
+    #[error("no credential")]
+    MissingToken,
+    /// The token exceeds `max_token_bytes`.
+    #[error("token is {len} bytes, over the {max} byte limit")]
+    TokenTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not three segments of canonical base64url.
+    #[error("token is not three segments of canonical base64url")]
+    MalformedToken,
+    /// The header is not a strict JSON object of the expected shape.
+    #[error("token header is malformed: {0}")]
+    MalformedHeader(&'static str),
+    /// An object in the header or claims has the same member twice.
+    #[error("duplicate member \"{0}\"")]
+    DuplicateMember(String),
+    /// The header has no `alg`.
+    #[error("token header has no alg")]
+    AlgMissing,
+    /// `alg` is some case of `none`.
+    #[error("unsigned tokens (alg none) are never accepted")]
+    AlgNone,
+    /// `alg` is unknown or not allowed for the issuer.
+    #[error("alg {0} is not allowed")]
+    AlgNotAllowed(String),
+    /// The header uses `crit`, `b64` or `zip`.
+    #[error("header parameter \"{0}\" is not supported")]
+    UnsupportedHeader(&'static str),
+    /// The claims are not a strict JSON object or a registered claim has the wrong type.
+    #[error("claims are malformed: {0}")]
+    MalformedClaims(&'static str),
+    /// `iss` does not name a configured issuer.
+    #[error("issuer is not accepted")]
+    IssuerMismatch,
+    /// The `kid` names no key of the issuer (after any allowed refetch).
+    #[error("no key with this kid")]
+    UnknownKid,
+    /// No `kid` and no single key fits, or the `kid` key does not fit `alg`.
+    #[error("no usable key: {0}")]
+    NoMatchingKey(&'static str),
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// `exp` is missing while `require_exp` is on.
+    #[error("token has no exp")]
+    MissingExp,
+    /// Expired: `now >= exp + leeway`.
+    #[error("token expired at {exp}")]
+    Expired {
+        /// Now (Unix seconds).
+        now: i64,
+        /// The `exp` claim.
+        exp: i64,
+    },
+    /// `nbf` is after `now + leeway`.
+    #[error("token not valid before {nbf}")]
+    NotYetValid {
+        /// Now.
+        now: i64,
+        /// The `nbf` claim.
+        nbf: i64,
+    },
+    /// `iat` is after `now + leeway`.
+    #[error("token issued in the future")]
+    IssuedInFuture {
+        /// Now.
+        now: i64,
+        /// The `iat` claim.
+        iat: i64,
+    },
+    /// `exp - (iat or now)` exceeds `max_lifetime_secs`.
+    #[error("token lifetime {lifetime}s exceeds {max}s")]
+    LifetimeTooLong {
+        /// The lifetime.
+        lifetime: i64,
+        /// The limit.
+        max: i64,
+    },
+    /// `aud` contains none of the configured audiences.
+    #[error("audience not accepted")]
+    AudienceMismatch,
+    /// The route needs scopes the token lacks.
+    #[error("missing scope: {missing}")]
+    InsufficientScope {
+        /// Space-separated required scopes.
+        required: String,
+        /// The first scope that is missing.
+        missing: String,
+    },
+    /// No usable key could be had from the issuer (fetch failed, nothing cached or stale).
+    #[error("issuer keys unavailable")]
+    JwksUnavailable,
+    /// The origin did not answer.
+    #[error("origin unreachable")]
+    OriginUnreachable,
+    /// The configuration is invalid; every request fails closed.
+    #[error("configuration invalid")]
+    ConfigInvalid,
+    /// A bug; never expected.
+    #[error("internal error")]
+    Internal,
+}
+
+/// A refusal ready for the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable reason code (`expired`, `missing_token`, ...).
+    pub code: &'static str,
+    /// RFC 6750 error code, when there is one.
+    pub rfc_error: Option<&'static str>,
+    /// Short public description (no internal detail).
+    pub message: String,
+    /// `WWW-Authenticate` value, for 401 and 403.
+    pub www_authenticate: Option<String>,
+    /// Who caused it.
+    pub side: Side,
+}
+
+impl AuthError {
+    /// The stable reason code. These strings are a contract: logs, metrics, tests and the JS
+    /// package rely on them.
+    pub fn code(&self) -> &'static str {
+        use AuthError::*;
+        match self {
+            MissingToken => "missing_token",
+            TokenTooLarge { .. } => "token_too_large",
+            MalformedToken => "malformed_token",
+            MalformedHeader(_) => "malformed_header",
+            DuplicateMember(_) => "duplicate_member",
+            AlgMissing => "alg_missing",
+            AlgNone => "alg_none",
+            AlgNotAllowed(_) => "alg_not_allowed",
+            UnsupportedHeader(_) => "unsupported_header",
+            MalformedClaims(_) => "malformed_claims",
+            IssuerMismatch => "issuer_mismatch",
+            UnknownKid => "unknown_kid",
+            NoMatchingKey(_) => "no_matching_key",
+            BadSignature => "bad_signature",
+            MissingExp => "missing_exp",
+            Expired { .. } => "expired",
+            NotYetValid { .. } => "not_yet_valid",
+            IssuedInFuture { .. } => "issued_in_future",
+            LifetimeTooLong { .. } => "lifetime_too_long",
+            AudienceMismatch => "audience_mismatch",
+            InsufficientScope { .. } => "insufficient_scope",
+            JwksUnavailable => "jwks_unavailable",
+            OriginUnreachable => "origin_unreachable",
+            ConfigInvalid => "config_invalid",
+            Internal => "internal_error",
+        }
+    }
+
+    /// Who caused it.
+    pub fn side(&self) -> Side {
+        match self {
+            AuthError::JwksUnavailable | AuthError::OriginUnreachable => Side::Upstream,
+            AuthError::ConfigInvalid | AuthError::Internal => Side::Internal,
+            _ => Side::Client,
+        }
+    }
+
+    /// The one mapping from error to wire response. `realm` goes into the challenge.
+    pub fn rejection(&self, realm: &str) -> Rejection {
+        let realm = quote(realm);
+        let (status, rfc_error, message): (u16, Option<&'static str>, String) = match self {
+            AuthError::MissingToken => (401, None, "authentication required".into()),
+            AuthError::InsufficientScope { .. } => (403, Some("insufficient_scope"), self.to_string()),
+            AuthError::JwksUnavailable => (503, None, "issuer keys are unavailable; retry later".into()),
+            AuthError::OriginUnreachable => (502, None, "the origin did not answer".into()),
+            AuthError::ConfigInvalid => (500, None, "gateway configuration is invalid".into()),
+            AuthError::Internal => (500, None, "internal error".into()),
+            // Every other refusal is about the token itself. The description names the check,
+            // never the token's contents beyond what the client already holds.
+            _ => (401, Some("invalid_token"), self.public_description()),
+        };
+        let www_authenticate = match (status, rfc_error) {
+            (401, None) => Some(format!("Bearer realm={realm}")),
+            (401 | 403, Some(err)) => Some(format!(
+                "Bearer realm={realm}, error=\"{err}\", error_description={}",
+                quote(&message)
+            )),
+            _ => None,
+        }
+        .map(|mut h| {
+            if let AuthError::InsufficientScope { required, .. } = self {
+                h.push_str(&format!(", scope={}", quote(required)));
+            }
+            h
+        });
+        Rejection { status, code: self.code(), rfc_error, message, www_authenticate, side: self.side() }
+    }
+
+    fn public_description(&self) -> String {
+        match self {
+            AuthError::Expired { .. } => "token expired".into(),
+            AuthError::NotYetValid { .. } => "token not yet valid".into(),
+            AuthError::IssuedInFuture { .. } => "token issued in the future".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A quoted-string (RFC 9110 §5.6.4) holding only printable ASCII; others become `?`.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_token_gets_a_bare_challenge() {
+        let r = AuthError::MissingToken.rejection("edgeward");
+        assert_eq!(r.status, 401);
+        assert_eq!(r.www_authenticate.as_deref(), Some("Bearer realm=\"edgeward\""));
+        assert_eq!(r.code, "missing_token");
+        assert_eq!(r.rfc_error, None);
+    }
+
+    #[test]
+    fn bad_token_gets_invalid_token() {
+        let r = AuthError::Expired { now: 10, exp: 5 }.rejection("a \"b\"");
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.www_authenticate.as_deref(),
+            Some("Bearer realm=\"a \\\"b\\\"\", error=\"invalid_token\", error_description=\"token expired\"")
+        );
+        assert_eq!(r.code, "expired");
+    }
+
+    #[test]
+    fn scope_gets_403_with_scope() {
+        let r = AuthError::InsufficientScope { required: "admin write".into(), missing: "admin".into() }
+            .rejection("r");
+        assert_eq!(r.status, 403);
+        assert!(r.www_authenticate.as_deref().unwrap().starts_with("Bearer realm=\"r\", error=\"insufficient_scope\""));
+        assert!(r.www_authenticate.as_deref().unwrap().ends_with("scope=\"admin write\""));
+    }
+
+    #[test]
+    fn upstream_and_internal_have_no_challenge() {
+        for (e, s) in [(AuthError::JwksUnavailable, 503), (AuthError::OriginUnreachable, 502), (AuthError::ConfigInvalid, 500)] {
+            let r = e.rejection("r");
+            assert_eq!(r.status, s);
+            assert_eq!(r.www_authenticate, None);
+            assert_ne!(r.side, Side::Client);
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The JWKS cache policy for one issuer, as a state machine with no I/O: the adapter asks
+//! [`IssuerKeyCache::plan`] whether to fetch, performs the fetch itself, and reports the outcome
+//! with [`IssuerKeyCache::complete`]. Time is always a parameter.
+//!
+//! - Freshness comes from the response's `Cache-Control: max-age`, clamped to
+//!   `[min_ttl_secs, max_ttl_secs]`; a refresh starts in the background at 90 % of the TTL.
+//! - An unknown `kid` refetches only when the last attempt is older than the cooldown, so garbage
+//!   `kid`s cannot hammer the issuer.
+//! - A failed, non-200 or malformed fetch keeps the last good keys for up to `max_stale_secs`
+//!   past their TTL.
+//! - One refresh at a time: while one is in flight (bounded by the fetch timeout) other requests
+//!   keep using the last good keys and start no fetch of their own, unless they have no keys at all.
+//! - The last good set is exported as a [`JwksSnapshot`] the adapter persists (KV), so a fresh
+//!   isolate verifies without fetching.
+
+use super::config::JwksCacheConfig;
+use super::json::parse_strict;
+use super::jwk::{KeySet, KeySource};
+use serde::{Deserialize, Serialize};
+
+/// Last good keys and when they were fetched.
+#[derive(Debug, Clone)]
+struct Fetched {
+    keys: KeySet,
+    doc: String,
+    fetched_at: i64,
+    ttl_secs: i64,
+}
+
+/// How usable the cached keys are at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Within the TTL.
+    Fresh,
+    /// Past the TTL but within `max_stale_secs`: usable, refresh wanted.
+    Stale,
+    /// Nothing usable (never fetched, or older than TTL + `max_stale_secs`).
+    Missing,
+}
+
+/// Why the gate is consulting the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// An ordinary request that needs the issuer's keys.
+    Request,
+    /// The token's `kid` is not among the cached keys.
+    UnknownKid,
+}
+
+/// What the adapter should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchPlan {
+    /// Nothing; use what is cached.
+    None,
+    /// Fetch now and wait for it (no usable keys, or an unknown `kid` past the cooldown).
+    Now,
+    /// Serve from cache and refresh in the background (`ctx.wait_until`).
+    Background,
+}
+
+/// The result of one fetch, as the adapter saw it.
+#[derive(Debug, Clone)]
+pub enum FetchOutcome {
+    /// The issuer answered.
+    Response {
+        /// HTTP status.
+        status: u16,
+        /// `Cache-Control` header, if any.
+        cache_control: Option<String>,
+        /// Body text.
+        body: String,
+    },
+    /// Network error or timeout (the message is for logs).
+    Failed(String),
+}
+
+/// What a completed fetch did, for the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FetchReport {
+    /// True if the new keys replaced the old ones.
+    pub ok: bool,
+    /// Number of usable keys now cached.
+    pub keys: usize,
+    /// TTL given to the new keys.
+    pub ttl_secs: Option<i64>,
+    /// Why the fetch was not used, if it was not.
+    pub error: Option<String>,
+    /// Keys in the document that were skipped, with reasons.
+    pub skipped: Vec<String>,
+}
+
+/// The persisted form of the last good key set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwksSnapshot {
+    /// Format version (1).
+    pub v: u32,
+    /// The JWKS URL the keys came from.
+    pub jwks_uri: String,
+    /// When they were fetched (Unix seconds).
+    pub fetched_at: i64,
+    /// Their TTL.
+    pub ttl_secs: i64,
+    /// The JWK Set document as fetched.
+    pub jwks: String,
+}
+
+/// Cache state for one issuer's `jwks_uri`.
+#[derive(Debug, Clone)]
+pub struct IssuerKeyCache {
+    jwks_uri: String,
+    cfg: JwksCacheConfig,
+    fetched: Option<Fetched>,
+    last_attempt_at: Option<i64>,
+    last_attempt_ok: bool,
+    in_flight_since: Option<i64>,
+}
+
+/// Largest JWKS document accepted, in bytes.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+impl IssuerKeyCache {
+    /// An empty cache for `jwks_uri`.
+    pub fn new(jwks_uri: impl Into<String>, cfg: JwksCacheConfig) -> Self {
+        IssuerKeyCache { jwks_uri: jwks_uri.into(), cfg, fetched: None, last_attempt_at: None, last_attempt_ok: true, in_flight_since: None }
+    }
+
+    /// The URL this cache fetches.
+    pub fn jwks_uri(&self) -> &str {
+        &self.jwks_uri
+    }
+
+    /// Freshness at `now`.
+    pub fn freshness(&self, now: i64) -> Freshness {
+        match &self.fetched {
+            None => Freshness::Missing,
+            Some(f) => {
+                let age = now - f.fetched_at;
+                if age < f.ttl_secs {
+                    Freshness::Fresh
+                } else if age < f.ttl_secs + i64::from(self.cfg.max_stale_secs) {
+                    Freshness::Stale
+                } else {
+                    Freshness::Missing
+                }
+            }
+        }
+    }
+
+    /// The keys usable at `now` (fresh or stale), if any.
+    pub fn keys(&self, now: i64) -> Option<&KeySet> {
+        match self.freshness(now) {
+            Freshness::Missing => None,
+            _ => self.fetched.as_ref().map(|f| &f.keys),
+        }
+    }
+
+    /// True if the last fetch attempt failed.
+    pub fn last_attempt_failed(&self) -> bool {
+        !self.last_attempt_ok
+    }
+
+    fn in_flight(&self, now: i64) -> bool {
+        // A refresh whose completion was never reported (isolate evicted mid-fetch) stops
+        // counting after twice the fetch timeout.
+        let bound = (i64::from(self.cfg.fetch_timeout_ms) + 999) / 1000 * 2;
+        self.in_flight_since.is_some_and(|t| now - t < bound.max(1))
+    }
+
+    fn cooled_down(&self, now: i64) -> bool {
+        self.last_attempt_at.is_none_or(|t| now - t >= i64::from(self.cfg.unknown_kid_cooldown_secs))
+    }
+
+    /// Decides whether to fetch.
+    pub fn plan(&self, now: i64, trigger: Trigger) -> FetchPlan {
+        let fresh = self.freshness(now);
+        match trigger {
+            Trigger::UnknownKid => {
+                if self.cooled_down(now) && !self.in_flight(now) {
+                    FetchPlan::Now
+                } else {
+                    FetchPlan::None
+                }
+            }
+            Trigger::Request => match fresh {
+                // No keys: this request must fetch for itself (in-flight work of other
+                // requests cannot be awaited in a Worker). After a failure, wait out the
+                // cooldown rather than hammering a failing issuer.
+                Freshness::Missing => {
+                    if self.last_attempt_ok || self.cooled_down(now) {
+                        FetchPlan::Now
+                    } else {
+                        FetchPlan::None
+                    }
+                }
+                Freshness::Stale | Freshness::Fresh => {
+                    let due = self.fetched.as_ref().is_some_and(|f| now - f.fetched_at >= f.ttl_secs * 9 / 10);
+                    let may = !self.in_flight(now) && (self.last_attempt_ok || self.cooled_down(now));
+                    if due && may {
+                        FetchPlan::Background
+                    } else {
+                        FetchPlan::None
+                    }
+                }
+            },
+        }
+    }
+
+    /// Records that a fetch starts at `now`.
+    pub fn begin(&mut self, now: i64) {
+        self.last_attempt_at = Some(now);
+        self.in_flight_since = Some(now);
+    }
+
+    /// Applies a fetch outcome. Bad outcomes keep the last good keys.
+    pub fn complete(&mut self, now: i64, outcome: FetchOutcome) -> FetchReport {
+        self.in_flight_since = None;
+        self.last_attempt_at = Some(self.last_attempt_at.map_or(now, |t| t.max(now)));
+        let result = match outcome {
+            FetchOutcome::Failed(e) => Err((e, Vec::new())),
+            FetchOutcome::Response { status, .. } if status != 200 => Err((format!("HTTP status {status}"), Vec::new())),
+            FetchOutcome::Response { body, .. } if body.len() > MAX_JWKS_BYTES => {
+                Err((format!("JWKS larger than {MAX_JWKS_BYTES} bytes"), Vec::new()))
+            }
+            FetchOutcome::Response { cache_control, body, .. } => match parse_strict(body.as_bytes()) {
+                Err(_) => Err(("JWKS is not valid JSON".to_string(), Vec::new())),
+                Ok(doc) => match KeySet::parse(&doc, KeySource::Fetched) {
+                    Err(e) => Err((e.to_string(), Vec::new())),
+                    Ok(keys) if keys.keys.is_empty() => Err(("JWKS has no usable signature key".to_string(), keys.skipped)),
+                    Ok(keys) => {
+                        let ttl = self.ttl_from(cache_control.as_deref());
+                        Ok((keys, body, ttl))
+                    }
+                },
+            },
+        };
+        match result {
+            Ok((keys, doc, ttl_secs)) => {
+                let report = FetchReport { ok: true, keys: keys.keys.len(), ttl_secs: Some(ttl_secs), error: None, skipped: keys.skipped.clone() };
+                self.fetched = Some(Fetched { keys, doc, fetched_at: now, ttl_secs });
+                self.last_attempt_ok = true;
+                report
+            }
+            Err((error, skipped)) => {
+                self.last_attempt_ok = false;
+                FetchReport { ok: false, keys: self.keys(now).map_or(0, |k| k.keys.len()), ttl_secs: None, error: Some(error), skipped }
+            }
+        }
+    }
+
+    /// TTL from `Cache-Control`, clamped to the configured bounds.
+    pub fn ttl_from(&self, cache_control: Option<&str>) -> i64 {
+        let min = i64::from(self.cfg.min_ttl_secs);
+        let max = i64::from(self.cfg.max_ttl_secs);
+        let mut max_age: Option<i64> = None;
+        for d in cache_control.unwrap_or("").split(',') {
+            let d = d.trim();
+            let (name, value) = d.split_once('=').unwrap_or((d, ""));
+            match name.trim().to_ascii_lowercase().as_str() {
+                "no-store" | "no-cache" => return min,
+                "max-age" => max_age = value.trim().trim_matches('"').parse::<i64>().ok(),
+                _ => {}
+            }
+        }
+        max_age.unwrap_or(min).clamp(min, max)
+    }
+
+    /// The last good keys in persistable form.
+    pub fn snapshot(&self) -> Option<JwksSnapshot> {
+        self.fetched.as_ref().map(|f| JwksSnapshot {
+            v: 1,
+            jwks_uri: self.jwks_uri.clone(),
+            fetched_at: f.fetched_at,
+            ttl_secs: f.ttl_secs,
+            jwks: f.doc.clone(),
+        })
+    }
+
+    /// Loads a persisted snapshot if it is for this URL, still usable at `now`, and newer than
+    /// what is cached. Returns whether it was taken.
+    pub fn restore(&mut self, snap: &JwksSnapshot, now: i64) -> bool {
+        if snap.v != 1 || snap.jwks_uri != self.jwks_uri || snap.ttl_secs <= 0 || snap.fetched_at > now + 300 {
+            return false;
+        }
+        if now - snap.fetched_at >= snap.ttl_secs + i64::from(self.cfg.max_stale_secs) {
+            return false;
+        }
+        if self.fetched.as_ref().is_some_and(|f| f.fetched_at >= snap.fetched_at) {
+            return false;
+        }
+        let ttl = snap.ttl_secs.clamp(i64::from(self.cfg.min_ttl_secs), i64::from(self.cfg.max_ttl_secs));
+        let Ok(doc) = parse_strict(snap.jwks.as_bytes()) else { return false };
+        match KeySet::parse(&doc, KeySource::Fetched) {
+            Ok(keys) if !keys.keys.is_empty() => {
+                self.fetched = Some(Fetched { keys, doc: snap.jwks.clone(), fetched_at: snap.fetched_at, ttl_secs: ttl });
+                true
+            }
+            _ => false,
+        }
+    }
+}

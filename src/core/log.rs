@@ -1,0 +1,57 @@
+//! Structured decision records. Tokens, keys and secrets never appear: only a short SHA-256
+//! fingerprint of a token.
+
+use super::request::CredentialSource;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// `sha256:` and the first 16 hex digits of the SHA-256 of `bytes`.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    format!("sha256:{}", hex::encode(&d[..8]))
+}
+
+/// One line per request.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DecisionLog<'a> {
+    /// Always "decision".
+    pub event: &'static str,
+    /// Milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// Request id.
+    pub request_id: &'a str,
+    /// "accept", "public" or "reject".
+    pub decision: &'static str,
+    /// HTTP status sent (for accepted requests, the origin's).
+    pub status: u16,
+    /// Reason code for rejections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// Internal detail for the operator (never sent to the client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Method.
+    pub method: &'a str,
+    /// Path.
+    pub path: &'a str,
+    /// Where the credential was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialSource>,
+    /// Token fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_fp: Option<String>,
+    /// Verified issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Verified subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Key id used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// Algorithm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alg: Option<&'static str>,
+    /// JWKS fetches this request waited for.
+    pub jwks_fetches: u32,
+}

@@ -1,0 +1,194 @@
+//! The request side of the gate, with no I/O: finding the credential, and planning the request
+//! that goes to the origin (credential removed, identity headers set, hop-by-hop headers dropped).
+
+use super::config::{Policy, RESERVED_HEADER_PREFIX};
+use super::error::AuthError;
+use super::verify::VerifiedToken;
+
+/// Where the credential was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialSource {
+    /// `Authorization: Bearer`.
+    Header,
+    /// The configured cookie.
+    Cookie,
+    /// The configured query parameter.
+    Query,
+}
+
+/// A credential taken from the request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The token text (never log it; log [`super::log::fingerprint`] of it).
+    pub token: String,
+    /// Where it was.
+    pub source: CredentialSource,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential({:?}, {})", self.source, super::log::fingerprint(self.token.as_bytes()))
+    }
+}
+
+/// A read-only view of the request the gate needs.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// Method, upper case.
+    pub method: &'a str,
+    /// Path (percent-encoded as received).
+    pub path: &'a str,
+    /// Query string without `?` (may be empty).
+    pub query: &'a str,
+    /// Headers (names in any case; repeated names allowed).
+    pub headers: &'a [(String, String)],
+}
+
+impl RequestView<'_> {
+    fn header_values<'h>(&'h self, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Finds the credential: `Authorization: Bearer`, the configured cookie, or the configured query
+/// parameter. A request that carries tokens in more than one place, or several different ones,
+/// is refused (RFC 6750 §2: clients must use one method).
+pub fn extract_credential(req: &RequestView<'_>, policy: &Policy) -> Result<Option<Credential>, AuthError> {
+    let mut found: Vec<Credential> = Vec::new();
+    for v in req.header_values("authorization") {
+        let v = v.trim();
+        let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let token = rest.trim();
+            if token.is_empty() {
+                return Err(AuthError::MalformedToken);
+            }
+            found.push(Credential { token: token.to_string(), source: CredentialSource::Header });
+        }
+    }
+    if let Some(name) = &policy.cookie_name {
+        for header in req.header_values("cookie") {
+            for (k, v) in cookie_pairs(header) {
+                if k == name && !v.is_empty() {
+                    found.push(Credential { token: v.to_string(), source: CredentialSource::Cookie });
+                }
+            }
+        }
+    }
+    if let Some(q) = &policy.query_param {
+        for (k, v) in query_pairs(req.query) {
+            if k == q.as_str() && !v.is_empty() {
+                found.push(Credential { token: v.to_string(), source: CredentialSource::Query });
+            }
+        }
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        _ => {
+            // The same token in several places (a browser sending the cookie along with the header)
+            // is harmless; different tokens are ambiguous.
+            let first = &found[0].token;
+            if found.iter().all(|c| &c.token == first) {
+                Ok(Some(found.swap_remove(0)))
+            } else {
+                Err(AuthError::MalformedToken)
+            }
+        }
+    }
+}
+
+fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    header.split(';').filter_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        Some((k.trim(), v.trim().trim_matches('"')))
+    })
+}
+
+fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
+    q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The request to send to the origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardPlan {
+    /// Absolute URL.
+    pub url: String,
+    /// Headers, in order (names lower case).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Plans the origin request: the client's credential is removed in every form, client copies of
+/// identity headers are stripped before the verified values are set, hop-by-hop headers are
+/// dropped, and the request id is set.
+pub fn plan_forward(req: &RequestView<'_>, verified: Option<&VerifiedToken>, policy: &Policy, request_id: &str) -> ForwardPlan {
+    let mut connection_listed: Vec<String> = Vec::new();
+    for v in req.header_values("connection") {
+        connection_listed.extend(v.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()));
+    }
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(req.headers.len() + 4);
+    for (name, value) in req.headers {
+        let n = name.to_ascii_lowercase();
+        let drop = HOP_BY_HOP.contains(&n.as_str())
+            || connection_listed.contains(&n)
+            || n == "host"
+            || n == "authorization"
+            || n.starts_with(RESERVED_HEADER_PREFIX)
+            || n == policy.request_id_header
+            || policy.forward_claims.iter().any(|(h, _)| *h == n);
+        if drop {
+            continue;
+        }
+        if n == "cookie" {
+            if let Some(name) = &policy.cookie_name {
+                let kept: Vec<&str> = value
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty() && p.split_once('=').map_or(p.trim(), |(k, _)| k.trim()) != name)
+                    .collect();
+                if !kept.is_empty() {
+                    headers.push((n, kept.join("; ")));
+                }
+                continue;
+            }
+        }
+        headers.push((n, value.clone()));
+    }
+    if let Some(v) = verified {
+        for (header, claim) in &policy.forward_claims {
+            if let Some(text) = v.claim_text(claim) {
+                // A claim that cannot be a header value verbatim is not forwarded at all.
+                if text.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
+                    headers.push((header.clone(), text));
+                }
+            }
+        }
+    }
+    headers.push((policy.request_id_header.clone(), request_id.to_string()));
+    let mut url = format!("{}{}", policy.origin, if req.path.is_empty() { "/" } else { req.path });
+    let query: Vec<&str> = req
+        .query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| policy.query_param.as_deref().is_none_or(|q| p.split_once('=').map_or(*p, |(k, _)| k) != q))
+        .collect();
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query.join("&"));
+    }
+    ForwardPlan { url, headers }
+}

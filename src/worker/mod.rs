@@ -1,0 +1,257 @@
+//! The Cloudflare Worker adapter: reads the configuration, the clock, KV and the network, and
+//! drives the core. All policy lives in [`crate::core`].
+
+mod jwks;
+mod webcrypto;
+
+use crate::core::config::{ConfigError, Policy};
+use crate::core::error::AuthError;
+use crate::core::gate::issuer_keys;
+use crate::core::jwk::KeySet;
+use crate::core::log::{fingerprint, DecisionLog};
+use crate::core::request::{extract_credential, plan_forward, Credential, RequestView};
+use crate::core::route::Requirement;
+use crate::core::token::UnverifiedToken;
+use crate::core::verify::{PendingToken, VerifiedToken};
+use std::cell::RefCell;
+use std::rc::Rc;
+use worker::{console_error, console_log, console_warn, event, Context, Env, Request, Response};
+
+/// Name of the var holding the configuration JSON.
+pub const CONFIG_VAR: &str = "EDGEWARD_CONFIG";
+/// Name of the KV binding for JWKS snapshots (optional).
+pub const KV_BINDING: &str = "EDGEWARD_KV";
+
+/// Per-isolate state: the validated policy (or the error that fails every request closed).
+struct Isolate {
+    config_fp: String,
+    policy: Result<Rc<Policy>, ConfigError>,
+}
+
+thread_local! {
+    static ISOLATE: RefCell<Option<Rc<Isolate>>> = const { RefCell::new(None) };
+}
+
+fn isolate(env: &Env) -> Rc<Isolate> {
+    let text = env.var(CONFIG_VAR).map(|v| v.to_string()).ok();
+    let fp = fingerprint(text.as_deref().unwrap_or("").as_bytes());
+    if let Some(i) = ISOLATE.with(|s| s.borrow().clone()).filter(|i| i.config_fp == fp) {
+        return i;
+    }
+    let policy = match text {
+        None => Err(ConfigError { field: CONFIG_VAR.into(), message: "the var is not set".into() }),
+        Some(t) => Policy::from_json(&t),
+    };
+    match &policy {
+        Ok(p) => {
+            for w in &p.warnings {
+                console_warn!("{}", serde_json::json!({"event": "config_warning", "message": w}));
+            }
+            jwks::reset(p);
+        }
+        Err(e) => console_error!(
+            "{}",
+            serde_json::json!({"event": "config_invalid", "field": e.field, "message": e.to_string()})
+        ),
+    }
+    let i = Rc::new(Isolate { config_fp: fp, policy: policy.map(Rc::new) });
+    ISOLATE.with(|s| *s.borrow_mut() = Some(i.clone()));
+    i
+}
+
+fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
+}
+
+fn request_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // No randomness: still unique enough per isolate for correlation, never for security.
+        b[..8].copy_from_slice(&now_ms().to_be_bytes());
+    }
+    hex::encode(b)
+}
+
+/// Outcome of the gate for one request, before the origin is called.
+enum Verdict {
+    Public,
+    Accept(Box<VerifiedToken>),
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let start = now_ms();
+    let rid = request_id();
+    let iso = isolate(&env);
+    let method = req.method().to_string().to_ascii_uppercase();
+    let url = req.url()?;
+    let path = url.path().to_string();
+    let query = url.query().unwrap_or("").to_string();
+    let headers: Vec<(String, String)> = req.headers().entries().collect();
+    let view = RequestView { method: &method, path: &path, query: &query, headers: &headers };
+    let mut log = DecisionLog { event: "decision", ts_ms: start, request_id: &rid, method: &method, path: &path, ..Default::default() };
+
+    let policy = match &iso.policy {
+        Ok(p) => p.clone(),
+        Err(e) => {
+            log.detail = Some(e.to_string());
+            return Ok(reject(&AuthError::ConfigInvalid, "edgeward", &rid, &mut log));
+        }
+    };
+    let verdict = gate(&view, &policy, &env, &ctx, now_secs(start), &mut log).await;
+    match verdict {
+        Err(e) => Ok(reject(&e, &policy.realm, &rid, &mut log)),
+        Ok(v) => {
+            let verified = match &v {
+                Verdict::Accept(t) => Some(t.as_ref()),
+                Verdict::Public => None,
+            };
+            let plan = plan_forward(&view, verified, &policy, &rid);
+            match forward(req, &method, plan, &policy.request_id_header, &rid).await {
+                Ok(resp) => {
+                    log.decision = if verified.is_some() { "accept" } else { "public" };
+                    log.status = resp.status_code();
+                    emit(&log);
+                    Ok(resp)
+                }
+                Err(detail) => {
+                    log.detail = Some(detail);
+                    Ok(reject(&AuthError::OriginUnreachable, &policy.realm, &rid, &mut log))
+                }
+            }
+        }
+    }
+}
+
+fn now_secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+async fn gate(view: &RequestView<'_>, policy: &Policy, env: &Env, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<Verdict, AuthError> {
+    let requirement = policy.routes.requirement(view.method, view.path);
+    if requirement == Requirement::Public {
+        return Ok(Verdict::Public);
+    }
+    let Credential { token, source } = extract_credential(view, policy)?.ok_or(AuthError::MissingToken)?;
+    log.credential = Some(source);
+    log.token_fp = Some(fingerprint(token.as_bytes()));
+    let unverified = UnverifiedToken::parse(&token, policy.max_token_bytes)?;
+    let pending = PendingToken::new(unverified, policy)?;
+    log.alg = Some(pending.alg().name());
+    log.kid = pending.kid().map(|k| k.chars().take(64).collect());
+    let i = pending.issuer_index();
+    let kv = env.kv(KV_BINDING).ok();
+    let fetched: Option<KeySet> = if policy.issuers[i].jwks_uri.is_some() {
+        let k = jwks::keys_for_request(policy, i, kv.as_ref(), ctx, now, &mut log.jwks_fetches).await;
+        if k.is_none() && policy.issuers[i].inline_keys.keys.is_empty() {
+            return Err(AuthError::JwksUnavailable);
+        }
+        k
+    } else {
+        None
+    };
+    let mut fetched = fetched;
+    let key = loop {
+        match pending.select_key(issuer_keys(policy, fetched.as_ref(), i)) {
+            Ok(k) => break k.clone(),
+            Err(AuthError::UnknownKid) if policy.issuers[i].jwks_uri.is_some() => {
+                match jwks::refetch_for_unknown_kid(policy, i, kv.as_ref(), ctx, now, &mut log.jwks_fetches).await {
+                    jwks::Refetch::Fetched(k) => {
+                        fetched = Some(k);
+                        // Second and last look: still unknown is the client's problem.
+                        match pending.select_key(issuer_keys(policy, fetched.as_ref(), i)) {
+                            Ok(k) => break k.clone(),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    jwks::Refetch::IssuerDown => return Err(AuthError::JwksUnavailable),
+                    jwks::Refetch::CoolingDown => return Err(AuthError::UnknownKid),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let job = pending.job(&key)?;
+    let proof = webcrypto::verify(&job).await?;
+    let verified = pending.finish(proof, &key, policy, now)?;
+    log.iss = verified.issuer().map(str::to_owned);
+    log.sub = verified.subject().map(str::to_owned);
+    verified.authorize(&requirement)?;
+    Ok(Verdict::Accept(Box::new(verified)))
+}
+
+/// Sends the planned request to the origin and relays its response with the request id.
+async fn forward(req: Request, method: &str, plan: crate::core::request::ForwardPlan, rid_header: &str, rid: &str) -> Result<Response, String> {
+    use worker::web_sys;
+    let headers = web_sys::Headers::new().map_err(|_| "headers".to_string())?;
+    for (k, v) in &plan.headers {
+        // A header value the runtime refuses is dropped rather than failing the request.
+        let _ = headers.append(k, v);
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(&headers);
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    if !matches!(method, "GET" | "HEAD") {
+        if let Some(body) = req.inner().body() {
+            init.set_body(&body);
+        }
+    }
+    let out = web_sys::Request::new_with_str_and_init(&plan.url, &init).map_err(|e| format!("bad origin request: {e:?}"))?;
+    let resp = worker::Fetch::Request(Request::from(out)).send().await.map_err(|e| format!("origin fetch failed: {e}"))?;
+    let inner: web_sys::Response = resp.into();
+    let h = web_sys::Headers::new_with_headers(&inner.headers()).map_err(|_| "headers".to_string())?;
+    let _ = h.set(rid_header, rid);
+    let rinit = web_sys::ResponseInit::new();
+    rinit.set_status(inner.status());
+    rinit.set_status_text(&inner.status_text());
+    rinit.set_headers(&h);
+    let relayed = web_sys::Response::new_with_opt_readable_stream_and_init(inner.body().as_ref(), &rinit)
+        .map_err(|e| format!("relay failed: {e:?}"))?;
+    Ok(Response::from(relayed))
+}
+
+/// The one place a rejection becomes an HTTP response.
+fn reject(e: &AuthError, realm: &str, rid: &str, log: &mut DecisionLog<'_>) -> Response {
+    let r = e.rejection(realm);
+    log.decision = "reject";
+    log.status = r.status;
+    log.reason = Some(r.code);
+    if log.detail.is_none() {
+        log.detail = Some(e.to_string());
+    }
+    emit(log);
+    let mut body = serde_json::json!({"code": r.code, "message": r.message, "request_id": rid});
+    if let Some(err) = r.rfc_error {
+        body["error"] = serde_json::Value::from(err);
+    }
+    let mut resp = Response::ok(body.to_string()).map(|x| x.with_status(r.status)).unwrap_or_else(|_| Response::empty().unwrap_or_else(|_| unreachable_response()));
+    let h = resp.headers_mut();
+    let _ = h.set("content-type", "application/json");
+    let _ = h.set("cache-control", "no-store");
+    let _ = h.set("x-request-id", rid);
+    if let Some(w) = &r.www_authenticate {
+        let _ = h.set("www-authenticate", w);
+    }
+    if r.status == 503 {
+        let _ = h.set("retry-after", "5");
+    }
+    resp
+}
+
+fn unreachable_response() -> Response {
+    Response::from(worker::web_sys::Response::new().unwrap_or_else(|_| panic_free_default()))
+}
+
+fn panic_free_default() -> worker::web_sys::Response {
+    // `new Response()` cannot fail in a Worker; this keeps the request path free of panics anyway.
+    worker::web_sys::Response::error()
+}
+
+fn emit(log: &DecisionLog<'_>) {
+    match serde_json::to_string(log) {
+        Ok(s) if log.status >= 500 => console_error!("{s}"),
+        Ok(s) => console_log!("{s}"),
+        Err(_) => console_error!("{{\"event\":\"log_error\"}}"),
+    }
+}

@@ -1,0 +1,133 @@
+//! Signature checks on the runtime's WebCrypto (`crypto.subtle`), which runs native code and is far
+//! faster than pure-Rust crypto compiled to wasm. Keys are imported once per isolate and cached as
+//! `CryptoKey`s (plain objects, not in-flight I/O, so sharing them across requests is safe).
+//! Where WebCrypto lacks an algorithm (P-521 on some runtimes) the pure-Rust backend is used.
+
+use crate::core::alg::{Algorithm, KeyFamily};
+use crate::core::crypto::verify_es512;
+use crate::core::error::AuthError;
+use crate::core::jwk::KeyMaterial;
+use crate::core::verify::{SignatureJob, SignatureProof};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use worker::js_sys::{self, Array, Object, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+
+thread_local! {
+    static KEYS: RefCell<HashMap<String, JsValue>> = RefCell::new(HashMap::new());
+}
+
+/// Most keys cached per isolate (a JWKS rotation adds a few; garbage cannot add any, since only
+/// configured keys are ever imported).
+const MAX_CACHED_KEYS: usize = 256;
+
+fn obj(pairs: &[(&str, JsValue)]) -> Object {
+    let o = Object::new();
+    for (k, v) in pairs {
+        let _ = Reflect::set(&o, &JsValue::from_str(k), v);
+    }
+    o
+}
+
+fn hash_name(alg: Algorithm) -> &'static str {
+    match alg.hash_len() {
+        32 => "SHA-256",
+        48 => "SHA-384",
+        _ => "SHA-512",
+    }
+}
+
+/// (importKey algorithm, verify algorithm) for `alg`.
+fn params(alg: Algorithm, material: &KeyMaterial) -> Option<(Object, Object)> {
+    let hash = || JsValue::from(obj(&[("name", JsValue::from_str(hash_name(alg)))]));
+    let s = JsValue::from_str;
+    Some(match (alg, alg.key_family()) {
+        (Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512, _) => (
+            obj(&[("name", s("RSASSA-PKCS1-v1_5")), ("hash", hash())]),
+            obj(&[("name", s("RSASSA-PKCS1-v1_5"))]),
+        ),
+        (Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512, _) => (
+            obj(&[("name", s("RSA-PSS")), ("hash", hash())]),
+            obj(&[("name", s("RSA-PSS")), ("saltLength", JsValue::from(alg.hash_len() as u32))]),
+        ),
+        (_, KeyFamily::Ec(curve)) => {
+            let KeyMaterial::Ec { .. } = material else { return None };
+            (
+                obj(&[("name", s("ECDSA")), ("namedCurve", s(curve.name()))]),
+                obj(&[("name", s("ECDSA")), ("hash", hash())]),
+            )
+        }
+        (_, KeyFamily::Ed25519) => (obj(&[("name", s("Ed25519"))]), obj(&[("name", s("Ed25519"))])),
+        (_, KeyFamily::Oct) => (obj(&[("name", s("HMAC")), ("hash", hash())]), obj(&[("name", s("HMAC"))])),
+        _ => return None,
+    })
+}
+
+fn subtle() -> Result<JsValue, JsValue> {
+    let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))?;
+    Reflect::get(&crypto, &JsValue::from_str("subtle"))
+}
+
+async fn call(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
+    let f: js_sys::Function = Reflect::get(target, &JsValue::from_str(method))?.dyn_into()?;
+    let promise: js_sys::Promise = f.apply(target, args)?.dyn_into()?;
+    JsFuture::from(promise).await
+}
+
+/// Cache key: the algorithm plus a fingerprint of the public key material.
+fn cache_key(job: &SignatureJob<'_>) -> String {
+    let json = serde_json::to_string(job.key.to_json()).unwrap_or_default();
+    format!("{}:{}", job.alg.name(), crate::core::log::fingerprint(json.as_bytes()))
+}
+
+async fn import(job: &SignatureJob<'_>, import_alg: &Object) -> Result<JsValue, JsValue> {
+    let key = cache_key(job);
+    if let Some(k) = KEYS.with(|m| m.borrow().get(&key).cloned()) {
+        return Ok(k);
+    }
+    let jwk_text = serde_json::to_string(job.key.to_json()).map_err(|_| JsValue::from_str("jwk"))?;
+    let jwk = js_sys::JSON::parse(&jwk_text)?;
+    let usages = Array::of1(&JsValue::from_str("verify"));
+    let args = Array::of5(&JsValue::from_str("jwk"), &jwk, import_alg, &JsValue::FALSE, &usages);
+    let crypto_key = call(&subtle()?, "importKey", &args).await?;
+    KEYS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= MAX_CACHED_KEYS {
+            m.clear();
+        }
+        m.insert(key, crypto_key.clone());
+    });
+    Ok(crypto_key)
+}
+
+/// Verifies `job` with WebCrypto (or pure Rust where WebCrypto cannot).
+pub async fn verify<'a>(job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, AuthError> {
+    let Some((import_alg, verify_alg)) = params(job.alg, &job.key.material) else {
+        return Err(AuthError::BadSignature);
+    };
+    let crypto_key = match import(job, &import_alg).await {
+        Ok(k) => k,
+        Err(_) => {
+            // WebCrypto without P-521: pure Rust. Any other import failure is a bad key.
+            if let (Algorithm::ES512, KeyMaterial::Ec { x, y, .. }) = (job.alg, &job.key.material) {
+                return if verify_es512(x, y, job.signing_input, job.signature) {
+                    Ok(SignatureProof::for_job(job))
+                } else {
+                    Err(AuthError::BadSignature)
+                };
+            }
+            return Err(AuthError::BadSignature);
+        }
+    };
+    let sig = Uint8Array::from(job.signature);
+    let data = Uint8Array::from(job.signing_input);
+    let args = Array::of4(&verify_alg, &crypto_key, &sig, &data);
+    match subtle() {
+        Ok(s) => match call(&s, "verify", &args).await {
+            Ok(v) if v.as_bool() == Some(true) => Ok(SignatureProof::for_job(job)),
+            _ => Err(AuthError::BadSignature),
+        },
+        Err(_) => Err(AuthError::Internal),
+    }
+}

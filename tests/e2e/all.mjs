@@ -1,0 +1,7 @@
+// Entry point for `node --test tests/e2e/`: Node 22 resolves a directory argument like a module
+// (package.json "main"), so this file loads every suite into one test process. Running the files
+// directly (`node --test tests/e2e/*.test.mjs`) works as well.
+import './proxy.test.mjs';
+import './jwks-cache.test.mjs';
+import './persistence.test.mjs';
+import './config.test.mjs';

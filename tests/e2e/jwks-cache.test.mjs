@@ -1,0 +1,169 @@
+// Edgeward end to end: the JWKS cache. Key rotation, garbage kids that must not hammer the
+// issuer, issuer outage with keys cached, and an issuer that is down before anything is cached.
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as h from './harness.mjs';
+
+const COOLDOWN_SECS = 2;
+const COOLDOWN_MS = COOLDOWN_SECS * 1000;
+const PAST_COOLDOWN_MS = COOLDOWN_MS + 400;
+
+describe('JWKS cache: rotation, garbage kids, issuer outage', { timeout: 240_000 }, () => {
+  let jwks;
+  let origin;
+  let worker;
+  let k1, k2, garbage;
+  const kinds = {};
+
+  before(
+    async () => {
+      await h.ensureBuilt();
+      [k1, k2, garbage] = await Promise.all([h.makeKey('RS256', 'k1-rsa'), h.makeKey('ES256', 'k2-ec-rotated'), h.makeKey('EdDSA', 'garbage-base')]);
+      jwks = await h.startJwksServer({ keys: [k1.jwk] });
+      origin = await h.startOrigin();
+      const config = h.baseConfig({ jwks, origin, jwksCache: { unknown_kid_cooldown_secs: COOLDOWN_SECS } });
+      worker = await h.startWrangler({ label: 'jwks-cache', config });
+    },
+    { timeout: 660_000 },
+  );
+
+  after(async () => {
+    await worker?.stop();
+    await origin?.stop();
+    await jwks?.stop();
+  });
+
+  const get = (token, path = '/api/cache') => worker.request({ path, headers: h.bearer(token) });
+  const garbageToken = () => h.mintToken(garbage, { issuer: jwks.issuer, header: { kid: `garbage-${h.testId()}` } });
+
+  it('fetches the JWKS once, then verifies from the cache', async () => {
+    for (let i = 0; i < 5; i++) {
+      const res = await get(await h.mintToken(k1, { issuer: jwks.issuer }));
+      assert.equal(res.status, 200, `request ${i}: ${res.status} ${res.text.slice(0, 300)}`);
+      kinds.allowed ??= res.headers['x-request-id'];
+    }
+    assert.equal(jwks.count, 1, `expected exactly one JWKS fetch since the JWKS server started, saw ${jwks.count}`);
+  });
+
+  it('accepts a newly rotated kid once the unknown-kid cooldown has passed', async () => {
+    const before = jwks.count;
+    jwks.setKeys([k1.jwk, k2.jwk]);
+    const token = await h.mintToken(k2, { issuer: jwks.issuer, claims: { sub: 'rotated-user' } });
+    const first = await get(token);
+    if (first.status !== 200) h.assertInvalidToken(first, 'unknown_kid', 'rotated kid within the cooldown');
+    await h.sleep(PAST_COOLDOWN_MS);
+    const second = await get(token, '/api/rotated');
+    assert.equal(second.status, 200, `rotated kid after the cooldown: ${second.status} ${second.text.slice(0, 300)}`);
+    const grew = jwks.count - before;
+    assert.ok(grew >= 1 && grew <= 2, `JWKS fetches for the rotation: ${grew} (expected 1 or 2)`);
+    // The old key keeps working.
+    const old = await get(await h.mintToken(k1, { issuer: jwks.issuer }));
+    assert.equal(old.status, 200);
+    assert.equal(jwks.count - before, grew, 'a cached kid must not cause a fetch');
+  });
+
+  async function burst(label, { parallel }) {
+    const tokens = await Promise.all(Array.from({ length: 20 }, () => garbageToken()));
+    const before = jwks.count;
+    const t0 = Date.now();
+    let responses;
+    if (parallel) {
+      responses = await Promise.all(tokens.map((t) => get(t, '/api/garbage')));
+    } else {
+      responses = [];
+      for (const t of tokens) responses.push(await get(t, '/api/garbage'));
+    }
+    const elapsed = Date.now() - t0;
+    for (const [i, res] of responses.entries()) {
+      const body = h.assertInvalidToken(res, 'unknown_kid', `${label} #${i}`);
+      kinds.invalid_token ??= body.request_id;
+    }
+    const grew = jwks.count - before;
+    // One fetch per cooldown period. Worker clocks tick in whole seconds (and the Worker may count
+    // the cooldown in whole seconds), so two fetches a cooldown apart can be as little as
+    // (cooldown - 1 s) apart in real time; the bound allows for that and no more.
+    const allowed = Math.floor(elapsed / (COOLDOWN_MS - 1000)) + 1;
+    assert.ok(grew <= allowed, `${label}: 20 garbage kids in ${elapsed} ms caused ${grew} JWKS fetches (at most ${allowed} allowed)`);
+    return grew;
+  }
+
+  it('20 garbage-kid tokens cannot hammer the issuer (≤ 1 fetch per cooldown period)', async () => {
+    await h.sleep(PAST_COOLDOWN_MS); // outside the cooldown: the burst is as tempting as it gets
+    await burst('parallel burst', { parallel: true });
+    await burst('sequential burst', { parallel: false });
+    await h.sleep(PAST_COOLDOWN_MS);
+    await burst('second parallel burst', { parallel: true });
+    // Valid cached keys are unaffected by the garbage.
+    const res = await get(await h.mintToken(k2, { issuer: jwks.issuer }));
+    assert.equal(res.status, 200);
+  });
+
+  it('issuer outage: cached keys keep working, an unknown kid → 503 jwks_unavailable', async () => {
+    await jwks.stop();
+    try {
+      for (const key of [k1, k2]) {
+        const res = await get(await h.mintToken(key, { issuer: jwks.issuer }), '/api/outage');
+        assert.equal(res.status, 200, `cached ${key.kid} during the outage: ${res.status} ${res.text.slice(0, 300)}`);
+      }
+      await h.sleep(PAST_COOLDOWN_MS); // let the worker try the issuer for the unknown kid
+      const res = await get(await garbageToken(), '/api/outage');
+      const body = h.assertError(res, { status: 503, code: 'jwks_unavailable', context: 'unknown kid while the issuer is down' });
+      kinds.jwks_unavailable = body.request_id;
+      // The failed refresh must not have evicted the cached keys.
+      const again = await get(await h.mintToken(k1, { issuer: jwks.issuer }), '/api/outage');
+      assert.equal(again.status, 200, `cached key after a failed refresh: ${again.status} ${again.text.slice(0, 300)}`);
+    } finally {
+      await jwks.start();
+    }
+  });
+
+  it('logs: decision lines per request kind; no raw token in the output', async () => {
+    for (const kind of ['allowed', 'invalid_token', 'jwks_unavailable']) {
+      assert.ok(kinds[kind], `no ${kind} request recorded`);
+      assert.ok(await h.findDecisionLine(worker, kinds[kind]), `no decision log line mentions request ${kinds[kind]} (${kind})`);
+    }
+    h.assertNoTokensIn(worker.output);
+  });
+});
+
+describe('JWKS unreachable and nothing cached', { timeout: 180_000 }, () => {
+  let origin;
+  let worker;
+  let key;
+  let deadIssuer;
+
+  before(
+    async () => {
+      await h.ensureBuilt();
+      key = await h.makeKey('RS256', 'never-served');
+      const deadPort = await h.freePort(); // nothing listens here
+      deadIssuer = { issuer: `http://127.0.0.1:${deadPort}`, jwksUri: `http://127.0.0.1:${deadPort}/jwks.json` };
+      origin = await h.startOrigin();
+      worker = await h.startWrangler({ label: 'jwks-dead', config: h.baseConfig({ jwks: deadIssuer, origin }) });
+    },
+    { timeout: 660_000 },
+  );
+
+  after(async () => {
+    await worker?.stop();
+    await origin?.stop();
+  });
+
+  it('a well-formed token → 503 jwks_unavailable; public and missing-token paths are unaffected', async () => {
+    const token = await h.mintToken(key, { issuer: deadIssuer.issuer });
+    const id = h.testId();
+    const res = await worker.request({ path: '/api/needs-keys', headers: { ...h.bearer(token), 'x-test-id': id } });
+    const body = h.assertError(res, { status: 503, code: 'jwks_unavailable', context: 'issuer never reachable' });
+    assert.equal(origin.find(id), undefined, 'request forwarded without verification');
+
+    const pub = await worker.request({ path: '/public/ok' });
+    assert.equal(pub.status, 200, `public route while the issuer is down: ${pub.status}`);
+
+    const missing = await worker.request({ path: '/api/needs-keys' });
+    h.assertError(missing, { status: 401, code: 'missing_token', wwwAuth: `Bearer realm="${h.REALM}"` });
+
+    assert.ok(await h.findDecisionLine(worker, body.request_id), 'no decision log line for the 503');
+    h.assertNoTokensIn(worker.output, [token]);
+  });
+});

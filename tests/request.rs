@@ -1,0 +1,325 @@
+//! Host tests of the request side: finding the credential (`extract_credential`) and planning
+//! the origin request (`plan_forward`).
+
+mod common;
+
+use common::*;
+use edgeward::core::alg::Algorithm::*;
+use edgeward::core::config::Policy;
+use edgeward::core::request::{extract_credential, plan_forward, CredentialSource, ForwardPlan, RequestView};
+use edgeward::core::verify::VerifiedToken;
+use serde_json::{json, Value};
+
+const COOKIE: &str = "__Host-token";
+const QUERY: &str = "access_token";
+
+fn base_doc() -> Value {
+    config(vec![issuer_entry(Some(ISS), &["EdDSA"], vec![key(EdDSA).jwk("k", json!({}))])])
+}
+
+/// Cookie and query parameter configured, extra forwarded claims.
+fn full_policy() -> Policy {
+    let mut doc = base_doc();
+    doc["cookie_name"] = json!(COOKIE);
+    doc["query_param"] = json!(QUERY);
+    doc["forward_claims"] = json!({
+        "x-edgeward-sub": "sub",
+        "x-edgeward-iss": "iss",
+        "x-edgeward-scope": "scope",
+        "X-User-Email": "email",
+        "x-edgeward-roles": "roles",
+        "x-edgeward-uid": "uid",
+        "x-edgeward-admin": "admin"
+    });
+    policy(&doc)
+}
+
+/// Only `Authorization: Bearer`; default forwarded claims.
+fn header_only_policy() -> Policy {
+    policy(&base_doc())
+}
+
+fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+}
+
+fn view<'a>(path: &'a str, query: &'a str, headers: &'a [(String, String)]) -> RequestView<'a> {
+    RequestView { method: "GET", path, query, headers }
+}
+
+fn verified(p: &Policy, extra: Value) -> VerifiedToken {
+    let t = key(EdDSA).sign(Some("k"), &with(claims(), extra));
+    verify(p, &t).expect("test token verifies")
+}
+
+// ---------------------------------------------------------------------------------------------
+// extract_credential
+// ---------------------------------------------------------------------------------------------
+
+type Want = Result<Option<(&'static str, CredentialSource)>, &'static str>;
+
+#[test]
+fn credential_extraction_table() {
+    use CredentialSource::*;
+    let full = full_policy();
+    let bare = header_only_policy();
+    let cookie = |v: &'static str| ("Cookie", v);
+    let auth = |v: &'static str| ("Authorization", v);
+    let table: Vec<(&str, &Policy, Vec<(&str, &str)>, &str, Want)> = vec![
+        ("nothing", &full, vec![], "", Ok(None)),
+        ("unrelated headers", &full, vec![("Accept", "*/*")], "a=1", Ok(None)),
+        ("Bearer", &full, vec![auth("Bearer abc.def.ghi")], "", Ok(Some(("abc.def.ghi", Header)))),
+        ("bearer lower case", &full, vec![auth("bearer abc")], "", Ok(Some(("abc", Header)))),
+        ("BEARER upper case", &full, vec![auth("BEARER abc")], "", Ok(Some(("abc", Header)))),
+        ("BeArEr, extra spaces", &full, vec![auth("  BeArEr    abc  ")], "", Ok(Some(("abc", Header)))),
+        ("header name in any case", &full, vec![("AUTHORIZATION", "Bearer abc")], "", Ok(Some(("abc", Header)))),
+        ("Basic auth ignored", &full, vec![auth("Basic dXNlcjpwYXNz")], "", Ok(None)),
+        ("Digest auth ignored", &full, vec![auth("Digest username=\"x\"")], "", Ok(None)),
+        ("scheme glued to token", &full, vec![auth("Bearerabc")], "", Ok(None)),
+        ("Bearer without token", &full, vec![auth("Bearer")], "", Err("malformed_token")),
+        ("Bearer with only spaces", &full, vec![auth("Bearer    ")], "", Err("malformed_token")),
+        ("Basic plus Bearer", &full, vec![auth("Basic dXNlcjpwYXNz"), auth("Bearer abc")], "", Ok(Some(("abc", Header)))),
+        ("two different Bearer headers", &full, vec![auth("Bearer abc"), auth("Bearer xyz")], "", Err("malformed_token")),
+        ("cookie", &full, vec![cookie("theme=dark; __Host-token=abc; lang=en")], "", Ok(Some(("abc", Cookie)))),
+        ("cookie only", &full, vec![cookie("__Host-token=abc")], "", Ok(Some(("abc", Cookie)))),
+        ("quoted cookie value", &full, vec![cookie("__Host-token=\"abc\"")], "", Ok(Some(("abc", Cookie)))),
+        ("cookie name is exact", &full, vec![cookie("__host-token=abc; token=abc; x__Host-token=abc")], "", Ok(None)),
+        ("empty cookie value", &full, vec![cookie("__Host-token=")], "", Ok(None)),
+        ("cookie not configured", &bare, vec![cookie("__Host-token=abc")], "", Ok(None)),
+        ("query parameter", &full, vec![], "a=1&access_token=abc&b=2", Ok(Some(("abc", Query)))),
+        ("query parameter name is exact", &full, vec![], "access_token_hint=abc&Access_token=abc", Ok(None)),
+        ("empty query value", &full, vec![], "access_token=", Ok(None)),
+        ("query not configured", &bare, vec![], "access_token=abc", Ok(None)),
+        ("header and cookie differ", &full, vec![auth("Bearer abc"), cookie("__Host-token=xyz")], "", Err("malformed_token")),
+        ("header and cookie agree", &full, vec![auth("Bearer abc"), cookie("__Host-token=abc")], "", Ok(Some(("abc", Header)))),
+        ("header and query differ", &full, vec![auth("Bearer abc")], "access_token=xyz", Err("malformed_token")),
+        ("cookie and query differ", &full, vec![cookie("__Host-token=abc")], "access_token=xyz", Err("malformed_token")),
+        ("all three agree", &full, vec![auth("Bearer abc"), cookie("__Host-token=abc")], "access_token=abc", Ok(Some(("abc", Header)))),
+        ("cookie twice, differing", &full, vec![cookie("__Host-token=abc"), cookie("__Host-token=xyz")], "", Err("malformed_token")),
+        ("query twice, differing", &full, vec![], "access_token=abc&access_token=xyz", Err("malformed_token")),
+    ];
+    let mut failures = Vec::new();
+    for (name, p, headers, query, want) in table {
+        let hs = hdrs(&headers);
+        let got = extract_credential(&view("/", query, &hs), p);
+        let got_simple = match &got {
+            Ok(None) => Ok(None),
+            Ok(Some(c)) => Ok(Some((c.token.clone(), c.source))),
+            Err(e) => Err(e.code()),
+        };
+        let want_simple = want.map(|o| o.map(|(t, s)| (t.to_string(), s)));
+        if got_simple != want_simple {
+            failures.push(format!("{name}: want {want_simple:?}, got {got_simple:?}"));
+        }
+        if let Err(e) = &got {
+            let r = e.rejection("edgeward");
+            if r.status != 401 {
+                failures.push(format!("{name}: status {}", r.status));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn credential_debug_never_shows_the_token() {
+    let hs = hdrs(&[("Authorization", "Bearer super-secret-token-value")]);
+    let c = extract_credential(&view("/", "", &hs), &full_policy()).unwrap().unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("super-secret"), "{dbg}");
+    assert!(dbg.contains("sha256:"), "{dbg}");
+}
+
+#[test]
+fn extracted_credential_verifies() {
+    let p = full_policy();
+    let t = key(EdDSA).sign(Some("k"), &claims());
+    let cookie = format!("a=b; {COOKIE}={t}");
+    let hs = hdrs(&[("cookie", cookie.as_str())]);
+    let c = extract_credential(&view("/", "", &hs), &p).unwrap().unwrap();
+    assert_eq!((c.token.as_str(), c.source), (t.as_str(), CredentialSource::Cookie));
+    assert_eq!(verify(&p, &c.token).unwrap().subject(), Some("user-1"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// plan_forward
+// ---------------------------------------------------------------------------------------------
+
+fn get<'a>(plan: &'a ForwardPlan, name: &str) -> Vec<&'a str> {
+    plan.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+}
+
+#[test]
+fn forward_plan_strips_credentials_and_spoofed_identity() {
+    let p = full_policy();
+    let vt = verified(&p, json!({"email": "a@example.com", "roles": ["admin", "ops"], "uid": 42, "admin": true}));
+    let hs = hdrs(&[
+        ("Host", "gate.example"),
+        ("Authorization", "Bearer tok"),
+        ("Cookie", "theme=dark; __Host-token=tok; lang=en"),
+        ("Connection", "keep-alive, X-Hop-Secret"),
+        ("Keep-Alive", "timeout=5"),
+        ("X-Hop-Secret", "1"),
+        ("TE", "trailers"),
+        ("Trailer", "x-checksum"),
+        ("Upgrade", "h2c"),
+        ("Proxy-Authorization", "Basic eDp5"),
+        ("Proxy-Connection", "close"),
+        ("Transfer-Encoding", "chunked"),
+        ("X-Edgeward-Sub", "admin"),
+        ("x-edgeward-admin", "true"),
+        ("X-EDGEWARD-Anything", "spoof"),
+        ("X-Request-Id", "client-chosen"),
+        ("X-USER-EMAIL", "spoof@evil.example"),
+        ("Accept", "application/json"),
+        ("User-Agent", "test/1"),
+        ("X-Custom", "v"),
+        ("Content-Type", "application/json"),
+    ]);
+    let req = view("/api/items", "a=1&access_token=tok&b=2", &hs);
+    let plan = plan_forward(&req, Some(&vt), &p, "req-123");
+
+    assert_eq!(plan.url, format!("{ORIGIN}/api/items?a=1&b=2"));
+    let mut got: Vec<(String, String)> = plan.headers.clone();
+    got.sort();
+    let mut want = hdrs(&[
+        ("cookie", "theme=dark; lang=en"),
+        ("accept", "application/json"),
+        ("user-agent", "test/1"),
+        ("x-custom", "v"),
+        ("content-type", "application/json"),
+        ("x-edgeward-sub", "user-1"),
+        ("x-edgeward-iss", ISS),
+        ("x-edgeward-scope", "read write"),
+        ("x-user-email", "a@example.com"),
+        ("x-edgeward-roles", "admin ops"),
+        ("x-edgeward-uid", "42"),
+        ("x-edgeward-admin", "true"),
+        ("x-request-id", "req-123"),
+    ]);
+    want.sort();
+    assert_eq!(got, want);
+    // Names are lower case; the token appears nowhere.
+    assert!(plan.headers.iter().all(|(n, _)| *n == n.to_ascii_lowercase()));
+    assert!(plan.headers.iter().all(|(_, v)| !v.contains("tok;") && v != "tok" && !v.contains("Bearer")));
+    assert!(!plan.url.contains("access_token"));
+}
+
+#[test]
+fn forward_plan_without_a_token() {
+    // Public routes: no claim headers, but client copies are still stripped and the id is set.
+    let p = full_policy();
+    let hs = hdrs(&[("X-Edgeward-Sub", "admin"), ("x-request-id", "client"), ("x-user-email", "spoof"), ("Accept", "*/*")]);
+    let plan = plan_forward(&view("/public", "", &hs), None, &p, "rid-1");
+    assert_eq!(plan.url, format!("{ORIGIN}/public"));
+    assert_eq!(plan.headers, hdrs(&[("accept", "*/*"), ("x-request-id", "rid-1")]));
+}
+
+#[test]
+fn claim_values_that_are_not_header_safe_are_not_forwarded() {
+    let p = full_policy();
+    let table: Vec<(&str, Value, Vec<&str>)> = vec![
+        ("CRLF injection", json!({"sub": "a\r\nx-admin: 1"}), vec![]),
+        ("bare LF", json!({"sub": "a\nb"}), vec![]),
+        ("non-ASCII", json!({"sub": "José"}), vec![]),
+        ("NUL", json!({"sub": "a\u{0}b"}), vec![]),
+        ("tab is allowed", json!({"sub": "a\tb"}), vec!["a\tb"]),
+        ("printable", json!({"sub": "user:42 (x)"}), vec!["user:42 (x)"]),
+    ];
+    for (name, extra, want) in table {
+        let vt = verified(&p, extra);
+        let plan = plan_forward(&view("/", "", &[]), Some(&vt), &p, "r");
+        assert_eq!(get(&plan, "x-edgeward-sub"), want, "{name}");
+        assert!(plan.headers.iter().all(|(_, v)| !v.contains('\r') && !v.contains('\n')), "{name}");
+    }
+    // Claims that are objects, mixed arrays or absent are not forwarded.
+    let vt = verified(&p, json!({"email": {"a": 1}, "roles": ["a", 1], "uid": null}));
+    let plan = plan_forward(&view("/", "", &[]), Some(&vt), &p, "r");
+    for h in ["x-user-email", "x-edgeward-roles", "x-edgeward-uid", "x-edgeward-admin"] {
+        assert!(get(&plan, h).is_empty(), "{h}");
+    }
+}
+
+#[test]
+fn forward_plan_url_and_cookie_table() {
+    let full = full_policy();
+    let bare = header_only_policy();
+    let mut prefixed_doc = base_doc();
+    prefixed_doc["origin"] = json!("https://origin.example/base/");
+    prefixed_doc["query_param"] = json!(QUERY);
+    let prefixed = policy(&prefixed_doc);
+
+    // (name, policy, path, query, cookie header, want url, want cookie header)
+    let table: Vec<(&str, &Policy, &str, &str, Option<&str>, String, Option<&str>)> = vec![
+        ("path and query kept", &full, "/a/b", "x=1&y=2", None, format!("{ORIGIN}/a/b?x=1&y=2"), None),
+        ("empty path", &full, "", "", None, format!("{ORIGIN}/"), None),
+        ("percent-encoding kept verbatim", &full, "/a%2Fb/c%20d", "q=%26", None, format!("{ORIGIN}/a%2Fb/c%20d?q=%26"), None),
+        ("only the token in the query", &full, "/x", "access_token=tok", None, format!("{ORIGIN}/x"), None),
+        ("token param without value", &full, "/x", "access_token&k=v", None, format!("{ORIGIN}/x?k=v"), None),
+        ("similar param names kept", &full, "/x", "access_token_hint=1&access_token=t", None, format!("{ORIGIN}/x?access_token_hint=1"), None),
+        ("empty query pieces dropped", &full, "/x", "&&a=1&&", None, format!("{ORIGIN}/x?a=1"), None),
+        ("query param not configured", &bare, "/x", "access_token=tok&x=1", None, format!("{ORIGIN}/x?access_token=tok&x=1"), None),
+        ("origin with path prefix", &prefixed, "/api/x", "access_token=t&z=9", None, "https://origin.example/base/api/x?z=9".into(), None),
+        ("cookie: only the token", &full, "/", "", Some("__Host-token=tok"), format!("{ORIGIN}/"), None),
+        ("cookie: token removed, others kept", &full, "/", "", Some("a=1;__Host-token=tok;  b=2"), format!("{ORIGIN}/"), Some("a=1; b=2")),
+        ("cookie: similar names kept", &full, "/", "", Some("__Host-token2=x; token=y"), format!("{ORIGIN}/"), Some("__Host-token2=x; token=y")),
+        ("cookie not configured: verbatim", &bare, "/", "", Some("__Host-token=tok; a=1"), format!("{ORIGIN}/"), Some("__Host-token=tok; a=1")),
+    ];
+    for (name, p, path, query, cookie, want_url, want_cookie) in table {
+        let mut pairs = vec![("accept", "*/*")];
+        if let Some(c) = cookie {
+            pairs.push(("cookie", c));
+        }
+        let hs = hdrs(&pairs);
+        let plan = plan_forward(&view(path, query, &hs), None, p, "r");
+        assert_eq!(plan.url, want_url, "{name}");
+        assert_eq!(get(&plan, "cookie"), want_cookie.into_iter().collect::<Vec<_>>(), "{name}");
+        assert_eq!(get(&plan, "accept"), ["*/*"], "{name}");
+    }
+}
+
+#[test]
+fn split_cookie_headers_are_each_cleaned() {
+    let p = full_policy();
+    let hs = hdrs(&[("Cookie", "a=1; __Host-token=tok"), ("cookie", "__Host-token=tok; b=2")]);
+    // The same token twice is one credential...
+    let c = extract_credential(&view("/", "", &hs), &p).unwrap().unwrap();
+    assert_eq!(c.token, "tok");
+    // ...and neither copy reaches the origin.
+    let plan = plan_forward(&view("/", "", &hs), None, &p, "r");
+    assert_eq!(get(&plan, "cookie"), ["a=1", "b=2"]);
+}
+
+#[test]
+fn custom_request_id_header() {
+    let mut doc = base_doc();
+    doc["request_id_header"] = json!("X-Trace-Id");
+    let p = policy(&doc);
+    assert_eq!(p.request_id_header, "x-trace-id");
+    let hs = hdrs(&[("X-Trace-Id", "client"), ("x-trace-id", "client2"), ("X-Request-Id", "kept")]);
+    let plan = plan_forward(&view("/", "", &hs), None, &p, "gw-1");
+    assert_eq!(get(&plan, "x-trace-id"), ["gw-1"]);
+    assert_eq!(get(&plan, "x-request-id"), ["kept"], "not the configured id header: an ordinary header");
+}
+
+#[test]
+fn forward_claims_config_is_validated() {
+    for (h, field) in [("Authorization", "forward_claims.Authorization"), ("cookie", "forward_claims.cookie"), ("bad header", "forward_claims.bad header"), ("Host", "forward_claims.Host")] {
+        let mut doc = base_doc();
+        doc["forward_claims"] = json!({ h: "sub" });
+        assert_eq!(Policy::from_json(&doc.to_string()).unwrap_err().field, field, "{h}");
+    }
+    let mut doc = base_doc();
+    doc["cookie_name"] = json!("bad;name");
+    assert_eq!(Policy::from_json(&doc.to_string()).unwrap_err().field, "cookie_name");
+    let mut doc = base_doc();
+    doc["query_param"] = json!("");
+    assert_eq!(Policy::from_json(&doc.to_string()).unwrap_err().field, "query_param");
+    // Warnings for risky but valid choices.
+    let mut doc = base_doc();
+    doc["cookie_name"] = json!("session");
+    doc["query_param"] = json!("t");
+    let p = policy(&doc);
+    assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+    assert!(full_policy().warnings.iter().all(|w| !w.contains("__Host-")), "__Host- cookie: no cookie warning");
+}
