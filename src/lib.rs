@@ -1,5 +1,62 @@
-//! Edgeward
+//! # Edgeward
+//!
+//! A gate for the CDN edge: it finds the credential in a request, verifies the JWT against the
+//! issuer's JWKS (fetched and cached, or inline), checks issuer, audience, lifetime and route
+//! scopes, and forwards approved requests to the origin with verified identity headers and
+//! without the client's credential. Everything else gets a precise RFC 6750 error.
+//!
+//! ## What it is
+//! - [`core`]: a **sans-I/O core**. Parsing, key selection, claim policy, the JWKS cache policy,
+//!   credential extraction, the forwarding plan and the error mapping are pure functions of
+//!   (input, state, `now`). It reads no clock, does no network, KV or JS, and names no runtime, so
+//!   the whole policy is tested with plain `cargo test`.
+//! - `worker` (feature `worker`, wasm32): the Cloudflare Worker adapter. It reads
+//!   `EDGEWARD_CONFIG`, the clock, KV and the network, checks signatures with the runtime's
+//!   WebCrypto, and drives the core.
+//! - `edgeward` (feature `cli`, native): the operator CLI, `edgeward verify`, on the same core
+//!   with the pure-Rust backend (jwt-simple, plus `p521` for ES512).
+//!
+//! ## What it is not
+//! - It does not issue tokens, run an OAuth flow, or refresh tokens.
+//! - It never takes keys from a token (`jwk`, `jku`, `x5u`, `x5c` are ignored) and never fetches
+//!   anything but the configured `jwks_uri`s. Symmetric keys come only from inline configuration.
+//! - It does not decrypt JWEs or accept unsigned or nested JWTs.
+//! - No `unsafe`, and no panics on the request path: every failure becomes a response.
+//!
+//! ## The request path
+//! ```text
+//!  request ──► route rule ──public──────────────────────────────────────────┐
+//!                 │ token needed                                            │
+//!                 ▼                                                         │
+//!          extract credential (Bearer │ cookie │ query)  ──none──► 401      │
+//!                 ▼                                                         │
+//!          UnverifiedToken::parse  (size, 3×base64url, strict JSON,         │
+//!                 │                 alg ≠ none, no crit/b64/zip)  ──► 401   │
+//!                 ▼                                                         │
+//!          PendingToken::new  (iss → issuer, alg allow-list)      ──► 401   │
+//!                 ▼                                                         │
+//!          issuer keys: inline + JWKS cache ◄── fetch / KV snapshot         │
+//!                 │   (no usable key ──► 503)                               │
+//!                 ▼                                                         │
+//!          select_key (kid, kty/crv/alg/use/key_ops fit)           ──► 401  │
+//!                 ▼                                                         │
+//!          SignatureJob ──► backend (WebCrypto │ jwt-simple) ──► SignatureProof
+//!                 ▼                                                         │
+//!          PendingToken::finish (exp, nbf, iat, lifetime, iss, aud) ──► 401 │
+//!                 ▼                                                         │
+//!          VerifiedToken ──► authorize(route scopes)               ──► 403  │
+//!                 ▼                                                         ▼
+//!          plan_forward: strip credential + spoofed identity headers + hop-by-hop,
+//!                        add verified claims + request id ──► origin (502 if down)
+//! ```
+//! Only [`core::verify::PendingToken::finish`] makes a [`core::verify::VerifiedToken`], and it
+//! needs the [`core::verify::SignatureProof`] that only a signature backend in this crate makes.
+//! Every refusal is an [`core::error::AuthError`]; [`core::error::AuthError::rejection`] is the one
+//! mapping to status, `WWW-Authenticate` and the stable reason code.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod core;
+
 #[cfg(feature = "worker")]
 pub mod worker;
