@@ -359,7 +359,7 @@ proptest! {
     }
 }
 
-// BUG: src/core/jwk.rs parse_jwk panics ("attempt to subtract with overflow", jwk.rs:243) on an RSA
+// Regression (fixed): src/core/jwk.rs parse_jwk panics ("attempt to subtract with overflow", jwk.rs:243) on an RSA
 // key whose modulus is empty after stripping leading zeros (`"n": ""` or `"n": "AA"`). This
 // property feeds JWK-shaped documents built from a small vocabulary and finds it; it passes once
 // the bit-length computation handles an empty modulus.
@@ -418,7 +418,7 @@ proptest! {
     #![proptest_config(prop_config(1024))]
 
     #[test]
-    fn bug_keyset_parse_never_panics_on_jwk_like_documents(keys in proptest::collection::vec(jwk_like(), 0..4)) {
+    fn regression_keyset_parse_never_panics_on_jwk_like_documents(keys in proptest::collection::vec(jwk_like(), 0..4)) {
         let doc = json!({ "keys": keys });
         for src in [KeySource::Inline, KeySource::Fetched] {
             let _ = KeySet::parse(&doc, src);

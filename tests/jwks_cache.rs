@@ -134,12 +134,12 @@ fn ttl_from_cache_control_is_clamped() {
     assert_eq!(f.freshness(NOW + 300), Freshness::Stale);
 }
 
-// BUG: src/core/jwks_cache.rs ttl_from parses max-age as i64 and falls back to the *minimum* TTL
+// Regression (fixed): src/core/jwks_cache.rs ttl_from parses max-age as i64 and falls back to the *minimum* TTL
 // when the number does not fit. RFC 9111 §1.2.2: a delta-seconds too large to represent must be
 // taken as 2147483648 (or the largest representable value), i.e. here the maximum TTL.
 // Input: "max-age=99999999999999999999"; expected 86400; actual 300.
 #[test]
-fn bug_overflowing_max_age_means_max_ttl() {
+fn regression_overflowing_max_age_means_max_ttl() {
     let c = IssuerKeyCache::new(URI, cfg());
     assert_eq!(c.ttl_from(Some("max-age=99999999999999999999")), 86_400);
 }
@@ -377,14 +377,14 @@ fn restore_refuses_unusable_snapshots() {
     assert_eq!(kids(c.keys(NOW + 10)), ["b"]);
 }
 
-// BUG: src/core/jwks_cache.rs restore() checks "too old" with the snapshot's unclamped ttl_secs
+// Regression (fixed): src/core/jwks_cache.rs restore() checks "too old" with the snapshot's unclamped ttl_secs
 // but stores the TTL clamped to max_ttl_secs. A snapshot written when max_ttl_secs was larger
 // (operator lowered it since) can be taken (`restore` returns true and replaces the state) while
 // its keys are already unusable. Input: snapshot {fetched_at: NOW - 1_000_000, ttl_secs:
 // 10_000_000} restored at NOW with default config; expected: restore returns false (or the keys
 // are usable); actual: true, and keys(NOW) is None / freshness Missing.
 #[test]
-fn bug_restore_true_means_usable_keys() {
+fn regression_restore_true_means_usable_keys() {
     let snap = JwksSnapshot { v: 1, jwks_uri: URI.into(), fetched_at: NOW - 1_000_000, ttl_secs: 10_000_000, jwks: doc_a() };
     let mut c = IssuerKeyCache::new(URI, cfg());
     let taken = c.restore(&snap, NOW);

@@ -1,6 +1,8 @@
 //! Host tests of the request side: finding the credential (`extract_credential`) and planning
 //! the origin request (`plan_forward`).
 
+#![allow(clippy::type_complexity)] // test tables are tuples
+
 mod common;
 
 use common::*;

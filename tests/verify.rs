@@ -2,16 +2,20 @@
 //! with its HTTP status, issuer selection, key selection, time checks, audiences and scopes.
 //! Time is always the fixed `NOW` (or an explicit boundary value).
 
+#![allow(clippy::type_complexity)] // test tables are tuples
+
 mod common;
 
 use common::*;
 use edgeward::core::alg::Algorithm::*;
 use edgeward::core::config::Policy;
-use edgeward::core::crypto::NativeBackend;
+use edgeward::core::crypto::{NativeBackend, SignatureBackend};
 use edgeward::core::error::{AuthError, Side};
 use edgeward::core::gate;
 use edgeward::core::jwk::{KeySet, KeySource};
 use edgeward::core::route::Requirement;
+use edgeward::core::token::UnverifiedToken;
+use edgeward::core::verify::{PendingToken, SignatureJob, SignatureProof};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -796,7 +800,7 @@ fn gate_with_fetched_keys() {
     let doc = config(vec![json!({"issuer": ISS, "audiences": [AUD], "algorithms": ["ES512", "EdDSA"], "jwks_uri": "https://issuer.example/jwks"})]);
     let p = policy(&doc);
     let jwks = json!({"keys": [key(ES512).jwk("es", json!({}))]});
-    let fetched = vec![Some(KeySet::parse(&jwks, KeySource::Fetched).unwrap())];
+    let fetched = [Some(KeySet::parse(&jwks, KeySource::Fetched).unwrap())];
     let nothing: Vec<Option<KeySet>> = vec![None];
     let t = es(&claims());
 
@@ -821,15 +825,114 @@ fn gate_with_fetched_keys() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The signature seam: what reaches a backend, and proofs bound to their token
+// ---------------------------------------------------------------------------------------------
+
+struct CountingBackend {
+    calls: std::cell::Cell<u32>,
+}
+
+impl SignatureBackend for CountingBackend {
+    fn verify<'a>(&self, job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, AuthError> {
+        self.calls.set(self.calls.get() + 1);
+        NativeBackend.verify(job)
+    }
+}
+
+#[test]
+fn policy_checks_run_before_any_signature_work() {
+    let p = reference();
+    let hs = single_key_policy(key(HS256), "k1");
+    let good = es(&claims());
+    let s512 = signature_bytes(&good);
+    let ths = key(HS256).sign(Some("k1"), &claims());
+    let expired_forgery = replace_payload(&good, &with(claims(), json!({"exp": NOW - 1000})));
+    // (name, policy, token, expected code, expected backend calls)
+    let table: Vec<(&str, &Policy, String, &str, u32)> = vec![
+        ("valid", &p, good.clone(), "ok", 1),
+        ("right length, wrong signature", &p, flip_signature_byte(&good, 5, 1), "bad_signature", 1),
+        ("forged payload with past exp: signature first, no claim oracle", &p, expired_forgery, "bad_signature", 1),
+        ("ES512 DER signature", &p, replace_signature(&good, &der_signature(&s512)), "bad_signature", 0),
+        ("ES512 131 bytes", &p, replace_signature(&good, &s512[..131]), "bad_signature", 0),
+        ("HS256 31 bytes", &hs, replace_signature(&ths, &signature_bytes(&ths)[..31]), "bad_signature", 0),
+        ("HS256 33 bytes", &hs, replace_signature(&ths, &[signature_bytes(&ths), vec![0]].concat()), "bad_signature", 0),
+        ("alg none", &p, format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64j(&claims())), "alg_none", 0),
+        ("HS256 against an asymmetric issuer", &p, key(HS256).sign(Some("es"), &claims()), "alg_not_allowed", 0),
+        ("unknown kid", &p, key(ES512).sign(Some("zz"), &claims()), "unknown_kid", 0),
+        ("kid of wrong key type", &p, key(ES512).sign(Some("ed"), &claims()), "no_matching_key", 0),
+        ("issuer mismatch", &p, es(&with(claims(), json!({"iss": "https://x"}))), "issuer_mismatch", 0),
+        ("crit", &p, es_raw(json!({"alg":"ES512","kid":"es","crit":["x"]}), "{}"), "unsupported_header", 0),
+    ];
+    for (name, pol, token, want, calls) in table {
+        let b = CountingBackend { calls: std::cell::Cell::new(0) };
+        let got = outcome(&gate::verify(pol, &token, &gate::InlineOnly, &b, NOW));
+        assert_eq!((got, b.calls.get()), (want, calls), "{name}");
+    }
+}
+
+#[test]
+fn signature_job_carries_exactly_the_signed_bytes() {
+    let p = reference();
+    let t = es(&claims());
+    let (h, pl, s) = segments(&t);
+    let pending = PendingToken::new(UnverifiedToken::parse(&t, p.max_token_bytes).unwrap(), &p).unwrap();
+    assert_eq!((pending.issuer_index(), pending.alg(), pending.kid()), (0, ES512, Some("es")));
+    let k = pending.select_key(p.issuers[0].inline_keys.keys.iter()).unwrap();
+    assert_eq!(k.kid.as_deref(), Some("es"));
+    let job = pending.job(k).unwrap();
+    assert_eq!(job.alg, ES512);
+    assert_eq!(job.signing_input, format!("{h}.{pl}").as_bytes());
+    assert_eq!(job.signature, edgeward::core::json::b64url_decode(&s).unwrap().as_slice());
+    assert_eq!(job.compact, t);
+    // Wrong-length signatures never become a job.
+    let short = replace_signature(&t, &signature_bytes(&t)[..100]);
+    let pending = PendingToken::new(UnverifiedToken::parse(&short, p.max_token_bytes).unwrap(), &p).unwrap();
+    let k = pending.select_key(p.issuers[0].inline_keys.keys.iter()).unwrap();
+    assert_eq!(pending.job(k).unwrap_err(), AuthError::BadSignature);
+}
+
+/// A backend that ignores its job and hands back a genuine proof for another, valid token.
+struct SwappingBackend {
+    other: SignatureJob<'static>,
+}
+
+impl SignatureBackend for SwappingBackend {
+    fn verify<'a>(&self, _job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, AuthError> {
+        NativeBackend.verify(&self.other)
+    }
+}
+
+#[test]
+fn a_proof_for_another_token_is_refused() {
+    let p: &'static Policy = Box::leak(Box::new(reference()));
+    let valid: &'static str = Box::leak(es(&claims()).into_boxed_str());
+    let pending: &'static PendingToken<'static> =
+        Box::leak(Box::new(PendingToken::new(UnverifiedToken::parse(valid, p.max_token_bytes).unwrap(), p).unwrap()));
+    let k = pending.select_key(p.issuers[0].inline_keys.keys.iter()).unwrap();
+    let backend = SwappingBackend { other: pending.job(k).unwrap() };
+    // Control: the token itself verifies with an honest backend.
+    assert!(gate::verify(p, valid, &gate::InlineOnly, &NativeBackend, NOW).is_ok());
+    // The proof is bound to the job it was made for, not to the token text: even the same token,
+    // parsed again, cannot reuse it.
+    assert_eq!(gate::verify(p, valid, &gate::InlineOnly, &backend, NOW).unwrap_err(), AuthError::Internal);
+    // A forged token (same length signature) gets the other token's proof: refused.
+    let forged = es(&with(claims(), json!({"sub": "admin"})));
+    let forged = flip_signature_byte(&forged, 0, 1);
+    let e = gate::verify(p, &forged, &gate::InlineOnly, &backend, NOW).unwrap_err();
+    assert_eq!(e, AuthError::Internal);
+    assert_eq!(e.rejection("edgeward").status, 500);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Bugs found in src/ (these tests fail until fixed)
 // ---------------------------------------------------------------------------------------------
 
-// BUG: src/core/jwk.rs parse_jwk computes `n.len() * 8 - leading_zeros` without guarding an empty
+// Regression (fixed): src/core/jwk.rs parse_jwk computes `n.len() * 8 - leading_zeros` without guarding an empty
 // modulus. An RSA JWK whose "n" decodes to nothing after stripping zeros ("" or "AA") makes
 // `Policy::from_json` panic with "attempt to subtract with overflow" in debug builds (and report
 // a nonsense "above 8192 bits" in release). Expected: ConfigError at issuers[0].jwks.
 #[test]
-fn bug_rsa_jwk_with_empty_modulus_is_a_config_error_not_a_panic() {
+fn regression_rsa_jwk_with_empty_modulus_is_a_config_error_not_a_panic() {
     for n in ["", "AA", "AAAA"] {
         let doc = config(vec![issuer_entry(Some(ISS), &["RS256"], vec![json!({"kty":"RSA","n": n,"e":"AQAB"})])]);
         let r = std::panic::catch_unwind(|| Policy::from_json(&doc.to_string()).map(|_| ()));
@@ -846,7 +949,7 @@ fn bug_rsa_jwk_with_empty_modulus_is_a_config_error_not_a_panic() {
     }
 }
 
-// BUG: src/core/crypto.rs verifies RS*, PS*, ES256, ES384, EdDSA and HS* through jwt-simple's
+// Regression (fixed): src/core/crypto.rs verifies RS*, PS*, ES256, ES384, EdDSA and HS* through jwt-simple's
 // `verify_token`, which also deserializes the claims into `JWTClaims<NoCustomClaims>` (and the
 // header into its `JWTHeader`) and turns any type error into an error that NativeBackend reports as
 // `bad_signature`. The same token content therefore gets a different verdict depending on the
@@ -856,7 +959,7 @@ fn bug_rsa_jwk_with_empty_modulus_is_a_config_error_not_a_panic() {
 // Expected: the backend checks only the signature over `signing_input`; claim verdicts come from
 // verify.rs alone, for every algorithm.
 #[test]
-fn bug_claim_verdicts_do_not_depend_on_the_algorithm() {
+fn regression_claim_verdicts_do_not_depend_on_the_algorithm() {
     let claim_cases: Vec<(&str, Value, &str)> = vec![
         ("exp is a string", json!({"exp": "soon"}), "malformed_claims"),
         ("exp is negative", json!({"exp": -1}), "malformed_claims"),

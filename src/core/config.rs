@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(err_field(v), "leeway_secs");
         let mut v = base();
         v["isuers"] = serde_json::json!([]);
-        assert_eq!(err_field(v), "EDGEWARD_CONFIG");
+        assert_eq!(err_field(v), "isuers", "an unknown field is named");
         let mut v = base();
         v["issuers"][0]["jwks_uri"] = serde_json::json!("ftp://x");
         assert_eq!(err_field(v), "issuers[0].jwks_uri");

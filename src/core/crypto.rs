@@ -1,8 +1,9 @@
 //! The signature seam. Backends only answer "does this signature verify under this key"; key
 //! selection, lengths and every policy decision happen before, in [`super::verify`].
 //!
-//! [`NativeBackend`] (host builds, the CLI, tests): jwt-simple for RS*, PS*, ES256, ES384, EdDSA and
-//! HS*, and the `p521` crate for ES512, which jwt-simple lacks. The Worker uses WebCrypto instead
+//! [`NativeBackend`] (host builds, the CLI, tests): jwt-simple's key types and the primitives behind
+//! them for RS*, PS*, ES256, ES384, EdDSA and HS*, and the `p521` crate for ES512, which jwt-simple
+//! lacks. The Worker uses WebCrypto instead
 //! (see the worker adapter), falling back to this backend where WebCrypto lacks an algorithm.
 
 use super::alg::{Algorithm, Curve};
@@ -38,53 +39,61 @@ fn sec1(x: &[u8], y: &[u8]) -> Vec<u8> {
     v
 }
 
-/// jwt-simple verifies the compact token as a whole. Its own claim checks are neutralised (time
-/// fixed at 0, future tokens allowed, no limits): Edgeward's checks in `verify.rs` are the policy.
-/// Every error from jwt-simple, whatever its cause, counts as a failed signature (fail closed).
-fn jwt_simple_options() -> jwt_simple::prelude::VerificationOptions {
+/// Raw signature checks over `signing_input`, so the verdict depends on the signature alone and
+/// never on how a library would parse the claims. Keys are built with jwt-simple's key types
+/// (which validate them); the check itself uses the primitive behind each type: superboring for
+/// RSA (as jwt-simple does), `p256`/`p384` for ECDSA, `ed25519-compact` for Ed25519, and
+/// jwt-simple's own HMAC with a constant-time comparison.
+fn verify_native(job: &SignatureJob<'_>) -> bool {
     use jwt_simple::prelude::*;
-    VerificationOptions {
-        accept_future: true,
-        time_tolerance: Some(Duration::from_secs(0)),
-        artificial_time: Some(UnixTimeStamp::from_secs(0)),
-        max_validity: None,
-        max_token_length: None,
-        max_header_length: Some(usize::MAX),
-        ..Default::default()
+    let (msg, sig) = (job.signing_input, job.signature);
+    match (&job.key.material, job.alg) {
+        (KeyMaterial::Rsa { n, e }, alg) => {
+            use superboring::hash::MessageDigest;
+            use superboring::rsa::Padding;
+            let (digest, padding, key) = match alg {
+                Algorithm::RS256 => (MessageDigest::sha256(), Padding::PKCS1, RS256PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
+                Algorithm::RS384 => (MessageDigest::sha384(), Padding::PKCS1, RS384PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
+                Algorithm::RS512 => (MessageDigest::sha512(), Padding::PKCS1, RS512PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
+                Algorithm::PS256 => (MessageDigest::sha256(), Padding::PKCS1_PSS, PS256PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
+                Algorithm::PS384 => (MessageDigest::sha384(), Padding::PKCS1_PSS, PS384PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
+                Algorithm::PS512 => (MessageDigest::sha512(), Padding::PKCS1_PSS, PS512PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
+                _ => return false,
+            };
+            let Ok(rsa) = key else { return false };
+            let Ok(pkey) = superboring::pkey::PKey::from_rsa(rsa) else { return false };
+            let Ok(mut v) = superboring::sign::Verifier::new(digest, &pkey) else { return false };
+            v.set_rsa_padding(padding).is_ok() && v.update(msg).is_ok() && v.verify(sig).unwrap_or(false)
+        }
+        (KeyMaterial::Ec { curve: Curve::P256, x, y }, Algorithm::ES256) => {
+            use p256::ecdsa::signature::Verifier;
+            let Ok(k) = ES256PublicKey::from_bytes(&sec1(x, y)) else { return false };
+            let Ok(s) = p256::ecdsa::Signature::from_slice(sig) else { return false };
+            k.public_key().as_ref().verify(msg, &s).is_ok()
+        }
+        (KeyMaterial::Ec { curve: Curve::P384, x, y }, Algorithm::ES384) => {
+            use p384::ecdsa::signature::Verifier;
+            let Ok(k) = ES384PublicKey::from_bytes(&sec1(x, y)) else { return false };
+            let Ok(s) = p384::ecdsa::Signature::from_slice(sig) else { return false };
+            k.public_key().as_ref().verify(msg, &s).is_ok()
+        }
+        (KeyMaterial::Ec { curve: Curve::P521, x, y }, Algorithm::ES512) => verify_es512(x, y, msg, sig),
+        (KeyMaterial::Ed25519 { x }, Algorithm::EdDSA | Algorithm::Ed25519) => {
+            let Ok(k) = Ed25519PublicKey::from_bytes(x) else { return false };
+            let Ok(s) = ed25519_compact::Signature::from_slice(sig) else { return false };
+            k.public_key().as_ref().verify(msg, &s).is_ok()
+        }
+        (KeyMaterial::Oct { k }, Algorithm::HS256) => ct_eq(&HS256Key::from_bytes(k).authentication_tag(msg), sig),
+        (KeyMaterial::Oct { k }, Algorithm::HS384) => ct_eq(&HS384Key::from_bytes(k).authentication_tag(msg), sig),
+        (KeyMaterial::Oct { k }, Algorithm::HS512) => ct_eq(&HS512Key::from_bytes(k).authentication_tag(msg), sig),
+        _ => false,
     }
 }
 
-fn verify_native(job: &SignatureJob<'_>) -> bool {
-    use jwt_simple::prelude::*;
-    type Claims = JWTClaims<NoCustomClaims>;
-    let t = job.compact;
-    let o = || Some(jwt_simple_options());
-    let ok = |r: Result<Claims, jwt_simple::Error>| r.is_ok();
-    match (&job.key.material, job.alg) {
-        (KeyMaterial::Rsa { n, e }, alg) => match alg {
-            Algorithm::RS256 => RS256PublicKey::from_components(n, e).is_ok_and(|k| ok(k.verify_token(t, o()))),
-            Algorithm::RS384 => RS384PublicKey::from_components(n, e).is_ok_and(|k| ok(k.verify_token(t, o()))),
-            Algorithm::RS512 => RS512PublicKey::from_components(n, e).is_ok_and(|k| ok(k.verify_token(t, o()))),
-            Algorithm::PS256 => PS256PublicKey::from_components(n, e).is_ok_and(|k| ok(k.verify_token(t, o()))),
-            Algorithm::PS384 => PS384PublicKey::from_components(n, e).is_ok_and(|k| ok(k.verify_token(t, o()))),
-            Algorithm::PS512 => PS512PublicKey::from_components(n, e).is_ok_and(|k| ok(k.verify_token(t, o()))),
-            _ => false,
-        },
-        (KeyMaterial::Ec { curve: Curve::P256, x, y }, Algorithm::ES256) => {
-            ES256PublicKey::from_bytes(&sec1(x, y)).is_ok_and(|k| ok(k.verify_token(t, o())))
-        }
-        (KeyMaterial::Ec { curve: Curve::P384, x, y }, Algorithm::ES384) => {
-            ES384PublicKey::from_bytes(&sec1(x, y)).is_ok_and(|k| ok(k.verify_token(t, o())))
-        }
-        (KeyMaterial::Ec { curve: Curve::P521, x, y }, Algorithm::ES512) => verify_es512(x, y, job.signing_input, job.signature),
-        (KeyMaterial::Ed25519 { x }, Algorithm::EdDSA | Algorithm::Ed25519) => {
-            Ed25519PublicKey::from_bytes(x).is_ok_and(|k| ok(k.verify_token(t, o())))
-        }
-        (KeyMaterial::Oct { k }, Algorithm::HS256) => ok(HS256Key::from_bytes(k).verify_token(t, o())),
-        (KeyMaterial::Oct { k }, Algorithm::HS384) => ok(HS384Key::from_bytes(k).verify_token(t, o())),
-        (KeyMaterial::Oct { k }, Algorithm::HS512) => ok(HS512Key::from_bytes(k).verify_token(t, o())),
-        _ => false,
-    }
+/// Constant-time equality of MAC tags.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 /// ES512 (ECDSA P-521 + SHA-512) with the RustCrypto `p521` crate; the signature is raw R‖S.

@@ -8,8 +8,8 @@ use std::fmt;
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
-/// Largest RSA modulus accepted, in bits (bounds verification cost).
-pub const MAX_RSA_BITS: usize = 8192;
+/// Largest RSA modulus accepted, in bits (bounds verification cost; the most any backend takes).
+pub const MAX_RSA_BITS: usize = 4096;
 
 /// Where a key set came from. Symmetric keys are only ever taken from inline configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,16 +240,19 @@ fn parse_jwk(v: &Value, source: KeySource) -> Result<Option<Jwk>, String> {
             }
             let n = strip_leading_zeros(b64_member(o, "n")?);
             let e = strip_leading_zeros(b64_member(o, "e")?);
-            let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+            let bits = match n.first() {
+                Some(b) => n.len() * 8 - b.leading_zeros() as usize,
+                None => 0,
+            };
             if bits < MIN_RSA_BITS {
                 return Err(format!("RSA modulus of {bits} bits is below {MIN_RSA_BITS}"));
             }
             if bits > MAX_RSA_BITS {
                 return Err(format!("RSA modulus of {bits} bits is above {MAX_RSA_BITS}"));
             }
-            let e_ok = !e.is_empty() && e.len() <= 4 && e.last().is_some_and(|b| b & 1 == 1) && e != [1];
-            if !e_ok {
-                return Err("RSA exponent must be odd, greater than 1 and at most 32 bits".into());
+            // 65537 is what every issuer uses and the only exponent every backend accepts.
+            if e != [0x01, 0x00, 0x01] {
+                return Err("RSA exponent must be 65537".into());
             }
             KeyMaterial::Rsa { n, e }
         }

@@ -257,7 +257,15 @@ impl IssuerKeyCache {
             let (name, value) = d.split_once('=').unwrap_or((d, ""));
             match name.trim().to_ascii_lowercase().as_str() {
                 "no-store" | "no-cache" => return min,
-                "max-age" => max_age = value.trim().trim_matches('"').parse::<i64>().ok(),
+                "max-age" => {
+                    let v = value.trim().trim_matches('"');
+                    // RFC 9111 §1.2.2: a delta-seconds too large to represent means "very large".
+                    max_age = match v.parse::<u64>() {
+                        Ok(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+                        Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Some(i64::MAX),
+                        Err(_) => None,
+                    };
+                }
                 _ => {}
             }
         }
@@ -281,13 +289,14 @@ impl IssuerKeyCache {
         if snap.v != 1 || snap.jwks_uri != self.jwks_uri || snap.ttl_secs <= 0 || snap.fetched_at > now + 300 {
             return false;
         }
-        if now - snap.fetched_at >= snap.ttl_secs + i64::from(self.cfg.max_stale_secs) {
+        // The TTL is clamped to today's configuration before deciding whether the keys are usable.
+        let ttl = snap.ttl_secs.clamp(i64::from(self.cfg.min_ttl_secs), i64::from(self.cfg.max_ttl_secs));
+        if now - snap.fetched_at >= ttl + i64::from(self.cfg.max_stale_secs) {
             return false;
         }
         if self.fetched.as_ref().is_some_and(|f| f.fetched_at >= snap.fetched_at) {
             return false;
         }
-        let ttl = snap.ttl_secs.clamp(i64::from(self.cfg.min_ttl_secs), i64::from(self.cfg.max_ttl_secs));
         let Ok(doc) = parse_strict(snap.jwks.as_bytes()) else { return false };
         match KeySet::parse(&doc, KeySource::Fetched) {
             Ok(keys) if !keys.keys.is_empty() => {
