@@ -3,6 +3,7 @@
 //! adapter's job.
 
 use super::alg::{Algorithm, KeyFamily};
+use super::cookie::{CookiePolicy, CsrfPolicy};
 use super::jwk::{KeySet, KeySource};
 use super::route::{Route, RouteTable};
 use serde::Deserialize;
@@ -50,6 +51,12 @@ pub struct EdgewardConfig {
     /// JWKS cache tuning.
     #[serde(default)]
     pub jwks_cache: JwksCacheConfig,
+    /// `Set-Cookie` policy for origin responses.
+    #[serde(default)]
+    pub cookies: CookiePolicy,
+    /// CSRF protection for cookie-authenticated requests.
+    #[serde(default)]
+    pub csrf: CsrfPolicy,
 }
 
 /// One accepted issuer.
@@ -184,6 +191,10 @@ pub struct Policy {
     pub request_id_header: String,
     /// JWKS cache tuning.
     pub jwks_cache: JwksCacheConfig,
+    /// `Set-Cookie` policy.
+    pub cookies: CookiePolicy,
+    /// CSRF policy.
+    pub csrf: CsrfPolicy,
     /// Non-fatal findings to log once at start-up.
     pub warnings: Vec<String>,
 }
@@ -326,6 +337,20 @@ impl EdgewardConfig {
         if request_id_header.is_empty() || !request_id_header.chars().all(is_token_char) {
             return Err(ConfigError::new("request_id_header", "not a valid header name"));
         }
+        if self.cookies.max_age_secs <= 0 {
+            return Err(ConfigError::new("cookies.max_age_secs", "must be positive"));
+        }
+        for (i, o) in self.csrf.allowed_origins.iter().enumerate() {
+            if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
+                return Err(ConfigError::new(format!("csrf.allowed_origins[{i}]"), "must be an origin like https://app.example"));
+            }
+        }
+        if !self.csrf.header.chars().all(is_token_char) || self.csrf.header.is_empty() {
+            return Err(ConfigError::new("csrf.header", "not a valid header name"));
+        }
+        if !self.csrf.cookie.chars().all(is_token_char) || self.csrf.cookie.is_empty() {
+            return Err(ConfigError::new("csrf.cookie", "not a valid cookie name"));
+        }
         let c = &self.jwks_cache;
         if c.min_ttl_secs > c.max_ttl_secs {
             return Err(ConfigError::new("jwks_cache.min_ttl_secs", "must not exceed max_ttl_secs"));
@@ -347,6 +372,8 @@ impl EdgewardConfig {
             forward_claims,
             request_id_header,
             jwks_cache: self.jwks_cache,
+            cookies: self.cookies,
+            csrf: self.csrf,
             warnings,
         })
     }

@@ -111,6 +111,9 @@ pub enum AuthError {
         /// The first scope that is missing.
         missing: String,
     },
+    /// A cookie-authenticated unsafe request without a same-origin signal or CSRF token.
+    #[error("cross-site request refused")]
+    CsrfRejected,
     /// No usable key could be had from the issuer (fetch failed, nothing cached or stale).
     #[error("issuer keys unavailable")]
     JwksUnavailable,
@@ -169,6 +172,7 @@ impl AuthError {
             LifetimeTooLong { .. } => "lifetime_too_long",
             AudienceMismatch => "audience_mismatch",
             InsufficientScope { .. } => "insufficient_scope",
+            CsrfRejected => "csrf_rejected",
             JwksUnavailable => "jwks_unavailable",
             OriginUnreachable => "origin_unreachable",
             ConfigInvalid => "config_invalid",
@@ -191,6 +195,7 @@ impl AuthError {
         let (status, rfc_error, message): (u16, Option<&'static str>, String) = match self {
             AuthError::MissingToken => (401, None, "authentication required".into()),
             AuthError::InsufficientScope { .. } => (403, Some("insufficient_scope"), self.to_string()),
+            AuthError::CsrfRejected => (403, None, "cross-site request refused: same-origin signal or CSRF token required".into()),
             AuthError::JwksUnavailable => (503, None, "issuer keys are unavailable; retry later".into()),
             AuthError::OriginUnreachable => (502, None, "the origin did not answer".into()),
             AuthError::ConfigInvalid => (500, None, "gateway configuration is invalid".into()),

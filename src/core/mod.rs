@@ -13,3 +13,4 @@ pub mod jwks_cache;
 pub mod log;
 pub mod request;
 pub mod gate;
+pub mod cookie;

@@ -9,7 +9,8 @@ use crate::core::error::AuthError;
 use crate::core::gate::issuer_keys;
 use crate::core::jwk::KeySet;
 use crate::core::log::{fingerprint, DecisionLog};
-use crate::core::request::{extract_credential, plan_forward, Credential, RequestView};
+use crate::core::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
+use crate::core::request::{extract_credential, plan_forward, Credential, CredentialSource, RequestView};
 use crate::core::route::Requirement;
 use crate::core::token::UnverifiedToken;
 use crate::core::verify::{PendingToken, VerifiedToken};
@@ -98,16 +99,29 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             return Ok(reject(&AuthError::ConfigInvalid, "edgeward", &rid, &mut log));
         }
     };
-    let verdict = gate(&view, &policy, &env, &ctx, now_secs(start), &mut log).await;
+    let request_origin = url.origin().ascii_serialization();
+    let verdict = gate(&view, &request_origin, &policy, &env, &ctx, now_secs(start), &mut log).await;
     match verdict {
-        Err(e) => Ok(reject(&e, &policy.realm, &rid, &mut log)),
+        Err(e) => {
+            let mut resp = reject(&e, &policy.realm, &rid, &mut log);
+            // A dead token in a cookie is cleared, so the browser is not stuck with it.
+            if let (Some(CredentialSource::Cookie), Some(name), Some("invalid_token")) =
+                (log.credential, &policy.cookie_name, e.rejection(&policy.realm).rfc_error)
+            {
+                let _ = resp.headers_mut().append("set-cookie", &clearing_cookie(name));
+            }
+            Ok(resp)
+        }
         Ok(v) => {
             let verified = match &v {
                 Verdict::Accept(t) => Some(t.as_ref()),
                 Verdict::Public => None,
             };
             let plan = plan_forward(&view, verified, &policy, &rid);
-            match forward(req, &method, plan, &policy.request_id_header, &rid).await {
+            let mint_csrf = log.credential == Some(CredentialSource::Cookie)
+                && policy.csrf.enabled
+                && request_cookie(&view, &policy.csrf.cookie).is_none();
+            match forward(req, &method, plan, &policy, &rid, now_secs(start), mint_csrf).await {
                 Ok(resp) => {
                     log.decision = if verified.is_some() { "accept" } else { "public" };
                     log.status = resp.status_code();
@@ -127,7 +141,7 @@ fn now_secs(ms: i64) -> i64 {
     ms.div_euclid(1000)
 }
 
-async fn gate(view: &RequestView<'_>, policy: &Policy, env: &Env, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<Verdict, AuthError> {
+async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env: &Env, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<Verdict, AuthError> {
     let requirement = policy.routes.requirement(view.method, view.path);
     if requirement == Requirement::Public {
         return Ok(Verdict::Public);
@@ -135,6 +149,9 @@ async fn gate(view: &RequestView<'_>, policy: &Policy, env: &Env, ctx: &Context,
     let Credential { token, source } = extract_credential(view, policy)?.ok_or(AuthError::MissingToken)?;
     log.credential = Some(source);
     log.token_fp = Some(fingerprint(token.as_bytes()));
+    if source == CredentialSource::Cookie {
+        check_csrf(view, request_origin, &policy.csrf)?;
+    }
     let unverified = UnverifiedToken::parse(&token, policy.max_token_bytes)?;
     let pending = PendingToken::new(unverified, policy)?;
     log.alg = Some(pending.alg().name());
@@ -181,7 +198,7 @@ async fn gate(view: &RequestView<'_>, policy: &Policy, env: &Env, ctx: &Context,
 }
 
 /// Sends the planned request to the origin and relays its response with the request id.
-async fn forward(req: Request, method: &str, plan: crate::core::request::ForwardPlan, rid_header: &str, rid: &str) -> Result<Response, String> {
+async fn forward(req: Request, method: &str, plan: crate::core::request::ForwardPlan, policy: &Policy, rid: &str, now: i64, mint_csrf: bool) -> Result<Response, String> {
     use worker::web_sys;
     let headers = web_sys::Headers::new().map_err(|_| "headers".to_string())?;
     for (k, v) in &plan.headers {
@@ -201,7 +218,14 @@ async fn forward(req: Request, method: &str, plan: crate::core::request::Forward
     let resp = worker::Fetch::Request(Request::from(out)).send().await.map_err(|e| format!("origin fetch failed: {e}"))?;
     let inner: web_sys::Response = resp.into();
     let h = web_sys::Headers::new_with_headers(&inner.headers()).map_err(|_| "headers".to_string())?;
-    let _ = h.set(rid_header, rid);
+    let _ = h.set(&policy.request_id_header, rid);
+    enforce_set_cookies(&inner.headers(), &h, policy, rid, now);
+    if mint_csrf {
+        let mut b = [0u8; 32];
+        if getrandom::fill(&mut b).is_ok() {
+            let _ = h.append("set-cookie", &csrf_cookie(&policy.csrf, &crate::core::json::b64url_encode(&b)));
+        }
+    }
     let rinit = web_sys::ResponseInit::new();
     rinit.set_status(inner.status());
     rinit.set_status_text(&inner.status_text());
@@ -209,6 +233,43 @@ async fn forward(req: Request, method: &str, plan: crate::core::request::Forward
     let relayed = web_sys::Response::new_with_opt_readable_stream_and_init(inner.body().as_ref(), &rinit)
         .map_err(|e| format!("relay failed: {e:?}"))?;
     Ok(Response::from(relayed))
+}
+
+/// Brings every `Set-Cookie` of the origin's response to policy, one header at a time (they are
+/// never joined: `Expires` contains commas), and logs each change by cookie name, never value.
+fn enforce_set_cookies(from: &worker::web_sys::Headers, to: &worker::web_sys::Headers, policy: &Policy, rid: &str, now: i64) {
+    use worker::js_sys::{Array, Function, Reflect};
+    use worker::wasm_bindgen::{JsCast, JsValue};
+    let cookies: Vec<String> = Reflect::get(from, &JsValue::from_str("getSetCookie"))
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+        .and_then(|f| f.call0(from).ok())
+        .and_then(|a| a.dyn_into::<Array>().ok())
+        .map(|a| a.iter().filter_map(|v| v.as_string()).collect())
+        .unwrap_or_default();
+    if cookies.is_empty() {
+        return;
+    }
+    let _ = to.delete("set-cookie");
+    for header in &cookies {
+        let report = enforce(header, &policy.cookies, now);
+        let out = match &report.action {
+            CookieAction::Keep => Some(header.as_str()),
+            CookieAction::Fixed(s) => Some(s.as_str()),
+            CookieAction::Drop => None,
+        };
+        if let Some(v) = out {
+            let _ = to.append("set-cookie", v);
+        }
+        if !report.findings.is_empty() {
+            let action = match report.action {
+                CookieAction::Keep => "kept",
+                CookieAction::Fixed(_) => "fixed",
+                CookieAction::Drop => "dropped",
+            };
+            console_warn!("{}", serde_json::json!({"event": "cookie_policy", "request_id": rid, "cookie": report.name, "findings": report.findings, "action": action}));
+        }
+    }
 }
 
 /// The one place a rejection becomes an HTTP response.

@@ -5,3 +5,4 @@ import './proxy.test.mjs';
 import './jwks-cache.test.mjs';
 import './persistence.test.mjs';
 import './config.test.mjs';
+import './cookies.test.mjs';
