@@ -4,6 +4,7 @@
 
 use super::alg::{Algorithm, KeyFamily};
 use super::cookie::{CookiePolicy, CsrfPolicy};
+use super::token_cache::TokenCacheConfig;
 use super::jwk::{KeySet, KeySource};
 use super::route::{Route, RouteTable};
 use serde::Deserialize;
@@ -57,6 +58,9 @@ pub struct EdgewardConfig {
     /// CSRF protection for cookie-authenticated requests.
     #[serde(default)]
     pub csrf: CsrfPolicy,
+    /// Verified-token cache.
+    #[serde(default)]
+    pub token_cache: TokenCacheConfig,
 }
 
 /// One accepted issuer.
@@ -195,6 +199,8 @@ pub struct Policy {
     pub cookies: CookiePolicy,
     /// CSRF policy.
     pub csrf: CsrfPolicy,
+    /// Verified-token cache.
+    pub token_cache: TokenCacheConfig,
     /// Non-fatal findings to log once at start-up.
     pub warnings: Vec<String>,
 }
@@ -351,6 +357,9 @@ impl EdgewardConfig {
         if !self.csrf.cookie.chars().all(is_token_char) || self.csrf.cookie.is_empty() {
             return Err(ConfigError::new("csrf.cookie", "not a valid cookie name"));
         }
+        if self.token_cache.capacity > 1_000_000 || self.token_cache.max_ttl_secs < 0 {
+            return Err(ConfigError::new("token_cache", "capacity at most 1000000, max_ttl_secs not negative"));
+        }
         let c = &self.jwks_cache;
         if c.min_ttl_secs > c.max_ttl_secs {
             return Err(ConfigError::new("jwks_cache.min_ttl_secs", "must not exceed max_ttl_secs"));
@@ -374,6 +383,7 @@ impl EdgewardConfig {
             jwks_cache: self.jwks_cache,
             cookies: self.cookies,
             csrf: self.csrf,
+            token_cache: self.token_cache,
             warnings,
         })
     }

@@ -90,6 +90,9 @@ pub struct Jwk {
     pub material: KeyMaterial,
     /// The key's original JSON members (public members only), for backends that import JWKs.
     pub(crate) json: Map<String, Value>,
+    /// SHA-256 fingerprint of the key material (`sha256:` + 16 hex digits); identifies the key in
+    /// caches and logs without revealing it.
+    pub fingerprint: String,
 }
 
 impl Jwk {
@@ -307,7 +310,8 @@ fn parse_jwk(v: &Value, source: KeySource) -> Result<Option<Jwk>, String> {
         .filter(|(k, _)| matches!(k.as_str(), "kty" | "crv" | "n" | "e" | "x" | "y" | "k"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    Ok(Some(Jwk { kid, alg, key_use, key_ops, material, json: public }))
+    let fingerprint = super::log::fingerprint(serde_json::to_string(&public).unwrap_or_default().as_bytes());
+    Ok(Some(Jwk { kid, alg, key_use, key_ops, material, json: public, fingerprint }))
 }
 
 #[cfg(test)]

@@ -54,4 +54,7 @@ pub struct DecisionLog<'a> {
     pub alg: Option<&'static str>,
     /// JWKS fetches this request waited for.
     pub jwks_fetches: u32,
+    /// Verified-token cache outcome ("hit" or "miss"), when a token was checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_cache: Option<&'static str>,
 }

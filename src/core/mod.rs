@@ -14,3 +14,4 @@ pub mod log;
 pub mod request;
 pub mod gate;
 pub mod cookie;
+pub mod token_cache;

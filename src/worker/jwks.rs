@@ -70,9 +70,10 @@ pub async fn keys_for_request(policy: &Policy, i: usize, kv: Option<&KvStore>, c
         FetchPlan::Background => {
             with_slot(i, |s| s.cache.begin(now));
             let (timeout, kv) = (policy.jwks_cache.fetch_timeout_ms, kv.cloned());
+            let inline = inline_fingerprints(policy, i);
             ctx.wait_until(async move {
                 let outcome = http_fetch(&uri, timeout).await;
-                if let Some(snap) = apply(i, &uri, outcome) {
+                if let Some(snap) = apply(i, &uri, outcome, &inline) {
                     if let Some(kv) = kv {
                         persist(&kv, &uri, &snap).await;
                     }
@@ -113,7 +114,7 @@ pub async fn refetch_for_unknown_kid(policy: &Policy, i: usize, kv: Option<&KvSt
 async fn fetch_and_apply(policy: &Policy, i: usize, uri: &str, kv: Option<KvStore>, ctx: Option<&Context>) -> bool {
     with_slot(i, |s| s.cache.begin(now_secs()));
     let outcome = http_fetch(uri, policy.jwks_cache.fetch_timeout_ms).await;
-    match apply(i, uri, outcome) {
+    match apply(i, uri, outcome, &inline_fingerprints(policy, i)) {
         Some(snap) => {
             if let (Some(kv), Some(ctx)) = (kv, ctx) {
                 let uri = uri.to_string();
@@ -125,15 +126,26 @@ async fn fetch_and_apply(policy: &Policy, i: usize, uri: &str, kv: Option<KvStor
     }
 }
 
+fn inline_fingerprints(policy: &Policy, i: usize) -> Vec<String> {
+    policy.issuers[i].inline_keys.keys.iter().map(|k| k.fingerprint.clone()).collect()
+}
+
 /// Applies an outcome to the cache and logs it; returns the snapshot to persist if it was good.
-fn apply(i: usize, uri: &str, outcome: FetchOutcome) -> Option<JwksSnapshot> {
+/// New keys also drop cached tokens verified by keys that are no longer published.
+fn apply(i: usize, uri: &str, outcome: FetchOutcome, inline: &[String]) -> Option<JwksSnapshot> {
     let now = now_secs();
-    let (report, snap) = with_slot(i, |s| {
+    let (report, snap, live) = with_slot(i, |s| {
         let r = s.cache.complete(now, outcome);
         let snap = if r.ok { s.cache.snapshot() } else { None };
-        (r, snap)
+        let live: Vec<String> = s.cache.keys(now).map(|k| k.keys.iter().map(|k| k.fingerprint.clone()).collect()).unwrap_or_default();
+        (r, snap, live)
     })?;
-    let line = serde_json::json!({"event": "jwks_fetch", "jwks_uri": uri, "report": report});
+    let mut purged = 0;
+    if report.ok {
+        let fps: Vec<&str> = live.iter().chain(inline).map(String::as_str).collect();
+        purged = super::purge_tokens(i, &fps);
+    }
+    let line = serde_json::json!({"event": "jwks_fetch", "jwks_uri": uri, "report": report, "purged_tokens": purged});
     if report.ok {
         console_log!("{line}");
     } else {

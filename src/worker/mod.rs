@@ -1,6 +1,8 @@
 //! The Cloudflare Worker adapter: reads the configuration, the clock, KV and the network, and
 //! drives the core. All policy lives in [`crate::core`].
 
+#[cfg(feature = "bench")]
+mod bench;
 mod jwks;
 mod webcrypto;
 
@@ -13,6 +15,7 @@ use crate::core::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, req
 use crate::core::request::{extract_credential, plan_forward, Credential, CredentialSource, RequestView};
 use crate::core::route::Requirement;
 use crate::core::token::UnverifiedToken;
+use crate::core::token_cache::{token_hash, TokenCache, TokenHash};
 use crate::core::verify::{PendingToken, VerifiedToken};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -31,6 +34,24 @@ struct Isolate {
 
 thread_local! {
     static ISOLATE: RefCell<Option<Rc<Isolate>>> = const { RefCell::new(None) };
+    static TOKENS: RefCell<Option<TokenCache>> = const { RefCell::new(None) };
+}
+
+fn cached_token(hash: &TokenHash, now: i64) -> Option<VerifiedToken> {
+    TOKENS.with(|t| t.borrow_mut().as_mut().and_then(|c| c.get(hash, now)))
+}
+
+fn cache_token(hash: TokenHash, token: VerifiedToken, key_fingerprint: String, now: i64) {
+    TOKENS.with(|t| {
+        if let Some(c) = t.borrow_mut().as_mut() {
+            c.insert(hash, token, key_fingerprint, now);
+        }
+    });
+}
+
+/// Drops cached tokens of issuer `i` verified by keys that are no longer published.
+pub(crate) fn purge_tokens(i: usize, live_fingerprints: &[&str]) -> usize {
+    TOKENS.with(|t| t.borrow_mut().as_mut().map_or(0, |c| c.retain_keys(i, live_fingerprints)))
 }
 
 fn isolate(env: &Env) -> Rc<Isolate> {
@@ -49,6 +70,7 @@ fn isolate(env: &Env) -> Rc<Isolate> {
                 console_warn!("{}", serde_json::json!({"event": "config_warning", "message": w}));
             }
             jwks::reset(p);
+            TOKENS.with(|t| *t.borrow_mut() = Some(TokenCache::new(&p.token_cache)));
         }
         Err(e) => console_error!(
             "{}",
@@ -100,6 +122,10 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         }
     };
     let request_origin = url.origin().ascii_serialization();
+    #[cfg(feature = "bench")]
+    if path.starts_with(bench::PATH_PREFIX) {
+        return bench::handle(&view, &policy, &env, &ctx, now_secs(start)).await;
+    }
     let verdict = gate(&view, &request_origin, &policy, &env, &ctx, now_secs(start), &mut log).await;
     match verdict {
         Err(e) => {
@@ -152,6 +178,17 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
     if source == CredentialSource::Cookie {
         check_csrf(view, request_origin, &policy.csrf)?;
     }
+    let hash = token_hash(&token);
+    if let Some(verified) = cached_token(&hash, now) {
+        log.token_cache = Some("hit");
+        log.iss = verified.issuer().map(str::to_owned);
+        log.sub = verified.subject().map(str::to_owned);
+        log.kid = verified.kid().map(|k| k.chars().take(64).collect());
+        log.alg = Some(verified.alg().name());
+        verified.authorize(&requirement)?;
+        return Ok(Verdict::Accept(Box::new(verified)));
+    }
+    log.token_cache = Some("miss");
     let unverified = UnverifiedToken::parse(&token, policy.max_token_bytes)?;
     let pending = PendingToken::new(unverified, policy)?;
     log.alg = Some(pending.alg().name());
@@ -191,6 +228,7 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
     let job = pending.job(&key)?;
     let proof = webcrypto::verify(&job).await?;
     let verified = pending.finish(proof, &key, policy, now)?;
+    cache_token(hash, verified.clone(), key.fingerprint.clone(), now);
     log.iss = verified.issuer().map(str::to_owned);
     log.sub = verified.subject().map(str::to_owned);
     verified.authorize(&requirement)?;

@@ -6,3 +6,4 @@ import './jwks-cache.test.mjs';
 import './persistence.test.mjs';
 import './config.test.mjs';
 import './cookies.test.mjs';
+import './token-cache.test.mjs';
