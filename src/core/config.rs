@@ -4,6 +4,7 @@
 
 use super::alg::{Algorithm, KeyFamily};
 use super::cookie::{CookiePolicy, CsrfPolicy};
+use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
 use super::token_cache::TokenCacheConfig;
 use super::jwk::{KeySet, KeySource};
 use super::route::{Route, RouteTable};
@@ -61,6 +62,9 @@ pub struct EdgewardConfig {
     /// Verified-token cache.
     #[serde(default)]
     pub token_cache: TokenCacheConfig,
+    /// Rate limits.
+    #[serde(default)]
+    pub rate_limits: RateLimitConfig,
 }
 
 /// One accepted issuer.
@@ -201,6 +205,8 @@ pub struct Policy {
     pub csrf: CsrfPolicy,
     /// Verified-token cache.
     pub token_cache: TokenCacheConfig,
+    /// Rate limits.
+    pub rate_limits: RateLimitPolicy,
     /// Non-fatal findings to log once at start-up.
     pub warnings: Vec<String>,
 }
@@ -360,6 +366,7 @@ impl EdgewardConfig {
         if self.token_cache.capacity > 1_000_000 || self.token_cache.max_ttl_secs < 0 {
             return Err(ConfigError::new("token_cache", "capacity at most 1000000, max_ttl_secs not negative"));
         }
+        let rate_limits = self.rate_limits.validate().map_err(|(f, m)| ConfigError::new(f, m))?;
         let c = &self.jwks_cache;
         if c.min_ttl_secs > c.max_ttl_secs {
             return Err(ConfigError::new("jwks_cache.min_ttl_secs", "must not exceed max_ttl_secs"));
@@ -384,6 +391,7 @@ impl EdgewardConfig {
             cookies: self.cookies,
             csrf: self.csrf,
             token_cache: self.token_cache,
+            rate_limits,
             warnings,
         })
     }

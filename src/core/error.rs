@@ -114,6 +114,19 @@ pub enum AuthError {
     /// A cookie-authenticated unsafe request without a same-origin signal or CSRF token.
     #[error("cross-site request refused")]
     CsrfRejected,
+    /// Over a rate limit.
+    #[error("rate limit {rule} exceeded")]
+    RateLimited {
+        /// Rule name.
+        rule: String,
+        /// Seconds until a request would pass.
+        retry_after_secs: i64,
+        /// `RateLimit-Policy` and `RateLimit` header values.
+        headers: Vec<(String, String)>,
+    },
+    /// `exact` rate limiting is configured to fail closed and its Durable Object is unreachable.
+    #[error("rate limiter unavailable")]
+    RateLimiterUnavailable,
     /// No usable key could be had from the issuer (fetch failed, nothing cached or stale).
     #[error("issuer keys unavailable")]
     JwksUnavailable,
@@ -173,6 +186,8 @@ impl AuthError {
             AudienceMismatch => "audience_mismatch",
             InsufficientScope { .. } => "insufficient_scope",
             CsrfRejected => "csrf_rejected",
+            RateLimited { .. } => "rate_limited",
+            RateLimiterUnavailable => "rate_limiter_unavailable",
             JwksUnavailable => "jwks_unavailable",
             OriginUnreachable => "origin_unreachable",
             ConfigInvalid => "config_invalid",
@@ -183,7 +198,7 @@ impl AuthError {
     /// Who caused it.
     pub fn side(&self) -> Side {
         match self {
-            AuthError::JwksUnavailable | AuthError::OriginUnreachable => Side::Upstream,
+            AuthError::JwksUnavailable | AuthError::OriginUnreachable | AuthError::RateLimiterUnavailable => Side::Upstream,
             AuthError::ConfigInvalid | AuthError::Internal => Side::Internal,
             _ => Side::Client,
         }
@@ -196,6 +211,8 @@ impl AuthError {
             AuthError::MissingToken => (401, None, "authentication required".into()),
             AuthError::InsufficientScope { .. } => (403, Some("insufficient_scope"), self.to_string()),
             AuthError::CsrfRejected => (403, None, "cross-site request refused: same-origin signal or CSRF token required".into()),
+            AuthError::RateLimited { .. } => (429, None, "too many requests; retry later".into()),
+            AuthError::RateLimiterUnavailable => (503, None, "rate limiter unavailable; retry later".into()),
             AuthError::JwksUnavailable => (503, None, "issuer keys are unavailable; retry later".into()),
             AuthError::OriginUnreachable => (502, None, "the origin did not answer".into()),
             AuthError::ConfigInvalid => (500, None, "gateway configuration is invalid".into()),

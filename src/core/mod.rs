@@ -15,3 +15,4 @@ pub mod request;
 pub mod gate;
 pub mod cookie;
 pub mod token_cache;
+pub mod ratelimit;

@@ -4,7 +4,10 @@
 #[cfg(feature = "bench")]
 mod bench;
 mod jwks;
+mod limiter;
 mod webcrypto;
+
+pub use limiter::RateLimiter;
 
 use crate::core::config::{ConfigError, Policy};
 use crate::core::error::AuthError;
@@ -98,7 +101,23 @@ fn request_id() -> String {
 /// Outcome of the gate for one request, before the origin is called.
 enum Verdict {
     Public,
-    Accept(Box<VerifiedToken>),
+    /// Verified, with the rate-limit headers to send on success (if any).
+    Accept(Box<VerifiedToken>, Vec<(String, String)>),
+}
+
+/// Post-verification rate limits; the headers of the tightest bucket for the response.
+async fn limits_for(policy: &Policy, env: &Env, view: &RequestView<'_>, token: &VerifiedToken, ip: Option<&str>) -> Result<Vec<(String, String)>, AuthError> {
+    let buckets = policy.rate_limits.buckets(view.path, token, ip);
+    if buckets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tightest = limiter::check(&policy.rate_limits, env, &buckets, now_ms()).await?;
+    Ok(match tightest {
+        Some((b, d)) if policy.rate_limits.headers_on_success => {
+            crate::core::ratelimit::headers(&b.rule, &b.quota, &d).map(|(k, v)| (k.to_string(), v)).to_vec()
+        }
+        _ => Vec::new(),
+    })
 }
 
 #[event(fetch)]
@@ -139,16 +158,19 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             Ok(resp)
         }
         Ok(v) => {
-            let verified = match &v {
-                Verdict::Accept(t) => Some(t.as_ref()),
-                Verdict::Public => None,
+            let (verified, limit_headers) = match &v {
+                Verdict::Accept(t, h) => (Some(t.as_ref()), h.as_slice()),
+                Verdict::Public => (None, &[][..]),
             };
             let plan = plan_forward(&view, verified, &policy, &rid);
             let mint_csrf = log.credential == Some(CredentialSource::Cookie)
                 && policy.csrf.enabled
                 && request_cookie(&view, &policy.csrf.cookie).is_none();
             match forward(req, &method, plan, &policy, &rid, now_secs(start), mint_csrf).await {
-                Ok(resp) => {
+                Ok(mut resp) => {
+                    for (k, val) in limit_headers {
+                        let _ = resp.headers_mut().set(k, val);
+                    }
                     log.decision = if verified.is_some() { "accept" } else { "public" };
                     log.status = resp.status_code();
                     emit(&log);
@@ -172,6 +194,10 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
     if requirement == Requirement::Public {
         return Ok(Verdict::Public);
     }
+    let ip = view.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.trim().to_string());
+    if let Some(b) = policy.rate_limits.pre_auth_bucket(ip.as_deref()) {
+        limiter::check(&policy.rate_limits, env, std::slice::from_ref(&b), now_ms()).await?;
+    }
     let Credential { token, source } = extract_credential(view, policy)?.ok_or(AuthError::MissingToken)?;
     log.credential = Some(source);
     log.token_fp = Some(fingerprint(token.as_bytes()));
@@ -186,7 +212,8 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
         log.kid = verified.kid().map(|k| k.chars().take(64).collect());
         log.alg = Some(verified.alg().name());
         verified.authorize(&requirement)?;
-        return Ok(Verdict::Accept(Box::new(verified)));
+        let limits = limits_for(policy, env, view, &verified, ip.as_deref()).await?;
+        return Ok(Verdict::Accept(Box::new(verified), limits));
     }
     log.token_cache = Some("miss");
     let unverified = UnverifiedToken::parse(&token, policy.max_token_bytes)?;
@@ -232,7 +259,8 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
     log.iss = verified.issuer().map(str::to_owned);
     log.sub = verified.subject().map(str::to_owned);
     verified.authorize(&requirement)?;
-    Ok(Verdict::Accept(Box::new(verified)))
+    let limits = limits_for(policy, env, view, &verified, ip.as_deref()).await?;
+    Ok(Verdict::Accept(Box::new(verified), limits))
 }
 
 /// Sends the planned request to the origin and relays its response with the request id.
@@ -334,6 +362,12 @@ fn reject(e: &AuthError, realm: &str, rid: &str, log: &mut DecisionLog<'_>) -> R
     }
     if r.status == 503 {
         let _ = h.set("retry-after", "5");
+    }
+    if let AuthError::RateLimited { retry_after_secs, headers, .. } = e {
+        let _ = h.set("retry-after", &retry_after_secs.to_string());
+        for (k, v) in headers {
+            let _ = h.set(k, v);
+        }
     }
     resp
 }

@@ -7,3 +7,4 @@ import './persistence.test.mjs';
 import './config.test.mjs';
 import './cookies.test.mjs';
 import './token-cache.test.mjs';
+import './ratelimit.test.mjs';

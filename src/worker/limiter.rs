@@ -1,0 +1,111 @@
+//! Rate-limit state for the Worker: `local` mode keeps TATs in the isolate; `exact` mode asks the
+//! `RateLimiter` Durable Object that owns the key's shard, which runs the same core GCRA step with
+//! an atomic read-modify-write. If the object cannot be reached, the Worker limits locally (and logs
+//! it) or refuses, per `rate_limits.on_unavailable`.
+
+#![allow(missing_docs)] // the durable_object macro generates undocumented glue
+
+use crate::core::error::AuthError;
+use crate::core::log::fingerprint;
+use crate::core::ratelimit::{gcra, Bucket, Decision, LimitMode, LocalLimiter, OnUnavailable, Quota, RateLimitPolicy};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use worker::{console_warn, durable_object, DurableObject, Env, Request, Response, State};
+
+/// Durable Object binding name.
+pub const DO_BINDING: &str = "EDGEWARD_LIMITER";
+/// Keys are spread over this many objects.
+const SHARDS: u64 = 32;
+
+thread_local! {
+    static LOCAL: RefCell<LocalLimiter> = RefCell::new(LocalLimiter::default());
+}
+
+#[derive(Serialize, Deserialize)]
+struct Ask {
+    key: String,
+    quota: Quota,
+}
+
+fn shard(key: &str) -> String {
+    let fp = fingerprint(key.as_bytes());
+    let n = u64::from_str_radix(&fp["sha256:".len().."sha256:".len() + 8], 16).unwrap_or(0);
+    format!("shard-{}", n % SHARDS)
+}
+
+async fn ask_object(env: &Env, bucket: &Bucket) -> Result<Decision, String> {
+    let ns = env.durable_object(DO_BINDING).map_err(|e| e.to_string())?;
+    let stub = ns.get_by_name(&shard(&bucket.key)).map_err(|e| e.to_string())?;
+    let body = serde_json::to_string(&Ask { key: bucket.key.clone(), quota: bucket.quota }).map_err(|e| e.to_string())?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post).with_body(Some(body.into()));
+    let req = Request::new_with_init("https://limiter/check", &init).map_err(|e| e.to_string())?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(|e| e.to_string())?;
+    if resp.status_code() != 200 {
+        return Err(format!("limiter answered {}", resp.status_code()));
+    }
+    resp.json::<Decision>().await.map_err(|e| e.to_string())
+}
+
+/// Applies one request to every bucket; returns the most restrictive decision (and its bucket),
+/// or the refusal.
+pub async fn check(policy: &RateLimitPolicy, env: &Env, buckets: &[Bucket], now_ms: i64) -> Result<Option<(Bucket, Decision)>, AuthError> {
+    let mut tightest: Option<(Bucket, Decision)> = None;
+    for b in buckets {
+        let d = match policy.mode {
+            LimitMode::Local => LOCAL.with(|l| l.borrow_mut().check(b, now_ms)),
+            LimitMode::Exact => match ask_object(env, b).await {
+                Ok(d) => d,
+                Err(e) => {
+                    console_warn!("{}", serde_json::json!({"event": "rate_limiter_unavailable", "rule": b.rule, "error": e, "fallback": matches!(policy.on_unavailable, OnUnavailable::Local)}));
+                    match policy.on_unavailable {
+                        OnUnavailable::Local => LOCAL.with(|l| l.borrow_mut().check(b, now_ms)),
+                        OnUnavailable::FailClosed => return Err(AuthError::RateLimiterUnavailable),
+                    }
+                }
+            },
+        };
+        if !d.allowed {
+            let headers = crate::core::ratelimit::headers(&b.rule, &b.quota, &d).map(|(k, v)| (k.to_string(), v)).to_vec();
+            return Err(AuthError::RateLimited { rule: b.rule.clone(), retry_after_secs: crate::core::ratelimit::retry_after_secs(&d), headers });
+        }
+        if tightest.as_ref().is_none_or(|(_, t)| d.remaining < t.remaining) {
+            tightest = Some((b.clone(), d));
+        }
+    }
+    Ok(tightest)
+}
+
+/// The Durable Object owning the TATs of one shard of keys. Each check is a read-modify-write
+/// that runs to completion before the next event is delivered (storage awaits hold the input
+/// gate), so concurrent requests for one key are counted exactly.
+#[durable_object]
+pub struct RateLimiter {
+    state: State,
+    tats: RefCell<std::collections::HashMap<String, i64>>,
+}
+
+impl DurableObject for RateLimiter {
+    fn new(state: State, _env: Env) -> Self {
+        RateLimiter { state, tats: RefCell::new(std::collections::HashMap::new()) }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let Ok(ask) = req.json::<Ask>().await else {
+            return Response::error("bad request", 400);
+        };
+        let now = worker::Date::now().as_millis() as i64;
+        let known = self.tats.borrow().get(&ask.key).copied();
+        let tat = match known {
+            Some(t) => Some(t),
+            None => self.state.storage().get::<i64>(&ask.key).await.ok().flatten(),
+        };
+        let d = gcra(tat, now, &ask.quota);
+        if d.allowed {
+            self.tats.borrow_mut().insert(ask.key.clone(), d.tat_ms);
+            // Persisted so an evicted object does not hand out a fresh burst.
+            let _ = self.state.storage().put(&ask.key, d.tat_ms).await;
+        }
+        Response::from_json(&d)
+    }
+}
