@@ -218,17 +218,90 @@ fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
+/// serde's message without its position suffix.
+fn clean(e: &serde_json::Error) -> String {
+    let m = e.to_string();
+    m.split(" at line ").next().unwrap_or(&m).to_string()
+}
+
+fn probe<T: serde::de::DeserializeOwned>(v: &Value) -> Option<String> {
+    serde_json::from_value::<T>(v.clone()).err().map(|e| clean(&e))
+}
+
+type Probe = fn(&Value) -> Option<String>;
+
+/// Finds which member of the document made deserialization fail, so the error names the field.
+/// (Done by probing members one by one rather than with a path-tracking deserializer, which
+/// would add tens of KB to the Worker.)
+fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
+    let Some(map) = doc.as_object() else {
+        return ConfigError::new("EDGEWARD_CONFIG", "must be a JSON object");
+    };
+    let top: &[(&str, Probe)] = &[
+        ("leeway_secs", probe::<u32>),
+        ("max_lifetime_secs", probe::<Option<u64>>),
+        ("require_exp", probe::<bool>),
+        ("max_token_bytes", probe::<usize>),
+        ("origin", probe::<String>),
+        ("routes", probe::<Vec<Route>>),
+        ("realm", probe::<String>),
+        ("cookie_name", probe::<Option<String>>),
+        ("query_param", probe::<Option<String>>),
+        ("forward_claims", probe::<BTreeMap<String, String>>),
+        ("request_id_header", probe::<String>),
+        ("jwks_cache", probe::<JwksCacheConfig>),
+        ("cookies", probe::<CookiePolicy>),
+        ("csrf", probe::<CsrfPolicy>),
+        ("token_cache", probe::<TokenCacheConfig>),
+        ("rate_limits", probe::<RateLimitConfig>),
+    ];
+    let issuer_fields: &[(&str, Probe)] = &[
+        ("issuer", probe::<Option<String>>),
+        ("audiences", probe::<Vec<String>>),
+        ("jwks_uri", probe::<Option<String>>),
+        ("algorithms", probe::<Vec<String>>),
+    ];
+    for required in ["issuers", "origin"] {
+        if !map.contains_key(required) {
+            return ConfigError::new(required, "missing (required)");
+        }
+    }
+    for (name, value) in map {
+        if name == "issuers" {
+            let Some(items) = value.as_array() else {
+                return ConfigError::new("issuers", "must be an array");
+            };
+            for (i, item) in items.iter().enumerate() {
+                let Some(fields) = item.as_object() else {
+                    return ConfigError::new(format!("issuers[{i}]"), "must be an object");
+                };
+                for (f, v) in fields {
+                    if let Some((_, p)) = issuer_fields.iter().find(|(n, _)| n == f) {
+                        if let Some(m) = p(v) {
+                            return ConfigError::new(format!("issuers[{i}].{f}"), m);
+                        }
+                    }
+                }
+                if let Some(m) = probe::<IssuerConfig>(item) {
+                    return ConfigError::new(format!("issuers[{i}]"), m);
+                }
+            }
+        } else if let Some((_, p)) = top.iter().find(|(n, _)| n == name) {
+            if let Some(m) = p(value) {
+                return ConfigError::new(name.clone(), m);
+            }
+        } else {
+            return ConfigError::new(name.clone(), "unknown field");
+        }
+    }
+    ConfigError::new("EDGEWARD_CONFIG", clean(err))
+}
+
 impl EdgewardConfig {
-    /// Parses the JSON document; errors name the field.
+    /// Parses the JSON document; errors name the field (`issuers[0].audiences`, `leeway_secs`, ...).
     pub fn from_json(s: &str) -> Result<EdgewardConfig, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_str(s);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { "EDGEWARD_CONFIG".to_string() } else { path };
-            let inner = e.into_inner().to_string();
-            let message = inner.split(" at line ").next().unwrap_or(&inner).to_string();
-            ConfigError::new(field, message)
-        })
+        let doc: Value = serde_json::from_str(s).map_err(|e| ConfigError::new("EDGEWARD_CONFIG", clean(&e)))?;
+        serde_json::from_value::<EdgewardConfig>(doc.clone()).map_err(|e| locate(&doc, &e))
     }
 
     /// Validates into a [`Policy`].
@@ -457,6 +530,15 @@ mod tests {
         v["origin"] = serde_json::json!("/relative");
         assert_eq!(err_field(v), "origin");
         assert_eq!(Policy::from_json("not json").unwrap_err().field, "EDGEWARD_CONFIG");
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("origin");
+        assert_eq!(err_field(v), "origin");
+        let mut v = base();
+        v["issuers"][0]["audiences"] = serde_json::json!("api");
+        assert_eq!(err_field(v), "issuers[0].audiences");
+        let mut v = base();
+        v["rate_limits"] = serde_json::json!({"mode": "exactly"});
+        assert_eq!(err_field(v), "rate_limits");
     }
 
     #[test]

@@ -192,3 +192,41 @@ pub fn plan_forward(req: &RequestView<'_>, verified: Option<&VerifiedToken>, pol
     }
     ForwardPlan { url, headers }
 }
+
+/// Splits an absolute request URL, as the runtime hands it over (already normalized by its URL
+/// parser), into origin (`scheme://host[:port]`), path and query (without `?`; any fragment is
+/// dropped). `None` if it is not an absolute http(s) URL.
+pub fn split_url(url: &str) -> Option<(&str, &str, &str)> {
+    let rest_start = if url.starts_with("https://") {
+        8
+    } else if url.starts_with("http://") {
+        7
+    } else {
+        return None;
+    };
+    let url = url.split('#').next().unwrap_or(url);
+    let path_start = url[rest_start..].find(['/', '?']).map_or(url.len(), |i| rest_start + i);
+    let origin = &url[..path_start];
+    if origin.len() == rest_start {
+        return None;
+    }
+    let rest = &url[path_start..];
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    Some((origin, if path.is_empty() { "/" } else { path }, query))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_url;
+
+    #[test]
+    fn split_url_table() {
+        assert_eq!(split_url("https://edge.example/a/b?x=1&y=2"), Some(("https://edge.example", "/a/b", "x=1&y=2")));
+        assert_eq!(split_url("http://127.0.0.1:8787/"), Some(("http://127.0.0.1:8787", "/", "")));
+        assert_eq!(split_url("http://127.0.0.1:8787"), Some(("http://127.0.0.1:8787", "/", "")));
+        assert_eq!(split_url("http://h?q=1"), Some(("http://h", "/", "q=1")));
+        assert_eq!(split_url("http://h/p%2Fq?a=b?c#frag"), Some(("http://h", "/p%2Fq", "a=b?c")));
+        assert_eq!(split_url("ftp://h/"), None);
+        assert_eq!(split_url("http:///x"), None);
+    }
+}

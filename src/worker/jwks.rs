@@ -181,12 +181,12 @@ async fn persist(kv: &KvStore, uri: &str, snap: &JwksSnapshot) {
 
 /// GET the JWKS with a timeout.
 async fn http_fetch(uri: &str, timeout_ms: u32) -> FetchOutcome {
-    let url = match worker::Url::parse(uri) {
-        Ok(u) => u,
+    let req = match worker::Request::new(uri, worker::Method::Get) {
+        Ok(r) => r,
         Err(e) => return FetchOutcome::Failed(format!("bad jwks_uri: {e}")),
     };
     let fetch = async {
-        let mut resp = worker::Fetch::Url(url).send().await.map_err(|e| e.to_string())?;
+        let mut resp = worker::Fetch::Request(req).send().await.map_err(|e| e.to_string())?;
         let status = resp.status_code();
         let cache_control = resp.headers().get("cache-control").ok().flatten();
         let body = resp.text().await.map_err(|e| e.to_string())?;

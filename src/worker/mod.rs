@@ -15,7 +15,7 @@ use crate::core::gate::issuer_keys;
 use crate::core::jwk::KeySet;
 use crate::core::log::{fingerprint, DecisionLog};
 use crate::core::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
-use crate::core::request::{extract_credential, plan_forward, Credential, CredentialSource, RequestView};
+use crate::core::request::{extract_credential, plan_forward, split_url, Credential, CredentialSource, RequestView};
 use crate::core::route::Requirement;
 use crate::core::token::UnverifiedToken;
 use crate::core::token_cache::{token_hash, TokenCache, TokenHash};
@@ -126,9 +126,10 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let rid = request_id();
     let iso = isolate(&env);
     let method = req.method().to_string().to_ascii_uppercase();
-    let url = req.url()?;
-    let path = url.path().to_string();
-    let query = url.query().unwrap_or("").to_string();
+    let raw_url = req.inner().url();
+    let Some((request_origin, path, query)) = split_url(&raw_url).map(|(o, p, q)| (o.to_string(), p.to_string(), q.to_string())) else {
+        return Ok(reject(&AuthError::Internal, "edgeward", &rid, &mut DecisionLog { event: "decision", ts_ms: start, request_id: &rid, ..Default::default() }));
+    };
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let view = RequestView { method: &method, path: &path, query: &query, headers: &headers };
     let mut log = DecisionLog { event: "decision", ts_ms: start, request_id: &rid, method: &method, path: &path, ..Default::default() };
@@ -140,7 +141,6 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             return Ok(reject(&AuthError::ConfigInvalid, "edgeward", &rid, &mut log));
         }
     };
-    let request_origin = url.origin().ascii_serialization();
     #[cfg(feature = "bench")]
     if path.starts_with(bench::PATH_PREFIX) {
         return bench::handle(&view, &policy, &env, &ctx, now_secs(start)).await;

@@ -1,9 +1,12 @@
 //! Signature checks on the runtime's WebCrypto (`crypto.subtle`), which runs native code and is far
 //! faster than pure-Rust crypto compiled to wasm. Keys are imported once per isolate and cached as
 //! `CryptoKey`s (plain objects, not in-flight I/O, so sharing them across requests is safe).
-//! Where WebCrypto lacks an algorithm (P-521 on some runtimes) the pure-Rust backend is used.
+//! workerd's WebCrypto has every algorithm Edgeward accepts, P-521 included (checked on workerd
+//! 1.20261117); for runtimes without P-521, the `es512-fallback` feature links the pure-Rust
+//! `p521` check (about 50 KB of wasm) and uses it when the key import fails.
 
 use crate::core::alg::{Algorithm, KeyFamily};
+#[cfg(feature = "es512-fallback")]
 use crate::core::crypto::verify_es512;
 use crate::core::error::AuthError;
 use crate::core::jwk::KeyMaterial;
@@ -39,7 +42,7 @@ fn hash_name(alg: Algorithm) -> &'static str {
 }
 
 /// (importKey algorithm, verify algorithm) for `alg`.
-fn params(alg: Algorithm, material: &KeyMaterial) -> Option<(Object, Object)> {
+pub(super) fn params(alg: Algorithm, material: &KeyMaterial) -> Option<(Object, Object)> {
     let hash = || JsValue::from(obj(&[("name", JsValue::from_str(hash_name(alg)))]));
     let s = JsValue::from_str;
     Some(match (alg, alg.key_family()) {
@@ -64,24 +67,24 @@ fn params(alg: Algorithm, material: &KeyMaterial) -> Option<(Object, Object)> {
     })
 }
 
-fn subtle() -> Result<JsValue, JsValue> {
+pub(super) fn subtle() -> Result<JsValue, JsValue> {
     let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))?;
     Reflect::get(&crypto, &JsValue::from_str("subtle"))
 }
 
-async fn call(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
+pub(super) async fn call(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
     let f: js_sys::Function = Reflect::get(target, &JsValue::from_str(method))?.dyn_into()?;
     let promise: js_sys::Promise = f.apply(target, args)?.dyn_into()?;
     JsFuture::from(promise).await
 }
 
 /// Cache key: the algorithm plus a fingerprint of the public key material.
-fn cache_key(job: &SignatureJob<'_>) -> String {
+pub(super) fn cache_key(job: &SignatureJob<'_>) -> String {
     let json = serde_json::to_string(job.key.to_json()).unwrap_or_default();
     format!("{}:{}", job.alg.name(), crate::core::log::fingerprint(json.as_bytes()))
 }
 
-async fn import(job: &SignatureJob<'_>, import_alg: &Object) -> Result<JsValue, JsValue> {
+pub(super) async fn import(job: &SignatureJob<'_>, import_alg: &Object) -> Result<JsValue, JsValue> {
     let key = cache_key(job);
     if let Some(k) = KEYS.with(|m| m.borrow().get(&key).cloned()) {
         return Ok(k);
@@ -110,6 +113,7 @@ pub async fn verify<'a>(job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, Au
         Ok(k) => k,
         Err(_) => {
             // WebCrypto without P-521: pure Rust. Any other import failure is a bad key.
+            #[cfg(feature = "es512-fallback")]
             if let (Algorithm::ES512, KeyMaterial::Ec { x, y, .. }) = (job.alg, &job.key.material) {
                 return if verify_es512(x, y, job.signing_input, job.signature) {
                     Ok(SignatureProof::for_job(job))
