@@ -98,6 +98,8 @@ pub enum LimitMode {
     Local,
     /// One Durable Object owns each key's state: the limit holds globally.
     Exact,
+    /// Cloudflare's rate-limiting binding (per location; its quota is set on the binding).
+    Binding,
 }
 
 /// What to do when the Durable Object cannot be reached in `exact` mode.
@@ -131,6 +133,10 @@ pub struct RuleConfig {
     /// Quota per tier value.
     #[serde(default)]
     pub tiers: BTreeMap<String, Quota>,
+    /// `binding` mode: the rate-limiting binding to ask (its own limit applies; `rate`/`burst`
+    /// are used for headers and `Retry-After` only).
+    #[serde(default)]
+    pub binding: Option<String>,
 }
 
 /// The `rate_limits` section of the configuration.
@@ -160,6 +166,7 @@ pub struct Rule {
     quota: Quota,
     tier_claim: Option<String>,
     tiers: BTreeMap<String, Quota>,
+    binding: Option<String>,
 }
 
 /// The validated rate-limit policy.
@@ -202,6 +209,9 @@ impl RateLimitConfig {
             for (t, q) in &r.tiers {
                 q.validate().map_err(|m| (f(&format!("tiers.{t}")), m.to_string()))?;
             }
+            if self.mode == LimitMode::Binding && r.binding.is_none() {
+                return Err((f("binding"), "binding mode needs the name of a rate-limiting binding for every rule".into()));
+            }
             if !r.tiers.is_empty() && r.tier_claim.is_none() {
                 return Err((f("tier_claim"), "tiers need a tier_claim".into()));
             }
@@ -212,7 +222,7 @@ impl RateLimitConfig {
                         .map_err(|(_, m)| (f("path"), m))?,
                 ),
             };
-            rules.push(Rule { name: r.name, key, paths, quota: r.quota, tier_claim: r.tier_claim, tiers: r.tiers });
+            rules.push(Rule { name: r.name, key, paths, quota: r.quota, tier_claim: r.tier_claim, tiers: r.tiers, binding: r.binding });
         }
         Ok(RateLimitPolicy {
             mode: self.mode,
@@ -233,6 +243,8 @@ pub struct Bucket {
     pub key: String,
     /// Quota.
     pub quota: Quota,
+    /// Rate-limiting binding (`binding` mode).
+    pub binding: Option<String>,
 }
 
 fn bucket_key(rule: &str, kind: &str, value: &str) -> String {
@@ -243,7 +255,7 @@ impl RateLimitPolicy {
     /// The pre-auth IP bucket, if configured and the IP is known.
     pub fn pre_auth_bucket(&self, ip: Option<&str>) -> Option<Bucket> {
         let q = self.ip_pre_auth?;
-        Some(Bucket { rule: "ip_pre_auth".into(), key: bucket_key("ip_pre_auth", "ip", ip?), quota: q })
+        Some(Bucket { rule: "ip_pre_auth".into(), key: bucket_key("ip_pre_auth", "ip", ip?), quota: q, binding: None })
     }
 
     /// The buckets a verified request falls into. A rule whose key the request lacks (no `sub`,
@@ -269,7 +281,7 @@ impl RateLimitPolicy {
                 .and_then(|c| token.claim_text(c))
                 .and_then(|tier| r.tiers.get(&tier).copied())
                 .unwrap_or(r.quota);
-            out.push(Bucket { rule: r.name.clone(), key: bucket_key(&r.name, kind, &value), quota });
+            out.push(Bucket { rule: r.name.clone(), key: bucket_key(&r.name, kind, &value), quota, binding: r.binding.clone() });
         }
         out
     }

@@ -47,6 +47,20 @@ async fn ask_object(env: &Env, bucket: &Bucket) -> Result<Decision, String> {
     resp.json::<Decision>().await.map_err(|e| e.to_string())
 }
 
+/// Asks Cloudflare's rate-limiting binding. It says only yes or no: a refusal is told to retry
+/// after the rule's emission interval, and no remaining count is reported.
+async fn ask_binding(env: &Env, bucket: &Bucket) -> Result<Decision, String> {
+    let name = bucket.binding.as_deref().ok_or("no binding")?;
+    let rl = env.rate_limiter(name).map_err(|e| e.to_string())?;
+    let outcome = rl.limit(bucket.key.clone()).await.map_err(|e| e.to_string())?;
+    let t = bucket.quota.interval_ms();
+    Ok(if outcome.success {
+        Decision { allowed: true, tat_ms: 0, remaining: 0, retry_after_ms: 0, reset_ms: 0 }
+    } else {
+        Decision { allowed: false, tat_ms: 0, remaining: 0, retry_after_ms: t, reset_ms: t }
+    })
+}
+
 /// Applies one request to every bucket; returns the most restrictive decision (and its bucket),
 /// or the refusal.
 pub async fn check(policy: &RateLimitPolicy, env: &Env, buckets: &[Bucket], now_ms: i64) -> Result<Option<(Bucket, Decision)>, AuthError> {
@@ -54,6 +68,18 @@ pub async fn check(policy: &RateLimitPolicy, env: &Env, buckets: &[Bucket], now_
     for b in buckets {
         let d = match policy.mode {
             LimitMode::Local => LOCAL.with(|l| l.borrow_mut().check(b, now_ms)),
+            // The pre-auth IP bucket has no binding: it is kept in the isolate.
+            LimitMode::Binding if b.binding.is_none() => LOCAL.with(|l| l.borrow_mut().check(b, now_ms)),
+            LimitMode::Binding => match ask_binding(env, b).await {
+                Ok(d) => d,
+                Err(e) => {
+                    console_warn!("{}", serde_json::json!({"event": "rate_limiter_unavailable", "rule": b.rule, "error": e, "fallback": matches!(policy.on_unavailable, OnUnavailable::Local)}));
+                    match policy.on_unavailable {
+                        OnUnavailable::Local => LOCAL.with(|l| l.borrow_mut().check(b, now_ms)),
+                        OnUnavailable::FailClosed => return Err(AuthError::RateLimiterUnavailable),
+                    }
+                }
+            },
             LimitMode::Exact => match ask_object(env, b).await {
                 Ok(d) => d,
                 Err(e) => {

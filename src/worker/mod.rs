@@ -113,7 +113,8 @@ async fn limits_for(policy: &Policy, env: &Env, view: &RequestView<'_>, token: &
     }
     let tightest = limiter::check(&policy.rate_limits, env, &buckets, now_ms()).await?;
     Ok(match tightest {
-        Some((b, d)) if policy.rate_limits.headers_on_success => {
+        // The rate-limiting binding reports no remaining count, so nothing to tell on success.
+        Some((b, d)) if policy.rate_limits.headers_on_success && policy.rate_limits.mode != crate::core::ratelimit::LimitMode::Binding => {
             crate::core::ratelimit::headers(&b.rule, &b.quota, &d).map(|(k, v)| (k.to_string(), v)).to_vec()
         }
         _ => Vec::new(),

@@ -8,3 +8,4 @@ import './config.test.mjs';
 import './cookies.test.mjs';
 import './token-cache.test.mjs';
 import './ratelimit.test.mjs';
+import './ratelimit-binding.test.mjs';

@@ -1,0 +1,42 @@
+// Edgeward end to end, issue 6: `binding` mode uses Cloudflare's rate-limiting binding (simulated
+// by wrangler dev): the binding's own limit (5 per 10 s per key, see wrangler.toml) applies.
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as h from './harness.mjs';
+
+describe('rate limits (binding mode)', { timeout: 240_000 }, () => {
+  let jwks; let origin; let worker; let key;
+
+  before(async () => {
+    await h.ensureBuilt();
+    key = await h.makeKey('EdDSA');
+    jwks = await h.startJwksServer({ keys: [key.jwk] });
+    origin = await h.startOrigin();
+    const config = h.baseConfig({
+      jwks,
+      origin,
+      rate_limits: { mode: 'binding', rules: [{ name: 'per-sub', key: 'sub', rate: 5, period_secs: 10, burst: 5, binding: 'EDGEWARD_RL' }] },
+    });
+    worker = await h.startWrangler({ label: 'ratelimit-binding', config });
+  }, { timeout: 660_000 });
+
+  after(async () => {
+    await worker?.stop();
+    await origin?.stop();
+    await jwks?.stop();
+  });
+
+  it('the binding decides: 5 pass, then 429 rate_limited; another key is unaffected', async () => {
+    const token = await h.mintToken(key, { issuer: jwks.issuer, claims: { sub: 'carol' } });
+    const statuses = [];
+    for (let i = 0; i < 8; i++) statuses.push((await worker.request({ path: `/api/b/${i}`, headers: h.bearer(token) })).status);
+    assert.deepEqual(statuses.slice(0, 5), [200, 200, 200, 200, 200], `${statuses}`);
+    assert.ok(statuses.slice(5).every((s) => s === 429), `${statuses}`);
+    const limited = await worker.request({ path: '/api/b/x', headers: h.bearer(token) });
+    h.assertError(limited, { status: 429, code: 'rate_limited' });
+    assert.ok(Number(limited.headers['retry-after']) >= 1);
+    const other = await h.mintToken(key, { issuer: jwks.issuer, claims: { sub: 'dave' } });
+    assert.equal((await worker.request({ path: '/api/b/y', headers: h.bearer(other) })).status, 200);
+  });
+});
