@@ -7,12 +7,12 @@
 //!
 //! ## What it is
 //! - [`core`]: a **sans-I/O core**. Parsing, key selection, claim policy, the JWKS cache policy,
-//!   credential extraction, the forwarding plan and the error mapping are pure functions of
-//!   (input, state, `now`). It reads no clock, does no network, KV or JS, and names no runtime, so
+//!   the verified-token cache, GCRA rate limiting, cookie and CSRF rules, credential extraction,
+//!   the forwarding plan and the error mapping are pure functions of (input, state, `now`). It reads no clock, does no network, KV or JS, and names no runtime, so
 //!   the whole policy is tested with plain `cargo test`.
 //! - `worker` (feature `worker`, wasm32): the Cloudflare Worker adapter. It reads
-//!   `EDGEWARD_CONFIG`, the clock, KV and the network, checks signatures with the runtime's
-//!   WebCrypto, and drives the core.
+//!   `EDGEWARD_CONFIG`, the clock, KV, Durable Objects (the `RateLimiter`) and the network, checks
+//!   signatures with the runtime's WebCrypto, and drives the core.
 //! - `edgeward` (feature `cli`, native): the operator CLI, `edgeward verify`, on the same core
 //!   with the pure-Rust backend (jwt-simple, plus `p521` for ES512).
 //!
@@ -28,7 +28,12 @@
 //!  request ──► route rule ──public──────────────────────────────────────────┐
 //!                 │ token needed                                            │
 //!                 ▼                                                         │
+//!          per-IP limit (before any parsing)                      ──► 429   │
+//!                 ▼                                                         │
 //!          extract credential (Bearer │ cookie │ query)  ──none──► 401      │
+//!                 │ (cookie + unsafe method: same-origin or CSRF token ──► 403)
+//!                 ▼                                                         │
+//!          verified-token cache (SHA-256 of token) ──hit──► authorize ──┐   │
 //!                 ▼                                                         │
 //!          UnverifiedToken::parse  (size, 3×base64url, strict JSON,         │
 //!                 │                 alg ≠ none, no crit/b64/zip)  ──► 401   │
@@ -45,9 +50,13 @@
 //!          PendingToken::finish (exp, nbf, iat, lifetime, iss, aud) ──► 401 │
 //!                 ▼                                                         │
 //!          VerifiedToken ──► authorize(route scopes)               ──► 403  │
+//!                 ▼                                                     │   │
+//!          rate limits (sub │ client │ IP │ claim; local │ DO │ binding) ◄┘ ──► 429
 //!                 ▼                                                         ▼
 //!          plan_forward: strip credential + spoofed identity headers + hop-by-hop,
 //!                        add verified claims + request id ──► origin (502 if down)
+//!                 ▼
+//!          response: every Set-Cookie brought to policy, RateLimit headers, request id
 //! ```
 //! Only [`core::verify::PendingToken::finish`] makes a [`core::verify::VerifiedToken`], and it
 //! needs the [`core::verify::SignatureProof`] that only a signature backend in this crate makes.
@@ -60,3 +69,5 @@ pub mod core;
 
 #[cfg(feature = "worker")]
 pub mod worker;
+#[cfg(feature = "web")]
+pub mod web;
