@@ -103,6 +103,9 @@ pub enum AuthError {
     /// `aud` contains none of the configured audiences.
     #[error("audience not accepted")]
     AudienceMismatch,
+    /// The token (its `jti`, its subject before a time, or its key) is revoked.
+    #[error("token revoked")]
+    TokenRevoked,
     /// The route needs scopes the token lacks.
     #[error("missing scope: {missing}")]
     InsufficientScope {
@@ -184,6 +187,7 @@ impl AuthError {
             IssuedInFuture { .. } => "issued_in_future",
             LifetimeTooLong { .. } => "lifetime_too_long",
             AudienceMismatch => "audience_mismatch",
+            TokenRevoked => "token_revoked",
             InsufficientScope { .. } => "insufficient_scope",
             CsrfRejected => "csrf_rejected",
             RateLimited { .. } => "rate_limited",

@@ -16,3 +16,4 @@ pub mod gate;
 pub mod cookie;
 pub mod token_cache;
 pub mod ratelimit;
+pub mod revocation;
