@@ -2,10 +2,21 @@
 //!
 //! ```text
 //! edgeward verify --config FILE --token-file FILE [--now UNIX_SECONDS]
+//! edgeward revoke jti --iss ISS --jti JTI          ADMIN [--reason TEXT] [--expires-in SECS]
+//! edgeward revoke sub --iss ISS --sub SUB [--before UNIX] ADMIN [...]
+//! edgeward revoke kid --kid KID                    ADMIN [...]
+//! edgeward revoke api-key --key-id ID              ADMIN [...]
+//! edgeward revocations list [--limit N]            ADMIN
+//! edgeward revocations remove ID                   ADMIN
+//!   where ADMIN is --url GATEWAY_URL --admin-token-file FILE
 //! ```
-//! Prints one JSON object: `{"verdict": "accept"|"reject", "reason": CODE, ...}`.
-//! Exit status: 0 accept, 1 reject, 2 usage or configuration error. Only inline `jwks` keys are
-//! used (no network): an issuer with only a `jwks_uri` yields `jwks_unavailable`.
+//! `verify` prints one JSON object: `{"verdict": "accept"|"reject", "reason": CODE, ...}`; exit
+//! status 0 accept, 1 reject, 2 usage or configuration error. Only inline `jwks` keys are used (no
+//! network): an issuer with only a `jwks_uri` yields `jwks_unavailable`.
+//!
+//! `revoke` and `revocations` talk to the gateway's admin API and print its JSON answer (`list`:
+//! one JSON object per revocation per line, all pages); exit status 0 done, 1 refused by the API
+//! (4xx), 2 usage error, 3 gateway unreachable or failing (5xx).
 
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
@@ -14,12 +25,20 @@ use edgeward::core::log::fingerprint;
 use serde_json::json;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: edgeward verify --config FILE --token-file FILE [--now UNIX_SECONDS]";
+const USAGE: &str = "usage: edgeward verify --config FILE --token-file FILE [--now UNIX_SECONDS]
+       edgeward revoke (jti --iss ISS --jti JTI | sub --iss ISS --sub SUB [--before UNIX] | kid --kid KID | api-key --key-id ID)
+                       --url GATEWAY_URL --admin-token-file FILE [--reason TEXT] [--expires-in SECS]
+       edgeward revocations (list [--limit N] | remove ID) --url GATEWAY_URL --admin-token-file FILE";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(code) => code,
+        Err((reason, message, field)) if reason == "admin" => {
+            eprintln!("edgeward: {message}");
+            let _ = field;
+            ExitCode::from(3)
+        }
         Err((reason, message, field)) => {
             let mut out = json!({"verdict": "error", "reason": reason, "message": message});
             if let Some(f) = field {
@@ -45,11 +64,165 @@ fn run(args: &[String]) -> Result<ExitCode, Failure> {
     let Some((cmd, rest)) = args.split_first() else { return Err(usage("no command")) };
     match cmd.as_str() {
         "verify" => verify(rest),
+        "revoke" => admin::revoke(rest),
+        "revocations" => admin::revocations(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
         }
         other => Err(usage(format!("unknown command {other:?}"))),
+    }
+}
+
+fn now_secs() -> Result<i64, Failure> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|_| usage("system clock is before 1970"))
+}
+
+/// `revoke` and `revocations`: the admin API over HTTP(S).
+mod admin {
+    use super::{now_secs, usage, Failure};
+    use serde_json::{json, Value};
+    use std::collections::HashMap;
+    use std::process::ExitCode;
+
+    const PREFIX: &str = "/__edgeward/admin";
+
+    struct Args {
+        positional: Vec<String>,
+        flags: HashMap<String, String>,
+    }
+
+    fn parse(args: &[String], known: &[&str]) -> Result<Args, Failure> {
+        let mut out = Args { positional: Vec::new(), flags: HashMap::new() };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.strip_prefix("--") {
+                Some(name) if known.contains(&name) => {
+                    let v = it.next().ok_or_else(|| usage(format!("--{name} needs a value")))?;
+                    out.flags.insert(name.to_string(), v.clone());
+                }
+                Some(name) => return Err(usage(format!("unknown flag --{name}"))),
+                None => out.positional.push(a.clone()),
+            }
+        }
+        Ok(out)
+    }
+
+    struct Admin {
+        base: String,
+        token: String,
+    }
+
+    impl Admin {
+        fn from(a: &Args) -> Result<Admin, Failure> {
+            let url = a.flags.get("url").ok_or_else(|| usage("--url is required"))?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(usage("--url must be an http(s) URL"));
+            }
+            let file = a.flags.get("admin-token-file").ok_or_else(|| usage("--admin-token-file is required"))?;
+            let token = std::fs::read_to_string(file).map_err(|e| usage(format!("cannot read {file}: {e}")))?.trim().to_string();
+            if token.is_empty() {
+                return Err(usage(format!("{file} is empty")));
+            }
+            let prefix = a.flags.get("admin-prefix").map_or(PREFIX, String::as_str);
+            Ok(Admin { base: format!("{}{prefix}", url.trim_end_matches('/')), token })
+        }
+
+        /// Sends one call; returns (status, JSON body).
+        fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value), Failure> {
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let url = format!("{}{path}", self.base);
+            let auth = format!("Bearer {}", self.token);
+            let resp = match (method, body) {
+                ("POST", Some(b)) => agent.post(&url).header("authorization", &auth).header("content-type", "application/json").send(b.to_string()),
+                ("DELETE", _) => agent.delete(&url).header("authorization", &auth).call(),
+                _ => agent.get(&url).header("authorization", &auth).call(),
+            };
+            let mut resp = resp.map_err(|e| ("admin", format!("cannot reach {url}: {e}"), None))?;
+            let status = resp.status().as_u16();
+            let text = resp.body_mut().read_to_string().unwrap_or_default();
+            let v = serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text}));
+            Ok((status, v))
+        }
+    }
+
+    fn finish(status: u16, v: &Value) -> Result<ExitCode, Failure> {
+        println!("{v}");
+        match status {
+            200..=299 => Ok(ExitCode::SUCCESS),
+            400..=499 => Ok(ExitCode::from(1)),
+            _ => Err(("admin", format!("gateway answered {status}"), None)),
+        }
+    }
+
+    pub fn revoke(args: &[String]) -> Result<ExitCode, Failure> {
+        let a = parse(args, &["url", "admin-token-file", "admin-prefix", "iss", "jti", "sub", "before", "kid", "key-id", "reason", "expires-in"])?;
+        let admin = Admin::from(&a)?;
+        let now = now_secs()?;
+        let get = |f: &str| a.flags.get(f).cloned().ok_or_else(|| usage(format!("--{f} is required")));
+        let kind = a.positional.first().map(String::as_str).ok_or_else(|| usage("revoke what? jti, sub, kid or api-key"))?;
+        let target = match kind {
+            "jti" => json!({"kind": "jti", "iss": get("iss")?, "jti": get("jti")?}),
+            "sub" => {
+                let before = match a.flags.get("before") {
+                    Some(b) => b.parse::<i64>().map_err(|_| usage("--before takes Unix seconds"))?,
+                    None => now,
+                };
+                json!({"kind": "subject_before", "iss": get("iss")?, "sub": get("sub")?, "before": before})
+            }
+            "kid" => json!({"kind": "kid", "kid": get("kid")?}),
+            "api-key" => json!({"kind": "api_key", "key_id": get("key-id")?}),
+            other => return Err(usage(format!("cannot revoke {other:?}: jti, sub, kid or api-key"))),
+        };
+        // A jti entry only needs to outlive the token (default maximum lifetime: a day).
+        let default_ttl = if kind == "jti" { 86_400 + 60 } else { 30 * 86_400 };
+        let ttl = match a.flags.get("expires-in") {
+            Some(s) => s.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| usage("--expires-in takes positive seconds"))?,
+            None => default_ttl,
+        };
+        let body = json!({"target": target, "reason": a.flags.get("reason").cloned().unwrap_or_default(), "expires_at": now + ttl});
+        let (status, v) = admin.call("POST", "/revocations", Some(&body))?;
+        finish(status, &v)
+    }
+
+    pub fn revocations(args: &[String]) -> Result<ExitCode, Failure> {
+        let a = parse(args, &["url", "admin-token-file", "admin-prefix", "limit"])?;
+        let admin = Admin::from(&a)?;
+        match a.positional.first().map(String::as_str) {
+            Some("list") => {
+                let limit = a.flags.get("limit").map_or(Ok(1000), |l| l.parse::<usize>().map_err(|_| usage("--limit takes a number")))?;
+                let mut cursor: Option<String> = None;
+                loop {
+                    let path = match &cursor {
+                        Some(c) => format!("/revocations?limit={limit}&cursor={c}"),
+                        None => format!("/revocations?limit={limit}"),
+                    };
+                    let (status, v) = admin.call("GET", &path, None)?;
+                    if status != 200 {
+                        return finish(status, &v);
+                    }
+                    for item in v["items"].as_array().into_iter().flatten() {
+                        println!("{item}");
+                    }
+                    match v["next_cursor"].as_str() {
+                        Some(c) if !c.is_empty() => cursor = Some(c.to_string()),
+                        _ => return Ok(ExitCode::SUCCESS),
+                    }
+                }
+            }
+            Some("remove") => {
+                let id = a.positional.get(1).ok_or_else(|| usage("remove which id?"))?;
+                if !id.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(usage("a revocation id is hexadecimal"));
+                }
+                let (status, v) = admin.call("DELETE", &format!("/revocations/{id}"), None)?;
+                finish(status, &v)
+            }
+            _ => Err(usage("revocations list | revocations remove ID")),
+        }
     }
 }
 

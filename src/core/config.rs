@@ -65,6 +65,46 @@ pub struct EdgewardConfig {
     /// Rate limits.
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
+    /// The replicated revocation list.
+    #[serde(default)]
+    pub revocations: RevocationConfig,
+    /// The admin API.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The `revocations` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationConfig {
+    /// Check revocations (default true; needs the `EDGEWARD_KV` binding).
+    pub enabled: bool,
+    /// Each isolate re-reads the snapshot from KV this often, in the background (default 10).
+    pub refresh_secs: u32,
+    /// With no fresh snapshot for this long (KV unreachable), protected routes fail closed with
+    /// 503 (default 300).
+    pub max_age_secs: u32,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        RevocationConfig { enabled: true, refresh_secs: 10, max_age_secs: 300 }
+    }
+}
+
+/// The `admin` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Path prefix of the admin API (default `/__edgeward/admin`); it needs the
+    /// `EDGEWARD_ADMIN_TOKEN` secret (at least 16 characters) or it answers 401 to everyone.
+    pub path_prefix: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { path_prefix: "/__edgeward/admin".into() }
+    }
 }
 
 /// One accepted issuer.
@@ -207,6 +247,10 @@ pub struct Policy {
     pub token_cache: TokenCacheConfig,
     /// Rate limits.
     pub rate_limits: RateLimitPolicy,
+    /// Revocations.
+    pub revocations: RevocationConfig,
+    /// Admin API.
+    pub admin: AdminConfig,
     /// Non-fatal findings to log once at start-up.
     pub warnings: Vec<String>,
 }
@@ -254,6 +298,8 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("csrf", probe::<CsrfPolicy>),
         ("token_cache", probe::<TokenCacheConfig>),
         ("rate_limits", probe::<RateLimitConfig>),
+        ("revocations", probe::<RevocationConfig>),
+        ("admin", probe::<AdminConfig>),
     ];
     let issuer_fields: &[(&str, Probe)] = &[
         ("issuer", probe::<Option<String>>),
@@ -439,6 +485,12 @@ impl EdgewardConfig {
         if self.token_cache.capacity > 1_000_000 || self.token_cache.max_ttl_secs < 0 {
             return Err(ConfigError::new("token_cache", "capacity at most 1000000, max_ttl_secs not negative"));
         }
+        if !self.admin.path_prefix.starts_with('/') || self.admin.path_prefix.len() < 2 || self.admin.path_prefix.ends_with('/') {
+            return Err(ConfigError::new("admin.path_prefix", "a path like /__edgeward/admin"));
+        }
+        if self.revocations.refresh_secs == 0 || self.revocations.max_age_secs < self.revocations.refresh_secs {
+            return Err(ConfigError::new("revocations", "refresh_secs must be positive and at most max_age_secs"));
+        }
         let rate_limits = self.rate_limits.validate().map_err(|(f, m)| ConfigError::new(f, m))?;
         let c = &self.jwks_cache;
         if c.min_ttl_secs > c.max_ttl_secs {
@@ -465,6 +517,8 @@ impl EdgewardConfig {
             csrf: self.csrf,
             token_cache: self.token_cache,
             rate_limits,
+            revocations: self.revocations,
+            admin: self.admin,
             warnings,
         })
     }

@@ -130,6 +130,9 @@ pub enum AuthError {
     /// `exact` rate limiting is configured to fail closed and its Durable Object is unreachable.
     #[error("rate limiter unavailable")]
     RateLimiterUnavailable,
+    /// No fresh revocation snapshot could be had for longer than allowed: fail closed.
+    #[error("revocation list unavailable")]
+    RevocationsUnavailable,
     /// No usable key could be had from the issuer (fetch failed, nothing cached or stale).
     #[error("issuer keys unavailable")]
     JwksUnavailable,
@@ -192,6 +195,7 @@ impl AuthError {
             CsrfRejected => "csrf_rejected",
             RateLimited { .. } => "rate_limited",
             RateLimiterUnavailable => "rate_limiter_unavailable",
+            RevocationsUnavailable => "revocations_unavailable",
             JwksUnavailable => "jwks_unavailable",
             OriginUnreachable => "origin_unreachable",
             ConfigInvalid => "config_invalid",
@@ -202,7 +206,7 @@ impl AuthError {
     /// Who caused it.
     pub fn side(&self) -> Side {
         match self {
-            AuthError::JwksUnavailable | AuthError::OriginUnreachable | AuthError::RateLimiterUnavailable => Side::Upstream,
+            AuthError::JwksUnavailable | AuthError::OriginUnreachable | AuthError::RateLimiterUnavailable | AuthError::RevocationsUnavailable => Side::Upstream,
             AuthError::ConfigInvalid | AuthError::Internal => Side::Internal,
             _ => Side::Client,
         }
@@ -216,6 +220,7 @@ impl AuthError {
             AuthError::InsufficientScope { .. } => (403, Some("insufficient_scope"), self.to_string()),
             AuthError::CsrfRejected => (403, None, "cross-site request refused: same-origin signal or CSRF token required".into()),
             AuthError::RateLimited { .. } => (429, None, "too many requests; retry later".into()),
+            AuthError::RevocationsUnavailable => (503, None, "revocation list unavailable; retry later".into()),
             AuthError::RateLimiterUnavailable => (503, None, "rate limiter unavailable; retry later".into()),
             AuthError::JwksUnavailable => (503, None, "issuer keys are unavailable; retry later".into()),
             AuthError::OriginUnreachable => (502, None, "the origin did not answer".into()),

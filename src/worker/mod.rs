@@ -5,9 +5,11 @@
 mod bench;
 mod jwks;
 mod limiter;
+mod revocations;
 mod webcrypto;
 
 pub use limiter::RateLimiter;
+pub use revocations::RevocationLedger;
 
 use crate::core::config::{ConfigError, Policy};
 use crate::core::error::AuthError;
@@ -85,6 +87,10 @@ fn isolate(env: &Env) -> Rc<Isolate> {
     i
 }
 
+fn kv_binding(env: &Env) -> Option<worker::KvStore> {
+    env.kv(KV_BINDING).ok()
+}
+
 fn now_ms() -> i64 {
     worker::Date::now().as_millis() as i64
 }
@@ -142,6 +148,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             return Ok(reject(&AuthError::ConfigInvalid, "edgeward", &rid, &mut log));
         }
     };
+    if path == policy.admin.path_prefix || path.starts_with(&format!("{}/", policy.admin.path_prefix)) {
+        return revocations::admin(req, &env, &policy.admin.path_prefix, &path, &query, &headers, &rid).await;
+    }
     #[cfg(feature = "bench")]
     if path.starts_with(bench::PATH_PREFIX) {
         return bench::handle(&view, &policy, &env, &ctx, now_secs(start)).await;
@@ -212,6 +221,7 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
         log.sub = verified.subject().map(str::to_owned);
         log.kid = verified.kid().map(|k| k.chars().take(64).collect());
         log.alg = Some(verified.alg().name());
+        revocations::current(&policy.revocations, kv_binding(env).as_ref(), ctx, now).await?.check(&verified, now)?;
         verified.authorize(&requirement)?;
         let limits = limits_for(policy, env, view, &verified, ip.as_deref()).await?;
         return Ok(Verdict::Accept(Box::new(verified), limits));
@@ -259,6 +269,7 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
     cache_token(hash, verified.clone(), key.fingerprint.clone(), now);
     log.iss = verified.issuer().map(str::to_owned);
     log.sub = verified.subject().map(str::to_owned);
+    revocations::current(&policy.revocations, kv.as_ref(), ctx, now).await?.check(&verified, now)?;
     verified.authorize(&requirement)?;
     let limits = limits_for(policy, env, view, &verified, ip.as_deref()).await?;
     Ok(Verdict::Accept(Box::new(verified), limits))

@@ -9,3 +9,4 @@ import './cookies.test.mjs';
 import './token-cache.test.mjs';
 import './ratelimit.test.mjs';
 import './ratelimit-binding.test.mjs';
+import './revocations.test.mjs';

@@ -221,7 +221,7 @@ export function allWranglerOutput() {
  * Starts `wrangler dev` with EDGEWARD_CONFIG = config (object → JSON, string → as is).
  * Resolves once GET / yields any HTTP response. Throws with the captured output otherwise.
  */
-export async function startWrangler({ label = 'worker', config, persistTo, readyTimeoutMs = 60000 } = {}) {
+export async function startWrangler({ label = 'worker', config, persistTo, readyTimeoutMs = 60000, vars = {} } = {}) {
   await ensureBuilt();
   const port = await freePort();
   const inspectorPort = await freePort();
@@ -234,6 +234,7 @@ export async function startWrangler({ label = 'worker', config, persistTo, ready
     '--inspector-port', String(inspectorPort),
     '--persist-to', persistDir,
     '--var', `EDGEWARD_CONFIG:${configText}`,
+    ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
     '--log-level', WRANGLER_LOG_LEVEL,
     '--show-interactive-dev-session=false',
   ];

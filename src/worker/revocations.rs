@@ -1,0 +1,331 @@
+//! Revocations in the Worker: the `RevocationLedger` Durable Object (one instance: strongly
+//! consistent, ordered, idempotent) records every change and publishes a versioned snapshot of all
+//! active revocations to KV; every isolate keeps that snapshot in memory and re-reads it in the
+//! background every `revocations.refresh_secs`, so the hot path checks an in-memory set and makes
+//! no KV read per request. The admin API (`admin.path_prefix`) writes through the ledger.
+
+#![allow(missing_docs)] // the durable_object macro generates undocumented glue
+
+use crate::core::error::AuthError;
+use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use worker::{console_log, console_warn, durable_object, Context, DurableObject, Env, KvStore, Request, Response, State};
+
+/// Durable Object binding of the ledger.
+pub const LEDGER_BINDING: &str = "EDGEWARD_LEDGER";
+/// KV key of the published snapshot.
+pub const SNAPSHOT_KEY: &str = "revocations:v1";
+/// Worker secret holding the admin token.
+pub const ADMIN_SECRET: &str = "EDGEWARD_ADMIN_TOKEN";
+
+fn now_secs() -> i64 {
+    (worker::Date::now().as_millis() / 1000) as i64
+}
+
+// ---- the edge's copy ---------------------------------------------------------------------------
+
+struct EdgeCopy {
+    set: Rc<RevocationSet>,
+    /// When the snapshot was last read successfully (None: never).
+    loaded_at: Option<i64>,
+    /// When a read was last started.
+    attempted_at: Option<i64>,
+}
+
+thread_local! {
+    static EDGE: RefCell<EdgeCopy> = RefCell::new(EdgeCopy { set: Rc::new(RevocationSet::default()), loaded_at: None, attempted_at: None });
+}
+
+async fn read_snapshot(kv: &KvStore) -> Result<RevocationSnapshot, String> {
+    match kv.get(SNAPSHOT_KEY).text().await {
+        Ok(Some(t)) => serde_json::from_str(&t).map_err(|e| format!("bad snapshot: {e}")),
+        Ok(None) => Ok(RevocationSnapshot::default()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn install(snap: &RevocationSnapshot, now: i64) {
+    let set = RevocationSet::from_snapshot(snap, now);
+    EDGE.with(|e| {
+        let mut e = e.borrow_mut();
+        if set.version() >= e.set.version() || e.loaded_at.is_none() {
+            e.set = Rc::new(set);
+        }
+        e.loaded_at = Some(now);
+    });
+}
+
+/// The revocation set for this request: loaded on first use, refreshed in the background when
+/// older than `refresh_secs`. Fails closed when the last good copy is older than `max_age_secs`.
+pub async fn current(cfg: &crate::core::config::RevocationConfig, kv: Option<&KvStore>, ctx: &Context, now: i64) -> Result<Rc<RevocationSet>, AuthError> {
+    if !cfg.enabled {
+        return Ok(Rc::new(RevocationSet::default()));
+    }
+    let Some(kv) = kv else { return Err(AuthError::RevocationsUnavailable) };
+    let (loaded_at, attempted_at) = EDGE.with(|e| (e.borrow().loaded_at, e.borrow().attempted_at));
+    let stale = loaded_at.is_none_or(|t| now - t >= i64::from(cfg.refresh_secs));
+    let may_try = attempted_at.is_none_or(|t| now - t >= 1);
+    if stale && may_try {
+        EDGE.with(|e| e.borrow_mut().attempted_at = Some(now));
+        if loaded_at.is_none() {
+            match read_snapshot(kv).await {
+                Ok(s) => install(&s, now),
+                Err(err) => console_warn!("{}", serde_json::json!({"event": "revocations_read_failed", "error": err})),
+            }
+        } else {
+            let kv = kv.clone();
+            ctx.wait_until(async move {
+                match read_snapshot(&kv).await {
+                    Ok(s) => install(&s, now_secs()),
+                    Err(err) => console_warn!("{}", serde_json::json!({"event": "revocations_read_failed", "error": err})),
+                }
+            });
+        }
+    }
+    EDGE.with(|e| {
+        let e = e.borrow();
+        match e.loaded_at {
+            Some(t) if now - t <= i64::from(cfg.max_age_secs) => Ok(e.set.clone()),
+            _ => Err(AuthError::RevocationsUnavailable),
+        }
+    })
+}
+
+// ---- the ledger ------------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct NewRevocation {
+    target: Target,
+    #[serde(default)]
+    reason: String,
+    expires_at: i64,
+}
+
+#[derive(Deserialize)]
+struct Command {
+    op: String,
+    #[serde(default)]
+    body: Option<serde_json::Value>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The single writer of revocations. Each command runs to completion before the next event is
+/// delivered (storage awaits hold the input gate), so writes are ordered and idempotent.
+#[durable_object]
+pub struct RevocationLedger {
+    state: State,
+    env: Env,
+    entries: RefCell<Option<BTreeMap<String, Revocation>>>,
+    version: RefCell<u64>,
+}
+
+fn json_response(status: u16, v: &serde_json::Value) -> worker::Result<Response> {
+    Ok(Response::ok(v.to_string())?.with_status(status))
+}
+
+impl RevocationLedger {
+    async fn load(&self) -> worker::Result<()> {
+        if self.entries.borrow().is_some() {
+            return Ok(());
+        }
+        let stored: Option<RevocationSnapshot> = self.state.storage().get("ledger").await?;
+        let snap = stored.unwrap_or_default();
+        *self.version.borrow_mut() = snap.version;
+        *self.entries.borrow_mut() = Some(snap.entries.into_iter().map(|r| (r.target.id(), r)).collect());
+        Ok(())
+    }
+
+    fn snapshot(&self, now: i64) -> RevocationSnapshot {
+        let entries = self.entries.borrow().as_ref().map(|m| m.values().filter(|r| r.expires_at > now).cloned().collect()).unwrap_or_default();
+        RevocationSnapshot { version: *self.version.borrow(), entries }
+    }
+
+    async fn commit(&self, now: i64) -> worker::Result<()> {
+        // Prune expired entries on every write, so the list maintains itself.
+        if let Some(m) = self.entries.borrow_mut().as_mut() {
+            m.retain(|_, r| r.expires_at > now);
+        }
+        *self.version.borrow_mut() += 1;
+        let snap = self.snapshot(now);
+        self.state.storage().put("ledger", &snap).await?;
+        let kv = self.env.kv(super::KV_BINDING)?;
+        kv.put(SNAPSHOT_KEY, serde_json::to_string(&snap)?)?.execute().await.map_err(|e| worker::Error::RustError(e.to_string()))?;
+        Ok(())
+    }
+}
+
+impl DurableObject for RevocationLedger {
+    fn new(state: State, env: Env) -> Self {
+        RevocationLedger { state, env, entries: RefCell::new(None), version: RefCell::new(0) }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let Ok(cmd) = req.json::<Command>().await else {
+            return json_response(400, &serde_json::json!({"code": "bad_request", "message": "malformed ledger command"}));
+        };
+        self.load().await?;
+        let now = now_secs();
+        match cmd.op.as_str() {
+            "add" => {
+                let Some(body) = cmd.body else {
+                    return json_response(400, &serde_json::json!({"code": "bad_request", "message": "body required"}));
+                };
+                let new: NewRevocation = match serde_json::from_value(body) {
+                    Ok(n) => n,
+                    Err(e) => return json_response(400, &serde_json::json!({"code": "bad_request", "message": e.to_string()})),
+                };
+                let r = Revocation { target: new.target, reason: new.reason, created_at: now, expires_at: new.expires_at };
+                if let Err(e) = r.validate(now) {
+                    return json_response(400, &serde_json::json!({"code": "bad_request", "field": e.field, "message": e.message}));
+                }
+                let id = r.target.id();
+                let existing = self.entries.borrow().as_ref().and_then(|m| m.get(&id).cloned());
+                let changed = match &existing {
+                    None => true,
+                    // The same revocation again is one entry; a later watermark or expiry extends it.
+                    Some(old) => old.target != r.target && matches!(r.target, Target::SubjectBefore { .. }) || r.expires_at > old.expires_at,
+                };
+                if changed {
+                    let mut merged = r.clone();
+                    if let Some(old) = &existing {
+                        merged.created_at = old.created_at;
+                        merged.expires_at = merged.expires_at.max(old.expires_at);
+                        if let (Target::SubjectBefore { before: b_old, .. }, Target::SubjectBefore { before: b_new, .. }) = (&old.target, &r.target) {
+                            if b_old > b_new {
+                                merged.target = old.target.clone();
+                            }
+                        }
+                    }
+                    if let Some(m) = self.entries.borrow_mut().as_mut() {
+                        m.insert(id.clone(), merged);
+                    }
+                    self.commit(now).await?;
+                }
+                let entry = self.entries.borrow().as_ref().and_then(|m| m.get(&id).cloned());
+                json_response(if existing.is_none() { 201 } else { 200 }, &serde_json::json!({"id": id, "created": existing.is_none(), "version": *self.version.borrow(), "revocation": entry}))
+            }
+            "list" => {
+                let limit = cmd.limit.unwrap_or(100).clamp(1, 1000);
+                let page: Vec<serde_json::Value> = self
+                    .entries
+                    .borrow()
+                    .as_ref()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(id, r)| cmd.cursor.as_ref().is_none_or(|c| id.as_str() > c.as_str()) && r.expires_at > now)
+                            .take(limit)
+                            .map(|(id, r)| serde_json::json!({"id": id, "revocation": r}))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let next = if page.len() == limit { page.last().and_then(|v| v["id"].as_str().map(str::to_owned)) } else { None };
+                let total = self.entries.borrow().as_ref().map_or(0, |m| m.values().filter(|r| r.expires_at > now).count());
+                json_response(200, &serde_json::json!({"items": page, "next_cursor": next, "total": total, "version": *self.version.borrow()}))
+            }
+            "get" | "remove" => {
+                let id = cmd.id.unwrap_or_default();
+                let found = self.entries.borrow().as_ref().and_then(|m| m.get(&id).cloned()).filter(|r| r.expires_at > now);
+                let Some(r) = found else {
+                    return json_response(404, &serde_json::json!({"code": "not_found", "message": "no such revocation"}));
+                };
+                if cmd.op == "remove" {
+                    if let Some(m) = self.entries.borrow_mut().as_mut() {
+                        m.remove(&id);
+                    }
+                    self.commit(now).await?;
+                }
+                json_response(200, &serde_json::json!({"id": id, "revocation": r, "removed": cmd.op == "remove", "version": *self.version.borrow()}))
+            }
+            _ => json_response(400, &serde_json::json!({"code": "bad_request", "message": "unknown op"})),
+        }
+    }
+}
+
+// ---- the admin API -----------------------------------------------------------------------------
+
+fn admin_authorized(req_headers: &[(String, String)], env: &Env) -> bool {
+    use subtle::ConstantTimeEq;
+    let Ok(secret) = env.secret(ADMIN_SECRET).map(|s| s.to_string()) else { return false };
+    if secret.len() < 16 {
+        return false;
+    }
+    let presented = req_headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, v)| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .unwrap_or("");
+    presented.len() == secret.len() && bool::from(presented.as_bytes().ct_eq(secret.as_bytes()))
+}
+
+async fn ask_ledger(env: &Env, cmd: serde_json::Value) -> worker::Result<Response> {
+    let stub = env.durable_object(LEDGER_BINDING)?.get_by_name("ledger")?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post).with_body(Some(cmd.to_string().into()));
+    stub.fetch_with_request(Request::new_with_init("https://ledger/cmd", &init)?).await
+}
+
+/// Handles `{prefix}/revocations[...]`. Every call is audit-logged (caller authorized or not, the
+/// operation, the target id; never the admin token).
+pub async fn admin(mut req: Request, env: &Env, prefix: &str, path: &str, query: &str, headers: &[(String, String)], rid: &str) -> worker::Result<Response> {
+    let method = req.method().to_string().to_ascii_uppercase();
+    let rest = path.strip_prefix(prefix).unwrap_or("");
+    let authorized = admin_authorized(headers, env);
+    let audit = |op: &str, status: u16, id: Option<&str>| {
+        console_log!("{}", serde_json::json!({"event": "admin_audit", "request_id": rid, "op": op, "method": method, "path": path, "authorized": authorized, "status": status, "id": id}));
+    };
+    if !authorized {
+        audit("denied", 401, None);
+        let mut r = Response::ok(serde_json::json!({"code": "admin_unauthorized", "message": "admin credential required", "request_id": rid}).to_string())?.with_status(401);
+        let _ = r.headers_mut().set("www-authenticate", "Bearer realm=\"edgeward-admin\"");
+        let _ = r.headers_mut().set("content-type", "application/json");
+        return Ok(r);
+    }
+    let cmd = match (method.as_str(), rest.trim_end_matches('/')) {
+        ("POST", "/revocations") => {
+            let text = req.text().await.unwrap_or_default();
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(body) if body.is_object() => serde_json::json!({"op": "add", "body": body}),
+                _ => {
+                    audit("add", 400, None);
+                    return json_response(400, &serde_json::json!({"code": "bad_request", "message": "body must be a JSON object", "request_id": rid}));
+                }
+            }
+        }
+        ("GET", "/revocations") => {
+            let mut cursor = None;
+            let mut limit = None;
+            for (k, v) in query.split('&').filter_map(|p| p.split_once('=')) {
+                match k {
+                    "cursor" => cursor = Some(v.to_string()),
+                    "limit" => limit = v.parse::<usize>().ok(),
+                    _ => {}
+                }
+            }
+            serde_json::json!({"op": "list", "cursor": cursor, "limit": limit})
+        }
+        ("GET", r) if r.starts_with("/revocations/") => serde_json::json!({"op": "get", "id": &r["/revocations/".len()..]}),
+        ("DELETE", r) if r.starts_with("/revocations/") => serde_json::json!({"op": "remove", "id": &r["/revocations/".len()..]}),
+        _ => {
+            audit("unknown", 404, None);
+            return json_response(404, &serde_json::json!({"code": "not_found", "message": "no such admin route", "request_id": rid}));
+        }
+    };
+    let op = cmd["op"].as_str().unwrap_or("").to_string();
+    let mut resp = ask_ledger(env, cmd).await?;
+    let status = resp.status_code();
+    let text = resp.text().await.unwrap_or_default();
+    let id = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["id"].as_str().map(str::to_owned));
+    audit(&op, status, id.as_deref());
+    let mut out = Response::ok(text)?.with_status(status);
+    let _ = out.headers_mut().set("content-type", "application/json");
+    let _ = out.headers_mut().set("cache-control", "no-store");
+    Ok(out)
+}

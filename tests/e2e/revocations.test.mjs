@@ -1,0 +1,145 @@
+// Edgeward end to end, issue 5: the replicated revocation list with the real ledger Durable Object
+// and real local KV under wrangler dev. Revoke a jti → after the snapshot interval the token is 401
+// token_revoked while others pass; subject-before and kid revocations; 200 concurrent revocations →
+// exactly 200 entries; unauthenticated or malformed admin calls are refused and write nothing; the
+// list survives a restart of wrangler dev.
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import * as h from './harness.mjs';
+
+const ADMIN = `admin-${crypto.randomBytes(16).toString('hex')}`;
+const PREFIX = '/__edgeward/admin';
+
+describe('revocations', { timeout: 300_000 }, () => {
+  let jwks; let origin; let worker; let key; let key2; let config; let persist;
+
+  const admin = (method, path, body, token = ADMIN) => worker.request({
+    method,
+    path: `${PREFIX}${path}`,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'content-type': 'application/json' },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const waitRefresh = () => h.sleep(1300); // refresh_secs: 1, plus the background read
+  const far = () => h.nowSecs() + 3600;
+
+  before(async () => {
+    await h.ensureBuilt();
+    [key, key2] = await Promise.all([h.makeKey('ES256'), h.makeKey('ES256')]);
+    jwks = await h.startJwksServer({ keys: [key.jwk, key2.jwk] });
+    origin = await h.startOrigin();
+    config = h.baseConfig({ jwks, origin, revocations: { refresh_secs: 1, max_age_secs: 60 }, token_cache: { capacity: 1000, max_ttl_secs: 300 } });
+    persist = h.makeTempDir('revocations');
+    worker = await h.startWrangler({ label: 'revocations', config, persistTo: persist, vars: { EDGEWARD_ADMIN_TOKEN: ADMIN } });
+  }, { timeout: 660_000 });
+
+  after(async () => {
+    await worker?.stop();
+    await origin?.stop();
+    await jwks?.stop();
+  });
+
+  it('unauthenticated and malformed admin calls are refused and write nothing', async () => {
+    for (const token of [null, 'wrong-token-wrong-token', `${ADMIN}x`]) {
+      const r = await admin('POST', '/revocations', { target: { kind: 'kid', kid: 'x' }, expires_at: far() }, token);
+      assert.equal(r.status, 401, r.text);
+    }
+    for (const body of ['not json', '[1]', { target: { kind: 'jti', iss: '', jti: 'j' }, expires_at: far() }, { target: { kind: 'nope' }, expires_at: far() }, { target: { kind: 'kid', kid: 'k' }, expires_at: 1 }]) {
+      const r = await admin('POST', '/revocations', body);
+      assert.equal(r.status, 400, `${JSON.stringify(body)} → ${r.status} ${r.text}`);
+    }
+    const list = (await admin('GET', '/revocations')).json();
+    assert.equal(list.total, 0, 'nothing was written');
+    const audit = await worker.waitForJsonLine((o) => o.event === 'admin_audit' && o.authorized === false);
+    assert.ok(audit, 'admin calls are audit-logged');
+    assert.ok(!worker.output.includes(ADMIN), 'the admin token is never logged');
+  });
+
+  it('revoke a jti: that token is refused after the refresh interval, others pass, even from the cache', async () => {
+    const victim = await h.mintToken(key, { issuer: jwks.issuer, claims: { jti: 'stolen-1' } });
+    const bystander = await h.mintToken(key, { issuer: jwks.issuer, claims: { jti: 'fine-1' } });
+    assert.equal((await worker.request({ path: '/api/x', headers: h.bearer(victim) })).status, 200, 'cached before revocation');
+    const add = await admin('POST', '/revocations', { target: { kind: 'jti', iss: jwks.issuer, jti: 'stolen-1' }, reason: 'laptop stolen', expires_at: far() });
+    assert.equal(add.status, 201, add.text);
+    const again = await admin('POST', '/revocations', { target: { kind: 'jti', iss: jwks.issuer, jti: 'stolen-1' }, reason: 'laptop stolen', expires_at: far() });
+    assert.equal(again.status, 200, 'idempotent');
+    assert.equal(again.json().id, add.json().id);
+    await waitRefresh();
+    await worker.request({ path: '/api/warm', headers: h.bearer(bystander) }); // triggers the background refresh
+    await waitRefresh();
+    h.assertInvalidToken(await worker.request({ path: '/api/x', headers: h.bearer(victim) }), 'token_revoked');
+    assert.equal((await worker.request({ path: '/api/x', headers: h.bearer(bystander) })).status, 200);
+    const got = await admin('GET', `/revocations/${add.json().id}`);
+    assert.equal(got.status, 200);
+    assert.equal(got.json().revocation.reason, 'laptop stolen');
+  });
+
+  it('subject "revoked before" and kid revocations', async () => {
+    const now = h.nowSecs();
+    const old = await h.mintToken(key, { issuer: jwks.issuer, claims: { sub: 'erin', iat: now - 100 } });
+    const fresh = await h.mintToken(key, { issuer: jwks.issuer, claims: { sub: 'erin', iat: now } });
+    const byKey2 = await h.mintToken(key2, { issuer: jwks.issuer });
+    assert.equal((await admin('POST', '/revocations', { target: { kind: 'subject_before', iss: jwks.issuer, sub: 'erin', before: now - 10 }, expires_at: far() })).status, 201);
+    assert.equal((await admin('POST', '/revocations', { target: { kind: 'kid', kid: key2.kid }, reason: 'key compromised', expires_at: far() })).status, 201);
+    await waitRefresh();
+    await worker.request({ path: '/api/warm', headers: h.bearer(fresh) });
+    await waitRefresh();
+    h.assertInvalidToken(await worker.request({ path: '/api/x', headers: h.bearer(old) }), 'token_revoked');
+    assert.equal((await worker.request({ path: '/api/x', headers: h.bearer(fresh) })).status, 200);
+    h.assertInvalidToken(await worker.request({ path: '/api/x', headers: h.bearer(byKey2) }), 'token_revoked');
+  });
+
+  it('200 concurrent revocations → exactly 200 new entries, listed in pages', async () => {
+    const before = (await admin('GET', '/revocations')).json().total;
+    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => admin('POST', '/revocations', { target: { kind: 'jti', iss: jwks.issuer, jti: `bulk-${i}` }, expires_at: far() })));
+    assert.deepEqual([...new Set(results.map((r) => r.status))], [201]);
+    const ids = new Set();
+    let cursor = '';
+    for (let page = 0; page < 10; page++) {
+      const r = (await admin('GET', `/revocations?limit=64${cursor ? `&cursor=${cursor}` : ''}`)).json();
+      for (const it of r.items) ids.add(it.id);
+      if (!r.next_cursor) break;
+      cursor = r.next_cursor;
+    }
+    assert.equal(ids.size, before + 200, 'no entry lost or duplicated');
+  });
+
+  it('the CLI revokes and lists through the admin API', async () => {
+    // Built by `cargo test` (scripts/test runs it before this suite).
+    const bin = path.join(h.ROOT, 'target', 'debug', 'edgeward');
+    assert.ok(fs.existsSync(bin), `${bin} missing: run cargo build first`);
+    const tokenFile = path.join(h.makeTempDir('cli'), 'admin-token');
+    fs.writeFileSync(tokenFile, `${ADMIN}\n`, { mode: 0o600 });
+    const adminArgs = ['--url', worker.url, '--admin-token-file', tokenFile];
+    const out = execFileSync(bin, ['revoke', 'jti', '--iss', jwks.issuer, '--jti', 'cli-jti', '--reason', 'via cli', ...adminArgs], { encoding: 'utf8' });
+    const added = JSON.parse(out);
+    assert.equal(added.created, true);
+    const lines = execFileSync(bin, ['revocations', 'list', '--limit', '50', ...adminArgs], { encoding: 'utf8' }).trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(lines.some((l) => l.id === added.id && l.revocation.reason === 'via cli'), 'listed across pages');
+    const total = (await admin('GET', '/revocations')).json().total;
+    assert.equal(lines.length, total, 'all pages');
+    fs.writeFileSync(tokenFile, 'not-the-admin-token');
+    let status;
+    try {
+      execFileSync(bin, ['revoke', 'kid', '--kid', 'x', ...adminArgs], { encoding: 'utf8', stdio: 'pipe' });
+    } catch (e) {
+      status = e.status;
+    }
+    assert.equal(status, 1, 'refused by the API → exit 1');
+    const removed = JSON.parse(execFileSync(bin, ['revocations', 'remove', added.id, '--url', worker.url, '--admin-token-file', (fs.writeFileSync(tokenFile, ADMIN), tokenFile)], { encoding: 'utf8' }));
+    assert.equal(removed.removed, true);
+  });
+
+  it('the list survives a restart of wrangler dev', async () => {
+    const total = (await admin('GET', '/revocations')).json().total;
+    await worker.stop();
+    worker = await h.startWrangler({ label: 'revocations-restart', config, persistTo: persist, vars: { EDGEWARD_ADMIN_TOKEN: ADMIN } });
+    assert.equal((await admin('GET', '/revocations')).json().total, total);
+    const victim = await h.mintToken(key, { issuer: jwks.issuer, claims: { jti: 'stolen-1' } });
+    h.assertInvalidToken(await worker.request({ path: '/api/x', headers: h.bearer(victim) }), 'token_revoked');
+  });
+});
