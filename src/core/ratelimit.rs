@@ -218,7 +218,7 @@ impl RateLimitConfig {
             let paths = match r.path {
                 None => None,
                 Some(p) => Some(
-                    RouteTable::new(vec![super::route::Route { path: p, methods: None, public: true, scopes: vec![] }])
+                    RouteTable::new(vec![super::route::Route { path: p, methods: None, public: true, scopes: vec![], sensitive: false }])
                         .map_err(|(_, m)| (f("path"), m))?,
                 ),
             };

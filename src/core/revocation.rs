@@ -141,6 +141,21 @@ pub struct RevocationSnapshot {
     pub entries: Vec<Revocation>,
 }
 
+/// What a revocation check needs to know about a verified token.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TokenFacts<'a> {
+    /// `iss` ("" when absent).
+    pub iss: &'a str,
+    /// `jti`.
+    pub jti: Option<&'a str>,
+    /// `sub`.
+    pub sub: Option<&'a str>,
+    /// `iat`.
+    pub iat: Option<f64>,
+    /// The key id that verified it.
+    pub kid: Option<&'a str>,
+}
+
 /// The in-memory set the hot path checks: hash lookups only.
 #[derive(Debug, Clone, Default)]
 pub struct RevocationSet {
@@ -194,23 +209,36 @@ impl RevocationSet {
 
     /// Refuses a verified token that is revoked at `now`.
     pub fn check(&self, token: &VerifiedToken, now: i64) -> Result<(), AuthError> {
+        let c = token.claims();
+        self.check_parts(
+            &TokenFacts {
+                iss: token.issuer().unwrap_or(""),
+                jti: c.get("jti").and_then(|v| v.as_str()),
+                sub: token.subject(),
+                iat: c.get("iat").and_then(|v| v.as_f64()),
+                kid: token.kid(),
+            },
+            now,
+        )
+    }
+
+    /// The same check on the facts of a token (what the ledger's strict mode receives).
+    pub fn check_parts(&self, t: &TokenFacts<'_>, now: i64) -> Result<(), AuthError> {
         let live = |exp: &i64| *exp > now;
-        let iss = token.issuer().unwrap_or("");
-        if let Some(jti) = token.claims().get("jti").and_then(|v| v.as_str()) {
-            if self.jti.get(&(iss.to_string(), jti.to_string())).is_some_and(live) {
+        if let Some(jti) = t.jti {
+            if self.jti.get(&(t.iss.to_string(), jti.to_string())).is_some_and(live) {
                 return Err(AuthError::TokenRevoked);
             }
         }
-        if let Some(sub) = token.subject() {
-            if let Some((before, exp)) = self.subject_before.get(&(iss.to_string(), sub.to_string())) {
+        if let Some(sub) = t.sub {
+            if let Some((before, exp)) = self.subject_before.get(&(t.iss.to_string(), sub.to_string())) {
                 // A token without iat cannot prove it was issued after the watermark.
-                let iat = token.claims().get("iat").and_then(|v| v.as_f64());
-                if *exp > now && iat.is_none_or(|iat| iat < *before as f64) {
+                if *exp > now && t.iat.is_none_or(|iat| iat < *before as f64) {
                     return Err(AuthError::TokenRevoked);
                 }
             }
         }
-        if let Some(kid) = token.kid() {
+        if let Some(kid) = t.kid {
             if self.kid.get(kid).is_some_and(live) {
                 return Err(AuthError::TokenRevoked);
             }

@@ -18,6 +18,10 @@ pub struct Route {
     /// Scopes the token must all hold (from its `scope` string or `scp` array).
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Strict revocation: also ask the revocation ledger itself on every request (no propagation
+    /// delay, one Durable Object round trip).
+    #[serde(default)]
+    pub sensitive: bool,
 }
 
 /// What a request needs, as decided by the route table.
@@ -49,7 +53,7 @@ impl RouteTable {
             if r.path.contains('*') && !(r.path == "*" || (r.path.ends_with("/*") && r.path.matches('*').count() == 1)) {
                 return Err((i, "* is only allowed as the last segment (/prefix/*)".into()));
             }
-            if r.public && !r.scopes.is_empty() {
+            if r.public && (!r.scopes.is_empty() || r.sensitive) {
                 return Err((i, "a public route cannot require scopes".into()));
             }
             if let Some(m) = &mut r.methods {
@@ -66,6 +70,14 @@ impl RouteTable {
             out.push(r);
         }
         Ok(RouteTable { routes: out })
+    }
+
+    /// True if the first rule matching the request is marked `sensitive`.
+    pub fn is_sensitive(&self, method: &str, path: &str) -> bool {
+        self.routes
+            .iter()
+            .find(|r| path_matches(&r.path, path) && r.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method))))
+            .is_some_and(|r| r.sensitive)
     }
 
     /// What a request for `method` and `path` needs.

@@ -222,6 +222,9 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
         log.kid = verified.kid().map(|k| k.chars().take(64).collect());
         log.alg = Some(verified.alg().name());
         revocations::current(&policy.revocations, kv_binding(env).as_ref(), ctx, now).await?.check(&verified, now)?;
+        if policy.revocations.enabled && policy.routes.is_sensitive(view.method, view.path) {
+            revocations::check_with_ledger(env, &verified).await?;
+        }
         verified.authorize(&requirement)?;
         let limits = limits_for(policy, env, view, &verified, ip.as_deref()).await?;
         return Ok(Verdict::Accept(Box::new(verified), limits));
@@ -270,6 +273,9 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
     log.iss = verified.issuer().map(str::to_owned);
     log.sub = verified.subject().map(str::to_owned);
     revocations::current(&policy.revocations, kv.as_ref(), ctx, now).await?.check(&verified, now)?;
+    if policy.revocations.enabled && policy.routes.is_sensitive(view.method, view.path) {
+        revocations::check_with_ledger(env, &verified).await?;
+    }
     verified.authorize(&requirement)?;
     let limits = limits_for(policy, env, view, &verified, ip.as_deref()).await?;
     Ok(Verdict::Accept(Box::new(verified), limits))

@@ -132,14 +132,26 @@ fn json_response(status: u16, v: &serde_json::Value) -> worker::Result<Response>
 }
 
 impl RevocationLedger {
+    /// Loads the ledger from storage on first use: one storage key per entry (`e:ID`, the entry's
+    /// JSON) plus `version`, so no single value grows with the list.
     async fn load(&self) -> worker::Result<()> {
         if self.entries.borrow().is_some() {
             return Ok(());
         }
-        let stored: Option<RevocationSnapshot> = self.state.storage().get("ledger").await?;
-        let snap = stored.unwrap_or_default();
-        *self.version.borrow_mut() = snap.version;
-        *self.entries.borrow_mut() = Some(snap.entries.into_iter().map(|r| (r.target.id(), r)).collect());
+        let storage = self.state.storage();
+        let version: Option<u64> = storage.get("version").await?;
+        let listed = storage.list_with_options(worker::ListOptions::new().prefix("e:")).await?;
+        let mut entries = BTreeMap::new();
+        for item in listed.entries() {
+            let Ok(pair) = item else { continue };
+            let pair = worker::js_sys::Array::from(&pair);
+            let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) else { continue };
+            if let Ok(r) = serde_json::from_str::<Revocation>(&v) {
+                entries.insert(k.trim_start_matches("e:").to_string(), r);
+            }
+        }
+        *self.version.borrow_mut() = version.unwrap_or(0);
+        *self.entries.borrow_mut() = Some(entries);
         Ok(())
     }
 
@@ -148,14 +160,35 @@ impl RevocationLedger {
         RevocationSnapshot { version: *self.version.borrow(), entries }
     }
 
-    async fn commit(&self, now: i64) -> worker::Result<()> {
-        // Prune expired entries on every write, so the list maintains itself.
+    /// Persists the changed entry (`Some`: written, `None`: removed) and every pruned one in one
+    /// atomic storage write, bumps the version, and publishes the snapshot to KV.
+    async fn commit(&self, now: i64, changed: (&str, Option<&Revocation>)) -> worker::Result<()> {
+        let mut gone: Vec<String> = Vec::new();
         if let Some(m) = self.entries.borrow_mut().as_mut() {
-            m.retain(|_, r| r.expires_at > now);
+            // Prune expired entries on every write, so the list maintains itself.
+            m.retain(|id, r| {
+                let keep = r.expires_at > now;
+                if !keep {
+                    gone.push(format!("e:{id}"));
+                }
+                keep
+            });
         }
         *self.version.borrow_mut() += 1;
+        let storage = self.state.storage();
+        // A plain object (serde would make a JS Map, which the storage API reads as empty).
+        let put = worker::js_sys::Object::new();
+        let set = |k: &str, v: worker::wasm_bindgen::JsValue| worker::js_sys::Reflect::set(&put, &k.into(), &v).map(|_| ());
+        set("version", worker::wasm_bindgen::JsValue::from_f64(*self.version.borrow() as f64))?;
+        match changed {
+            (id, Some(r)) => set(&format!("e:{id}"), serde_json::to_string(r)?.into())?,
+            (id, None) => gone.push(format!("e:{id}")),
+        }
+        if !gone.is_empty() {
+            storage.delete_multiple(gone).await?;
+        }
+        storage.put_multiple_raw(put).await?;
         let snap = self.snapshot(now);
-        self.state.storage().put("ledger", &snap).await?;
         let kv = self.env.kv(super::KV_BINDING)?;
         kv.put(SNAPSHOT_KEY, serde_json::to_string(&snap)?)?.execute().await.map_err(|e| worker::Error::RustError(e.to_string()))?;
         Ok(())
@@ -205,12 +238,21 @@ impl DurableObject for RevocationLedger {
                         }
                     }
                     if let Some(m) = self.entries.borrow_mut().as_mut() {
-                        m.insert(id.clone(), merged);
+                        m.insert(id.clone(), merged.clone());
                     }
-                    self.commit(now).await?;
+                    self.commit(now, (&id, Some(&merged))).await?;
                 }
                 let entry = self.entries.borrow().as_ref().and_then(|m| m.get(&id).cloned());
                 json_response(if existing.is_none() { 201 } else { 200 }, &serde_json::json!({"id": id, "created": existing.is_none(), "version": *self.version.borrow(), "revocation": entry}))
+            }
+            "check" => {
+                // Strict mode: the ledger's own view, with no propagation delay.
+                let facts = cmd.body.as_ref().and_then(|b| crate::core::revocation::TokenFacts::deserialize(b).ok());
+                let Some(facts) = facts else {
+                    return json_response(400, &serde_json::json!({"code": "bad_request", "message": "token facts required"}));
+                };
+                let set = RevocationSet::from_snapshot(&self.snapshot(now), now);
+                json_response(200, &serde_json::json!({"revoked": set.check_parts(&facts, now).is_err(), "version": *self.version.borrow()}))
             }
             "list" => {
                 let limit = cmd.limit.unwrap_or(100).clamp(1, 1000);
@@ -240,11 +282,39 @@ impl DurableObject for RevocationLedger {
                     if let Some(m) = self.entries.borrow_mut().as_mut() {
                         m.remove(&id);
                     }
-                    self.commit(now).await?;
+                    self.commit(now, (&id, None)).await?;
                 }
                 json_response(200, &serde_json::json!({"id": id, "revocation": r, "removed": cmd.op == "remove", "version": *self.version.borrow()}))
             }
             _ => json_response(400, &serde_json::json!({"code": "bad_request", "message": "unknown op"})),
+        }
+    }
+}
+
+/// Strict mode for `sensitive` routes: asks the ledger itself. Unreachable ledger → fail closed.
+pub async fn check_with_ledger(env: &Env, token: &crate::core::verify::VerifiedToken) -> Result<(), AuthError> {
+    let c = token.claims();
+    let facts = serde_json::json!({
+        "iss": token.issuer().unwrap_or(""),
+        "jti": c.get("jti").and_then(|v| v.as_str()),
+        "sub": token.subject(),
+        "iat": c.get("iat").and_then(|v| v.as_f64()),
+        "kid": token.kid(),
+    });
+    let answer = async {
+        let mut resp = ask_ledger(env, serde_json::json!({"op": "check", "body": facts})).await.map_err(|e| e.to_string())?;
+        if resp.status_code() != 200 {
+            return Err(format!("ledger answered {}", resp.status_code()));
+        }
+        resp.json::<serde_json::Value>().await.map_err(|e| e.to_string())
+    };
+    match answer.await {
+        Ok(v) if v["revoked"] == serde_json::Value::Bool(false) => Ok(()),
+        Ok(v) if v["revoked"] == serde_json::Value::Bool(true) => Err(AuthError::TokenRevoked),
+        Ok(_) => Err(AuthError::RevocationsUnavailable),
+        Err(e) => {
+            console_warn!("{}", serde_json::json!({"event": "revocation_ledger_unreachable", "error": e}));
+            Err(AuthError::RevocationsUnavailable)
         }
     }
 }

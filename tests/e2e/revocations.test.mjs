@@ -143,3 +143,42 @@ describe('revocations', { timeout: 300_000 }, () => {
     h.assertInvalidToken(await worker.request({ path: '/api/x', headers: h.bearer(victim) }), 'token_revoked');
   });
 });
+
+describe('revocations: strict mode on sensitive routes', { timeout: 240_000 }, () => {
+  let jwks; let origin; let worker; let key;
+
+  before(async () => {
+    await h.ensureBuilt();
+    key = await h.makeKey('EdDSA');
+    jwks = await h.startJwksServer({ keys: [key.jwk] });
+    origin = await h.startOrigin();
+    const config = h.baseConfig({
+      jwks,
+      origin,
+      routes: [{ path: '/sensitive/*', sensitive: true }],
+      revocations: { refresh_secs: 60, max_age_secs: 300 },
+    });
+    worker = await h.startWrangler({ label: 'revocations-strict', config, vars: { EDGEWARD_ADMIN_TOKEN: ADMIN } });
+  }, { timeout: 660_000 });
+
+  after(async () => {
+    await worker?.stop();
+    await origin?.stop();
+    await jwks?.stop();
+  });
+
+  it('a sensitive route sees a revocation at once; others after the snapshot interval', async () => {
+    const token = await h.mintToken(key, { issuer: jwks.issuer, claims: { jti: 'strict-1' } });
+    assert.equal((await worker.request({ path: '/api/x', headers: h.bearer(token) })).status, 200);
+    assert.equal((await worker.request({ path: '/sensitive/x', headers: h.bearer(token) })).status, 200);
+    const add = await worker.request({
+      method: 'POST',
+      path: `${PREFIX}/revocations`,
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ target: { kind: 'jti', iss: jwks.issuer, jti: 'strict-1' }, expires_at: h.nowSecs() + 600 }),
+    });
+    assert.equal(add.status, 201, add.text);
+    h.assertInvalidToken(await worker.request({ path: '/sensitive/x', headers: h.bearer(token) }), 'token_revoked');
+    assert.equal((await worker.request({ path: '/api/x', headers: h.bearer(token) })).status, 200, 'not yet propagated (refresh_secs 60)');
+  });
+});
