@@ -245,26 +245,17 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
     } else {
         None
     };
-    let mut fetched = fetched;
-    let key = loop {
-        match pending.select_key(issuer_keys(policy, fetched.as_ref(), i)) {
-            Ok(k) => break k.clone(),
-            Err(AuthError::UnknownKid) if policy.issuers[i].jwks_uri.is_some() => {
-                match jwks::refetch_for_unknown_kid(policy, i, kv.as_ref(), ctx, now, &mut log.jwks_fetches).await {
-                    jwks::Refetch::Fetched(k) => {
-                        fetched = Some(k);
-                        // Second and last look: still unknown is the client's problem.
-                        match pending.select_key(issuer_keys(policy, fetched.as_ref(), i)) {
-                            Ok(k) => break k.clone(),
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    jwks::Refetch::IssuerDown => return Err(AuthError::JwksUnavailable),
-                    jwks::Refetch::CoolingDown => return Err(AuthError::UnknownKid),
-                }
+    let key = match pending.select_key(issuer_keys(policy, fetched.as_ref(), i)) {
+        Ok(k) => k.clone(),
+        Err(AuthError::UnknownKid) if policy.issuers[i].jwks_uri.is_some() => {
+            match jwks::refetch_for_unknown_kid(policy, i, kv.as_ref(), ctx, now, &mut log.jwks_fetches).await {
+                // Second and last look: still unknown is the client's problem.
+                jwks::Refetch::Fetched(k) => pending.select_key(issuer_keys(policy, Some(&k), i))?.clone(),
+                jwks::Refetch::IssuerDown => return Err(AuthError::JwksUnavailable),
+                jwks::Refetch::CoolingDown => return Err(AuthError::UnknownKid),
             }
-            Err(e) => return Err(e),
         }
+        Err(e) => return Err(e),
     };
     let job = pending.job(&key)?;
     let proof = webcrypto::verify(&job).await?;

@@ -17,8 +17,16 @@ use worker::js_sys::{self, Array, Object, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 
+/// An imported key with everything a verify call needs, built once per key and algorithm.
+#[derive(Clone)]
+struct Ready {
+    key: JsValue,
+    verify_alg: Object,
+}
+
 thread_local! {
-    static KEYS: RefCell<HashMap<String, JsValue>> = RefCell::new(HashMap::new());
+    static KEYS: RefCell<HashMap<String, Ready>> = RefCell::new(HashMap::new());
+    static SUBTLE: RefCell<Option<(JsValue, js_sys::Function)>> = const { RefCell::new(None) };
 }
 
 /// Most keys cached per isolate (a JWKS rotation adds a few; garbage cannot add any, since only
@@ -78,39 +86,59 @@ pub(super) async fn call(target: &JsValue, method: &str, args: &Array) -> Result
     JsFuture::from(promise).await
 }
 
-/// Cache key: the algorithm plus a fingerprint of the public key material.
+/// Cache key: the algorithm plus the key's fingerprint (computed once, when the JWK was parsed).
 pub(super) fn cache_key(job: &SignatureJob<'_>) -> String {
-    let json = serde_json::to_string(job.key.to_json()).unwrap_or_default();
-    format!("{}:{}", job.alg.name(), crate::core::log::fingerprint(json.as_bytes()))
+    format!("{}:{}", job.alg.name(), job.key.fingerprint)
+}
+
+/// `crypto.subtle` and its `verify`, looked up once per isolate.
+fn subtle_verify() -> Result<(JsValue, js_sys::Function), JsValue> {
+    if let Some(pair) = SUBTLE.with(|s| s.borrow().clone()) {
+        return Ok(pair);
+    }
+    let subtle = subtle()?;
+    let verify: js_sys::Function = Reflect::get(&subtle, &JsValue::from_str("verify"))?.dyn_into()?;
+    SUBTLE.with(|s| *s.borrow_mut() = Some((subtle.clone(), verify.clone())));
+    Ok((subtle, verify))
 }
 
 pub(super) async fn import(job: &SignatureJob<'_>, import_alg: &Object) -> Result<JsValue, JsValue> {
     let key = cache_key(job);
-    if let Some(k) = KEYS.with(|m| m.borrow().get(&key).cloned()) {
-        return Ok(k);
+    if let Some(r) = KEYS.with(|m| m.borrow().get(&key).cloned()) {
+        return Ok(r.key);
     }
     let jwk_text = serde_json::to_string(job.key.to_json()).map_err(|_| JsValue::from_str("jwk"))?;
     let jwk = js_sys::JSON::parse(&jwk_text)?;
     let usages = Array::of1(&JsValue::from_str("verify"));
     let args = Array::of5(&JsValue::from_str("jwk"), &jwk, import_alg, &JsValue::FALSE, &usages);
     let crypto_key = call(&subtle()?, "importKey", &args).await?;
-    KEYS.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() >= MAX_CACHED_KEYS {
-            m.clear();
-        }
-        m.insert(key, crypto_key.clone());
-    });
+    if let Some((_, verify_alg)) = params(job.alg, &job.key.material) {
+        KEYS.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() >= MAX_CACHED_KEYS {
+                m.clear();
+            }
+            m.insert(key, Ready { key: crypto_key.clone(), verify_alg });
+        });
+    }
     Ok(crypto_key)
+}
+
+/// The cached key and verify parameters, importing the key on first use.
+async fn ready(job: &SignatureJob<'_>) -> Result<Ready, JsValue> {
+    let key = cache_key(job);
+    if let Some(r) = KEYS.with(|m| m.borrow().get(&key).cloned()) {
+        return Ok(r);
+    }
+    let (import_alg, verify_alg) = params(job.alg, &job.key.material).ok_or_else(|| JsValue::from_str("unsupported"))?;
+    let crypto_key = import(job, &import_alg).await?;
+    Ok(Ready { key: crypto_key, verify_alg })
 }
 
 /// Verifies `job` with WebCrypto (or pure Rust where WebCrypto cannot).
 pub async fn verify<'a>(job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, AuthError> {
-    let Some((import_alg, verify_alg)) = params(job.alg, &job.key.material) else {
-        return Err(AuthError::BadSignature);
-    };
-    let crypto_key = match import(job, &import_alg).await {
-        Ok(k) => k,
+    let ready = match ready(job).await {
+        Ok(r) => r,
         Err(_) => {
             // WebCrypto without P-521: pure Rust. Any other import failure is a bad key.
             #[cfg(feature = "es512-fallback")]
@@ -124,14 +152,17 @@ pub async fn verify<'a>(job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, Au
             return Err(AuthError::BadSignature);
         }
     };
+    let Ok((subtle, verify_fn)) = subtle_verify() else { return Err(AuthError::Internal) };
     let sig = Uint8Array::from(job.signature);
     let data = Uint8Array::from(job.signing_input);
-    let args = Array::of4(&verify_alg, &crypto_key, &sig, &data);
-    match subtle() {
-        Ok(s) => match call(&s, "verify", &args).await {
+    let promise = verify_fn
+        .call4(&subtle, &ready.verify_alg, &ready.key, &sig, &data)
+        .and_then(|p| p.dyn_into::<js_sys::Promise>().map_err(JsValue::from));
+    match promise {
+        Ok(p) => match JsFuture::from(p).await {
             Ok(v) if v.as_bool() == Some(true) => Ok(SignatureProof::for_job(job)),
             _ => Err(AuthError::BadSignature),
         },
-        Err(_) => Err(AuthError::Internal),
+        Err(_) => Err(AuthError::BadSignature),
     }
 }
