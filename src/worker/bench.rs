@@ -1,0 +1,144 @@
+//! Benchmark-only route (feature `bench`, never in a production build): performs Edgeward's
+//! verification `n` times inside one request, so a client outside the Worker can time it
+//! (`Date.now()` does not advance during computation inside a Worker). Run by `bench/run`.
+//!
+//! `GET /__edgeward/bench?mode=miss|hit&n=N` with `Authorization: Bearer <token>`:
+//! - `miss`: the whole uncached path N times: `UnverifiedToken::parse` → `PendingToken::new` →
+//!   `select_key` over the issuer's inline keys → job → WebCrypto verify (the `CryptoKey` is
+//!   imported once per isolate and cached, as in the gate) → `finish`.
+//! - `hit`: the token is verified once and put in a request-local [`TokenCache`]; then N times
+//!   `token_hash` + cache lookup + route authorization, what the gate does for a repeated token.
+//!
+//! Breakdown modes (to explain the `miss` cost, not to compare):
+//! - `core`: `miss` without the signature check (parse, issuer, key selection, job, claims);
+//!   the proof is made without checking anything, which only this bench-only build can do.
+//! - `sig`: the token is parsed once; then N times `webcrypto::verify` on the same job (the
+//!   WebCrypto call with its JS glue and the per-call key-cache lookup).
+//! - `cachekey`: N times `webcrypto::cache_key` (the key-cache key computed on every verify).
+//! - `rawsig`: the key, algorithm object, signature and input are prepared once; then N times
+//!   only `crypto.subtle.verify` through `webcrypto::call` (apply + `JsFuture` await): the floor
+//!   of a WebCrypto call made from Rust.
+//!
+//! Answers `{"n", "mode", "ok"}` (`ok`: every iteration succeeded). The configuration must use
+//! inline `jwks` only, so no fetch is involved. N is capped at [`MAX_N`].
+
+use super::webcrypto;
+use crate::core::config::Policy;
+use crate::core::error::AuthError;
+use crate::core::gate::issuer_keys;
+use crate::core::request::{extract_credential, RequestView};
+use crate::core::token::UnverifiedToken;
+use crate::core::token_cache::{token_hash, TokenCache};
+use crate::core::verify::{PendingToken, SignatureProof, VerifiedToken};
+use worker::{Context, Env, Response};
+
+/// Requests under this path are benchmark requests.
+pub const PATH_PREFIX: &str = "/__edgeward/bench";
+
+/// Most iterations per request (keeps a request bounded).
+const MAX_N: u32 = 100_000;
+
+/// The whole uncached verification of `token`, as the gate runs it with inline keys.
+async fn verify_uncached(token: &str, policy: &Policy, now: i64) -> Result<VerifiedToken, AuthError> {
+    let unverified = UnverifiedToken::parse(token, policy.max_token_bytes)?;
+    let pending = PendingToken::new(unverified, policy)?;
+    let i = pending.issuer_index();
+    let key = pending.select_key(issuer_keys(policy, None, i))?;
+    let job = pending.job(key)?;
+    let proof = webcrypto::verify(&job).await?;
+    pending.finish(proof, key, policy, now)
+}
+
+/// `verify_uncached` without the signature check (bench breakdown only).
+fn verify_unsigned(token: &str, policy: &Policy, now: i64) -> Result<VerifiedToken, AuthError> {
+    let unverified = UnverifiedToken::parse(token, policy.max_token_bytes)?;
+    let pending = PendingToken::new(unverified, policy)?;
+    let i = pending.issuer_index();
+    let key = pending.select_key(issuer_keys(policy, None, i))?;
+    let job = pending.job(key)?;
+    pending.finish(SignatureProof::for_job(&job), key, policy, now)
+}
+
+/// N bare `crypto.subtle.verify` calls from Rust on arguments prepared once (bench breakdown).
+async fn raw_sig(job: &crate::core::verify::SignatureJob<'_>, n: u32) -> bool {
+    use worker::js_sys::{Array, Uint8Array};
+    let Some((import_alg, verify_alg)) = webcrypto::params(job.alg, &job.key.material) else { return false };
+    let (Ok(key), Ok(subtle)) = (webcrypto::import(job, &import_alg).await, webcrypto::subtle()) else { return false };
+    let args = Array::of4(&verify_alg, &key, &Uint8Array::from(job.signature), &Uint8Array::from(job.signing_input));
+    let mut ok = true;
+    for _ in 0..n {
+        ok &= matches!(webcrypto::call(&subtle, "verify", &args).await, Ok(v) if v.as_bool() == Some(true));
+    }
+    ok
+}
+
+fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+fn answer(status: u16, body: serde_json::Value) -> worker::Result<Response> {
+    let mut r = Response::ok(body.to_string())?.with_status(status);
+    let _ = r.headers_mut().set("content-type", "application/json");
+    let _ = r.headers_mut().set("cache-control", "no-store");
+    Ok(r)
+}
+
+/// Handles one benchmark request (see the module docs).
+pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &Context, now: i64) -> worker::Result<Response> {
+    let n = query_value(view.query, "n").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0).min(MAX_N);
+    let mode = query_value(view.query, "mode").unwrap_or("miss");
+    let token = match extract_credential(view, policy) {
+        Ok(Some(c)) => c.token,
+        _ => return answer(400, serde_json::json!({"error": "a bearer token is required"})),
+    };
+    let ok = match mode {
+        "miss" => {
+            let mut ok = true;
+            for _ in 0..n {
+                ok &= verify_uncached(&token, policy, now).await.is_ok();
+            }
+            ok
+        }
+        "core" => (0..n).fold(true, |ok, _| ok & verify_unsigned(&token, policy, now).is_ok()),
+        "sig" | "cachekey" | "rawsig" => {
+            let prepared = UnverifiedToken::parse(&token, policy.max_token_bytes).and_then(|u| PendingToken::new(u, policy));
+            let Ok(pending) = prepared else { return answer(400, serde_json::json!({"error": "token rejected"})) };
+            let Ok(key) = pending.select_key(issuer_keys(policy, None, pending.issuer_index())) else {
+                return answer(400, serde_json::json!({"error": "no key"}));
+            };
+            let Ok(job) = pending.job(key) else { return answer(400, serde_json::json!({"error": "no job"})) };
+            if mode == "rawsig" {
+                return answer(200, serde_json::json!({"n": n, "mode": mode, "ok": raw_sig(&job, n).await}));
+            }
+            let mut ok = true;
+            for _ in 0..n {
+                if mode == "sig" {
+                    ok &= webcrypto::verify(&job).await.is_ok();
+                } else {
+                    ok &= !webcrypto::cache_key(&job).is_empty();
+                }
+            }
+            ok
+        }
+        "hit" => {
+            let requirement = policy.routes.requirement(view.method, view.path);
+            // One verification fills the cache; it is the same for every n, so it cancels out
+            // when the client subtracts the n = 0 time.
+            match verify_uncached(&token, policy, now).await {
+                Err(_) => false,
+                Ok(verified) => {
+                    let mut cache = TokenCache::new(&policy.token_cache);
+                    cache.insert(token_hash(&token), verified, String::new(), now);
+                    let mut ok = true;
+                    for _ in 0..n {
+                        let hash = token_hash(&token);
+                        ok &= cache.get(&hash, now).is_some_and(|v| v.authorize(&requirement).is_ok());
+                    }
+                    ok
+                }
+            }
+        }
+        _ => return answer(400, serde_json::json!({"error": "mode must be miss, hit, core, sig, rawsig or cachekey"})),
+    };
+    answer(200, serde_json::json!({"n": n, "mode": mode, "ok": ok}))
+}
