@@ -18,7 +18,7 @@ const jwks = { keys: [
 
 http.createServer((req, res) => {
   if (req.url === '/.well-known/jwks.json') {
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600' });
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600', 'access-control-allow-origin': '*' });
     res.end(JSON.stringify(jwks));
   } else { res.writeHead(404); res.end(); }
 }).listen(issuerPort, '127.0.0.1');

@@ -1,0 +1,4 @@
+// Entry point for `node --test tests/www/` (Node 22 loads a directory argument through
+// package.json "main"): the package tests, then the page in headless Chromium.
+import './package.test.mjs';
+import './www.test.mjs';

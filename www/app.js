@@ -1,0 +1,217 @@
+// Edgeward's page: the `edgeward` package (the gate's Rust core as WebAssembly), no framework.
+// Nothing here is logged; tokens and keys are shown only where the user pasted them.
+import init, {
+  verify, explain, decodeUnverified, refreshAt, lintSetCookie, pkcePair, randomToken, nonce,
+} from './pkg/edgeward.js';
+
+const $ = (id) => document.getElementById(id);
+const nowSecs = () => Math.floor(Date.now() / 1000);
+const words = (s) => s.split(/[\s,]+/).filter(Boolean);
+
+function el(tag, { dataset, ...props } = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  Object.assign(node.dataset, dataset);
+  node.append(...children);
+  return node;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verify
+// ---------------------------------------------------------------------------------------------
+
+let countdownTimer = null;
+
+function policyFromForm() {
+  return {
+    issuer: $('issuer').value.trim() || null,
+    audiences: words($('audiences').value),
+    algorithms: words($('algorithms').value),
+    leewaySecs: Number($('leeway').value || 0),
+  };
+}
+
+async function jwksFromForm() {
+  const url = $('jwks-url').value.trim();
+  if (!url) return $('jwks').value;
+  let res;
+  try {
+    res = await fetch(url, { cache: 'no-store', credentials: 'omit' });
+  } catch {
+    throw Object.assign(new Error(`could not fetch ${url} (is the issuer up, and does it allow cross-origin reads?); paste the JWK Set instead`), { code: 'jwks_unavailable' });
+  }
+  if (!res.ok) throw Object.assign(new Error(`${url} answered ${res.status}`), { code: 'jwks_unavailable' });
+  return res.text();
+}
+
+function showVerdict(accepted, code, message) {
+  $('result').hidden = false;
+  const v = $('verdict');
+  v.dataset.verdict = accepted ? 'accept' : 'reject';
+  $('verdict-title').textContent = accepted ? 'Accepted' : 'Rejected';
+  $('verdict-code').textContent = code ?? '';
+  $('verdict-message').textContent = message ?? '';
+}
+
+function showSteps(steps) {
+  $('steps').replaceChildren(...steps.map((s) =>
+    el('li', { dataset: { result: s.result } },
+      el('b', { textContent: s.result }), ` ${s.step}`, el('small', { textContent: s.detail }))));
+}
+
+const DATE_CLAIMS = new Set(['exp', 'nbf', 'iat', 'auth_time']);
+
+function showClaims(claims, trust) {
+  const badge = $('claims-trust');
+  badge.dataset.trust = trust;
+  badge.textContent = trust === 'verified' ? 'verified' : 'unverified — do not trust';
+  const rows = Object.entries(claims ?? {}).map(([name, value]) => {
+    const text = typeof value === 'string' ? value : JSON.stringify(value);
+    const cell = el('td', { textContent: text });
+    if (DATE_CLAIMS.has(name) && typeof value === 'number') {
+      cell.append(' ', el('small', { textContent: new Date(value * 1000).toISOString().replace('.000Z', 'Z') }));
+    }
+    return el('tr', {}, el('th', { textContent: name }), cell);
+  });
+  $('claims').tBodies[0].replaceChildren(...rows);
+}
+
+function formatSpan(secs) {
+  const s = Math.abs(secs);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  return [h && `${h} h`, (h || m) && `${m} min`, `${r} s`].filter(Boolean).join(' ');
+}
+
+// A live countdown to `exp`; when an accepted token passes exp + leeway, the check runs again so
+// the verdict follows the clock.
+function startCountdown(claims, accepted, leewaySecs, token) {
+  clearInterval(countdownTimer);
+  const out = $('countdown');
+  if (typeof claims?.exp !== 'number') {
+    out.textContent = 'No exp claim: this token never expires.';
+    return;
+  }
+  // For a rejected token exp is only what the token claims; a refresh hint makes no sense.
+  const prefix = accepted ? '' : 'Unverified exp: ';
+  let refreshHint = '';
+  if (accepted) {
+    try {
+      const at = refreshAt(token, { skewSecs: 60, jitter: 0.1 });
+      if (at !== null) refreshHint = ` · a client should refresh at ${new Date(at * 1000).toLocaleTimeString()} (refreshAt)`;
+    } catch { /* no hint */ }
+  }
+  const tick = () => {
+    const left = claims.exp - nowSecs();
+    const text = left > 0 ? `expires in ${formatSpan(left)}${refreshHint}` : `expired ${formatSpan(left)} ago`;
+    out.textContent = prefix ? prefix + text : text[0].toUpperCase() + text.slice(1);
+    out.dataset.expired = String(left <= 0);
+    if (accepted && left + leewaySecs <= 0) {
+      clearInterval(countdownTimer);
+      runVerify();
+    }
+  };
+  tick();
+  countdownTimer = setInterval(tick, 1000);
+}
+
+async function runVerify() {
+  const token = $('token').value.trim();
+  const policy = policyFromForm();
+  let jwks;
+  try {
+    jwks = await jwksFromForm();
+  } catch (e) {
+    clearInterval(countdownTimer);
+    showVerdict(false, e.code, e.message);
+    showSteps([]);
+    showClaims({}, 'unverified');
+    $('countdown').textContent = '';
+    return;
+  }
+  const report = explain(token, jwks, policy);
+  let claims = null, accepted = false;
+  try {
+    claims = verify(token, jwks, policy, report.nowSecs);
+    accepted = true;
+    showVerdict(true, null, `signature and claims pass (${report.steps.length} checks)`);
+  } catch (e) {
+    showVerdict(false, e.code, e.message);
+    try { claims = decodeUnverified(token).claims; } catch { claims = null; }
+  }
+  showSteps(report.steps);
+  showClaims(claims, accepted ? 'verified' : 'unverified');
+  if (claims) startCountdown(claims, accepted, policy.leewaySecs, token);
+  else { clearInterval(countdownTimer); $('countdown').textContent = ''; }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cookie linter
+// ---------------------------------------------------------------------------------------------
+
+const FINDINGS = {
+  unparseable: 'not a valid Set-Cookie',
+  missing_secure: 'no Secure attribute',
+  missing_httponly: 'no HttpOnly (scripts could read it)',
+  missing_samesite: 'no SameSite attribute',
+  samesite_none_insecure: 'SameSite=None without Secure',
+  lifetime_too_long: 'lifetime over the policy maximum',
+  host_prefix: '__Host- cookie needs Path=/ and no Domain',
+  secure_prefix: '__Secure- cookie without Secure',
+};
+
+function runCookieLint() {
+  const policy = {
+    mode: $('cookie-mode').value,
+    sameSite: $('cookie-samesite').value,
+    scriptReadable: words($('cookie-readable').value),
+  };
+  $('cookie-result').hidden = false;
+  try {
+    const r = lintSetCookie($('set-cookie').value.trim(), policy);
+    const verb = { keep: 'Sent unchanged', fix: 'Sent corrected', drop: 'Dropped by the edge' }[r.action];
+    $('cookie-action').textContent = `${verb}${r.findings.length ? ` — ${r.findings.length} finding(s)` : ' — no findings'}`;
+    $('cookie-findings').replaceChildren(...r.findings.map((f) =>
+      el('li', {}, el('code', { textContent: f }), ` ${FINDINGS[f] ?? ''}`)));
+    $('cookie-fixed').textContent = r.action === 'fix' ? `Set-Cookie: ${r.header}` : '';
+  } catch (e) {
+    $('cookie-action').textContent = `${e.code}: ${e.message}`;
+    $('cookie-findings').replaceChildren();
+    $('cookie-fixed').textContent = '';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PKCE
+// ---------------------------------------------------------------------------------------------
+
+function runPkce() {
+  const pair = pkcePair();
+  $('pkce-verifier').textContent = pair.verifier;
+  $('pkce-challenge').textContent = pair.challenge;
+  $('pkce-method').textContent = pair.method;
+  $('pkce-state').textContent = randomToken(16);
+  $('pkce-nonce').textContent = nonce();
+  $('pkce-out').hidden = false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start: load the module, prefill from the query string (the demo links here with its issuer).
+// ---------------------------------------------------------------------------------------------
+
+try {
+  await init();
+} catch (e) {
+  $('load-status').textContent = `Could not load the WebAssembly module: ${e.message}`;
+  throw e;
+}
+
+const params = new URLSearchParams(location.search);
+for (const [param, id] of [['jwks_uri', 'jwks-url'], ['issuer', 'issuer'], ['audience', 'audiences'], ['algorithms', 'algorithms']]) {
+  if (params.has(param)) $(id).value = params.get(param);
+}
+
+$('verify-form').addEventListener('submit', (e) => { e.preventDefault(); runVerify(); });
+$('cookie-form').addEventListener('submit', (e) => { e.preventDefault(); runCookieLint(); });
+$('pkce-button').addEventListener('click', runPkce);
+for (const id of ['verify-button', 'cookie-button', 'pkce-button']) $(id).disabled = false;
+$('load-status').textContent = 'Ready.';
+document.body.dataset.ready = 'true';
