@@ -66,30 +66,25 @@ async fn ask_binding(env: &Env, bucket: &Bucket) -> Result<Decision, String> {
 pub async fn check(policy: &RateLimitPolicy, env: &Env, buckets: &[Bucket], now_ms: i64) -> Result<Option<(Bucket, Decision)>, AuthError> {
     let mut tightest: Option<(Bucket, Decision)> = None;
     for b in buckets {
-        let d = match policy.mode {
-            LimitMode::Local => LOCAL.with(|l| l.borrow_mut().check(b, now_ms)),
+        let local = || LOCAL.with(|l| l.borrow_mut().check(b, now_ms));
+        let remote = match policy.mode {
+            LimitMode::Local => None,
             // The pre-auth IP bucket has no binding: it is kept in the isolate.
-            LimitMode::Binding if b.binding.is_none() => LOCAL.with(|l| l.borrow_mut().check(b, now_ms)),
-            LimitMode::Binding => match ask_binding(env, b).await {
-                Ok(d) => d,
-                Err(e) => {
-                    console_warn!("{}", serde_json::json!({"event": "rate_limiter_unavailable", "rule": b.rule, "error": e, "fallback": matches!(policy.on_unavailable, OnUnavailable::Local)}));
-                    match policy.on_unavailable {
-                        OnUnavailable::Local => LOCAL.with(|l| l.borrow_mut().check(b, now_ms)),
-                        OnUnavailable::FailClosed => return Err(AuthError::RateLimiterUnavailable),
-                    }
+            LimitMode::Binding if b.binding.is_none() => None,
+            LimitMode::Binding => Some(ask_binding(env, b).await),
+            LimitMode::Exact => Some(ask_object(env, b).await),
+        };
+        let d = match remote {
+            None => local(),
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                // Never silently unlimited: limit in the isolate, or refuse.
+                console_warn!("{}", serde_json::json!({"event": "rate_limiter_unavailable", "rule": b.rule, "error": e, "fallback": matches!(policy.on_unavailable, OnUnavailable::Local)}));
+                match policy.on_unavailable {
+                    OnUnavailable::Local => local(),
+                    OnUnavailable::FailClosed => return Err(AuthError::RateLimiterUnavailable),
                 }
-            },
-            LimitMode::Exact => match ask_object(env, b).await {
-                Ok(d) => d,
-                Err(e) => {
-                    console_warn!("{}", serde_json::json!({"event": "rate_limiter_unavailable", "rule": b.rule, "error": e, "fallback": matches!(policy.on_unavailable, OnUnavailable::Local)}));
-                    match policy.on_unavailable {
-                        OnUnavailable::Local => LOCAL.with(|l| l.borrow_mut().check(b, now_ms)),
-                        OnUnavailable::FailClosed => return Err(AuthError::RateLimiterUnavailable),
-                    }
-                }
-            },
+            }
         };
         if !d.allowed {
             let headers = crate::core::ratelimit::headers(&b.rule, &b.quota, &d).map(|(k, v)| (k.to_string(), v)).to_vec();
