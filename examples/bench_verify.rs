@@ -7,6 +7,7 @@
 //! token: credential extraction, `token_hash`, token-cache lookup, route authorization and the
 //! forwarding plan.
 
+use edgeward::core::identity::Identity;
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
 use edgeward::core::gate::{self, InlineOnly};
@@ -111,7 +112,7 @@ fn main() {
         let Ok(Some(cred)) = extract_credential(&view, &p) else { return false };
         let Some(v) = cache.get(&token_hash(&cred.token), now) else { return false };
         let requirement = p.routes.requirement(view.method, view.path);
-        v.authorize(&requirement).is_ok() && !plan_forward(&view, Some(&v), &p, "0123456789abcdef").url.is_empty()
+        v.authorize(&requirement).is_ok() && !plan_forward(&view, Some(Identity::Token(&v)), None, &p, "0123456789abcdef").url.is_empty()
     });
     println!("{:<8} {:>14.2} {:>14} {:>8} {:>14.0}", "cached", hit * 1e6, "-", "-", 1.0 / hit);
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use edgeward::core::identity::Identity;
 use edgeward::core::alg::Algorithm::*;
 use edgeward::core::config::Policy;
 use edgeward::core::request::{extract_credential, plan_forward, CredentialSource, ForwardPlan, RequestView};
@@ -179,7 +180,7 @@ fn forward_plan_strips_credentials_and_spoofed_identity() {
         ("Content-Type", "application/json"),
     ]);
     let req = view("/api/items", "a=1&access_token=tok&b=2", &hs);
-    let plan = plan_forward(&req, Some(&vt), &p, "req-123");
+    let plan = plan_forward(&req, Some(Identity::Token(&vt)), None, &p, "req-123");
 
     assert_eq!(plan.url, format!("{ORIGIN}/api/items?a=1&b=2"));
     let mut got: Vec<(String, String)> = plan.headers.clone();
@@ -197,6 +198,7 @@ fn forward_plan_strips_credentials_and_spoofed_identity() {
         ("x-edgeward-roles", "admin ops"),
         ("x-edgeward-uid", "42"),
         ("x-edgeward-admin", "true"),
+        ("x-edgeward-auth", "jwt"),
         ("x-request-id", "req-123"),
     ]);
     want.sort();
@@ -212,7 +214,7 @@ fn forward_plan_without_a_token() {
     // Public routes: no claim headers, but client copies are still stripped and the id is set.
     let p = full_policy();
     let hs = hdrs(&[("X-Edgeward-Sub", "admin"), ("x-request-id", "client"), ("x-user-email", "spoof"), ("Accept", "*/*")]);
-    let plan = plan_forward(&view("/public", "", &hs), None, &p, "rid-1");
+    let plan = plan_forward(&view("/public", "", &hs), None, None, &p, "rid-1");
     assert_eq!(plan.url, format!("{ORIGIN}/public"));
     assert_eq!(plan.headers, hdrs(&[("accept", "*/*"), ("x-request-id", "rid-1")]));
 }
@@ -230,13 +232,13 @@ fn claim_values_that_are_not_header_safe_are_not_forwarded() {
     ];
     for (name, extra, want) in table {
         let vt = verified(&p, extra);
-        let plan = plan_forward(&view("/", "", &[]), Some(&vt), &p, "r");
+        let plan = plan_forward(&view("/", "", &[]), Some(Identity::Token(&vt)), None, &p, "r");
         assert_eq!(get(&plan, "x-edgeward-sub"), want, "{name}");
         assert!(plan.headers.iter().all(|(_, v)| !v.contains('\r') && !v.contains('\n')), "{name}");
     }
     // Claims that are objects, mixed arrays or absent are not forwarded.
     let vt = verified(&p, json!({"email": {"a": 1}, "roles": ["a", 1], "uid": null}));
-    let plan = plan_forward(&view("/", "", &[]), Some(&vt), &p, "r");
+    let plan = plan_forward(&view("/", "", &[]), Some(Identity::Token(&vt)), None, &p, "r");
     for h in ["x-user-email", "x-edgeward-roles", "x-edgeward-uid", "x-edgeward-admin"] {
         assert!(get(&plan, h).is_empty(), "{h}");
     }
@@ -273,7 +275,7 @@ fn forward_plan_url_and_cookie_table() {
             pairs.push(("cookie", c));
         }
         let hs = hdrs(&pairs);
-        let plan = plan_forward(&view(path, query, &hs), None, p, "r");
+        let plan = plan_forward(&view(path, query, &hs), None, None, p, "r");
         assert_eq!(plan.url, want_url, "{name}");
         assert_eq!(get(&plan, "cookie"), want_cookie.into_iter().collect::<Vec<_>>(), "{name}");
         assert_eq!(get(&plan, "accept"), ["*/*"], "{name}");
@@ -288,7 +290,7 @@ fn split_cookie_headers_are_each_cleaned() {
     let c = extract_credential(&view("/", "", &hs), &p).unwrap().unwrap();
     assert_eq!(c.token, "tok");
     // ...and neither copy reaches the origin.
-    let plan = plan_forward(&view("/", "", &hs), None, &p, "r");
+    let plan = plan_forward(&view("/", "", &hs), None, None, &p, "r");
     assert_eq!(get(&plan, "cookie"), ["a=1", "b=2"]);
 }
 
@@ -299,7 +301,7 @@ fn custom_request_id_header() {
     let p = policy(&doc);
     assert_eq!(p.request_id_header, "x-trace-id");
     let hs = hdrs(&[("X-Trace-Id", "client"), ("x-trace-id", "client2"), ("X-Request-Id", "kept")]);
-    let plan = plan_forward(&view("/", "", &hs), None, &p, "gw-1");
+    let plan = plan_forward(&view("/", "", &hs), None, None, &p, "gw-1");
     assert_eq!(get(&plan, "x-trace-id"), ["gw-1"]);
     assert_eq!(get(&plan, "x-request-id"), ["kept"], "not the configured id header: an ordinary header");
 }

@@ -7,7 +7,8 @@ use super::cookie::{CookiePolicy, CsrfPolicy};
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
 use super::token_cache::TokenCacheConfig;
 use super::jwk::{KeySet, KeySource};
-use super::route::{Route, RouteTable};
+use super::apikey::KeyEnv;
+use super::route::{Accepts, Route, RouteTable};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -71,6 +72,52 @@ pub struct EdgewardConfig {
     /// The admin API.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// API keys (routes with `auth: api_key` or `either`).
+    #[serde(default)]
+    pub api_keys: ApiKeyConfig,
+    /// Origin credentials a route can inject in place of the client's: name -> credential.
+    #[serde(default)]
+    pub upstream_credentials: BTreeMap<String, UpstreamCredentialConfig>,
+}
+
+/// The `api_keys` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeyConfig {
+    /// Header carrying the key (default `x-api-key`); `Authorization: ApiKey <key>` also works.
+    pub header: String,
+    /// The environment this deployment serves: keys of the other one are refused before any
+    /// lookup, and created keys get its prefix (`live`, the default, or `test`).
+    pub environment: KeyEnv,
+    /// How long an isolate trusts a looked-up key record (default 30).
+    pub cache_ttl_secs: u32,
+    /// How long an isolate remembers that a well-formed key is unknown (default 30).
+    pub negative_cache_ttl_secs: u32,
+    /// Most key records cached per isolate (default 10000).
+    pub cache_capacity: usize,
+}
+
+impl Default for ApiKeyConfig {
+    fn default() -> Self {
+        ApiKeyConfig { header: "x-api-key".into(), environment: KeyEnv::Live, cache_ttl_secs: 30, negative_cache_ttl_secs: 30, cache_capacity: 10_000 }
+    }
+}
+
+/// One origin credential (an `upstream_credentials` entry).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamCredentialConfig {
+    /// Header set on the forwarded request (client copies are always removed first).
+    pub header: String,
+    /// Its value, with `{secret}` where the secret goes (default `{secret}`), e.g. `Bearer {secret}`.
+    #[serde(default = "d_secret_template")]
+    pub value: String,
+    /// Name of the Worker secret holding the credential.
+    pub secret: String,
+}
+
+fn d_secret_template() -> String {
+    "{secret}".into()
 }
 
 /// The `revocations` section.
@@ -96,14 +143,17 @@ impl Default for RevocationConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Path prefix of the admin API (default `/__edgeward/admin`); it needs the
-    /// `EDGEWARD_ADMIN_TOKEN` secret (at least 16 characters) or it answers 401 to everyone.
+    /// Path prefix of the admin API (default `/__edgeward/admin`). A caller presents the
+    /// `EDGEWARD_ADMIN_TOKEN` secret (at least 16 characters) or, when `jwt_scope` is set, a JWT
+    /// of a configured issuer holding that scope; anyone else gets 401.
     pub path_prefix: String,
+    /// Scope an admin JWT must hold (for example `edgeward:admin`); unset = no JWT admins.
+    pub jwt_scope: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { path_prefix: "/__edgeward/admin".into() }
+        AdminConfig { path_prefix: "/__edgeward/admin".into(), jwt_scope: None }
     }
 }
 
@@ -251,9 +301,19 @@ pub struct Policy {
     pub revocations: RevocationConfig,
     /// Admin API.
     pub admin: AdminConfig,
+    /// API keys (the header name lower case).
+    pub api_keys: ApiKeyConfig,
+    /// Origin credentials by name (header names lower case).
+    pub upstream_credentials: BTreeMap<String, UpstreamCredentialConfig>,
     /// Non-fatal findings to log once at start-up.
     pub warnings: Vec<String>,
 }
+
+/// Headers an upstream credential may not use.
+const HOP_BY_HOP_OR_FRAMING: &[&str] = &[
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "cookie", "content-length", "content-type",
+];
 
 /// Header names the gate sets itself and so never takes from a client.
 pub const RESERVED_HEADER_PREFIX: &str = "x-edgeward-";
@@ -300,6 +360,8 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("rate_limits", probe::<RateLimitConfig>),
         ("revocations", probe::<RevocationConfig>),
         ("admin", probe::<AdminConfig>),
+        ("api_keys", probe::<ApiKeyConfig>),
+        ("upstream_credentials", probe::<BTreeMap<String, UpstreamCredentialConfig>>),
     ];
     let issuer_fields: &[(&str, Probe)] = &[
         ("issuer", probe::<Option<String>>),
@@ -491,6 +553,44 @@ impl EdgewardConfig {
         if self.revocations.refresh_secs == 0 || self.revocations.max_age_secs < self.revocations.refresh_secs {
             return Err(ConfigError::new("revocations", "refresh_secs must be positive and at most max_age_secs"));
         }
+        if let Some(s) = &self.admin.jwt_scope {
+            if s.is_empty() || s.contains(' ') {
+                return Err(ConfigError::new("admin.jwt_scope", "one scope, non-empty, no spaces"));
+            }
+        }
+        let mut api_keys = self.api_keys;
+        api_keys.header = api_keys.header.to_ascii_lowercase();
+        if api_keys.header.is_empty() || !api_keys.header.chars().all(is_token_char) || matches!(api_keys.header.as_str(), "cookie" | "host" | "authorization") {
+            return Err(ConfigError::new("api_keys.header", "a header name other than authorization, cookie or host"));
+        }
+        if api_keys.cache_capacity == 0 || api_keys.cache_capacity > 1_000_000 || api_keys.cache_ttl_secs > 3600 || api_keys.negative_cache_ttl_secs > 3600 {
+            return Err(ConfigError::new("api_keys", "cache_capacity 1-1000000, TTLs at most 3600"));
+        }
+        let mut upstream_credentials = BTreeMap::new();
+        for (name, mut u) in self.upstream_credentials {
+            let f = |x: &str| format!("upstream_credentials.{name}.{x}");
+            u.header = u.header.to_ascii_lowercase();
+            if u.header.is_empty() || !u.header.chars().all(is_token_char) || HOP_BY_HOP_OR_FRAMING.contains(&u.header.as_str()) || u.header.starts_with(RESERVED_HEADER_PREFIX) || u.header == api_keys.header || u.header == request_id_header {
+                return Err(ConfigError::new(f("header"), "a header name that is not hop-by-hop, framing, cookie, host or one Edgeward sets"));
+            }
+            if u.value.matches("{secret}").count() != 1 || u.value.chars().any(|c| !(' '..='~').contains(&c)) {
+                return Err(ConfigError::new(f("value"), "printable ASCII with {secret} exactly once"));
+            }
+            if u.secret.is_empty() || !u.secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(ConfigError::new(f("secret"), "the name of a Worker secret (letters, digits, _)"));
+            }
+            upstream_credentials.insert(name, u);
+        }
+        for (i, r) in routes.rules().iter().enumerate() {
+            if let Some(u) = &r.upstream_credential {
+                if !upstream_credentials.contains_key(u) {
+                    return Err(ConfigError::new(format!("routes[{i}].upstream_credential"), format!("no upstream_credentials entry named {u:?}")));
+                }
+            }
+            if r.auth != Accepts::Jwt && r.public {
+                warnings.push(format!("routes[{i}] is public: its auth setting has no effect"));
+            }
+        }
         let rate_limits = self.rate_limits.validate().map_err(|(f, m)| ConfigError::new(f, m))?;
         let c = &self.jwks_cache;
         if c.min_ttl_secs > c.max_ttl_secs {
@@ -519,6 +619,8 @@ impl EdgewardConfig {
             rate_limits,
             revocations: self.revocations,
             admin: self.admin,
+            api_keys,
+            upstream_credentials,
             warnings,
         })
     }

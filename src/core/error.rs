@@ -145,6 +145,51 @@ pub enum AuthError {
     /// A bug; never expected.
     #[error("internal error")]
     Internal,
+    /// The route takes only API keys and none was sent.
+    #[error("no API key")]
+    MissingApiKey,
+    /// The route takes a JWT or an API key and neither was sent.
+    #[error("no credential (a bearer token or an API key)")]
+    MissingCredential,
+    /// A credential of a kind the route does not take (an API key on a JWT route, or the reverse).
+    #[error("this route does not take this kind of credential")]
+    CredentialNotAccepted(crate::core::route::Accepts),
+    /// Not an Edgeward key: prefix, length, characters or checksum wrong (no lookup was made).
+    #[error("API key is malformed: {0}")]
+    ApiKeyMalformed(crate::core::apikey::FormatError),
+    /// The key is unknown, disabled, expired, not yet valid, rotated out or revoked. The client
+    /// is never told which (the log is).
+    #[error("API key refused: {0}")]
+    ApiKeyInvalid(ApiKeyFailure),
+    /// A valid key used from a client address outside its allowed ranges.
+    #[error("client address not allowed for this API key")]
+    IpNotAllowed,
+    /// The key store (KV) or the pepper secret is unavailable.
+    #[error("API key store unavailable")]
+    ApiKeysUnavailable,
+}
+
+/// Why a well-formed API key was refused (for the log only; the client sees `api_key_invalid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ApiKeyFailure {
+    /// No record under its hash.
+    #[error("unknown")]
+    Unknown,
+    /// Disabled by an operator.
+    #[error("disabled")]
+    Disabled,
+    /// Past its `expires_at`.
+    #[error("expired")]
+    Expired,
+    /// Before its `not_before`.
+    #[error("not yet valid")]
+    NotYetValid,
+    /// An old secret past the end of its rotation overlap.
+    #[error("rotated out")]
+    RotatedOut,
+    /// Its id is on the revocation list.
+    #[error("revoked")]
+    Revoked,
 }
 
 /// A refusal ready for the wire.
@@ -200,13 +245,20 @@ impl AuthError {
             OriginUnreachable => "origin_unreachable",
             ConfigInvalid => "config_invalid",
             Internal => "internal_error",
+            MissingApiKey => "missing_api_key",
+            MissingCredential => "missing_credential",
+            CredentialNotAccepted(_) => "credential_not_accepted",
+            ApiKeyMalformed(_) => "api_key_malformed",
+            ApiKeyInvalid(_) => "api_key_invalid",
+            IpNotAllowed => "ip_not_allowed",
+            ApiKeysUnavailable => "api_keys_unavailable",
         }
     }
 
     /// Who caused it.
     pub fn side(&self) -> Side {
         match self {
-            AuthError::JwksUnavailable | AuthError::OriginUnreachable | AuthError::RateLimiterUnavailable | AuthError::RevocationsUnavailable => Side::Upstream,
+            AuthError::JwksUnavailable | AuthError::OriginUnreachable | AuthError::RateLimiterUnavailable | AuthError::RevocationsUnavailable | AuthError::ApiKeysUnavailable => Side::Upstream,
             AuthError::ConfigInvalid | AuthError::Internal => Side::Internal,
             _ => Side::Client,
         }
@@ -214,7 +266,28 @@ impl AuthError {
 
     /// The one mapping from error to wire response. `realm` goes into the challenge.
     pub fn rejection(&self, realm: &str) -> Rejection {
+        use crate::core::route::Accepts;
         let realm = quote(realm);
+        // API-key refusals: their own challenge scheme (`ApiKey`), never RFC 6750's error codes.
+        let api_key = |status: u16, err: Option<&str>, message: String, accepts: Accepts| {
+            let www_authenticate = (status == 401).then(|| match (accepts, err) {
+                (Accepts::Either, _) => format!("Bearer realm={realm}, ApiKey realm={realm}"),
+                (Accepts::Jwt, _) => format!("Bearer realm={realm}"),
+                (Accepts::ApiKey, None) => format!("ApiKey realm={realm}"),
+                (Accepts::ApiKey, Some(e)) => format!("ApiKey realm={realm}, error=\"{e}\", error_description={}", quote(&message)),
+            });
+            Rejection { status, code: self.code(), rfc_error: None, message, www_authenticate, side: self.side() }
+        };
+        match self {
+            AuthError::MissingApiKey => return api_key(401, None, "API key required".into(), Accepts::ApiKey),
+            AuthError::MissingCredential => return api_key(401, None, "authentication required (a bearer token or an API key)".into(), Accepts::Either),
+            AuthError::CredentialNotAccepted(a) => return api_key(401, None, self.to_string(), *a),
+            AuthError::ApiKeyMalformed(_) => return api_key(401, Some("invalid_key"), "API key is malformed".into(), Accepts::ApiKey),
+            AuthError::ApiKeyInvalid(_) => return api_key(401, Some("invalid_key"), "API key not accepted".into(), Accepts::ApiKey),
+            AuthError::IpNotAllowed => return api_key(403, None, self.to_string(), Accepts::ApiKey),
+            AuthError::ApiKeysUnavailable => return api_key(503, None, "API key store unavailable; retry later".into(), Accepts::ApiKey),
+            _ => {}
+        }
         let (status, rfc_error, message): (u16, Option<&'static str>, String) = match self {
             AuthError::MissingToken => (401, None, "authentication required".into()),
             AuthError::InsufficientScope { .. } => (403, Some("insufficient_scope"), self.to_string()),

@@ -57,4 +57,17 @@ pub struct DecisionLog<'a> {
     /// Verified-token cache outcome ("hit" or "miss"), when a token was checked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_cache: Option<&'static str>,
+    /// API key id (never the key), once its record was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// API key lookup cache outcome ("hit" or "miss").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_cache: Option<&'static str>,
+    /// KV reads this request waited for (API key lookups).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kv_reads: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -17,3 +17,5 @@ pub mod cookie;
 pub mod token_cache;
 pub mod ratelimit;
 pub mod revocation;
+pub mod apikey;
+pub mod identity;

@@ -9,7 +9,7 @@
 //! pass (property-tested).
 
 use super::route::RouteTable;
-use super::verify::VerifiedToken;
+use super::identity::Identity;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -87,6 +87,8 @@ pub enum LimitKey {
     Ip,
     /// Any claim (`claim:plan`).
     Claim(String),
+    /// The API key id (the rule applies to API-key requests only).
+    ApiKey,
 }
 
 /// Where limits are kept.
@@ -119,7 +121,8 @@ pub enum OnUnavailable {
 pub struct RuleConfig {
     /// Name (in `RateLimit-Policy` and logs).
     pub name: String,
-    /// `sub`, `client_id`, `ip`, or `claim:NAME`.
+    /// `sub`, `client_id`, `ip`, `api_key`, or `claim:NAME` (for API keys: `sub` is the owner,
+    /// `client_id` the key id).
     pub key: String,
     /// Limit only paths matching this pattern (`/api/*`); default all.
     #[serde(default)]
@@ -127,7 +130,7 @@ pub struct RuleConfig {
     /// The default quota.
     #[serde(flatten)]
     pub quota: Quota,
-    /// Claim that picks a tier (`plan`).
+    /// Claim that picks a tier (`plan`); for an API key, the key's own `tier` picks it.
     #[serde(default)]
     pub tier_claim: Option<String>,
     /// Quota per tier value.
@@ -200,9 +203,10 @@ impl RateLimitConfig {
                 "sub" => LimitKey::Subject,
                 "client_id" => LimitKey::Client,
                 "ip" => LimitKey::Ip,
+                "api_key" => LimitKey::ApiKey,
                 other => match other.strip_prefix("claim:") {
                     Some(c) if !c.is_empty() => LimitKey::Claim(c.to_string()),
-                    _ => return Err((f("key"), "sub, client_id, ip or claim:NAME".into())),
+                    _ => return Err((f("key"), "sub, client_id, ip, api_key or claim:NAME".into())),
                 },
             };
             r.quota.validate().map_err(|m| (f("rate"), m.to_string()))?;
@@ -218,7 +222,7 @@ impl RateLimitConfig {
             let paths = match r.path {
                 None => None,
                 Some(p) => Some(
-                    RouteTable::new(vec![super::route::Route { path: p, methods: None, public: true, scopes: vec![], sensitive: false }])
+                    RouteTable::new(vec![super::route::Route { path: p, methods: None, public: true, scopes: vec![], sensitive: false, auth: Default::default(), upstream_credential: None }])
                         .map_err(|(_, m)| (f("path"), m))?,
                 ),
             };
@@ -260,7 +264,7 @@ impl RateLimitPolicy {
 
     /// The buckets a verified request falls into. A rule whose key the request lacks (no `sub`,
     /// say) does not apply to it.
-    pub fn buckets(&self, path: &str, token: &VerifiedToken, ip: Option<&str>) -> Vec<Bucket> {
+    pub fn buckets(&self, path: &str, who: Identity<'_>, ip: Option<&str>) -> Vec<Bucket> {
         let mut out = Vec::new();
         for r in &self.rules {
             if let Some(t) = &r.paths {
@@ -269,16 +273,17 @@ impl RateLimitPolicy {
                 }
             }
             let (kind, value) = match &r.key {
-                LimitKey::Subject => ("sub", token.claim_text("sub")),
-                LimitKey::Client => ("client", token.claim_text("azp").or_else(|| token.claim_text("client_id"))),
+                LimitKey::Subject => ("sub", who.claim_text("sub")),
+                LimitKey::Client => ("client", who.claim_text("azp").or_else(|| who.claim_text("client_id"))),
                 LimitKey::Ip => ("ip", ip.map(str::to_owned)),
-                LimitKey::Claim(c) => ("claim", token.claim_text(c)),
+                LimitKey::Claim(c) => ("claim", who.claim_text(c)),
+                LimitKey::ApiKey => ("api_key", who.api_key_id().map(str::to_owned)),
             };
             let Some(value) = value else { continue };
             let quota = r
                 .tier_claim
                 .as_ref()
-                .and_then(|c| token.claim_text(c))
+                .and_then(|c| who.tier(c))
                 .and_then(|tier| r.tiers.get(&tier).copied())
                 .unwrap_or(r.quota);
             out.push(Bucket { rule: r.name.clone(), key: bucket_key(&r.name, kind, &value), quota, binding: r.binding.clone() });

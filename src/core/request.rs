@@ -3,7 +3,7 @@
 
 use super::config::{Policy, RESERVED_HEADER_PREFIX};
 use super::error::AuthError;
-use super::verify::VerifiedToken;
+use super::identity::Identity;
 
 /// Where the credential was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -15,6 +15,15 @@ pub enum CredentialSource {
     Cookie,
     /// The configured query parameter.
     Query,
+    /// An API key: the configured header (default `X-API-Key`) or `Authorization: ApiKey`.
+    ApiKey,
+}
+
+impl CredentialSource {
+    /// True for API keys, false for JWTs.
+    pub fn is_api_key(self) -> bool {
+        self == CredentialSource::ApiKey
+    }
 }
 
 /// A credential taken from the request.
@@ -51,9 +60,10 @@ impl RequestView<'_> {
     }
 }
 
-/// Finds the credential: `Authorization: Bearer`, the configured cookie, or the configured query
-/// parameter. A request that carries tokens in more than one place, or several different ones,
-/// is refused (RFC 6750 §2: clients must use one method).
+/// Finds the credential: `Authorization: Bearer`, the configured cookie, the configured query
+/// parameter, or an API key (the configured header or `Authorization: ApiKey`). A request that
+/// carries credentials in more than one place, or several different ones, is refused (RFC 6750
+/// §2: clients must use one method).
 pub fn extract_credential(req: &RequestView<'_>, policy: &Policy) -> Result<Option<Credential>, AuthError> {
     let mut found: Vec<Credential> = Vec::new();
     for v in req.header_values("authorization") {
@@ -65,6 +75,18 @@ pub fn extract_credential(req: &RequestView<'_>, policy: &Policy) -> Result<Opti
                 return Err(AuthError::MalformedToken);
             }
             found.push(Credential { token: token.to_string(), source: CredentialSource::Header });
+        } else if scheme.eq_ignore_ascii_case("apikey") {
+            let key = rest.trim();
+            if key.is_empty() {
+                return Err(AuthError::ApiKeyMalformed(super::apikey::FormatError::Shape));
+            }
+            found.push(Credential { token: key.to_string(), source: CredentialSource::ApiKey });
+        }
+    }
+    for v in req.header_values(&policy.api_keys.header) {
+        let key = v.trim();
+        if !key.is_empty() {
+            found.push(Credential { token: key.to_string(), source: CredentialSource::ApiKey });
         }
     }
     if let Some(name) = &policy.cookie_name {
@@ -89,8 +111,8 @@ pub fn extract_credential(req: &RequestView<'_>, policy: &Policy) -> Result<Opti
         _ => {
             // The same token in several places (a browser sending the cookie along with the header)
             // is harmless; different tokens are ambiguous.
-            let first = &found[0].token;
-            if found.iter().all(|c| &c.token == first) {
+            let first = &found[0];
+            if found.iter().all(|c| c.token == first.token && c.source.is_api_key() == first.source.is_api_key()) {
                 Ok(Some(found.swap_remove(0)))
             } else {
                 Err(AuthError::MalformedToken)
@@ -132,10 +154,12 @@ pub struct ForwardPlan {
     pub headers: Vec<(String, String)>,
 }
 
-/// Plans the origin request: the client's credential is removed in every form, client copies of
-/// identity headers are stripped before the verified values are set, hop-by-hop headers are
-/// dropped, and the request id is set.
-pub fn plan_forward(req: &RequestView<'_>, verified: Option<&VerifiedToken>, policy: &Policy, request_id: &str) -> ForwardPlan {
+/// Plans the origin request: the client's credential is removed in every form (bearer token,
+/// cookie, query parameter, API key header), client copies of identity headers and of every
+/// configured upstream credential header are stripped before the verified values are set,
+/// hop-by-hop headers are dropped, the request id is set, and `upstream` (header, value), the
+/// route's origin credential, is added.
+pub fn plan_forward(req: &RequestView<'_>, verified: Option<Identity<'_>>, upstream: Option<(&str, &str)>, policy: &Policy, request_id: &str) -> ForwardPlan {
     let mut connection_listed: Vec<String> = Vec::new();
     for v in req.header_values("connection") {
         connection_listed.extend(v.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()));
@@ -147,6 +171,8 @@ pub fn plan_forward(req: &RequestView<'_>, verified: Option<&VerifiedToken>, pol
             || connection_listed.contains(&n)
             || n == "host"
             || n == "authorization"
+            || n == policy.api_keys.header
+            || policy.upstream_credentials.values().any(|u| u.header == n)
             || n.starts_with(RESERVED_HEADER_PREFIX)
             || n == policy.request_id_header
             || policy.forward_claims.iter().any(|(h, _)| *h == n);
@@ -169,6 +195,10 @@ pub fn plan_forward(req: &RequestView<'_>, verified: Option<&VerifiedToken>, pol
         headers.push((n, value.clone()));
     }
     if let Some(v) = verified {
+        headers.push(("x-edgeward-auth".into(), v.kind().into()));
+        if let Some(id) = v.api_key_id() {
+            headers.push(("x-edgeward-key-id".into(), id.into()));
+        }
         for (header, claim) in &policy.forward_claims {
             if let Some(text) = v.claim_text(claim) {
                 // A claim that cannot be a header value verbatim is not forwarded at all.
@@ -177,6 +207,9 @@ pub fn plan_forward(req: &RequestView<'_>, verified: Option<&VerifiedToken>, pol
                 }
             }
         }
+    }
+    if let Some((h, v)) = upstream {
+        headers.push((h.to_ascii_lowercase(), v.to_string()));
     }
     headers.push((policy.request_id_header.clone(), request_id.to_string()));
     let mut url = format!("{}{}", policy.origin, if req.path.is_empty() { "/" } else { req.path });

@@ -154,6 +154,9 @@ pub struct TokenFacts<'a> {
     pub iat: Option<f64>,
     /// The key id that verified it.
     pub kid: Option<&'a str>,
+    /// For an API key: its id (the other fields are then empty).
+    #[serde(default)]
+    pub api_key: Option<&'a str>,
 }
 
 /// The in-memory set the hot path checks: hash lookups only.
@@ -217,6 +220,7 @@ impl RevocationSet {
                 sub: token.subject(),
                 iat: c.get("iat").and_then(|v| v.as_f64()),
                 kid: token.kid(),
+                api_key: None,
             },
             now,
         )
@@ -241,6 +245,11 @@ impl RevocationSet {
         if let Some(kid) = t.kid {
             if self.kid.get(kid).is_some_and(live) {
                 return Err(AuthError::TokenRevoked);
+            }
+        }
+        if let Some(id) = t.api_key {
+            if self.api_key_revoked(id, now) {
+                return Err(AuthError::ApiKeyInvalid(super::error::ApiKeyFailure::Revoked));
             }
         }
         Ok(())

@@ -22,6 +22,36 @@ pub struct Route {
     /// delay, one Durable Object round trip).
     #[serde(default)]
     pub sensitive: bool,
+    /// Which credentials the route takes: `jwt` (default), `api_key` or `either`.
+    #[serde(default)]
+    pub auth: Accepts,
+    /// Name of an `upstream_credentials` entry: the origin credential set on forwarded requests
+    /// in place of the client's.
+    #[serde(default)]
+    pub upstream_credential: Option<String>,
+}
+
+/// The kinds of credential a route takes.
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Accepts {
+    /// Bearer JWTs (header, cookie or query), the default.
+    #[default]
+    Jwt,
+    /// API keys only.
+    ApiKey,
+    /// Either.
+    Either,
+}
+
+impl std::fmt::Display for Accepts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accepts::Jwt => "jwt",
+            Accepts::ApiKey => "api_key",
+            Accepts::Either => "either",
+        })
+    }
 }
 
 /// What a request needs, as decided by the route table.
@@ -56,6 +86,9 @@ impl RouteTable {
             if r.public && (!r.scopes.is_empty() || r.sensitive) {
                 return Err((i, "a public route cannot require scopes".into()));
             }
+            if r.public && r.upstream_credential.is_some() {
+                return Err((i, "a public route cannot inject an upstream credential (anyone could use it)".into()));
+            }
             if let Some(m) = &mut r.methods {
                 for x in m.iter_mut() {
                     if x.is_empty() || !x.chars().all(|c| c.is_ascii_alphabetic()) {
@@ -72,35 +105,37 @@ impl RouteTable {
         Ok(RouteTable { routes: out })
     }
 
-    /// True if the first rule matching the request is marked `sensitive`.
-    pub fn is_sensitive(&self, method: &str, path: &str) -> bool {
+    /// The first rule matching the request, if any.
+    pub fn rule(&self, method: &str, path: &str) -> Option<&Route> {
         self.routes
             .iter()
             .find(|r| path_matches(&r.path, path) && r.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method))))
-            .is_some_and(|r| r.sensitive)
+    }
+
+    /// Every rule, in order.
+    pub fn rules(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// True if the first rule matching the request is marked `sensitive`.
+    pub fn is_sensitive(&self, method: &str, path: &str) -> bool {
+        self.rule(method, path).is_some_and(|r| r.sensitive)
+    }
+
+    /// Which credentials the request's route takes (unmatched paths: JWTs).
+    pub fn accepts(&self, method: &str, path: &str) -> Accepts {
+        self.rule(method, path).map_or(Accepts::Jwt, |r| r.auth)
     }
 
     /// What a request for `method` and `path` needs.
     pub fn requirement(&self, method: &str, path: &str) -> Requirement {
-        for r in &self.routes {
-            if !path_matches(&r.path, path) {
-                continue;
-            }
-            if let Some(ms) = &r.methods {
-                if !ms.iter().any(|m| m.eq_ignore_ascii_case(method)) {
-                    continue;
-                }
-            }
-            if r.public {
-                // Never grant public access to a path an origin might decode into another one.
-                if is_ambiguous_path(path) {
-                    return Requirement::Token { scopes: Vec::new() };
-                }
-                return Requirement::Public;
-            }
-            return Requirement::Token { scopes: r.scopes.clone() };
+        match self.rule(method, path) {
+            // Never grant public access to a path an origin might decode into another one.
+            Some(r) if r.public && is_ambiguous_path(path) => Requirement::Token { scopes: Vec::new() },
+            Some(r) if r.public => Requirement::Public,
+            Some(r) => Requirement::Token { scopes: r.scopes.clone() },
+            None => Requirement::Token { scopes: Vec::new() },
         }
-        Requirement::Token { scopes: Vec::new() }
     }
 }
 

@@ -112,12 +112,17 @@ impl VerifiedToken {
 
     /// Checks a route requirement against the token's scopes.
     pub fn authorize(&self, requirement: &Requirement) -> Result<(), AuthError> {
-        let Requirement::Token { scopes } = requirement else { return Ok(()) };
-        if let Some(missing) = scopes.iter().find(|s| !self.scopes.contains(s)) {
-            return Err(AuthError::InsufficientScope { required: scopes.join(" "), missing: missing.clone() });
-        }
-        Ok(())
+        require_scopes(&self.scopes, requirement)
     }
+}
+
+/// Checks that `held` covers the scopes `requirement` lists (tokens and API keys alike).
+pub(crate) fn require_scopes(held: &[String], requirement: &Requirement) -> Result<(), AuthError> {
+    let Requirement::Token { scopes } = requirement else { return Ok(()) };
+    if let Some(missing) = scopes.iter().find(|s| !held.contains(s)) {
+        return Err(AuthError::InsufficientScope { required: scopes.join(" "), missing: missing.clone() });
+    }
+    Ok(())
 }
 
 impl<'t> PendingToken<'t> {

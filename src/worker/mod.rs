@@ -1,9 +1,11 @@
 //! The Cloudflare Worker adapter: reads the configuration, the clock, KV and the network, and
 //! drives the core. All policy lives in [`crate::core`].
 
+mod admin;
 #[cfg(feature = "bench")]
 mod bench;
 mod jwks;
+mod keys;
 mod limiter;
 mod revocations;
 mod webcrypto;
@@ -18,7 +20,10 @@ use crate::core::jwk::KeySet;
 use crate::core::log::{fingerprint, DecisionLog};
 use crate::core::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
 use crate::core::request::{extract_credential, plan_forward, split_url, Credential, CredentialSource, RequestView};
-use crate::core::route::Requirement;
+use crate::core::apikey::{client_ip, VerifiedApiKey};
+use crate::core::error::ApiKeyFailure;
+use crate::core::identity::Identity;
+use crate::core::route::{Accepts, Requirement};
 use crate::core::token::UnverifiedToken;
 use crate::core::token_cache::{token_hash, TokenCache, TokenHash};
 use crate::core::verify::{PendingToken, VerifiedToken};
@@ -75,6 +80,7 @@ fn isolate(env: &Env) -> Rc<Isolate> {
                 console_warn!("{}", serde_json::json!({"event": "config_warning", "message": w}));
             }
             jwks::reset(p);
+            keys::reset(p);
             TOKENS.with(|t| *t.borrow_mut() = Some(TokenCache::new(&p.token_cache)));
         }
         Err(e) => console_error!(
@@ -107,13 +113,15 @@ fn request_id() -> String {
 /// Outcome of the gate for one request, before the origin is called.
 enum Verdict {
     Public,
-    /// Verified, with the rate-limit headers to send on success (if any).
-    Accept(Box<VerifiedToken>, Vec<(String, String)>),
+    /// A verified JWT, with the rate-limit headers to send on success (if any).
+    Token(Box<VerifiedToken>, Vec<(String, String)>),
+    /// A verified API key, likewise.
+    Key(VerifiedApiKey, Vec<(String, String)>),
 }
 
 /// Post-verification rate limits; the headers of the tightest bucket for the response.
-async fn limits_for(policy: &Policy, env: &Env, view: &RequestView<'_>, token: &VerifiedToken, ip: Option<&str>) -> Result<Vec<(String, String)>, AuthError> {
-    let buckets = policy.rate_limits.buckets(view.path, token, ip);
+async fn limits_for(policy: &Policy, env: &Env, view: &RequestView<'_>, who: Identity<'_>, ip: Option<&str>) -> Result<Vec<(String, String)>, AuthError> {
+    let buckets = policy.rate_limits.buckets(view.path, who, ip);
     if buckets.is_empty() {
         return Ok(Vec::new());
     }
@@ -149,7 +157,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         }
     };
     if path == policy.admin.path_prefix || path.starts_with(&format!("{}/", policy.admin.path_prefix)) {
-        return revocations::admin(req, &env, &policy.admin.path_prefix, &path, &query, &headers, &rid).await;
+        return admin::handle(req, &env, &ctx, &policy, &path, &query, &headers, &rid, now_secs(start)).await;
     }
     #[cfg(feature = "bench")]
     if path.starts_with(bench::PATH_PREFIX) {
@@ -169,10 +177,18 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         }
         Ok(v) => {
             let (verified, limit_headers) = match &v {
-                Verdict::Accept(t, h) => (Some(t.as_ref()), h.as_slice()),
+                Verdict::Token(t, h) => (Some(Identity::Token(t.as_ref())), h.as_slice()),
+                Verdict::Key(k, h) => (Some(Identity::ApiKey(k)), h.as_slice()),
                 Verdict::Public => (None, &[][..]),
             };
-            let plan = plan_forward(&view, verified, &policy, &rid);
+            let upstream = match upstream_credential(&policy, &env, &method, &path, verified.is_some()) {
+                Ok(u) => u,
+                Err(detail) => {
+                    log.detail = Some(detail);
+                    return Ok(reject(&AuthError::ConfigInvalid, &policy.realm, &rid, &mut log));
+                }
+            };
+            let plan = plan_forward(&view, verified, upstream.as_ref().map(|(h, v)| (h.as_str(), v.as_str())), &policy, &rid);
             let mint_csrf = log.credential == Some(CredentialSource::Cookie)
                 && policy.csrf.enabled
                 && request_cookie(&view, &policy.csrf.cookie).is_none();
@@ -208,34 +224,69 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
     if let Some(b) = policy.rate_limits.pre_auth_bucket(ip.as_deref()) {
         limiter::check(&policy.rate_limits, env, std::slice::from_ref(&b), now_ms()).await?;
     }
-    let Credential { token, source } = extract_credential(view, policy)?.ok_or(AuthError::MissingToken)?;
+    let accepts = policy.routes.accepts(view.method, view.path);
+    let Some(Credential { token, source }) = extract_credential(view, policy)? else {
+        return Err(match accepts {
+            Accepts::Jwt => AuthError::MissingToken,
+            Accepts::ApiKey => AuthError::MissingApiKey,
+            Accepts::Either => AuthError::MissingCredential,
+        });
+    };
     log.credential = Some(source);
     log.token_fp = Some(fingerprint(token.as_bytes()));
+    let sensitive = policy.revocations.enabled && policy.routes.is_sensitive(view.method, view.path);
+    if source.is_api_key() {
+        if accepts == Accepts::Jwt {
+            return Err(AuthError::CredentialNotAccepted(accepts));
+        }
+        let kv = kv_binding(env);
+        let key = keys::authenticate(&token, policy, env, kv.as_ref(), client_ip(ip.as_deref()), now_ms(), log).await?;
+        if policy.revocations.enabled && revocations::current(&policy.revocations, kv.as_ref(), ctx, now).await?.api_key_revoked(key.id(), now) {
+            return Err(AuthError::ApiKeyInvalid(ApiKeyFailure::Revoked));
+        }
+        if sensitive {
+            revocations::check_key_with_ledger(env, key.id()).await?;
+        }
+        let who = Identity::ApiKey(&key);
+        who.authorize(&requirement)?;
+        let limits = limits_for(policy, env, view, who, ip.as_deref()).await?;
+        return Ok(Verdict::Key(key, limits));
+    }
+    if accepts == Accepts::ApiKey {
+        return Err(AuthError::CredentialNotAccepted(accepts));
+    }
     if source == CredentialSource::Cookie {
         check_csrf(view, request_origin, &policy.csrf)?;
     }
-    let hash = token_hash(&token);
+    let verified = verify_jwt(&token, policy, env, ctx, now, log).await?;
+    if sensitive {
+        revocations::check_with_ledger(env, &verified).await?;
+    }
+    verified.authorize(&requirement)?;
+    let limits = limits_for(policy, env, view, Identity::Token(&verified), ip.as_deref()).await?;
+    Ok(Verdict::Token(Box::new(verified), limits))
+}
+
+/// Verifies a JWT (through the verified-token cache) and checks the revocation snapshot: what
+/// every JWT goes through, on the request path and for admin JWTs alike.
+pub(crate) async fn verify_jwt(token: &str, policy: &Policy, env: &Env, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
+    let hash = token_hash(token);
+    let kv = kv_binding(env);
     if let Some(verified) = cached_token(&hash, now) {
         log.token_cache = Some("hit");
         log.iss = verified.issuer().map(str::to_owned);
         log.sub = verified.subject().map(str::to_owned);
         log.kid = verified.kid().map(|k| k.chars().take(64).collect());
         log.alg = Some(verified.alg().name());
-        revocations::current(&policy.revocations, kv_binding(env).as_ref(), ctx, now).await?.check(&verified, now)?;
-        if policy.revocations.enabled && policy.routes.is_sensitive(view.method, view.path) {
-            revocations::check_with_ledger(env, &verified).await?;
-        }
-        verified.authorize(&requirement)?;
-        let limits = limits_for(policy, env, view, &verified, ip.as_deref()).await?;
-        return Ok(Verdict::Accept(Box::new(verified), limits));
+        revocations::current(&policy.revocations, kv.as_ref(), ctx, now).await?.check(&verified, now)?;
+        return Ok(verified);
     }
     log.token_cache = Some("miss");
-    let unverified = UnverifiedToken::parse(&token, policy.max_token_bytes)?;
+    let unverified = UnverifiedToken::parse(token, policy.max_token_bytes)?;
     let pending = PendingToken::new(unverified, policy)?;
     log.alg = Some(pending.alg().name());
     log.kid = pending.kid().map(|k| k.chars().take(64).collect());
     let i = pending.issuer_index();
-    let kv = env.kv(KV_BINDING).ok();
     let fetched: Option<KeySet> = if policy.issuers[i].jwks_uri.is_some() {
         let k = jwks::keys_for_request(policy, i, kv.as_ref(), ctx, now, &mut log.jwks_fetches).await;
         if k.is_none() && policy.issuers[i].inline_keys.keys.is_empty() {
@@ -264,12 +315,21 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
     log.iss = verified.issuer().map(str::to_owned);
     log.sub = verified.subject().map(str::to_owned);
     revocations::current(&policy.revocations, kv.as_ref(), ctx, now).await?.check(&verified, now)?;
-    if policy.revocations.enabled && policy.routes.is_sensitive(view.method, view.path) {
-        revocations::check_with_ledger(env, &verified).await?;
+    Ok(verified)
+}
+
+/// The route's origin credential as (header, value), for an authenticated request on a route
+/// that names one. A configured secret that is missing fails the request closed.
+fn upstream_credential(policy: &Policy, env: &Env, method: &str, path: &str, authenticated: bool) -> Result<Option<(String, String)>, String> {
+    let Some(name) = policy.routes.rule(method, path).and_then(|r| r.upstream_credential.as_ref()).filter(|_| authenticated) else {
+        return Ok(None);
+    };
+    let Some(u) = policy.upstream_credentials.get(name) else { return Err(format!("upstream credential {name:?} is not configured")) };
+    let secret = env.secret(&u.secret).map(|s| s.to_string()).map_err(|_| format!("the Worker secret {} (upstream credential {name:?}) is not set", u.secret))?;
+    if secret.is_empty() || secret.chars().any(|c| !(' '..='~').contains(&c)) {
+        return Err(format!("the Worker secret {} is empty or not printable ASCII", u.secret));
     }
-    verified.authorize(&requirement)?;
-    let limits = limits_for(policy, env, view, &verified, ip.as_deref()).await?;
-    Ok(Verdict::Accept(Box::new(verified), limits))
+    Ok(Some((u.header.clone(), u.value.replacen("{secret}", &secret, 1))))
 }
 
 /// Sends the planned request to the origin and relays its response with the request id.

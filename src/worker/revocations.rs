@@ -6,20 +6,19 @@
 
 #![allow(missing_docs)] // the durable_object macro generates undocumented glue
 
+use super::admin::AdminAnswer;
 use crate::core::error::AuthError;
 use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{console_log, console_warn, durable_object, Context, DurableObject, Env, KvStore, Request, Response, State};
+use worker::{console_warn, durable_object, Context, DurableObject, Env, KvStore, Request, Response, State};
 
 /// Durable Object binding of the ledger.
 pub const LEDGER_BINDING: &str = "EDGEWARD_LEDGER";
 /// KV key of the published snapshot.
 pub const SNAPSHOT_KEY: &str = "revocations:v1";
-/// Worker secret holding the admin token.
-pub const ADMIN_SECRET: &str = "EDGEWARD_ADMIN_TOKEN";
 
 fn now_secs() -> i64 {
     (worker::Date::now().as_millis() / 1000) as i64
@@ -301,6 +300,10 @@ pub async fn check_with_ledger(env: &Env, token: &crate::core::verify::VerifiedT
         "iat": c.get("iat").and_then(|v| v.as_f64()),
         "kid": token.kid(),
     });
+    ledger_check(env, facts, AuthError::TokenRevoked).await
+}
+
+async fn ledger_check(env: &Env, facts: serde_json::Value, revoked: AuthError) -> Result<(), AuthError> {
     let answer = async {
         let mut resp = ask_ledger(env, serde_json::json!({"op": "check", "body": facts})).await.map_err(|e| e.to_string())?;
         if resp.status_code() != 200 {
@@ -310,7 +313,7 @@ pub async fn check_with_ledger(env: &Env, token: &crate::core::verify::VerifiedT
     };
     match answer.await {
         Ok(v) if v["revoked"] == serde_json::Value::Bool(false) => Ok(()),
-        Ok(v) if v["revoked"] == serde_json::Value::Bool(true) => Err(AuthError::TokenRevoked),
+        Ok(v) if v["revoked"] == serde_json::Value::Bool(true) => Err(revoked),
         Ok(_) => Err(AuthError::RevocationsUnavailable),
         Err(e) => {
             console_warn!("{}", serde_json::json!({"event": "revocation_ledger_unreachable", "error": e}));
@@ -321,20 +324,6 @@ pub async fn check_with_ledger(env: &Env, token: &crate::core::verify::VerifiedT
 
 // ---- the admin API -----------------------------------------------------------------------------
 
-fn admin_authorized(req_headers: &[(String, String)], env: &Env) -> bool {
-    use subtle::ConstantTimeEq;
-    let Ok(secret) = env.secret(ADMIN_SECRET).map(|s| s.to_string()) else { return false };
-    if secret.len() < 16 {
-        return false;
-    }
-    let presented = req_headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, v)| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .unwrap_or("");
-    presented.len() == secret.len() && bool::from(presented.as_bytes().ct_eq(secret.as_bytes()))
-}
-
 async fn ask_ledger(env: &Env, cmd: serde_json::Value) -> worker::Result<Response> {
     let stub = env.durable_object(LEDGER_BINDING)?.get_by_name("ledger")?;
     let mut init = worker::RequestInit::new();
@@ -342,33 +331,31 @@ async fn ask_ledger(env: &Env, cmd: serde_json::Value) -> worker::Result<Respons
     stub.fetch_with_request(Request::new_with_init("https://ledger/cmd", &init)?).await
 }
 
-/// Handles `{prefix}/revocations[...]`. Every call is audit-logged (caller authorized or not, the
-/// operation, the target id; never the admin token).
-pub async fn admin(mut req: Request, env: &Env, prefix: &str, path: &str, query: &str, headers: &[(String, String)], rid: &str) -> worker::Result<Response> {
-    let method = req.method().to_string().to_ascii_uppercase();
-    let rest = path.strip_prefix(prefix).unwrap_or("");
-    let authorized = admin_authorized(headers, env);
-    let audit = |op: &str, status: u16, id: Option<&str>| {
-        console_log!("{}", serde_json::json!({"event": "admin_audit", "request_id": rid, "op": op, "method": method, "path": path, "authorized": authorized, "status": status, "id": id}));
-    };
-    if !authorized {
-        audit("denied", 401, None);
-        let mut r = Response::ok(serde_json::json!({"code": "admin_unauthorized", "message": "admin credential required", "request_id": rid}).to_string())?.with_status(401);
-        let _ = r.headers_mut().set("www-authenticate", "Bearer realm=\"edgeward-admin\"");
-        let _ = r.headers_mut().set("content-type", "application/json");
-        return Ok(r);
-    }
-    let cmd = match (method.as_str(), rest.trim_end_matches('/')) {
-        ("POST", "/revocations") => {
-            let text = req.text().await.unwrap_or_default();
-            match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(body) if body.is_object() => serde_json::json!({"op": "add", "body": body}),
-                _ => {
-                    audit("add", 400, None);
-                    return json_response(400, &serde_json::json!({"code": "bad_request", "message": "body must be a JSON object", "request_id": rid}));
-                }
-            }
+/// Puts an API key id on the revocation list until `until` (a disabled key). False if the
+/// ledger could not be reached (logged).
+pub async fn revoke_api_key(env: &Env, key_id: &str, until: i64) -> bool {
+    let body = serde_json::json!({"target": {"kind": "api_key", "key_id": key_id}, "reason": "key disabled", "expires_at": until});
+    match ask_ledger(env, serde_json::json!({"op": "add", "body": body})).await {
+        Ok(r) if matches!(r.status_code(), 200 | 201) => true,
+        other => {
+            console_warn!("{}", serde_json::json!({"event": "api_key_revoke_failed", "key_id": key_id, "status": other.ok().map(|r| r.status_code())}));
+            false
         }
+    }
+}
+
+/// Strict mode for an API key on a `sensitive` route: asks the ledger itself.
+pub async fn check_key_with_ledger(env: &Env, key_id: &str) -> Result<(), AuthError> {
+    ledger_check(env, serde_json::json!({"iss": "", "api_key": key_id}), AuthError::ApiKeyInvalid(crate::core::error::ApiKeyFailure::Revoked)).await
+}
+
+/// Handles `{prefix}/revocations[...]` (authorization and audit are the caller's).
+pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str, query: &str, env: &Env) -> AdminAnswer {
+    let cmd = match (method, rest.trim_end_matches('/')) {
+        ("POST", "/revocations") => match body {
+            Some(body) if body.is_object() => serde_json::json!({"op": "add", "body": body}),
+            _ => return AdminAnswer { status: 400, op: "add", id: None, body: serde_json::json!({"code": "bad_request", "message": "body must be a JSON object"}) },
+        },
         ("GET", "/revocations") => {
             let mut cursor = None;
             let mut limit = None;
@@ -383,19 +370,29 @@ pub async fn admin(mut req: Request, env: &Env, prefix: &str, path: &str, query:
         }
         ("GET", r) if r.starts_with("/revocations/") => serde_json::json!({"op": "get", "id": &r["/revocations/".len()..]}),
         ("DELETE", r) if r.starts_with("/revocations/") => serde_json::json!({"op": "remove", "id": &r["/revocations/".len()..]}),
-        _ => {
-            audit("unknown", 404, None);
-            return json_response(404, &serde_json::json!({"code": "not_found", "message": "no such admin route", "request_id": rid}));
-        }
+        _ => return AdminAnswer { status: 404, op: "unknown", id: None, body: serde_json::json!({"code": "not_found", "message": "no such admin route"}) },
     };
-    let op = cmd["op"].as_str().unwrap_or("").to_string();
-    let mut resp = ask_ledger(env, cmd).await?;
-    let status = resp.status_code();
-    let text = resp.text().await.unwrap_or_default();
-    let id = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["id"].as_str().map(str::to_owned));
-    audit(&op, status, id.as_deref());
-    let mut out = Response::ok(text)?.with_status(status);
-    let _ = out.headers_mut().set("content-type", "application/json");
-    let _ = out.headers_mut().set("cache-control", "no-store");
-    Ok(out)
+    let op = match cmd["op"].as_str() {
+        Some("add") => "add",
+        Some("list") => "list",
+        Some("get") => "get",
+        _ => "remove",
+    };
+    let answered = async {
+        let mut resp = ask_ledger(env, cmd).await?;
+        let status = resp.status_code();
+        let v = resp.json::<serde_json::Value>().await?;
+        worker::Result::Ok((status, v))
+    };
+    match answered.await {
+        Ok((status, v)) => {
+            let id = v["id"].as_str().map(str::to_owned);
+            AdminAnswer { status, op, id, body: v }
+        }
+        Err(e) => {
+            let e: worker::Error = e;
+            console_warn!("{}", serde_json::json!({"event": "revocation_ledger_unreachable", "error": e.to_string()}));
+            AdminAnswer { status: 503, op, id: None, body: serde_json::json!({"code": "revocations_unavailable", "message": "revocation ledger unreachable; retry later"}) }
+        }
+    }
 }

@@ -1,0 +1,66 @@
+//! Who a request was authenticated as: a verified JWT or a verified API key. Only the verifying
+//! code can make either ([`VerifiedToken`] comes from `PendingToken::finish`, [`VerifiedApiKey`]
+//! from `KeyRecord::check`), so a request cannot be forwarded as authenticated without one.
+
+use super::apikey::VerifiedApiKey;
+use super::error::AuthError;
+use super::route::Requirement;
+use super::verify::VerifiedToken;
+
+/// A verified principal, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum Identity<'a> {
+    /// A verified JWT.
+    Token(&'a VerifiedToken),
+    /// A verified API key.
+    ApiKey(&'a VerifiedApiKey),
+}
+
+impl Identity<'_> {
+    /// A claim as a header value. For an API key: `sub` is its owner, `client_id` / `azp` /
+    /// `key_id` its id, `scope` its scopes (space-separated), `tier` its tier.
+    pub fn claim_text(&self, name: &str) -> Option<String> {
+        match self {
+            Identity::Token(t) => t.claim_text(name),
+            Identity::ApiKey(k) => match name {
+                "sub" => Some(k.owner().to_string()),
+                "client_id" | "azp" | "key_id" => Some(k.id().to_string()),
+                "scope" => Some(k.scopes().join(" ")),
+                "tier" => k.tier().map(str::to_owned),
+                _ => None,
+            },
+        }
+    }
+
+    /// The rate-limit tier: a token's `tier_claim`, or an API key's own tier.
+    pub fn tier(&self, tier_claim: &str) -> Option<String> {
+        match self {
+            Identity::Token(t) => t.claim_text(tier_claim),
+            Identity::ApiKey(k) => k.tier().map(str::to_owned),
+        }
+    }
+
+    /// The API key id, for an API key.
+    pub fn api_key_id(&self) -> Option<&str> {
+        match self {
+            Identity::Token(_) => None,
+            Identity::ApiKey(k) => Some(k.id()),
+        }
+    }
+
+    /// Checks the route's scopes.
+    pub fn authorize(&self, requirement: &Requirement) -> Result<(), AuthError> {
+        match self {
+            Identity::Token(t) => t.authorize(requirement),
+            Identity::ApiKey(k) => k.authorize(requirement),
+        }
+    }
+
+    /// `jwt` or `api_key` (the `x-edgeward-auth` header and the logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identity::Token(_) => "jwt",
+            Identity::ApiKey(_) => "api_key",
+        }
+    }
+}

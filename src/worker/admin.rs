@@ -1,0 +1,116 @@
+//! The admin API under `admin.path_prefix`: one authorization step and one audit log line for
+//! every call, then `/revocations…` (the ledger) or `/keys…` (API keys).
+//!
+//! A caller is an admin when it presents, as `Authorization: Bearer`, either the
+//! `EDGEWARD_ADMIN_TOKEN` secret (compared in constant time) or, when `admin.jwt_scope` is set, a
+//! JWT of a configured issuer that verifies, is not revoked, and holds that scope.
+
+use crate::core::config::Policy;
+use crate::core::log::{fingerprint, DecisionLog};
+use worker::{console_log, Context, Env, Request, Response};
+
+/// Worker secret holding the admin token.
+pub const ADMIN_SECRET: &str = "EDGEWARD_ADMIN_TOKEN";
+
+/// What an admin operation answers.
+pub struct AdminAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// Operation name for the audit log.
+    pub op: &'static str,
+    /// The id acted on, if any.
+    pub id: Option<String>,
+    /// JSON body.
+    pub body: serde_json::Value,
+}
+
+fn bearer(headers: &[(String, String)]) -> Option<&str> {
+    let v = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("authorization"))?.1.trim();
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim()).filter(|t| !t.is_empty())
+}
+
+/// Who the caller is (`admin_token` or `jwt:<iss> <sub>`), or why not.
+async fn authorize(headers: &[(String, String)], policy: &Policy, env: &Env, ctx: &Context, now: i64) -> Result<String, String> {
+    use subtle::ConstantTimeEq;
+    let presented = bearer(headers).ok_or("no bearer credential")?;
+    if let Some(secret) = env.secret(ADMIN_SECRET).ok().map(|s| s.to_string()).filter(|s| s.len() >= 16) {
+        if presented.len() == secret.len() && bool::from(presented.as_bytes().ct_eq(secret.as_bytes())) {
+            return Ok("admin_token".into());
+        }
+    }
+    let Some(scope) = &policy.admin.jwt_scope else { return Err("not the admin token".into()) };
+    if presented.split('.').count() != 3 {
+        return Err("not the admin token, not a JWT".into());
+    }
+    let mut log = DecisionLog::default();
+    let token = super::verify_jwt(presented, policy, env, ctx, now, &mut log).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
+    if !token.scopes().iter().any(|s| s == scope) {
+        return Err(format!("admin JWT lacks the {scope} scope"));
+    }
+    if policy.revocations.enabled {
+        super::revocations::check_with_ledger(env, &token).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
+    }
+    Ok(format!("jwt:{} {}", token.issuer().unwrap_or("-"), token.subject().unwrap_or("-")))
+}
+
+fn json(status: u16, body: &serde_json::Value) -> worker::Result<Response> {
+    let mut r = Response::ok(body.to_string())?.with_status(status);
+    let h = r.headers_mut();
+    let _ = h.set("content-type", "application/json");
+    let _ = h.set("cache-control", "no-store");
+    Ok(r)
+}
+
+/// Handles every request under the admin prefix.
+#[allow(clippy::too_many_arguments)]
+pub async fn handle(mut req: Request, env: &Env, ctx: &Context, policy: &Policy, path: &str, query: &str, headers: &[(String, String)], rid: &str, now: i64) -> worker::Result<Response> {
+    let method = req.method().to_string().to_ascii_uppercase();
+    let rest = path.strip_prefix(policy.admin.path_prefix.as_str()).unwrap_or("");
+    let principal = authorize(headers, policy, env, ctx, now).await;
+    let audit = |op: &str, status: u16, id: Option<&str>| {
+        let (who, why) = match &principal {
+            Ok(p) => (Some(p.as_str()), None),
+            Err(e) => (None, Some(e.as_str())),
+        };
+        console_log!(
+            "{}",
+            serde_json::json!({"event": "admin_audit", "request_id": rid, "op": op, "method": method, "path": path,
+                "authorized": principal.is_ok(), "principal": who, "denied_because": why,
+                "credential_fp": bearer(headers).map(|t| fingerprint(t.as_bytes())), "status": status, "id": id})
+        );
+    };
+    if principal.is_err() {
+        audit("denied", 401, None);
+        let mut r = json(401, &serde_json::json!({"code": "admin_unauthorized", "message": "admin credential required", "request_id": rid}))?;
+        let _ = r.headers_mut().set("www-authenticate", "Bearer realm=\"edgeward-admin\"");
+        return Ok(r);
+    }
+    let body = if method == "POST" {
+        let text = req.text().await.unwrap_or_default();
+        if text.trim().is_empty() {
+            None
+        } else {
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) if v.is_object() => Some(v),
+                _ => {
+                    audit("bad_request", 400, None);
+                    return json(400, &serde_json::json!({"code": "bad_request", "message": "body must be a JSON object", "request_id": rid}));
+                }
+            }
+        }
+    } else {
+        None
+    };
+    let a = if rest == "/keys" || rest.starts_with("/keys/") {
+        super::keys::admin_op(body, &method, rest, query, policy, env, now).await
+    } else {
+        super::revocations::admin_op(body, &method, rest, query, env).await
+    };
+    audit(a.op, a.status, a.id.as_deref());
+    let mut b = a.body;
+    if let Some(o) = b.as_object_mut() {
+        o.entry("request_id").or_insert_with(|| rid.into());
+    }
+    json(a.status, &b)
+}

@@ -1,0 +1,281 @@
+//! API keys in the Worker: the edge check (format and checksum offline, then one KV read by the
+//! key's peppered hash, cached in the isolate for a short TTL, negative results too) and the key
+//! admin API (create, list, inspect, rotate, disable, delete).
+//!
+//! KV layout (namespace `EDGEWARD_KV`): `apikey:v1:id:<id>` holds a key id's record and
+//! `apikey:v1:h:<hmac>` holds the same record under each of its secrets' hashes. No plain key
+//! is stored anywhere; the pepper is the Worker secret `EDGEWARD_API_KEY_PEPPER`.
+
+use super::admin::AdminAnswer;
+use crate::core::apikey::{
+    generate, hash_storage_key, id_storage_key, is_key_id, key_hash, key_id, KeyHash, KeyRecord, KeyStatus, NewKey, PresentedKey,
+    VerifiedApiKey, ID_PREFIX, MAX_SECRETS, RANDOM_BYTES,
+};
+use crate::core::config::Policy;
+use crate::core::error::AuthError;
+use crate::core::log::DecisionLog;
+use lru::LruCache;
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::rc::Rc;
+use worker::{console_error, Env, KvStore};
+
+/// Worker secret holding the pepper (at least 32 characters).
+pub const PEPPER_SECRET: &str = "EDGEWARD_API_KEY_PEPPER";
+
+struct Cached {
+    record: Option<Rc<KeyRecord>>,
+    until_ms: i64,
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<LruCache<[u8; 32], Cached>>> = const { RefCell::new(None) };
+}
+
+/// Empties the isolate's key cache (a new configuration).
+pub fn reset(policy: &Policy) {
+    let cap = NonZeroUsize::new(policy.api_keys.cache_capacity).unwrap_or(NonZeroUsize::MIN);
+    CACHE.with(|c| *c.borrow_mut() = Some(LruCache::new(cap)));
+}
+
+fn pepper(env: &Env) -> Option<Vec<u8>> {
+    let p = env.secret(PEPPER_SECRET).ok()?.to_string();
+    (p.len() >= 32).then(|| p.into_bytes())
+}
+
+/// The edge check for a presented API key.
+pub async fn authenticate(text: &str, policy: &Policy, env: &Env, kv: Option<&KvStore>, ip: Option<IpAddr>, now_ms: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedApiKey, AuthError> {
+    let presented = PresentedKey::parse(text, Some(policy.api_keys.environment)).map_err(AuthError::ApiKeyMalformed)?;
+    let Some(pepper) = pepper(env) else {
+        log.detail = Some(format!("the {PEPPER_SECRET} secret is missing or shorter than 32 characters"));
+        return Err(AuthError::ApiKeysUnavailable);
+    };
+    let hash = key_hash(&pepper, &presented);
+    let cached = CACHE.with(|c| {
+        c.borrow_mut().as_mut().and_then(|c| c.get(&hash.0).filter(|e| e.until_ms > now_ms).map(|e| e.record.clone()))
+    });
+    let record = match cached {
+        Some(r) => {
+            log.key_cache = Some("hit");
+            r
+        }
+        None => {
+            log.key_cache = Some("miss");
+            let kv = kv.ok_or(AuthError::ApiKeysUnavailable)?;
+            log.kv_reads += 1;
+            let text = kv.get(&hash_storage_key(&hash.hex())).text().await.map_err(|e| {
+                log.detail = Some(format!("KV read failed: {e}"));
+                AuthError::ApiKeysUnavailable
+            })?;
+            let record = match text {
+                None => None,
+                Some(t) => match serde_json::from_str::<KeyRecord>(&t) {
+                    Ok(r) => Some(Rc::new(r)),
+                    Err(e) => {
+                        console_error!("{}", serde_json::json!({"event": "api_key_record_invalid", "error": e.to_string()}));
+                        return Err(AuthError::ApiKeysUnavailable);
+                    }
+                },
+            };
+            let ttl = if record.is_some() { policy.api_keys.cache_ttl_secs } else { policy.api_keys.negative_cache_ttl_secs };
+            let until_ms = now_ms + i64::from(ttl) * 1000;
+            CACHE.with(|c| {
+                if let Some(c) = c.borrow_mut().as_mut() {
+                    c.put(hash.0, Cached { record: record.clone(), until_ms });
+                }
+            });
+            record
+        }
+    };
+    let Some(record) = record else {
+        return Err(AuthError::ApiKeyInvalid(crate::core::error::ApiKeyFailure::Unknown));
+    };
+    log.key_id = Some(record.id.clone());
+    record.check(&hash, policy.api_keys.environment, now_ms.div_euclid(1000), ip)
+}
+
+// ---- the admin API -----------------------------------------------------------------------------
+
+fn answer(status: u16, op: &'static str, id: Option<&str>, body: serde_json::Value) -> AdminAnswer {
+    AdminAnswer { status, op, id: id.map(str::to_owned), body }
+}
+
+fn bad(op: &'static str, field: &str, message: &str) -> AdminAnswer {
+    answer(400, op, None, serde_json::json!({"code": "bad_request", "field": field, "message": message}))
+}
+
+fn random<const N: usize>() -> Option<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).ok()?;
+    Some(b)
+}
+
+/// A new key text and its hash.
+fn new_secret(policy: &Policy, pepper: &[u8]) -> Option<(String, KeyHash)> {
+    for _ in 0..4 {
+        if let Some(key) = generate(policy.api_keys.environment, &random::<RANDOM_BYTES>()?) {
+            let hash = key_hash(pepper, &PresentedKey::parse(&key, None).ok()?);
+            return Some((key, hash));
+        }
+    }
+    None
+}
+
+async fn read(kv: &KvStore, id: &str) -> Result<Option<KeyRecord>, String> {
+    match kv.get(&id_storage_key(id)).text().await.map_err(|e| e.to_string())? {
+        None => Ok(None),
+        Some(t) => serde_json::from_str(&t).map(Some).map_err(|e| format!("stored record is invalid: {e}")),
+    }
+}
+
+/// Writes the record under every secret's hash, then under its id (the id record last, so a
+/// listing never shows a secret that cannot be looked up).
+async fn write(kv: &KvStore, rec: &KeyRecord) -> Result<(), String> {
+    let text = serde_json::to_string(rec).map_err(|e| e.to_string())?;
+    for s in &rec.secrets {
+        kv.put(&hash_storage_key(&s.hash), text.as_str()).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string())?;
+    }
+    kv.put(&id_storage_key(&rec.id), text.as_str()).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string())
+}
+
+fn unavailable(op: &'static str, e: &str) -> AdminAnswer {
+    console_error!("{}", serde_json::json!({"event": "api_key_admin_error", "op": op, "error": e}));
+    answer(503, op, None, serde_json::json!({"code": "api_keys_unavailable", "message": "key store unavailable; retry later"}))
+}
+
+fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').filter_map(|p| p.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// Handles `{prefix}/keys[...]`; `rest` is the path below the prefix.
+pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str, query: &str, policy: &Policy, env: &Env, now: i64) -> AdminAnswer {
+    let Ok(kv) = env.kv(super::KV_BINDING) else { return unavailable("keys", "no EDGEWARD_KV binding") };
+    let Some(pepper) = pepper(env) else { return unavailable("keys", "the EDGEWARD_API_KEY_PEPPER secret is missing or shorter than 32 characters") };
+    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').skip(2).collect();
+    match (method, parts.as_slice()) {
+        ("POST", []) => {
+            let op = "key_create";
+            let Some(body) = body else { return bad(op, "body", "a JSON object") };
+            let new: NewKey = match serde_json::from_value(body) {
+                Ok(n) => n,
+                Err(e) => return bad(op, "body", &e.to_string()),
+            };
+            let (Some(rid), Some((key, hash))) = (random::<12>(), new_secret(policy, &pepper)) else { return unavailable(op, "no randomness") };
+            let id = key_id(&rid);
+            let rec = match new.into_record(id.clone(), &hash, policy.api_keys.environment, now) {
+                Ok(r) => r,
+                Err(e) => return bad(op, &e.field, &e.message),
+            };
+            if let Err(e) = write(&kv, &rec).await {
+                return unavailable(op, &e);
+            }
+            let mut view = rec.public_view(now);
+            view["key"] = key.into();
+            answer(201, op, Some(&id), view)
+        }
+        ("GET", []) => {
+            let limit = query_param(query, "limit").and_then(|v| v.parse::<u64>().ok()).unwrap_or(50).clamp(1, 100);
+            let mut list = kv.list().prefix(ID_PREFIX.to_string()).limit(limit);
+            if let Some(c) = query_param(query, "cursor").filter(|c| !c.is_empty()) {
+                list = list.cursor(c.to_string());
+            }
+            let page = match list.execute().await {
+                Ok(p) => p,
+                Err(e) => return unavailable("key_list", &e.to_string()),
+            };
+            let mut items = Vec::with_capacity(page.keys.len());
+            for k in &page.keys {
+                match read(&kv, &k.name[ID_PREFIX.len()..]).await {
+                    Ok(Some(r)) => items.push(r.public_view(now)),
+                    Ok(None) => {}
+                    Err(e) => return unavailable("key_list", &e),
+                }
+            }
+            let next = if page.list_complete { None } else { page.cursor };
+            answer(200, "key_list", None, serde_json::json!({"items": items, "next_cursor": next}))
+        }
+        (_, [id, ..]) if !is_key_id(id) => answer(404, "key", None, serde_json::json!({"code": "not_found", "message": "no such key"})),
+        (m, [id, tail @ ..]) => {
+            let op: &'static str = match (m, tail) {
+                ("GET", []) => "key_get",
+                ("DELETE", []) => "key_delete",
+                ("POST", ["rotate"]) => "key_rotate",
+                ("POST", ["disable"]) => "key_disable",
+                _ => return answer(404, "unknown", None, serde_json::json!({"code": "not_found", "message": "no such admin route"})),
+            };
+            let mut rec = match read(&kv, id).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return answer(404, op, Some(id), serde_json::json!({"code": "not_found", "message": "no such key"})),
+                Err(e) => return unavailable(op, &e),
+            };
+            match op {
+                "key_get" => answer(200, op, Some(id), rec.public_view(now)),
+                "key_delete" => {
+                    for s in &rec.secrets {
+                        if let Err(e) = kv.delete(&hash_storage_key(&s.hash)).await {
+                            return unavailable(op, &e.to_string());
+                        }
+                    }
+                    if let Err(e) = kv.delete(&id_storage_key(id)).await {
+                        return unavailable(op, &e.to_string());
+                    }
+                    answer(200, op, Some(id), serde_json::json!({"id": id, "deleted": true}))
+                }
+                "key_disable" => {
+                    let was = rec.status;
+                    rec.status = KeyStatus::Disabled;
+                    if let Err(e) = write(&kv, &rec).await {
+                        return unavailable(op, &e);
+                    }
+                    // Also on the revocation list, so every edge refuses it within the snapshot
+                    // interval instead of after its cached lookups expire.
+                    let until = now + i64::from(policy.api_keys.cache_ttl_secs) + 86_400;
+                    let revoked = policy.revocations.enabled && super::revocations::revoke_api_key(env, id, until).await;
+                    let mut view = rec.public_view(now);
+                    view["changed"] = (was != KeyStatus::Disabled).into();
+                    view["revoked"] = revoked.into();
+                    answer(200, op, Some(id), view)
+                }
+                _ => {
+                    // Rotation: {"overlap_secs": N} (default 86400) or {"old_until": T}.
+                    let body = body.unwrap_or_else(|| serde_json::json!({}));
+                    let Some(obj) = body.as_object() else { return bad(op, "body", "a JSON object") };
+                    if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "overlap_secs" | "old_until")) {
+                        return bad(op, k, "unknown field (overlap_secs or old_until)");
+                    }
+                    let old_until = match (obj.get("overlap_secs"), obj.get("old_until")) {
+                        (Some(_), Some(_)) => return bad(op, "overlap_secs", "give overlap_secs or old_until, not both"),
+                        (Some(v), None) => match v.as_i64().filter(|s| (0..=30 * 86_400).contains(s)) {
+                            Some(s) => now + s,
+                            None => return bad(op, "overlap_secs", "0 to 2592000 seconds"),
+                        },
+                        (None, Some(v)) => match v.as_i64().filter(|t| *t >= now && *t <= now + 30 * 86_400) {
+                            Some(t) => t,
+                            None => return bad(op, "old_until", "a Unix time from now to 30 days ahead"),
+                        },
+                        (None, None) => now + 86_400,
+                    };
+                    if rec.status == KeyStatus::Disabled {
+                        return answer(409, op, Some(id), serde_json::json!({"code": "conflict", "message": "a disabled key cannot be rotated"}));
+                    }
+                    if rec.secrets.iter().filter(|s| s.not_after.is_none_or(|t| t > now)).count() >= MAX_SECRETS {
+                        return answer(409, op, Some(id), serde_json::json!({"code": "conflict", "message": "too many rotations in flight; wait for an overlap to end"}));
+                    }
+                    let Some((key, hash)) = new_secret(policy, &pepper) else { return unavailable(op, "no randomness") };
+                    let dropped = rec.rotate(&hash, old_until, now);
+                    if let Err(e) = write(&kv, &rec).await {
+                        return unavailable(op, &e);
+                    }
+                    for h in dropped {
+                        let _ = kv.delete(&hash_storage_key(&h)).await;
+                    }
+                    let mut view = rec.public_view(now);
+                    view["key"] = key.into();
+                    answer(200, op, Some(id), view)
+                }
+            }
+        }
+        _ => answer(404, "unknown", None, serde_json::json!({"code": "not_found", "message": "no such admin route"})),
+    }
+}
