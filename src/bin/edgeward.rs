@@ -8,7 +8,13 @@
 //! edgeward revoke api-key --key-id ID              ADMIN [...]
 //! edgeward revocations list [--limit N]            ADMIN
 //! edgeward revocations remove ID                   ADMIN
-//!   where ADMIN is --url GATEWAY_URL --admin-token-file FILE
+//! edgeward keys create --owner OWNER [--scope S]... [--tier T] [--allow-ip CIDR]...
+//!                      [--expires-in SECS | --expires-at UNIX] [--not-before UNIX] [--description TEXT] ADMIN
+//! edgeward keys list [--limit N]                   ADMIN
+//! edgeward keys get|disable|delete KEY_ID          ADMIN
+//! edgeward keys rotate KEY_ID [--overlap SECS]     ADMIN
+//! edgeward keys check KEY|-                        (offline: format and checksum; - reads stdin)
+//!   where ADMIN is --url GATEWAY_URL --admin-token-file FILE (the admin token, or an admin JWT)
 //! ```
 //! `verify` prints one JSON object: `{"verdict": "accept"|"reject", "reason": CODE, ...}`; exit
 //! status 0 accept, 1 reject, 2 usage or configuration error. Only inline `jwks` keys are used (no
@@ -16,7 +22,9 @@
 //!
 //! `revoke` and `revocations` talk to the gateway's admin API and print its JSON answer (`list`:
 //! one JSON object per revocation per line, all pages); exit status 0 done, 1 refused by the API
-//! (4xx), 2 usage error, 3 gateway unreachable or failing (5xx).
+//! (4xx), 2 usage error, 3 gateway unreachable or failing (5xx). `keys` likewise (`create` and
+//! `rotate` print the new key once, in the `key` member). `keys check` prints
+//! `{"valid": bool, ...}` and exits 0 valid, 1 invalid.
 
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
@@ -28,7 +36,11 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: edgeward verify --config FILE --token-file FILE [--now UNIX_SECONDS]
        edgeward revoke (jti --iss ISS --jti JTI | sub --iss ISS --sub SUB [--before UNIX] | kid --kid KID | api-key --key-id ID)
                        --url GATEWAY_URL --admin-token-file FILE [--reason TEXT] [--expires-in SECS]
-       edgeward revocations (list [--limit N] | remove ID) --url GATEWAY_URL --admin-token-file FILE";
+       edgeward revocations (list [--limit N] | remove ID) --url GATEWAY_URL --admin-token-file FILE
+       edgeward keys (create --owner OWNER [--scope S]... [--tier T] [--allow-ip CIDR]... [--expires-in SECS | --expires-at UNIX]
+                       [--not-before UNIX] [--description TEXT] | list [--limit N] | get ID | rotate ID [--overlap SECS]
+                       | disable ID | delete ID) --url GATEWAY_URL --admin-token-file FILE
+       edgeward keys check KEY|-";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -66,6 +78,8 @@ fn run(args: &[String]) -> Result<ExitCode, Failure> {
         "verify" => verify(rest),
         "revoke" => admin::revoke(rest),
         "revocations" => admin::revocations(rest),
+        "keys" if rest.first().map(String::as_str) == Some("check") => keys_check(&rest[1..]),
+        "keys" => admin::keys(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -92,17 +106,21 @@ mod admin {
 
     struct Args {
         positional: Vec<String>,
+        /// Last value of each flag.
         flags: HashMap<String, String>,
+        /// Every value of each flag, in order (repeatable flags).
+        all: HashMap<String, Vec<String>>,
     }
 
     fn parse(args: &[String], known: &[&str]) -> Result<Args, Failure> {
-        let mut out = Args { positional: Vec::new(), flags: HashMap::new() };
+        let mut out = Args { positional: Vec::new(), flags: HashMap::new(), all: HashMap::new() };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.strip_prefix("--") {
                 Some(name) if known.contains(&name) => {
                     let v = it.next().ok_or_else(|| usage(format!("--{name} needs a value")))?;
                     out.flags.insert(name.to_string(), v.clone());
+                    out.all.entry(name.to_string()).or_default().push(v.clone());
                 }
                 Some(name) => return Err(usage(format!("unknown flag --{name}"))),
                 None => out.positional.push(a.clone()),
@@ -222,6 +240,109 @@ mod admin {
                 finish(status, &v)
             }
             _ => Err(usage("revocations list | revocations remove ID")),
+        }
+    }
+
+    fn unix(a: &Args, flag: &str) -> Result<Option<i64>, Failure> {
+        a.flags.get(flag).map(|v| v.parse::<i64>().map_err(|_| usage(format!("--{flag} takes Unix seconds")))).transpose()
+    }
+
+    pub fn keys(args: &[String]) -> Result<ExitCode, Failure> {
+        let a = parse(
+            args,
+            &["url", "admin-token-file", "admin-prefix", "owner", "scope", "tier", "allow-ip", "expires-in", "expires-at", "not-before", "description", "limit", "overlap"],
+        )?;
+        let admin = Admin::from(&a)?;
+        let id = || {
+            let id = a.positional.get(1).ok_or_else(|| usage("which key id?"))?;
+            if !edgeward::core::apikey::is_key_id(id) {
+                return Err(usage(format!("{id:?} is not a key id (key_ and 24 hex digits)")));
+            }
+            Ok(id.clone())
+        };
+        let (status, v) = match a.positional.first().map(String::as_str) {
+            Some("create") => {
+                let owner = a.flags.get("owner").ok_or_else(|| usage("--owner is required"))?;
+                let expires_at = match (unix(&a, "expires-at")?, a.flags.get("expires-in")) {
+                    (Some(_), Some(_)) => return Err(usage("--expires-at or --expires-in, not both")),
+                    (Some(t), None) => Some(t),
+                    (None, Some(s)) => Some(now_secs()? + s.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| usage("--expires-in takes positive seconds"))?),
+                    (None, None) => None,
+                };
+                let body = json!({
+                    "owner": owner,
+                    "description": a.flags.get("description").cloned().unwrap_or_default(),
+                    "scopes": a.all.get("scope").cloned().unwrap_or_default(),
+                    "tier": a.flags.get("tier"),
+                    "allowed_ips": a.all.get("allow-ip").cloned().unwrap_or_default(),
+                    "not_before": unix(&a, "not-before")?,
+                    "expires_at": expires_at,
+                });
+                admin.call("POST", "/keys", Some(&body))?
+            }
+            Some("list") => {
+                let limit = a.flags.get("limit").map_or(Ok(100), |l| l.parse::<usize>().map_err(|_| usage("--limit takes a number")))?;
+                let mut cursor: Option<String> = None;
+                loop {
+                    let path = match &cursor {
+                        Some(c) => format!("/keys?limit={limit}&cursor={c}"),
+                        None => format!("/keys?limit={limit}"),
+                    };
+                    let (status, v) = admin.call("GET", &path, None)?;
+                    if status != 200 {
+                        return finish(status, &v);
+                    }
+                    for item in v["items"].as_array().into_iter().flatten() {
+                        println!("{item}");
+                    }
+                    match v["next_cursor"].as_str() {
+                        Some(c) if !c.is_empty() => cursor = Some(c.to_string()),
+                        _ => return Ok(ExitCode::SUCCESS),
+                    }
+                }
+            }
+            Some("get") => admin.call("GET", &format!("/keys/{}", id()?), None)?,
+            Some("delete") => admin.call("DELETE", &format!("/keys/{}", id()?), None)?,
+            Some("disable") => admin.call("POST", &format!("/keys/{}/disable", id()?), Some(&json!({})))?,
+            Some("rotate") => {
+                let mut body = json!({});
+                if let Some(o) = a.flags.get("overlap") {
+                    body["overlap_secs"] = json!(o.parse::<i64>().map_err(|_| usage("--overlap takes seconds"))?);
+                }
+                admin.call("POST", &format!("/keys/{}/rotate", id()?), Some(&body))?
+            }
+            _ => return Err(usage("keys create | list | get ID | rotate ID | disable ID | delete ID | check KEY")),
+        };
+        finish(status, &v)
+    }
+}
+
+/// `keys check KEY|-`: format and checksum, offline.
+fn keys_check(args: &[String]) -> Result<ExitCode, Failure> {
+    use edgeward::core::apikey::PresentedKey;
+    let [arg] = args else { return Err(usage("keys check KEY (or - to read it from stdin)")) };
+    let text = if arg == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| usage(format!("cannot read stdin: {e}")))?;
+        s.trim().to_string()
+    } else {
+        arg.trim().to_string()
+    };
+    let fp = fingerprint(text.as_bytes());
+    match PresentedKey::parse(&text, None) {
+        Ok(k) => {
+            println!("{}", json!({"valid": true, "env": k.env(), "key_fp": fp}));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let reason = match e {
+                edgeward::core::apikey::FormatError::Prefix => "prefix",
+                edgeward::core::apikey::FormatError::Shape => "shape",
+                edgeward::core::apikey::FormatError::Checksum => "checksum",
+                edgeward::core::apikey::FormatError::Environment => "environment",
+            };
+            println!("{}", json!({"valid": false, "reason": reason, "message": e.to_string(), "key_fp": fp}));
+            Ok(ExitCode::from(1))
         }
     }
 }

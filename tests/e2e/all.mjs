@@ -10,3 +10,4 @@ import './token-cache.test.mjs';
 import './ratelimit.test.mjs';
 import './ratelimit-binding.test.mjs';
 import './revocations.test.mjs';
+import './apikeys.test.mjs';
