@@ -21,9 +21,17 @@
 //!
 //! Answers `{"n", "mode", "ok"}` (`ok`: every iteration succeeded). The configuration must use
 //! inline `jwks` only, so no fetch is involved. N is capped at [`MAX_N`].
+//!
+//! `GET /__edgeward/bench/differential` with `Authorization: Bearer <token>`: the differential
+//! check of the signature seam. The whole uncached path (as in `miss`) runs twice on the same
+//! policy and `now`, once with WebCrypto and once with [`NativeBackend`] (the pure-Rust backend
+//! of the CLI and the JS package), and the answer is `{"webcrypto": CODE, "native": CODE}`, each
+//! `"ok"` or the stable reason code of the refusal (`bad_signature`, `no_matching_key`, ...).
+//! One token per request: this handler does not get the request body.
 
 use super::webcrypto;
 use crate::core::config::Policy;
+use crate::core::crypto::{NativeBackend, SignatureBackend};
 use crate::core::error::AuthError;
 use crate::core::gate::issuer_keys;
 use crate::core::request::{extract_credential, RequestView};
@@ -35,18 +43,38 @@ use worker::{Context, Env, Response};
 /// Requests under this path are benchmark requests.
 pub const PATH_PREFIX: &str = "/__edgeward/bench";
 
+/// The differential route: both backends' verdicts for one token.
+const DIFFERENTIAL_PATH: &str = "/__edgeward/bench/differential";
+
 /// Most iterations per request (keeps a request bounded).
 const MAX_N: u32 = 100_000;
 
+/// The signature backend of a verification.
+#[derive(Clone, Copy)]
+enum Backend {
+    /// The Worker's: `crypto.subtle.verify`, `CryptoKey`s cached per isolate.
+    WebCrypto,
+    /// The pure-Rust one (jwt-simple and the primitives behind it, `p521`).
+    Native,
+}
+
 /// The whole uncached verification of `token`, as the gate runs it with inline keys.
-async fn verify_uncached(token: &str, policy: &Policy, now: i64) -> Result<VerifiedToken, AuthError> {
+async fn verify_uncached(token: &str, policy: &Policy, now: i64, backend: Backend) -> Result<VerifiedToken, AuthError> {
     let unverified = UnverifiedToken::parse(token, policy.max_token_bytes)?;
     let pending = PendingToken::new(unverified, policy)?;
     let i = pending.issuer_index();
     let key = pending.select_key(issuer_keys(policy, None, i))?;
     let job = pending.job(key)?;
-    let proof = webcrypto::verify(&job).await?;
+    let proof = match backend {
+        Backend::WebCrypto => webcrypto::verify(&job).await?,
+        Backend::Native => NativeBackend.verify(&job)?,
+    };
     pending.finish(proof, key, policy, now)
+}
+
+/// `"ok"` or the stable reason code of the refusal.
+fn verdict(result: Result<VerifiedToken, AuthError>) -> &'static str {
+    result.map_or_else(|e| e.code(), |_| "ok")
 }
 
 /// `verify_uncached` without the signature check (bench breakdown only).
@@ -91,11 +119,16 @@ pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &
         Ok(Some(c)) => c.token,
         _ => return answer(400, serde_json::json!({"error": "a bearer token is required"})),
     };
+    if view.path == DIFFERENTIAL_PATH {
+        let by_webcrypto = verdict(verify_uncached(&token, policy, now, Backend::WebCrypto).await);
+        let by_native = verdict(verify_uncached(&token, policy, now, Backend::Native).await);
+        return answer(200, serde_json::json!({"webcrypto": by_webcrypto, "native": by_native}));
+    }
     let ok = match mode {
         "miss" => {
             let mut ok = true;
             for _ in 0..n {
-                ok &= verify_uncached(&token, policy, now).await.is_ok();
+                ok &= verify_uncached(&token, policy, now, Backend::WebCrypto).await.is_ok();
             }
             ok
         }
@@ -124,7 +157,7 @@ pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &
             let requirement = policy.routes.requirement(view.method, view.path);
             // One verification fills the cache; it is the same for every n, so it cancels out
             // when the client subtracts the n = 0 time.
-            match verify_uncached(&token, policy, now).await {
+            match verify_uncached(&token, policy, now, Backend::WebCrypto).await {
                 Err(_) => false,
                 Ok(verified) => {
                     let mut cache = TokenCache::new(&policy.token_cache);

@@ -220,15 +220,18 @@ export function allWranglerOutput() {
 /**
  * Starts `wrangler dev` with EDGEWARD_CONFIG = config (object → JSON, string → as is).
  * Resolves once GET / yields any HTTP response. Throws with the captured output otherwise.
+ * `wranglerConfig`: another wrangler config (path relative to the repository root), such as the
+ * bench build's `build-bench/wrangler.toml`; its Worker must already be built (no ensureBuilt).
  */
-export async function startWrangler({ label = 'worker', config, persistTo, readyTimeoutMs = 60000, vars = {} } = {}) {
-  await ensureBuilt();
+export async function startWrangler({ label = 'worker', config, persistTo, readyTimeoutMs = 60000, vars = {}, wranglerConfig } = {}) {
+  if (!wranglerConfig) await ensureBuilt();
   const port = await freePort();
   const inspectorPort = await freePort();
   const persistDir = persistTo ?? makeTempDir(`persist-${label}`);
   const configText = typeof config === 'string' ? config : JSON.stringify(config);
   const args = [
     'dev',
+    ...(wranglerConfig ? ['--config', wranglerConfig] : []),
     '--ip', HOST,
     '--port', String(port),
     '--inspector-port', String(inspectorPort),
