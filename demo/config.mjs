@@ -4,6 +4,13 @@ const issuer = `http://127.0.0.1:${issuerPort}`;
 console.log(JSON.stringify({
   issuers: [{ issuer, audiences: ['api://demo'], jwks_uri: `${issuer}/.well-known/jwks.json`, algorithms: ['RS256', 'ES256', 'EdDSA'] }],
   origin: `http://127.0.0.1:${originPort}`,
-  routes: [{ path: '/public/*', public: true }, { path: '/admin/*', scopes: ['admin'] }],
+  routes: [
+    { path: '/public/*', public: true },
+    { path: '/admin/*', scopes: ['admin'] },
+    // Programs call /partner/* with an API key; the origin gets its own credential instead.
+    { path: '/partner/*', auth: 'api_key', upstream_credential: 'demo_origin' },
+  ],
   cookie_name: '__Host-edgeward',
+  api_keys: { environment: 'test' },
+  upstream_credentials: { demo_origin: { header: 'Authorization', value: 'Bearer {secret}', secret: 'DEMO_ORIGIN_TOKEN' } },
 }));

@@ -58,3 +58,23 @@ console.log([
   line('401 audience_mismatch', wrongAud),
   line('public route: no token needed', null, '/public/status'),
 ].join('\n'));
+
+// An API key, created through the admin API (shown once), for the /partner/* route.
+try {
+  const created = await fetch(`${gw}/__edgeward/admin/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${process.env.EDGEWARD_DEMO_ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ owner: 'demo-partner', scopes: ['partner'], description: 'created by scripts/demo' }),
+  }).then((r) => r.json());
+  const key = created.key;
+  const last = key.at(-1) === 'A' ? 'B' : 'A';
+  const keyLine = (label, k, path = '/partner/orders') => `# ${label}\ncurl -si ${k ? `-H 'X-API-Key: ${k}' ` : ''}${gw}${path}\n`;
+  console.log([
+    keyLine(`accepted: API key ${created.id} (the origin sees its own credential, never the key)`, key),
+    keyLine('401 api_key_malformed: one character off, refused by the checksum with no lookup', key.slice(0, -1) + last),
+    keyLine('401 missing_api_key', null),
+    keyLine('401 credential_not_accepted: an API key on a JWT route', key, '/api/hello'),
+  ].join('\n'));
+} catch (e) {
+  console.log(`(could not create a demo API key: ${e.message})`);
+}

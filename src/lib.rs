@@ -1,20 +1,25 @@
 //! # Edgeward
 //!
 //! A gate for the CDN edge: it finds the credential in a request, verifies the JWT against the
-//! issuer's JWKS (fetched and cached, or inline), checks issuer, audience, lifetime and route
-//! scopes, and forwards approved requests to the origin with verified identity headers and
-//! without the client's credential. Everything else gets a precise RFC 6750 error.
+//! issuer's JWKS (fetched and cached, or inline) or the API key against its peppered hash,
+//! checks issuer, audience, lifetime, revocations, route scopes and rate limits, and forwards
+//! approved requests to the origin with verified identity headers and without the client's
+//! credential (optionally with the origin's own credential injected). Everything else gets a
+//! precise, standard error (RFC 6750 for bearer tokens).
 //!
 //! ## What it is
 //! - [`core`]: a **sans-I/O core**. Parsing, key selection, claim policy, the JWKS cache policy,
-//!   the verified-token cache, GCRA rate limiting, cookie and CSRF rules, credential extraction,
-//!   the forwarding plan and the error mapping are pure functions of (input, state, `now`). It reads no clock, does no network, KV or JS, and names no runtime, so
+//!   the verified-token cache, GCRA rate limiting, cookie and CSRF rules, the revocation set,
+//!   API keys (format, checksum, records, checks), credential extraction, the forwarding plan and
+//!   the error mapping are pure functions of (input, state, `now`). It reads no clock, does no network, KV or JS, and names no runtime, so
 //!   the whole policy is tested with plain `cargo test`.
 //! - `worker` (feature `worker`, wasm32): the Cloudflare Worker adapter. It reads
-//!   `EDGEWARD_CONFIG`, the clock, KV, Durable Objects (the `RateLimiter`) and the network, checks
-//!   signatures with the runtime's WebCrypto, and drives the core.
-//! - `edgeward` (feature `cli`, native): the operator CLI, `edgeward verify`, on the same core
-//!   with the pure-Rust backend (jwt-simple, plus `p521` for ES512).
+//!   `EDGEWARD_CONFIG`, the clock, KV, Durable Objects (the `RateLimiter`, the
+//!   `RevocationLedger`) and the network, checks signatures with the runtime's WebCrypto, serves
+//!   the admin API, and drives the core.
+//! - `web` (feature `web`): the JS package (wasm-bindgen) on the same core.
+//! - `edgeward` (feature `cli`, native): the operator CLI (`verify`, `revoke`, `revocations`,
+//!   `keys`), on the same core with the pure-Rust backend (jwt-simple, plus `p521` for ES512).
 //!
 //! ## What it is not
 //! - It does not issue tokens, run an OAuth flow, or refresh tokens.
@@ -30,7 +35,12 @@
 //!                 ▼                                                         │
 //!          per-IP limit (before any parsing)                      ──► 429   │
 //!                 ▼                                                         │
-//!          extract credential (Bearer │ cookie │ query)  ──none──► 401      │
+//!          extract credential (Bearer │ cookie │ query │ API key)  ──none──► 401
+//!                 │ (kind the route does not take (auth: jwt│api_key│either) ──► 401)
+//!                 ├─ API key: format + CRC32 checksum (no lookup)  ──► 401  │
+//!                 │    └► HMAC(pepper) ─► isolate cache │ one KV read ─► KeyRecord::check
+//!                 │       (status, validity, rotation overlap ──► 401; IP ranges ──► 403)
+//!                 │       ─► VerifiedApiKey ─► revocations ─► authorize ─► limits ─┐
 //!                 │ (cookie + unsafe method: same-origin or CSRF token ──► 403)
 //!                 ▼                                                         │
 //!          verified-token cache (SHA-256 of token) ──hit──► authorize ──┐   │
@@ -51,15 +61,20 @@
 //!                 ▼                                                         │
 //!          VerifiedToken ──► authorize(route scopes)               ──► 403  │
 //!                 ▼                                                     │   │
-//!          rate limits (sub │ client │ IP │ claim; local │ DO │ binding) ◄┘ ──► 429
+//!          revocation snapshot (jti │ sub before │ kid)            ──► 401  │
+//!                 ▼                                                         │
+//!          rate limits (sub │ client │ IP │ claim │ key id; local │ DO │ binding) ◄┘ ──► 429
 //!                 ▼                                                         ▼
-//!          plan_forward: strip credential + spoofed identity headers + hop-by-hop,
-//!                        add verified claims + request id ──► origin (502 if down)
+//!          plan_forward(Identity): strip credential + spoofed identity headers + hop-by-hop
+//!                        + client copies of origin credential headers, add verified claims,
+//!                        the route's origin credential, request id ──► origin (502 if down)
 //!                 ▼
 //!          response: every Set-Cookie brought to policy, RateLimit headers, request id
 //! ```
 //! Only [`core::verify::PendingToken::finish`] makes a [`core::verify::VerifiedToken`], and it
 //! needs the [`core::verify::SignatureProof`] that only a signature backend in this crate makes.
+//! Only [`core::apikey::KeyRecord::check`] makes a [`core::apikey::VerifiedApiKey`]. Forwarding
+//! as authenticated takes a [`core::identity::Identity`], which borrows one of the two.
 //! Every refusal is an [`core::error::AuthError`]; [`core::error::AuthError::rejection`] is the one
 //! mapping to status, `WWW-Authenticate` and the stable reason code.
 #![forbid(unsafe_code)]

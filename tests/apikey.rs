@@ -1378,16 +1378,18 @@ fn api_key_revocation_targets() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reproducers of open bugs (ignored until fixed; run with `--ignored`)
+// Reproducers of fixed bugs
 // ---------------------------------------------------------------------------------------------
 
 /// `Cidr::parse` accepts an IPv4-mapped IPv6 range, but `contains` turns a mapped client address
 /// into its IPv4 form first, so such an `allowed_ips` entry never matches anyone.
 #[test]
-#[ignore = "bug: IPv4-mapped IPv6 allowed_ips entries are accepted but never match"]
 fn bug_mapped_ipv6_allowed_ips_entry_never_matches() {
+    assert_eq!(Cidr::parse("::ffff:203.0.113.0/120").map(|c| c.to_string()), Some("203.0.113.0/24".into()));
+    assert_eq!(Cidr::parse("::ffff:0.0.0.0/95"), None, "a mapped prefix below /96 is ambiguous");
+    assert_eq!(Cidr::parse("010.0.0.0/8"), None, "leading zeros (octal to some tools) are refused");
     for entry in ["::ffff:203.0.113.5", "::ffff:203.0.113.0/120"] {
-        let Some(c) = Cidr::parse(entry) else { continue }; // refusing it would be a fix too
+        let c = Cidr::parse(entry).expect(entry);
         assert!(c.contains(ip("::ffff:203.0.113.5")), "{entry} accepted but does not contain the mapped client");
         assert!(c.contains(ip("203.0.113.5")), "{entry} accepted but does not contain the IPv4 client");
     }
@@ -1396,12 +1398,13 @@ fn bug_mapped_ipv6_allowed_ips_entry_never_matches() {
 /// An upstream credential may use the header of a forwarded claim: the origin then gets two
 /// copies (the claim and the secret) instead of exactly one.
 #[test]
-#[ignore = "bug: config accepts an upstream credential header that is also a forward_claims header"]
 fn bug_upstream_credential_header_may_collide_with_a_forwarded_claim() {
     let doc = doc_with(json!({
         "forward_claims": {"x-origin-auth": "sub"},
         "upstream_credentials": {"o": {"header": "X-Origin-Auth", "secret": "S"}}
     }));
+    let refused = Policy::from_json(&doc.to_string()).unwrap_err();
+    assert_eq!(refused.field, "upstream_credentials.o.header");
     if let Ok(p) = Policy::from_json(&doc.to_string()) {
         let v = verified_key(4, "acme", &[], None);
         let plan = plan_forward(&view("/x", &[]), Some(Identity::ApiKey(&v)), Some(("x-origin-auth", "s3cret")), &p, "r");

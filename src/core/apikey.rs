@@ -193,10 +193,26 @@ impl Cidr {
     /// (`10.0.0.1/8` is refused as ambiguous).
     pub fn parse(s: &str) -> Option<Cidr> {
         let s = s.trim();
-        if let Ok(net) = s.parse::<ipnet::IpNet>() {
-            return (net.trunc() == net).then_some(Cidr(net));
+        let addr = s.split('/').next().unwrap_or(s);
+        // `010.0.0.0/8` means 8.0.0.0/8 to some tools (octal): refuse leading zeros outright.
+        if !addr.contains(':') && addr.split('.').any(|o| o.len() > 1 && o.starts_with('0')) {
+            return None;
         }
-        s.parse::<IpAddr>().ok().map(|a| Cidr(ipnet::IpNet::from(a)))
+        let net = match s.parse::<ipnet::IpNet>() {
+            Ok(net) if net.trunc() == net => net,
+            Ok(_) => return None,
+            Err(_) => ipnet::IpNet::from(s.parse::<IpAddr>().ok()?),
+        };
+        // Clients are compared in canonical form (a mapped address as IPv4), so a mapped range
+        // is stored as the IPv4 range it stands for; a mapped prefix shorter than /96 spans
+        // non-mapped addresses and is refused as ambiguous.
+        if let ipnet::IpNet::V6(v6) = net {
+            if let Some(v4) = v6.addr().to_ipv4_mapped() {
+                let len = v6.prefix_len().checked_sub(96)?;
+                return ipnet::Ipv4Net::new(v4, len).ok().map(|n| Cidr(ipnet::IpNet::V4(n)));
+            }
+        }
+        Some(Cidr(net))
     }
 
     /// True if `ip` is inside (an IPv4-mapped IPv6 address counts as its IPv4 address).

@@ -570,8 +570,8 @@ impl EdgewardConfig {
         for (name, mut u) in self.upstream_credentials {
             let f = |x: &str| format!("upstream_credentials.{name}.{x}");
             u.header = u.header.to_ascii_lowercase();
-            if u.header.is_empty() || !u.header.chars().all(is_token_char) || HOP_BY_HOP_OR_FRAMING.contains(&u.header.as_str()) || u.header.starts_with(RESERVED_HEADER_PREFIX) || u.header == api_keys.header || u.header == request_id_header {
-                return Err(ConfigError::new(f("header"), "a header name that is not hop-by-hop, framing, cookie, host or one Edgeward sets"));
+            if u.header.is_empty() || !u.header.chars().all(is_token_char) || HOP_BY_HOP_OR_FRAMING.contains(&u.header.as_str()) || u.header.starts_with(RESERVED_HEADER_PREFIX) || u.header == api_keys.header || u.header == request_id_header || forward_claims.iter().any(|(h, _)| *h == u.header) {
+                return Err(ConfigError::new(f("header"), "a header name that is not hop-by-hop, framing, cookie, host, the API key header, or one Edgeward sets (x-edgeward-*, request id, forward_claims)"));
             }
             if u.value.matches("{secret}").count() != 1 || u.value.chars().any(|c| !(' '..='~').contains(&c)) {
                 return Err(ConfigError::new(f("value"), "printable ASCII with {secret} exactly once"));

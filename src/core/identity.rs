@@ -25,7 +25,7 @@ impl Identity<'_> {
             Identity::ApiKey(k) => match name {
                 "sub" => Some(k.owner().to_string()),
                 "client_id" | "azp" | "key_id" => Some(k.id().to_string()),
-                "scope" => Some(k.scopes().join(" ")),
+                "scope" => (!k.scopes().is_empty()).then(|| k.scopes().join(" ")),
                 "tier" => k.tier().map(str::to_owned),
                 _ => None,
             },
