@@ -1,6 +1,8 @@
 //! Revocation check cost with 100,000 active revocations, native, against the same check on an
-//! empty list in the same run; the snapshot's size (written to the path given, for gzip); and
-//! the time to build the in-memory set from it. Run by `bench/revocation.sh`.
+//! empty list in the same run; the size of the snapshot in both forms (the compact one the edge
+//! reads, `revocations:v2`, and the JSON of full entries earlier versions published,
+//! `revocations:v1`), each written next to the path given for gzip; and the time to build the
+//! in-memory set from each. Run by `bench/revocation.sh`.
 
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
@@ -11,7 +13,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 fn main() {
-    let out = std::env::args().nth(1).unwrap_or_else(|| "/tmp/edgeward-revocations.json".into());
+    let out = std::env::args().nth(1).unwrap_or_else(|| "/tmp/edgeward-revocations".into());
     let now = Clock::now_since_epoch().as_secs() as i64;
     let iss = "https://issuer.bench";
     let entries: Vec<Revocation> = (0..100_000)
@@ -26,10 +28,30 @@ fn main() {
         .collect();
     let snap = RevocationSnapshot { version: 1, entries };
     let json = serde_json::to_string(&snap).unwrap();
-    std::fs::write(&out, &json).unwrap();
+    std::fs::write(format!("{out}.json"), &json).unwrap();
     let t = Instant::now();
-    let full = RevocationSet::from_snapshot(&snap, now);
-    let build = t.elapsed();
+    let from_json = RevocationSet::from_snapshot(&serde_json::from_str(&json).unwrap(), now);
+    let build_json = t.elapsed();
+    let compact = from_json.to_compact();
+    std::fs::write(format!("{out}.bin"), &compact).unwrap();
+    let best = |f: &dyn Fn() -> RevocationSet| {
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(f());
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let build_compact = best(&|| RevocationSet::from_compact(black_box(&compact), now).unwrap());
+    let encode_compact = {
+        let t = Instant::now();
+        black_box(from_json.to_compact());
+        t.elapsed()
+    };
+    let full = RevocationSet::from_compact(&compact, now).unwrap();
+    assert_eq!(full.len(), 100_000);
     let empty = RevocationSet::default();
 
     // A real verified token (not revoked: the whole check runs).
@@ -56,8 +78,11 @@ fn main() {
     };
     let (with, without) = (time(&full), time(&empty));
     println!("active revocations: {}", full.len());
-    println!("snapshot JSON bytes: {} (written to {out})", json.len());
-    println!("build in-memory set: {:.1} ms", build.as_secs_f64() * 1e3);
+    println!("snapshot compact bytes: {} (written to {out}.bin)", compact.len());
+    println!("snapshot JSON (v1) bytes: {} (written to {out}.json)", json.len());
+    println!("build in-memory set from compact: {:.1} ms", build_compact.as_secs_f64() * 1e3);
+    println!("build in-memory set from JSON (parse + build): {:.1} ms", build_json.as_secs_f64() * 1e3);
+    println!("encode compact (ledger side): {:.1} ms", encode_compact.as_secs_f64() * 1e3);
     println!("| list | check ns | ratio |");
     println!("|---|---:|---:|");
     println!("| 100,000 active | {:.0} | {:.2} |", with * 1e9, with / without);

@@ -1,11 +1,12 @@
 //! Revocation checks on fixed `now`: jti scoped to its issuer, subject watermarks, key ids,
-//! expiry pruning, stable ids (idempotence) and input validation.
+//! expiry pruning, stable ids (idempotence) and input validation; the compact snapshot the edge
+//! reads (round trip, pruning, malformed input refused).
 
 mod common;
 
 use common::*;
 use edgeward::core::alg::Algorithm;
-use edgeward::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
+use edgeward::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, TokenFacts, Target};
 use serde_json::json;
 
 fn token(extra: serde_json::Value) -> edgeward::core::verify::VerifiedToken {
@@ -95,4 +96,112 @@ fn validation_rejects_bad_input() {
     assert_eq!(long.validate(NOW).unwrap_err().field, "reason");
     let parsed: Result<Revocation, _> = serde_json::from_value(json!({"target": {"kind": "jti", "iss": "i", "jti": "j", "extra": 1}, "reason": "", "created_at": 1, "expires_at": 2}));
     assert!(parsed.is_err(), "unknown fields refused");
+}
+
+#[test]
+fn ids_are_the_sha256_prefix_of_the_canonical_target() {
+    // The admin API's ids predate the compact snapshot: they must not change.
+    let t = Target::Jti { iss: ISS.into(), jti: "x".into() };
+    let want = edgeward::core::log::fingerprint(format!("jti\n{ISS}\nx").as_bytes());
+    assert_eq!(format!("sha256:{}", t.id()), want);
+    assert_eq!(t.id(), format!("{:016x}", t.id_u64()));
+    let s = Target::SubjectBefore { iss: ISS.into(), sub: "u".into(), before: 5 };
+    assert_eq!(format!("sha256:{}", s.id()), edgeward::core::log::fingerprint(format!("sub\n{ISS}\nu").as_bytes()));
+}
+
+fn mixed() -> Vec<Revocation> {
+    let sub = claims()["sub"].as_str().unwrap().to_string();
+    vec![
+        rev(Target::Jti { iss: ISS.into(), jti: "abc".into() }, NOW + 100),
+        rev(Target::Jti { iss: ISS.into(), jti: "gone".into() }, NOW),
+        rev(Target::SubjectBefore { iss: ISS.into(), sub: sub.clone(), before: NOW - 100 }, NOW + 100),
+        rev(Target::SubjectBefore { iss: ISS.into(), sub, before: NOW - 10 }, NOW + 50),
+        rev(Target::SubjectBefore { iss: ISS.into(), sub: "other".into(), before: NOW - 10 }, NOW + 100),
+        rev(Target::Kid { kid: "k-old".into() }, NOW + 5),
+        rev(Target::ApiKey { key_id: "key_1".into() }, NOW + 30),
+    ]
+}
+
+#[test]
+fn compact_round_trip_gives_the_same_verdicts() {
+    let full = set(mixed());
+    let bytes = full.to_compact();
+    let back = RevocationSet::from_compact(&bytes, NOW).expect("decodes");
+    assert_eq!(back.version(), 7);
+    assert_eq!(back.len(), full.len());
+    assert_eq!(back.kinds(), full.kinds());
+    assert_eq!(back.to_compact(), bytes, "deterministic encoding");
+    assert_eq!(bytes.len(), 17 + 5 * 17 + 2 * 8, "header + 5 records of 17 bytes, two subjects 8 more");
+    let tokens = [
+        token(json!({"jti": "abc"})),
+        token(json!({"jti": "abd"})),
+        token(json!({"jti": "gone"})),
+        token(json!({"iat": NOW - 50})),
+        token(json!({"iat": NOW - 5})),
+    ];
+    for when in [NOW, NOW + 5, NOW + 40, NOW + 60, NOW + 200] {
+        for t in &tokens {
+            assert_eq!(full.check(t, when).is_ok(), back.check(t, when).is_ok(), "same verdict at {when}");
+        }
+        for (iss, sub, iat, kid, api_key) in [
+            (ISS, Some("other"), Some((NOW - 11) as f64), None, None),
+            (ISS, Some("other"), None, None, None),
+            ("https://elsewhere", Some("other"), None, None, None),
+            (ISS, None, None, Some("k-old"), None),
+            ("", None, None, None, Some("key_1")),
+            ("", None, None, None, Some("key_2")),
+        ] {
+            let f = TokenFacts { iss, jti: None, sub, iat, kid, api_key };
+            assert_eq!(full.check_parts(&f, when).map_err(|e| e.code()), back.check_parts(&f, when).map_err(|e| e.code()));
+        }
+        assert_eq!(full.api_key_revoked("key_1", when), back.api_key_revoked("key_1", when));
+    }
+    assert!(back.check(&tokens[0], NOW).is_err() && back.check(&tokens[3], NOW).is_err(), "the verdicts are not all ok");
+    assert!(back.check(&tokens[4], NOW).is_ok(), "the later watermark (NOW - 10) applies, not the earlier one");
+}
+
+#[test]
+fn compact_decode_prunes_expired_entries() {
+    let bytes = set(mixed()).to_compact();
+    let later = RevocationSet::from_compact(&bytes, NOW + 40).unwrap();
+    // At NOW + 40: kid (NOW + 5) and api key (NOW + 30) have expired.
+    assert_eq!(later.len(), 3);
+    assert!(!later.kinds().contains("kid") && !later.kinds().contains("api_key"));
+    assert!(RevocationSet::from_compact(&bytes, NOW + 1000).unwrap().is_empty());
+    assert!(RevocationSet::from_compact(&RevocationSet::default().to_compact(), NOW).unwrap().is_empty());
+}
+
+#[test]
+fn malformed_compact_snapshots_are_refused() {
+    let good = set(mixed()).to_compact();
+    let mut cases: Vec<Vec<u8>> = vec![
+        vec![],
+        b"EWRV".to_vec(),
+        b"{\"version\":1,\"entries\":[]}".to_vec(),
+        good[..good.len() - 1].to_vec(),
+        [good.clone(), vec![0]].concat(),
+    ];
+    let mut bad_magic = good.clone();
+    bad_magic[0] = b'X';
+    let mut bad_format = good.clone();
+    bad_format[4] = 1;
+    let mut bad_kind = good.clone();
+    bad_kind[17] = 9;
+    let mut big_count = good.clone();
+    big_count[13..17].copy_from_slice(&u32::MAX.to_be_bytes());
+    let mut small_count = good.clone();
+    small_count[13..17].copy_from_slice(&1u32.to_be_bytes());
+    cases.extend([bad_magic, bad_format, bad_kind, big_count, small_count]);
+    for (i, c) in cases.iter().enumerate() {
+        assert!(RevocationSet::from_compact(c, NOW).is_err(), "case {i} refused");
+    }
+    // Every truncation and every single-byte corruption: an error or a set, never a panic.
+    for n in 0..good.len() {
+        let _ = RevocationSet::from_compact(&good[..n], NOW);
+        for v in [0u8, 0xff, 0x02] {
+            let mut c = good.clone();
+            c[n] = v;
+            let _ = RevocationSet::from_compact(&c, NOW);
+        }
+    }
 }

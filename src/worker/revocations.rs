@@ -1,8 +1,14 @@
 //! Revocations in the Worker: the `RevocationLedger` Durable Object (one instance: strongly
-//! consistent, ordered, idempotent) records every change and publishes a versioned snapshot of all
-//! active revocations to KV; every isolate keeps that snapshot in memory and re-reads it in the
+//! consistent, ordered, idempotent) records every change in its storage and publishes a compact,
+//! versioned snapshot of all active revocations to KV ([`SNAPSHOT_KEY`], binary, see
+//! `core::revocation`); every isolate keeps that snapshot in memory and re-reads it in the
 //! background every `revocations.refresh_secs`, so the hot path checks an in-memory set and makes
 //! no KV read per request. The admin API (`admin.path_prefix`) writes through the ledger.
+//!
+//! Publishing is batched: a write returns once it is durably stored in the ledger's storage, and
+//! the first unpublished change sets a Durable Object alarm [`PUBLISH_DELAY_MS`] later, which
+//! publishes whatever the ledger holds then — one KV write per burst of changes, at most one per
+//! interval. A failed publish fails the alarm, which the runtime retries.
 
 #![allow(missing_docs)] // the durable_object macro generates undocumented glue
 
@@ -13,12 +19,17 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{console_warn, durable_object, Context, DurableObject, Env, KvStore, Request, Response, State};
+use worker::{console_log, console_warn, durable_object, Context, DurableObject, Env, KvStore, Request, Response, State};
 
 /// Durable Object binding of the ledger.
 pub const LEDGER_BINDING: &str = "EDGEWARD_LEDGER";
-/// KV key of the published snapshot.
-pub const SNAPSHOT_KEY: &str = "revocations:v1";
+/// KV key of the published compact snapshot.
+pub const SNAPSHOT_KEY: &str = "revocations:v2";
+/// KV key of the JSON snapshot earlier versions published: read only while the compact one does
+/// not exist yet (a ledger that has not been written to since the upgrade).
+pub const LEGACY_SNAPSHOT_KEY: &str = "revocations:v1";
+/// How long after the first unpublished change the ledger publishes.
+pub const PUBLISH_DELAY_MS: u64 = 500;
 
 fn now_secs() -> i64 {
     (worker::Date::now().as_millis() / 1000) as i64
@@ -38,16 +49,19 @@ thread_local! {
     static EDGE: RefCell<EdgeCopy> = RefCell::new(EdgeCopy { set: Rc::new(RevocationSet::default()), loaded_at: None, attempted_at: None });
 }
 
-async fn read_snapshot(kv: &KvStore) -> Result<RevocationSnapshot, String> {
-    match kv.get(SNAPSHOT_KEY).text().await {
-        Ok(Some(t)) => serde_json::from_str(&t).map_err(|e| format!("bad snapshot: {e}")),
-        Ok(None) => Ok(RevocationSnapshot::default()),
+async fn read_snapshot(kv: &KvStore, now: i64) -> Result<RevocationSet, String> {
+    match kv.get(SNAPSHOT_KEY).bytes().await {
+        Ok(Some(b)) => RevocationSet::from_compact(&b, now).map_err(|e| e.to_string()),
+        Ok(None) => match kv.get(LEGACY_SNAPSHOT_KEY).text().await {
+            Ok(Some(t)) => serde_json::from_str::<RevocationSnapshot>(&t).map(|s| RevocationSet::from_snapshot(&s, now)).map_err(|e| format!("bad snapshot: {e}")),
+            Ok(None) => Ok(RevocationSet::default()),
+            Err(e) => Err(e.to_string()),
+        },
         Err(e) => Err(e.to_string()),
     }
 }
 
-fn install(snap: &RevocationSnapshot, now: i64) {
-    let set = RevocationSet::from_snapshot(snap, now);
+fn install(set: RevocationSet, now: i64) {
     EDGE.with(|e| {
         let mut e = e.borrow_mut();
         if set.version() >= e.set.version() || e.loaded_at.is_none() {
@@ -70,15 +84,16 @@ pub async fn current(cfg: &crate::core::config::RevocationConfig, kv: Option<&Kv
     if stale && may_try {
         EDGE.with(|e| e.borrow_mut().attempted_at = Some(now));
         if loaded_at.is_none() {
-            match read_snapshot(kv).await {
-                Ok(s) => install(&s, now),
+            match read_snapshot(kv, now).await {
+                Ok(s) => install(s, now),
                 Err(err) => console_warn!("{}", serde_json::json!({"event": "revocations_read_failed", "error": err})),
             }
         } else {
             let kv = kv.clone();
             ctx.wait_until(async move {
-                match read_snapshot(&kv).await {
-                    Ok(s) => install(&s, now_secs()),
+                let now = now_secs();
+                match read_snapshot(&kv, now).await {
+                    Ok(s) => install(s, now),
                     Err(err) => console_warn!("{}", serde_json::json!({"event": "revocations_read_failed", "error": err})),
                 }
             });
@@ -124,6 +139,8 @@ pub struct RevocationLedger {
     env: Env,
     entries: RefCell<Option<BTreeMap<String, Revocation>>>,
     version: RefCell<u64>,
+    /// A publish alarm is set and has not started yet.
+    publish_pending: RefCell<bool>,
 }
 
 fn json_response(status: u16, v: &serde_json::Value) -> worker::Result<Response> {
@@ -160,7 +177,7 @@ impl RevocationLedger {
     }
 
     /// Persists the changed entry (`Some`: written, `None`: removed) and every pruned one in one
-    /// atomic storage write, bumps the version, and publishes the snapshot to KV.
+    /// atomic storage write, bumps the version, and schedules a publish (see the module docs).
     async fn commit(&self, now: i64, changed: (&str, Option<&Revocation>)) -> worker::Result<()> {
         let mut gone: Vec<String> = Vec::new();
         if let Some(m) = self.entries.borrow_mut().as_mut() {
@@ -187,16 +204,39 @@ impl RevocationLedger {
             storage.delete_multiple(gone).await?;
         }
         storage.put_multiple_raw(put).await?;
-        let snap = self.snapshot(now);
+        if !*self.publish_pending.borrow() {
+            // Stored durably with the alarm: a restart of the object still publishes.
+            storage.set_alarm(std::time::Duration::from_millis(PUBLISH_DELAY_MS)).await?;
+            *self.publish_pending.borrow_mut() = true;
+        }
+        Ok(())
+    }
+
+    /// Publishes the compact snapshot of what the ledger holds now.
+    async fn publish(&self) -> worker::Result<()> {
+        self.load().await?;
+        // Cleared before the snapshot is taken: a change made while the KV write is in flight
+        // sets a new alarm, so it is never left unpublished.
+        *self.publish_pending.borrow_mut() = false;
+        let now = now_secs();
+        let set = RevocationSet::from_snapshot(&self.snapshot(now), now);
+        let bytes = set.to_compact();
         let kv = self.env.kv(super::KV_BINDING)?;
-        kv.put(SNAPSHOT_KEY, serde_json::to_string(&snap)?)?.execute().await.map_err(|e| worker::Error::RustError(e.to_string()))?;
+        kv.put_bytes(SNAPSHOT_KEY, &bytes)?.execute().await.map_err(|e| worker::Error::RustError(e.to_string()))?;
+        console_log!("{}", serde_json::json!({"event": "revocations_published", "version": set.version(), "entries": set.len(), "bytes": bytes.len()}));
         Ok(())
     }
 }
 
 impl DurableObject for RevocationLedger {
     fn new(state: State, env: Env) -> Self {
-        RevocationLedger { state, env, entries: RefCell::new(None), version: RefCell::new(0) }
+        RevocationLedger { state, env, entries: RefCell::new(None), version: RefCell::new(0), publish_pending: RefCell::new(false) }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        // An error fails the alarm; the runtime retries it.
+        self.publish().await?;
+        Response::ok("published")
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {

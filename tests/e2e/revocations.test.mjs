@@ -1,7 +1,7 @@
 // Edgeward end to end, issue 5: the replicated revocation list with the real ledger Durable Object
 // and real local KV under wrangler dev. Revoke a jti → after the snapshot interval the token is 401
 // token_revoked while others pass; subject-before and kid revocations; 200 concurrent revocations →
-// exactly 200 entries; unauthenticated or malformed admin calls are refused and write nothing; the
+// exactly 200 entries, published to KV in a few batched writes, not 200; unauthenticated or malformed admin calls are refused and write nothing; the
 // list survives a restart of wrangler dev.
 
 import { describe, it, before, after } from 'node:test';
@@ -93,8 +93,11 @@ describe('revocations', { timeout: 300_000 }, () => {
     h.assertInvalidToken(await worker.request({ path: '/api/x', headers: h.bearer(byKey2) }), 'token_revoked');
   });
 
-  it('200 concurrent revocations → exactly 200 new entries, listed in pages', async () => {
+  it('200 concurrent revocations → exactly 200 new entries, listed in pages, published in batches', async () => {
     const before = (await admin('GET', '/revocations')).json().total;
+    const published = () => worker.jsonLines().filter((o) => o.event === 'revocations_published');
+    const publishedBefore = published().length;
+    const started = Date.now();
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => admin('POST', '/revocations', { target: { kind: 'jti', iss: jwks.issuer, jti: `bulk-${i}` }, expires_at: far() })));
     assert.deepEqual([...new Set(results.map((r) => r.status))], [201]);
     const ids = new Set();
@@ -106,6 +109,14 @@ describe('revocations', { timeout: 300_000 }, () => {
       cursor = r.next_cursor;
     }
     assert.equal(ids.size, before + 200, 'no entry lost or duplicated');
+    await h.sleep(1200); // the last batch's alarm (500 ms)
+    const batches = published().slice(publishedBefore);
+    const last = batches.at(-1);
+    assert.ok(last && last.entries === before + 200, `the last publish holds every entry: ${JSON.stringify(last)}`);
+    // Compact: a 17-byte header, 17 bytes per entry, 8 more for the one subject watermark above.
+    assert.equal(last.bytes, 17 + 17 * last.entries + 8, 'compact snapshot size');
+    const limit = Math.ceil((Date.now() - started) / 500) + 1;
+    assert.ok(batches.length >= 1 && batches.length <= limit, `${batches.length} KV writes for 200 changes (at most one per 500 ms: ≤ ${limit})`);
   });
 
   it('the CLI revokes and lists through the admin API', async () => {
