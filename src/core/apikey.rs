@@ -121,9 +121,13 @@ impl<'a> PresentedKey<'a> {
     }
 }
 
+/// CRC-32 (ISO-HDLC, as zlib and GitHub's tokens) with a 1 KB table: the default 16 KB
+/// slice-by-16 table would cost the Worker bundle more than the key check gains.
+const CRC32: crc::Crc<u32, crc::Table<1>> = crc::Crc::<u32, crc::Table<1>>::new(&crc::CRC_32_ISO_HDLC);
+
 /// CRC32 of `signed` as 6 base62 digits (62^6 > 2^32), most significant first.
 fn checksum(signed: &str) -> String {
-    let mut v = u64::from(crc32fast::hash(signed.as_bytes()));
+    let mut v = u64::from(CRC32.checksum(signed.as_bytes()));
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = ALPHABET[(v % 62) as usize];
@@ -179,9 +183,14 @@ impl std::fmt::Debug for KeyHash {
     }
 }
 
-/// `HMAC-SHA-256(pepper, key)`.
-pub fn key_hash(pepper: &[u8], key: &PresentedKey<'_>) -> KeyHash {
-    KeyHash(hmac_sha256::HMAC::mac(key.as_str().as_bytes(), pepper))
+/// `HMAC-SHA-256(pepper, key)`. (`None` cannot happen — HMAC takes keys of any length — but
+/// if it did, callers fail closed rather than hash every key to one value.)
+pub fn key_hash(pepper: &[u8], key: &PresentedKey<'_>) -> Option<KeyHash> {
+    use hmac::{Mac, SimpleHmac};
+    // SimpleHmac over the same SHA-256 the rest of the crate links (no second implementation).
+    let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(pepper).ok()?;
+    mac.update(key.as_str().as_bytes());
+    Some(KeyHash(mac.finalize().into_bytes().into()))
 }
 
 /// An allowed client range: `203.0.113.0/24`, `2001:db8::/32`, or a single address.

@@ -49,6 +49,7 @@ async fn authorize(headers: &[(String, String)], policy: &Policy, env: &Env, ctx
         return Err(format!("admin JWT lacks the {scope} scope"));
     }
     if policy.revocations.enabled {
+        // The ledger itself, not the snapshot: no propagation delay for the most powerful tokens.
         super::revocations::check_with_ledger(env, &token).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
     }
     Ok(format!("jwt:{} {}", token.issuer().unwrap_or("-"), token.subject().unwrap_or("-")))

@@ -51,7 +51,7 @@ pub async fn authenticate(text: &str, policy: &Policy, env: &Env, kv: Option<&Kv
         log.detail = Some(format!("the {PEPPER_SECRET} secret is missing or shorter than 32 characters"));
         return Err(AuthError::ApiKeysUnavailable);
     };
-    let hash = key_hash(&pepper, &presented);
+    let hash = key_hash(&pepper, &presented).ok_or(AuthError::ApiKeysUnavailable)?;
     let cached = CACHE.with(|c| {
         c.borrow_mut().as_mut().and_then(|c| c.get(&hash.0).filter(|e| e.until_ms > now_ms).map(|e| e.record.clone()))
     });
@@ -115,7 +115,7 @@ fn random<const N: usize>() -> Option<[u8; N]> {
 fn new_secret(policy: &Policy, pepper: &[u8]) -> Option<(String, KeyHash)> {
     for _ in 0..4 {
         if let Some(key) = generate(policy.api_keys.environment, &random::<RANDOM_BYTES>()?) {
-            let hash = key_hash(pepper, &PresentedKey::parse(&key, None).ok()?);
+            let hash = key_hash(pepper, &PresentedKey::parse(&key, None).ok()?)?;
             return Some((key, hash));
         }
     }

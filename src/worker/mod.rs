@@ -110,13 +110,26 @@ fn request_id() -> String {
     hex::encode(b)
 }
 
+/// Who a request was authenticated as (owned; [`Identity`] borrows it).
+enum Principal {
+    Token(Box<VerifiedToken>),
+    Key(VerifiedApiKey),
+}
+
+impl Principal {
+    fn identity(&self) -> Identity<'_> {
+        match self {
+            Principal::Token(t) => Identity::Token(t),
+            Principal::Key(k) => Identity::ApiKey(k),
+        }
+    }
+}
+
 /// Outcome of the gate for one request, before the origin is called.
 enum Verdict {
     Public,
-    /// A verified JWT, with the rate-limit headers to send on success (if any).
-    Token(Box<VerifiedToken>, Vec<(String, String)>),
-    /// A verified API key, likewise.
-    Key(VerifiedApiKey, Vec<(String, String)>),
+    /// Authenticated, with the rate-limit headers to send on success (if any).
+    Accept(Principal, Vec<(String, String)>),
 }
 
 /// Post-verification rate limits; the headers of the tightest bucket for the response.
@@ -177,8 +190,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         }
         Ok(v) => {
             let (verified, limit_headers) = match &v {
-                Verdict::Token(t, h) => (Some(Identity::Token(t.as_ref())), h.as_slice()),
-                Verdict::Key(k, h) => (Some(Identity::ApiKey(k)), h.as_slice()),
+                Verdict::Accept(p, h) => (Some(p.identity()), h.as_slice()),
                 Verdict::Public => (None, &[][..]),
             };
             let upstream = match upstream_credential(&policy, &env, &method, &path, verified.is_some()) {
@@ -234,41 +246,43 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
     };
     log.credential = Some(source);
     log.token_fp = Some(fingerprint(token.as_bytes()));
-    let sensitive = policy.revocations.enabled && policy.routes.is_sensitive(view.method, view.path);
-    if source.is_api_key() {
+    let principal = if source.is_api_key() {
         if accepts == Accepts::Jwt {
             return Err(AuthError::CredentialNotAccepted(accepts));
         }
-        let kv = kv_binding(env);
-        let key = keys::authenticate(&token, policy, env, kv.as_ref(), client_ip(ip.as_deref()), now_ms(), log).await?;
-        if policy.revocations.enabled && revocations::current(&policy.revocations, kv.as_ref(), ctx, now).await?.api_key_revoked(key.id(), now) {
-            return Err(AuthError::ApiKeyInvalid(ApiKeyFailure::Revoked));
+        let key = keys::authenticate(&token, policy, env, kv_binding(env).as_ref(), client_ip(ip.as_deref()), now_ms(), log).await?;
+        Principal::Key(key)
+    } else {
+        if accepts == Accepts::ApiKey {
+            return Err(AuthError::CredentialNotAccepted(accepts));
         }
-        if sensitive {
-            revocations::check_key_with_ledger(env, key.id()).await?;
+        if source == CredentialSource::Cookie {
+            check_csrf(view, request_origin, &policy.csrf)?;
         }
-        let who = Identity::ApiKey(&key);
-        who.authorize(&requirement)?;
-        let limits = limits_for(policy, env, view, who, ip.as_deref()).await?;
-        return Ok(Verdict::Key(key, limits));
+        Principal::Token(Box::new(verify_jwt(&token, policy, env, ctx, now, log).await?))
+    };
+    // One tail for both kinds: revocations (snapshot, and the ledger on sensitive routes),
+    // route scopes, rate limits.
+    let who = principal.identity();
+    let revoked = revocations::current(&policy.revocations, kv_binding(env).as_ref(), ctx, now).await?;
+    match who {
+        Identity::Token(t) => revoked.check(t, now)?,
+        Identity::ApiKey(k) if revoked.api_key_revoked(k.id(), now) => return Err(AuthError::ApiKeyInvalid(ApiKeyFailure::Revoked)),
+        Identity::ApiKey(_) => {}
     }
-    if accepts == Accepts::ApiKey {
-        return Err(AuthError::CredentialNotAccepted(accepts));
+    if policy.revocations.enabled && policy.routes.is_sensitive(view.method, view.path) {
+        match who {
+            Identity::Token(t) => revocations::check_with_ledger(env, t).await?,
+            Identity::ApiKey(k) => revocations::check_key_with_ledger(env, k.id()).await?,
+        }
     }
-    if source == CredentialSource::Cookie {
-        check_csrf(view, request_origin, &policy.csrf)?;
-    }
-    let verified = verify_jwt(&token, policy, env, ctx, now, log).await?;
-    if sensitive {
-        revocations::check_with_ledger(env, &verified).await?;
-    }
-    verified.authorize(&requirement)?;
-    let limits = limits_for(policy, env, view, Identity::Token(&verified), ip.as_deref()).await?;
-    Ok(Verdict::Token(Box::new(verified), limits))
+    who.authorize(&requirement)?;
+    let limits = limits_for(policy, env, view, who, ip.as_deref()).await?;
+    Ok(Verdict::Accept(principal, limits))
 }
 
-/// Verifies a JWT (through the verified-token cache) and checks the revocation snapshot: what
-/// every JWT goes through, on the request path and for admin JWTs alike.
+/// Verifies a JWT (through the verified-token cache): what every JWT goes through, on the request
+/// path and for admin JWTs alike. Revocations are the caller's to check.
 pub(crate) async fn verify_jwt(token: &str, policy: &Policy, env: &Env, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
     let hash = token_hash(token);
     let kv = kv_binding(env);
@@ -278,7 +292,6 @@ pub(crate) async fn verify_jwt(token: &str, policy: &Policy, env: &Env, ctx: &Co
         log.sub = verified.subject().map(str::to_owned);
         log.kid = verified.kid().map(|k| k.chars().take(64).collect());
         log.alg = Some(verified.alg().name());
-        revocations::current(&policy.revocations, kv.as_ref(), ctx, now).await?.check(&verified, now)?;
         return Ok(verified);
     }
     log.token_cache = Some("miss");
@@ -314,7 +327,6 @@ pub(crate) async fn verify_jwt(token: &str, policy: &Policy, env: &Env, ctx: &Co
     cache_token(hash, verified.clone(), key.fingerprint.clone(), now);
     log.iss = verified.issuer().map(str::to_owned);
     log.sub = verified.subject().map(str::to_owned);
-    revocations::current(&policy.revocations, kv.as_ref(), ctx, now).await?.check(&verified, now)?;
     Ok(verified)
 }
 
