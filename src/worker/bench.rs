@@ -19,6 +19,13 @@
 //!   only `crypto.subtle.verify` through `webcrypto::call` (apply + `JsFuture` await): the floor
 //!   of a WebCrypto call made from Rust.
 //!
+//! Revocation modes (issue 5):
+//! - `revoked100k`: the token is verified once; then N times `RevocationSet::check` against a set
+//!   of 100,000 active revocations (80 % `jti`, 10 % subject watermarks, 10 % key ids, none
+//!   matching the token, so every lookup runs), built once per isolate from its compact snapshot
+//!   (as `examples/bench_revocation.rs` builds it natively).
+//! - `revoked0`: the same against an empty set (the baseline).
+//!
 //! Answers `{"n", "mode", "ok"}` (`ok`: every iteration succeeded). The configuration must use
 //! inline `jwks` only, so no fetch is involved. N is capped at [`MAX_N`].
 //!
@@ -35,6 +42,7 @@ use crate::core::crypto::{NativeBackend, SignatureBackend};
 use crate::core::error::AuthError;
 use crate::core::gate::issuer_keys;
 use crate::core::request::{extract_credential, RequestView};
+use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
 use crate::core::token::UnverifiedToken;
 use crate::core::token_cache::{token_hash, TokenCache};
 use crate::core::verify::{PendingToken, SignatureProof, VerifiedToken};
@@ -100,6 +108,28 @@ async fn raw_sig(job: &crate::core::verify::SignatureJob<'_>, n: u32) -> bool {
     ok
 }
 
+thread_local! {
+    /// 100,000 active revocations, built once per isolate (from the compact snapshot).
+    static BIG_SET: std::rc::Rc<RevocationSet> = std::rc::Rc::new(big_set());
+}
+
+fn big_set() -> RevocationSet {
+    let now = (worker::Date::now().as_millis() / 1000) as i64;
+    let iss = "https://issuer.bench";
+    let entries = (0..100_000)
+        .map(|i| {
+            let target = match i % 10 {
+                0 => Target::SubjectBefore { iss: iss.into(), sub: format!("user-{i}"), before: now - 60 },
+                1 => Target::Kid { kid: format!("key-{i}") },
+                _ => Target::Jti { iss: iss.into(), jti: format!("{i:032x}") },
+            };
+            Revocation { target, reason: "bench".into(), created_at: now, expires_at: now + 86_400 }
+        })
+        .collect();
+    let compact = RevocationSet::from_snapshot(&RevocationSnapshot { version: 1, entries }, now).to_compact();
+    RevocationSet::from_compact(&compact, now).expect("own snapshot")
+}
+
 fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
@@ -153,6 +183,17 @@ pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &
             }
             ok
         }
+        "revoked100k" | "revoked0" => match verify_uncached(&token, policy, now, Backend::WebCrypto).await {
+            Err(_) => false,
+            Ok(verified) => {
+                let set = if mode == "revoked0" { std::rc::Rc::new(RevocationSet::default()) } else { BIG_SET.with(std::rc::Rc::clone) };
+                let mut ok = true;
+                for _ in 0..n {
+                    ok &= std::hint::black_box(&*set).check(std::hint::black_box(&verified), now).is_ok();
+                }
+                ok && (mode == "revoked0" || set.len() == 100_000)
+            }
+        },
         "hit" => {
             let requirement = policy.routes.requirement(view.method, view.path);
             // One verification fills the cache; it is the same for every n, so it cancels out
@@ -171,7 +212,7 @@ pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &
                 }
             }
         }
-        _ => return answer(400, serde_json::json!({"error": "mode must be miss, hit, core, sig, rawsig or cachekey"})),
+        _ => return answer(400, serde_json::json!({"error": "mode must be miss, hit, core, sig, rawsig, cachekey, revoked100k or revoked0"})),
     };
     answer(200, serde_json::json!({"n": n, "mode": mode, "ok": ok}))
 }
