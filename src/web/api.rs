@@ -239,6 +239,23 @@ pub fn lint_set_cookie(header: &str, policy: &CookiePolicy, now: i64) -> Value {
     json!({"name": report.name, "findings": report.findings, "action": action, "header": sent})
 }
 
+/// The offline API-key check (format and checksum): `{valid, env, reason}`.
+pub fn check_api_key(key: &str) -> Value {
+    use crate::core::apikey::{FormatError, PresentedKey};
+    match PresentedKey::parse(key.trim(), None) {
+        Ok(k) => json!({"valid": true, "env": k.env(), "reason": null}),
+        Err(e) => {
+            let reason = match e {
+                FormatError::Prefix => "prefix",
+                FormatError::Shape => "shape",
+                // Environment cannot happen without an expected one.
+                FormatError::Checksum | FormatError::Environment => "checksum",
+            };
+            json!({"valid": false, "env": null, "reason": reason})
+        }
+    }
+}
+
 /// Largest token [`decode_unverified`] reads (the configuration's upper bound for
 /// `max_token_bytes`).
 pub const MAX_DECODE_BYTES: usize = 1 << 20;
@@ -560,5 +577,16 @@ mod tests {
         assert_eq!(random_token(MAX_RANDOM_BYTES + 1, fill).unwrap_err().code, "invalid_argument");
         let failing = |_: &mut [u8]| Err(WebError { code: "random_unavailable", message: "x".into(), status: None, field: None });
         assert_eq!(random_token(8, failing).unwrap_err().code, "random_unavailable");
+    }
+
+    #[test]
+    fn check_api_key_matches_the_edge() {
+        let key = crate::core::apikey::generate(crate::core::apikey::KeyEnv::Live, &[9u8; crate::core::apikey::RANDOM_BYTES]).unwrap();
+        assert_eq!(check_api_key(&key), json!({"valid": true, "env": "live", "reason": null}));
+        let last = if key.ends_with('A') { 'B' } else { 'A' };
+        let typo = format!("{}{last}", &key[..key.len() - 1]);
+        assert_eq!(check_api_key(&typo), json!({"valid": false, "env": null, "reason": "checksum"}));
+        assert_eq!(check_api_key("sk_live_abc")["reason"], "prefix");
+        assert_eq!(check_api_key("ew_live_short")["reason"], "shape");
     }
 }

@@ -118,6 +118,15 @@ export type CookieFinding =
   | "unparseable" | "missing_secure" | "missing_httponly" | "missing_samesite"
   | "samesite_none_insecure" | "lifetime_too_long" | "host_prefix" | "secure_prefix";
 
+/** The offline check of an Edgeward API key's text (format and checksum; no lookup). */
+export interface ApiKeyCheck {
+  valid: boolean;
+  /** The key's environment, when valid. */
+  env: "live" | "test" | null;
+  /** Why not: a wrong prefix, length/characters, or checksum (a typo); null when valid. */
+  reason: "prefix" | "shape" | "checksum" | null;
+}
+
 /** What the edge does with one Set-Cookie header. */
 export interface CookieLint {
   /** The cookie's name (never its value); null if it did not parse. */
@@ -338,6 +347,15 @@ pub fn lint_set_cookie(
         Ok::<_, WebError>(api::lint_set_cookie(&header, &policy, now_arg(&now_secs)?))
     };
     json_out(&run().map_err(js_error)?)
+}
+
+/// Checks an Edgeward API key's text offline — prefix, shape and CRC32 checksum, exactly as the
+/// edge does before any lookup — so a form can flag a mistyped key at once. It says nothing
+/// about whether the key exists or is valid at the edge.
+#[wasm_bindgen(js_name = checkApiKey, unchecked_return_type = "ApiKeyCheck")]
+pub fn check_api_key(#[wasm_bindgen(unchecked_param_type = "string")] key: JsValue) -> Result<JsValue, JsValue> {
+    let key = string_arg(&key, "key").map_err(js_error)?;
+    json_out(&api::check_api_key(&key))
 }
 
 /// Reads rate-limit response headers for client back-off: the IETF `RateLimit` and

@@ -160,3 +160,13 @@ fn lint_set_cookie_reports_the_edges_findings() {
     assert_eq!(prop(&e, "field").as_string().as_deref(), Some("maxAgeSecs"));
     assert_edgeward_error(&lint_set_cookie(JsValue::UNDEFINED, JsValue::UNDEFINED, NOW.into()).unwrap_err(), "invalid_argument");
 }
+
+#[wasm_bindgen_test]
+fn check_api_key_flags_a_typo_offline() {
+    let key = crate::core::apikey::generate(crate::core::apikey::KeyEnv::Test, &[3u8; crate::core::apikey::RANDOM_BYTES]).unwrap();
+    let ok = back(&check_api_key(key.clone().into()).unwrap());
+    assert_eq!(ok, json!({"valid": true, "env": "test", "reason": null}));
+    let typo = format!("{}{}", &key[..10], &key[11..]);
+    assert_eq!(back(&check_api_key(typo.into()).unwrap())["valid"], false);
+    assert!(check_api_key(JsValue::from(42)).is_err(), "a non-string is a typed error");
+}
