@@ -4,7 +4,7 @@
 // disable and rotation overlap; a bad checksum is refused with no KV read; no log line holds a key.
 // Also: the admin API authenticated by an admin-scoped JWT (issue 5).
 
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -21,7 +21,30 @@ const KEY_RE = /^ew_(?:live|test)_[0-9A-Za-z]{38}$/;
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
 describe('API keys', { timeout: 300_000 }, () => {
+  const stack = h.useStack({
+    label: 'apikeys',
+    keys: ['ES256'],
+    config: {
+      routes: [
+        { path: '/public/*', public: true },
+        { path: '/svc/*', auth: 'api_key', upstream_credential: 'origin' },
+        { path: '/partner/*', auth: 'api_key', upstream_credential: 'partner', scopes: ['partner:read'] },
+        { path: '/either/*', auth: 'either' },
+        { path: '/limited/*', auth: 'api_key' },
+      ],
+      api_keys: { environment: 'test', cache_ttl_secs: 1, negative_cache_ttl_secs: 30 },
+      upstream_credentials: {
+        origin: { header: 'Authorization', value: 'Bearer {secret}', secret: 'ORIGIN_TOKEN' },
+        partner: { header: 'X-Partner-Auth', secret: 'PARTNER_SECRET' },
+      },
+      rate_limits: { mode: 'local', rules: [{ name: 'per-key', key: 'api_key', path: '/limited/*', rate: 3, period_secs: 60, burst: 3 }] },
+      revocations: { refresh_secs: 1, max_age_secs: 60 },
+      admin: { jwt_scope: 'edgeward:admin' },
+    },
+    vars: { EDGEWARD_ADMIN_TOKEN: ADMIN, EDGEWARD_API_KEY_PEPPER: PEPPER, ORIGIN_TOKEN, PARTNER_SECRET },
+  });
   let jwks; let origin; let worker; let key;
+  before(() => ({ jwks, origin, worker, keys: [key] } = stack));
   const keys = []; // every plain key seen, for the leak check
 
   const admin = (method, p, body, token = ADMIN) => worker.request({
@@ -39,43 +62,6 @@ describe('API keys', { timeout: 300_000 }, () => {
   };
   const withKey = (k, p = '/svc/x', headers = {}) => worker.request({ path: p, headers: { 'x-api-key': k, 'x-test-id': h.testId(), ...headers } });
   const decision = (res) => h.findDecisionLine(worker, res.headers['x-request-id']);
-
-  before(async () => {
-    await h.ensureBuilt();
-    key = await h.makeKey('ES256');
-    jwks = await h.startJwksServer({ keys: [key.jwk] });
-    origin = await h.startOrigin();
-    const config = h.baseConfig({
-      jwks,
-      origin,
-      routes: [
-        { path: '/public/*', public: true },
-        { path: '/svc/*', auth: 'api_key', upstream_credential: 'origin' },
-        { path: '/partner/*', auth: 'api_key', upstream_credential: 'partner', scopes: ['partner:read'] },
-        { path: '/either/*', auth: 'either' },
-        { path: '/limited/*', auth: 'api_key' },
-      ],
-      api_keys: { environment: 'test', cache_ttl_secs: 1, negative_cache_ttl_secs: 30 },
-      upstream_credentials: {
-        origin: { header: 'Authorization', value: 'Bearer {secret}', secret: 'ORIGIN_TOKEN' },
-        partner: { header: 'X-Partner-Auth', secret: 'PARTNER_SECRET' },
-      },
-      rate_limits: { mode: 'local', rules: [{ name: 'per-key', key: 'api_key', path: '/limited/*', rate: 3, period_secs: 60, burst: 3 }] },
-      revocations: { refresh_secs: 1, max_age_secs: 60 },
-      admin: { jwt_scope: 'edgeward:admin' },
-    });
-    worker = await h.startWrangler({
-      label: 'apikeys',
-      config,
-      vars: { EDGEWARD_ADMIN_TOKEN: ADMIN, EDGEWARD_API_KEY_PEPPER: PEPPER, ORIGIN_TOKEN, PARTNER_SECRET },
-    });
-  }, { timeout: 660_000 });
-
-  after(async () => {
-    await worker?.stop();
-    await origin?.stop();
-    await jwks?.stop();
-  });
 
   it('a created key reaches the origin with the injected origin credential and without the client key', async () => {
     const k = await create({ scopes: ['svc:read'], description: 'e2e' });

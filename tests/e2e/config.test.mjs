@@ -1,7 +1,7 @@
 // Edgeward end to end: an invalid EDGEWARD_CONFIG turns every request into 500 config_invalid,
 // and the log says which field is wrong.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 
@@ -22,21 +22,13 @@ async function assertAllConfigInvalid(worker, token) {
 }
 
 describe('invalid config: {"issuers": []}', { timeout: 180_000 }, () => {
+  const stack = h.useStack({ label: 'config-empty-issuers', keys: ['RS256'], jwks: false, origin: false, rawConfig: '{"issuers": []}' });
   let worker;
   let token;
 
-  before(
-    async () => {
-      await h.ensureBuilt();
-      const key = await h.makeKey('RS256');
-      token = await h.mintToken(key, { issuer: 'http://127.0.0.1:9' });
-      worker = await h.startWrangler({ label: 'config-empty-issuers', config: '{"issuers": []}' });
-    },
-    { timeout: 660_000 },
-  );
-
-  after(async () => {
-    await worker?.stop();
+  before(async () => {
+    ({ worker } = stack);
+    token = await h.mintToken(stack.keys[0], { issuer: 'http://127.0.0.1:9' });
   });
 
   it('every request → 500 config_invalid', async () => {
@@ -53,24 +45,20 @@ describe('invalid config: {"issuers": []}', { timeout: 180_000 }, () => {
 });
 
 describe('invalid config: a complete document with "issuers": []', { timeout: 180_000 }, () => {
-  let worker;
-
-  before(
-    async () => {
-      await h.ensureBuilt();
-      const config = h.baseConfig({
+  const stack = h.useStack({
+    label: 'config-complete-empty-issuers',
+    jwks: false,
+    origin: false,
+    rawConfig: {
+      ...h.baseConfig({
         jwks: { issuer: 'http://127.0.0.1:9', jwksUri: 'http://127.0.0.1:9/jwks.json' },
         originUrl: 'http://127.0.0.1:9',
-      });
-      config.issuers = [];
-      worker = await h.startWrangler({ label: 'config-complete-empty-issuers', config });
+      }),
+      issuers: [],
     },
-    { timeout: 660_000 },
-  );
-
-  after(async () => {
-    await worker?.stop();
   });
+  let worker;
+  before(() => ({ worker } = stack));
 
   it('every request → 500 config_invalid and a JSON log line names "issuers"', async () => {
     const key = await h.makeKey('EdDSA');
@@ -82,21 +70,13 @@ describe('invalid config: a complete document with "issuers": []', { timeout: 18
 });
 
 describe('invalid config: not JSON', { timeout: 180_000 }, () => {
+  const stack = h.useStack({ label: 'config-not-json', keys: ['ES256'], jwks: false, origin: false, rawConfig: '{"issuers": [' });
   let worker;
   let token;
 
-  before(
-    async () => {
-      await h.ensureBuilt();
-      const key = await h.makeKey('ES256');
-      token = await h.mintToken(key, { issuer: 'http://127.0.0.1:9' });
-      worker = await h.startWrangler({ label: 'config-not-json', config: '{"issuers": [' });
-    },
-    { timeout: 660_000 },
-  );
-
-  after(async () => {
-    await worker?.stop();
+  before(async () => {
+    ({ worker } = stack);
+    token = await h.mintToken(stack.keys[0], { issuer: 'http://127.0.0.1:9' });
   });
 
   it('every request → 500 config_invalid, and nothing leaks the token', async () => {

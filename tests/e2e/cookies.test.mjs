@@ -3,7 +3,7 @@
 // the same POST same-origin → forwarded without the token cookie; an expired cookie token → 401
 // and a clearing Set-Cookie; the edge mints a double-submit CSRF cookie that then works.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import * as h from './harness.mjs';
@@ -32,22 +32,14 @@ async function startCookieOrigin() {
 }
 
 describe('cookie security', { timeout: 240_000 }, () => {
-  let jwks; let origin; let worker; let key;
-
-  before(async () => {
-    await h.ensureBuilt();
-    key = await h.makeKey('ES256');
-    jwks = await h.startJwksServer({ keys: [key.jwk] });
-    origin = await startCookieOrigin();
-    const config = h.baseConfig({ jwks, originUrl: origin.url, csrf: { allowed_origins: ['https://app.example'] } });
-    worker = await h.startWrangler({ label: 'cookies', config });
-  }, { timeout: 660_000 });
-
-  after(async () => {
-    await worker?.stop();
-    await origin?.stop();
-    await jwks?.stop();
+  const stack = h.useStack({
+    label: 'cookies',
+    keys: ['ES256'],
+    origin: startCookieOrigin,
+    config: { csrf: { allowed_origins: ['https://app.example'] } },
   });
+  let jwks; let origin; let worker; let key;
+  before(() => ({ jwks, origin, worker, keys: [key] } = stack));
 
   const cookieHeader = (token, extra = '') => ({ cookie: `theme=blue; ${h.COOKIE_NAME}=${token}${extra}` });
 

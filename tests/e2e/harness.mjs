@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import { before, after } from 'node:test';
 import { generateKeyPair, exportJWK, SignJWT, CompactSign, base64url } from 'jose';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -452,56 +453,24 @@ export function tamperSignature(token) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// JWKS server (fixed port across stop/start, counts GET /jwks.json)
+// Loopback servers that can be stopped and started again on the same port
 // ---------------------------------------------------------------------------------------------
 
-export async function startJwksServer({ keys = [] } = {}) {
-  let jwks = { keys: [...keys] };
-  let count = 0;
-  const fetchTimes = [];
+/**
+ * An HTTP server on 127.0.0.1 for `handler`. The first start() takes a free port; later starts
+ * reuse it, so a Worker configured with the URL reaches the server again after a stop().
+ * stop() drops every open connection at once (an outage, not a graceful drain).
+ */
+function loopbackServer(handler) {
   let server;
   let port = 0;
   const sockets = new Set();
-
-  const handler = (req, res) => {
-    const url = new URL(req.url, `http://${HOST}`);
-    if (req.method === 'GET' && url.pathname === '/jwks.json') {
-      count += 1;
-      fetchTimes.push(Date.now());
-      const body = JSON.stringify(jwks);
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
-      return;
-    }
-    res.writeHead(404, { 'content-type': 'text/plain' });
-    res.end('not found');
-  };
-
-  const api = {
+  return {
     get port() {
       return port;
     },
-    get issuer() {
-      return `http://${HOST}:${port}`;
-    },
-    get jwksUri() {
-      return `http://${HOST}:${port}/jwks.json`;
-    },
-    get count() {
-      return count;
-    },
-    get fetchTimes() {
-      return [...fetchTimes];
-    },
     get running() {
       return Boolean(server?.listening);
-    },
-    resetCount() {
-      count = 0;
-      fetchTimes.length = 0;
-    },
-    setKeys(newKeys) {
-      jwks = { keys: [...newKeys] };
     },
     async start() {
       if (server?.listening) return;
@@ -529,6 +498,60 @@ export async function startJwksServer({ keys = [] } = {}) {
       await closed;
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWKS server (fixed port across stop/start, counts GET /jwks.json)
+// ---------------------------------------------------------------------------------------------
+
+export async function startJwksServer({ keys = [] } = {}) {
+  let jwks = { keys: [...keys] };
+  let count = 0;
+  const fetchTimes = [];
+
+  const srv = loopbackServer((req, res) => {
+    const url = new URL(req.url, `http://${HOST}`);
+    if (req.method === 'GET' && url.pathname === '/jwks.json') {
+      count += 1;
+      fetchTimes.push(Date.now());
+      const body = JSON.stringify(jwks);
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found');
+  });
+
+  const api = {
+    get port() {
+      return srv.port;
+    },
+    get issuer() {
+      return `http://${HOST}:${srv.port}`;
+    },
+    get jwksUri() {
+      return `http://${HOST}:${srv.port}/jwks.json`;
+    },
+    get count() {
+      return count;
+    },
+    get fetchTimes() {
+      return [...fetchTimes];
+    },
+    get running() {
+      return srv.running;
+    },
+    resetCount() {
+      count = 0;
+      fetchTimes.length = 0;
+    },
+    setKeys(newKeys) {
+      jwks = { keys: [...newKeys] };
+    },
+    start: () => srv.start(),
+    stop: () => srv.stop(),
+  };
   await api.start();
   return api;
 }
@@ -539,11 +562,8 @@ export async function startJwksServer({ keys = [] } = {}) {
 
 export async function startOrigin() {
   const requests = [];
-  let server;
-  let port = 0;
-  const sockets = new Set();
 
-  const handler = (req, res) => {
+  const srv = loopbackServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
@@ -568,45 +588,22 @@ export async function startOrigin() {
       });
       res.end(summary);
     });
-  };
+  });
 
   const api = {
     requests,
     get port() {
-      return port;
+      return srv.port;
     },
     get url() {
-      return `http://${HOST}:${port}`;
+      return `http://${HOST}:${srv.port}`;
     },
     /** The request the origin saw carrying `x-test-id: id` (undefined if none). */
     find(id) {
       return requests.find((r) => r.headers['x-test-id'] === id);
     },
-    async start() {
-      if (server?.listening) return;
-      server = http.createServer(handler);
-      server.keepAliveTimeout = 1000;
-      server.on('connection', (sock) => {
-        sockets.add(sock);
-        sock.on('close', () => sockets.delete(sock));
-      });
-      await new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, HOST, () => {
-          port = server.address().port;
-          resolve();
-        });
-      });
-    },
-    async stop() {
-      if (!server) return;
-      const s = server;
-      server = undefined;
-      const closed = new Promise((resolve) => s.close(() => resolve()));
-      s.closeAllConnections?.();
-      for (const sock of sockets) sock.destroy();
-      await closed;
-    },
+    start: () => srv.start(),
+    stop: () => srv.stop(),
   };
   await api.start();
   return api;
@@ -705,3 +702,99 @@ export function assertNoTokensIn(text, tokens = trackedTokens()) {
 
 /** A fresh id for correlating a client request with what the origin saw. */
 export const testId = () => crypto.randomUUID();
+
+// ---------------------------------------------------------------------------------------------
+// A whole stack: JWKS server, origin and `wrangler dev`, the set-up most suites share
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Describes one suite's stack; nothing runs until `start()` (use `useStack` or `startStack`).
+ *
+ * - `label`: the wrangler label (log artifact and persist dir names).
+ * - `keys`: keys made fresh at start, in order; each an alg ('RS256', 'ES256', 'EdDSA') or
+ *   `{ alg, kid, publish }`. The JWKS server publishes them all except those with `publish: false`
+ *   (keys for a later rotation, unknown kids, inline issuers).
+ * - `jwks: false`: no JWKS server. `origin: false`: no origin; a function: it starts the origin
+ *   instead of `startOrigin()` (it must resolve to something with `url` and `stop()`).
+ * - `config`: overrides merged into `baseConfig` (its `extraIssuers`, `jwksCache`, `originUrl`
+ *   included): an object, or a function of the started stack (`{ jwks, origin, keys }`).
+ * - `rawConfig`: the whole EDGEWARD_CONFIG instead (string, object or function of the stack);
+ *   `baseConfig` is not used.
+ * - `worker: false`: start() leaves wrangler to the test (`stack.startWorker()`).
+ * - `persistTo`, `vars`, `readyTimeoutMs`: as for `startWrangler`. Every worker of the stack
+ *   shares one persist dir, so `restart()` keeps KV and Durable Object state.
+ *
+ * The stack: `{ jwks, origin, worker, workers, keys, config, persistDir, start(),
+ * startWorker(overrides), restart(overrides), stop() }`; `worker` is the newest worker.
+ */
+export function createStack({ label, keys = [], jwks = true, origin = true, config = {}, rawConfig, worker = true, persistTo, vars = {}, readyTimeoutMs } = {}) {
+  assert.ok(label, 'a stack needs a label');
+  const specs = keys.map((k) => (typeof k === 'string' ? { alg: k } : k));
+  const fromStack = (v) => (typeof v === 'function' ? v(stack) : v);
+  const stack = {
+    label,
+    jwks: undefined,
+    origin: undefined,
+    worker: undefined,
+    workers: [],
+    keys: [],
+    config: undefined,
+    persistDir: undefined,
+    async start() {
+      await ensureBuilt();
+      stack.keys = await Promise.all(specs.map((s) => makeKey(s.alg, s.kid)));
+      if (jwks) stack.jwks = await startJwksServer({ keys: stack.keys.filter((_, i) => specs[i].publish !== false).map((k) => k.jwk) });
+      if (origin) stack.origin = await (typeof origin === 'function' ? origin() : startOrigin());
+      stack.config = rawConfig !== undefined ? await fromStack(rawConfig) : baseConfig({ jwks: stack.jwks, origin: stack.origin, ...(await fromStack(config)) });
+      stack.persistDir = persistTo ?? makeTempDir(`persist-${label}`);
+      if (worker) await stack.startWorker();
+      return stack;
+    },
+    /** Starts another `wrangler dev` with the stack's config, persist dir and vars (or `overrides`). */
+    async startWorker(overrides = {}) {
+      const w = await startWrangler({ label, config: stack.config, persistTo: stack.persistDir, vars, readyTimeoutMs, ...overrides });
+      stack.workers.push(w);
+      stack.worker = w;
+      return w;
+    },
+    /** Stops the current worker and starts a new one on the same persist dir; returns it. */
+    async restart(overrides = {}) {
+      await stack.worker?.stop();
+      return stack.startWorker(overrides);
+    },
+    /** Stops whatever has been started (workers, origin, JWKS server); safe after a failed start. */
+    async stop() {
+      for (const w of stack.workers) await w.stop();
+      await stack.origin?.stop();
+      await stack.jwks?.stop();
+    },
+  };
+  return stack;
+}
+
+/** Creates and starts a stack (see `createStack`); stops what it started if a step fails. */
+export async function startStack(opts) {
+  const stack = createStack(opts);
+  try {
+    return await stack.start();
+  } catch (e) {
+    await stack.stop();
+    throw e;
+  }
+}
+
+/**
+ * For a `describe` block: registers a `before` hook that starts the stack (with the long
+ * timeout a first build or a slow wrangler needs) and an `after` hook that stops it, and returns
+ * the stack, whose fields are filled once `before` has run. A suite that keeps its own names:
+ *
+ *   const stack = h.useStack({ label: 'x', keys: ['ES256'] });
+ *   let jwks; let origin; let worker; let key;
+ *   before(() => ({ jwks, origin, worker, keys: [key] } = stack));
+ */
+export function useStack({ timeout = 660_000, ...opts }) {
+  const stack = createStack(opts);
+  before(() => stack.start(), { timeout });
+  after(() => stack.stop());
+  return stack;
+}

@@ -10,29 +10,17 @@ const COOLDOWN_MS = COOLDOWN_SECS * 1000;
 const PAST_COOLDOWN_MS = COOLDOWN_MS + 400;
 
 describe('JWKS cache: rotation, garbage kids, issuer outage', { timeout: 240_000 }, () => {
+  // Only k1 is published at first; k2 comes with the rotation, garbage never.
+  const stack = h.useStack({
+    label: 'jwks-cache',
+    keys: [{ alg: 'RS256', kid: 'k1-rsa' }, { alg: 'ES256', kid: 'k2-ec-rotated', publish: false }, { alg: 'EdDSA', kid: 'garbage-base', publish: false }],
+    config: { jwksCache: { unknown_kid_cooldown_secs: COOLDOWN_SECS } },
+  });
   let jwks;
-  let origin;
   let worker;
   let k1, k2, garbage;
   const kinds = {};
-
-  before(
-    async () => {
-      await h.ensureBuilt();
-      [k1, k2, garbage] = await Promise.all([h.makeKey('RS256', 'k1-rsa'), h.makeKey('ES256', 'k2-ec-rotated'), h.makeKey('EdDSA', 'garbage-base')]);
-      jwks = await h.startJwksServer({ keys: [k1.jwk] });
-      origin = await h.startOrigin();
-      const config = h.baseConfig({ jwks, origin, jwksCache: { unknown_kid_cooldown_secs: COOLDOWN_SECS } });
-      worker = await h.startWrangler({ label: 'jwks-cache', config });
-    },
-    { timeout: 660_000 },
-  );
-
-  after(async () => {
-    await worker?.stop();
-    await origin?.stop();
-    await jwks?.stop();
-  });
+  before(() => ({ jwks, worker, keys: [k1, k2, garbage] } = stack));
 
   const get = (token, path = '/api/cache') => worker.request({ path, headers: h.bearer(token) });
   const garbageToken = () => h.mintToken(garbage, { issuer: jwks.issuer, header: { kid: `garbage-${h.testId()}` } });

@@ -1,39 +1,20 @@
 // Edgeward end to end: a fresh isolate starts from the JWKS snapshot kept in KV, without
 // fetching the JWKS again.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 
 describe('fresh isolate with a KV snapshot of the JWKS', { timeout: 240_000 }, () => {
+  // No worker at start: the test starts two, one after the other, on the stack's persist dir.
+  const stack = h.useStack({ label: 'snapshot', keys: [{ alg: 'ES256', kid: 'persisted-ec' }], worker: false });
   let jwks;
   let origin;
   let key;
-  let config;
-  let persistDir;
-  const workers = [];
-
-  before(
-    async () => {
-      await h.ensureBuilt();
-      key = await h.makeKey('ES256', 'persisted-ec');
-      jwks = await h.startJwksServer({ keys: [key.jwk] });
-      origin = await h.startOrigin();
-      config = h.baseConfig({ jwks, origin });
-      persistDir = h.makeTempDir('persist-snapshot');
-    },
-    { timeout: 660_000 },
-  );
-
-  after(async () => {
-    for (const w of workers) await w.stop();
-    await origin?.stop();
-    await jwks?.stop();
-  });
+  before(() => ({ jwks, origin, keys: [key] } = stack));
 
   it('a new wrangler on the same --persist-to dir verifies without fetching the JWKS', async () => {
-    const first = await h.startWrangler({ label: 'snapshot-1', config, persistTo: persistDir });
-    workers.push(first);
+    const first = await stack.startWorker({ label: 'snapshot-1' });
     const t1 = await h.mintToken(key, { issuer: jwks.issuer, claims: { sub: 'first-isolate' } });
     const r1 = await first.request({ path: '/api/snapshot', headers: h.bearer(t1) });
     assert.equal(r1.status, 200, `first isolate: ${r1.status} ${r1.text.slice(0, 300)}`);
@@ -41,8 +22,7 @@ describe('fresh isolate with a KV snapshot of the JWKS', { timeout: 240_000 }, (
     await h.sleep(2000); // the snapshot is written to KV in the background
     await first.stop();
 
-    const second = await h.startWrangler({ label: 'snapshot-2', config, persistTo: persistDir });
-    workers.push(second);
+    const second = await stack.startWorker({ label: 'snapshot-2' }); // same config and persist dir
     jwks.resetCount();
     const t2 = await h.mintToken(key, { issuer: jwks.issuer, claims: { sub: 'second-isolate' } });
     const id = h.testId();

@@ -1,47 +1,29 @@
 // Edgeward end to end: accepted requests, forwarding, routes, error responses, bad tokens,
 // origin outage and log hygiene, against one `wrangler dev` running the real Worker.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 
 const INLINE_ISSUER = 'https://inline-issuer.edgeward.test';
 
 describe('proxy: forwarding, routes, errors and bad tokens', { timeout: 240_000 }, () => {
+  // The JWKS server publishes rsa, ec and ed; stranger is published nowhere, inlineKey only in
+  // the config, under a second issuer.
+  const stack = h.useStack({
+    label: 'proxy',
+    keys: ['RS256', 'ES256', 'EdDSA', { alg: 'RS256', publish: false }, { alg: 'ES256', publish: false }],
+    config: ({ keys: [, , , , inlineKey] }) => ({
+      extraIssuers: [{ issuer: INLINE_ISSUER, audiences: [h.AUDIENCE], jwks: { keys: [inlineKey.jwk] }, algorithms: ['ES256'] }],
+    }),
+  });
   let jwks;
   let origin;
   let worker;
   let rsa, ec, ed, stranger, inlineKey;
   /** request kind → request id of one such request (for the decision-log check) */
   const kinds = {};
-
-  before(
-    async () => {
-      await h.ensureBuilt();
-      [rsa, ec, ed, stranger, inlineKey] = await Promise.all([
-        h.makeKey('RS256'),
-        h.makeKey('ES256'),
-        h.makeKey('EdDSA'),
-        h.makeKey('RS256'),
-        h.makeKey('ES256'),
-      ]);
-      jwks = await h.startJwksServer({ keys: [rsa.jwk, ec.jwk, ed.jwk] });
-      origin = await h.startOrigin();
-      const config = h.baseConfig({
-        jwks,
-        origin,
-        extraIssuers: [{ issuer: INLINE_ISSUER, audiences: [h.AUDIENCE], jwks: { keys: [inlineKey.jwk] }, algorithms: ['ES256'] }],
-      });
-      worker = await h.startWrangler({ label: 'proxy', config });
-    },
-    { timeout: 660_000 },
-  );
-
-  after(async () => {
-    await worker?.stop();
-    await origin?.stop();
-    await jwks?.stop();
-  });
+  before(() => ({ jwks, origin, worker, keys: [rsa, ec, ed, stranger, inlineKey] } = stack));
 
   /** Sends a request tagged with a fresh x-test-id; returns the response and what the origin saw. */
   async function call(path, { token, method = 'GET', headers = {}, body } = {}) {

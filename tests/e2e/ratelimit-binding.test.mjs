@@ -1,31 +1,18 @@
 // Edgeward end to end, issue 6: `binding` mode uses Cloudflare's rate-limiting binding (simulated
 // by wrangler dev): the binding's own limit (5 per 10 s per key, see wrangler.toml) applies.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 
 describe('rate limits (binding mode)', { timeout: 240_000 }, () => {
-  let jwks; let origin; let worker; let key;
-
-  before(async () => {
-    await h.ensureBuilt();
-    key = await h.makeKey('EdDSA');
-    jwks = await h.startJwksServer({ keys: [key.jwk] });
-    origin = await h.startOrigin();
-    const config = h.baseConfig({
-      jwks,
-      origin,
-      rate_limits: { mode: 'binding', rules: [{ name: 'per-sub', key: 'sub', rate: 5, period_secs: 10, burst: 5, binding: 'EDGEWARD_RL' }] },
-    });
-    worker = await h.startWrangler({ label: 'ratelimit-binding', config });
-  }, { timeout: 660_000 });
-
-  after(async () => {
-    await worker?.stop();
-    await origin?.stop();
-    await jwks?.stop();
+  const stack = h.useStack({
+    label: 'ratelimit-binding',
+    keys: ['EdDSA'],
+    config: { rate_limits: { mode: 'binding', rules: [{ name: 'per-sub', key: 'sub', rate: 5, period_secs: 10, burst: 5, binding: 'EDGEWARD_RL' }] } },
   });
+  let jwks; let worker; let key;
+  before(() => ({ jwks, worker, keys: [key] } = stack));
 
   it('the binding decides: 5 pass, then 429 rate_limited; another key is unaffected', async () => {
     const token = await h.mintToken(key, { issuer: jwks.issuer, claims: { sub: 'carol' } });

@@ -3,35 +3,24 @@
 // get 429 with Retry-After; after waiting that long one more passes; keys are independent; a
 // per-IP limit stops a garbage-token flood before any verification.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 
 describe('rate limits (exact mode, Durable Object)', { timeout: 240_000 }, () => {
-  let jwks; let origin; let worker; let key;
-
-  before(async () => {
-    await h.ensureBuilt();
-    key = await h.makeKey('ES256');
-    jwks = await h.startJwksServer({ keys: [key.jwk] });
-    origin = await h.startOrigin();
-    const config = h.baseConfig({
-      jwks,
-      origin,
+  const stack = h.useStack({
+    label: 'ratelimit',
+    keys: ['ES256'],
+    config: {
       rate_limits: {
         mode: 'exact',
         ip_pre_auth: { rate: 1, period_secs: 60, burst: 5 },
         rules: [{ name: 'per-sub', key: 'sub', rate: 1, period_secs: 8, burst: 10 }],
       },
-    });
-    worker = await h.startWrangler({ label: 'ratelimit', config });
-  }, { timeout: 660_000 });
-
-  after(async () => {
-    await worker?.stop();
-    await origin?.stop();
-    await jwks?.stop();
+    },
   });
+  let jwks; let worker; let key;
+  before(() => ({ jwks, worker, keys: [key] } = stack));
 
   it('200 concurrent requests for one key: exactly 10 pass, the rest 429 with Retry-After', async () => {
     const token = await h.mintToken(key, { issuer: jwks.issuer, claims: { sub: 'alice' } });

@@ -4,7 +4,7 @@
 // exactly 200 entries, published to KV in a few batched writes, not 200; unauthenticated or malformed admin calls are refused and write nothing; the
 // list survives a restart of wrangler dev.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -16,7 +16,14 @@ const ADMIN = `admin-${crypto.randomBytes(16).toString('hex')}`;
 const PREFIX = '/__edgeward/admin';
 
 describe('revocations', { timeout: 300_000 }, () => {
-  let jwks; let origin; let worker; let key; let key2; let config; let persist;
+  const stack = h.useStack({
+    label: 'revocations',
+    keys: ['ES256', 'ES256'],
+    config: { revocations: { refresh_secs: 1, max_age_secs: 60 }, token_cache: { capacity: 1000, max_ttl_secs: 300 } },
+    vars: { EDGEWARD_ADMIN_TOKEN: ADMIN },
+  });
+  let jwks; let worker; let key; let key2;
+  before(() => ({ jwks, worker, keys: [key, key2] } = stack));
 
   const admin = (method, path, body, token = ADMIN) => worker.request({
     method,
@@ -26,22 +33,6 @@ describe('revocations', { timeout: 300_000 }, () => {
   });
   const waitRefresh = () => h.sleep(1300); // refresh_secs: 1, plus the background read
   const far = () => h.nowSecs() + 3600;
-
-  before(async () => {
-    await h.ensureBuilt();
-    [key, key2] = await Promise.all([h.makeKey('ES256'), h.makeKey('ES256')]);
-    jwks = await h.startJwksServer({ keys: [key.jwk, key2.jwk] });
-    origin = await h.startOrigin();
-    config = h.baseConfig({ jwks, origin, revocations: { refresh_secs: 1, max_age_secs: 60 }, token_cache: { capacity: 1000, max_ttl_secs: 300 } });
-    persist = h.makeTempDir('revocations');
-    worker = await h.startWrangler({ label: 'revocations', config, persistTo: persist, vars: { EDGEWARD_ADMIN_TOKEN: ADMIN } });
-  }, { timeout: 660_000 });
-
-  after(async () => {
-    await worker?.stop();
-    await origin?.stop();
-    await jwks?.stop();
-  });
 
   it('unauthenticated and malformed admin calls are refused and write nothing', async () => {
     for (const token of [null, 'wrong-token-wrong-token', `${ADMIN}x`]) {
@@ -147,8 +138,7 @@ describe('revocations', { timeout: 300_000 }, () => {
 
   it('the list survives a restart of wrangler dev', async () => {
     const total = (await admin('GET', '/revocations')).json().total;
-    await worker.stop();
-    worker = await h.startWrangler({ label: 'revocations-restart', config, persistTo: persist, vars: { EDGEWARD_ADMIN_TOKEN: ADMIN } });
+    worker = await stack.restart({ label: 'revocations-restart' }); // same config, persist dir and vars
     assert.equal((await admin('GET', '/revocations')).json().total, total);
     const victim = await h.mintToken(key, { issuer: jwks.issuer, claims: { jti: 'stolen-1' } });
     h.assertInvalidToken(await worker.request({ path: '/api/x', headers: h.bearer(victim) }), 'token_revoked');
@@ -156,27 +146,14 @@ describe('revocations', { timeout: 300_000 }, () => {
 });
 
 describe('revocations: strict mode on sensitive routes', { timeout: 240_000 }, () => {
-  let jwks; let origin; let worker; let key;
-
-  before(async () => {
-    await h.ensureBuilt();
-    key = await h.makeKey('EdDSA');
-    jwks = await h.startJwksServer({ keys: [key.jwk] });
-    origin = await h.startOrigin();
-    const config = h.baseConfig({
-      jwks,
-      origin,
-      routes: [{ path: '/sensitive/*', sensitive: true }],
-      revocations: { refresh_secs: 60, max_age_secs: 300 },
-    });
-    worker = await h.startWrangler({ label: 'revocations-strict', config, vars: { EDGEWARD_ADMIN_TOKEN: ADMIN } });
-  }, { timeout: 660_000 });
-
-  after(async () => {
-    await worker?.stop();
-    await origin?.stop();
-    await jwks?.stop();
+  const stack = h.useStack({
+    label: 'revocations-strict',
+    keys: ['EdDSA'],
+    config: { routes: [{ path: '/sensitive/*', sensitive: true }], revocations: { refresh_secs: 60, max_age_secs: 300 } },
+    vars: { EDGEWARD_ADMIN_TOKEN: ADMIN },
   });
+  let jwks; let worker; let key;
+  before(() => ({ jwks, worker, keys: [key] } = stack));
 
   it('a sensitive route sees a revocation at once; others after the snapshot interval', async () => {
     const token = await h.mintToken(key, { issuer: jwks.issuer, claims: { jti: 'strict-1' } });

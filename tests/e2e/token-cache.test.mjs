@@ -1,26 +1,15 @@
 // Edgeward end to end, issue 4: the verified-token cache. A repeated token is a cache hit (logged),
 // scope checks still run on a hit, and a key removed from the JWKS stops its cached tokens.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 
 describe('verified-token cache', { timeout: 240_000 }, () => {
+  // newKey is published only later, by the rotation test.
+  const stack = h.useStack({ label: 'token-cache', keys: ['ES256', { alg: 'ES256', publish: false }] });
   let jwks; let origin; let worker; let oldKey; let newKey;
-
-  before(async () => {
-    await h.ensureBuilt();
-    [oldKey, newKey] = await Promise.all([h.makeKey('ES256'), h.makeKey('ES256')]);
-    jwks = await h.startJwksServer({ keys: [oldKey.jwk] });
-    origin = await h.startOrigin();
-    worker = await h.startWrangler({ label: 'token-cache', config: h.baseConfig({ jwks, origin }) });
-  }, { timeout: 660_000 });
-
-  after(async () => {
-    await worker?.stop();
-    await origin?.stop();
-    await jwks?.stop();
-  });
+  before(() => ({ jwks, origin, worker, keys: [oldKey, newKey] } = stack));
 
   it('second use of a token is a cache hit; scopes are still checked on a hit', async () => {
     const token = await h.mintToken(oldKey, { issuer: jwks.issuer, claims: { scope: 'read' } });
