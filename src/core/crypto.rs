@@ -3,8 +3,9 @@
 //!
 //! [`NativeBackend`] (host builds, the CLI, tests): jwt-simple's key types and the primitives behind
 //! them for RS*, PS*, ES256, ES384, EdDSA and HS*, and the `p521` crate for ES512, which jwt-simple
-//! lacks. The Worker uses WebCrypto instead
-//! (see the worker adapter), falling back to this backend where WebCrypto lacks an algorithm.
+//! lacks. The Worker uses WebCrypto instead for the asymmetric algorithms (see the worker
+//! adapter), falling back to this backend where WebCrypto lacks an algorithm, and
+//! [`verify_hmac`] for HS*.
 
 use super::alg::{Algorithm, Curve};
 use super::error::AuthError;
@@ -90,6 +91,27 @@ fn verify_native(job: &SignatureJob<'_>) -> bool {
     }
 }
 
+/// HS256/384/512 with the RustCrypto `hmac` crate over `sha2`, tags compared in constant time.
+/// The Worker uses this instead of WebCrypto: for a MAC over a token, hashing in wasm costs less
+/// than one round trip into a WebCrypto promise. (The native backend keeps jwt-simple's HMAC, so
+/// the differential test still compares two implementations.)
+#[cfg_attr(not(feature = "worker"), allow(dead_code))]
+pub(crate) fn verify_hmac(alg: Algorithm, key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+    use hmac::{Mac, SimpleHmac};
+    fn tag<D: hmac::digest::Digest + hmac::digest::core_api::BlockSizeUser>(key: &[u8], msg: &[u8]) -> Option<Vec<u8>> {
+        let mut m = SimpleHmac::<D>::new_from_slice(key).ok()?;
+        m.update(msg);
+        Some(m.finalize().into_bytes().to_vec())
+    }
+    let t = match alg {
+        Algorithm::HS256 => tag::<sha2::Sha256>(key, msg),
+        Algorithm::HS384 => tag::<sha2::Sha384>(key, msg),
+        Algorithm::HS512 => tag::<sha2::Sha512>(key, msg),
+        _ => None,
+    };
+    t.is_some_and(|t| ct_eq(&t, sig))
+}
+
 /// Constant-time equality of MAC tags.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
@@ -102,4 +124,33 @@ pub(crate) fn verify_es512(x: &[u8], y: &[u8], msg: &[u8], sig: &[u8]) -> bool {
     let Ok(key) = p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1(x, y)) else { return false };
     let Ok(sig) = p521::ecdsa::Signature::from_slice(sig) else { return false };
     key.verify(msg, &sig).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jwt_simple::prelude::*;
+
+    /// The Worker's HMAC (RustCrypto) agrees with the native backend's (jwt-simple) on valid and
+    /// tampered tags, every hash size, short and long keys.
+    #[test]
+    fn hmac_implementations_agree() {
+        let msg = b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0";
+        for key in [vec![7u8; 32], vec![1u8; 200]] {
+            let tags = [
+                (Algorithm::HS256, HS256Key::from_bytes(&key).authentication_tag(msg)),
+                (Algorithm::HS384, HS384Key::from_bytes(&key).authentication_tag(msg)),
+                (Algorithm::HS512, HS512Key::from_bytes(&key).authentication_tag(msg)),
+            ];
+            for (alg, tag) in tags {
+                assert!(verify_hmac(alg, &key, msg, &tag), "{alg:?}");
+                let mut bad = tag.clone();
+                bad[0] ^= 1;
+                assert!(!verify_hmac(alg, &key, msg, &bad));
+                assert!(!verify_hmac(alg, &key, msg, &tag[..tag.len() - 1]), "a truncated tag");
+                assert!(!verify_hmac(alg, &key, b"other", &tag));
+                assert!(!verify_hmac(Algorithm::RS256, &key, msg, &tag), "not an HMAC algorithm");
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Signature checks on the runtime's WebCrypto (`crypto.subtle`), which runs native code and is far
-//! faster than pure-Rust crypto compiled to wasm. Keys are imported once per isolate and cached as
+//! faster than pure-Rust crypto compiled to wasm for RSA, ECDSA and EdDSA. HMAC is the exception:
+//! it is checked in Rust ([`crate::core::crypto::verify_hmac`]), cheaper than a WebCrypto await. Keys are imported once per isolate and cached as
 //! `CryptoKey`s (plain objects, not in-flight I/O, so sharing them across requests is safe).
 //! workerd's WebCrypto has every algorithm Edgeward accepts, P-521 included (checked on workerd
 //! 1.20261117); for runtimes without P-521, the `es512-fallback` feature links the pure-Rust
@@ -135,8 +136,16 @@ async fn ready(job: &SignatureJob<'_>) -> Result<Ready, JsValue> {
     Ok(Ready { key: crypto_key, verify_alg })
 }
 
-/// Verifies `job` with WebCrypto (or pure Rust where WebCrypto cannot).
+/// Verifies `job` with WebCrypto (or pure Rust where WebCrypto cannot, or is slower: HMAC).
 pub async fn verify<'a>(job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, AuthError> {
+    if let KeyMaterial::Oct { k } = &job.key.material {
+        // A MAC over a token costs a few µs in wasm; a WebCrypto call costs more in its await.
+        return if crate::core::crypto::verify_hmac(job.alg, k, job.signing_input, job.signature) {
+            Ok(SignatureProof::for_job(job))
+        } else {
+            Err(AuthError::BadSignature)
+        };
+    }
     let ready = match ready(job).await {
         Ok(r) => r,
         Err(_) => {
