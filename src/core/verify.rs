@@ -321,7 +321,7 @@ fn numeric(c: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, Au
     match c.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(f) if f.is_finite() && f >= 0.0 && f < 1e15 => Ok(Some(f)),
+            Some(f) if f.is_finite() && (0.0..1e15).contains(&f) => Ok(Some(f)),
             _ => Err(AuthError::MalformedClaims(msg)),
         },
         Some(_) => Err(AuthError::MalformedClaims(msg)),

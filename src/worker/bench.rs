@@ -17,7 +17,8 @@
 //! - `cachekey`: N times `webcrypto::cache_key` (the key-cache key computed on every verify).
 //! - `rawsig`: the key, algorithm object, signature and input are prepared once; then N times
 //!   only `crypto.subtle.verify` through `webcrypto::call` (apply + `JsFuture` await): the floor
-//!   of a WebCrypto call made from Rust.
+//!   of a WebCrypto call made from Rust (awaited as the gate awaits it, see `promise.rs`).
+//! - `rawsig_jsfuture`: the same, awaited with wasm-bindgen's `JsFuture` (the comparison).
 //!
 //! Revocation modes (issue 5):
 //! - `revoked100k`: the token is verified once; then N times `RevocationSet::check` against a set
@@ -96,14 +97,15 @@ fn verify_unsigned(token: &str, policy: &Policy, now: i64) -> Result<VerifiedTok
 }
 
 /// N bare `crypto.subtle.verify` calls from Rust on arguments prepared once (bench breakdown).
-async fn raw_sig(job: &crate::core::verify::SignatureJob<'_>, n: u32) -> bool {
+async fn raw_sig(job: &crate::core::verify::SignatureJob<'_>, n: u32, jsfuture: bool) -> bool {
     use worker::js_sys::{Array, Uint8Array};
     let Some((import_alg, verify_alg)) = webcrypto::params(job.alg, &job.key.material) else { return false };
     let (Ok(key), Ok(subtle)) = (webcrypto::import(job, &import_alg).await, webcrypto::subtle()) else { return false };
     let args = Array::of4(&verify_alg, &key, &Uint8Array::from(job.signature), &Uint8Array::from(job.signing_input));
     let mut ok = true;
     for _ in 0..n {
-        ok &= matches!(webcrypto::call(&subtle, "verify", &args).await, Ok(v) if v.as_bool() == Some(true));
+        let r = if jsfuture { webcrypto::call_jsfuture(&subtle, "verify", &args).await } else { webcrypto::call(&subtle, "verify", &args).await };
+        ok &= matches!(r, Ok(v) if v.as_bool() == Some(true));
     }
     ok
 }
@@ -163,15 +165,15 @@ pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &
             ok
         }
         "core" => (0..n).fold(true, |ok, _| ok & verify_unsigned(&token, policy, now).is_ok()),
-        "sig" | "cachekey" | "rawsig" => {
+        "sig" | "cachekey" | "rawsig" | "rawsig_jsfuture" => {
             let prepared = UnverifiedToken::parse(&token, policy.max_token_bytes).and_then(|u| PendingToken::new(u, policy));
             let Ok(pending) = prepared else { return answer(400, serde_json::json!({"error": "token rejected"})) };
             let Ok(key) = pending.select_key(issuer_keys(policy, None, pending.issuer_index())) else {
                 return answer(400, serde_json::json!({"error": "no key"}));
             };
             let Ok(job) = pending.job(key) else { return answer(400, serde_json::json!({"error": "no job"})) };
-            if mode == "rawsig" {
-                return answer(200, serde_json::json!({"n": n, "mode": mode, "ok": raw_sig(&job, n).await}));
+            if mode == "rawsig" || mode == "rawsig_jsfuture" {
+                return answer(200, serde_json::json!({"n": n, "mode": mode, "ok": raw_sig(&job, n, mode == "rawsig_jsfuture").await}));
             }
             let mut ok = true;
             for _ in 0..n {

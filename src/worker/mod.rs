@@ -7,6 +7,7 @@ mod bench;
 mod jwks;
 mod keys;
 mod limiter;
+mod promise;
 mod revocations;
 mod webcrypto;
 

@@ -1,6 +1,6 @@
 //! Signature checks on the runtime's WebCrypto (`crypto.subtle`), which runs native code and is far
-//! faster than pure-Rust crypto compiled to wasm for RSA, ECDSA and EdDSA. HMAC is the exception:
-//! it is checked in Rust ([`crate::core::crypto::verify_hmac`]), cheaper than a WebCrypto await. Keys are imported once per isolate and cached as
+//! faster than pure-Rust crypto compiled to wasm for RSA, ECDSA and EdDSA. HS256 is the exception:
+//! it is checked in Rust ([`crate::core::crypto::hmac_matches`]), cheaper than a WebCrypto await. Keys are imported once per isolate and cached as
 //! `CryptoKey`s (plain objects, not in-flight I/O, so sharing them across requests is safe).
 //! workerd's WebCrypto has every algorithm Edgeward accepts, P-521 included (checked on workerd
 //! 1.20261117); for runtimes without P-521, the `es512-fallback` feature links the pure-Rust
@@ -16,7 +16,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use worker::js_sys::{self, Array, Object, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::wasm_bindgen_futures::JsFuture;
 
 /// An imported key with everything a verify call needs, built once per key and algorithm.
 #[derive(Clone)]
@@ -84,7 +83,15 @@ pub(super) fn subtle() -> Result<JsValue, JsValue> {
 pub(super) async fn call(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
     let f: js_sys::Function = Reflect::get(target, &JsValue::from_str(method))?.dyn_into()?;
     let promise: js_sys::Promise = f.apply(target, args)?.dyn_into()?;
-    JsFuture::from(promise).await
+    super::promise::settle(&promise).await
+}
+
+/// [`call`] awaited with wasm-bindgen's `JsFuture` (bench comparison only).
+#[cfg(feature = "bench")]
+pub(super) async fn call_jsfuture(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
+    let f: js_sys::Function = Reflect::get(target, &JsValue::from_str(method))?.dyn_into()?;
+    let promise: js_sys::Promise = f.apply(target, args)?.dyn_into()?;
+    worker::wasm_bindgen_futures::JsFuture::from(promise).await
 }
 
 /// Cache key: the algorithm plus the key's fingerprint (computed once, when the JWK was parsed).
@@ -138,9 +145,10 @@ async fn ready(job: &SignatureJob<'_>) -> Result<Ready, JsValue> {
 
 /// Verifies `job` with WebCrypto (or pure Rust where WebCrypto cannot, or is slower: HMAC).
 pub async fn verify<'a>(job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, AuthError> {
-    if let KeyMaterial::Oct { k } = &job.key.material {
+    if let (KeyMaterial::Oct { k }, Algorithm::HS256) = (&job.key.material, job.alg) {
         // A MAC over a token costs a few µs in wasm; a WebCrypto call costs more in its await.
-        return if crate::core::crypto::verify_hmac(job.alg, k, job.signing_input, job.signature) {
+        // (HS384/512 stay on WebCrypto: SHA-512 in wasm would cost ~12 KB of bundle.)
+        return if crate::core::crypto::hmac_matches::<sha2::Sha256>(k, job.signing_input, job.signature) {
             Ok(SignatureProof::for_job(job))
         } else {
             Err(AuthError::BadSignature)
@@ -166,9 +174,9 @@ pub async fn verify<'a>(job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, Au
     let data = Uint8Array::from(job.signing_input);
     let promise = verify_fn
         .call4(&subtle, &ready.verify_alg, &ready.key, &sig, &data)
-        .and_then(|p| p.dyn_into::<js_sys::Promise>().map_err(JsValue::from));
+        .and_then(|p| p.dyn_into::<js_sys::Promise>());
     match promise {
-        Ok(p) => match JsFuture::from(p).await {
+        Ok(p) => match super::promise::settle(&p).await {
             Ok(v) if v.as_bool() == Some(true) => Ok(SignatureProof::for_job(job)),
             _ => Err(AuthError::BadSignature),
         },
