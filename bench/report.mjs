@@ -71,10 +71,10 @@ out();
 out('Where the time goes, same run (µs per operation, same method): *core* = the miss path without the');
 out('signature check; *verify()* = `webcrypto::verify` alone on a prepared job (the per-isolate key-cache');
 out('lookup, two new `Uint8Array`s for signature and signing input, `crypto.subtle.verify` cached per');
-out('isolate, called with `Function.call`, and the `JsFuture` await); *cache_key* = the key-cache key that');
+out('isolate, called with `Function.call`, and the await of its promise, see `src/worker/promise.rs`); *cache_key* = the key-cache key that');
 out('lookup builds on every call (`format!("{}:{}", alg.name(), key.fingerprint)`, the JWK fingerprint being computed once');
 out('when the key is parsed); *bare call* = only `crypto.subtle.verify` called from Rust on arguments');
-out('prepared once (`webcrypto::call`: `Reflect.get` of `verify`, `Function.apply`, `JsFuture` await);');
+out('prepared once (`webcrypto::call`: `Reflect.get` of `verify`, `Function.apply`, the same await);');
 out('*subtle (JS)* = the same call from plain JS in the jose Worker: the floor for any verifier.');
 {
   const spreads = [];
@@ -275,9 +275,11 @@ if (coldMissed) {
       : ' Neither is the cheaper in every round for any algorithm.'));
   out(`  - *Calling WebCrypto from Rust.* Bare call − subtle (JS): ${perAlg(bridge)}`
     + ` (consistently positive for ${bridgeAlgs.length ? names(bridgeAlgs) : 'no algorithm'}). Every await of a JS promise`
-    + ' from Rust goes through `JsFuture`: two `Closure::once` callbacks registered with `then`, and on resolution'
-    + ' a wake that wasm-bindgen\'s executor schedules with `queueMicrotask` before it re-polls the request\'s'
-    + ' future; the bare call adds a `Reflect.get` and a `Function.apply` across the wasm boundary per call.');
+    + ' from Rust costs one call out of wasm to attach `then` handlers (`promise.rs`: one isolate-wide callback and'
+    + ' a slot number per await, instead of `JsFuture`\'s two new closures), then on resolution a call back in and a'
+    + ' wake that the executor schedules as a microtask before it re-polls the request\'s future; the bare call'
+    + ' adds a `Reflect.get` and a `Function.apply` across the wasm boundary per call. (`bench/await-ab.mjs`'
+    + ' compares this await with `JsFuture` in one Worker.)');
   out(`  - *\`webcrypto::verify\` around that call.* verify() − bare call: ${perAlg(wrap)}`
     + ` (consistently positive for ${wrapAlgs.length ? names(wrapAlgs) : 'no algorithm'}); cache_key alone: ${perAlg((v) => v('edgeward_cachekey'))}.`
     + ' Since commit 3911a6c the CryptoKey and its verify algorithm object are cached together per isolate,'
@@ -293,7 +295,7 @@ if (coldMissed) {
     + (unexplained.length ? `; for ${names(unexplained)} no part exceeds its jose counterpart in every round (the gap is spread or within the noise).` : '.')
     + (floorAlgs.length
       ? ` Core + bare call (a verify with no per-call setup beyond one \`Reflect.get\`) already exceeds jose in every round for ${names(floorAlgs)},`
-        + ' so ≤ 1.0× there cannot come from `webcrypto::verify`\'s setup alone: it needs a cheaper call and await (`Function.apply`, `JsFuture`) or a still cheaper core.'
+        + ' so ≤ 1.0× there cannot come from `webcrypto::verify`\'s setup alone: it needs a cheaper crossing into JS and back (the call and the await) or a still cheaper core.'
       : ' Core + bare call exceeds jose in every round for no algorithm.'));
 }
 if (hitRatio > 0.15) {
