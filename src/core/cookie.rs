@@ -4,7 +4,6 @@
 
 use super::error::AuthError;
 use super::request::RequestView;
-use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
 /// What to do with a cookie that breaks the policy.
@@ -80,52 +79,212 @@ fn has_prefix(name: &str, prefix: &str) -> bool {
     name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
+/// One `Set-Cookie` header, parsed as RFC 6265 §5.2 reads it, and edited in place: fixes remove
+/// or append attributes and leave every other byte as the origin sent it, so attributes the
+/// edge does not know (`Priority`, `Partitioned`, future ones) survive a fix.
+struct SetCookie<'a> {
+    name: &'a str,
+    /// `name=value` exactly as sent (trimmed).
+    pair: &'a str,
+    /// Attributes as sent (trimmed), plus the ones a fix appends.
+    attrs: Vec<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> SetCookie<'a> {
+    fn parse(header: &'a str) -> Option<SetCookie<'a>> {
+        let mut parts = header.split(';');
+        let pair = parts.next()?.trim();
+        let (name, _) = pair.split_once('=')?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) || header.chars().any(|c| c.is_control() && c != '\t') {
+            return None;
+        }
+        let attrs = parts.map(str::trim).filter(|a| !a.is_empty()).map(std::borrow::Cow::Borrowed).collect();
+        Some(SetCookie { name, pair, attrs })
+    }
+
+    fn key_value(attr: &str) -> (&str, Option<&str>) {
+        match attr.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (attr.trim(), None),
+        }
+    }
+
+    /// The value of the last attribute named `key` (RFC 6265: the last one wins); `Some("")` for a
+    /// flag attribute.
+    fn get(&self, key: &str) -> Option<&str> {
+        self.attrs.iter().rev().map(|a| Self::key_value(a)).find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.unwrap_or(""))
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.attrs.retain(|a| !Self::key_value(a).0.eq_ignore_ascii_case(key));
+    }
+
+    fn push(&mut self, attr: String) {
+        self.attrs.push(std::borrow::Cow::Owned(attr));
+    }
+
+    /// `SameSite`, if present with a known value.
+    fn same_site(&self) -> Option<SameSiteDefault> {
+        let v = self.get("samesite")?;
+        [("lax", SameSiteDefault::Lax), ("strict", SameSiteDefault::Strict), ("none", SameSiteDefault::None)]
+            .into_iter()
+            .find(|(n, _)| v.eq_ignore_ascii_case(n))
+            .map(|(_, s)| s)
+    }
+
+    /// Seconds from `now` the cookie lives: `Max-Age` wins over `Expires` (RFC 6265 §5.3).
+    fn lifetime(&self, now: i64) -> Option<i64> {
+        if let Some(ma) = self.get("max-age").and_then(parse_max_age) {
+            return Some(ma);
+        }
+        self.get("expires").and_then(cookie_date).map(|t| t - now)
+    }
+
+    fn to_header(&self) -> String {
+        let mut out = String::from(self.pair);
+        for a in &self.attrs {
+            out.push_str("; ");
+            out.push_str(a);
+        }
+        out
+    }
+}
+
+/// `Max-Age` as RFC 6265 §5.2.2 reads it: an optional `-` and digits, else ignored.
+fn parse_max_age(v: &str) -> Option<i64> {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Huge values saturate: they only ever mean "longer than the cap".
+    Some(v.parse::<i64>().unwrap_or(if v.starts_with('-') { i64::MIN } else { i64::MAX }))
+}
+
+/// The cookie-date algorithm of RFC 6265 §5.1.1 (what browsers accept in `Expires`), as Unix
+/// seconds. `None` if it does not yield a valid date.
+pub(crate) fn cookie_date(s: &str) -> Option<i64> {
+    let is_delim = |c: char| matches!(c, '\t' | ' '..='/' | ';'..='@' | '['..='`' | '{'..='~');
+    let (mut time, mut day, mut month, mut year) = (None, None, None, None);
+    let leading_digits = |t: &str, min: usize, max: usize| -> Option<u32> {
+        let n = t.bytes().take_while(u8::is_ascii_digit).count();
+        (min..=max).contains(&n).then(|| t[..n].parse().ok()).flatten()
+    };
+    for token in s.split(is_delim).filter(|t| !t.is_empty()) {
+        if time.is_none() {
+            let mut f = token.splitn(3, ':');
+            if let (Some(h), Some(m), Some(sec)) = (f.next(), f.next(), f.next()) {
+                if let (Some(h), Some(m), Some(sec)) = (leading_digits(h, 1, 2), leading_digits(m, 1, 2), leading_digits(sec, 1, 2)) {
+                    time = Some((h, m, sec));
+                    continue;
+                }
+            }
+        }
+        if day.is_none() {
+            if let Some(d) = leading_digits(token, 1, 2) {
+                day = Some(d);
+                continue;
+            }
+        }
+        if month.is_none() {
+            const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+            if let Some(i) = token.get(..3).and_then(|t| MONTHS.iter().position(|m| t.eq_ignore_ascii_case(m))) {
+                month = Some(i as u32 + 1);
+                continue;
+            }
+        }
+        if year.is_none() {
+            if let Some(y) = leading_digits(token, 2, 4) {
+                year = Some(y);
+                continue;
+            }
+        }
+    }
+    let ((h, mi, sec), d, mo, mut y) = (time?, day?, month?, year?);
+    if (70..=99).contains(&y) {
+        y += 1900;
+    } else if y <= 69 {
+        y += 2000;
+    }
+    if !(1..=31).contains(&d) || y < 1601 || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let days_in_month = match mo {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if d > days_in_month {
+        return None;
+    }
+    Some(days_from_civil(i64::from(y), i64::from(mo), i64::from(d)) * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(sec))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Brings one `Set-Cookie` header to policy at `now` (Unix seconds).
 pub fn enforce(header: &str, policy: &CookiePolicy, now: i64) -> CookieReport {
-    let Ok(mut c) = Cookie::parse(header.to_owned()) else {
+    let Some(mut c) = SetCookie::parse(header) else {
         let action = if policy.mode == CookieMode::Report { CookieAction::Keep } else { CookieAction::Drop };
         return CookieReport { name: None, findings: vec!["unparseable"], action };
     };
-    let name = c.name().to_owned();
+    let name = c.name.to_owned();
     let mut findings = Vec::new();
-    if c.secure() != Some(true) {
+    let missing_secure = !c.has("secure");
+    if missing_secure {
         findings.push("missing_secure");
-        c.set_secure(true);
     }
     let script_readable = policy.script_readable.iter().any(|n| n == &name);
-    if c.http_only() != Some(true) && !script_readable {
+    if !c.has("httponly") && !script_readable {
         findings.push("missing_httponly");
-        c.set_http_only(true);
+        c.push("HttpOnly".into());
     }
     match c.same_site() {
         None => {
             findings.push("missing_samesite");
-            c.set_same_site(match policy.same_site {
-                SameSiteDefault::Lax => SameSite::Lax,
-                SameSiteDefault::Strict => SameSite::Strict,
-                SameSiteDefault::None => SameSite::None,
-            });
+            c.remove("samesite");
+            c.push(
+                match policy.same_site {
+                    SameSiteDefault::Lax => "SameSite=Lax",
+                    SameSiteDefault::Strict => "SameSite=Strict",
+                    SameSiteDefault::None => "SameSite=None",
+                }
+                .into(),
+            );
         }
-        Some(SameSite::None) if findings.contains(&"missing_secure") => findings.push("samesite_none_insecure"),
+        Some(SameSiteDefault::None) if missing_secure => findings.push("samesite_none_insecure"),
         _ => {}
     }
-    let lifetime = match (c.max_age(), c.expires_datetime()) {
-        (Some(ma), _) => Some(ma.whole_seconds()),
-        (None, Some(exp)) => Some(exp.unix_timestamp() - now),
-        _ => None,
-    };
-    if lifetime.is_some_and(|l| l > policy.max_age_secs) {
+    if missing_secure {
+        c.push("Secure".into());
+    }
+    if c.lifetime(now).is_some_and(|l| l > policy.max_age_secs) {
         findings.push("lifetime_too_long");
-        c.set_max_age(cookie::time::Duration::seconds(policy.max_age_secs));
-        c.unset_expires();
+        c.remove("expires");
+        c.remove("max-age");
+        c.push(format!("Max-Age={}", policy.max_age_secs));
     }
     if has_prefix(&name, "__Host-") {
-        if c.path() != Some("/") || c.domain().is_some() {
+        if c.get("path") != Some("/") || c.has("domain") {
             findings.push("host_prefix");
-            c.set_path("/");
-            c.unset_domain();
+            c.remove("domain");
+            c.remove("path");
+            c.push("Path=/".into());
         }
-    } else if has_prefix(&name, "__Secure-") && findings.contains(&"missing_secure") {
+    } else if has_prefix(&name, "__Secure-") && missing_secure {
         findings.push("secure_prefix");
     }
     let action = if findings.is_empty() || policy.mode == CookieMode::Report {
@@ -133,7 +292,7 @@ pub fn enforce(header: &str, policy: &CookiePolicy, now: i64) -> CookieReport {
     } else if policy.mode == CookieMode::Drop {
         CookieAction::Drop
     } else {
-        CookieAction::Fixed(c.to_string())
+        CookieAction::Fixed(c.to_header())
     };
     CookieReport { name: Some(name), findings, action }
 }
@@ -233,26 +392,67 @@ mod tests {
             ("sid=abc", &["missing_secure", "missing_httponly", "missing_samesite"], "sid=abc; HttpOnly; SameSite=Lax; Secure"),
             ("sid=abc; Secure; HttpOnly; SameSite=Strict; Path=/", &[], "sid=abc; Secure; HttpOnly; SameSite=Strict; Path=/"),
             ("SID=x; secure; HTTPONLY; samesite=lax", &[], "SID=x; secure; HTTPONLY; samesite=lax"),
-            ("a=1; SameSite=None", &["missing_secure", "missing_httponly", "samesite_none_insecure"], "a=1; HttpOnly; SameSite=None; Secure"),
+            ("a=1; SameSite=None", &["missing_secure", "missing_httponly", "samesite_none_insecure"], "a=1; SameSite=None; HttpOnly; Secure"),
             (
                 "pref=dark; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Secure; HttpOnly; SameSite=Lax",
                 &["lifetime_too_long"],
-                "pref=dark; HttpOnly; SameSite=Lax; Secure; Max-Age=34560000",
+                "pref=dark; Secure; HttpOnly; SameSite=Lax; Max-Age=34560000",
             ),
             ("q=\"quoted value\"; Secure; HttpOnly; SameSite=Lax", &[], "q=\"quoted value\"; Secure; HttpOnly; SameSite=Lax"),
             (
                 "__Host-s=1; Secure; HttpOnly; SameSite=Lax; Domain=example.com; Path=/app",
                 &["host_prefix"],
-                "__Host-s=1; HttpOnly; SameSite=Lax; Secure; Path=/",
+                "__Host-s=1; Secure; HttpOnly; SameSite=Lax; Path=/",
             ),
             ("__Secure-t=1; HttpOnly; SameSite=Lax", &["missing_secure", "secure_prefix"], "__Secure-t=1; HttpOnly; SameSite=Lax; Secure"),
-            ("long=1; Max-Age=99999999; Secure; HttpOnly; SameSite=Lax", &["lifetime_too_long"], "long=1; HttpOnly; SameSite=Lax; Secure; Max-Age=34560000"),
+            ("long=1; Max-Age=99999999; Secure; HttpOnly; SameSite=Lax", &["lifetime_too_long"], "long=1; Secure; HttpOnly; SameSite=Lax; Max-Age=34560000"),
+            // Attributes the edge does not know survive a fix, byte for byte.
+            (
+                "id=7; Path=/; Priority=High; Partitioned; Secure; SameSite=None",
+                &["missing_httponly"],
+                "id=7; Path=/; Priority=High; Partitioned; Secure; SameSite=None; HttpOnly",
+            ),
+            // An unknown SameSite value counts as none (RFC 6265bis) and is replaced.
+            ("s=1; Secure; HttpOnly; SameSite=Sometimes", &["missing_samesite"], "s=1; Secure; HttpOnly; SameSite=Lax"),
+            // Max-Age wins over Expires; the last Max-Age wins over earlier ones.
+            ("m=1; Secure; HttpOnly; SameSite=Lax; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Max-Age=60", &[], "m=1; Secure; HttpOnly; SameSite=Lax; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Max-Age=60"),
+            ("m=1; Secure; HttpOnly; SameSite=Lax; Max-Age=60; Max-Age=99999999", &["lifetime_too_long"], "m=1; Secure; HttpOnly; SameSite=Lax; Max-Age=34560000"),
+            // A deletion (Max-Age=0 or a past Expires) is never "too long".
+            ("gone=; Max-Age=0; Secure; HttpOnly; SameSite=Lax", &[], "gone=; Max-Age=0; Secure; HttpOnly; SameSite=Lax"),
+            ("gone=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; HttpOnly; SameSite=Lax", &[], "gone=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; HttpOnly; SameSite=Lax"),
+            // Flags in any case, with stray spaces and empty attributes.
+            ("x = 1 ;secure;  httponly ;; SameSite = strict", &[], "x = 1 ;secure;  httponly ;; SameSite = strict"),
         ];
         for (input, findings, out) in table {
             let (f, o) = fixed(input);
             assert_eq!(&f, findings, "{input}");
             assert_eq!(&o, out, "{input}");
         }
+    }
+
+    #[test]
+    fn cookie_dates_as_browsers_read_them() {
+        let t = |s: &str| cookie_date(s);
+        assert_eq!(t("Wed, 21 Oct 2015 07:28:00 GMT"), Some(1_445_412_480));
+        assert_eq!(t("Sunday, 06-Nov-94 08:49:37 GMT"), Some(784_111_777), "RFC 850, two-digit year");
+        assert_eq!(t("Sun Nov  6 08:49:37 1994"), Some(784_111_777), "asctime");
+        assert_eq!(t("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(t("Tue, 29 Feb 2000 12:00:00 GMT"), Some(951_825_600), "leap day");
+        assert_eq!(t("Fri, 01 Jan 2038 00:00:00 GMT"), Some(2_145_916_800));
+        assert_eq!(t("01 jan 30 00:00:00"), Some(1_893_456_000), "years 0-69 are 20xx");
+        for bad in ["", "garbage", "Wed, 30 Feb 2001 00:00:00 GMT", "Wed, 21 Oct 2015 25:00:00 GMT", "Wed, 21 Oct 1500 07:28:00 GMT", "21 Oct 2015", "Wed, 32 Oct 2015 07:28:00 GMT", "é, 21 Öct 2015 07:28:00"] {
+            assert_eq!(t(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn odd_headers_never_panic() {
+        for h in ["a=é; Expires=é; Max-Age=é", "a=1; Max-Age=-5", "a=1; Max-Age=99999999999999999999999", "a=1; =; ==; ;", "a=1; Expires=\u{0}", "ü=1", "a=1\u{7f}"] {
+            let r = enforce(h, &CookiePolicy::default(), NOW);
+            assert!(!r.findings.is_empty() || r.action == CookieAction::Keep, "{h:?}");
+        }
+        assert_eq!(enforce("a=1; Max-Age=99999999999999999999999; Secure; HttpOnly; SameSite=Lax", &CookiePolicy::default(), NOW).findings, vec!["lifetime_too_long"]);
+        assert_eq!(enforce("a=1\u{7f}", &CookiePolicy::default(), NOW).findings, vec!["unparseable"], "control characters");
     }
 
     #[test]
