@@ -444,3 +444,40 @@ fn gate_verify_with_fetched_slice_never_panics_on_garbage() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(prop_config(512))]
+
+    /// Any `Set-Cookie` text: `enforce` never panics, and what it sends on after a fix is itself
+    /// compliant (a second pass finds nothing), with the origin's name=value part untouched.
+    #[test]
+    fn set_cookie_fix_is_idempotent(
+        name in "[A-Za-z0-9_-]{1,12}",
+        value in "[ -:<-~]{0,16}",
+        attrs in proptest::collection::vec(
+            prop_oneof![
+                Just("Secure".to_string()), Just("HttpOnly".to_string()), Just("Path=/".to_string()), Just("Path=/app".to_string()),
+                Just("Domain=example.com".to_string()), Just("SameSite=None".to_string()), Just("SameSite=Lax".to_string()),
+                Just("samesite=bogus".to_string()), Just("Partitioned".to_string()), Just("Priority=High".to_string()),
+                (0i64..100_000_000).prop_map(|s| format!("Max-Age={s}")),
+                Just("Expires=Wed, 21 Oct 2099 07:28:00 GMT".to_string()), Just("Expires=nonsense".to_string()),
+                "[ -:<-~]{0,12}",
+            ],
+            0..6,
+        ),
+        host_prefix in any::<bool>(),
+    ) {
+        use edgeward::core::cookie::{enforce, CookieAction, CookiePolicy};
+        let name = if host_prefix { format!("__Host-{name}") } else { name };
+        let header = std::iter::once(format!("{name}={value}")).chain(attrs).collect::<Vec<_>>().join("; ");
+        let policy = CookiePolicy::default();
+        let first = enforce(&header, &policy, 1_800_000_000);
+        if let CookieAction::Fixed(fixed) = &first.action {
+            let pair = format!("{name}={value}");
+            prop_assert!(fixed.starts_with(pair.trim()), "{fixed}");
+            let second = enforce(fixed, &policy, 1_800_000_000);
+            prop_assert_eq!(second.findings, Vec::<&str>::new(), "{} → {}", header, fixed);
+            prop_assert_eq!(second.action, CookieAction::Keep);
+        }
+    }
+}
