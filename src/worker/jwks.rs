@@ -170,7 +170,7 @@ async fn restore_snapshot(kv: &KvStore, uri: &str, i: usize, now: i64) {
 
 async fn persist(kv: &KvStore, uri: &str, snap: &JwksSnapshot) {
     let Ok(text) = serde_json::to_string(snap) else { return };
-    let result = match kv.put(&snapshot_key(uri), text) {
+    let result = match kv.put_bytes(&snapshot_key(uri), text.as_bytes()) {
         Ok(b) => b.execute().await,
         Err(e) => Err(e),
     };

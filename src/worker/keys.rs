@@ -134,9 +134,9 @@ async fn read(kv: &KvStore, id: &str) -> Result<Option<KeyRecord>, String> {
 async fn write(kv: &KvStore, rec: &KeyRecord) -> Result<(), String> {
     let text = serde_json::to_string(rec).map_err(|e| e.to_string())?;
     for s in &rec.secrets {
-        kv.put(&hash_storage_key(&s.hash), text.as_str()).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string())?;
+        kv.put_bytes(&hash_storage_key(&s.hash), text.as_bytes()).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string())?;
     }
-    kv.put(&id_storage_key(&rec.id), text.as_str()).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string())
+    kv.put_bytes(&id_storage_key(&rec.id), text.as_bytes()).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string())
 }
 
 fn unavailable(op: &'static str, e: &str) -> AdminAnswer {

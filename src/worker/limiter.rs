@@ -37,9 +37,7 @@ async fn ask_object(env: &Env, bucket: &Bucket) -> Result<Decision, String> {
     let ns = env.durable_object(DO_BINDING).map_err(|e| e.to_string())?;
     let stub = ns.get_by_name(&shard(&bucket.key)).map_err(|e| e.to_string())?;
     let body = serde_json::to_string(&Ask { key: bucket.key.clone(), quota: bucket.quota }).map_err(|e| e.to_string())?;
-    let mut init = worker::RequestInit::new();
-    init.with_method(worker::Method::Post).with_body(Some(body.into()));
-    let req = Request::new_with_init("https://limiter/check", &init).map_err(|e| e.to_string())?;
+    let req = super::post_request("https://limiter/check", &body)?;
     let mut resp = stub.fetch_with_request(req).await.map_err(|e| e.to_string())?;
     if resp.status_code() != 200 {
         return Err(format!("limiter answered {}", resp.status_code()));

@@ -224,6 +224,16 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     }
 }
 
+/// A `POST` with a text body for a Durable Object stub, built on `web_sys` directly
+/// (`worker::Request::new_with_init` links ~10 KB of conversions this does not need).
+pub(crate) fn post_request(url: &str, body: &str) -> Result<Request, String> {
+    use worker::web_sys;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&worker::wasm_bindgen::JsValue::from_str(body));
+    web_sys::Request::new_with_str_and_init(url, &init).map(Request::from).map_err(|e| format!("bad request: {e:?}"))
+}
+
 fn now_secs(ms: i64) -> i64 {
     ms.div_euclid(1000)
 }

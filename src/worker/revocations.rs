@@ -366,9 +366,8 @@ async fn ledger_check(env: &Env, facts: serde_json::Value, revoked: AuthError) -
 
 async fn ask_ledger(env: &Env, cmd: serde_json::Value) -> worker::Result<Response> {
     let stub = env.durable_object(LEDGER_BINDING)?.get_by_name("ledger")?;
-    let mut init = worker::RequestInit::new();
-    init.with_method(worker::Method::Post).with_body(Some(cmd.to_string().into()));
-    stub.fetch_with_request(Request::new_with_init("https://ledger/cmd", &init)?).await
+    let req = super::post_request("https://ledger/cmd", &cmd.to_string()).map_err(worker::Error::RustError)?;
+    stub.fetch_with_request(req).await
 }
 
 /// Puts an API key id on the revocation list until `until` (a disabled key). False if the
