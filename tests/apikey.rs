@@ -1263,9 +1263,11 @@ fn api_key_rule_is_keyed_by_the_key_id() {
     assert_ne!(bucket(&bb, "per-key").unwrap().key, ka.key, "different ids, different buckets");
     let bo = rl.buckets("/x", Identity::ApiKey(&a_other_owner), None);
     assert_eq!(bucket(&bo, "per-key").unwrap().key, ka.key, "same id, same bucket whoever the owner");
-    // `sub` is the owner, `client_id` the key id.
+    // `sub` is the owner (in its own namespace: a JWT with `sub: "acme"` has another bucket),
+    // `client_id` the key id.
     assert_eq!(bucket(&ba, "per-sub").unwrap().key, bucket(&bb, "per-sub").unwrap().key);
-    assert_eq!(bucket(&ba, "per-sub").unwrap().key, expected_key("per-sub", "sub", "acme"));
+    assert_eq!(bucket(&ba, "per-sub").unwrap().key, expected_key("per-sub", "owner", "acme"));
+    assert_ne!(bucket(&ba, "per-sub").unwrap().key, expected_key("per-sub", "sub", "acme"));
     assert_eq!(bucket(&ba, "per-client").unwrap().key, expected_key("per-client", "client", a.id()));
     // Path-scoped rule.
     assert!(bucket(&ba, "api-only").is_none());

@@ -521,7 +521,7 @@ impl EdgewardConfig {
             if lower.is_empty() || !lower.chars().all(is_token_char) {
                 return Err(ConfigError::new(format!("forward_claims.{h}"), "not a valid header name"));
             }
-            if matches!(lower.as_str(), "authorization" | "cookie" | "host" | "content-length" | "transfer-encoding") {
+            if matches!(lower.as_str(), "authorization" | "cookie" | "host" | "content-length" | "transfer-encoding" | "x-edgeward-auth" | "x-edgeward-key-id") {
                 return Err(ConfigError::new(format!("forward_claims.{h}"), "this header cannot carry a claim"));
             }
             forward_claims.push((lower, c));
@@ -712,6 +712,15 @@ mod tests {
         let mut v = base();
         v["issuers"][0]["algorithms"] = serde_json::json!(["HS256"]);
         assert_eq!(err_field(v), "issuers[0].jwks_uri");
+    }
+
+    #[test]
+    fn forward_claims_cannot_use_the_headers_edgeward_sets() {
+        for h in ["x-edgeward-auth", "X-Edgeward-Key-Id", "authorization"] {
+            let mut v = base();
+            v["forward_claims"] = serde_json::json!({h: "typ"});
+            assert_eq!(err_field(v), format!("forward_claims.{h}"));
+        }
     }
 
     #[test]

@@ -76,7 +76,13 @@ pub struct CookieReport {
 }
 
 fn has_prefix(name: &str, prefix: &str) -> bool {
-    name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+    name.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+/// Trims what browsers trim in `Set-Cookie` (RFC 6265bis §5.6: space and tab only — a no-break
+/// space is part of the token, so `Secure\u{a0}` is not the Secure flag).
+fn wsp_trim(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
 }
 
 /// One `Set-Cookie` header, parsed as RFC 6265 §5.2 reads it, and edited in place: fixes remove
@@ -93,20 +99,20 @@ struct SetCookie<'a> {
 impl<'a> SetCookie<'a> {
     fn parse(header: &'a str) -> Option<SetCookie<'a>> {
         let mut parts = header.split(';');
-        let pair = parts.next()?.trim();
+        let pair = wsp_trim(parts.next()?);
         let (name, _) = pair.split_once('=')?;
-        let name = name.trim();
-        if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) || header.chars().any(|c| c.is_control() && c != '\t') {
+        let name = wsp_trim(name);
+        if name.is_empty() || name.chars().any(|c| c.is_control() || c == ' ' || c == '\t') || header.chars().any(|c| c.is_control() && c != '\t') {
             return None;
         }
-        let attrs = parts.map(str::trim).filter(|a| !a.is_empty()).map(std::borrow::Cow::Borrowed).collect();
+        let attrs = parts.map(wsp_trim).filter(|a| !a.is_empty()).map(std::borrow::Cow::Borrowed).collect();
         Some(SetCookie { name, pair, attrs })
     }
 
     fn key_value(attr: &str) -> (&str, Option<&str>) {
         match attr.split_once('=') {
-            Some((k, v)) => (k.trim(), Some(v.trim())),
-            None => (attr.trim(), None),
+            Some((k, v)) => (wsp_trim(k), Some(wsp_trim(v))),
+            None => (wsp_trim(attr), None),
         }
     }
 
@@ -420,6 +426,8 @@ mod tests {
             // A deletion (Max-Age=0 or a past Expires) is never "too long".
             ("gone=; Max-Age=0; Secure; HttpOnly; SameSite=Lax", &[], "gone=; Max-Age=0; Secure; HttpOnly; SameSite=Lax"),
             ("gone=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; HttpOnly; SameSite=Lax", &[], "gone=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; HttpOnly; SameSite=Lax"),
+            // Only space and tab are trimmed, as browsers do: `Secure\u{a0}` is no Secure flag.
+            ("sid=x; Secure\u{a0}; HttpOnly\u{a0}; SameSite=Lax\u{a0}", &["missing_secure", "missing_httponly", "missing_samesite"], "sid=x; Secure\u{a0}; HttpOnly\u{a0}; HttpOnly; SameSite=Lax; Secure"),
             // Flags in any case, with stray spaces and empty attributes.
             ("x = 1 ;secure;  httponly ;; SameSite = strict", &[], "x = 1 ;secure;  httponly ;; SameSite = strict"),
         ];
@@ -447,7 +455,7 @@ mod tests {
 
     #[test]
     fn odd_headers_never_panic() {
-        for h in ["a=é; Expires=é; Max-Age=é", "a=1; Max-Age=-5", "a=1; Max-Age=99999999999999999999999", "a=1; =; ==; ;", "a=1; Expires=\u{0}", "ü=1", "a=1\u{7f}"] {
+        for h in ["__Hosté=1", "__Secur\u{e9}=1", "__Host\u{2014}x=1", "a=é; Expires=é; Max-Age=é", "a=1; Max-Age=-5", "a=1; Max-Age=99999999999999999999999", "a=1; =; ==; ;", "a=1; Expires=\u{0}", "ü=1", "a=1\u{7f}"] {
             let r = enforce(h, &CookiePolicy::default(), NOW);
             assert!(!r.findings.is_empty() || r.action == CookieAction::Keep, "{h:?}");
         }

@@ -273,6 +273,9 @@ impl RateLimitPolicy {
                 }
             }
             let (kind, value) = match &r.key {
+                // A key's owner and a token's subject live in separate buckets: a JWT with
+                // `sub: "acme"` must not spend the quota of the keys owned by "acme".
+                LimitKey::Subject if who.api_key_id().is_some() => ("owner", who.claim_text("sub")),
                 LimitKey::Subject => ("sub", who.claim_text("sub")),
                 LimitKey::Client => ("client", who.claim_text("azp").or_else(|| who.claim_text("client_id"))),
                 LimitKey::Ip => ("ip", ip.map(str::to_owned)),

@@ -129,14 +129,39 @@ async fn read(kv: &KvStore, id: &str) -> Result<Option<KeyRecord>, String> {
     }
 }
 
-/// Writes the record under every secret's hash, then under its id (the id record last, so a
-/// listing never shows a secret that cannot be looked up).
+/// Writes the record under each secret's hash, newest secret first, with the id record right
+/// after the newest one. So a rotation cut short by a KV error never ends the old key before the
+/// successor can be looked up and listed (the old secrets' end times are written last).
 async fn write(kv: &KvStore, rec: &KeyRecord) -> Result<(), String> {
     let text = serde_json::to_string(rec).map_err(|e| e.to_string())?;
-    for s in &rec.secrets {
-        kv.put_bytes(&hash_storage_key(&s.hash), text.as_bytes()).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string())?;
+    let put = |key: String| {
+        let text = text.clone();
+        async move { kv.put_bytes(&key, text.as_bytes()).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string()) }
+    };
+    let mut newest_first = rec.secrets.iter().rev();
+    if let Some(s) = newest_first.next() {
+        put(hash_storage_key(&s.hash)).await?;
     }
-    kv.put_bytes(&id_storage_key(&rec.id), text.as_bytes()).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string())
+    put(id_storage_key(&rec.id)).await?;
+    for s in newest_first {
+        put(hash_storage_key(&s.hash)).await?;
+    }
+    Ok(())
+}
+
+/// Puts a key id on the revocation list (disable, delete) so every edge refuses it within the
+/// snapshot interval, whatever its isolates cached. `Err` if the list is on and the ledger
+/// could not record it: then nothing else is changed.
+async fn revoke_first(policy: &Policy, env: &Env, id: &str, now: i64) -> Result<bool, ()> {
+    if !policy.revocations.enabled {
+        return Ok(false);
+    }
+    let until = now + i64::from(policy.api_keys.cache_ttl_secs) + 86_400;
+    if super::revocations::revoke_api_key(env, id, until).await {
+        Ok(true)
+    } else {
+        Err(())
+    }
 }
 
 fn unavailable(op: &'static str, e: &str) -> AdminAnswer {
@@ -212,6 +237,9 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
             match op {
                 "key_get" => answer(200, op, Some(id), rec.public_view(now)),
                 "key_delete" => {
+                    let Ok(revoked) = revoke_first(policy, env, id, now).await else {
+                        return unavailable(op, "the revocation ledger could not record the key id; nothing deleted");
+                    };
                     for s in &rec.secrets {
                         if let Err(e) = kv.delete(&hash_storage_key(&s.hash)).await {
                             return unavailable(op, &e.to_string());
@@ -220,18 +248,19 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
                     if let Err(e) = kv.delete(&id_storage_key(id)).await {
                         return unavailable(op, &e.to_string());
                     }
-                    answer(200, op, Some(id), serde_json::json!({"id": id, "deleted": true}))
+                    answer(200, op, Some(id), serde_json::json!({"id": id, "deleted": true, "revoked": revoked}))
                 }
                 "key_disable" => {
+                    // Revoked first: if the ledger cannot record it, nothing changes (503); if KV
+                    // then fails, the key is already refused everywhere (the safe side).
+                    let Ok(revoked) = revoke_first(policy, env, id, now).await else {
+                        return unavailable(op, "the revocation ledger could not record the key id; nothing changed");
+                    };
                     let was = rec.status;
                     rec.status = KeyStatus::Disabled;
                     if let Err(e) = write(&kv, &rec).await {
                         return unavailable(op, &e);
                     }
-                    // Also on the revocation list, so every edge refuses it within the snapshot
-                    // interval instead of after its cached lookups expire.
-                    let until = now + i64::from(policy.api_keys.cache_ttl_secs) + 86_400;
-                    let revoked = policy.revocations.enabled && super::revocations::revoke_api_key(env, id, until).await;
                     let mut view = rec.public_view(now);
                     view["changed"] = (was != KeyStatus::Disabled).into();
                     view["revoked"] = revoked.into();

@@ -171,6 +171,13 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         }
     };
     if path == policy.admin.path_prefix || path.starts_with(&format!("{}/", policy.admin.path_prefix)) {
+        // Guessing the admin credential is throttled like any unauthenticated traffic.
+        let ip = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.trim());
+        if let Some(b) = policy.rate_limits.pre_auth_bucket(ip) {
+            if let Err(e) = limiter::check(&policy.rate_limits, &env, std::slice::from_ref(&b), now_ms()).await {
+                return Ok(reject(&e, &policy.realm, &rid, &mut log));
+            }
+        }
         return admin::handle(req, &env, &ctx, &policy, &path, &query, &headers, &rid, now_secs(start)).await;
     }
     #[cfg(feature = "bench")]
@@ -398,13 +405,20 @@ async fn forward(req: Request, method: &str, plan: crate::core::request::Forward
 fn enforce_set_cookies(from: &worker::web_sys::Headers, to: &worker::web_sys::Headers, policy: &Policy, rid: &str, now: i64) {
     use worker::js_sys::{Array, Function, Reflect};
     use worker::wasm_bindgen::{JsCast, JsValue};
-    let cookies: Vec<String> = Reflect::get(from, &JsValue::from_str("getSetCookie"))
+    let cookies: Option<Vec<String>> = Reflect::get(from, &JsValue::from_str("getSetCookie"))
         .ok()
         .and_then(|f| f.dyn_into::<Function>().ok())
         .and_then(|f| f.call0(from).ok())
         .and_then(|a| a.dyn_into::<Array>().ok())
-        .map(|a| a.iter().filter_map(|v| v.as_string()).collect())
-        .unwrap_or_default();
+        .map(|a| a.iter().filter_map(|v| v.as_string()).collect());
+    let Some(cookies) = cookies else {
+        // Without getSetCookie the cookies cannot be read one by one: none is relayed unchecked.
+        if from.has("set-cookie").unwrap_or(true) {
+            let _ = to.delete("set-cookie");
+            console_error!("{}", serde_json::json!({"event": "cookie_policy_unavailable", "request_id": rid, "action": "dropped"}));
+        }
+        return;
+    };
     if cookies.is_empty() {
         return;
     }

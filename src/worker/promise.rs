@@ -122,8 +122,15 @@ impl Drop for Settle {
         SLOTS.with(|s| {
             let mut s = s.borrow_mut();
             let i = self.slot as usize;
-            if let Some(Slot::Waiting(_)) = s.slots.get(i) {
-                s.slots[i] = Slot::Abandoned;
+            match s.slots.get(i) {
+                // Still pending: free the slot when the promise settles.
+                Some(Slot::Waiting(_)) => s.slots[i] = Slot::Abandoned,
+                // Settled but never polled: free it now.
+                Some(Slot::Done(..)) => {
+                    s.slots[i] = Slot::Free;
+                    s.free.push(self.slot);
+                }
+                _ => {}
             }
         });
     }

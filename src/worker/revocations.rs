@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{console_log, console_warn, durable_object, Context, DurableObject, Env, KvStore, Request, Response, State};
+use worker::{console_error, console_log, console_warn, durable_object, Context, DurableObject, Env, KvStore, Request, Response, State};
 
 /// Durable Object binding of the ledger.
 pub const LEDGER_BINDING: &str = "EDGEWARD_LEDGER";
@@ -30,6 +30,8 @@ pub const SNAPSHOT_KEY: &str = "revocations:v2";
 pub const LEGACY_SNAPSHOT_KEY: &str = "revocations:v1";
 /// How long after the first unpublished change the ledger publishes.
 pub const PUBLISH_DELAY_MS: u64 = 500;
+/// Retry interval of a failed publish.
+const PUBLISH_RETRY_MS: u64 = 5_000;
 
 fn now_secs() -> i64 {
     (worker::Date::now().as_millis() / 1000) as i64
@@ -234,8 +236,14 @@ impl DurableObject for RevocationLedger {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        // An error fails the alarm; the runtime retries it.
-        self.publish().await?;
+        // A failed publish sets its own next alarm (every 5 s, for as long as KV fails) instead of
+        // relying on the runtime's bounded alarm retries: a recorded revocation must reach KV.
+        if let Err(e) = self.publish().await {
+            console_error!("{}", serde_json::json!({"event": "revocations_publish_failed", "error": e.to_string(), "retry_in_ms": PUBLISH_RETRY_MS}));
+            *self.publish_pending.borrow_mut() = true;
+            self.state.storage().set_alarm(std::time::Duration::from_millis(PUBLISH_RETRY_MS)).await?;
+            return Response::ok("publish failed; retrying");
+        }
         Response::ok("published")
     }
 
