@@ -102,7 +102,10 @@ impl<'a> SetCookie<'a> {
         let pair = wsp_trim(parts.next()?);
         let (name, _) = pair.split_once('=')?;
         let name = wsp_trim(name);
-        if name.is_empty() || name.chars().any(|c| c.is_control() || c == ' ' || c == '\t') || header.chars().any(|c| c.is_control() && c != '\t') {
+        // RFC 6265bis §5.6: browsers ignore a cookie with an ASCII control character other than
+        // tab. Other characters pass: where header bytes are read as Latin-1, a UTF-8 value shows
+        // up as U+0080–U+00FF, which must not be taken for a control character.
+        if name.is_empty() || name.contains([' ', '\t']) || header.chars().any(|c| c.is_ascii_control() && c != '\t') {
             return None;
         }
         let attrs = parts.map(wsp_trim).filter(|a| !a.is_empty()).map(std::borrow::Cow::Borrowed).collect();
@@ -461,6 +464,9 @@ mod tests {
         }
         assert_eq!(enforce("a=1; Max-Age=99999999999999999999999; Secure; HttpOnly; SameSite=Lax", &CookiePolicy::default(), NOW).findings, vec!["lifetime_too_long"]);
         assert_eq!(enforce("a=1\u{7f}", &CookiePolicy::default(), NOW).findings, vec!["unparseable"], "control characters");
+        // "€" as UTF-8 bytes read as Latin-1: kept, not dropped.
+        let latin1 = "pref=\u{e2}\u{82}\u{ac}; Secure; HttpOnly; SameSite=Lax";
+        assert_eq!(enforce(latin1, &CookiePolicy::default(), NOW).action, CookieAction::Keep);
     }
 
     #[test]
