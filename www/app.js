@@ -1,7 +1,7 @@
 // Edgeward's page: the `edgeward` package (the gate's Rust core as WebAssembly), no framework.
 // Nothing here is logged; tokens and keys are shown only where the user pasted them.
 import init, {
-  verify, explain, decodeUnverified, refreshAt, lintSetCookie, pkcePair, randomToken, nonce,
+  verify, explain, decodeUnverified, refreshAt, lintSetCookie, pkcePair, randomToken, nonce, checkApiKey,
 } from './pkg/edgeward.js';
 
 const $ = (id) => document.getElementById(id);
@@ -180,6 +180,29 @@ function runCookieLint() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// API key check (offline: prefix, shape, checksum)
+// ---------------------------------------------------------------------------------------------
+
+const KEY_REASONS = {
+  prefix: 'not an Edgeward key (ew_live_ or ew_test_)',
+  shape: 'wrong length or characters',
+  checksum: 'checksum mismatch: a character is wrong',
+};
+
+function runKeyCheck() {
+  const text = $('apikey-input').value.trim();
+  const out = $('apikey-result');
+  if (!text) {
+    out.textContent = '';
+    delete out.dataset.valid;
+    return;
+  }
+  const r = checkApiKey(text);
+  out.dataset.valid = String(r.valid);
+  out.textContent = r.valid ? `Well-formed ${r.env} key.` : `Not valid: ${KEY_REASONS[r.reason] ?? r.reason}.`;
+}
+
+// ---------------------------------------------------------------------------------------------
 // PKCE
 // ---------------------------------------------------------------------------------------------
 
@@ -212,6 +235,7 @@ for (const [param, id] of [['jwks_uri', 'jwks-url'], ['issuer', 'issuer'], ['aud
 $('verify-form').addEventListener('submit', (e) => { e.preventDefault(); runVerify(); });
 $('cookie-form').addEventListener('submit', (e) => { e.preventDefault(); runCookieLint(); });
 $('pkce-button').addEventListener('click', runPkce);
-for (const id of ['verify-button', 'cookie-button', 'pkce-button']) $(id).disabled = false;
+$('apikey-input').addEventListener('input', runKeyCheck);
+for (const id of ['verify-button', 'cookie-button', 'pkce-button', 'apikey-input']) $(id).disabled = false;
 $('load-status').textContent = 'Ready.';
 document.body.dataset.ready = 'true';

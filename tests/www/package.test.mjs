@@ -117,6 +117,8 @@ describe('edgeward package (wasm) vs tokens signed by jose', () => {
         'export function pkcePair(): PkcePair;',
         'export function lintSetCookie(header: string, policy?: CookiePolicy, nowSecs?: number): CookieLint;',
         'export function parseRateLimit(headers: HeadersLike, nowSecs?: number): RateLimitInfo;',
+        'export function checkApiKey(key: string): ApiKeyCheck;',
+        'export interface ApiKeyCheck {',
         'export interface EdgewardError extends Error {',
       ]) assert.ok(dts.includes(sig), `${dir}/edgeward.d.ts declares ${sig}`);
     }

@@ -166,6 +166,22 @@ describe('www/ in headless Chromium', () => {
     await page.close();
   });
 
+  test('the API key check flags a one-character typo as you type', async () => {
+    const page = await openPage();
+    const key = edgewardKey('live');
+    await page.fill('#apikey-input', key);
+    await page.waitForSelector('#apikey-result[data-valid="true"]');
+    assert.match(await page.textContent('#apikey-result'), /live key/);
+    const typo = key.slice(0, 20) + (key[20] === 'a' ? 'b' : 'a') + key.slice(21);
+    await page.fill('#apikey-input', typo);
+    await page.waitForSelector('#apikey-result[data-valid="false"]');
+    assert.match(await page.textContent('#apikey-result'), /checksum/);
+    await page.fill('#apikey-input', 'sk_live_123');
+    assert.match(await page.textContent('#apikey-result'), /not an Edgeward key/);
+    await page.locator('#apikey').screenshot({ path: path.join(ARTIFACTS, 'apikey-check.png') });
+    await page.close();
+  });
+
   test('the PKCE generator gives an RFC 7636 S256 pair (checked with node:crypto)', async () => {
     const page = await openPage();
     await page.click('#pkce-button');
@@ -185,3 +201,21 @@ describe('www/ in headless Chromium', () => {
     assert.deepEqual(pageErrors, []);
   });
 });
+
+/** A well-formed Edgeward key made here independently (CRC-32 over the prefix and body, base62). */
+function edgewardKey(env) {
+  const A = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+  const signed = `ew_${env}_${Array.from({ length: 32 }, () => A[crypto.randomInt(62)]).join('')}`;
+  let c = 0xffffffff;
+  for (const b of Buffer.from(signed)) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  let v = (c ^ 0xffffffff) >>> 0;
+  let sum = '';
+  for (let i = 0; i < 6; i++) {
+    sum = A[v % 62] + sum;
+    v = Math.floor(v / 62);
+  }
+  return signed + sum;
+}
