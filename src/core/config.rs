@@ -592,6 +592,11 @@ impl EdgewardConfig {
             }
         }
         let rate_limits = self.rate_limits.validate().map_err(|(f, m)| ConfigError::new(f, m))?;
+        if rate_limits.ip_pre_auth.is_none() && routes.rules().iter().any(|r| r.auth != Accepts::Jwt && !r.public) {
+            warnings.push(
+                "routes take API keys but rate_limits.ip_pre_auth is not set: anyone can make well-formed keys (the checksum is public), and each costs a KV read".into(),
+            );
+        }
         let c = &self.jwks_cache;
         if c.min_ttl_secs > c.max_ttl_secs {
             return Err(ConfigError::new("jwks_cache.min_ttl_secs", "must not exceed max_ttl_secs"));
@@ -721,6 +726,17 @@ mod tests {
             v["forward_claims"] = serde_json::json!({h: "typ"});
             assert_eq!(err_field(v), format!("forward_claims.{h}"));
         }
+    }
+
+    #[test]
+    fn api_key_routes_without_a_pre_auth_limit_warn() {
+        let mut v = base();
+        v["routes"] = serde_json::json!([{"path": "/svc/*", "auth": "api_key"}]);
+        let p = Policy::from_json(&v.to_string()).unwrap();
+        assert!(p.warnings.iter().any(|w| w.contains("ip_pre_auth")), "{:?}", p.warnings);
+        v["rate_limits"] = serde_json::json!({"ip_pre_auth": {"rate": 100, "period_secs": 60, "burst": 100}});
+        let p = Policy::from_json(&v.to_string()).unwrap();
+        assert!(!p.warnings.iter().any(|w| w.contains("ip_pre_auth")));
     }
 
     #[test]
