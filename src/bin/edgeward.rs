@@ -176,6 +176,28 @@ mod admin {
         }
     }
 
+    /// Prints every item of a paged admin listing (`items`, `next_cursor`), one JSON per line.
+    fn list_all(admin: &Admin, resource: &str, limit: usize) -> Result<ExitCode, Failure> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("{resource}?limit={limit}&cursor={c}"),
+                None => format!("{resource}?limit={limit}"),
+            };
+            let (status, v) = admin.call("GET", &path, None)?;
+            if status != 200 {
+                return finish(status, &v);
+            }
+            for item in v["items"].as_array().into_iter().flatten() {
+                println!("{item}");
+            }
+            match v["next_cursor"].as_str() {
+                Some(c) if !c.is_empty() => cursor = Some(c.to_string()),
+                _ => return Ok(ExitCode::SUCCESS),
+            }
+        }
+    }
+
     pub fn revoke(args: &[String]) -> Result<ExitCode, Failure> {
         let a = parse(args, &["url", "admin-token-file", "admin-prefix", "iss", "jti", "sub", "before", "kid", "key-id", "reason", "expires-in"])?;
         let admin = Admin::from(&a)?;
@@ -212,24 +234,7 @@ mod admin {
         match a.positional.first().map(String::as_str) {
             Some("list") => {
                 let limit = a.flags.get("limit").map_or(Ok(1000), |l| l.parse::<usize>().map_err(|_| usage("--limit takes a number")))?;
-                let mut cursor: Option<String> = None;
-                loop {
-                    let path = match &cursor {
-                        Some(c) => format!("/revocations?limit={limit}&cursor={c}"),
-                        None => format!("/revocations?limit={limit}"),
-                    };
-                    let (status, v) = admin.call("GET", &path, None)?;
-                    if status != 200 {
-                        return finish(status, &v);
-                    }
-                    for item in v["items"].as_array().into_iter().flatten() {
-                        println!("{item}");
-                    }
-                    match v["next_cursor"].as_str() {
-                        Some(c) if !c.is_empty() => cursor = Some(c.to_string()),
-                        _ => return Ok(ExitCode::SUCCESS),
-                    }
-                }
+                list_all(&admin, "/revocations", limit)
             }
             Some("remove") => {
                 let id = a.positional.get(1).ok_or_else(|| usage("remove which id?"))?;
@@ -282,24 +287,7 @@ mod admin {
             }
             Some("list") => {
                 let limit = a.flags.get("limit").map_or(Ok(100), |l| l.parse::<usize>().map_err(|_| usage("--limit takes a number")))?;
-                let mut cursor: Option<String> = None;
-                loop {
-                    let path = match &cursor {
-                        Some(c) => format!("/keys?limit={limit}&cursor={c}"),
-                        None => format!("/keys?limit={limit}"),
-                    };
-                    let (status, v) = admin.call("GET", &path, None)?;
-                    if status != 200 {
-                        return finish(status, &v);
-                    }
-                    for item in v["items"].as_array().into_iter().flatten() {
-                        println!("{item}");
-                    }
-                    match v["next_cursor"].as_str() {
-                        Some(c) if !c.is_empty() => cursor = Some(c.to_string()),
-                        _ => return Ok(ExitCode::SUCCESS),
-                    }
-                }
+                return list_all(&admin, "/keys", limit);
             }
             Some("get") => admin.call("GET", &format!("/keys/{}", id()?), None)?,
             Some("delete") => admin.call("DELETE", &format!("/keys/{}", id()?), None)?,

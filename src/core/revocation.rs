@@ -321,10 +321,10 @@ impl RevocationSet {
             return Err(SnapshotError("unsupported snapshot format"));
         }
         let u64_at = |i: usize| -> Result<u64, SnapshotError> {
-            bytes.get(i..i + 8).map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes"))).ok_or(SnapshotError("truncated record"))
+            bytes.get(i..i + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or(SnapshotError("truncated record"))
         };
         let version = u64_at(5)?;
-        let count = u32::from_be_bytes(bytes[13..17].try_into().expect("4 bytes")) as usize;
+        let count = bytes.get(13..17).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or(SnapshotError("truncated header"))? as usize;
         // Every record is at least 17 bytes: refuse a count the bytes cannot hold before allocating.
         if count > (bytes.len() - HEADER_LEN) / 17 {
             return Err(SnapshotError("count exceeds the data"));

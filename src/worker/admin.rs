@@ -24,6 +24,11 @@ pub struct AdminAnswer {
     pub body: serde_json::Value,
 }
 
+/// The value of query parameter `name` (the last one if repeated), as sent.
+pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').rev().filter_map(|p| p.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
 fn bearer(headers: &[(String, String)]) -> Option<&str> {
     let v = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("authorization"))?.1.trim();
     let (scheme, rest) = v.split_once(' ')?;
@@ -44,7 +49,7 @@ async fn authorize(headers: &[(String, String)], policy: &Policy, env: &Env, ctx
         return Err("not the admin token, not a JWT".into());
     }
     let mut log = DecisionLog::default();
-    let token = super::verify_jwt(presented, policy, env, ctx, now, &mut log).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
+    let token = super::verify_jwt(presented, policy, super::kv_binding(env).as_ref(), ctx, now, &mut log).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
     if !token.scopes().iter().any(|s| s == scope) {
         return Err(format!("admin JWT lacks the {scope} scope"));
     }

@@ -6,7 +6,7 @@
 //! `apikey:v1:h:<hmac>` holds the same record under each of its secrets' hashes. No plain key
 //! is stored anywhere; the pepper is the Worker secret `EDGEWARD_API_KEY_PEPPER`.
 
-use super::admin::AdminAnswer;
+use super::admin::{query_param, AdminAnswer};
 use crate::core::apikey::{
     generate, hash_storage_key, id_storage_key, is_key_id, key_hash, key_id, KeyHash, KeyRecord, KeyStatus, NewKey, PresentedKey,
     VerifiedApiKey, ID_PREFIX, MAX_SECRETS, RANDOM_BYTES,
@@ -167,10 +167,6 @@ async fn revoke_first(policy: &Policy, env: &Env, id: &str, now: i64) -> Result<
 fn unavailable(op: &'static str, e: &str) -> AdminAnswer {
     console_error!("{}", serde_json::json!({"event": "api_key_admin_error", "op": op, "error": e}));
     answer(503, op, None, serde_json::json!({"code": "api_keys_unavailable", "message": "key store unavailable; retry later"}))
-}
-
-fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query.split('&').filter_map(|p| p.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
 /// Handles `{prefix}/keys[...]`; `rest` is the path below the prefix.

@@ -172,11 +172,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     };
     if path == policy.admin.path_prefix || path.starts_with(&format!("{}/", policy.admin.path_prefix)) {
         // Guessing the admin credential is throttled like any unauthenticated traffic.
-        let ip = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.trim());
-        if let Some(b) = policy.rate_limits.pre_auth_bucket(ip) {
-            if let Err(e) = limiter::check(&policy.rate_limits, &env, std::slice::from_ref(&b), now_ms()).await {
-                return Ok(reject(&e, &policy.realm, &rid, &mut log));
-            }
+        if let Err(e) = pre_auth_limit(&policy, &env, &headers).await {
+            return Ok(reject(&e, &policy.realm, &rid, &mut log));
         }
         return admin::handle(req, &env, &ctx, &policy, &path, &query, &headers, &rid, now_secs(start)).await;
     }
@@ -245,15 +242,22 @@ fn now_secs(ms: i64) -> i64 {
     ms.div_euclid(1000)
 }
 
+/// The per-IP limit checked before any credential is read (`rate_limits.ip_pre_auth`), for the
+/// gate and the admin API alike. Returns the client IP (`CF-Connecting-IP`) for later limits.
+async fn pre_auth_limit(policy: &Policy, env: &Env, headers: &[(String, String)]) -> Result<Option<String>, AuthError> {
+    let ip = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.trim().to_string());
+    if let Some(b) = policy.rate_limits.pre_auth_bucket(ip.as_deref()) {
+        limiter::check(&policy.rate_limits, env, std::slice::from_ref(&b), now_ms()).await?;
+    }
+    Ok(ip)
+}
+
 async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env: &Env, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<Verdict, AuthError> {
     let requirement = policy.routes.requirement(view.method, view.path);
     if requirement == Requirement::Public {
         return Ok(Verdict::Public);
     }
-    let ip = view.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.trim().to_string());
-    if let Some(b) = policy.rate_limits.pre_auth_bucket(ip.as_deref()) {
-        limiter::check(&policy.rate_limits, env, std::slice::from_ref(&b), now_ms()).await?;
-    }
+    let ip = pre_auth_limit(policy, env, view.headers).await?;
     let accepts = policy.routes.accepts(view.method, view.path);
     let Some(Credential { token, source }) = extract_credential(view, policy)? else {
         return Err(match accepts {
@@ -264,11 +268,12 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
     };
     log.credential = Some(source);
     log.token_fp = Some(fingerprint(token.as_bytes()));
+    let kv = kv_binding(env);
     let principal = if source.is_api_key() {
         if accepts == Accepts::Jwt {
             return Err(AuthError::CredentialNotAccepted(accepts));
         }
-        let key = keys::authenticate(&token, policy, env, kv_binding(env).as_ref(), client_ip(ip.as_deref()), now_ms(), log).await?;
+        let key = keys::authenticate(&token, policy, env, kv.as_ref(), client_ip(ip.as_deref()), now_ms(), log).await?;
         Principal::Key(key)
     } else {
         if accepts == Accepts::ApiKey {
@@ -277,12 +282,12 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
         if source == CredentialSource::Cookie {
             check_csrf(view, request_origin, &policy.csrf)?;
         }
-        Principal::Token(Box::new(verify_jwt(&token, policy, env, ctx, now, log).await?))
+        Principal::Token(Box::new(verify_jwt(&token, policy, kv.as_ref(), ctx, now, log).await?))
     };
     // One tail for both kinds: revocations (snapshot, and the ledger on sensitive routes),
     // route scopes, rate limits.
     let who = principal.identity();
-    let revoked = revocations::current(&policy.revocations, kv_binding(env).as_ref(), ctx, now).await?;
+    let revoked = revocations::current(&policy.revocations, kv.as_ref(), ctx, now).await?;
     match who {
         Identity::Token(t) => revoked.check(t, now)?,
         Identity::ApiKey(k) if revoked.api_key_revoked(k.id(), now) => return Err(AuthError::ApiKeyInvalid(ApiKeyFailure::Revoked)),
@@ -301,9 +306,8 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
 
 /// Verifies a JWT (through the verified-token cache): what every JWT goes through, on the request
 /// path and for admin JWTs alike. Revocations are the caller's to check.
-pub(crate) async fn verify_jwt(token: &str, policy: &Policy, env: &Env, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
+pub(crate) async fn verify_jwt(token: &str, policy: &Policy, kv: Option<&worker::KvStore>, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
     let hash = token_hash(token);
-    let kv = kv_binding(env);
     if let Some(verified) = cached_token(&hash, now) {
         log.token_cache = Some("hit");
         log.iss = verified.issuer().map(str::to_owned);
@@ -319,7 +323,7 @@ pub(crate) async fn verify_jwt(token: &str, policy: &Policy, env: &Env, ctx: &Co
     log.kid = pending.kid().map(|k| k.chars().take(64).collect());
     let i = pending.issuer_index();
     let fetched: Option<KeySet> = if policy.issuers[i].jwks_uri.is_some() {
-        let k = jwks::keys_for_request(policy, i, kv.as_ref(), ctx, now, &mut log.jwks_fetches).await;
+        let k = jwks::keys_for_request(policy, i, kv, ctx, now, &mut log.jwks_fetches).await;
         if k.is_none() && policy.issuers[i].inline_keys.keys.is_empty() {
             return Err(AuthError::JwksUnavailable);
         }
@@ -330,7 +334,7 @@ pub(crate) async fn verify_jwt(token: &str, policy: &Policy, env: &Env, ctx: &Co
     let key = match pending.select_key(issuer_keys(policy, fetched.as_ref(), i)) {
         Ok(k) => k.clone(),
         Err(AuthError::UnknownKid) if policy.issuers[i].jwks_uri.is_some() => {
-            match jwks::refetch_for_unknown_kid(policy, i, kv.as_ref(), ctx, now, &mut log.jwks_fetches).await {
+            match jwks::refetch_for_unknown_kid(policy, i, kv, ctx, now, &mut log.jwks_fetches).await {
                 // Second and last look: still unknown is the client's problem.
                 jwks::Refetch::Fetched(k) => pending.select_key(issuer_keys(policy, Some(&k), i))?.clone(),
                 jwks::Refetch::IssuerDown => return Err(AuthError::JwksUnavailable),

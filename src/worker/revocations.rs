@@ -12,7 +12,7 @@
 
 #![allow(missing_docs)] // the durable_object macro generates undocumented glue
 
-use super::admin::AdminAnswer;
+use super::admin::{query_param, AdminAnswer};
 use crate::core::error::AuthError;
 use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
 use serde::{Deserialize, Serialize};
@@ -404,15 +404,8 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
             _ => return AdminAnswer { status: 400, op: "add", id: None, body: serde_json::json!({"code": "bad_request", "message": "body must be a JSON object"}) },
         },
         ("GET", "/revocations") => {
-            let mut cursor = None;
-            let mut limit = None;
-            for (k, v) in query.split('&').filter_map(|p| p.split_once('=')) {
-                match k {
-                    "cursor" => cursor = Some(v.to_string()),
-                    "limit" => limit = v.parse::<usize>().ok(),
-                    _ => {}
-                }
-            }
+            let cursor = query_param(query, "cursor");
+            let limit = query_param(query, "limit").and_then(|v| v.parse::<usize>().ok());
             serde_json::json!({"op": "list", "cursor": cursor, "limit": limit})
         }
         ("GET", r) if r.starts_with("/revocations/") => serde_json::json!({"op": "get", "id": &r["/revocations/".len()..]}),

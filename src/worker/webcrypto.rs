@@ -80,18 +80,20 @@ pub(super) fn subtle() -> Result<JsValue, JsValue> {
     Reflect::get(&crypto, &JsValue::from_str("subtle"))
 }
 
-pub(super) async fn call(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
+/// Calls `target[method](...args)`, which must return a promise.
+fn invoke(target: &JsValue, method: &str, args: &Array) -> Result<js_sys::Promise, JsValue> {
     let f: js_sys::Function = Reflect::get(target, &JsValue::from_str(method))?.dyn_into()?;
-    let promise: js_sys::Promise = f.apply(target, args)?.dyn_into()?;
-    super::promise::settle(&promise).await
+    f.apply(target, args)?.dyn_into()
+}
+
+pub(super) async fn call(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
+    super::promise::settle(&invoke(target, method, args)?).await
 }
 
 /// [`call`] awaited with wasm-bindgen's `JsFuture` (bench comparison only).
 #[cfg(feature = "bench")]
 pub(super) async fn call_jsfuture(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
-    let f: js_sys::Function = Reflect::get(target, &JsValue::from_str(method))?.dyn_into()?;
-    let promise: js_sys::Promise = f.apply(target, args)?.dyn_into()?;
-    worker::wasm_bindgen_futures::JsFuture::from(promise).await
+    worker::wasm_bindgen_futures::JsFuture::from(invoke(target, method, args)?).await
 }
 
 /// Cache key: the algorithm plus the key's fingerprint (computed once, when the JWK was parsed).
