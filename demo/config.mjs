@@ -12,5 +12,7 @@ console.log(JSON.stringify({
   ],
   cookie_name: '__Host-edgeward',
   api_keys: { environment: 'test' },
+  // Anyone can make well-formed keys (the checksum is public): limit unauthenticated traffic per IP.
+  rate_limits: { ip_pre_auth: { rate: 600, period_secs: 60, burst: 120 } },
   upstream_credentials: { demo_origin: { header: 'Authorization', value: 'Bearer {secret}', secret: 'DEMO_ORIGIN_TOKEN' } },
 }));
