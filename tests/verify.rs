@@ -833,7 +833,7 @@ struct CountingBackend {
 }
 
 impl SignatureBackend for CountingBackend {
-    fn verify<'a>(&self, job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, AuthError> {
+    fn verify(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
         self.calls.set(self.calls.get() + 1);
         NativeBackend.verify(job)
     }
@@ -897,7 +897,7 @@ struct SwappingBackend {
 }
 
 impl SignatureBackend for SwappingBackend {
-    fn verify<'a>(&self, _job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, AuthError> {
+    fn verify(&self, _job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
         NativeBackend.verify(&self.other)
     }
 }

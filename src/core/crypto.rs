@@ -15,7 +15,7 @@ use super::verify::{SignatureJob, SignatureProof};
 /// Checks one signature.
 pub trait SignatureBackend {
     /// `Ok(proof)` if the signature of `job` verifies; [`AuthError::BadSignature`] otherwise.
-    fn verify<'a>(&self, job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, AuthError>;
+    fn verify(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError>;
 }
 
 /// Pure-Rust verification (jwt-simple + p521).
@@ -23,7 +23,7 @@ pub trait SignatureBackend {
 pub struct NativeBackend;
 
 impl SignatureBackend for NativeBackend {
-    fn verify<'a>(&self, job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, AuthError> {
+    fn verify(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
         if verify_native(job) {
             Ok(SignatureProof::for_job(job))
         } else {

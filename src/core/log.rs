@@ -7,8 +7,13 @@ use sha2::{Digest, Sha256};
 
 /// `sha256:` and the first 16 hex digits of the SHA-256 of `bytes`.
 pub fn fingerprint(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    format!("sha256:{}", hex::encode(&d[..8]))
+    fingerprint_of_digest(&Sha256::digest(bytes).into())
+}
+
+/// [`fingerprint`] of bytes whose SHA-256 is already known (the token cache's key is that hash,
+/// so a token is hashed once per request, not twice).
+pub fn fingerprint_of_digest(sha256: &[u8; 32]) -> String {
+    format!("sha256:{}", hex::encode(&sha256[..8]))
 }
 
 /// One line per request.

@@ -18,12 +18,20 @@ use super::jwk::{Jwk, KeyMaterial};
 use super::route::Requirement;
 use super::token::UnverifiedToken;
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Source of [`PendingToken`] ids: never reused within a process, so a proof made for one token
+/// can never match another (not even the same text parsed again).
+static NEXT_TOKEN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A structurally valid token matched to a configured issuer, awaiting its key and signature.
 #[derive(Debug)]
 pub struct PendingToken<'t> {
     token: UnverifiedToken<'t>,
     issuer_index: usize,
+    /// Unique per parsed token; binds [`SignatureProof`]s to it.
+    id: u64,
 }
 
 /// Everything a backend needs to check one signature.
@@ -39,18 +47,22 @@ pub struct SignatureJob<'a> {
     pub signature: &'a [u8],
     /// The whole compact token (some backends verify the compact form directly).
     pub compact: &'a str,
+    /// The id of the [`PendingToken`] this job was made from (private: only
+    /// [`PendingToken::job`] makes a job).
+    token_id: u64,
 }
 
 /// Proof that a backend verified the signature of one particular [`SignatureJob`].
-/// Only backends inside this crate can construct it.
+/// Only backends inside this crate can construct it, and [`PendingToken::finish`] accepts it only
+/// for the very token (by its unique id) the job was made from.
 #[derive(Debug)]
-pub struct SignatureProof<'a> {
-    signature: &'a [u8],
+pub struct SignatureProof {
+    token_id: u64,
 }
 
-impl<'a> SignatureProof<'a> {
-    pub(crate) fn for_job(job: &SignatureJob<'a>) -> SignatureProof<'a> {
-        SignatureProof { signature: job.signature }
+impl SignatureProof {
+    pub(crate) fn for_job(job: &SignatureJob<'_>) -> SignatureProof {
+        SignatureProof { token_id: job.token_id }
     }
 }
 
@@ -60,9 +72,10 @@ pub struct VerifiedToken {
     issuer_index: usize,
     alg: Algorithm,
     kid: Option<String>,
-    claims: Map<String, Value>,
+    /// Shared, so the token cache hands out a hit without copying the claims.
+    claims: Arc<Map<String, Value>>,
     expires_at: Option<i64>,
-    scopes: Vec<String>,
+    scopes: Arc<[String]>,
 }
 
 impl VerifiedToken {
@@ -148,7 +161,7 @@ impl<'t> PendingToken<'t> {
         if !policy.issuers[issuer_index].algorithms.contains(&alg) {
             return Err(AuthError::AlgNotAllowed(alg.name().to_string()));
         }
-        Ok(PendingToken { token, issuer_index })
+        Ok(PendingToken { token, issuer_index, id: NEXT_TOKEN_ID.fetch_add(1, Ordering::Relaxed) })
     }
 
     /// Index of the matched issuer.
@@ -230,12 +243,14 @@ impl<'t> PendingToken<'t> {
             signing_input: self.token.signing_input.as_bytes(),
             signature: sig,
             compact: self.token.raw,
+            token_id: self.id,
         })
     }
 
-    /// Checks the claims and returns the verified token. `proof` must come from this token's job.
-    pub fn finish(&self, proof: SignatureProof<'_>, key: &Jwk, policy: &Policy, now: i64) -> Result<VerifiedToken, AuthError> {
-        if !std::ptr::eq(proof.signature, self.token.signature.as_slice()) {
+    /// Checks the claims and returns the verified token (the claims move into it, uncopied).
+    /// `proof` must come from this token's job.
+    pub fn finish(self, proof: SignatureProof, key: &Jwk, policy: &Policy, now: i64) -> Result<VerifiedToken, AuthError> {
+        if proof.token_id != self.id {
             return Err(AuthError::Internal);
         }
         let c = &self.token.claims;
@@ -304,9 +319,9 @@ impl<'t> PendingToken<'t> {
             issuer_index: self.issuer_index,
             alg: self.token.header.alg,
             kid: key.kid.clone(),
-            claims: c.clone(),
             expires_at: exp.map(|e| e as i64),
-            scopes,
+            scopes: scopes.into(),
+            claims: Arc::new(self.token.claims),
         })
     }
 }

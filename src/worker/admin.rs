@@ -49,7 +49,7 @@ async fn authorize(headers: &[(String, String)], policy: &Policy, env: &Env, ctx
         return Err("not the admin token, not a JWT".into());
     }
     let mut log = DecisionLog::default();
-    let token = super::verify_jwt(presented, policy, super::kv_binding(env).as_ref(), ctx, now, &mut log).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
+    let token = super::verify_jwt(presented, &crate::core::token_cache::token_hash(presented), policy, super::kv_binding(env).as_ref(), ctx, now, &mut log).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
     if !token.scopes().iter().any(|s| s == scope) {
         return Err(format!("admin JWT lacks the {scope} scope"));
     }

@@ -4,6 +4,7 @@
 mod admin;
 #[cfg(feature = "bench")]
 mod bench;
+mod executor;
 mod jwks;
 mod keys;
 mod limiter;
@@ -18,7 +19,7 @@ use crate::core::config::{ConfigError, Policy};
 use crate::core::error::AuthError;
 use crate::core::gate::issuer_keys;
 use crate::core::jwk::KeySet;
-use crate::core::log::{fingerprint, DecisionLog};
+use crate::core::log::{fingerprint, fingerprint_of_digest, DecisionLog};
 use crate::core::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
 use crate::core::request::{extract_credential, plan_forward, split_url, Credential, CredentialSource, RequestView};
 use crate::core::apikey::{client_ip, VerifiedApiKey};
@@ -30,7 +31,7 @@ use crate::core::token_cache::{token_hash, TokenCache, TokenHash};
 use crate::core::verify::{PendingToken, VerifiedToken};
 use std::cell::RefCell;
 use std::rc::Rc;
-use worker::{console_error, console_log, console_warn, event, Context, Env, Request, Response};
+use worker::{console_error, console_log, console_warn, Context, Env, Request, Response};
 
 /// Name of the var holding the configuration JSON.
 pub const CONFIG_VAR: &str = "EDGEWARD_CONFIG";
@@ -39,7 +40,8 @@ pub const KV_BINDING: &str = "EDGEWARD_KV";
 
 /// Per-isolate state: the validated policy (or the error that fails every request closed).
 struct Isolate {
-    config_fp: String,
+    /// The configuration text the policy was built from (compared, not hashed, per request).
+    config_text: Option<String>,
     policy: Result<Rc<Policy>, ConfigError>,
 }
 
@@ -67,13 +69,12 @@ pub(crate) fn purge_tokens(i: usize, live_fingerprints: &[&str]) -> usize {
 
 fn isolate(env: &Env) -> Rc<Isolate> {
     let text = env.var(CONFIG_VAR).map(|v| v.to_string()).ok();
-    let fp = fingerprint(text.as_deref().unwrap_or("").as_bytes());
-    if let Some(i) = ISOLATE.with(|s| s.borrow().clone()).filter(|i| i.config_fp == fp) {
+    if let Some(i) = ISOLATE.with(|s| s.borrow().clone()).filter(|i| i.config_text == text) {
         return i;
     }
-    let policy = match text {
+    let policy = match &text {
         None => Err(ConfigError { field: CONFIG_VAR.into(), message: "the var is not set".into() }),
-        Some(t) => Policy::from_json(&t),
+        Some(t) => Policy::from_json(t),
     };
     match &policy {
         Ok(p) => {
@@ -89,7 +90,7 @@ fn isolate(env: &Env) -> Rc<Isolate> {
             serde_json::json!({"event": "config_invalid", "field": e.field, "message": e.to_string()})
         ),
     }
-    let i = Rc::new(Isolate { config_fp: fp, policy: policy.map(Rc::new) });
+    let i = Rc::new(Isolate { config_text: text, policy: policy.map(Rc::new) });
     ISOLATE.with(|s| *s.borrow_mut() = Some(i.clone()));
     i
 }
@@ -149,7 +150,33 @@ async fn limits_for(policy: &Policy, env: &Env, view: &RequestView<'_>, who: Ide
     })
 }
 
-#[event(fetch)]
+/// The Worker's `fetch` export (what `#[event(fetch)]` would generate), with the request's
+/// future driven by [`executor`], which resumes it as soon as an awaited promise settles.
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = fetch)]
+pub fn fetch_export(req: worker::worker_sys::web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> worker::js_sys::Promise {
+    let mut resolver = None;
+    let promise = worker::js_sys::Promise::new(&mut |resolve, _reject| resolver = Some(resolve));
+    let Some(resolve) = resolver else { return promise };
+    executor::spawn(async move {
+        let raw = match fetch(Request::from(req), env, Context::new(ctx)).await {
+            Ok(r) => worker::web_sys::Response::from(r),
+            Err(e) => {
+                console_error!("{}", serde_json::json!({"event": "internal_error", "message": e.to_string()}));
+                panic_free_error()
+            }
+        };
+        let _ = resolve.call1(&worker::wasm_bindgen::JsValue::UNDEFINED, &raw);
+    });
+    promise
+}
+
+/// A bare 500 for the one case where no response could be built at all.
+fn panic_free_error() -> worker::web_sys::Response {
+    let init = worker::web_sys::ResponseInit::new();
+    init.set_status(500);
+    worker::web_sys::Response::new_with_opt_str_and_init(Some("internal error"), &init).unwrap_or_else(|_| panic_free_default())
+}
+
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let start = now_ms();
     let rid = request_id();
@@ -267,7 +294,12 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
         });
     };
     log.credential = Some(source);
-    log.token_fp = Some(fingerprint(token.as_bytes()));
+    // A JWT is hashed once: the token-cache key, and its fingerprint for the log.
+    let hash = (!source.is_api_key()).then(|| token_hash(&token));
+    log.token_fp = Some(match &hash {
+        Some(h) => fingerprint_of_digest(h),
+        None => fingerprint(token.as_bytes()),
+    });
     let kv = kv_binding(env);
     let principal = if source.is_api_key() {
         if accepts == Accepts::Jwt {
@@ -282,7 +314,8 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
         if source == CredentialSource::Cookie {
             check_csrf(view, request_origin, &policy.csrf)?;
         }
-        Principal::Token(Box::new(verify_jwt(&token, policy, kv.as_ref(), ctx, now, log).await?))
+        let hash = hash.unwrap_or_else(|| token_hash(&token));
+        Principal::Token(Box::new(verify_jwt(&token, &hash, policy, kv.as_ref(), ctx, now, log).await?))
     };
     // One tail for both kinds: revocations (snapshot, and the ledger on sensitive routes),
     // route scopes, rate limits.
@@ -306,9 +339,9 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
 
 /// Verifies a JWT (through the verified-token cache): what every JWT goes through, on the request
 /// path and for admin JWTs alike. Revocations are the caller's to check.
-pub(crate) async fn verify_jwt(token: &str, policy: &Policy, kv: Option<&worker::KvStore>, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
-    let hash = token_hash(token);
-    if let Some(verified) = cached_token(&hash, now) {
+/// `hash` is [`token_hash`] of `token`.
+pub(crate) async fn verify_jwt(token: &str, hash: &TokenHash, policy: &Policy, kv: Option<&worker::KvStore>, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
+    if let Some(verified) = cached_token(hash, now) {
         log.token_cache = Some("hit");
         log.iss = verified.issuer().map(str::to_owned);
         log.sub = verified.subject().map(str::to_owned);
@@ -346,7 +379,7 @@ pub(crate) async fn verify_jwt(token: &str, policy: &Policy, kv: Option<&worker:
     let job = pending.job(&key)?;
     let proof = webcrypto::verify(&job).await?;
     let verified = pending.finish(proof, &key, policy, now)?;
-    cache_token(hash, verified.clone(), key.fingerprint.clone(), now);
+    cache_token(*hash, verified.clone(), key.fingerprint.clone(), now);
     log.iss = verified.issuer().map(str::to_owned);
     log.sub = verified.subject().map(str::to_owned);
     Ok(verified)

@@ -14,19 +14,20 @@ use crate::core::jwk::KeyMaterial;
 use crate::core::verify::{SignatureJob, SignatureProof};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use worker::js_sys::{self, Array, Object, Reflect, Uint8Array};
+use worker::js_sys::{self, Array, Object, Reflect};
 use worker::wasm_bindgen::{JsCast, JsValue};
 
 /// An imported key with everything a verify call needs, built once per key and algorithm.
-#[derive(Clone)]
 struct Ready {
+    alg: Algorithm,
     key: JsValue,
     verify_alg: Object,
 }
 
 thread_local! {
-    static KEYS: RefCell<HashMap<String, Ready>> = RefCell::new(HashMap::new());
-    static SUBTLE: RefCell<Option<(JsValue, js_sys::Function)>> = const { RefCell::new(None) };
+    /// Imported keys by JWK fingerprint (computed once, when the JWK was parsed), then algorithm:
+    /// the lookup on every verify borrows the fingerprint, so it allocates nothing.
+    static KEYS: RefCell<HashMap<String, Vec<Ready>>> = RefCell::new(HashMap::new());
 }
 
 /// Most keys cached per isolate (a JWKS rotation adds a few; garbage cannot add any, since only
@@ -96,26 +97,21 @@ pub(super) async fn call_jsfuture(target: &JsValue, method: &str, args: &Array) 
     worker::wasm_bindgen_futures::JsFuture::from(invoke(target, method, args)?).await
 }
 
-/// Cache key: the algorithm plus the key's fingerprint (computed once, when the JWK was parsed).
-pub(super) fn cache_key(job: &SignatureJob<'_>) -> String {
-    format!("{}:{}", job.alg.name(), job.key.fingerprint)
+/// Runs `f` on the cached key of `job`, if it was imported already (borrowed, not cloned).
+fn with_cached<R>(job: &SignatureJob<'_>, f: impl FnOnce(&Ready) -> R) -> Option<R> {
+    KEYS.with(|m| m.borrow().get(job.key.fingerprint.as_str()).and_then(|v| v.iter().find(|r| r.alg == job.alg)).map(f))
 }
 
-/// `crypto.subtle` and its `verify`, looked up once per isolate.
-fn subtle_verify() -> Result<(JsValue, js_sys::Function), JsValue> {
-    if let Some(pair) = SUBTLE.with(|s| s.borrow().clone()) {
-        return Ok(pair);
-    }
-    let subtle = subtle()?;
-    let verify: js_sys::Function = Reflect::get(&subtle, &JsValue::from_str("verify"))?.dyn_into()?;
-    SUBTLE.with(|s| *s.borrow_mut() = Some((subtle.clone(), verify.clone())));
-    Ok((subtle, verify))
+/// True when `job`'s key is imported (bench breakdown: the per-call key-cache lookup).
+#[cfg(feature = "bench")]
+pub(super) fn is_cached(job: &SignatureJob<'_>) -> bool {
+    with_cached(job, |_| ()).is_some()
 }
 
+/// Imports `job`'s key for its algorithm (once per isolate) and caches it.
 pub(super) async fn import(job: &SignatureJob<'_>, import_alg: &Object) -> Result<JsValue, JsValue> {
-    let key = cache_key(job);
-    if let Some(r) = KEYS.with(|m| m.borrow().get(&key).cloned()) {
-        return Ok(r.key);
+    if let Some(key) = with_cached(job, |r| r.key.clone()) {
+        return Ok(key);
     }
     let jwk_text = serde_json::to_string(job.key.to_json()).map_err(|_| JsValue::from_str("jwk"))?;
     let jwk = js_sys::JSON::parse(&jwk_text)?;
@@ -128,25 +124,23 @@ pub(super) async fn import(job: &SignatureJob<'_>, import_alg: &Object) -> Resul
             if m.len() >= MAX_CACHED_KEYS {
                 m.clear();
             }
-            m.insert(key, Ready { key: crypto_key.clone(), verify_alg });
+            let entry = m.entry(job.key.fingerprint.clone()).or_default();
+            entry.retain(|r| r.alg != job.alg);
+            entry.push(Ready { alg: job.alg, key: crypto_key.clone(), verify_alg });
         });
     }
     Ok(crypto_key)
 }
 
-/// The cached key and verify parameters, importing the key on first use.
-async fn ready(job: &SignatureJob<'_>) -> Result<Ready, JsValue> {
-    let key = cache_key(job);
-    if let Some(r) = KEYS.with(|m| m.borrow().get(&key).cloned()) {
-        return Ok(r);
-    }
-    let (import_alg, verify_alg) = params(job.alg, &job.key.material).ok_or_else(|| JsValue::from_str("unsupported"))?;
-    let crypto_key = import(job, &import_alg).await?;
-    Ok(Ready { key: crypto_key, verify_alg })
+/// Starts `crypto.subtle.verify` for `job` with its cached key; `None` when the key is not imported.
+fn start_verify(job: &SignatureJob<'_>) -> Option<super::promise::Settle> {
+    // One call out of wasm: the cached key and algorithm object are borrowed (no handle clones),
+    // signature and signing input are views of wasm memory, the answer comes back as a boolean.
+    with_cached(job, |r| super::promise::verify(&r.verify_alg, &r.key, job.signature, job.signing_input))
 }
 
 /// Verifies `job` with WebCrypto (or pure Rust where WebCrypto cannot, or is slower: HMAC).
-pub async fn verify<'a>(job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, AuthError> {
+pub async fn verify(job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
     if let (KeyMaterial::Oct { k }, Algorithm::HS256) = (&job.key.material, job.alg) {
         // A MAC over a token costs a few µs in wasm; a WebCrypto call costs more in its await.
         // (HS384/512 stay on WebCrypto: SHA-512 in wasm would cost ~12 KB of bundle.)
@@ -156,32 +150,32 @@ pub async fn verify<'a>(job: &SignatureJob<'a>) -> Result<SignatureProof<'a>, Au
             Err(AuthError::BadSignature)
         };
     }
-    let ready = match ready(job).await {
-        Ok(r) => r,
-        Err(_) => {
-            // WebCrypto without P-521: pure Rust. Any other import failure is a bad key.
-            #[cfg(feature = "es512-fallback")]
-            if let (Algorithm::ES512, KeyMaterial::Ec { x, y, .. }) = (job.alg, &job.key.material) {
-                return if verify_es512(x, y, job.signing_input, job.signature) {
-                    Ok(SignatureProof::for_job(job))
-                } else {
-                    Err(AuthError::BadSignature)
-                };
+    let pending = match start_verify(job) {
+        Some(p) => p,
+        None => {
+            let imported = match params(job.alg, &job.key.material) {
+                Some((import_alg, _)) => import(job, &import_alg).await.is_ok(),
+                None => false,
+            };
+            match start_verify(job).filter(|_| imported) {
+                Some(p) => p,
+                None => {
+                    // WebCrypto without P-521: pure Rust. Any other import failure is a bad key.
+                    #[cfg(feature = "es512-fallback")]
+                    if let (Algorithm::ES512, KeyMaterial::Ec { x, y, .. }) = (job.alg, &job.key.material) {
+                        return if verify_es512(x, y, job.signing_input, job.signature) {
+                            Ok(SignatureProof::for_job(job))
+                        } else {
+                            Err(AuthError::BadSignature)
+                        };
+                    }
+                    return Err(AuthError::BadSignature);
+                }
             }
-            return Err(AuthError::BadSignature);
         }
     };
-    let Ok((subtle, verify_fn)) = subtle_verify() else { return Err(AuthError::Internal) };
-    let sig = Uint8Array::from(job.signature);
-    let data = Uint8Array::from(job.signing_input);
-    let promise = verify_fn
-        .call4(&subtle, &ready.verify_alg, &ready.key, &sig, &data)
-        .and_then(|p| p.dyn_into::<js_sys::Promise>());
-    match promise {
-        Ok(p) => match super::promise::settle(&p).await {
-            Ok(v) if v.as_bool() == Some(true) => Ok(SignatureProof::for_job(job)),
-            _ => Err(AuthError::BadSignature),
-        },
+    match pending.await {
+        Ok(_) => Ok(SignatureProof::for_job(job)),
         Err(_) => Err(AuthError::BadSignature),
     }
 }
