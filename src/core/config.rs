@@ -408,7 +408,7 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
 impl EdgewardConfig {
     /// Parses the JSON document; errors name the field (`issuers[0].audiences`, `leeway_secs`, ...).
     pub fn from_json(s: &str) -> Result<EdgewardConfig, ConfigError> {
-        let doc: Value = serde_json::from_str(s).map_err(|e| ConfigError::new("EDGEWARD_CONFIG", clean(&e)))?;
+        let doc: Value = serde_json::from_slice(s.as_bytes()).map_err(|e| ConfigError::new("EDGEWARD_CONFIG", clean(&e)))?;
         serde_json::from_value::<EdgewardConfig>(doc.clone()).map_err(|e| locate(&doc, &e))
     }
 

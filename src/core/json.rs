@@ -26,6 +26,14 @@ pub fn b64url_encode(bytes: &[u8]) -> String {
     B64URL.encode(bytes)
 }
 
+/// Parses JSON text into `T` through a [`Value`]. Every typed parse of the crate's own JSON
+/// (configuration, stored records, Durable Object messages) goes this one way, so the wasm build
+/// links one JSON text parser for them instead of one per type (a size choice: these are not on
+/// the per-request hot path).
+pub fn from_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_value(serde_json::from_slice::<Value>(text.as_bytes())?)
+}
+
 /// Why strict JSON parsing failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StrictJsonError {

@@ -97,7 +97,7 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context, policy: &Policy,
         if text.trim().is_empty() {
             None
         } else {
-            match serde_json::from_str::<serde_json::Value>(&text) {
+            match serde_json::from_slice::<serde_json::Value>(text.as_bytes()) {
                 Ok(v) if v.is_object() => Some(v),
                 _ => {
                     audit("bad_request", 400, None);

@@ -10,7 +10,8 @@ use crate::core::log::fingerprint;
 use futures_util::future::{select, Either};
 use std::cell::RefCell;
 use std::time::Duration;
-use worker::{console_log, console_warn, Context, KvStore};
+use super::js::KvStore;
+use worker::{console_log, console_warn, Context};
 
 struct Slot {
     cache: IssuerKeyCache,
@@ -156,7 +157,7 @@ fn apply(i: usize, uri: &str, outcome: FetchOutcome, inline: &[String]) -> Optio
 
 async fn restore_snapshot(kv: &KvStore, uri: &str, i: usize, now: i64) {
     let key = snapshot_key(uri);
-    let got = match kv.get(&key).text().await {
+    let got = match kv.text(&key).await {
         Ok(Some(t)) => t,
         Ok(None) => return,
         Err(e) => {
@@ -164,17 +165,13 @@ async fn restore_snapshot(kv: &KvStore, uri: &str, i: usize, now: i64) {
             return;
         }
     };
-    let taken = serde_json::from_str::<JwksSnapshot>(&got).ok().and_then(|snap| with_slot(i, |s| s.cache.restore(&snap, now)));
+    let taken = crate::core::json::from_text::<JwksSnapshot>(&got).ok().and_then(|snap| with_slot(i, |s| s.cache.restore(&snap, now)));
     console_log!("{}", serde_json::json!({"event": "jwks_snapshot_restore", "jwks_uri": uri, "taken": taken.unwrap_or(false)}));
 }
 
 async fn persist(kv: &KvStore, uri: &str, snap: &JwksSnapshot) {
     let Ok(text) = serde_json::to_string(snap) else { return };
-    let result = match kv.put_bytes(&snapshot_key(uri), text.as_bytes()) {
-        Ok(b) => b.execute().await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
+    if let Err(e) = kv.put_bytes(&snapshot_key(uri), text.as_bytes()).await {
         console_warn!("{}", serde_json::json!({"event": "jwks_snapshot_write_failed", "error": e.to_string()}));
     }
 }

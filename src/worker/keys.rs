@@ -19,7 +19,8 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::rc::Rc;
-use worker::{console_error, Env, KvStore};
+use super::js::KvStore;
+use worker::{console_error, Env};
 
 /// Worker secret holding the pepper (at least 32 characters).
 pub const PEPPER_SECRET: &str = "EDGEWARD_API_KEY_PEPPER";
@@ -64,13 +65,13 @@ pub async fn authenticate(text: &str, policy: &Policy, env: &Env, kv: Option<&Kv
             log.key_cache = Some("miss");
             let kv = kv.ok_or(AuthError::ApiKeysUnavailable)?;
             log.kv_reads += 1;
-            let text = kv.get(&hash_storage_key(&hash.hex())).text().await.map_err(|e| {
+            let text = kv.text(&hash_storage_key(&hash.hex())).await.map_err(|e| {
                 log.detail = Some(format!("KV read failed: {e}"));
                 AuthError::ApiKeysUnavailable
             })?;
             let record = match text {
                 None => None,
-                Some(t) => match serde_json::from_str::<KeyRecord>(&t) {
+                Some(t) => match crate::core::json::from_text::<KeyRecord>(&t) {
                     Ok(r) => Some(Rc::new(r)),
                     Err(e) => {
                         console_error!("{}", serde_json::json!({"event": "api_key_record_invalid", "error": e.to_string()}));
@@ -123,9 +124,9 @@ fn new_secret(policy: &Policy, pepper: &[u8]) -> Option<(String, KeyHash)> {
 }
 
 async fn read(kv: &KvStore, id: &str) -> Result<Option<KeyRecord>, String> {
-    match kv.get(&id_storage_key(id)).text().await.map_err(|e| e.to_string())? {
+    match kv.text(&id_storage_key(id)).await.map_err(|e| e.to_string())? {
         None => Ok(None),
-        Some(t) => serde_json::from_str(&t).map(Some).map_err(|e| format!("stored record is invalid: {e}")),
+        Some(t) => crate::core::json::from_text(&t).map(Some).map_err(|e| format!("stored record is invalid: {e}")),
     }
 }
 
@@ -136,7 +137,7 @@ async fn write(kv: &KvStore, rec: &KeyRecord) -> Result<(), String> {
     let text = serde_json::to_string(rec).map_err(|e| e.to_string())?;
     let put = |key: String| {
         let text = text.clone();
-        async move { kv.put_bytes(&key, text.as_bytes()).map_err(|e| e.to_string())?.execute().await.map_err(|e| e.to_string()) }
+        async move { kv.put_bytes(&key, text.as_bytes()).await }
     };
     let mut newest_first = rec.secrets.iter().rev();
     if let Some(s) = newest_first.next() {
@@ -171,7 +172,7 @@ fn unavailable(op: &'static str, e: &str) -> AdminAnswer {
 
 /// Handles `{prefix}/keys[...]`; `rest` is the path below the prefix.
 pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str, query: &str, policy: &Policy, env: &Env, now: i64) -> AdminAnswer {
-    let Ok(kv) = env.kv(super::KV_BINDING) else { return unavailable("keys", "no EDGEWARD_KV binding") };
+    let Some(kv) = KvStore::from_env(env, super::KV_BINDING) else { return unavailable("keys", "no EDGEWARD_KV binding") };
     let Some(pepper) = pepper(env) else { return unavailable("keys", "the EDGEWARD_API_KEY_PEPPER secret is missing or shorter than 32 characters") };
     let parts: Vec<&str> = rest.trim_end_matches('/').split('/').skip(2).collect();
     match (method, parts.as_slice()) {
@@ -196,24 +197,22 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
             answer(201, op, Some(&id), view)
         }
         ("GET", []) => {
-            let limit = query_param(query, "limit").and_then(|v| v.parse::<u64>().ok()).unwrap_or(50).clamp(1, 100);
-            let mut list = kv.list().prefix(ID_PREFIX.to_string()).limit(limit);
-            if let Some(c) = query_param(query, "cursor").filter(|c| !c.is_empty()) {
-                list = list.cursor(c.to_string());
-            }
-            let page = match list.execute().await {
+            let limit = query_param(query, "limit").and_then(|v| v.parse::<u32>().ok()).unwrap_or(50).clamp(1, 100);
+            let cursor = query_param(query, "cursor").filter(|c| !c.is_empty());
+            let page = match kv.list(ID_PREFIX, limit, cursor.as_deref()).await {
                 Ok(p) => p,
-                Err(e) => return unavailable("key_list", &e.to_string()),
+                Err(e) => return unavailable("key_list", &e),
             };
-            let mut items = Vec::with_capacity(page.keys.len());
-            for k in &page.keys {
-                match read(&kv, &k.name[ID_PREFIX.len()..]).await {
+            let mut items = Vec::with_capacity(page.names.len());
+            for name in &page.names {
+                let Some(id) = name.strip_prefix(ID_PREFIX) else { continue };
+                match read(&kv, id).await {
                     Ok(Some(r)) => items.push(r.public_view(now)),
                     Ok(None) => {}
                     Err(e) => return unavailable("key_list", &e),
                 }
             }
-            let next = if page.list_complete { None } else { page.cursor };
+            let next = page.cursor;
             answer(200, "key_list", None, serde_json::json!({"items": items, "next_cursor": next}))
         }
         (_, [id, ..]) if !is_key_id(id) => answer(404, "key", None, serde_json::json!({"code": "not_found", "message": "no such key"})),

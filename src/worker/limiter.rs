@@ -10,6 +10,7 @@ use crate::core::log::fingerprint;
 use crate::core::ratelimit::{gcra, Bucket, Decision, LimitMode, LocalLimiter, OnUnavailable, Quota, RateLimitPolicy};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use super::js::{self, DoStorage};
 use worker::{console_warn, durable_object, DurableObject, Env, Request, Response, State};
 
 /// Durable Object binding name.
@@ -42,17 +43,17 @@ async fn ask_object(env: &Env, bucket: &Bucket) -> Result<Decision, String> {
     if resp.status_code() != 200 {
         return Err(format!("limiter answered {}", resp.status_code()));
     }
-    resp.json::<Decision>().await.map_err(|e| e.to_string())
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    crate::core::json::from_text::<Decision>(&text).map_err(|e| e.to_string())
 }
 
 /// Asks Cloudflare's rate-limiting binding. It says only yes or no: a refusal is told to retry
 /// after the rule's emission interval, and no remaining count is reported.
 async fn ask_binding(env: &Env, bucket: &Bucket) -> Result<Decision, String> {
     let name = bucket.binding.as_deref().ok_or("no binding")?;
-    let rl = env.rate_limiter(name).map_err(|e| e.to_string())?;
-    let outcome = rl.limit(bucket.key.clone()).await.map_err(|e| e.to_string())?;
+    let success = js::rate_limit(env, name, &bucket.key).await?;
     let t = bucket.quota.interval_ms();
-    Ok(if outcome.success {
+    Ok(if success {
         Decision { allowed: true, tat_ms: 0, remaining: 0, retry_after_ms: 0, reset_ms: 0 }
     } else {
         Decision { allowed: false, tat_ms: 0, remaining: 0, retry_after_ms: t, reset_ms: t }
@@ -100,31 +101,35 @@ pub async fn check(policy: &RateLimitPolicy, env: &Env, buckets: &[Bucket], now_
 /// gate), so concurrent requests for one key are counted exactly.
 #[durable_object]
 pub struct RateLimiter {
-    state: State,
+    storage: Option<DoStorage>,
     tats: RefCell<std::collections::HashMap<String, i64>>,
 }
 
 impl DurableObject for RateLimiter {
     fn new(state: State, _env: Env) -> Self {
-        RateLimiter { state, tats: RefCell::new(std::collections::HashMap::new()) }
+        RateLimiter { storage: DoStorage::of(state), tats: RefCell::new(std::collections::HashMap::new()) }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let Ok(ask) = req.json::<Ask>().await else {
+        let Some(ask) = req.text().await.ok().and_then(|t| crate::core::json::from_text::<Ask>(&t).ok()) else {
             return Response::error("bad request", 400);
         };
+        let Some(storage) = &self.storage else { return Response::error("no storage", 500) };
         let now = worker::Date::now().as_millis() as i64;
         let known = self.tats.borrow().get(&ask.key).copied();
         let tat = match known {
             Some(t) => Some(t),
-            None => self.state.storage().get::<i64>(&ask.key).await.ok().flatten(),
+            None => storage.number(&ask.key).await.ok().flatten().map(|t| t as i64),
         };
         let d = gcra(tat, now, &ask.quota);
         if d.allowed {
             self.tats.borrow_mut().insert(ask.key.clone(), d.tat_ms);
             // Persisted so an evicted object does not hand out a fresh burst.
-            let _ = self.state.storage().put(&ask.key, d.tat_ms).await;
+            let _ = storage.put_number(&ask.key, d.tat_ms as f64).await;
         }
-        Response::from_json(&d)
+        let body = serde_json::to_string(&d)?;
+        let mut r = Response::ok(body)?;
+        let _ = r.headers_mut().set("content-type", "application/json");
+        Ok(r)
     }
 }

@@ -5,6 +5,7 @@ mod admin;
 #[cfg(feature = "bench")]
 mod bench;
 mod executor;
+mod js;
 mod jwks;
 mod keys;
 mod limiter;
@@ -95,8 +96,8 @@ fn isolate(env: &Env) -> Rc<Isolate> {
     i
 }
 
-fn kv_binding(env: &Env) -> Option<worker::KvStore> {
-    env.kv(KV_BINDING).ok()
+fn kv_binding(env: &Env) -> Option<js::KvStore> {
+    js::KvStore::from_env(env, KV_BINDING)
 }
 
 fn now_ms() -> i64 {
@@ -340,7 +341,7 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
 /// Verifies a JWT (through the verified-token cache): what every JWT goes through, on the request
 /// path and for admin JWTs alike. Revocations are the caller's to check.
 /// `hash` is [`token_hash`] of `token`.
-pub(crate) async fn verify_jwt(token: &str, hash: &TokenHash, policy: &Policy, kv: Option<&worker::KvStore>, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
+pub(crate) async fn verify_jwt(token: &str, hash: &TokenHash, policy: &Policy, kv: Option<&js::KvStore>, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
     if let Some(verified) = cached_token(hash, now) {
         log.token_cache = Some("hit");
         log.iss = verified.issuer().map(str::to_owned);

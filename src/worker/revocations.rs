@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{console_error, console_log, console_warn, durable_object, Context, DurableObject, Env, KvStore, Request, Response, State};
+use super::js::{DoStorage, KvStore};
+use worker::{console_error, console_log, console_warn, durable_object, Context, DurableObject, Env, Request, Response, State};
 
 /// Durable Object binding of the ledger.
 pub const LEDGER_BINDING: &str = "EDGEWARD_LEDGER";
@@ -52,10 +53,10 @@ thread_local! {
 }
 
 async fn read_snapshot(kv: &KvStore, now: i64) -> Result<RevocationSet, String> {
-    match kv.get(SNAPSHOT_KEY).bytes().await {
+    match kv.bytes(SNAPSHOT_KEY).await {
         Ok(Some(b)) => RevocationSet::from_compact(&b, now).map_err(|e| e.to_string()),
-        Ok(None) => match kv.get(LEGACY_SNAPSHOT_KEY).text().await {
-            Ok(Some(t)) => serde_json::from_str::<RevocationSnapshot>(&t).map(|s| RevocationSet::from_snapshot(&s, now)).map_err(|e| format!("bad snapshot: {e}")),
+        Ok(None) => match kv.text(LEGACY_SNAPSHOT_KEY).await {
+            Ok(Some(t)) => crate::core::json::from_text::<RevocationSnapshot>(&t).map(|s| RevocationSet::from_snapshot(&s, now)).map_err(|e| format!("bad snapshot: {e}")),
             Ok(None) => Ok(RevocationSet::default()),
             Err(e) => Err(e.to_string()),
         },
@@ -137,7 +138,7 @@ struct Command {
 /// delivered (storage awaits hold the input gate), so writes are ordered and idempotent.
 #[durable_object]
 pub struct RevocationLedger {
-    state: State,
+    storage: Option<DoStorage>,
     env: Env,
     entries: RefCell<Option<BTreeMap<String, Revocation>>>,
     version: RefCell<u64>,
@@ -150,25 +151,26 @@ fn json_response(status: u16, v: &serde_json::Value) -> worker::Result<Response>
 }
 
 impl RevocationLedger {
+    fn storage(&self) -> worker::Result<&DoStorage> {
+        self.storage.as_ref().ok_or_else(|| worker::Error::RustError("no Durable Object storage".into()))
+    }
+
     /// Loads the ledger from storage on first use: one storage key per entry (`e:ID`, the entry's
     /// JSON) plus `version`, so no single value grows with the list.
     async fn load(&self) -> worker::Result<()> {
         if self.entries.borrow().is_some() {
             return Ok(());
         }
-        let storage = self.state.storage();
-        let version: Option<u64> = storage.get("version").await?;
-        let listed = storage.list_with_options(worker::ListOptions::new().prefix("e:")).await?;
+        let storage = self.storage()?;
+        let version = storage.number("version").await.map_err(worker::Error::RustError)?;
+        let listed = storage.list_strings("e:").await.map_err(worker::Error::RustError)?;
         let mut entries = BTreeMap::new();
-        for item in listed.entries() {
-            let Ok(pair) = item else { continue };
-            let pair = worker::js_sys::Array::from(&pair);
-            let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) else { continue };
-            if let Ok(r) = serde_json::from_str::<Revocation>(&v) {
+        for (k, v) in listed {
+            if let Ok(r) = crate::core::json::from_text::<Revocation>(&v) {
                 entries.insert(k.trim_start_matches("e:").to_string(), r);
             }
         }
-        *self.version.borrow_mut() = version.unwrap_or(0);
+        *self.version.borrow_mut() = version.map_or(0, |v| v as u64);
         *self.entries.borrow_mut() = Some(entries);
         Ok(())
     }
@@ -193,7 +195,7 @@ impl RevocationLedger {
             });
         }
         *self.version.borrow_mut() += 1;
-        let storage = self.state.storage();
+        let storage = self.storage()?;
         // A plain object (serde would make a JS Map, which the storage API reads as empty).
         let put = worker::js_sys::Object::new();
         let set = |k: &str, v: worker::wasm_bindgen::JsValue| worker::js_sys::Reflect::set(&put, &k.into(), &v).map(|_| ());
@@ -203,12 +205,12 @@ impl RevocationLedger {
             (id, None) => gone.push(format!("e:{id}")),
         }
         if !gone.is_empty() {
-            storage.delete_multiple(gone).await?;
+            storage.delete_all_of(&gone).await.map_err(worker::Error::RustError)?;
         }
-        storage.put_multiple_raw(put).await?;
+        storage.put_all(&put).await.map_err(worker::Error::RustError)?;
         if !*self.publish_pending.borrow() {
             // Stored durably with the alarm: a restart of the object still publishes.
-            storage.set_alarm(std::time::Duration::from_millis(PUBLISH_DELAY_MS)).await?;
+            storage.set_alarm_in(PUBLISH_DELAY_MS).await.map_err(worker::Error::RustError)?;
             *self.publish_pending.borrow_mut() = true;
         }
         Ok(())
@@ -223,8 +225,8 @@ impl RevocationLedger {
         let now = now_secs();
         let set = RevocationSet::from_snapshot(&self.snapshot(now), now);
         let bytes = set.to_compact();
-        let kv = self.env.kv(super::KV_BINDING)?;
-        kv.put_bytes(SNAPSHOT_KEY, &bytes)?.execute().await.map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let kv = KvStore::from_env(&self.env, super::KV_BINDING).ok_or_else(|| worker::Error::RustError("no EDGEWARD_KV binding".into()))?;
+        kv.put_bytes(SNAPSHOT_KEY, &bytes).await.map_err(worker::Error::RustError)?;
         console_log!("{}", serde_json::json!({"event": "revocations_published", "version": set.version(), "entries": set.len(), "bytes": bytes.len()}));
         Ok(())
     }
@@ -232,7 +234,7 @@ impl RevocationLedger {
 
 impl DurableObject for RevocationLedger {
     fn new(state: State, env: Env) -> Self {
-        RevocationLedger { state, env, entries: RefCell::new(None), version: RefCell::new(0), publish_pending: RefCell::new(false) }
+        RevocationLedger { storage: DoStorage::of(state), env, entries: RefCell::new(None), version: RefCell::new(0), publish_pending: RefCell::new(false) }
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -241,14 +243,14 @@ impl DurableObject for RevocationLedger {
         if let Err(e) = self.publish().await {
             console_error!("{}", serde_json::json!({"event": "revocations_publish_failed", "error": e.to_string(), "retry_in_ms": PUBLISH_RETRY_MS}));
             *self.publish_pending.borrow_mut() = true;
-            self.state.storage().set_alarm(std::time::Duration::from_millis(PUBLISH_RETRY_MS)).await?;
+            self.storage()?.set_alarm_in(PUBLISH_RETRY_MS).await.map_err(worker::Error::RustError)?;
             return Response::ok("publish failed; retrying");
         }
         Response::ok("published")
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let Ok(cmd) = req.json::<Command>().await else {
+        let Some(cmd) = req.text().await.ok().and_then(|t| crate::core::json::from_text::<Command>(&t).ok()) else {
             return json_response(400, &serde_json::json!({"code": "bad_request", "message": "malformed ledger command"}));
         };
         self.load().await?;
@@ -357,7 +359,8 @@ async fn ledger_check(env: &Env, facts: serde_json::Value, revoked: AuthError) -
         if resp.status_code() != 200 {
             return Err(format!("ledger answered {}", resp.status_code()));
         }
-        resp.json::<serde_json::Value>().await.map_err(|e| e.to_string())
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        serde_json::from_slice::<serde_json::Value>(text.as_bytes()).map_err(|e| e.to_string())
     };
     match answer.await {
         Ok(v) if v["revoked"] == serde_json::Value::Bool(false) => Ok(()),
@@ -421,7 +424,8 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
     let answered = async {
         let mut resp = ask_ledger(env, cmd).await?;
         let status = resp.status_code();
-        let v = resp.json::<serde_json::Value>().await?;
+        let text = resp.text().await?;
+        let v = serde_json::from_slice::<serde_json::Value>(text.as_bytes())?;
         worker::Result::Ok((status, v))
     };
     match answered.await {
