@@ -70,12 +70,13 @@ for (const alg of ALGS) {
 out();
 out('Where the time goes, same run (µs per operation, same method): *core* = the miss path without the');
 out('signature check; *verify()* = `webcrypto::verify` alone on a prepared job (the per-isolate key-cache');
-out('lookup, two new `Uint8Array`s for signature and signing input, `crypto.subtle.verify` cached per');
-out('isolate, called with `Function.call`, and the await of its promise, see `src/worker/promise.rs`); *cache_key* = the key-cache key that');
-out('lookup builds on every call (`format!("{}:{}", alg.name(), key.fingerprint)`, the JWK fingerprint being computed once');
-out('when the key is parsed); *bare call* = only `crypto.subtle.verify` called from Rust on arguments');
-out('prepared once (`webcrypto::call`: `Reflect.get` of `verify`, `Function.apply`, the same await);');
-out('*subtle (JS)* = the same call from plain JS in the jose Worker: the floor for any verifier.');
+out('lookup by the JWK fingerprint, borrowed; one call out of wasm that starts `crypto.subtle.verify` on views of');
+out('wasm memory and attaches the promise handlers, see `src/worker/promise.rs`; the request resumed inside the');
+out('promise callback by `src/worker/executor.rs`); *key lookup* = that cache lookup alone; *bare call* = only');
+out('`crypto.subtle.verify` called from Rust on arguments prepared once (`webcrypto::call`: `Reflect.get` of');
+out('`verify`, `Function.apply`, the same await); *subtle (JS)* = the same call from plain JS in the jose Worker:');
+out('the floor for any verifier; *await (Rust)* / *await (JS)* = awaiting an already-settled promise from Rust in');
+out('the Worker / from JS in the jose Worker (what resuming after any await costs each side).');
 {
   const spreads = [];
   const small = [];
@@ -96,12 +97,18 @@ out('*subtle (JS)* = the same call from plain JS in the jose Worker: the floor f
   out(`20 µs or less spread by ${f1(small[Math.floor(small.length / 2)] ?? NaN)} µs (median case; worst ${f1(small.at(-1) ?? NaN)} µs), which is this method's resolution for them.`);
 }
 out();
-out('| alg | miss | core | verify() | cache_key | bare call | subtle (JS) | jose |');
-out('|---|---:|---:|---:|---:|---:|---:|---:|');
+out('| alg | miss | core | verify() | key lookup | bare call | subtle (JS) | jose | await (Rust) | await (JS) |');
+out('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const alg of ALGS) {
   const a = m.algs[alg];
-  out(`| ${alg} | ${f1(a.edgeward_us)} | ${f1(a.edgeward_core_us)} | ${f1(a.edgeward_sig_us)} | ${f1(a.edgeward_cachekey_us)} | ${f1(a.edgeward_rawsig_us)} | ${f1(a.jose_subtle_us)} | ${f1(a.jose_us)} |`);
+  out(`| ${alg} | ${f1(a.edgeward_us)} | ${f1(a.edgeward_core_us)} | ${f1(a.edgeward_sig_us)} | ${f1(a.edgeward_cachekey_us)} | ${f1(a.edgeward_rawsig_us)} | ${f1(a.jose_subtle_us)} | ${f1(a.jose_us)} | ${f1(a.edgeward_await_us)} | ${f1(a.jose_await_us)} |`);
 }
+out();
+out('Both verifiers end in the same `crypto.subtle.verify`; what each spends around it (miss − subtle (JS), against'
+  + ' jose − subtle (JS)), µs: ' + ALGS.map((alg) => {
+  const a = m.algs[alg];
+  return `${alg} ${f1(a.edgeward_us - a.jose_subtle_us)} vs ${f1(a.jose_us - a.jose_subtle_us)}`;
+}).join(', ') + '.');
 out();
 
 // 2. cache hit
@@ -274,18 +281,17 @@ if (coldMissed) {
         + `${coreLess.length + coreMore.length < ALGS.length ? '; for the others the order changes between rounds' : ''}.`
       : ' Neither is the cheaper in every round for any algorithm.'));
   out(`  - *Calling WebCrypto from Rust.* Bare call − subtle (JS): ${perAlg(bridge)}`
-    + ` (consistently positive for ${bridgeAlgs.length ? names(bridgeAlgs) : 'no algorithm'}). Every await of a JS promise`
-    + ' from Rust costs one call out of wasm to attach `then` handlers (`promise.rs`: one isolate-wide callback and'
-    + ' a slot number per await, instead of `JsFuture`\'s two new closures), then on resolution a call back in and a'
-    + ' wake that the executor schedules as a microtask before it re-polls the request\'s future; the bare call'
-    + ' adds a `Reflect.get` and a `Function.apply` across the wasm boundary per call. (`bench/await-ab.mjs`'
-    + ' compares this await with `JsFuture` in one Worker.)');
+    + ` (consistently positive for ${bridgeAlgs.length ? names(bridgeAlgs) : 'no algorithm'}); await (Rust) − await (JS): ${perAlg((v) => v('edgeward_await') - v('jose_await'))}.`
+    + ' An await of a JS promise from Rust costs one call out of wasm to attach `then` handlers (`promise.rs`: one'
+    + ' isolate-wide callback and a slot number per await) and, on resolution, one call back into wasm, where'
+    + ' `executor.rs` polls the request\'s future at once (wasm-bindgen-futures would queue a microtask and poll'
+    + ' on a second one); the bare call adds a `Reflect.get` and a `Function.apply` across the wasm boundary.');
   out(`  - *\`webcrypto::verify\` around that call.* verify() − bare call: ${perAlg(wrap)}`
-    + ` (consistently positive for ${wrapAlgs.length ? names(wrapAlgs) : 'no algorithm'}); cache_key alone: ${perAlg((v) => v('edgeward_cachekey'))}.`
-    + ' Since commit 3911a6c the CryptoKey and its verify algorithm object are cached together per isolate,'
-    + ' keyed by `alg:fingerprint`, and `crypto.subtle.verify` is looked up once per isolate; per call'
-    + ' `verify` builds that key string, looks it up, clones the cached JS handles and copies signature and'
-    + ' signing input into two new `Uint8Array`s, then calls `verify` with `Function.call` (no `Reflect.get`).'
+    + ` (consistently positive for ${wrapAlgs.length ? names(wrapAlgs) : 'no algorithm'}); key lookup alone: ${perAlg((v) => v('edgeward_cachekey'))}.`
+    + ' The CryptoKey and its verify algorithm object are cached together per isolate by JWK fingerprint and'
+    + ' algorithm; per call `verify` looks them up without allocating and makes one call out of wasm that'
+    + ' starts `crypto.subtle.verify` on views of the signature and signing input (no copies, no handle clones)'
+    + ' and attaches the handlers, which answer with a boolean.'
     + (wrapAlgs.length
       ? ` For ${names(wrapAlgs)} that per-call work still costs more than the bare call's \`Reflect.get\` it saves.`
       : ' That per-call work does not show against the bare call at this resolution.'));
@@ -303,7 +309,7 @@ if (hitRatio > 0.15) {
   out(`- **Cache hit.** ${f2(m.hit.us)} µs against 0.15 × jose RS256 cold = ${f2(target)} µs this run (the target moves`
     + ` with jose's figure: rounds ${rounds(rs.jose_rounds)} µs). A hit hashes the whole token (\`token_hash\`: SHA-256 in`
     + ' wasm; `sha2` is built at opt-level 3, the rest of the release build at `opt-level = "z"`), clones the'
-    + ' cached `VerifiedToken` (claims map, scopes, `kid`) out of the LRU and authorizes the route. The bench'
+    + ' cached `VerifiedToken` out of the LRU (claims and scopes are shared, only `kid` is copied) and authorizes the route. The bench'
     + ' has no mode that times these three apart, so which of them dominates is not measured here.');
 }
 if (p50r > 1.1 || rpsr < 0.9) {

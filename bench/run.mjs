@@ -222,9 +222,11 @@ const SPECS = [
   ['edgeward_sig', 'edgeward', 'sig'],
   ['edgeward_cachekey', 'edgeward', 'cachekey'],
   ['edgeward_rawsig', 'edgeward', 'rawsig'],
+  ['edgeward_await', 'edgeward', 'await'],
   ['jose_0', 'jose', 'miss', 0],
   ['jose', 'jose', 'miss'],
   ['jose_subtle', 'jose', 'subtle'],
+  ['jose_await', 'jose', 'await'],
 ];
 async function roundFor(alg, edgeward, jose, keys) {
   const ms = SPECS.map(() => []);

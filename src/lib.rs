@@ -16,7 +16,9 @@
 //! - `worker` (feature `worker`, wasm32): the Cloudflare Worker adapter. It reads
 //!   `EDGEWARD_CONFIG`, the clock, KV, Durable Objects (the `RateLimiter`, the
 //!   `RevocationLedger`) and the network, checks signatures with the runtime's WebCrypto, serves
-//!   the admin API, and drives the core.
+//!   the admin API, and drives the core. Its `fetch` export runs each request on a small
+//!   run-on-wake executor (an awaited promise resumes the request in its own callback), and it
+//!   calls KV, Durable Object storage and the rate-limiting binding through their JS API.
 //! - `web` (feature `web`): the JS package (wasm-bindgen) on the same core.
 //! - `edgeward` (feature `cli`, native): the operator CLI (`verify`, `revoke`, `revocations`,
 //!   `keys`), on the same core with the pure-Rust backend (jwt-simple, plus `p521` for ES512).
@@ -72,7 +74,8 @@
 //!          response: every Set-Cookie brought to policy, RateLimit headers, request id
 //! ```
 //! Only [`core::verify::PendingToken::finish`] makes a [`core::verify::VerifiedToken`], and it
-//! needs the [`core::verify::SignatureProof`] that only a signature backend in this crate makes.
+//! needs the [`core::verify::SignatureProof`] that only a signature backend in this crate makes,
+//! for that very parsed token (proofs carry the token's unique id).
 //! Only [`core::apikey::KeyRecord::check`] makes a [`core::apikey::VerifiedApiKey`]. Forwarding
 //! as authenticated takes a [`core::identity::Identity`], which borrows one of the two.
 //! Every refusal is an [`core::error::AuthError`]; [`core::error::AuthError::rejection`] is the one

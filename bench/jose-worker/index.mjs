@@ -1,6 +1,7 @@
 // The jose 6 peer: verifies the bearer token n times per request with the key imported once per
 // isolate, with claim checks comparable to Edgeward's (alg allow-list, iss, aud, exp required,
 // nbf/iat with 60 s leeway). GET /?alg=RS256&n=200, Authorization: Bearer <token>.
+// mode=await: n awaits of an already-settled promise (no crypto).
 // mode=subtle: n raw crypto.subtle.verify calls on the same key, signature and signing input
 // (no parsing, no claims): the floor any WebCrypto-based verifier pays.
 // BENCH_KEYS = {"audience": "...", "issuers": {"RS256": {"issuer": "...", "jwk": {...}}, ...}}.
@@ -54,6 +55,12 @@ export default {
       clockTolerance: 60,
     };
     let ok = true;
+    if (url.searchParams.get('mode') === 'await') {
+      // The cost of resuming after an await of an already-settled promise (compare with Edgeward's
+      // mode=await, the same from Rust).
+      for (let i = 0; i < n; i++) ok = (await Promise.resolve(true)) && ok;
+      return Response.json({ n, alg, ok });
+    }
     if (url.searchParams.get('mode') === 'subtle') {
       const dot = token.lastIndexOf('.');
       const data = new TextEncoder().encode(token.slice(0, dot));

@@ -6,6 +6,7 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 const B64URL: GeneralPurpose = GeneralPurpose::new(
@@ -58,6 +59,217 @@ pub fn parse_strict_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJso
     match parse_strict(bytes)? {
         Value::Object(m) => Ok(m),
         _ => Err(StrictJsonError::Syntax),
+    }
+}
+
+/// A JOSE header member that Edgeward reads: its string value, or present but not a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderMember<'a> {
+    /// A JSON string (borrowed from the input when it has no escapes).
+    Str(Cow<'a, str>),
+    /// Any other JSON value.
+    NotStr,
+}
+
+/// The members of a JOSE header that the gate's rules look at, read by [`scan_header`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HeaderScan<'a> {
+    /// `alg`.
+    pub alg: Option<HeaderMember<'a>>,
+    /// `kid`.
+    pub kid: Option<HeaderMember<'a>>,
+    /// `typ`.
+    pub typ: Option<HeaderMember<'a>>,
+    /// `cty`.
+    pub cty: Option<HeaderMember<'a>>,
+    /// `crit` is present.
+    pub crit: bool,
+    /// `b64` is present.
+    pub b64: bool,
+    /// `zip` is present.
+    pub zip: bool,
+}
+
+/// Parses a JOSE header as strictly as [`parse_strict_object`] (an object, duplicate members an
+/// error at any depth) but keeps only what the header rules read, without building a map: the
+/// header is parsed on every uncached verification.
+pub fn scan_header(bytes: &[u8]) -> Result<HeaderScan<'_>, StrictJsonError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let scan = de.deserialize_any(HeaderVisitor).map_err(classify)?;
+    de.end().map_err(|_| StrictJsonError::Syntax)?;
+    Ok(scan)
+}
+
+/// A string key or value, borrowed when the input allows it.
+struct CowStr<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Walks the keys of an object, refusing a key seen before.
+fn next_unique_key<'de, A: MapAccess<'de>>(map: &mut A, seen: &mut Vec<Cow<'de, str>>) -> Result<Option<Cow<'de, str>>, A::Error> {
+    let Some(CowStr(key)) = map.next_key::<CowStr<'de>>()? else { return Ok(None) };
+    if seen.contains(&key) {
+        return Err(de::Error::custom(format_args!("{DUP_PREFIX}{key}")));
+    }
+    seen.push(key.clone());
+    Ok(Some(key))
+}
+
+struct HeaderVisitor;
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = HeaderScan<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderScan<'de>, A::Error> {
+        let mut scan = HeaderScan::default();
+        let mut seen = Vec::with_capacity(8);
+        while let Some(key) = next_unique_key(&mut map, &mut seen)? {
+            let slot = match key.as_ref() {
+                "alg" => &mut scan.alg,
+                "kid" => &mut scan.kid,
+                "typ" => &mut scan.typ,
+                "cty" => &mut scan.cty,
+                other => {
+                    match other {
+                        "crit" => scan.crit = true,
+                        "b64" => scan.b64 = true,
+                        "zip" => scan.zip = true,
+                        _ => {}
+                    }
+                    map.next_value::<StrictIgnored>()?;
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value::<MemberValue<'de>>()?.0);
+        }
+        Ok(scan)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<HeaderScan<'de>, A::Error> {
+        // Validated first, as `parse_strict_object` does: a duplicate inside still says so.
+        StrictIgnored::seq(seq)?;
+        Err(de::Error::custom("not a JSON object"))
+    }
+}
+
+/// A header member's value: kept if a string, otherwise validated and dropped.
+struct MemberValue<'de>(HeaderMember<'de>);
+
+impl<'de> de::Deserialize<'de> for MemberValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MemberValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<MemberValue<'de>, E> {
+                Ok(MemberValue(HeaderMember::Str(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<MemberValue<'de>, E> {
+                Ok(MemberValue(HeaderMember::Str(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<MemberValue<'de>, E> {
+                Ok(MemberValue(HeaderMember::Str(Cow::Owned(v))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<MemberValue<'de>, E> {
+                Ok(MemberValue(HeaderMember::NotStr))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<MemberValue<'de>, E> {
+                Ok(MemberValue(HeaderMember::NotStr))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<MemberValue<'de>, E> {
+                Ok(MemberValue(HeaderMember::NotStr))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<MemberValue<'de>, E> {
+                Ok(MemberValue(HeaderMember::NotStr))
+            }
+            fn visit_unit<E>(self) -> Result<MemberValue<'de>, E> {
+                Ok(MemberValue(HeaderMember::NotStr))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MemberValue<'de>, A::Error> {
+                StrictIgnored::seq(seq).map(|_| MemberValue(HeaderMember::NotStr))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MemberValue<'de>, A::Error> {
+                StrictIgnored::map(map).map(|_| MemberValue(HeaderMember::NotStr))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Any JSON value, validated (duplicate members refused at any depth) and dropped.
+struct StrictIgnored;
+
+impl StrictIgnored {
+    fn seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<StrictIgnored, A::Error> {
+        while seq.next_element::<StrictIgnored>()?.is_some() {}
+        Ok(StrictIgnored)
+    }
+    fn map<'de, A: MapAccess<'de>>(mut map: A) -> Result<StrictIgnored, A::Error> {
+        let mut seen = Vec::new();
+        while next_unique_key(&mut map, &mut seen)?.is_some() {
+            map.next_value::<StrictIgnored>()?;
+        }
+        Ok(StrictIgnored)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for StrictIgnored {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictIgnored;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<StrictIgnored, E> {
+                Ok(StrictIgnored)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<StrictIgnored, E> {
+                Ok(StrictIgnored)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<StrictIgnored, E> {
+                Ok(StrictIgnored)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<StrictIgnored, E> {
+                Ok(StrictIgnored)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<StrictIgnored, E> {
+                Ok(StrictIgnored)
+            }
+            fn visit_unit<E>(self) -> Result<StrictIgnored, E> {
+                Ok(StrictIgnored)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<StrictIgnored, A::Error> {
+                StrictIgnored::seq(seq)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StrictIgnored, A::Error> {
+                StrictIgnored::map(map)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -125,11 +337,14 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!("{DUP_PREFIX}{key}")));
+            // One lookup per member: the vacant slot is filled once its value is parsed.
+            match out.entry(key) {
+                serde_json::map::Entry::Occupied(o) => return Err(de::Error::custom(format_args!("{DUP_PREFIX}{}", o.key()))),
+                serde_json::map::Entry::Vacant(slot) => {
+                    let StrictValue(v) = map.next_value()?;
+                    slot.insert(v);
+                }
             }
-            let StrictValue(v) = map.next_value()?;
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }
@@ -154,6 +369,44 @@ mod tests {
             Err(StrictJsonError::Duplicate("x".into()))
         );
         assert!(parse_strict(br#"{"a":1,"b":{"a":2}}"#).is_ok());
+    }
+
+    #[test]
+    fn header_scan_agrees_with_the_strict_parser() {
+        let cases = [
+            r#"{"alg":"RS256","kid":"a"}"#,
+            r#"{"alg":"RS256","alg":"none"}"#,
+            r#"{"alg":1,"kid":["x"],"typ":null,"cty":true}"#,
+            r#"{"x":{"a":1,"a":2}}"#,
+            r#"{"x":[{"a":1},{"b":2,"b":3}]}"#,
+            r#"[{"a":1,"a":2}]"#,
+            "[1]",
+            "1",
+            "{",
+            r#"{"alg":"RS256"} x"#,
+            r#"{"kid":"\u0061b","typ":"at+jwt"}"#,
+            r#"{"crit":["exp"],"typ":"JWT"}"#,
+            r#"{"cty":{"b":[1,{"c":null}]},"zip":"DEF","b64":false,"jwk":{"kty":"oct"}}"#,
+            r#"{"a":1,"b":{"a":2}}"#,
+        ];
+        for c in cases {
+            let strict = parse_strict_object(c.as_bytes());
+            let scan = scan_header(c.as_bytes());
+            match (&strict, &scan) {
+                (Ok(m), Ok(s)) => {
+                    let member = |k: &str| {
+                        m.get(k).map(|v| match v {
+                            Value::String(x) => HeaderMember::Str(Cow::Owned(x.clone())),
+                            _ => HeaderMember::NotStr,
+                        })
+                    };
+                    assert_eq!((&s.alg, &s.kid, &s.typ, &s.cty), (&member("alg"), &member("kid"), &member("typ"), &member("cty")), "{c}");
+                    assert_eq!((s.crit, s.b64, s.zip), (m.contains_key("crit"), m.contains_key("b64"), m.contains_key("zip")), "{c}");
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b, "{c}"),
+                _ => panic!("{c}: {strict:?} vs {scan:?}"),
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::alg::Algorithm;
 use super::error::AuthError;
-use super::json::{b64url_decode, parse_strict_object, StrictJsonError};
+use super::json::{b64url_decode, parse_strict_object, scan_header, HeaderMember, HeaderScan, StrictJsonError};
 use serde_json::{Map, Value};
 
 /// The header members Edgeward reads. `jwk`, `jku`, `x5u` and `x5c` are never read: keys come only
@@ -59,7 +59,7 @@ impl<'t> UnverifiedToken<'t> {
         let header_bytes = b64url_decode(h).ok_or(AuthError::MalformedToken)?;
         let claims_bytes = b64url_decode(p).ok_or(AuthError::MalformedToken)?;
         let signature = b64url_decode(s).ok_or(AuthError::MalformedToken)?;
-        let header = parse_strict_object(&header_bytes).map_err(|e| json_err(e, "not a JSON object", false))?;
+        let header = scan_header(&header_bytes).map_err(|e| json_err(e, "not a JSON object", false))?;
         let header = check_header(&header)?;
         if signature.is_empty() {
             return Err(AuthError::BadSignature);
@@ -84,49 +84,49 @@ impl<'t> UnverifiedToken<'t> {
     }
 }
 
-fn check_header(h: &Map<String, Value>) -> Result<UnverifiedHeader, AuthError> {
-    let alg = match h.get("alg") {
+fn check_header(h: &HeaderScan<'_>) -> Result<UnverifiedHeader, AuthError> {
+    let alg = match &h.alg {
         None => return Err(AuthError::AlgMissing),
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(AuthError::MalformedHeader("alg is not a string")),
+        Some(HeaderMember::Str(s)) => s,
+        Some(HeaderMember::NotStr) => return Err(AuthError::MalformedHeader("alg is not a string")),
     };
     if alg.trim().eq_ignore_ascii_case("none") {
         return Err(AuthError::AlgNone);
     }
     let alg = Algorithm::from_name(alg).ok_or_else(|| AuthError::AlgNotAllowed(echo(alg)))?;
-    for name in ["crit", "b64", "zip"] {
-        if h.contains_key(name) {
-            return Err(AuthError::UnsupportedHeader(match name {
-                "crit" => "crit",
-                "b64" => "b64",
-                _ => "zip",
-            }));
-        }
+    if h.crit {
+        return Err(AuthError::UnsupportedHeader("crit"));
     }
-    let kid = match h.get("kid") {
+    if h.b64 {
+        return Err(AuthError::UnsupportedHeader("b64"));
+    }
+    if h.zip {
+        return Err(AuthError::UnsupportedHeader("zip"));
+    }
+    let kid = match &h.kid {
         None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(AuthError::MalformedHeader("kid is not a string")),
+        Some(HeaderMember::Str(s)) => Some(s.to_string()),
+        Some(HeaderMember::NotStr) => return Err(AuthError::MalformedHeader("kid is not a string")),
     };
-    match h.get("typ") {
+    match &h.typ {
         None => {}
-        Some(Value::String(t)) => {
-            let t = t.to_ascii_uppercase();
-            // RFC 7519 §5.1 and RFC 8725 §3.11: a JWT, or an explicitly typed JWT (`at+jwt`, ...).
-            if !(t == "JWT" || t.ends_with("+JWT")) {
+        Some(HeaderMember::Str(t)) => {
+            // RFC 7519 §5.1 and RFC 8725 §3.11: a JWT, or an explicitly typed JWT (`at+jwt`, ...),
+            // compared without case.
+            let b = t.as_bytes();
+            let typed = b.len() >= 4 && b[b.len() - 4..].eq_ignore_ascii_case(b"+JWT");
+            if !(t.eq_ignore_ascii_case("JWT") || typed) {
                 return Err(AuthError::MalformedHeader("typ is not a JWT type"));
             }
         }
-        Some(_) => return Err(AuthError::MalformedHeader("typ is not a string")),
+        Some(HeaderMember::NotStr) => return Err(AuthError::MalformedHeader("typ is not a string")),
     }
-    if let Some(v) = h.get("cty") {
-        if !v.is_string() {
-            return Err(AuthError::MalformedHeader("cty is not a string"));
-        }
+    match &h.cty {
+        None => {}
+        Some(HeaderMember::NotStr) => return Err(AuthError::MalformedHeader("cty is not a string")),
         // A nested JWT (cty: JWT) would need a second verification this gate does not do.
-        if v.as_str().is_some_and(|c| c.eq_ignore_ascii_case("JWT")) {
-            return Err(AuthError::MalformedHeader("nested JWTs are not accepted"));
-        }
+        Some(HeaderMember::Str(c)) if c.eq_ignore_ascii_case("JWT") => return Err(AuthError::MalformedHeader("nested JWTs are not accepted")),
+        Some(HeaderMember::Str(_)) => {}
     }
     Ok(UnverifiedHeader { alg, kid })
 }

@@ -17,9 +17,12 @@
 //! - `cachekey`: N times the per-isolate key-cache lookup every verify makes (by the JWK's
 //!   fingerprint, borrowed: no allocation).
 //! - `rawsig`: the key, algorithm object, signature and input are prepared once; then N times
-//!   only `crypto.subtle.verify` through `webcrypto::call` (apply + `JsFuture` await): the floor
-//!   of a WebCrypto call made from Rust (awaited as the gate awaits it, see `promise.rs`).
+//!   only `crypto.subtle.verify` through `webcrypto::call` (`Reflect.get`, `Function.apply`, and
+//!   the await of `promise::settle`): a WebCrypto call made from Rust without the gate's fused call.
 //! - `rawsig_jsfuture`: the same, awaited with wasm-bindgen's `JsFuture` (the comparison).
+//! - `await`: N awaits of an already-settled promise from Rust (`promise::settle`, the request
+//!   driven by `executor.rs`): the cost of resuming after an await.
+//! - `await_js`: the same N awaits in a JS loop, awaited once from Rust (the JS floor).
 //!
 //! Revocation modes (issue 5):
 //! - `revoked100k`: the token is verified once; then N times `RevocationSet::check` against a set
@@ -231,7 +234,7 @@ pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &
                 }
             }
         }
-        _ => return answer(400, serde_json::json!({"error": "mode must be miss, hit, core, sig, rawsig, cachekey, revoked100k or revoked0"})),
+        _ => return answer(400, serde_json::json!({"error": "mode must be miss, hit, core, sig, rawsig, rawsig_jsfuture, cachekey, await, await_js, revoked100k or revoked0"})),
     };
     answer(200, serde_json::json!({"n": n, "mode": mode, "ok": ok}))
 }
