@@ -923,6 +923,34 @@ fn a_proof_for_another_token_is_refused() {
     assert_eq!(e.rejection("edgeward").status, 500);
 }
 
+#[test]
+fn a_proof_for_a_doctored_job_or_another_key_is_refused() {
+    let p = reference();
+    let genuine = es(&claims());
+    let forged = flip_signature_byte(&es(&with(claims(), json!({"sub": "admin"}))), 0, 1);
+    fn pending<'t>(p: &Policy, t: &'t str) -> PendingToken<'t> {
+        PendingToken::new(UnverifiedToken::parse(t, p.max_token_bytes).unwrap(), p).unwrap()
+    }
+    let (pending_genuine, pending_forged) = (pending(&p, &genuine), pending(&p, &forged));
+    let k = pending_forged.select_key(p.issuers[0].inline_keys.keys.iter()).unwrap();
+    // A copy of the forged token's job carrying the genuine token's bytes (the fields are public):
+    // the backend's proof is real, but not for the forged token's own bytes.
+    let genuine_job = pending_genuine.job(k).unwrap();
+    let mut doctored = pending_forged.job(k).unwrap();
+    doctored.signature = genuine_job.signature;
+    doctored.signing_input = genuine_job.signing_input;
+    let proof = NativeBackend.verify(&doctored).expect("the genuine bytes verify");
+    assert_eq!(pending_forged.finish(proof, k, &p, NOW).unwrap_err(), AuthError::Internal);
+    // The genuine job's proof, handed to finish with another key object: refused too.
+    let proof = NativeBackend.verify(&genuine_job).unwrap();
+    let other = k.clone();
+    assert_eq!(pending_genuine.finish(proof, &other, &p, NOW).unwrap_err(), AuthError::Internal);
+    // Control: the same token, parsed again, with its own job and key, verifies.
+    let again = pending(&p, &genuine);
+    let proof = NativeBackend.verify(&again.job(k).unwrap()).unwrap();
+    assert!(again.finish(proof, k, &p, NOW).is_ok());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bugs found in src/ (these tests fail until fixed)
 // ---------------------------------------------------------------------------------------------

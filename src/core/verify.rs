@@ -54,15 +54,26 @@ pub struct SignatureJob<'a> {
 
 /// Proof that a backend verified the signature of one particular [`SignatureJob`].
 /// Only backends inside this crate can construct it, and [`PendingToken::finish`] accepts it only
-/// for the very token (by its unique id) the job was made from.
+/// for the very token (by its unique id) the job was made from, and only if the job still named
+/// that token's own signature and signing input and the key `finish` is given (a copy of the
+/// job with other bytes or another key proves nothing about this token).
 #[derive(Debug)]
 pub struct SignatureProof {
     token_id: u64,
+    /// Where the checked bytes and key live (addresses and lengths, compared, never read).
+    signature: (usize, usize),
+    signing_input: (usize, usize),
+    key: usize,
 }
 
 impl SignatureProof {
     pub(crate) fn for_job(job: &SignatureJob<'_>) -> SignatureProof {
-        SignatureProof { token_id: job.token_id }
+        SignatureProof {
+            token_id: job.token_id,
+            signature: (job.signature.as_ptr() as usize, job.signature.len()),
+            signing_input: (job.signing_input.as_ptr() as usize, job.signing_input.len()),
+            key: job.key as *const Jwk as usize,
+        }
     }
 }
 
@@ -250,7 +261,9 @@ impl<'t> PendingToken<'t> {
     /// Checks the claims and returns the verified token (the claims move into it, uncopied).
     /// `proof` must come from this token's job.
     pub fn finish(self, proof: SignatureProof, key: &Jwk, policy: &Policy, now: i64) -> Result<VerifiedToken, AuthError> {
-        if proof.token_id != self.id {
+        let signature = (self.token.signature.as_ptr() as usize, self.token.signature.len());
+        let signing_input = (self.token.signing_input.as_ptr() as usize, self.token.signing_input.len());
+        if proof.token_id != self.id || proof.signature != signature || proof.signing_input != signing_input || proof.key != key as *const Jwk as usize {
             return Err(AuthError::Internal);
         }
         let c = &self.token.claims;

@@ -68,9 +68,9 @@ fn settled(slot: u32, ok: bool, value: JsValue) {
             _ => None,
         }
     });
-    // Woken outside the borrow: the executor may poll right away.
+    // Woken outside the borrow, with the outcome stored: the request's executor polls right away.
     if let Some(w) = waker {
-        w.wake();
+        super::executor::wake_settled(w);
     }
 }
 

@@ -1,6 +1,7 @@
 // Edgeward end to end: the JWKS cache. Key rotation, garbage kids that must not hammer the
 // issuer, issuer outage with keys cached, and an issuer that is down before anything is cached.
 
+import net from 'node:net';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
@@ -153,5 +154,56 @@ describe('JWKS unreachable and nothing cached', { timeout: 180_000 }, () => {
 
     assert.ok(await h.findDecisionLine(worker, body.request_id), 'no decision log line for the 503');
     h.assertNoTokensIn(worker.output, [token]);
+  });
+});
+
+describe('JWKS endpoint that accepts and never answers', { timeout: 180_000 }, () => {
+  let origin;
+  let worker;
+  let key;
+  let stalled;
+  let issuer;
+  const sockets = new Set();
+  let connections = 0;
+
+  before(
+    async () => {
+      await h.ensureBuilt();
+      key = await h.makeKey('RS256', 'stalled');
+      // Accepts every connection and reads the request, but never writes a byte back: only
+      // jwks_cache.fetch_timeout_ms can end the wait.
+      stalled = net.createServer((s) => {
+        connections++;
+        sockets.add(s);
+        s.on('close', () => sockets.delete(s));
+        s.on('error', () => {});
+      });
+      await new Promise((resolve) => stalled.listen(0, '127.0.0.1', resolve));
+      const port = stalled.address().port;
+      issuer = { issuer: `http://127.0.0.1:${port}`, jwksUri: `http://127.0.0.1:${port}/jwks.json` };
+      origin = await h.startOrigin();
+      worker = await h.startWrangler({ label: 'jwks-stalled', config: h.baseConfig({ jwks: issuer, origin, jwksCache: { fetch_timeout_ms: 800 } }) });
+    },
+    { timeout: 660_000 },
+  );
+
+  after(async () => {
+    await worker?.stop();
+    await origin?.stop();
+    for (const s of sockets) s.destroy();
+    stalled?.close();
+  });
+
+  it('the fetch timeout fires on the request path: 503 jwks_unavailable in about fetch_timeout_ms, never a hang', async () => {
+    const token = await h.mintToken(key, { issuer: issuer.issuer });
+    const id = h.testId();
+    const t0 = Date.now();
+    const res = await worker.request({ path: '/api/needs-keys', headers: { ...h.bearer(token), 'x-test-id': id }, timeoutMs: 10_000 });
+    const ms = Date.now() - t0;
+    h.assertError(res, { status: 503, code: 'jwks_unavailable', context: 'issuer stalls' });
+    assert.ok(ms >= 700, `answered in ${ms} ms, before the 800 ms fetch timeout could have fired`);
+    assert.ok(ms < 8000, `answered only after ${ms} ms`);
+    assert.equal(origin.find(id), undefined, 'request forwarded without verification');
+    assert.ok(connections >= 1, 'the Worker never reached the JWKS endpoint');
   });
 });
