@@ -73,7 +73,7 @@ out('signature check; *verify()* = `webcrypto::verify` alone on a prepared job (
 out('lookup by the JWK fingerprint, borrowed; one call out of wasm that starts `crypto.subtle.verify` on views of');
 out('wasm memory and attaches the promise handlers, see `src/worker/promise.rs`; the request resumed inside the');
 out('promise callback by `src/worker/executor.rs`); *key lookup* = that cache lookup alone; *bare call* = only');
-out('`crypto.subtle.verify` called from Rust on arguments prepared once (`webcrypto::call`: `Reflect.get` of');
+out('`crypto.subtle.verify` called from Rust on arguments prepared once (`js::call`: `Reflect.get` of');
 out('`verify`, `Function.apply`, the same await); *subtle (JS)* = the same call from plain JS in the jose Worker:');
 out('the floor for any verifier; *await (Rust)* / *await (JS)* = awaiting an already-settled promise from Rust in');
 out('the Worker / from JS in the jose Worker (what resuming after any await costs each side).');

@@ -17,7 +17,7 @@
 //! - `cachekey`: N times the per-isolate key-cache lookup every verify makes (by the JWK's
 //!   fingerprint, borrowed: no allocation).
 //! - `rawsig`: the key, algorithm object, signature and input are prepared once; then N times
-//!   only `crypto.subtle.verify` through `webcrypto::call` (`Reflect.get`, `Function.apply`, and
+//!   only `crypto.subtle.verify` through `js::call` (`Reflect.get`, `Function.apply`, and
 //!   the await of `promise::settle`): a WebCrypto call made from Rust without the gate's fused call.
 //! - `rawsig_jsfuture`: the same, awaited with wasm-bindgen's `JsFuture` (the comparison).
 //! - `await`: N awaits of an already-settled promise from Rust (`promise::settle`, the request
@@ -108,7 +108,7 @@ async fn raw_sig(job: &crate::core::verify::SignatureJob<'_>, n: u32, jsfuture: 
     let args = Array::of4(&verify_alg, &key, &Uint8Array::from(job.signature), &Uint8Array::from(job.signing_input));
     let mut ok = true;
     for _ in 0..n {
-        let r = if jsfuture { webcrypto::call_jsfuture(&subtle, "verify", &args).await } else { webcrypto::call(&subtle, "verify", &args).await };
+        let r = if jsfuture { webcrypto::call_jsfuture(&subtle, "verify", &args).await } else { super::js::call(&subtle, "verify", &args).await };
         ok &= matches!(r, Ok(v) if v.as_bool() == Some(true));
     }
     ok

@@ -1,11 +1,12 @@
 //! The few runtime APIs Edgeward needs beyond fetch, called through their JS interface directly:
-//! Workers KV, Durable Object storage and the rate-limiting binding. workers-rs wraps each of them
+//! Workers KV, Durable Object storage and the rate-limiting binding (and the JS call helpers that
+//! `webcrypto.rs` uses too). workers-rs wraps each of them
 //! with options objects and results converted through `serde_wasm_bindgen` (about 10 KB of the
 //! gzip bundle for what is here a handful of strings and numbers); these wrappers pass strings,
 //! bytes and numbers as they are, and await through [`super::promise::settle`].
 
 use super::promise::settle;
-use worker::js_sys::{Array, ArrayBuffer, Function, Object, Reflect, Uint8Array};
+use worker::js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::Env;
 
@@ -21,14 +22,24 @@ fn method(target: &JsValue, name: &str) -> Result<Function, String> {
     Reflect::get(target, &JsValue::from_str(name)).ok().and_then(|f| f.dyn_into::<Function>().ok()).ok_or_else(|| format!("no {name}()"))
 }
 
-/// `target[name](...args)`, awaited.
-async fn call(target: &JsValue, name: &str, args: &Array) -> Result<JsValue, String> {
-    let promise = method(target, name)?.apply(target, args).map_err(|e| describe(&e))?;
-    let promise = promise.dyn_into::<worker::js_sys::Promise>().map_err(|_| format!("{name}() returned no promise"))?;
-    settle(&promise).await.map_err(|e| describe(&e))
+/// Calls `target[name](...args)`, which must return a promise.
+pub(super) fn invoke(target: &JsValue, name: &str, args: &Array) -> Result<Promise, JsValue> {
+    let f = method(target, name).map_err(|m| JsValue::from_str(&m))?;
+    f.apply(target, args)?.dyn_into::<Promise>().map_err(|_| JsValue::from_str(&format!("{name}() returned no promise")))
 }
 
-fn object(pairs: &[(&str, JsValue)]) -> Object {
+/// `target[name](...args)`, awaited: `Err` with the rejection (or the failure to call).
+pub(super) async fn call(target: &JsValue, name: &str, args: &Array) -> Result<JsValue, JsValue> {
+    settle(&invoke(target, name, args)?).await
+}
+
+/// [`call`] with the error described as text (for logs and operator messages).
+async fn call_text(target: &JsValue, name: &str, args: &Array) -> Result<JsValue, String> {
+    call(target, name, args).await.map_err(|e| describe(&e))
+}
+
+/// A plain JS object of `pairs`.
+pub(super) fn object(pairs: &[(&str, JsValue)]) -> Object {
     let o = Object::new();
     for (k, v) in pairs {
         let _ = Reflect::set(&o, &JsValue::from_str(k), v);
@@ -57,24 +68,24 @@ impl KvStore {
 
     /// The value of `key` as text; `None` if absent.
     pub async fn text(&self, key: &str) -> Result<Option<String>, String> {
-        let v = call(&self.0, "get", &Array::of1(&JsValue::from_str(key))).await?;
+        let v = call_text(&self.0, "get", &Array::of1(&JsValue::from_str(key))).await?;
         Ok(v.as_string())
     }
 
     /// The value of `key` as bytes; `None` if absent.
     pub async fn bytes(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        let v = call(&self.0, "get", &Array::of2(&JsValue::from_str(key), &JsValue::from_str("arrayBuffer"))).await?;
+        let v = call_text(&self.0, "get", &Array::of2(&JsValue::from_str(key), &JsValue::from_str("arrayBuffer"))).await?;
         Ok(v.dyn_into::<ArrayBuffer>().ok().map(|b| Uint8Array::new(&b).to_vec()))
     }
 
     /// Stores `value` under `key`.
     pub async fn put_bytes(&self, key: &str, value: &[u8]) -> Result<(), String> {
-        call(&self.0, "put", &Array::of2(&JsValue::from_str(key), &Uint8Array::from(value))).await.map(|_| ())
+        call_text(&self.0, "put", &Array::of2(&JsValue::from_str(key), &Uint8Array::from(value))).await.map(|_| ())
     }
 
     /// Removes `key`.
     pub async fn delete(&self, key: &str) -> Result<(), String> {
-        call(&self.0, "delete", &Array::of1(&JsValue::from_str(key))).await.map(|_| ())
+        call_text(&self.0, "delete", &Array::of1(&JsValue::from_str(key))).await.map(|_| ())
     }
 
     /// One page of at most `limit` key names starting with `prefix`, from `cursor`.
@@ -83,7 +94,7 @@ impl KvStore {
         if let Some(c) = cursor {
             opts.push(("cursor", JsValue::from_str(c)));
         }
-        let v = call(&self.0, "list", &Array::of1(&object(&opts))).await?;
+        let v = call_text(&self.0, "list", &Array::of1(&object(&opts))).await?;
         let keys = Reflect::get(&v, &JsValue::from_str("keys")).ok().and_then(|k| k.dyn_into::<Array>().ok()).ok_or("list answered without keys")?;
         let names = keys.iter().filter_map(|k| Reflect::get(&k, &JsValue::from_str("name")).ok()?.as_string()).collect();
         let complete = Reflect::get(&v, &JsValue::from_str("list_complete")).ok().and_then(|c| c.as_bool()).unwrap_or(true);
@@ -105,17 +116,17 @@ impl DoStorage {
 
     /// The stored number under `key`; `None` if absent (or not a number).
     pub async fn number(&self, key: &str) -> Result<Option<f64>, String> {
-        Ok(call(&self.0, "get", &Array::of1(&JsValue::from_str(key))).await?.as_f64())
+        Ok(call_text(&self.0, "get", &Array::of1(&JsValue::from_str(key))).await?.as_f64())
     }
 
     /// Stores the number `value` under `key`.
     pub async fn put_number(&self, key: &str, value: f64) -> Result<(), String> {
-        call(&self.0, "put", &Array::of2(&JsValue::from_str(key), &JsValue::from_f64(value))).await.map(|_| ())
+        call_text(&self.0, "put", &Array::of2(&JsValue::from_str(key), &JsValue::from_f64(value))).await.map(|_| ())
     }
 
     /// Every `(key, string value)` whose key starts with `prefix`, in key order.
     pub async fn list_strings(&self, prefix: &str) -> Result<Vec<(String, String)>, String> {
-        let m = call(&self.0, "list", &Array::of1(&object(&[("prefix", JsValue::from_str(prefix))]))).await?;
+        let m = call_text(&self.0, "list", &Array::of1(&object(&[("prefix", JsValue::from_str(prefix))]))).await?;
         let m = m.dyn_into::<worker::js_sys::Map>().map_err(|_| "list answered without a map")?;
         let mut out = Vec::new();
         m.for_each(&mut |v, k| {
@@ -129,24 +140,24 @@ impl DoStorage {
     /// Removes `keys` (one atomic call).
     pub async fn delete_all_of(&self, keys: &[String]) -> Result<(), String> {
         let arr: Array = keys.iter().map(|k| JsValue::from_str(k)).collect();
-        call(&self.0, "delete", &Array::of1(&arr)).await.map(|_| ())
+        call_text(&self.0, "delete", &Array::of1(&arr)).await.map(|_| ())
     }
 
     /// Writes every member of `entries` (one atomic call).
     pub async fn put_all(&self, entries: &Object) -> Result<(), String> {
-        call(&self.0, "put", &Array::of1(entries)).await.map(|_| ())
+        call_text(&self.0, "put", &Array::of1(entries)).await.map(|_| ())
     }
 
     /// Sets the object's alarm `in_ms` from now.
     pub async fn set_alarm_in(&self, in_ms: u64) -> Result<(), String> {
         let at = worker::js_sys::Date::now() + in_ms as f64;
-        call(&self.0, "setAlarm", &Array::of1(&JsValue::from_f64(at))).await.map(|_| ())
+        call_text(&self.0, "setAlarm", &Array::of1(&JsValue::from_f64(at))).await.map(|_| ())
     }
 }
 
 /// Asks the rate-limiting binding `name` about `key`: `Ok(true)` when the request may pass.
 pub async fn rate_limit(env: &Env, name: &str, key: &str) -> Result<bool, String> {
     let binding = Reflect::get(env, &JsValue::from_str(name)).ok().filter(JsValue::is_object).ok_or_else(|| format!("no rate-limiting binding {name}"))?;
-    let outcome = call(&binding, "limit", &Array::of1(&object(&[("key", JsValue::from_str(key))]))).await?;
+    let outcome = call_text(&binding, "limit", &Array::of1(&object(&[("key", JsValue::from_str(key))]))).await?;
     Reflect::get(&outcome, &JsValue::from_str("success")).ok().and_then(|s| s.as_bool()).ok_or_else(|| "limit() answered without success".into())
 }

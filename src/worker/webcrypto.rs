@@ -15,7 +15,8 @@ use crate::core::verify::{SignatureJob, SignatureProof};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use worker::js_sys::{self, Array, Object, Reflect};
-use worker::wasm_bindgen::{JsCast, JsValue};
+use super::js::{call, object as obj};
+use worker::wasm_bindgen::JsValue;
 
 /// An imported key with everything a verify call needs, built once per key and algorithm.
 struct Ready {
@@ -33,14 +34,6 @@ thread_local! {
 /// Most keys cached per isolate (a JWKS rotation adds a few; garbage cannot add any, since only
 /// configured keys are ever imported).
 const MAX_CACHED_KEYS: usize = 256;
-
-fn obj(pairs: &[(&str, JsValue)]) -> Object {
-    let o = Object::new();
-    for (k, v) in pairs {
-        let _ = Reflect::set(&o, &JsValue::from_str(k), v);
-    }
-    o
-}
 
 fn hash_name(alg: Algorithm) -> &'static str {
     match alg.hash_len() {
@@ -81,20 +74,10 @@ pub(super) fn subtle() -> Result<JsValue, JsValue> {
     Reflect::get(&crypto, &JsValue::from_str("subtle"))
 }
 
-/// Calls `target[method](...args)`, which must return a promise.
-fn invoke(target: &JsValue, method: &str, args: &Array) -> Result<js_sys::Promise, JsValue> {
-    let f: js_sys::Function = Reflect::get(target, &JsValue::from_str(method))?.dyn_into()?;
-    f.apply(target, args)?.dyn_into()
-}
-
-pub(super) async fn call(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
-    super::promise::settle(&invoke(target, method, args)?).await
-}
-
 /// [`call`] awaited with wasm-bindgen's `JsFuture` (bench comparison only).
 #[cfg(feature = "bench")]
 pub(super) async fn call_jsfuture(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
-    worker::wasm_bindgen_futures::JsFuture::from(invoke(target, method, args)?).await
+    worker::wasm_bindgen_futures::JsFuture::from(super::js::invoke(target, method, args)?).await
 }
 
 /// Runs `f` on the cached key of `job`, if it was imported already (borrowed, not cloned).
