@@ -191,9 +191,11 @@ out();
 // 5. sizes
 out('### 5. Sizes');
 out();
-out('`bench/size.sh`: the Worker upload exactly as `wrangler deploy --dry-run --outdir` builds it (offline)');
-out('from a production build (`scripts/build-worker` with `OUT_DIR=build-size`: feature `worker`, names section');
-out('stripped), and the web package');
+out('`bench/size.sh`: each Worker\'s upload exactly as `wrangler deploy --dry-run --outdir` builds it (offline)');
+out('from a production build (`scripts/build-worker`, names section stripped): `worker` is the gate (feature');
+out('`worker`, `wrangler.toml`: what runs on every request, the budget\'s subject), `control` the control Worker');
+out('(feature `control`, `control/wrangler.toml`: admin API and Durable Objects, bound by the gate; also the');
+out('single-Worker build); and the web package');
 out('(`www/pkg`, as last built by `scripts/build-web`; not rebuilt here), raw and `gzip -9`.');
 out();
 out('| part | file | raw bytes | gzip -9 bytes |');
@@ -201,7 +203,7 @@ out('|---|---|---:|---:|');
 let workerGz = NaN;
 for (const l of sizeText.split('\n')) {
   const c = l.trim().split(/\s+/);
-  if (c.length === 4 && ['worker', 'web'].includes(c[0]) && /^\d+$/.test(c[2])) {
+  if (c.length === 4 && ['worker', 'control', 'web'].includes(c[0]) && /^\d+$/.test(c[2])) {
     const bold = c[1] === 'total' ? '**' : '';
     out(`| ${c[0]} | ${bold}${c[1]}${bold} | ${bold}${int(Number(c[2]))}${bold} | ${bold}${int(Number(c[3]))}${bold} |`);
     if (c[0] === 'worker' && c[1] === 'total') workerGz = Number(c[3]);
@@ -228,7 +230,7 @@ if (crates.length) {
 }
 const share = (names) => crates.filter((c) => names.includes(c[1])).reduce((t, c) => t + Number(c[3]), 0);
 const sizeRatio = workerGz / 250000;
-out(`Worker budget 250,000 B gzip: ratio **${f2(sizeRatio)}** — ${ok(sizeRatio <= 1)}${sizeRatio > 1 ? `, over by ${f1((workerGz - 250000) / 1000)} KB` : ''}.`);
+out(`Gate Worker budget 250,000 B gzip: ratio **${f2(sizeRatio)}** — ${ok(sizeRatio <= 1)}${sizeRatio > 1 ? `, over by ${f1((workerGz - 250000) / 1000)} KB` : ''}.`);
 if (sizeRatio > 1) missed.push({ what: 'Worker bundle', by: `${int(workerGz)} B gzip, ${f2(sizeRatio)}× the 250,000 B budget (over by ${f1((workerGz - 250000) / 1000)} KB)` });
 out();
 

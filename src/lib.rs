@@ -13,12 +13,16 @@
 //!   API keys (format, checksum, records, checks), credential extraction, the forwarding plan and
 //!   the error mapping are pure functions of (input, state, `now`). It reads no clock, does no network, KV or JS, and names no runtime, so
 //!   the whole policy is tested with plain `cargo test`.
-//! - `worker` (feature `worker`, wasm32): the Cloudflare Worker adapter. It reads
-//!   `EDGEWARD_CONFIG`, the clock, KV, Durable Objects (the `RateLimiter`, the
-//!   `RevocationLedger`) and the network, checks signatures with the runtime's WebCrypto, serves
-//!   the admin API, and drives the core. Its `fetch` export runs each request on a small
-//!   run-on-wake executor (an awaited promise resumes the request in its own callback), and it
-//!   calls KV, Durable Object storage and the rate-limiting binding through their JS API.
+//! - `worker` (feature `worker`, wasm32): the Cloudflare Worker adapter, built as the gate. It
+//!   reads `EDGEWARD_CONFIG`, the clock, KV, the Durable Objects (as a client) and the network,
+//!   checks signatures with the runtime's WebCrypto, and drives the core. Its `fetch` export runs
+//!   each request on a small run-on-wake executor (an awaited promise resumes the request in its
+//!   own callback), and it calls KV, Durable Object storage and the rate-limiting binding through
+//!   their JS API. Admin API requests go, unchanged, through the `EDGEWARD_CONTROL` service
+//!   binding to the control Worker.
+//! - `worker::control` (feature `control`): the control plane, the admin API and the Durable
+//!   Objects (`RateLimiter`, `RevocationLedger`). Built with it, the Worker is the control Worker
+//!   (and also a complete single Worker: gate and control plane).
 //! - `web` (feature `web`): the JS package (wasm-bindgen) on the same core.
 //! - `edgeward` (feature `cli`, native): the operator CLI (`verify`, `revoke`, `revocations`,
 //!   `keys`), on the same core with the pure-Rust backend (jwt-simple, plus `p521` for ES512).

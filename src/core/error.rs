@@ -139,6 +139,10 @@ pub enum AuthError {
     /// The origin did not answer.
     #[error("origin unreachable")]
     OriginUnreachable,
+    /// A gate built without the control plane could not reach it (the `EDGEWARD_CONTROL`
+    /// service binding is missing or did not answer) for an admin API request.
+    #[error("admin API unavailable")]
+    AdminUnavailable,
     /// The configuration is invalid; every request fails closed.
     #[error("configuration invalid")]
     ConfigInvalid,
@@ -243,6 +247,7 @@ impl AuthError {
             RevocationsUnavailable => "revocations_unavailable",
             JwksUnavailable => "jwks_unavailable",
             OriginUnreachable => "origin_unreachable",
+            AdminUnavailable => "admin_unavailable",
             ConfigInvalid => "config_invalid",
             Internal => "internal_error",
             MissingApiKey => "missing_api_key",
@@ -258,7 +263,7 @@ impl AuthError {
     /// Who caused it.
     pub fn side(&self) -> Side {
         match self {
-            AuthError::JwksUnavailable | AuthError::OriginUnreachable | AuthError::RateLimiterUnavailable | AuthError::RevocationsUnavailable | AuthError::ApiKeysUnavailable => Side::Upstream,
+            AuthError::JwksUnavailable | AuthError::OriginUnreachable | AuthError::AdminUnavailable | AuthError::RateLimiterUnavailable | AuthError::RevocationsUnavailable | AuthError::ApiKeysUnavailable => Side::Upstream,
             AuthError::ConfigInvalid | AuthError::Internal => Side::Internal,
             _ => Side::Client,
         }
@@ -297,6 +302,7 @@ impl AuthError {
             AuthError::RateLimiterUnavailable => (503, None, "rate limiter unavailable; retry later".into()),
             AuthError::JwksUnavailable => (503, None, "issuer keys are unavailable; retry later".into()),
             AuthError::OriginUnreachable => (502, None, "the origin did not answer".into()),
+            AuthError::AdminUnavailable => (503, None, "the admin API is unavailable; retry later".into()),
             AuthError::ConfigInvalid => (500, None, "gateway configuration is invalid".into()),
             AuthError::Internal => (500, None, "internal error".into()),
             // Every other refusal is about the token itself. The description names the check,
@@ -389,7 +395,7 @@ mod tests {
 
     #[test]
     fn upstream_and_internal_have_no_challenge() {
-        for (e, s) in [(AuthError::JwksUnavailable, 503), (AuthError::OriginUnreachable, 502), (AuthError::ConfigInvalid, 500)] {
+        for (e, s) in [(AuthError::JwksUnavailable, 503), (AuthError::OriginUnreachable, 502), (AuthError::AdminUnavailable, 503), (AuthError::ConfigInvalid, 500)] {
             let r = e.rejection("r");
             assert_eq!(r.status, s);
             assert_eq!(r.www_authenticate, None);

@@ -52,6 +52,7 @@ pub(super) fn object(pairs: &[(&str, JsValue)]) -> Object {
 pub struct KvStore(JsValue);
 
 /// One page of [`KvStore::list`].
+#[cfg(feature = "control")]
 pub struct KvPage {
     /// Key names, in order.
     pub names: Vec<String>,
@@ -84,11 +85,13 @@ impl KvStore {
     }
 
     /// Removes `key`.
+    #[cfg(feature = "control")]
     pub async fn delete(&self, key: &str) -> Result<(), String> {
         call_text(&self.0, "delete", &Array::of1(&JsValue::from_str(key))).await.map(|_| ())
     }
 
     /// One page of at most `limit` key names starting with `prefix`, from `cursor`.
+    #[cfg(feature = "control")]
     pub async fn list(&self, prefix: &str, limit: u32, cursor: Option<&str>) -> Result<KvPage, String> {
         let mut opts = vec![("prefix", JsValue::from_str(prefix)), ("limit", JsValue::from(limit))];
         if let Some(c) = cursor {
@@ -104,8 +107,10 @@ impl KvStore {
 }
 
 /// A Durable Object's transactional storage.
+#[cfg(feature = "control")]
 pub struct DoStorage(JsValue);
 
+#[cfg(feature = "control")]
 impl DoStorage {
     /// The storage of the object whose state is `state`.
     pub fn of(state: worker::State) -> Option<DoStorage> {

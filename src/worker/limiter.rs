@@ -3,15 +3,13 @@
 //! an atomic read-modify-write. If the object cannot be reached, the Worker limits locally (and logs
 //! it) or refuses, per `rate_limits.on_unavailable`.
 
-#![allow(missing_docs)] // the durable_object macro generates undocumented glue
-
 use crate::core::error::AuthError;
 use crate::core::log::fingerprint;
-use crate::core::ratelimit::{gcra, Bucket, Decision, LimitMode, LocalLimiter, OnUnavailable, Quota, RateLimitPolicy};
+use crate::core::ratelimit::{Bucket, Decision, LimitMode, LocalLimiter, OnUnavailable, Quota, RateLimitPolicy};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use super::js::{self, DoStorage};
-use worker::{console_warn, durable_object, DurableObject, Env, Request, Response, State};
+use super::js;
+use worker::{console_warn, Env};
 
 /// Durable Object binding name.
 pub const DO_BINDING: &str = "EDGEWARD_LIMITER";
@@ -23,9 +21,9 @@ thread_local! {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Ask {
-    key: String,
-    quota: Quota,
+pub(crate) struct Ask {
+    pub(crate) key: String,
+    pub(crate) quota: Quota,
 }
 
 fn shard(key: &str) -> String {
@@ -94,42 +92,4 @@ pub async fn check(policy: &RateLimitPolicy, env: &Env, buckets: &[Bucket], now_
         }
     }
     Ok(tightest)
-}
-
-/// The Durable Object owning the TATs of one shard of keys. Each check is a read-modify-write
-/// that runs to completion before the next event is delivered (storage awaits hold the input
-/// gate), so concurrent requests for one key are counted exactly.
-#[durable_object]
-pub struct RateLimiter {
-    storage: Option<DoStorage>,
-    tats: RefCell<std::collections::HashMap<String, i64>>,
-}
-
-impl DurableObject for RateLimiter {
-    fn new(state: State, _env: Env) -> Self {
-        RateLimiter { storage: DoStorage::of(state), tats: RefCell::new(std::collections::HashMap::new()) }
-    }
-
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let Some(ask) = req.text().await.ok().and_then(|t| crate::core::json::from_text::<Ask>(&t).ok()) else {
-            return Response::error("bad request", 400);
-        };
-        let Some(storage) = &self.storage else { return Response::error("no storage", 500) };
-        let now = worker::Date::now().as_millis() as i64;
-        let known = self.tats.borrow().get(&ask.key).copied();
-        let tat = match known {
-            Some(t) => Some(t),
-            None => storage.number(&ask.key).await.ok().flatten().map(|t| t as i64),
-        };
-        let d = gcra(tat, now, &ask.quota);
-        if d.allowed {
-            self.tats.borrow_mut().insert(ask.key.clone(), d.tat_ms);
-            // Persisted so an evicted object does not hand out a fresh burst.
-            let _ = storage.put_number(&ask.key, d.tat_ms as f64).await;
-        }
-        let body = serde_json::to_string(&d)?;
-        let mut r = Response::ok(body)?;
-        let _ = r.headers_mut().set("content-type", "application/json");
-        Ok(r)
-    }
 }

@@ -1,7 +1,8 @@
 //! The Cloudflare Worker adapter: reads the configuration, the clock, KV and the network, and
 //! drives the core. All policy lives in [`crate::core`].
 
-mod admin;
+#[cfg(feature = "control")]
+pub mod control;
 #[cfg(feature = "bench")]
 mod bench;
 mod executor;
@@ -13,8 +14,8 @@ mod promise;
 mod revocations;
 mod webcrypto;
 
-pub use limiter::RateLimiter;
-pub use revocations::RevocationLedger;
+#[cfg(feature = "control")]
+pub use control::{RateLimiter, RevocationLedger};
 
 use crate::core::config::{ConfigError, Policy};
 use crate::core::error::AuthError;
@@ -199,11 +200,16 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         }
     };
     if path == policy.admin.path_prefix || path.starts_with(&format!("{}/", policy.admin.path_prefix)) {
-        // Guessing the admin credential is throttled like any unauthenticated traffic.
-        if let Err(e) = pre_auth_limit(&policy, &env, &headers).await {
-            return Ok(reject(&e, &policy.realm, &rid, &mut log));
+        #[cfg(feature = "control")]
+        {
+            // Guessing the admin credential is throttled like any unauthenticated traffic.
+            if let Err(e) = pre_auth_limit(&policy, &env, &headers).await {
+                return Ok(reject(&e, &policy.realm, &rid, &mut log));
+            }
+            return control::admin::handle(req, &env, &ctx, &policy, &path, &query, &headers, &rid, now_secs(start)).await;
         }
-        return admin::handle(req, &env, &ctx, &policy, &path, &query, &headers, &rid, now_secs(start)).await;
+        #[cfg(not(feature = "control"))]
+        return Ok(to_control_plane(req, &env, &policy, &rid, &mut log).await);
     }
     #[cfg(feature = "bench")]
     if path.starts_with(bench::PATH_PREFIX) {
@@ -252,6 +258,26 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
                     Ok(reject(&AuthError::OriginUnreachable, &policy.realm, &rid, &mut log))
                 }
             }
+        }
+    }
+}
+
+/// Name of the service binding through which a gate built without the control plane reaches it.
+pub const CONTROL_BINDING: &str = "EDGEWARD_CONTROL";
+
+/// The admin API, in a gate built without it: the request goes as it came to the control Worker
+/// (which throttles, authorizes and audits it), and its answer comes back as it is.
+#[cfg(not(feature = "control"))]
+async fn to_control_plane(req: Request, env: &Env, policy: &Policy, rid: &str, log: &mut DecisionLog<'_>) -> Response {
+    let answer = match env.service(CONTROL_BINDING) {
+        Err(_) => Err(format!("no {CONTROL_BINDING} service binding to the control Worker (this gate is built without the admin API)")),
+        Ok(control) => control.fetch_request(req).await.map_err(|e| format!("the control Worker did not answer: {e}")),
+    };
+    match answer {
+        Ok(resp) => resp,
+        Err(detail) => {
+            log.detail = Some(detail);
+            reject(&AuthError::AdminUnavailable, &policy.realm, rid, log)
         }
     }
 }

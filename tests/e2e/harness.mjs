@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { before, after } from 'node:test';
 import { generateKeyPair, exportJWK, SignJWT, CompactSign, base64url } from 'jose';
+import { writeControlConfig } from '../../scripts/control-config.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const AUDIENCE = 'api://demo';
@@ -174,16 +175,27 @@ export function request(baseUrl, { method = 'GET', path: reqPath = '/', headers 
 
 let buildPromise;
 
-/** Runs `bash scripts/build-worker` once per test process; throws with its output on failure. */
+/**
+ * Builds the gate (`bash scripts/build-worker` → build/) and the control Worker
+ * (`--features control` → build-control/) once per test process; throws with the output on failure.
+ */
 export function ensureBuilt() {
   buildPromise ??= (async () => {
+    await buildOne([], 'build');
+    await buildOne(['--features', 'control'], 'build-control');
+  })();
+  return buildPromise;
+}
+
+async function buildOne(args, outDir) {
+  {
     const script = path.join(ROOT, 'scripts', 'build-worker');
     if (!fs.existsSync(script)) {
       throw new Error(`scripts/build-worker is missing (${script}); the Worker cannot be built`);
     }
     const out = [];
     const code = await new Promise((resolve, reject) => {
-      const child = spawn('bash', [script], { cwd: ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const child = spawn('bash', [script, ...args], { cwd: ROOT, env: { ...childEnv(), OUT_DIR: outDir }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       liveGroups.add(child.pid);
       const timer = setTimeout(() => {
         out.push(Buffer.from('\n[harness] build-worker timed out after 10 minutes\n'));
@@ -199,12 +211,11 @@ export function ensureBuilt() {
       });
     });
     const text = Buffer.concat(out).toString('utf8');
-    if (code !== 0) throw new Error(`bash scripts/build-worker failed (exit ${code}):\n${tail(text)}`);
-    const main = path.join(ROOT, 'build', 'index.js');
+    if (code !== 0) throw new Error(`OUT_DIR=${outDir} bash scripts/build-worker ${args.join(' ')} failed (exit ${code}):\n${tail(text)}`);
+    const main = path.join(ROOT, outDir, 'index.js');
     if (!fs.existsSync(main)) throw new Error(`scripts/build-worker succeeded but ${main} does not exist:\n${tail(text)}`);
     return text;
-  })();
-  return buildPromise;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,10 +230,13 @@ export function allWranglerOutput() {
 }
 
 /**
- * Starts `wrangler dev` with EDGEWARD_CONFIG = config (object → JSON, string → as is).
+ * Starts `wrangler dev` with EDGEWARD_CONFIG = config (object → JSON, string → as is): the
+ * production shape, the gate (wrangler.toml) with the control Worker (control/wrangler.toml: the
+ * admin API and the Durable Objects) beside it in the same workerd, both given the config and
+ * `vars` (the control Worker through a generated config file: `--var` reaches only the first).
  * Resolves once GET / yields any HTTP response. Throws with the captured output otherwise.
- * `wranglerConfig`: another wrangler config (path relative to the repository root), such as the
- * bench build's `build-bench/wrangler.toml`; its Worker must already be built (no ensureBuilt).
+ * `wranglerConfig`: another, single-Worker, wrangler config (path relative to the repository
+ * root), such as the bench build's `build-bench/wrangler.toml`; it must already be built.
  */
 export async function startWrangler({ label = 'worker', config, persistTo, readyTimeoutMs = 60000, vars = {}, wranglerConfig } = {}) {
   if (!wranglerConfig) await ensureBuilt();
@@ -230,9 +244,12 @@ export async function startWrangler({ label = 'worker', config, persistTo, ready
   const inspectorPort = await freePort();
   const persistDir = persistTo ?? makeTempDir(`persist-${label}`);
   const configText = typeof config === 'string' ? config : JSON.stringify(config);
+  const configs = wranglerConfig
+    ? [wranglerConfig]
+    : ['wrangler.toml', writeControlConfig(path.join(makeTempDir(`control-${label}`), 'control.toml'), { EDGEWARD_CONFIG: configText, ...vars })];
   const args = [
     'dev',
-    ...(wranglerConfig ? ['--config', wranglerConfig] : []),
+    ...configs.flatMap((c) => ['--config', c]),
     '--ip', HOST,
     '--port', String(port),
     '--inspector-port', String(inspectorPort),

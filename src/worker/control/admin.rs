@@ -49,13 +49,13 @@ async fn authorize(headers: &[(String, String)], policy: &Policy, env: &Env, ctx
         return Err("not the admin token, not a JWT".into());
     }
     let mut log = DecisionLog::default();
-    let token = super::verify_jwt(presented, &crate::core::token_cache::token_hash(presented), policy, super::kv_binding(env).as_ref(), ctx, now, &mut log).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
+    let token = crate::worker::verify_jwt(presented, &crate::core::token_cache::token_hash(presented), policy, crate::worker::kv_binding(env).as_ref(), ctx, now, &mut log).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
     if !token.scopes().iter().any(|s| s == scope) {
         return Err(format!("admin JWT lacks the {scope} scope"));
     }
     if policy.revocations.enabled {
         // The ledger itself, not the snapshot: no propagation delay for the most powerful tokens.
-        super::revocations::check_with_ledger(env, &token).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
+        crate::worker::revocations::check_with_ledger(env, &token).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
     }
     Ok(format!("jwt:{} {}", token.issuer().unwrap_or("-"), token.subject().unwrap_or("-")))
 }
@@ -111,7 +111,7 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context, policy: &Policy,
     let a = if rest == "/keys" || rest.starts_with("/keys/") {
         super::keys::admin_op(body, &method, rest, query, policy, env, now).await
     } else {
-        super::revocations::admin_op(body, &method, rest, query, env).await
+        super::ledger::admin_op(body, &method, rest, query, env).await
     };
     audit(a.op, a.status, a.id.as_deref());
     let mut b = a.body;

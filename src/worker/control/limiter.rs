@@ -1,0 +1,47 @@
+//! The `RateLimiter` Durable Object: in `exact` mode, the owner of one shard of keys (the client
+//! side is `worker::limiter`).
+
+#![allow(missing_docs)] // the durable_object macro generates undocumented glue
+
+use crate::core::ratelimit::gcra;
+use crate::worker::js::DoStorage;
+use crate::worker::limiter::Ask;
+use std::cell::RefCell;
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
+/// The Durable Object owning the TATs of one shard of keys. Each check is a read-modify-write
+/// that runs to completion before the next event is delivered (storage awaits hold the input
+/// gate), so concurrent requests for one key are counted exactly.
+#[durable_object]
+pub struct RateLimiter {
+    storage: Option<DoStorage>,
+    tats: RefCell<std::collections::HashMap<String, i64>>,
+}
+
+impl DurableObject for RateLimiter {
+    fn new(state: State, _env: Env) -> Self {
+        RateLimiter { storage: DoStorage::of(state), tats: RefCell::new(std::collections::HashMap::new()) }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let Some(ask) = req.text().await.ok().and_then(|t| crate::core::json::from_text::<Ask>(&t).ok()) else {
+            return Response::error("bad request", 400);
+        };
+        let Some(storage) = &self.storage else { return Response::error("no storage", 500) };
+        let now = worker::Date::now().as_millis() as i64;
+        let known = self.tats.borrow().get(&ask.key).copied();
+        let tat = match known {
+            Some(t) => Some(t),
+            None => storage.number(&ask.key).await.ok().flatten().map(|t| t as i64),
+        };
+        let d = gcra(tat, now, &ask.quota);
+        if d.allowed {
+            self.tats.borrow_mut().insert(ask.key.clone(), d.tat_ms);
+            // Persisted so an evicted object does not hand out a fresh burst.
+            let _ = storage.put_number(&ask.key, d.tat_ms as f64).await;
+        }
+        let body = serde_json::to_string(&d)?;
+        let mut r = Response::ok(body)?;
+        let _ = r.headers_mut().set("content-type", "application/json");
+        Ok(r)
+    }
+}

@@ -1,0 +1,72 @@
+// Edgeward end to end: the two Workers. The gate (wrangler.toml, feature `worker`) carries no
+// admin API and no Durable Object class: admin calls go through its EDGEWARD_CONTROL service
+// binding to the control Worker (control/wrangler.toml). Every other suite runs both; this one
+// checks what each side does on its own.
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import * as h from './harness.mjs';
+
+/**
+ * The gate's wrangler.toml without its EDGEWARD_CONTROL service binding (and [build]), written
+ * beside the gate's build (build/, git-ignored); returns its path relative to the repository.
+ */
+function gateWithoutControl() {
+  const out = [];
+  let skip = false;
+  for (const line of fs.readFileSync(path.join(h.ROOT, 'wrangler.toml'), 'utf8').split('\n')) {
+    if (/^\[/.test(line)) skip = /^\[(build\]|\[services\]\])/.test(line);
+    if (!skip) out.push(line.replace(/^main\s*=.*/, 'main = "index.js"'));
+  }
+  fs.writeFileSync(path.join(h.ROOT, 'build', 'wrangler.gate-alone.toml'), out.join('\n'));
+  return path.join('build', 'wrangler.gate-alone.toml');
+}
+
+const ADMIN = `admin-${Math.random().toString(16).slice(2)}-${Date.now()}`;
+const PREFIX = '/__edgeward/admin';
+
+describe('the gate alone, without its control Worker', { timeout: 240_000 }, () => {
+  const stack = h.useStack({ label: 'gate-alone', keys: ['ES256'], worker: false, vars: { EDGEWARD_ADMIN_TOKEN: ADMIN } });
+
+  it('verifies and forwards as usual, and answers admin calls 503 admin_unavailable', async () => {
+    // Only the gate, and no EDGEWARD_CONTROL binding (its Durable Object bindings lead nowhere).
+    const worker = await stack.startWorker({ wranglerConfig: gateWithoutControl() });
+    const token = await h.mintToken(stack.keys[0], { issuer: stack.jwks.issuer });
+    const ok = await worker.request({ path: '/api/x', headers: h.bearer(token) });
+    assert.equal(ok.status, 200, ok.text);
+    for (const [method, path] of [['GET', '/revocations'], ['POST', '/keys'], ['GET', '']]) {
+      const r = await worker.request({ method, path: `${PREFIX}${path}`, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: method === 'POST' ? '{}' : undefined });
+      h.assertError(r, { status: 503, code: 'admin_unavailable', context: `${method} ${path}` });
+      assert.equal(r.headers['retry-after'], '5');
+    }
+    const line = await worker.waitForJsonLine((o) => o.event === 'decision' && o.reason === 'admin_unavailable');
+    assert.ok(line, 'the refusal is logged');
+    assert.match(line.detail, /control Worker/);
+    assert.ok(!worker.output.includes(ADMIN), 'the admin token is never logged');
+  });
+});
+
+describe('the gate with its control Worker', { timeout: 240_000 }, () => {
+  const stack = h.useStack({ label: 'gate-and-control', keys: ['ES256'], vars: { EDGEWARD_ADMIN_TOKEN: ADMIN } });
+
+  it('admin calls are answered and audited by the control Worker, decisions by the gate', async () => {
+    const { worker } = stack;
+    const token = await h.mintToken(stack.keys[0], { issuer: stack.jwks.issuer });
+    assert.equal((await worker.request({ path: '/api/x', headers: h.bearer(token) })).status, 200);
+    const r = await worker.request({ path: `${PREFIX}/revocations`, headers: { authorization: `Bearer ${ADMIN}` } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json().total, 0);
+    const denied = await worker.request({ path: `${PREFIX}/revocations`, headers: { authorization: 'Bearer not-the-admin-token' } });
+    assert.equal(denied.status, 401, denied.text);
+    await worker.waitForJsonLine((o) => o.event === 'admin_audit' && o.authorized === false);
+    // wrangler prefixes each line with the Worker that printed it.
+    const lines = worker.output.split('\n');
+    const audit = lines.filter((l) => l.includes('"admin_audit"'));
+    assert.equal(audit.length, 2, `two audited admin calls:\n${audit.join('\n')}`);
+    assert.ok(audit.every((l) => l.startsWith('[edgeward-control]')), `audited by the control Worker:\n${audit.join('\n')}`);
+    const decisions = lines.filter((l) => l.includes('"event":"decision"') && l.includes('"/api/x"'));
+    assert.ok(decisions.length >= 1 && decisions.every((l) => !l.startsWith('[edgeward-control]')), `decided by the gate:\n${decisions.join('\n')}`);
+  });
+});
