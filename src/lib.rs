@@ -17,12 +17,12 @@
 //!   reads `EDGEWARD_CONFIG`, the clock, KV, the Durable Objects (as a client) and the network,
 //!   checks signatures with the runtime's WebCrypto, and drives the core. Its `fetch` export runs
 //!   each request on a small run-on-wake executor (an awaited promise resumes the request in its
-//!   own callback), and it calls KV, Durable Object storage and the rate-limiting binding through
-//!   their JS API. Admin API requests go, unchanged, through the `EDGEWARD_CONTROL` service
-//!   binding to the control Worker.
+//!   own callback), and it calls KV and the rate-limiting binding through their JS API. Admin API
+//!   requests go, unchanged, through the `EDGEWARD_CONTROL` service binding to the control Worker.
 //! - `worker::control` (feature `control`): the control plane, the admin API and the Durable
-//!   Objects (`RateLimiter`, `RevocationLedger`). Built with it, the Worker is the control Worker
-//!   (and also a complete single Worker: gate and control plane).
+//!   Objects (`RateLimiter`, `RevocationLedger`, on Durable Object storage through its JS API).
+//!   Built with it, the Worker is the control Worker (and also a complete single Worker: gate and
+//!   control plane).
 //! - `web` (feature `web`): the JS package (wasm-bindgen) on the same core.
 //! - `edgeward` (feature `cli`, native): the operator CLI (`verify`, `revoke`, `revocations`,
 //!   `keys`), on the same core with the pure-Rust backend (jwt-simple, plus `p521` for ES512).

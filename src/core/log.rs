@@ -25,7 +25,8 @@ pub struct DecisionLog<'a> {
     pub ts_ms: i64,
     /// Request id.
     pub request_id: &'a str,
-    /// "accept", "public" or "reject".
+    /// "accept", "public", "reject", or "control" (an admin call the gate passed to the control
+    /// Worker, which audits it).
     pub decision: &'static str,
     /// HTTP status sent (for accepted requests, the origin's).
     pub status: u16,

@@ -1,6 +1,7 @@
 //! API keys in the Worker: the edge check (format and checksum offline, then one KV read by the
-//! key's peppered hash, cached in the isolate for a short TTL, negative results too) and the key
-//! admin API (create, list, inspect, rotate, disable, delete).
+//! key's peppered hash, cached in the isolate for a short TTL, negative results too). The key
+//! admin API (create, list, inspect, rotate, disable, delete) is the control plane's
+//! (`control/keys.rs`).
 //!
 //! KV layout (namespace `EDGEWARD_KV`): `apikey:v1:id:<id>` holds a key id's record and
 //! `apikey:v1:h:<hmac>` holds the same record under each of its secrets' hashes. No plain key

@@ -274,7 +274,12 @@ async fn to_control_plane(req: Request, env: &Env, policy: &Policy, rid: &str, l
         Ok(control) => control.fetch_request(req).await.map_err(|e| format!("the control Worker did not answer: {e}")),
     };
     match answer {
-        Ok(resp) => resp,
+        Ok(resp) => {
+            log.decision = "control";
+            log.status = resp.status_code();
+            emit(log);
+            resp
+        }
         Err(detail) => {
             log.detail = Some(detail);
             reject(&AuthError::AdminUnavailable, &policy.realm, rid, log)

@@ -1,14 +1,16 @@
-//! Revocations in the Worker: the `RevocationLedger` Durable Object (one instance: strongly
-//! consistent, ordered, idempotent) records every change in its storage and publishes a compact,
-//! versioned snapshot of all active revocations to KV ([`SNAPSHOT_KEY`], binary, see
-//! `core::revocation`); every isolate keeps that snapshot in memory and re-reads it in the
-//! background every `revocations.refresh_secs`, so the hot path checks an in-memory set and makes
-//! no KV read per request. The admin API (`admin.path_prefix`) writes through the ledger.
+//! Revocations in the gate. The `RevocationLedger` Durable Object (control plane,
+//! `control/ledger.rs`: one instance, strongly consistent, ordered, idempotent) records every
+//! change in its storage and publishes a compact, versioned snapshot of all active revocations to
+//! KV ([`SNAPSHOT_KEY`], binary, see `core::revocation`); every isolate keeps that snapshot in
+//! memory and re-reads it in the background every `revocations.refresh_secs`, so the hot path
+//! checks an in-memory set and makes no KV read per request. Here: that edge copy, and the
+//! client through which `sensitive` routes ask the ledger itself. The admin API
+//! (`admin.path_prefix`, control plane) writes through the ledger.
 //!
 //! Publishing is batched: a write returns once it is durably stored in the ledger's storage, and
-//! the first unpublished change sets a Durable Object alarm [`PUBLISH_DELAY_MS`] later, which
-//! publishes whatever the ledger holds then — one KV write per burst of changes, at most one per
-//! interval. A failed publish fails the alarm, which the runtime retries.
+//! the first unpublished change sets a Durable Object alarm `PUBLISH_DELAY_MS` (500 ms) later,
+//! which publishes whatever the ledger holds then — one KV write per burst of changes, at most
+//! one per interval. A failed publish fails the alarm, which the runtime retries.
 
 use crate::core::error::AuthError;
 use crate::core::revocation::{RevocationSet, RevocationSnapshot};
@@ -141,8 +143,9 @@ async fn ledger_check(env: &Env, facts: serde_json::Value, revoked: AuthError) -
     }
 }
 
-// ---- the admin API -----------------------------------------------------------------------------
+// ---- the ledger's clients (the gate's strict mode, the control plane) ----------------------------
 
+/// One command to the ledger Durable Object.
 pub(crate) async fn ask_ledger(env: &Env, cmd: serde_json::Value) -> worker::Result<Response> {
     let stub = env.durable_object(LEDGER_BINDING)?.get_by_name("ledger")?;
     let req = super::post_request("https://ledger/cmd", &cmd.to_string()).map_err(worker::Error::RustError)?;

@@ -68,5 +68,9 @@ describe('the gate with its control Worker', { timeout: 240_000 }, () => {
     assert.ok(audit.every((l) => l.startsWith('[edgeward-control]')), `audited by the control Worker:\n${audit.join('\n')}`);
     const decisions = lines.filter((l) => l.includes('"event":"decision"') && l.includes('"/api/x"'));
     assert.ok(decisions.length >= 1 && decisions.every((l) => !l.startsWith('[edgeward-control]')), `decided by the gate:\n${decisions.join('\n')}`);
+    // The gate logs each call it passed on, with the control Worker's status.
+    const passed = worker.jsonLines().filter((o) => o.event === 'decision' && o.decision === 'control');
+    assert.deepEqual(passed.map((o) => o.status).sort(), [200, 401], JSON.stringify(passed));
+    assert.ok(lines.filter((l) => l.includes('"decision":"control"')).every((l) => !l.startsWith('[edgeward-control]')), 'logged by the gate');
   });
 });

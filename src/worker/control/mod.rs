@@ -1,8 +1,11 @@
 //! The control plane (feature `control`): the admin API under `admin.path_prefix` and the two
-//! Durable Objects, `RevocationLedger` and `RateLimiter`. None of it runs on the gate's request
-//! path, so the gate Worker (feature `worker` alone) is built without it and reaches it through
-//! bindings: the Durable Objects by `script_name`, the admin API through the `EDGEWARD_CONTROL`
-//! service binding. A build with `control` is also a complete single Worker (gate included).
+//! Durable Objects, `RevocationLedger` and `RateLimiter`. None of this code is in the gate's
+//! bundle: the gate Worker (feature `worker` alone) reaches it through bindings, the Durable
+//! Objects by `script_name` (the rate limiter in `exact` mode, the ledger on `sensitive` routes:
+//! their clients are the gate's), the admin API through the `EDGEWARD_CONTROL` service binding.
+//! The messages between the two Workers (`limiter::Ask`, `Decision`, the ledger's commands) are a
+//! contract between separately deployed Workers: change them only backward-compatibly. A build
+//! with `control` is also a complete single Worker (gate included).
 
 pub mod admin;
 mod keys;
