@@ -27,6 +27,27 @@ function gateWithoutControl() {
 const ADMIN = `admin-${Math.random().toString(16).slice(2)}-${Date.now()}`;
 const PREFIX = '/__edgeward/admin';
 
+/** The names a built Worker's index.js exports (its last `export {...}` statement). */
+function exportsOf(dir) {
+  const js = fs.readFileSync(path.join(h.ROOT, dir, 'index.js'), 'utf8');
+  const m = /export\s*\{([^}]*)\}\s*;?\s*$/.exec(js);
+  assert.ok(m, `${dir}/index.js ends in no export statement`);
+  return m[1].split(',').map((s) => s.trim().split(/\s+as\s+/).pop());
+}
+
+describe('the two builds', { timeout: 660_000 }, () => {
+  it('the Durable Object classes are exported by the control Worker only', async () => {
+    await h.ensureBuilt();
+    const gate = exportsOf('build');
+    const control = exportsOf('build-control');
+    for (const cls of ['RateLimiter', 'RevocationLedger']) {
+      assert.ok(!gate.includes(cls), `the gate exports ${cls}: ${gate}`);
+      assert.ok(control.includes(cls), `the control Worker does not export ${cls}: ${control}`);
+    }
+    assert.ok(gate.includes('default') && control.includes('default'), 'both export a fetch handler');
+  });
+});
+
 describe('the gate alone, without its control Worker', { timeout: 240_000 }, () => {
   const stack = h.useStack({ label: 'gate-alone', keys: ['ES256'], worker: false, vars: { EDGEWARD_ADMIN_TOKEN: ADMIN } });
 
