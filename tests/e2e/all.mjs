@@ -7,6 +7,6 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const dir = path.dirname(fileURLToPath(import.meta.url));
-const suites = fs.readdirSync(dir).filter((f) => f.endsWith('.test.mjs')).sort();
+const suites = fs.readdirSync(dir).filter((f) => f.endsWith('.test.mjs') && !f.startsWith('.')).sort();
 if (suites.length === 0) throw new Error(`no *.test.mjs suites in ${dir}`);
 for (const f of suites) await import(pathToFileURL(path.join(dir, f)).href);
