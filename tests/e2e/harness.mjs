@@ -187,35 +187,34 @@ export function ensureBuilt() {
   return buildPromise;
 }
 
+/** Runs `OUT_DIR=outDir bash scripts/build-worker ...args`; returns its output, throws with it on failure. */
 async function buildOne(args, outDir) {
-  {
-    const script = path.join(ROOT, 'scripts', 'build-worker');
-    if (!fs.existsSync(script)) {
-      throw new Error(`scripts/build-worker is missing (${script}); the Worker cannot be built`);
-    }
-    const out = [];
-    const code = await new Promise((resolve, reject) => {
-      const child = spawn('bash', [script, ...args], { cwd: ROOT, env: { ...childEnv(), OUT_DIR: outDir }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-      liveGroups.add(child.pid);
-      const timer = setTimeout(() => {
-        out.push(Buffer.from('\n[harness] build-worker timed out after 10 minutes\n'));
-        killGroup(child.pid, 'SIGKILL');
-      }, 10 * 60 * 1000);
-      child.stdout.on('data', (c) => out.push(c));
-      child.stderr.on('data', (c) => out.push(c));
-      child.on('error', reject);
-      child.on('close', (c, sig) => {
-        clearTimeout(timer);
-        liveGroups.delete(child.pid);
-        resolve(c ?? sig);
-      });
-    });
-    const text = Buffer.concat(out).toString('utf8');
-    if (code !== 0) throw new Error(`OUT_DIR=${outDir} bash scripts/build-worker ${args.join(' ')} failed (exit ${code}):\n${tail(text)}`);
-    const main = path.join(ROOT, outDir, 'index.js');
-    if (!fs.existsSync(main)) throw new Error(`scripts/build-worker succeeded but ${main} does not exist:\n${tail(text)}`);
-    return text;
+  const script = path.join(ROOT, 'scripts', 'build-worker');
+  if (!fs.existsSync(script)) {
+    throw new Error(`scripts/build-worker is missing (${script}); the Worker cannot be built`);
   }
+  const out = [];
+  const code = await new Promise((resolve, reject) => {
+    const child = spawn('bash', [script, ...args], { cwd: ROOT, env: { ...childEnv(), OUT_DIR: outDir }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    liveGroups.add(child.pid);
+    const timer = setTimeout(() => {
+      out.push(Buffer.from('\n[harness] build-worker timed out after 10 minutes\n'));
+      killGroup(child.pid, 'SIGKILL');
+    }, 10 * 60 * 1000);
+    child.stdout.on('data', (c) => out.push(c));
+    child.stderr.on('data', (c) => out.push(c));
+    child.on('error', reject);
+    child.on('close', (c, sig) => {
+      clearTimeout(timer);
+      liveGroups.delete(child.pid);
+      resolve(c ?? sig);
+    });
+  });
+  const text = Buffer.concat(out).toString('utf8');
+  if (code !== 0) throw new Error(`OUT_DIR=${outDir} bash scripts/build-worker ${args.join(' ')} failed (exit ${code}):\n${tail(text)}`);
+  const main = path.join(ROOT, outDir, 'index.js');
+  if (!fs.existsSync(main)) throw new Error(`scripts/build-worker succeeded but ${main} does not exist:\n${tail(text)}`);
+  return text;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,19 +8,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as h from './harness.mjs';
+import { deriveWranglerConfig } from '../../scripts/wrangler-derive.mjs';
 
 /**
  * The gate's wrangler.toml without its EDGEWARD_CONTROL service binding (and [build]), written
  * beside the gate's build (build/, git-ignored); returns its path relative to the repository.
  */
 function gateWithoutControl() {
-  const out = [];
-  let skip = false;
-  for (const line of fs.readFileSync(path.join(h.ROOT, 'wrangler.toml'), 'utf8').split('\n')) {
-    if (/^\[/.test(line)) skip = /^\[(build\]|\[services\]\])/.test(line);
-    if (!skip) out.push(line.replace(/^main\s*=.*/, 'main = "index.js"'));
-  }
-  fs.writeFileSync(path.join(h.ROOT, 'build', 'wrangler.gate-alone.toml'), out.join('\n'));
+  const text = deriveWranglerConfig('wrangler.toml', { drop: ['build', 'services'], main: 'index.js' });
+  fs.writeFileSync(path.join(h.ROOT, 'build', 'wrangler.gate-alone.toml'), text);
   return path.join('build', 'wrangler.gate-alone.toml');
 }
 
