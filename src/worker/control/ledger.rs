@@ -5,9 +5,9 @@
 
 use super::admin::{query_param, AdminAnswer};
 use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
-use crate::worker::js::{DoStorage, KvStore};
+use crate::worker::js::DoStorage;
 use crate::worker::revocations::{ask_ledger, now_secs, PUBLISH_DELAY_MS, PUBLISH_RETRY_MS, SNAPSHOT_KEY};
-use crate::worker::KV_BINDING;
+use crate::worker::kv_binding;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -125,7 +125,7 @@ impl RevocationLedger {
         let now = now_secs();
         let set = RevocationSet::from_snapshot(&self.snapshot(now), now);
         let bytes = set.to_compact();
-        let kv = KvStore::from_env(&self.env, KV_BINDING).ok_or_else(|| worker::Error::RustError("no EDGEWARD_KV binding".into()))?;
+        let kv = kv_binding(&self.env).ok_or_else(|| worker::Error::RustError("no EDGEWARD_KV binding".into()))?;
         kv.put_bytes(SNAPSHOT_KEY, &bytes).await.map_err(worker::Error::RustError)?;
         console_log!("{}", serde_json::json!({"event": "revocations_published", "version": set.version(), "entries": set.len(), "bytes": bytes.len()}));
         Ok(())
