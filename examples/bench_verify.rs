@@ -104,7 +104,7 @@ fn main() {
         ("accept".to_string(), "application/json".to_string()),
         ("user-agent".to_string(), "bench".to_string()),
     ];
-    let view = RequestView { method: "GET", path: "/api/resource", query: "a=1", headers: &headers };
+    let view = RequestView { method: "GET", path: "/api/resource", query: "a=1", headers: &headers, client_ip: None, origin: "https://edge.example" };
     let mut cache = TokenCache::new(&p.token_cache);
     let verified = gate::verify(&p, &token, &InlineOnly, &NativeBackend, now).unwrap();
     cache.insert(token_hash(&token), verified, "k".into(), now);
@@ -112,7 +112,7 @@ fn main() {
         let Ok(Some(cred)) = extract_credential(&view, &p) else { return false };
         let Some(v) = cache.get(&token_hash(&cred.token), now) else { return false };
         let requirement = p.routes.requirement(view.method, view.path);
-        v.authorize(&requirement).is_ok() && !plan_forward(&view, Some(Identity::Token(&v)), None, &p, "0123456789abcdef").url.is_empty()
+        v.authorize(&requirement).is_ok() && plan_forward(&view, Some(Identity::Token(&v)), None, &p, "0123456789abcdef").is_ok_and(|f| !f.url.is_empty())
     });
     println!("{:<8} {:>14.2} {:>14} {:>8} {:>14.0}", "cached", hit * 1e6, "-", "-", 1.0 / hit);
 }

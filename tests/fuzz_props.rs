@@ -313,9 +313,9 @@ proptest! {
         query in "[a-z_=&]{0,40}",
     ) {
         let p = policy_ref();
-        let req = RequestView { method: "GET", path: "/x", query: &query, headers: &headers };
+        let req = RequestView { method: "GET", path: "/x", query: &query, headers: &headers, client_ip: None, origin: "https://edge.example" };
         let _ = extract_credential(&req, p);
-        let plan = plan_forward(&req, None, None, p, "rid");
+        let plan = plan_forward(&req, None, None, p, "rid").unwrap();
         let connection_listed: Vec<String> = headers.iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
             .flat_map(|(_, v)| v.split(',').map(|s| s.trim().to_ascii_lowercase()).collect::<Vec<_>>())

@@ -9,6 +9,7 @@ use common::*;
 use edgeward::core::identity::Identity;
 use edgeward::core::alg::Algorithm::*;
 use edgeward::core::config::Policy;
+use edgeward::core::error::AuthError;
 use edgeward::core::request::{extract_credential, plan_forward, CredentialSource, ForwardPlan, RequestView};
 use edgeward::core::verify::VerifiedToken;
 use serde_json::{json, Value};
@@ -22,6 +23,10 @@ fn base_doc() -> Value {
 
 /// Cookie and query parameter configured, extra forwarded claims.
 fn full_policy() -> Policy {
+    policy(&full_doc())
+}
+
+fn full_doc() -> Value {
     let mut doc = base_doc();
     doc["cookie_name"] = json!(COOKIE);
     doc["query_param"] = json!(QUERY);
@@ -34,7 +39,7 @@ fn full_policy() -> Policy {
         "x-edgeward-uid": "uid",
         "x-edgeward-admin": "admin"
     });
-    policy(&doc)
+    doc
 }
 
 /// Only `Authorization: Bearer`; default forwarded claims.
@@ -47,7 +52,7 @@ fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn view<'a>(path: &'a str, query: &'a str, headers: &'a [(String, String)]) -> RequestView<'a> {
-    RequestView { method: "GET", path, query, headers }
+    RequestView { method: "GET", path, query, headers, client_ip: None, origin: "https://edge.example" }
 }
 
 fn verified(p: &Policy, extra: Value) -> VerifiedToken {
@@ -90,7 +95,12 @@ fn credential_extraction_table() {
         ("empty cookie value", &full, vec![cookie("__Host-token=")], "", Ok(None)),
         ("cookie not configured", &bare, vec![cookie("__Host-token=abc")], "", Ok(None)),
         ("query parameter", &full, vec![], "a=1&access_token=abc&b=2", Ok(Some(("abc", Query)))),
-        ("query parameter name is exact", &full, vec![], "access_token_hint=abc&Access_token=abc", Ok(None)),
+        ("query parameter name is exact", &full, vec![], "access_token_hint=abc&access_tokens=abc", Ok(None)),
+        // Another case of the name is refused, never forwarded (an origin may fold case).
+        ("query parameter under another case", &full, vec![], "access_token_hint=abc&Access_token=abc", Err("ambiguous_query")),
+        // The name is found by its decoded form, and stripped from what is forwarded.
+        ("query parameter name percent-encoded", &full, vec![], "access%5Ftoken=abc", Ok(Some(("abc", Query)))),
+        ("query parameter value percent-encoded", &full, vec![], "access_token=a%2Eb", Ok(Some(("a.b", Query)))),
         ("empty query value", &full, vec![], "access_token=", Ok(None)),
         ("query not configured", &bare, vec![], "access_token=abc", Ok(None)),
         ("header and cookie differ", &full, vec![auth("Bearer abc"), cookie("__Host-token=xyz")], "", Err("malformed_token")),
@@ -116,7 +126,7 @@ fn credential_extraction_table() {
         }
         if let Err(e) = &got {
             let r = e.rejection("edgeward");
-            if r.status != 401 {
+            if r.status != if e.code() == "ambiguous_query" { 400 } else { 401 } {
                 failures.push(format!("{name}: status {}", r.status));
             }
         }
@@ -180,7 +190,7 @@ fn forward_plan_strips_credentials_and_spoofed_identity() {
         ("Content-Type", "application/json"),
     ]);
     let req = view("/api/items", "a=1&access_token=tok&b=2", &hs);
-    let plan = plan_forward(&req, Some(Identity::Token(&vt)), None, &p, "req-123");
+    let plan = plan_forward(&req, Some(Identity::Token(&vt)), None, &p, "req-123").unwrap();
 
     assert_eq!(plan.url, format!("{ORIGIN}/api/items?a=1&b=2"));
     let mut got: Vec<(String, String)> = plan.headers.clone();
@@ -195,11 +205,16 @@ fn forward_plan_strips_credentials_and_spoofed_identity() {
         ("x-edgeward-iss", ISS),
         ("x-edgeward-scope", "read write"),
         ("x-user-email", "a@example.com"),
-        ("x-edgeward-roles", "admin ops"),
+        // An array is an RFC 8941 list of strings: ["a b"] and ["a", "b"] differ at the origin.
+        ("x-edgeward-roles", "\"admin\", \"ops\""),
         ("x-edgeward-uid", "42"),
         ("x-edgeward-admin", "true"),
         ("x-edgeward-auth", "jwt"),
         ("x-request-id", "req-123"),
+        // The connection headers, from what the gate knows (the request URL), not the client.
+        ("x-forwarded-host", "edge.example"),
+        ("x-forwarded-proto", "https"),
+        ("forwarded", "proto=https;host=\"edge.example\""),
     ]);
     want.sort();
     assert_eq!(got, want);
@@ -214,31 +229,65 @@ fn forward_plan_without_a_token() {
     // Public routes: no claim headers, but client copies are still stripped and the id is set.
     let p = full_policy();
     let hs = hdrs(&[("X-Edgeward-Sub", "admin"), ("x-request-id", "client"), ("x-user-email", "spoof"), ("Accept", "*/*")]);
-    let plan = plan_forward(&view("/public", "", &hs), None, None, &p, "rid-1");
+    let plan = plan_forward(&view("/public", "", &hs), None, None, &p, "rid-1").unwrap();
     assert_eq!(plan.url, format!("{ORIGIN}/public"));
-    assert_eq!(plan.headers, hdrs(&[("accept", "*/*"), ("x-request-id", "rid-1")]));
+    assert_eq!(
+        plan.headers,
+        hdrs(&[
+            ("accept", "*/*"),
+            ("x-forwarded-host", "edge.example"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "proto=https;host=\"edge.example\""),
+            ("x-request-id", "rid-1")
+        ])
+    );
 }
 
 #[test]
-fn claim_values_that_are_not_header_safe_are_not_forwarded() {
+fn claim_values_that_are_not_header_safe_are_refused_or_encoded() {
     let p = full_policy();
-    let table: Vec<(&str, Value, Vec<&str>)> = vec![
-        ("CRLF injection", json!({"sub": "a\r\nx-admin: 1"}), vec![]),
-        ("bare LF", json!({"sub": "a\nb"}), vec![]),
-        ("non-ASCII", json!({"sub": "José"}), vec![]),
-        ("NUL", json!({"sub": "a\u{0}b"}), vec![]),
-        ("tab is allowed", json!({"sub": "a\tb"}), vec!["a\tb"]),
-        ("printable", json!({"sub": "user:42 (x)"}), vec!["user:42 (x)"]),
+    let mut doc = full_doc();
+    doc["request"] = json!({"claim_values": "percent"});
+    let percent = Policy::from_json(&doc.to_string()).unwrap();
+    // (name, claims, verbatim forwarding allowed, the percent-encoded form)
+    let table: Vec<(&str, Value, bool, &str)> = vec![
+        ("CRLF injection", json!({"sub": "a\r\nx-admin: 1"}), false, "a%0D%0Ax-admin:%201"),
+        ("bare LF", json!({"sub": "a\nb"}), false, "a%0Ab"),
+        ("non-ASCII", json!({"sub": "José"}), false, "Jos%C3%A9"),
+        ("NUL", json!({"sub": "a\u{0}b"}), false, "a%00b"),
+        ("tab", json!({"sub": "a\tb"}), false, "a%09b"),
+        ("leading space", json!({"sub": " admin"}), false, "%20admin"),
+        ("trailing space", json!({"sub": "admin "}), false, "admin%20"),
+        ("printable", json!({"sub": "user:42 (x)"}), true, "user:42%20(x)"),
+        ("a percent sign", json!({"sub": "100%"}), true, "100%25"),
     ];
-    for (name, extra, want) in table {
-        let vt = verified(&p, extra);
-        let plan = plan_forward(&view("/", "", &[]), Some(Identity::Token(&vt)), None, &p, "r");
-        assert_eq!(get(&plan, "x-edgeward-sub"), want, "{name}");
-        assert!(plan.headers.iter().all(|(_, v)| !v.contains('\r') && !v.contains('\n')), "{name}");
+    for (name, extra, verbatim, encoded) in table {
+        let vt = verified(&p, extra.clone());
+        match plan_forward(&view("/", "", &[]), Some(Identity::Token(&vt)), None, &p, "r") {
+            Ok(plan) => {
+                assert!(verbatim, "{name}: forwarded {:?}", get(&plan, "x-edgeward-sub"));
+                assert_eq!(get(&plan, "x-edgeward-sub"), vec![extra["sub"].as_str().unwrap()], "{name}");
+            }
+            Err(e) => {
+                assert!(!verbatim, "{name}: refused");
+                assert_eq!(e, AuthError::ClaimNotForwardable { header: "x-edgeward-sub".into() }, "{name}");
+                assert_eq!((e.code(), e.rejection("r").status), ("claim_not_forwardable", 403), "{name}");
+            }
+        }
+        let vt = verified(&percent, extra);
+        let plan = plan_forward(&view("/", "", &[]), Some(Identity::Token(&vt)), None, &percent, "r").unwrap();
+        assert_eq!(get(&plan, "x-edgeward-sub"), vec![encoded], "{name} (percent)");
+        assert!(plan.headers.iter().all(|(_, v)| v.bytes().all(|b| (0x20..0x7f).contains(&b))), "{name}");
     }
+    // Lists: each element checked; quotes and backslashes escaped inside the RFC 8941 strings.
+    let vt = verified(&p, json!({"roles": ["a b", "c\"d\\"]}));
+    let plan = plan_forward(&view("/", "", &[]), Some(Identity::Token(&vt)), None, &p, "r").unwrap();
+    assert_eq!(get(&plan, "x-edgeward-roles"), vec!["\"a b\", \"c\\\"d\\\\\""]);
+    let vt = verified(&p, json!({"roles": ["a", "b\nc"]}));
+    assert!(plan_forward(&view("/", "", &[]), Some(Identity::Token(&vt)), None, &p, "r").is_err());
     // Claims that are objects, mixed arrays or absent are not forwarded.
     let vt = verified(&p, json!({"email": {"a": 1}, "roles": ["a", 1], "uid": null}));
-    let plan = plan_forward(&view("/", "", &[]), Some(Identity::Token(&vt)), None, &p, "r");
+    let plan = plan_forward(&view("/", "", &[]), Some(Identity::Token(&vt)), None, &p, "r").unwrap();
     for h in ["x-user-email", "x-edgeward-roles", "x-edgeward-uid", "x-edgeward-admin"] {
         assert!(get(&plan, h).is_empty(), "{h}");
     }
@@ -275,7 +324,7 @@ fn forward_plan_url_and_cookie_table() {
             pairs.push(("cookie", c));
         }
         let hs = hdrs(&pairs);
-        let plan = plan_forward(&view(path, query, &hs), None, None, p, "r");
+        let plan = plan_forward(&view(path, query, &hs), None, None, p, "r").unwrap();
         assert_eq!(plan.url, want_url, "{name}");
         assert_eq!(get(&plan, "cookie"), want_cookie.into_iter().collect::<Vec<_>>(), "{name}");
         assert_eq!(get(&plan, "accept"), ["*/*"], "{name}");
@@ -290,7 +339,7 @@ fn split_cookie_headers_are_each_cleaned() {
     let c = extract_credential(&view("/", "", &hs), &p).unwrap().unwrap();
     assert_eq!(c.token, "tok");
     // ...and neither copy reaches the origin.
-    let plan = plan_forward(&view("/", "", &hs), None, None, &p, "r");
+    let plan = plan_forward(&view("/", "", &hs), None, None, &p, "r").unwrap();
     assert_eq!(get(&plan, "cookie"), ["a=1", "b=2"]);
 }
 
@@ -301,7 +350,7 @@ fn custom_request_id_header() {
     let p = policy(&doc);
     assert_eq!(p.request_id_header, "x-trace-id");
     let hs = hdrs(&[("X-Trace-Id", "client"), ("x-trace-id", "client2"), ("X-Request-Id", "kept")]);
-    let plan = plan_forward(&view("/", "", &hs), None, None, &p, "gw-1");
+    let plan = plan_forward(&view("/", "", &hs), None, None, &p, "gw-1").unwrap();
     assert_eq!(get(&plan, "x-trace-id"), ["gw-1"]);
     assert_eq!(get(&plan, "x-request-id"), ["kept"], "not the configured id header: an ordinary header");
 }

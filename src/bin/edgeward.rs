@@ -14,6 +14,8 @@
 //! edgeward keys get|disable|delete KEY_ID          ADMIN
 //! edgeward keys rotate KEY_ID [--overlap SECS]     ADMIN
 //! edgeward keys check KEY|-                        (offline: format and checksum; - reads stdin)
+//! edgeward path [--config FILE] [--method M] PATH|- (offline: the canonical request; - reads
+//!                                                    one path per line from stdin)
 //!   where ADMIN is --url GATEWAY_URL --admin-token-file FILE (the admin token, or an admin JWT)
 //! ```
 //! `verify` prints one JSON object: `{"verdict": "accept"|"reject", "reason": CODE, ...}`; exit
@@ -25,6 +27,12 @@
 //! (4xx), 2 usage error, 3 gateway unreachable or failing (5xx). `keys` likewise (`create` and
 //! `rotate` print the new key once, in the `key` member). `keys check` prints
 //! `{"valid": bool, ...}` and exits 0 valid, 1 invalid.
+//!
+//! `path` shows what the gate decides on and forwards for a path (with the configuration's
+//! `request` section and routes, or the defaults): one JSON line per path,
+//! `{"path", "canonical", "method", "rule", "requirement"}` or `{"path", "refused": CODE, "status",
+//! "problem"}`; exit 0 if every path is accepted, 1 if any is refused, 2 on a usage or
+//! configuration error.
 
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
@@ -40,7 +48,8 @@ const USAGE: &str = "usage: edgeward verify --config FILE --token-file FILE [--n
        edgeward keys (create --owner OWNER [--scope S]... [--tier T] [--allow-ip CIDR]... [--expires-in SECS | --expires-at UNIX]
                        [--not-before UNIX] [--description TEXT] | list [--limit N] | get ID | rotate ID [--overlap SECS]
                        | disable ID | delete ID) --url GATEWAY_URL --admin-token-file FILE
-       edgeward keys check KEY|-";
+       edgeward keys check KEY|-
+       edgeward path [--config FILE] [--method M] PATH|-";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -80,6 +89,7 @@ fn run(args: &[String]) -> Result<ExitCode, Failure> {
         "revocations" => admin::revocations(rest),
         "keys" if rest.first().map(String::as_str) == Some("check") => keys_check(&rest[1..]),
         "keys" => admin::keys(rest),
+        "path" => path(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -333,6 +343,66 @@ fn keys_check(args: &[String]) -> Result<ExitCode, Failure> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+fn path(args: &[String]) -> Result<ExitCode, Failure> {
+    use edgeward::core::canonical::{canonicalize, PathRules, RequestPolicy};
+    use edgeward::core::route::Requirement;
+    let (mut config, mut method, mut target) = (None, "GET".to_string(), None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| usage(format!("{flag} needs a value")));
+        match flag.as_str() {
+            "--config" => config = Some(value()?),
+            "--method" => method = value()?,
+            f if f.starts_with("--") => return Err(usage(format!("unknown flag {f}"))),
+            _ if target.is_some() => return Err(usage("path takes one PATH (or - for stdin)")),
+            _ => target = Some(flag.clone()),
+        }
+    }
+    let Some(target) = target else { return Err(usage("path PATH (or - to read paths from stdin)")) };
+    let policy = match config {
+        Some(f) => {
+            let text = std::fs::read_to_string(&f).map_err(|e| usage(format!("cannot read {f}: {e}")))?;
+            Some(Policy::from_json(&text).map_err(|e| ("config_invalid", e.to_string(), Some(e.field.clone())))?)
+        }
+        None => None,
+    };
+    let (request, rules) = match &policy {
+        Some(p) => (p.request.clone(), p.path_rules),
+        None => (RequestPolicy::default(), PathRules::default()),
+    };
+    let paths: Vec<String> = if target == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| usage(format!("cannot read stdin: {e}")))?;
+        s.lines().map(str::to_owned).collect()
+    } else {
+        vec![target]
+    };
+    let mut refused = false;
+    for raw in &paths {
+        let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
+        let line = match canonicalize(&method, path, query, &[], &request, &rules) {
+            Ok(c) => {
+                let mut out = json!({"path": raw, "canonical": c.path, "method": c.method});
+                if let Some(p) = &policy {
+                    out["rule"] = json!(p.routes.rules().iter().position(|r| Some(r) == p.routes.rule(&c.method, &c.path)));
+                    out["requirement"] = match p.routes.requirement(&c.method, &c.path) {
+                        Requirement::Public => json!("public"),
+                        Requirement::Token { scopes } => json!({"scopes": scopes}),
+                    };
+                }
+                out
+            }
+            Err(e) => {
+                refused = true;
+                let r = e.rejection("edgeward");
+                json!({"path": raw, "refused": r.code, "status": r.status, "problem": e.to_string()})
+            }
+        };
+        println!("{line}");
+    }
+    Ok(if refused { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn verify(args: &[String]) -> Result<ExitCode, Failure> {

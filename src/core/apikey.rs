@@ -328,9 +328,9 @@ impl VerifiedApiKey {
     }
 }
 
-/// Parses `CF-Connecting-IP`.
+/// Parses `CF-Connecting-IP` (one parser for every use: see [`super::canonical::client_ip`]).
 pub fn client_ip(header: Option<&str>) -> Option<IpAddr> {
-    header?.trim().parse().ok()
+    super::canonical::client_ip(header)
 }
 
 impl KeyRecord {

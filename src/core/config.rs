@@ -9,6 +9,7 @@ use super::token_cache::TokenCacheConfig;
 use super::jwk::{KeySet, KeySource};
 use super::apikey::KeyEnv;
 use super::route::{Accepts, Route, RouteTable};
+use super::canonical::{PathRules, RequestPolicy};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -78,6 +79,9 @@ pub struct EdgewardConfig {
     /// Origin credentials a route can inject in place of the client's: name -> credential.
     #[serde(default)]
     pub upstream_credentials: BTreeMap<String, UpstreamCredentialConfig>,
+    /// How requests are canonicalized (path, method, headers) before anything is decided.
+    #[serde(default)]
+    pub request: RequestPolicy,
 }
 
 /// The `api_keys` section.
@@ -174,6 +178,10 @@ pub struct IssuerConfig {
     pub jwks: Option<Value>,
     /// Allowed `alg` values.
     pub algorithms: Vec<String>,
+    /// Accept an `http://` `jwks_uri` on a host other than loopback (default false: keys fetched
+    /// in clear can be replaced by anyone on the path).
+    #[serde(default)]
+    pub allow_insecure_jwks_uri: bool,
 }
 
 /// JWKS cache tuning; every field has a safe default.
@@ -305,6 +313,10 @@ pub struct Policy {
     pub api_keys: ApiKeyConfig,
     /// Origin credentials by name (header names lower case).
     pub upstream_credentials: BTreeMap<String, UpstreamCredentialConfig>,
+    /// Request canonicalization.
+    pub request: RequestPolicy,
+    /// How paths are canonicalized (from `request`, and whether any route folds case).
+    pub path_rules: PathRules,
     /// Non-fatal findings to log once at start-up.
     pub warnings: Vec<String>,
 }
@@ -362,12 +374,14 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("admin", probe::<AdminConfig>),
         ("api_keys", probe::<ApiKeyConfig>),
         ("upstream_credentials", probe::<BTreeMap<String, UpstreamCredentialConfig>>),
+        ("request", probe::<RequestPolicy>),
     ];
     let issuer_fields: &[(&str, Probe)] = &[
         ("issuer", probe::<Option<String>>),
         ("audiences", probe::<Vec<String>>),
         ("jwks_uri", probe::<Option<String>>),
         ("algorithms", probe::<Vec<String>>),
+        ("allow_insecure_jwks_uri", probe::<bool>),
     ];
     for required in ["issuers", "origin"] {
         if !map.contains_key(required) {
@@ -418,6 +432,7 @@ impl EdgewardConfig {
             return Err(ConfigError::new("issuers", "at least one issuer is required"));
         }
         let mut issuers = Vec::with_capacity(self.issuers.len());
+        let mut insecure = Vec::new();
         let many = self.issuers.len() > 1;
         for (i, ic) in self.issuers.into_iter().enumerate() {
             let f = |name: &str| format!("issuers[{i}].{name}");
@@ -447,6 +462,12 @@ impl EdgewardConfig {
             if let Some(uri) = &ic.jwks_uri {
                 if !(uri.starts_with("https://") || uri.starts_with("http://")) {
                     return Err(ConfigError::new(f("jwks_uri"), "must be an http(s) URL"));
+                }
+                if uri.starts_with("http://") && !is_loopback_url(uri) {
+                    if !ic.allow_insecure_jwks_uri {
+                        return Err(ConfigError::new(f("jwks_uri"), "http:// is refused (anyone on the path could replace the keys): use https://, or set allow_insecure_jwks_uri"));
+                    }
+                    insecure.push(format!("issuers[{i}].jwks_uri is fetched over plain http (allow_insecure_jwks_uri): anyone on the path can replace the keys"));
                 }
                 if sym > 0 {
                     return Err(ConfigError::new(f("jwks_uri"), "HMAC secrets are only taken from inline jwks, never fetched"));
@@ -500,7 +521,15 @@ impl EdgewardConfig {
         if self.realm.chars().any(|c| !(' '..='~').contains(&c)) {
             return Err(ConfigError::new("realm", "must be printable ASCII"));
         }
-        let mut warnings = Vec::new();
+        let mut warnings = insecure;
+        let request = self.request.validate().map_err(|(f, m)| ConfigError::new(f, m))?;
+        let routes = routes.with_case_insensitive(request.case_insensitive);
+        let path_rules = PathRules {
+            escaped_slashes: request.escaped_slashes,
+            path_params: request.path_params,
+            refuse_ascii_lookalikes: routes.any_case_insensitive(),
+            max_path_bytes: request.max_path_bytes,
+        };
         if let Some(c) = &self.cookie_name {
             if c.is_empty() || !c.chars().all(is_token_char) {
                 return Err(ConfigError::new("cookie_name", "not a valid cookie name"));
@@ -591,7 +620,7 @@ impl EdgewardConfig {
                 warnings.push(format!("routes[{i}] is public: its auth setting has no effect"));
             }
         }
-        let rate_limits = self.rate_limits.validate().map_err(|(f, m)| ConfigError::new(f, m))?;
+        let rate_limits = self.rate_limits.validate().map_err(|(f, m)| ConfigError::new(f, m))?.with_case_insensitive(request.case_insensitive);
         if rate_limits.ip_pre_auth.is_none() && routes.rules().iter().any(|r| r.auth != Accepts::Jwt && !r.public) {
             warnings.push(
                 "routes take API keys but rate_limits.ip_pre_auth is not set: anyone can make well-formed keys (the checksum is public), and each costs a KV read".into(),
@@ -626,9 +655,24 @@ impl EdgewardConfig {
             admin: self.admin,
             api_keys,
             upstream_credentials,
+            request,
+            path_rules,
             warnings,
         })
     }
+}
+
+/// True for an `http://` URL whose host is loopback (`localhost`, `127.0.0.0/8`, `[::1]`).
+fn is_loopback_url(uri: &str) -> bool {
+    let Some(rest) = uri.strip_prefix("http://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
 }
 
 impl Policy {
@@ -737,6 +781,40 @@ mod tests {
         v["rate_limits"] = serde_json::json!({"ip_pre_auth": {"rate": 100, "period_secs": 60, "burst": 100}});
         let p = Policy::from_json(&v.to_string()).unwrap();
         assert!(!p.warnings.iter().any(|w| w.contains("ip_pre_auth")));
+    }
+
+    #[test]
+    fn plain_http_jwks_uri_only_on_loopback_or_by_choice() {
+        for ok in ["http://127.0.0.1:9/jwks", "http://localhost/jwks", "http://[::1]:80/k", "http://127.8.0.1/k"] {
+            let mut v = base();
+            v["issuers"][0]["jwks_uri"] = serde_json::json!(ok);
+            assert!(Policy::from_json(&v.to_string()).is_ok(), "{ok}");
+        }
+        for bad in ["http://id.example/jwks", "http://127.0.0.1.evil.example/k", "http://localhost.evil/k", "http://127.0.0.1@id.example/k"] {
+            let mut v = base();
+            v["issuers"][0]["jwks_uri"] = serde_json::json!(bad);
+            assert_eq!(err_field(v.clone()), "issuers[0].jwks_uri", "{bad}");
+            v["issuers"][0]["allow_insecure_jwks_uri"] = serde_json::json!(true);
+            let p = Policy::from_json(&v.to_string()).unwrap();
+            assert!(p.warnings.iter().any(|w| w.contains("plain http")), "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_section_is_validated_and_named() {
+        let mut v = base();
+        v["request"] = serde_json::json!({"escaped_slashes": "decode"});
+        assert_eq!(err_field(v), "request");
+        let mut v = base();
+        v["request"] = serde_json::json!({"max_path_bytes": 3});
+        assert_eq!(err_field(v), "request.max_path_bytes");
+        let mut v = base();
+        v["request"] = serde_json::json!({"case_insensitive": true});
+        let p = Policy::from_json(&v.to_string()).unwrap();
+        assert!(!p.path_rules.refuse_ascii_lookalikes, "no route: nothing is matched case-insensitively");
+        v["routes"] = serde_json::json!([{"path": "/admin/*", "scopes": ["admin"]}]);
+        let p = Policy::from_json(&v.to_string()).unwrap();
+        assert!(p.path_rules.refuse_ascii_lookalikes);
     }
 
     #[test]

@@ -490,7 +490,7 @@ mod tests {
     }
 
     fn view<'a>(method: &'a str, headers: &'a [(String, String)]) -> RequestView<'a> {
-        RequestView { method, path: "/", query: "", headers }
+        RequestView { method, path: "/", query: "", headers, client_ip: None, origin: "https://edge.example" }
     }
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

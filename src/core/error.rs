@@ -171,6 +171,33 @@ pub enum AuthError {
     /// The key store (KV) or the pepper secret is unavailable.
     #[error("API key store unavailable")]
     ApiKeysUnavailable,
+    /// The path is spelled in a way origins read differently (see [`crate::core::canonical`]).
+    #[error("ambiguous path: {0}")]
+    AmbiguousPath(crate::core::canonical::PathProblem),
+    /// The path is longer than `request.max_path_bytes`.
+    #[error("path is {len} bytes, over the {max} byte limit")]
+    PathTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The method is not an HTTP token.
+    #[error("malformed method")]
+    BadMethod,
+    /// A method override header or `_method` parameter, with `request.method_override: reject`.
+    #[error("method override refused")]
+    MethodOverride,
+    /// The token query parameter appears under another spelling (case) of its name.
+    #[error("the token parameter appears under another spelling of its name")]
+    AmbiguousQuery,
+    /// A claim to forward as a header has a value no header can carry verbatim (control or
+    /// non-ASCII characters, leading or trailing space), with `request.claim_values: reject`.
+    #[error("claim for header {header} cannot be forwarded verbatim")]
+    ClaimNotForwardable {
+        /// The header the claim was to go in.
+        header: String,
+    },
 }
 
 /// Why a well-formed API key was refused (for the log only; the client sees `api_key_invalid`).
@@ -257,15 +284,26 @@ impl AuthError {
             ApiKeyInvalid(_) => "api_key_invalid",
             IpNotAllowed => "ip_not_allowed",
             ApiKeysUnavailable => "api_keys_unavailable",
+            AmbiguousPath(_) => "ambiguous_path",
+            PathTooLong { .. } => "path_too_long",
+            BadMethod => "bad_method",
+            MethodOverride => "method_override",
+            AmbiguousQuery => "ambiguous_query",
+            ClaimNotForwardable { .. } => "claim_not_forwardable",
         }
     }
 
-    /// Who caused it.
+    /// Who caused it. Total: a new variant does not compile until it is placed here.
     pub fn side(&self) -> Side {
+        use AuthError::*;
         match self {
-            AuthError::JwksUnavailable | AuthError::OriginUnreachable | AuthError::AdminUnavailable | AuthError::RateLimiterUnavailable | AuthError::RevocationsUnavailable | AuthError::ApiKeysUnavailable => Side::Upstream,
-            AuthError::ConfigInvalid | AuthError::Internal => Side::Internal,
-            _ => Side::Client,
+            JwksUnavailable | OriginUnreachable | AdminUnavailable | RateLimiterUnavailable | RevocationsUnavailable | ApiKeysUnavailable => Side::Upstream,
+            ConfigInvalid | Internal => Side::Internal,
+            MissingToken | TokenTooLarge { .. } | MalformedToken | MalformedHeader(_) | DuplicateMember(_) | AlgMissing | AlgNone | AlgNotAllowed(_)
+            | UnsupportedHeader(_) | MalformedClaims(_) | IssuerMismatch | UnknownKid | NoMatchingKey(_) | BadSignature | MissingExp | Expired { .. }
+            | NotYetValid { .. } | IssuedInFuture { .. } | LifetimeTooLong { .. } | AudienceMismatch | TokenRevoked | InsufficientScope { .. }
+            | CsrfRejected | RateLimited { .. } | MissingApiKey | MissingCredential | CredentialNotAccepted(_) | ApiKeyMalformed(_) | ApiKeyInvalid(_)
+            | IpNotAllowed | AmbiguousPath(_) | PathTooLong { .. } | BadMethod | MethodOverride | AmbiguousQuery | ClaimNotForwardable { .. } => Side::Client,
         }
     }
 
@@ -283,7 +321,7 @@ impl AuthError {
             });
             Rejection { status, code: self.code(), rfc_error: None, message, www_authenticate, side: self.side() }
         };
-        match self {
+        let (status, rfc_error, message): (u16, Option<&'static str>, String) = match self {
             AuthError::MissingApiKey => return api_key(401, None, "API key required".into(), Accepts::ApiKey),
             AuthError::MissingCredential => return api_key(401, None, "authentication required (a bearer token or an API key)".into(), Accepts::Either),
             AuthError::CredentialNotAccepted(a) => return api_key(401, None, self.to_string(), *a),
@@ -291,9 +329,6 @@ impl AuthError {
             AuthError::ApiKeyInvalid(_) => return api_key(401, Some("invalid_key"), "API key not accepted".into(), Accepts::ApiKey),
             AuthError::IpNotAllowed => return api_key(403, None, self.to_string(), Accepts::ApiKey),
             AuthError::ApiKeysUnavailable => return api_key(503, None, "API key store unavailable; retry later".into(), Accepts::ApiKey),
-            _ => {}
-        }
-        let (status, rfc_error, message): (u16, Option<&'static str>, String) = match self {
             AuthError::MissingToken => (401, None, "authentication required".into()),
             AuthError::InsufficientScope { .. } => (403, Some("insufficient_scope"), self.to_string()),
             AuthError::CsrfRejected => (403, None, "cross-site request refused: same-origin signal or CSRF token required".into()),
@@ -305,9 +340,35 @@ impl AuthError {
             AuthError::AdminUnavailable => (503, None, "the admin API is unavailable; retry later".into()),
             AuthError::ConfigInvalid => (500, None, "gateway configuration is invalid".into()),
             AuthError::Internal => (500, None, "internal error".into()),
+            // The request itself, before any credential: no challenge.
+            AuthError::AmbiguousPath(_) => (400, None, "the path is spelled in a way origins read differently".into()),
+            AuthError::PathTooLong { .. } => (414, None, "the path is too long".into()),
+            AuthError::BadMethod => (400, None, "malformed method".into()),
+            AuthError::MethodOverride => (400, None, "method override headers and parameters are refused".into()),
+            AuthError::AmbiguousQuery => (400, None, "the token parameter appears under another spelling of its name".into()),
+            AuthError::ClaimNotForwardable { .. } => (403, None, "a claim of this token cannot be forwarded to the origin".into()),
             // Every other refusal is about the token itself. The description names the check,
             // never the token's contents beyond what the client already holds.
-            _ => (401, Some("invalid_token"), self.public_description()),
+            AuthError::TokenTooLarge { .. }
+            | AuthError::MalformedToken
+            | AuthError::MalformedHeader(_)
+            | AuthError::DuplicateMember(_)
+            | AuthError::AlgMissing
+            | AuthError::AlgNone
+            | AuthError::AlgNotAllowed(_)
+            | AuthError::UnsupportedHeader(_)
+            | AuthError::MalformedClaims(_)
+            | AuthError::IssuerMismatch
+            | AuthError::UnknownKid
+            | AuthError::NoMatchingKey(_)
+            | AuthError::BadSignature
+            | AuthError::MissingExp
+            | AuthError::Expired { .. }
+            | AuthError::NotYetValid { .. }
+            | AuthError::IssuedInFuture { .. }
+            | AuthError::LifetimeTooLong { .. }
+            | AuthError::AudienceMismatch
+            | AuthError::TokenRevoked => (401, Some("invalid_token"), self.public_description()),
         };
         let www_authenticate = match (status, rfc_error) {
             (401, None) => Some(format!("Bearer realm={realm}")),

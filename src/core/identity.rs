@@ -6,6 +6,8 @@ use super::apikey::VerifiedApiKey;
 use super::error::AuthError;
 use super::route::Requirement;
 use super::verify::VerifiedToken;
+use super::canonical::ClaimValue;
+use std::borrow::Cow;
 
 /// A verified principal, borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +31,22 @@ impl Identity<'_> {
                 "tier" => k.tier().map(str::to_owned),
                 _ => None,
             },
+        }
+    }
+
+    /// A claim as it is forwarded in a header (see [`super::canonical::claim_header_value`]):
+    /// arrays of strings stay lists. `None` if absent or of another shape (objects, mixed arrays).
+    pub fn claim_value(&self, name: &str) -> Option<ClaimValue<'_>> {
+        use serde_json::Value;
+        match self {
+            Identity::Token(t) => match t.claims().get(name)? {
+                Value::String(s) => Some(ClaimValue::Text(Cow::Borrowed(s))),
+                Value::Number(n) => Some(ClaimValue::Text(Cow::Owned(n.to_string()))),
+                Value::Bool(b) => Some(ClaimValue::Text(Cow::Owned(b.to_string()))),
+                Value::Array(a) => a.iter().map(Value::as_str).collect::<Option<Vec<_>>>().map(ClaimValue::List),
+                _ => None,
+            },
+            Identity::ApiKey(_) => self.claim_text(name).map(|t| ClaimValue::Text(Cow::Owned(t))),
         }
     }
 

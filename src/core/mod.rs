@@ -19,3 +19,5 @@ pub mod ratelimit;
 pub mod revocation;
 pub mod apikey;
 pub mod identity;
+pub mod canonical;
+mod lookalike;

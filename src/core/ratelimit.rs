@@ -12,6 +12,7 @@ use super::route::RouteTable;
 use super::identity::Identity;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// A quota: `rate` requests per `period_secs`, with bursts of up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -156,6 +157,9 @@ pub struct RateLimitConfig {
     pub rules: Vec<RuleConfig>,
     /// Send `RateLimit` headers on successful responses too (default true).
     pub headers_on_success: Option<bool>,
+    /// IPv6 clients are limited per network of this prefix length (default 64: one client
+    /// usually holds a whole /64 and could rotate through it); IPv4 per address.
+    pub ipv6_prefix_len: Option<u8>,
 }
 
 /// A validated rule.
@@ -173,7 +177,7 @@ pub struct Rule {
 }
 
 /// The validated rate-limit policy.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RateLimitPolicy {
     /// Mode.
     pub mode: LimitMode,
@@ -185,6 +189,8 @@ pub struct RateLimitPolicy {
     pub rules: Vec<Rule>,
     /// Headers on success.
     pub headers_on_success: bool,
+    /// IPv6 bucket prefix length.
+    pub ipv6_prefix_len: u8,
 }
 
 impl RateLimitConfig {
@@ -192,6 +198,10 @@ impl RateLimitConfig {
     pub fn validate(self) -> Result<RateLimitPolicy, (String, String)> {
         if let Some(q) = &self.ip_pre_auth {
             q.validate().map_err(|m| ("rate_limits.ip_pre_auth".to_string(), m.to_string()))?;
+        }
+        let ipv6_prefix_len = self.ipv6_prefix_len.unwrap_or(64);
+        if !(32..=128).contains(&ipv6_prefix_len) {
+            return Err(("rate_limits.ipv6_prefix_len".into(), "must be between 32 and 128".into()));
         }
         let mut rules = Vec::new();
         for (i, r) in self.rules.into_iter().enumerate() {
@@ -222,7 +232,7 @@ impl RateLimitConfig {
             let paths = match r.path {
                 None => None,
                 Some(p) => Some(
-                    RouteTable::new(vec![super::route::Route { path: p, methods: None, public: true, scopes: vec![], sensitive: false, auth: Default::default(), upstream_credential: None }])
+                    RouteTable::new(vec![super::route::Route { path: p, methods: None, public: true, scopes: vec![], sensitive: false, auth: Default::default(), upstream_credential: None, case_insensitive: None }])
                         .map_err(|(_, m)| (f("path"), m))?,
                 ),
             };
@@ -234,6 +244,7 @@ impl RateLimitConfig {
             ip_pre_auth: self.ip_pre_auth,
             rules,
             headers_on_success: self.headers_on_success.unwrap_or(true),
+            ipv6_prefix_len,
         })
     }
 }
@@ -255,16 +266,31 @@ fn bucket_key(rule: &str, kind: &str, value: &str) -> String {
     format!("{rule}:{kind}:{}", super::log::fingerprint(value.as_bytes()).trim_start_matches("sha256:"))
 }
 
+impl Default for RateLimitPolicy {
+    fn default() -> Self {
+        RateLimitPolicy { mode: LimitMode::default(), on_unavailable: OnUnavailable::default(), ip_pre_auth: None, rules: Vec::new(), headers_on_success: true, ipv6_prefix_len: 64 }
+    }
+}
+
 impl RateLimitPolicy {
-    /// The pre-auth IP bucket, if configured and the IP is known.
-    pub fn pre_auth_bucket(&self, ip: Option<&str>) -> Option<Bucket> {
+    /// Path rules follow the route table's case rule (`request.case_insensitive`).
+    pub fn with_case_insensitive(mut self, default: bool) -> RateLimitPolicy {
+        for r in &mut self.rules {
+            r.paths = r.paths.take().map(|t| t.with_case_insensitive(default));
+        }
+        self
+    }
+
+    /// The pre-auth IP bucket, if configured and the IP is known (IPv6 by network).
+    pub fn pre_auth_bucket(&self, ip: Option<IpAddr>) -> Option<Bucket> {
         let q = self.ip_pre_auth?;
-        Some(Bucket { rule: "ip_pre_auth".into(), key: bucket_key("ip_pre_auth", "ip", ip?), quota: q, binding: None })
+        let ip = super::canonical::ip_bucket_text(ip?, self.ipv6_prefix_len);
+        Some(Bucket { rule: "ip_pre_auth".into(), key: bucket_key("ip_pre_auth", "ip", &ip), quota: q, binding: None })
     }
 
     /// The buckets a verified request falls into. A rule whose key the request lacks (no `sub`,
     /// say) does not apply to it.
-    pub fn buckets(&self, path: &str, who: Identity<'_>, ip: Option<&str>) -> Vec<Bucket> {
+    pub fn buckets(&self, path: &str, who: Identity<'_>, ip: Option<IpAddr>) -> Vec<Bucket> {
         let mut out = Vec::new();
         for r in &self.rules {
             if let Some(t) = &r.paths {
@@ -278,7 +304,7 @@ impl RateLimitPolicy {
                 LimitKey::Subject if who.api_key_id().is_some() => ("owner", who.claim_text("sub")),
                 LimitKey::Subject => ("sub", who.claim_text("sub")),
                 LimitKey::Client => ("client", who.claim_text("azp").or_else(|| who.claim_text("client_id"))),
-                LimitKey::Ip => ("ip", ip.map(str::to_owned)),
+                LimitKey::Ip => ("ip", ip.map(|a| super::canonical::ip_bucket_text(a, self.ipv6_prefix_len))),
                 LimitKey::Claim(c) => ("claim", who.claim_text(c)),
                 LimitKey::ApiKey => ("api_key", who.api_key_id().map(str::to_owned)),
             };

@@ -1,7 +1,9 @@
 //! The request side of the gate, with no I/O: finding the credential, and planning the request
 //! that goes to the origin (credential removed, identity headers set, hop-by-hop headers dropped).
 
+use super::canonical::{self, folded_header_name, ForwardedHeaders, MethodOverride, UnderscoreHeaders};
 use super::config::{Policy, RESERVED_HEADER_PREFIX};
+use std::net::IpAddr;
 use super::error::AuthError;
 use super::identity::Identity;
 
@@ -41,17 +43,21 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// A read-only view of the request the gate needs.
+/// A read-only view of the request the gate needs, after [`canonical::canonicalize`].
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
-    /// Method, upper case.
+    /// Method, canonical (upper case).
     pub method: &'a str,
-    /// Path (percent-encoded as received).
+    /// Path, canonical: what the rules see and the origin receives.
     pub path: &'a str,
     /// Query string without `?` (may be empty).
     pub query: &'a str,
     /// Headers (names in any case; repeated names allowed).
     pub headers: &'a [(String, String)],
+    /// The client address (`CF-Connecting-IP`, parsed: [`canonical::client_ip`]).
+    pub client_ip: Option<IpAddr>,
+    /// The request URL's own origin (`https://edge.example`), for CSRF and `X-Forwarded-*`.
+    pub origin: &'a str,
 }
 
 impl RequestView<'_> {
@@ -99,9 +105,18 @@ pub fn extract_credential(req: &RequestView<'_>, policy: &Policy) -> Result<Opti
         }
     }
     if let Some(q) = &policy.query_param {
-        for (k, v) in query_pairs(req.query) {
-            if k == q.as_str() && !v.is_empty() {
-                found.push(Credential { token: v.to_string(), source: CredentialSource::Query });
+        // By decoded name: `access%5Ftoken` is `access_token`. Another case of the name is refused,
+        // never forwarded (an origin may read it case-insensitively).
+        for (pair, name) in canonical::query_pairs(req.query) {
+            let Some(name) = name else { continue };
+            if name == *q {
+                let raw = pair.split_once('=').map_or("", |(_, v)| v);
+                let v = canonical::decode_query_component(raw).ok_or(AuthError::MalformedToken)?;
+                if !v.is_empty() {
+                    found.push(Credential { token: v, source: CredentialSource::Query });
+                }
+            } else if name.eq_ignore_ascii_case(q) {
+                return Err(AuthError::AmbiguousQuery);
             }
         }
     }
@@ -128,10 +143,6 @@ fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
-    q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
-}
-
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -155,27 +166,36 @@ pub struct ForwardPlan {
 }
 
 /// Plans the origin request: the client's credential is removed in every form (bearer token,
-/// cookie, query parameter, API key header), client copies of identity headers and of every
-/// configured upstream credential header are stripped before the verified values are set,
-/// hop-by-hop headers are dropped, the request id is set, and `upstream` (header, value), the
-/// route's origin credential, is added.
-pub fn plan_forward(req: &RequestView<'_>, verified: Option<Identity<'_>>, upstream: Option<(&str, &str)>, policy: &Policy, request_id: &str) -> ForwardPlan {
+/// cookie, query parameter, API key header); client headers that read as one the gate protects
+/// (identity headers, `x-edgeward-*`, the request id, `forward_claims` targets, upstream
+/// credential and API key headers), once lower-cased with `_` read as `-`, are removed, and per
+/// `request.underscore_headers` every header with `_`; hop-by-hop headers and those named in
+/// `Connection` are dropped; `X-Forwarded-*`, `Forwarded` and `X-Real-IP` are replaced or
+/// removed; method overrides are removed (`request.method_override: strip`); then the verified
+/// claims, `upstream` (header, value: the route's origin credential) and the request id are set.
+/// The URL is the origin's plus the canonical path. A claim no header can carry verbatim fails
+/// the request (`claim_not_forwardable`) unless `request.claim_values` is `percent`.
+pub fn plan_forward(req: &RequestView<'_>, verified: Option<Identity<'_>>, upstream: Option<(&str, &str)>, policy: &Policy, request_id: &str) -> Result<ForwardPlan, AuthError> {
+    let rp = &policy.request;
     let mut connection_listed: Vec<String> = Vec::new();
     for v in req.header_values("connection") {
-        connection_listed.extend(v.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()));
+        connection_listed.extend(v.split(',').map(|s| folded_header_name(s.trim())).filter(|s| !s.is_empty()));
     }
-    let mut headers: Vec<(String, String)> = Vec::with_capacity(req.headers.len() + 4);
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(req.headers.len() + 8);
     for (name, value) in req.headers {
-        let n = name.to_ascii_lowercase();
-        let drop = HOP_BY_HOP.contains(&n.as_str())
+        let n = folded_header_name(name);
+        let drop = (rp.underscore_headers == UnderscoreHeaders::Drop && name.contains('_'))
+            || HOP_BY_HOP.contains(&n.as_str())
             || connection_listed.contains(&n)
             || n == "host"
             || n == "authorization"
-            || n == policy.api_keys.header
-            || policy.upstream_credentials.values().any(|u| u.header == n)
+            || n == folded_header_name(&policy.api_keys.header)
+            || policy.upstream_credentials.values().any(|u| folded_header_name(&u.header) == n)
             || n.starts_with(RESERVED_HEADER_PREFIX)
-            || n == policy.request_id_header
-            || policy.forward_claims.iter().any(|(h, _)| *h == n);
+            || n == folded_header_name(&policy.request_id_header)
+            || policy.forward_claims.iter().any(|(h, _)| folded_header_name(h) == n)
+            || canonical::FORWARDED_HEADERS.contains(&n.as_str())
+            || (rp.method_override == MethodOverride::Strip && canonical::METHOD_OVERRIDE_HEADERS.contains(&n.as_str()));
         if drop {
             continue;
         }
@@ -194,17 +214,35 @@ pub fn plan_forward(req: &RequestView<'_>, verified: Option<Identity<'_>>, upstr
         }
         headers.push((n, value.clone()));
     }
+    if rp.forwarded_headers == ForwardedHeaders::Replace {
+        let (proto, host) = req.origin.split_once("://").unwrap_or(("https", req.origin));
+        let mut forwarded = String::new();
+        if let Some(ip) = req.client_ip {
+            headers.push(("x-forwarded-for".into(), ip.to_string()));
+            headers.push(("x-real-ip".into(), ip.to_string()));
+            forwarded = match ip {
+                IpAddr::V4(a) => format!("for={a};"),
+                IpAddr::V6(a) => format!("for=\"[{a}]\";"),
+            };
+        }
+        if !host.is_empty() {
+            headers.push(("x-forwarded-host".into(), host.to_string()));
+            headers.push(("x-forwarded-proto".into(), proto.to_string()));
+            forwarded.push_str(&format!("proto={proto};host=\"{host}\""));
+        }
+        if !forwarded.is_empty() {
+            headers.push(("forwarded".into(), forwarded.trim_end_matches(';').to_string()));
+        }
+    }
     if let Some(v) = verified {
         headers.push(("x-edgeward-auth".into(), v.kind().into()));
         if let Some(id) = v.api_key_id() {
             headers.push(("x-edgeward-key-id".into(), id.into()));
         }
         for (header, claim) in &policy.forward_claims {
-            if let Some(text) = v.claim_text(claim) {
-                // A claim that cannot be a header value verbatim is not forwarded at all.
-                if text.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
-                    headers.push((header.clone(), text));
-                }
+            if let Some(value) = v.claim_value(claim) {
+                let text = canonical::claim_header_value(&value, rp.claim_values).ok_or_else(|| AuthError::ClaimNotForwardable { header: header.clone() })?;
+                headers.push((header.clone(), text));
             }
         }
     }
@@ -213,17 +251,19 @@ pub fn plan_forward(req: &RequestView<'_>, verified: Option<Identity<'_>>, upstr
     }
     headers.push((policy.request_id_header.clone(), request_id.to_string()));
     let mut url = format!("{}{}", policy.origin, if req.path.is_empty() { "/" } else { req.path });
-    let query: Vec<&str> = req
-        .query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter(|p| policy.query_param.as_deref().is_none_or(|q| p.split_once('=').map_or(*p, |(k, _)| k) != q))
+    let query: Vec<&str> = canonical::query_pairs(req.query)
+        .filter(|(_, name)| {
+            let Some(name) = name else { return true };
+            policy.query_param.as_deref() != Some(name.as_str())
+                && !(rp.method_override == MethodOverride::Strip && name.eq_ignore_ascii_case(canonical::METHOD_OVERRIDE_PARAM))
+        })
+        .map(|(pair, _)| pair)
         .collect();
     if !query.is_empty() {
         url.push('?');
         url.push_str(&query.join("&"));
     }
-    ForwardPlan { url, headers }
+    Ok(ForwardPlan { url, headers })
 }
 
 /// Splits an absolute request URL, as the runtime hands it over (already normalized by its URL

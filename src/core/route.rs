@@ -1,5 +1,10 @@
 //! Route rules: which paths and methods are public and which scopes a token needs.
 //! First match wins; a path no rule matches needs a valid token and no particular scope.
+//!
+//! Rules are matched against the canonical path ([`super::canonical`]), and patterns must
+//! themselves be canonical (checked at config time), so one spelling decides. An exact rule
+//! `/billing` also covers `/billing/`; `/billing/*` covers `/billing` and everything below it.
+//! A rule for `GET` also covers `HEAD` (which origins serve as a `GET` without the body).
 
 use serde::Deserialize;
 
@@ -29,6 +34,10 @@ pub struct Route {
     /// in place of the client's.
     #[serde(default)]
     pub upstream_credential: Option<String>,
+    /// Match this rule's path ignoring ASCII case, for origins that route case-insensitively
+    /// (Express's default, ASP.NET, IIS); absent = `request.case_insensitive`.
+    #[serde(default)]
+    pub case_insensitive: Option<bool>,
 }
 
 /// The kinds of credential a route takes.
@@ -70,6 +79,8 @@ pub enum Requirement {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// The default for rules that do not say (`request.case_insensitive`).
+    case_insensitive: bool,
 }
 
 impl RouteTable {
@@ -82,6 +93,20 @@ impl RouteTable {
             }
             if r.path.contains('*') && !(r.path == "*" || (r.path.ends_with("/*") && r.path.matches('*').count() == 1)) {
                 return Err((i, "* is only allowed as the last segment (/prefix/*)".into()));
+            }
+            if r.path != "*" {
+                let literal = r.path.strip_suffix("/*").map_or(r.path.as_str(), |p| if p.is_empty() { "/" } else { p });
+                let lenient = super::canonical::PathRules {
+                    escaped_slashes: super::canonical::EscapedSlashes::Keep,
+                    path_params: super::canonical::PathParams::Keep,
+                    refuse_ascii_lookalikes: false,
+                    max_path_bytes: 65_536,
+                };
+                match super::canonical::canonical_path(literal, &lenient) {
+                    Ok(c) if c == literal => {}
+                    Ok(c) => return Err((i, format!("path is not canonical: requests are matched as {c:?} (decoded unreserved characters, upper-case escapes, no dot segments or repeated slashes)"))),
+                    Err(e) => return Err((i, format!("path is not canonical: {e}"))),
+                }
             }
             if r.public && (!r.scopes.is_empty() || r.sensitive) {
                 return Err((i, "a public route cannot require scopes".into()));
@@ -102,14 +127,28 @@ impl RouteTable {
             }
             out.push(r);
         }
-        Ok(RouteTable { routes: out })
+        Ok(RouteTable { routes: out, case_insensitive: false })
     }
 
-    /// The first rule matching the request, if any.
+    /// Sets the default for rules that do not say whether they match case-insensitively.
+    pub fn with_case_insensitive(mut self, default: bool) -> RouteTable {
+        self.case_insensitive = default;
+        self
+    }
+
+    /// True if any rule matches case-insensitively (then ASCII look-alikes are refused).
+    pub fn any_case_insensitive(&self) -> bool {
+        self.routes.iter().any(|r| r.case_insensitive.unwrap_or(self.case_insensitive))
+    }
+
+    /// The first rule matching the request, if any. `HEAD` matches rules for `GET`.
     pub fn rule(&self, method: &str, path: &str) -> Option<&Route> {
-        self.routes
-            .iter()
-            .find(|r| path_matches(&r.path, path) && r.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method))))
+        self.routes.iter().find(|r| {
+            path_matches(&r.path, path, r.case_insensitive.unwrap_or(self.case_insensitive))
+                && r.methods.as_ref().is_none_or(|ms| {
+                    ms.iter().any(|m| m.eq_ignore_ascii_case(method) || (m == "GET" && method.eq_ignore_ascii_case("HEAD")))
+                })
+        })
     }
 
     /// Every rule, in order.
@@ -130,8 +169,6 @@ impl RouteTable {
     /// What a request for `method` and `path` needs.
     pub fn requirement(&self, method: &str, path: &str) -> Requirement {
         match self.rule(method, path) {
-            // Never grant public access to a path an origin might decode into another one.
-            Some(r) if r.public && is_ambiguous_path(path) => Requirement::Token { scopes: Vec::new() },
             Some(r) if r.public => Requirement::Public,
             Some(r) => Requirement::Token { scopes: r.scopes.clone() },
             None => Requirement::Token { scopes: Vec::new() },
@@ -139,23 +176,38 @@ impl RouteTable {
     }
 }
 
-fn path_matches(pattern: &str, path: &str) -> bool {
+fn eq(a: &str, b: &str, fold: bool) -> bool {
+    if fold {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+/// Matches a (canonical) path against a pattern. Works on bytes: never panics on any input.
+fn path_matches(pattern: &str, path: &str, fold: bool) -> bool {
     if pattern == "*" {
         return true;
     }
     match pattern.strip_suffix("/*") {
+        Some("") => true,
         Some(prefix) => {
-            path == prefix || (path.starts_with(prefix) && path[prefix.len()..].starts_with('/')) || prefix.is_empty()
+            let (p, pre) = (path.as_bytes(), prefix.as_bytes());
+            p.len() >= pre.len()
+                && eq_bytes(&p[..pre.len()], pre, fold)
+                && (p.len() == pre.len() || p[pre.len()] == b'/')
         }
-        None => path == pattern,
+        // An exact rule also covers the same path with a trailing slash.
+        None => eq(path, pattern, fold) || path.strip_suffix('/').is_some_and(|p| p != "" && eq(p, pattern, fold)),
     }
 }
 
-/// Encoded slashes or backslashes, or dot segments: an origin could read such a path differently.
-fn is_ambiguous_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') || lower.contains("%2e")
-        || path.split('/').any(|s| s == "." || s == "..")
+fn eq_bytes(a: &[u8], b: &[u8], fold: bool) -> bool {
+    if fold {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
 }
 
 #[cfg(test)]
@@ -183,10 +235,27 @@ mod tests {
     }
 
     #[test]
-    fn ambiguous_paths_never_public() {
-        let t = table(serde_json::json!([{"path": "/public/*", "public": true}]));
-        for p in ["/public/..%2Fadmin", "/public/%2e%2e/admin", "/public/../admin", "/public\\x"] {
-            assert_eq!(t.requirement("GET", p), Requirement::Token { scopes: vec![] }, "{p}");
+    fn head_is_get_and_exact_covers_trailing_slash() {
+        let t = table(serde_json::json!([
+            {"path": "/billing", "methods": ["GET"], "public": true},
+            {"path": "/Admin/*", "scopes": ["admin"], "case_insensitive": true}
+        ]));
+        assert_eq!(t.requirement("HEAD", "/billing"), Requirement::Public);
+        assert_eq!(t.requirement("GET", "/billing/"), Requirement::Public);
+        assert_eq!(t.requirement("GET", "/billing//"), Requirement::Token { scopes: vec![] });
+        assert_eq!(t.requirement("POST", "/billing"), Requirement::Token { scopes: vec![] });
+        assert_eq!(t.requirement("GET", "/ADMIN/x"), Requirement::Token { scopes: vec!["admin".into()] });
+        assert_eq!(t.requirement("GET", "/admin"), Requirement::Token { scopes: vec!["admin".into()] });
+        assert!(t.any_case_insensitive());
+    }
+
+    #[test]
+    fn patterns_must_be_canonical() {
+        for p in ["/a//b", "/a/../b", "/a/./b", "/%61", "/a%2fb/*", "/a/%2e%2e/*", "/a%zz"] {
+            assert!(RouteTable::new(serde_json::from_value(serde_json::json!([{"path": p}])).unwrap()).is_err(), "{p}");
+        }
+        for p in ["/", "/*", "/a/b", "/a/b/*", "/caf%C3%A9", "/a:b@c"] {
+            assert!(RouteTable::new(serde_json::from_value(serde_json::json!([{"path": p}])).unwrap()).is_ok(), "{p}");
         }
     }
 

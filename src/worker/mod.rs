@@ -24,7 +24,8 @@ use crate::core::jwk::KeySet;
 use crate::core::log::{fingerprint, fingerprint_of_digest, DecisionLog};
 use crate::core::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
 use crate::core::request::{extract_credential, plan_forward, split_url, Credential, CredentialSource, RequestView};
-use crate::core::apikey::{client_ip, VerifiedApiKey};
+use crate::core::apikey::VerifiedApiKey;
+use crate::core::canonical::{canonicalize, client_ip};
 use crate::core::error::ApiKeyFailure;
 use crate::core::identity::Identity;
 use crate::core::route::{Accepts, Requirement};
@@ -137,8 +138,8 @@ enum Verdict {
 }
 
 /// Post-verification rate limits; the headers of the tightest bucket for the response.
-async fn limits_for(policy: &Policy, env: &Env, view: &RequestView<'_>, who: Identity<'_>, ip: Option<&str>) -> Result<Vec<(String, String)>, AuthError> {
-    let buckets = policy.rate_limits.buckets(view.path, who, ip);
+async fn limits_for(policy: &Policy, env: &Env, view: &RequestView<'_>, who: Identity<'_>) -> Result<Vec<(String, String)>, AuthError> {
+    let buckets = policy.rate_limits.buckets(view.path, who, view.client_ip);
     if buckets.is_empty() {
         return Ok(Vec::new());
     }
@@ -183,14 +184,16 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let start = now_ms();
     let rid = request_id();
     let iso = isolate(&env);
-    let method = req.method().to_string().to_ascii_uppercase();
+    // The raw method: workers-rs's `Method` turns extension methods (PROPFIND, ...) into GET.
+    let raw_method = req.inner().method();
     let raw_url = req.inner().url();
-    let Some((request_origin, path, query)) = split_url(&raw_url).map(|(o, p, q)| (o.to_string(), p.to_string(), q.to_string())) else {
+    let Some((request_origin, raw_path, query)) = split_url(&raw_url).map(|(o, p, q)| (o.to_string(), p.to_string(), q.to_string())) else {
         return Ok(reject(&AuthError::Internal, "edgeward", &rid, &mut DecisionLog { event: "decision", ts_ms: start, request_id: &rid, ..Default::default() }));
     };
     let headers: Vec<(String, String)> = req.headers().entries().collect();
-    let view = RequestView { method: &method, path: &path, query: &query, headers: &headers };
-    let mut log = DecisionLog { event: "decision", ts_ms: start, request_id: &rid, method: &method, path: &path, ..Default::default() };
+    // Until the request is canonical, the log shows (a bounded prefix of) what was received.
+    let (logged_method, logged_path) = (log_prefix(&raw_method, 32), log_prefix(&raw_path, 256));
+    let mut log = DecisionLog { event: "decision", ts_ms: start, request_id: &rid, method: logged_method, path: logged_path, ..Default::default() };
 
     let policy = match &iso.policy {
         Ok(p) => p.clone(),
@@ -199,14 +202,24 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             return Ok(reject(&AuthError::ConfigInvalid, "edgeward", &rid, &mut log));
         }
     };
+    // One canonical request: what every rule below decides on and what the origin receives.
+    let canon = match canonicalize(&raw_method, &raw_path, &query, &headers, &policy.request, &policy.path_rules) {
+        Ok(c) => c,
+        Err(e) => return Ok(reject(&e, &policy.realm, &rid, &mut log)),
+    };
+    let (method, path) = (canon.method.as_str(), canon.path.as_str());
+    log.method = method;
+    log.path = path;
+    let client = client_ip(headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.as_str()));
+    let view = RequestView { method, path, query: &query, headers: &headers, client_ip: client, origin: &request_origin };
     if path == policy.admin.path_prefix || path.starts_with(&format!("{}/", policy.admin.path_prefix)) {
         #[cfg(feature = "control")]
         {
             // Guessing the admin credential is throttled like any unauthenticated traffic.
-            if let Err(e) = pre_auth_limit(&policy, &env, &headers).await {
+            if let Err(e) = pre_auth_limit(&policy, &env, client).await {
                 return Ok(reject(&e, &policy.realm, &rid, &mut log));
             }
-            return control::admin::handle(req, &env, &ctx, &policy, &path, &query, &headers, &rid, now_secs(start)).await;
+            return control::admin::handle(req, &env, &ctx, &policy, path, &query, &headers, &rid, now_secs(start)).await;
         }
         #[cfg(not(feature = "control"))]
         return Ok(to_control_plane(req, &env, &policy, &rid, &mut log).await);
@@ -215,7 +228,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     if path.starts_with(bench::PATH_PREFIX) {
         return bench::handle(&view, &policy, &env, &ctx, now_secs(start)).await;
     }
-    let verdict = gate(&view, &request_origin, &policy, &env, &ctx, now_secs(start), &mut log).await;
+    let verdict = gate(&view, &policy, &env, &ctx, now_secs(start), &mut log).await;
     match verdict {
         Err(e) => {
             let mut resp = reject(&e, &policy.realm, &rid, &mut log);
@@ -232,18 +245,21 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
                 Verdict::Accept(p, h) => (Some(p.identity()), h.as_slice()),
                 Verdict::Public => (None, &[][..]),
             };
-            let upstream = match upstream_credential(&policy, &env, &method, &path, verified.is_some()) {
+            let upstream = match upstream_credential(&policy, &env, method, path, verified.is_some()) {
                 Ok(u) => u,
                 Err(detail) => {
                     log.detail = Some(detail);
                     return Ok(reject(&AuthError::ConfigInvalid, &policy.realm, &rid, &mut log));
                 }
             };
-            let plan = plan_forward(&view, verified, upstream.as_ref().map(|(h, v)| (h.as_str(), v.as_str())), &policy, &rid);
+            let plan = match plan_forward(&view, verified, upstream.as_ref().map(|(h, v)| (h.as_str(), v.as_str())), &policy, &rid) {
+                Ok(p) => p,
+                Err(e) => return Ok(reject(&e, &policy.realm, &rid, &mut log)),
+            };
             let mint_csrf = log.credential == Some(CredentialSource::Cookie)
                 && policy.csrf.enabled
                 && request_cookie(&view, &policy.csrf.cookie).is_none();
-            match forward(req, &method, plan, &policy, &rid, now_secs(start), mint_csrf).await {
+            match forward(req, method, plan, &policy, &rid, now_secs(start), mint_csrf).await {
                 Ok(mut resp) => {
                     for (k, val) in limit_headers {
                         let _ = resp.headers_mut().set(k, val);
@@ -303,20 +319,28 @@ fn now_secs(ms: i64) -> i64 {
 
 /// The per-IP limit checked before any credential is read (`rate_limits.ip_pre_auth`), for the
 /// gate and the admin API alike. Returns the client IP (`CF-Connecting-IP`) for later limits.
-async fn pre_auth_limit(policy: &Policy, env: &Env, headers: &[(String, String)]) -> Result<Option<String>, AuthError> {
-    let ip = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.trim().to_string());
-    if let Some(b) = policy.rate_limits.pre_auth_bucket(ip.as_deref()) {
+async fn pre_auth_limit(policy: &Policy, env: &Env, ip: Option<std::net::IpAddr>) -> Result<(), AuthError> {
+    if let Some(b) = policy.rate_limits.pre_auth_bucket(ip) {
         limiter::check(&policy.rate_limits, env, std::slice::from_ref(&b), now_ms()).await?;
     }
-    Ok(ip)
+    Ok(())
 }
 
-async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env: &Env, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<Verdict, AuthError> {
+/// At most `max` bytes of `s`, cut at a character boundary (for log fields a client controls).
+fn log_prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+async fn gate(view: &RequestView<'_>, policy: &Policy, env: &Env, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<Verdict, AuthError> {
     let requirement = policy.routes.requirement(view.method, view.path);
     if requirement == Requirement::Public {
         return Ok(Verdict::Public);
     }
-    let ip = pre_auth_limit(policy, env, view.headers).await?;
+    pre_auth_limit(policy, env, view.client_ip).await?;
     let accepts = policy.routes.accepts(view.method, view.path);
     let Some(Credential { token, source }) = extract_credential(view, policy)? else {
         return Err(match accepts {
@@ -337,14 +361,14 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
         if accepts == Accepts::Jwt {
             return Err(AuthError::CredentialNotAccepted(accepts));
         }
-        let key = keys::authenticate(&token, policy, env, kv.as_ref(), client_ip(ip.as_deref()), now_ms(), log).await?;
+        let key = keys::authenticate(&token, policy, env, kv.as_ref(), view.client_ip, now_ms(), log).await?;
         Principal::Key(key)
     } else {
         if accepts == Accepts::ApiKey {
             return Err(AuthError::CredentialNotAccepted(accepts));
         }
         if source == CredentialSource::Cookie {
-            check_csrf(view, request_origin, &policy.csrf)?;
+            check_csrf(view, view.origin, &policy.csrf)?;
         }
         let hash = hash.unwrap_or_else(|| token_hash(&token));
         Principal::Token(Box::new(verify_jwt(&token, &hash, policy, kv.as_ref(), ctx, now, log).await?))
@@ -365,7 +389,7 @@ async fn gate(view: &RequestView<'_>, request_origin: &str, policy: &Policy, env
         }
     }
     who.authorize(&requirement)?;
-    let limits = limits_for(policy, env, view, who, ip.as_deref()).await?;
+    let limits = limits_for(policy, env, view, who).await?;
     Ok(Verdict::Accept(principal, limits))
 }
 
