@@ -12,7 +12,15 @@ fn main() {
         .map(|i| Bucket { rule: "r".into(), key: format!("r:sub:{i:016x}"), quota: Quota { rate: 100, period_secs: 60, burst: 20 }, binding: None })
         .collect();
     let rounds = 200usize;
-    let best = |f: &mut dyn FnMut()| (0..3).map(|_| { let t = Instant::now(); f(); t.elapsed().as_secs_f64() }).fold(f64::INFINITY, f64::min);
+    let best = |f: &mut dyn FnMut()| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
 
     let mut limiter = LocalLimiter::default();
     let mut now = 0i64;

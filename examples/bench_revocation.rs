@@ -57,10 +57,14 @@ fn main() {
     // A real verified token (not revoked: the whole check runs).
     let key = Ed25519KeyPair::generate().with_key_id("k");
     let x = Base64UrlSafeNoPadding::encode_to_string(key.public_key().to_bytes()).unwrap();
-    let policy = Policy::from_json(&serde_json::json!({
-        "issuers": [{"issuer": iss, "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k"}]}, "algorithms": ["EdDSA"]}],
-        "origin": "https://o"
-    }).to_string()).unwrap();
+    let policy = Policy::from_json(
+        &serde_json::json!({
+            "issuers": [{"issuer": iss, "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k"}]}, "algorithms": ["EdDSA"]}],
+            "origin": "https://o"
+        })
+        .to_string(),
+    )
+    .unwrap();
     let claims = Claims::create(Duration::from_hours(1)).with_issuer(iss).with_subject("user-1").with_jwt_id("not-revoked");
     let token = gate::verify(&policy, &key.sign(claims).unwrap(), &InlineOnly, &NativeBackend, now).unwrap();
 

@@ -7,10 +7,10 @@
 //! token: credential extraction, `token_hash`, token-cache lookup, route authorization and the
 //! forwarding plan.
 
-use edgeward::core::identity::Identity;
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
 use edgeward::core::gate::{self, InlineOnly};
+use edgeward::core::identity::Identity;
 use edgeward::core::request::{extract_credential, plan_forward, RequestView};
 use edgeward::core::token_cache::{token_hash, TokenCache};
 use jwt_simple::prelude::*;
@@ -75,25 +75,35 @@ fn main() {
     let rs = RS256KeyPair::generate(2048).unwrap().with_key_id("k");
     let c = rs.public_key().to_components();
     let pk = rs.public_key();
-    row("RS256", rs.sign(claims()).unwrap(), serde_json::json!({"kty":"RSA","kid":"k","n":b64(&c.n),"e":b64(&c.e)}), &|t| pk.verify_token::<NoCustomClaims>(t, None).is_ok());
+    row("RS256", rs.sign(claims()).unwrap(), serde_json::json!({"kty":"RSA","kid":"k","n":b64(&c.n),"e":b64(&c.e)}), &|t| {
+        pk.verify_token::<NoCustomClaims>(t, None).is_ok()
+    });
 
     let ps = PS256KeyPair::generate(2048).unwrap().with_key_id("k");
     let c = ps.public_key().to_components();
     let pk = ps.public_key();
-    row("PS256", ps.sign(claims()).unwrap(), serde_json::json!({"kty":"RSA","kid":"k","n":b64(&c.n),"e":b64(&c.e)}), &|t| pk.verify_token::<NoCustomClaims>(t, None).is_ok());
+    row("PS256", ps.sign(claims()).unwrap(), serde_json::json!({"kty":"RSA","kid":"k","n":b64(&c.n),"e":b64(&c.e)}), &|t| {
+        pk.verify_token::<NoCustomClaims>(t, None).is_ok()
+    });
 
     let es = ES256KeyPair::generate().with_key_id("k");
     let raw = es.public_key().public_key().to_bytes_uncompressed();
     let pk = es.public_key();
-    row("ES256", es.sign(claims()).unwrap(), serde_json::json!({"kty":"EC","crv":"P-256","kid":"k","x":b64(&raw[1..33]),"y":b64(&raw[33..65])}), &|t| pk.verify_token::<NoCustomClaims>(t, None).is_ok());
+    row("ES256", es.sign(claims()).unwrap(), serde_json::json!({"kty":"EC","crv":"P-256","kid":"k","x":b64(&raw[1..33]),"y":b64(&raw[33..65])}), &|t| {
+        pk.verify_token::<NoCustomClaims>(t, None).is_ok()
+    });
 
     let ed = Ed25519KeyPair::generate().with_key_id("k");
     let pk = ed.public_key();
-    row("EdDSA", ed.sign(claims()).unwrap(), serde_json::json!({"kty":"OKP","crv":"Ed25519","kid":"k","x":b64(&pk.to_bytes())}), &|t| pk.verify_token::<NoCustomClaims>(t, None).is_ok());
+    row("EdDSA", ed.sign(claims()).unwrap(), serde_json::json!({"kty":"OKP","crv":"Ed25519","kid":"k","x":b64(&pk.to_bytes())}), &|t| {
+        pk.verify_token::<NoCustomClaims>(t, None).is_ok()
+    });
 
     let hs = HS256Key::generate().with_key_id("k");
     let hk = hs.clone();
-    row("HS256", hs.authenticate(claims()).unwrap(), serde_json::json!({"kty":"oct","kid":"k","k":b64(&hs.to_bytes())}), &|t| hk.verify_token::<NoCustomClaims>(t, None).is_ok());
+    row("HS256", hs.authenticate(claims()).unwrap(), serde_json::json!({"kty":"oct","kid":"k","k":b64(&hs.to_bytes())}), &|t| {
+        hk.verify_token::<NoCustomClaims>(t, None).is_ok()
+    });
 
     // A cached decision: the gate's path for a repeated token (RS256 token; the algorithm does
     // not matter on a hit).

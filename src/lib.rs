@@ -89,7 +89,7 @@
 
 pub mod core;
 
-#[cfg(feature = "worker")]
-pub mod worker;
 #[cfg(feature = "web")]
 pub mod web;
+#[cfg(feature = "worker")]
+pub mod worker;

@@ -366,7 +366,11 @@ fn made_up_keys_fail_the_checksum() {
 #[test]
 fn cidr_containment_at_the_edges() {
     let table: &[(&str, &[&str], &[&str])] = &[
-        ("203.0.113.0/24", &["203.0.113.0", "203.0.113.255", "::ffff:203.0.113.5"], &["203.0.112.255", "203.0.114.0", "::ffff:203.0.114.5", "::203.0.113.5", "2001:db8::1"]),
+        (
+            "203.0.113.0/24",
+            &["203.0.113.0", "203.0.113.255", "::ffff:203.0.113.5"],
+            &["203.0.112.255", "203.0.114.0", "::ffff:203.0.114.5", "::203.0.113.5", "2001:db8::1"],
+        ),
         ("0.0.0.0/0", &["0.0.0.0", "255.255.255.255", "10.1.2.3", "::ffff:1.2.3.4"], &["2001:db8::1", "::1"]),
         ("198.51.100.7/32", &["198.51.100.7", "::ffff:198.51.100.7"], &["198.51.100.6", "198.51.100.8"]),
         ("128.0.0.0/1", &["128.0.0.0", "255.255.255.255"], &["127.255.255.255", "0.0.0.0"]),
@@ -698,7 +702,14 @@ fn key_ids_and_storage_keys() {
     let id = key_id(&[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x00, 0xff, 0x10, 0x20]);
     assert_eq!(id, "key_0123456789abcdef00ff1020");
     assert!(is_key_id(&id));
-    for bad in ["key_0123456789ABCDEF00ff1020", "key_0123456789abcdef00ff102", "key_0123456789abcdef00ff10200", "kex_0123456789abcdef00ff1020", "key_0123456789abcdef00ff102g", ""] {
+    for bad in [
+        "key_0123456789ABCDEF00ff1020",
+        "key_0123456789abcdef00ff102",
+        "key_0123456789abcdef00ff10200",
+        "kex_0123456789abcdef00ff1020",
+        "key_0123456789abcdef00ff102g",
+        "",
+    ] {
         assert!(!is_key_id(bad), "{bad}");
     }
     assert_eq!(id_storage_key(&id), format!("{ID_PREFIX}{id}"));
@@ -1183,7 +1194,13 @@ fn api_keys_section_is_validated() {
     for h in ["authorization", "Authorization", "cookie", "host", "", "x key", "x:key"] {
         assert_eq!(config_err(&doc_with(json!({"api_keys": {"header": h}}))).0, "api_keys.header", "{h:?}");
     }
-    for bad in [json!({"environment": "prod"}), json!({"cache_capacity": 0}), json!({"cache_ttl_secs": 3601}), json!({"negative_cache_ttl_secs": 3601}), json!({"unknown": 1})] {
+    for bad in [
+        json!({"environment": "prod"}),
+        json!({"cache_capacity": 0}),
+        json!({"cache_ttl_secs": 3601}),
+        json!({"negative_cache_ttl_secs": 3601}),
+        json!({"unknown": 1}),
+    ] {
         assert_eq!(config_err(&doc_with(json!({ "api_keys": bad }))).0, "api_keys", "{bad}");
     }
 }
@@ -1337,10 +1354,7 @@ fn a_revoked_key_id_is_refused_until_the_entry_expires() {
     let other = key_id(&[0x43; 12]);
     let snap = RevocationSnapshot {
         version: 3,
-        entries: vec![
-            rev(Target::ApiKey { key_id: id.clone() }, NOW + 100),
-            rev(Target::Kid { kid: other.clone() }, NOW + 100),
-        ],
+        entries: vec![rev(Target::ApiKey { key_id: id.clone() }, NOW + 100), rev(Target::Kid { kid: other.clone() }, NOW + 100)],
     };
     let s = RevocationSet::from_snapshot(&snap, NOW);
     assert_eq!(s.version(), 3);

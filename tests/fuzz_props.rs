@@ -21,11 +21,7 @@ use std::sync::OnceLock;
 fn policy_ref() -> &'static Policy {
     static P: OnceLock<Policy> = OnceLock::new();
     P.get_or_init(|| {
-        let mut doc = config(vec![issuer_entry(
-            Some(ISS),
-            &["ES512", "EdDSA"],
-            vec![key(ES512).jwk("es", json!({})), key(EdDSA).jwk("ed", json!({}))],
-        )]);
+        let mut doc = config(vec![issuer_entry(Some(ISS), &["ES512", "EdDSA"], vec![key(ES512).jwk("es", json!({})), key(EdDSA).jwk("ed", json!({}))])]);
         doc["max_lifetime_secs"] = json!(3600);
         doc["cookie_name"] = json!("__Host-token");
         doc["query_param"] = json!("access_token");
@@ -54,12 +50,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     json_leaf().prop_recursive(4, 64, 8, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-            proptest::collection::btree_map(
-                "[a-z]{0,6}|keys|kty|kid|alg|use|key_ops|crv|n|e|x|y|k|d|iss|aud|exp|nbf|iat|sub|scope|scp",
-                inner,
-                0..8
-            )
-            .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+            proptest::collection::btree_map("[a-z]{0,6}|keys|kty|kid|alg|use|key_ops|crv|n|e|x|y|k|d|iss|aud|exp|nbf|iat|sub|scope|scp", inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
         ]
     })
 }
@@ -84,9 +76,7 @@ fn header_strategy() -> impl Strategy<Value = Value> {
         proptest::option::of(json_value()),
         proptest::option::of(json_value()),
     )
-        .prop_map(|(alg, kid, typ, crit, cty)| {
-            obj(vec![("alg", Some(alg)), ("kid", kid), ("typ", typ), ("crit", crit), ("cty", cty)])
-        })
+        .prop_map(|(alg, kid, typ, crit, cty)| obj(vec![("alg", Some(alg)), ("kid", kid), ("typ", typ), ("crit", crit), ("cty", cty)]))
 }
 
 fn numeric_date() -> impl Strategy<Value = Value> {
@@ -114,16 +104,7 @@ fn claims_strategy() -> impl Strategy<Value = Value> {
         proptest::option::of(prop_oneof![Just(json!(["a", "b"])), json_value()]),
     )
         .prop_map(|(iss, aud, exp, nbf, iat, sub, scope, scp)| {
-            obj(vec![
-                ("iss", iss),
-                ("aud", aud),
-                ("exp", exp),
-                ("nbf", nbf),
-                ("iat", iat),
-                ("sub", sub),
-                ("scope", scope),
-                ("scp", scp),
-            ])
+            obj(vec![("iss", iss), ("aud", aud), ("exp", exp), ("nbf", nbf), ("iat", iat), ("sub", sub), ("scope", scope), ("scp", scp)])
         })
 }
 
@@ -383,7 +364,14 @@ fn jwk_field() -> impl Strategy<Value = Value> {
 fn jwk_like() -> impl Strategy<Value = Value> {
     (
         prop_oneof![Just(json!("RSA")), Just(json!("EC")), Just(json!("OKP")), Just(json!("oct")), Just(json!("x")), Just(json!(5))],
-        proptest::option::of(prop_oneof![Just(json!("P-256")), Just(json!("P-384")), Just(json!("P-521")), Just(json!("Ed25519")), Just(json!("X25519")), Just(json!(1))]),
+        proptest::option::of(prop_oneof![
+            Just(json!("P-256")),
+            Just(json!("P-384")),
+            Just(json!("P-521")),
+            Just(json!("Ed25519")),
+            Just(json!("X25519")),
+            Just(json!(1))
+        ]),
         proptest::option::of(jwk_field()),
         proptest::option::of(jwk_field()),
         proptest::option::of(jwk_field()),

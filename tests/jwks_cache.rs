@@ -98,7 +98,7 @@ fn ttl_from_cache_control_is_clamped() {
         (None, 300),
         (Some(""), 300),
         (Some("max-age=600"), 600),
-        (Some("max-age=10"), 300),        // below min
+        (Some("max-age=10"), 300), // below min
         (Some("max-age=0"), 300),
         (Some("max-age=999999"), 86_400), // above max
         (Some("max-age=86400"), 86_400),

@@ -25,10 +25,12 @@ fn quota() -> impl Strategy<Value = Quota> {
 fn arrivals() -> impl Strategy<Value = Vec<i64>> {
     prop::collection::vec(0i64..400, 1..300).prop_map(|gaps| {
         let mut t = 0;
-        gaps.into_iter().map(|g| {
-            t += g;
-            t
-        }).collect()
+        gaps.into_iter()
+            .map(|g| {
+                t += g;
+                t
+            })
+            .collect()
     })
 }
 

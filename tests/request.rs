@@ -6,10 +6,10 @@
 mod common;
 
 use common::*;
-use edgeward::core::identity::Identity;
 use edgeward::core::alg::Algorithm::*;
 use edgeward::core::config::Policy;
 use edgeward::core::error::AuthError;
+use edgeward::core::identity::Identity;
 use edgeward::core::request::{extract_credential, plan_forward, CredentialSource, ForwardPlan, RequestView};
 use edgeward::core::verify::VerifiedToken;
 use serde_json::{json, Value};
@@ -357,7 +357,12 @@ fn custom_request_id_header() {
 
 #[test]
 fn forward_claims_config_is_validated() {
-    for (h, field) in [("Authorization", "forward_claims.Authorization"), ("cookie", "forward_claims.cookie"), ("bad header", "forward_claims.bad header"), ("Host", "forward_claims.Host")] {
+    for (h, field) in [
+        ("Authorization", "forward_claims.Authorization"),
+        ("cookie", "forward_claims.cookie"),
+        ("bad header", "forward_claims.bad header"),
+        ("Host", "forward_claims.Host"),
+    ] {
         let mut doc = base_doc();
         doc["forward_claims"] = json!({ h: "sub" });
         assert_eq!(Policy::from_json(&doc.to_string()).unwrap_err().field, field, "{h}");

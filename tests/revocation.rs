@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use edgeward::core::alg::Algorithm;
-use edgeward::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, TokenFacts, Target};
+use edgeward::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target, TokenFacts};
 use serde_json::json;
 
 fn token(extra: serde_json::Value) -> edgeward::core::verify::VerifiedToken {
@@ -94,7 +94,8 @@ fn validation_rejects_bad_input() {
     let mut long = ok.clone();
     long.reason = "x".repeat(201);
     assert_eq!(long.validate(NOW).unwrap_err().field, "reason");
-    let parsed: Result<Revocation, _> = serde_json::from_value(json!({"target": {"kind": "jti", "iss": "i", "jti": "j", "extra": 1}, "reason": "", "created_at": 1, "expires_at": 2}));
+    let parsed: Result<Revocation, _> =
+        serde_json::from_value(json!({"target": {"kind": "jti", "iss": "i", "jti": "j", "extra": 1}, "reason": "", "created_at": 1, "expires_at": 2}));
     assert!(parsed.is_err(), "unknown fields refused");
 }
 
@@ -174,13 +175,8 @@ fn compact_decode_prunes_expired_entries() {
 #[test]
 fn malformed_compact_snapshots_are_refused() {
     let good = set(mixed()).to_compact();
-    let mut cases: Vec<Vec<u8>> = vec![
-        vec![],
-        b"EWRV".to_vec(),
-        b"{\"version\":1,\"entries\":[]}".to_vec(),
-        good[..good.len() - 1].to_vec(),
-        [good.clone(), vec![0]].concat(),
-    ];
+    let mut cases: Vec<Vec<u8>> =
+        vec![vec![], b"EWRV".to_vec(), b"{\"version\":1,\"entries\":[]}".to_vec(), good[..good.len() - 1].to_vec(), [good.clone(), vec![0]].concat()];
     let mut bad_magic = good.clone();
     bad_magic[0] = b'X';
     let mut bad_format = good.clone();

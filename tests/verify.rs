@@ -85,11 +85,7 @@ fn run(cases: &[Case<'_>]) {
 // ---------------------------------------------------------------------------------------------
 
 fn reference_doc() -> Value {
-    let mut doc = config(vec![issuer_entry(
-        Some(ISS),
-        &["ES512", "EdDSA"],
-        vec![key(ES512).jwk("es", json!({})), key(EdDSA).jwk("ed", json!({}))],
-    )]);
+    let mut doc = config(vec![issuer_entry(Some(ISS), &["ES512", "EdDSA"], vec![key(ES512).jwk("es", json!({})), key(EdDSA).jwk("ed", json!({}))])]);
     doc["max_lifetime_secs"] = json!(3600);
     doc["max_token_bytes"] = json!(4096);
     doc
@@ -314,12 +310,7 @@ fn header_rejections() {
     for none in ["none", "None", "NONE", "nOnE", " none "] {
         let h = json!({"alg": none, "typ": "JWT"}).to_string();
         cases.push(case(format!("alg {none:?} with a signature"), &p, raw(&h), "alg_none"));
-        cases.push(case(
-            format!("alg {none:?} unsigned"),
-            &p,
-            format!("{}.{}.", b64(h.as_bytes()), b64(c.as_bytes())),
-            "alg_none",
-        ));
+        cases.push(case(format!("alg {none:?} unsigned"), &p, format!("{}.{}.", b64(h.as_bytes()), b64(c.as_bytes())), "alg_none"));
     }
     run(&cases);
 }
@@ -721,11 +712,22 @@ fn inline_key_config_errors_name_the_field() {
         ("bad base64url x", config(vec![issuer_entry(Some(ISS), &["EdDSA"], vec![ed.jwk("k", json!({"x": "AA=="}))])]), "issuers[0].jwks"),
         ("oct key without HS alg", config(vec![issuer_entry(Some(ISS), &["EdDSA"], vec![key(HS256).jwk("h", json!({}))])]), "issuers[0].jwks"),
         ("jwks not a key set", config(vec![json!({"issuer": ISS, "algorithms": ["EdDSA"], "jwks": [1]})]), "issuers[0].jwks"),
-        ("second issuer's keys", config(vec![issuer_entry(Some(ISS), &["EdDSA"], vec![ed.jwk("k", json!({}))]), issuer_entry(Some("https://b"), &["EdDSA"], vec![json!({"kty":"RSA","n":"AQAB","e":"AQAB"})])]), "issuers[1].jwks"),
+        (
+            "second issuer's keys",
+            config(vec![
+                issuer_entry(Some(ISS), &["EdDSA"], vec![ed.jwk("k", json!({}))]),
+                issuer_entry(Some("https://b"), &["EdDSA"], vec![json!({"kty":"RSA","n":"AQAB","e":"AQAB"})]),
+            ]),
+            "issuers[1].jwks",
+        ),
         ("unknown algorithm", config(vec![issuer_entry(Some(ISS), &["EdDSA", "RS257"], vec![ed.jwk("k", json!({}))])]), "issuers[0].algorithms[1]"),
         ("none algorithm", config(vec![issuer_entry(Some(ISS), &["none"], vec![ed.jwk("k", json!({}))])]), "issuers[0].algorithms[0]"),
         ("no algorithms", config(vec![issuer_entry(Some(ISS), &[], vec![ed.jwk("k", json!({}))])]), "issuers[0].algorithms"),
-        ("empty audience", config(vec![with(issuer_entry(Some(ISS), &["EdDSA"], vec![ed.jwk("k", json!({}))]), json!({"audiences": [""]}))]), "issuers[0].audiences[0]"),
+        (
+            "empty audience",
+            config(vec![with(issuer_entry(Some(ISS), &["EdDSA"], vec![ed.jwk("k", json!({}))]), json!({"audiences": [""]}))]),
+            "issuers[0].audiences[0]",
+        ),
         ("no keys at all", config(vec![json!({"issuer": ISS, "algorithms": ["EdDSA"]})]), "issuers[0].jwks_uri"),
         ("HMAC with jwks_uri", config(vec![json!({"issuer": ISS, "algorithms": ["HS256"], "jwks_uri": "https://issuer.example/jwks"})]), "issuers[0].jwks_uri"),
     ];
@@ -906,8 +908,7 @@ impl SignatureBackend for SwappingBackend {
 fn a_proof_for_another_token_is_refused() {
     let p: &'static Policy = Box::leak(Box::new(reference()));
     let valid: &'static str = Box::leak(es(&claims()).into_boxed_str());
-    let pending: &'static PendingToken<'static> =
-        Box::leak(Box::new(PendingToken::new(UnverifiedToken::parse(valid, p.max_token_bytes).unwrap(), p).unwrap()));
+    let pending: &'static PendingToken<'static> = Box::leak(Box::new(PendingToken::new(UnverifiedToken::parse(valid, p.max_token_bytes).unwrap(), p).unwrap()));
     let k = pending.select_key(p.issuers[0].inline_keys.keys.iter()).unwrap();
     let backend = SwappingBackend { other: pending.job(k).unwrap() };
     // Control: the token itself verifies with an honest backend.
@@ -970,9 +971,7 @@ fn regression_rsa_jwk_with_empty_modulus_is_a_config_error_not_a_panic() {
             Err(_) => panic!("n = {n:?}: Policy::from_json panicked"),
         }
         // A fetched JWKS must skip such a key, not panic.
-        let r = std::panic::catch_unwind(|| {
-            KeySet::parse(&json!({"keys":[{"kty":"RSA","n": n,"e":"AQAB"}]}), KeySource::Fetched).map(|s| s.keys.len())
-        });
+        let r = std::panic::catch_unwind(|| KeySet::parse(&json!({"keys":[{"kty":"RSA","n": n,"e":"AQAB"}]}), KeySource::Fetched).map(|s| s.keys.len()));
         assert!(matches!(r, Ok(Ok(0))), "fetched n = {n:?}: {r:?}");
     }
 }

@@ -55,9 +55,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(code) => code,
-        Err((reason, message, field)) if reason == "admin" => {
+        Err(("admin", message, _)) => {
             eprintln!("edgeward: {message}");
-            let _ = field;
             ExitCode::from(3)
         }
         Err((reason, message, field)) => {
@@ -99,10 +98,7 @@ fn run(args: &[String]) -> Result<ExitCode, Failure> {
 }
 
 fn now_secs() -> Result<i64, Failure> {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .map_err(|_| usage("system clock is before 1970"))
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).map_err(|_| usage("system clock is before 1970"))
 }
 
 /// `revoke` and `revocations`: the admin API over HTTP(S).
@@ -265,7 +261,21 @@ mod admin {
     pub fn keys(args: &[String]) -> Result<ExitCode, Failure> {
         let a = parse(
             args,
-            &["url", "admin-token-file", "admin-prefix", "owner", "scope", "tier", "allow-ip", "expires-in", "expires-at", "not-before", "description", "limit", "overlap"],
+            &[
+                "url",
+                "admin-token-file",
+                "admin-prefix",
+                "owner",
+                "scope",
+                "tier",
+                "allow-ip",
+                "expires-in",
+                "expires-at",
+                "not-before",
+                "description",
+                "limit",
+                "overlap",
+            ],
         )?;
         let admin = Admin::from(&a)?;
         let id = || {
@@ -281,7 +291,9 @@ mod admin {
                 let expires_at = match (unix(&a, "expires-at")?, a.flags.get("expires-in")) {
                     (Some(_), Some(_)) => return Err(usage("--expires-at or --expires-in, not both")),
                     (Some(t), None) => Some(t),
-                    (None, Some(s)) => Some(now_secs()? + s.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| usage("--expires-in takes positive seconds"))?),
+                    (None, Some(s)) => {
+                        Some(now_secs()? + s.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| usage("--expires-in takes positive seconds"))?)
+                    }
                     (None, None) => None,
                 };
                 let body = json!({

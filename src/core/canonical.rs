@@ -482,7 +482,14 @@ pub struct CanonicalRequest {
 
 /// Brings a request to its canonical form, or refuses it (before any credential is read).
 /// `path` is the path as received; `query` without `?`.
-pub fn canonicalize(method: &str, path: &str, query: &str, headers: &[(String, String)], request: &RequestPolicy, rules: &PathRules) -> Result<CanonicalRequest, AuthError> {
+pub fn canonicalize(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    request: &RequestPolicy,
+    rules: &PathRules,
+) -> Result<CanonicalRequest, AuthError> {
     let method = canonical_method(method)?;
     let path = canonical_path(path, rules)?;
     if request.method_override == MethodOverride::Reject

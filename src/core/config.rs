@@ -3,13 +3,13 @@
 //! adapter's job.
 
 use super::alg::{Algorithm, KeyFamily};
-use super::cookie::{CookiePolicy, CsrfPolicy};
-use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
-use super::token_cache::TokenCacheConfig;
-use super::jwk::{KeySet, KeySource};
 use super::apikey::KeyEnv;
-use super::route::{Accepts, Route, RouteTable};
 use super::canonical::{PathRules, RequestPolicy};
+use super::cookie::{CookiePolicy, CsrfPolicy};
+use super::jwk::{KeySet, KeySource};
+use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
+use super::route::{Accepts, Route, RouteTable};
+use super::token_cache::TokenCacheConfig;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -202,13 +202,7 @@ pub struct JwksCacheConfig {
 
 impl Default for JwksCacheConfig {
     fn default() -> Self {
-        JwksCacheConfig {
-            min_ttl_secs: 300,
-            max_ttl_secs: 86_400,
-            unknown_kid_cooldown_secs: 30,
-            max_stale_secs: 86_400,
-            fetch_timeout_ms: 5_000,
-        }
+        JwksCacheConfig { min_ttl_secs: 300, max_ttl_secs: 86_400, unknown_kid_cooldown_secs: 30, max_stale_secs: 86_400, fetch_timeout_ms: 5_000 }
     }
 }
 
@@ -231,10 +225,7 @@ fn d_request_id_header() -> String {
     "x-request-id".into()
 }
 fn d_forward_claims() -> BTreeMap<String, String> {
-    [("x-edgeward-sub", "sub"), ("x-edgeward-iss", "iss"), ("x-edgeward-scope", "scope")]
-        .into_iter()
-        .map(|(h, c)| (h.to_string(), c.to_string()))
-        .collect()
+    [("x-edgeward-sub", "sub"), ("x-edgeward-iss", "iss"), ("x-edgeward-scope", "scope")].into_iter().map(|(h, c)| (h.to_string(), c.to_string())).collect()
 }
 
 /// A configuration error, naming the offending field.
@@ -323,8 +314,19 @@ pub struct Policy {
 
 /// Headers an upstream credential may not use.
 const HOP_BY_HOP_OR_FRAMING: &[&str] = &[
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "cookie", "content-length", "content-type",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "cookie",
+    "content-length",
+    "content-type",
 ];
 
 /// Header names the gate sets itself and so never takes from a client.
@@ -437,9 +439,7 @@ impl EdgewardConfig {
         for (i, ic) in self.issuers.into_iter().enumerate() {
             let f = |name: &str| format!("issuers[{i}].{name}");
             match &ic.issuer {
-                None if many => {
-                    return Err(ConfigError::new(f("issuer"), "null (unchecked iss) is only allowed with a single issuer"))
-                }
+                None if many => return Err(ConfigError::new(f("issuer"), "null (unchecked iss) is only allowed with a single issuer")),
                 Some(s) if s.is_empty() => return Err(ConfigError::new(f("issuer"), "must not be empty")),
                 _ => {}
             }
@@ -465,9 +465,13 @@ impl EdgewardConfig {
                 }
                 if uri.starts_with("http://") && !is_loopback_url(uri) {
                     if !ic.allow_insecure_jwks_uri {
-                        return Err(ConfigError::new(f("jwks_uri"), "http:// is refused (anyone on the path could replace the keys): use https://, or set allow_insecure_jwks_uri"));
+                        return Err(ConfigError::new(
+                            f("jwks_uri"),
+                            "http:// is refused (anyone on the path could replace the keys): use https://, or set allow_insecure_jwks_uri",
+                        ));
                     }
-                    insecure.push(format!("issuers[{i}].jwks_uri is fetched over plain http (allow_insecure_jwks_uri): anyone on the path can replace the keys"));
+                    insecure
+                        .push(format!("issuers[{i}].jwks_uri is fetched over plain http (allow_insecure_jwks_uri): anyone on the path can replace the keys"));
                 }
                 if sym > 0 {
                     return Err(ConfigError::new(f("jwks_uri"), "HMAC secrets are only taken from inline jwks, never fetched"));
@@ -494,13 +498,7 @@ impl EdgewardConfig {
                     return Err(ConfigError::new(format!("issuers[{i}].audiences[{j}]"), "must not be empty"));
                 }
             }
-            issuers.push(IssuerPolicy {
-                issuer: ic.issuer,
-                audiences: ic.audiences,
-                jwks_uri: ic.jwks_uri,
-                inline_keys,
-                algorithms,
-            });
+            issuers.push(IssuerPolicy { issuer: ic.issuer, audiences: ic.audiences, jwks_uri: ic.jwks_uri, inline_keys, algorithms });
         }
         let mut seen = std::collections::HashSet::new();
         for (i, p) in issuers.iter().enumerate() {
@@ -550,7 +548,8 @@ impl EdgewardConfig {
             if lower.is_empty() || !lower.chars().all(is_token_char) {
                 return Err(ConfigError::new(format!("forward_claims.{h}"), "not a valid header name"));
             }
-            if matches!(lower.as_str(), "authorization" | "cookie" | "host" | "content-length" | "transfer-encoding" | "x-edgeward-auth" | "x-edgeward-key-id") {
+            if matches!(lower.as_str(), "authorization" | "cookie" | "host" | "content-length" | "transfer-encoding" | "x-edgeward-auth" | "x-edgeward-key-id")
+            {
                 return Err(ConfigError::new(format!("forward_claims.{h}"), "this header cannot carry a claim"));
             }
             forward_claims.push((lower, c));
@@ -589,7 +588,8 @@ impl EdgewardConfig {
         }
         let mut api_keys = self.api_keys;
         api_keys.header = api_keys.header.to_ascii_lowercase();
-        if api_keys.header.is_empty() || !api_keys.header.chars().all(is_token_char) || matches!(api_keys.header.as_str(), "cookie" | "host" | "authorization") {
+        if api_keys.header.is_empty() || !api_keys.header.chars().all(is_token_char) || matches!(api_keys.header.as_str(), "cookie" | "host" | "authorization")
+        {
             return Err(ConfigError::new("api_keys.header", "a header name other than authorization, cookie or host"));
         }
         if api_keys.cache_capacity == 0 || api_keys.cache_capacity > 1_000_000 || api_keys.cache_ttl_secs > 3600 || api_keys.negative_cache_ttl_secs > 3600 {
@@ -599,7 +599,14 @@ impl EdgewardConfig {
         for (name, mut u) in self.upstream_credentials {
             let f = |x: &str| format!("upstream_credentials.{name}.{x}");
             u.header = u.header.to_ascii_lowercase();
-            if u.header.is_empty() || !u.header.chars().all(is_token_char) || HOP_BY_HOP_OR_FRAMING.contains(&u.header.as_str()) || u.header.starts_with(RESERVED_HEADER_PREFIX) || u.header == api_keys.header || u.header == request_id_header || forward_claims.iter().any(|(h, _)| *h == u.header) {
+            if u.header.is_empty()
+                || !u.header.chars().all(is_token_char)
+                || HOP_BY_HOP_OR_FRAMING.contains(&u.header.as_str())
+                || u.header.starts_with(RESERVED_HEADER_PREFIX)
+                || u.header == api_keys.header
+                || u.header == request_id_header
+                || forward_claims.iter().any(|(h, _)| *h == u.header)
+            {
                 return Err(ConfigError::new(f("header"), "a header name that is not hop-by-hop, framing, cookie, host, the API key header, or one Edgeward sets (x-edgeward-*, request id, forward_claims)"));
             }
             if u.value.matches("{secret}").count() != 1 || u.value.chars().any(|c| !(' '..='~').contains(&c)) {
@@ -667,11 +674,7 @@ fn is_loopback_url(uri: &str) -> bool {
     let Some(rest) = uri.strip_prefix("http://") else { return false };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = host.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host.split(':').next().unwrap_or("")
-    };
+    let host = if let Some(v6) = host.strip_prefix('[') { v6.split(']').next().unwrap_or("") } else { host.split(':').next().unwrap_or("") };
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
 }
 

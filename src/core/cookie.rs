@@ -424,13 +424,29 @@ mod tests {
             // An unknown SameSite value counts as none (RFC 6265bis) and is replaced.
             ("s=1; Secure; HttpOnly; SameSite=Sometimes", &["missing_samesite"], "s=1; Secure; HttpOnly; SameSite=Lax"),
             // Max-Age wins over Expires; the last Max-Age wins over earlier ones.
-            ("m=1; Secure; HttpOnly; SameSite=Lax; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Max-Age=60", &[], "m=1; Secure; HttpOnly; SameSite=Lax; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Max-Age=60"),
-            ("m=1; Secure; HttpOnly; SameSite=Lax; Max-Age=60; Max-Age=99999999", &["lifetime_too_long"], "m=1; Secure; HttpOnly; SameSite=Lax; Max-Age=34560000"),
+            (
+                "m=1; Secure; HttpOnly; SameSite=Lax; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Max-Age=60",
+                &[],
+                "m=1; Secure; HttpOnly; SameSite=Lax; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Max-Age=60",
+            ),
+            (
+                "m=1; Secure; HttpOnly; SameSite=Lax; Max-Age=60; Max-Age=99999999",
+                &["lifetime_too_long"],
+                "m=1; Secure; HttpOnly; SameSite=Lax; Max-Age=34560000",
+            ),
             // A deletion (Max-Age=0 or a past Expires) is never "too long".
             ("gone=; Max-Age=0; Secure; HttpOnly; SameSite=Lax", &[], "gone=; Max-Age=0; Secure; HttpOnly; SameSite=Lax"),
-            ("gone=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; HttpOnly; SameSite=Lax", &[], "gone=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; HttpOnly; SameSite=Lax"),
+            (
+                "gone=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; HttpOnly; SameSite=Lax",
+                &[],
+                "gone=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; HttpOnly; SameSite=Lax",
+            ),
             // Only space and tab are trimmed, as browsers do: `Secure\u{a0}` is no Secure flag.
-            ("sid=x; Secure\u{a0}; HttpOnly\u{a0}; SameSite=Lax\u{a0}", &["missing_secure", "missing_httponly", "missing_samesite"], "sid=x; Secure\u{a0}; HttpOnly\u{a0}; HttpOnly; SameSite=Lax; Secure"),
+            (
+                "sid=x; Secure\u{a0}; HttpOnly\u{a0}; SameSite=Lax\u{a0}",
+                &["missing_secure", "missing_httponly", "missing_samesite"],
+                "sid=x; Secure\u{a0}; HttpOnly\u{a0}; HttpOnly; SameSite=Lax; Secure",
+            ),
             // Flags in any case, with stray spaces and empty attributes.
             ("x = 1 ;secure;  httponly ;; SameSite = strict", &[], "x = 1 ;secure;  httponly ;; SameSite = strict"),
         ];
@@ -451,18 +467,41 @@ mod tests {
         assert_eq!(t("Tue, 29 Feb 2000 12:00:00 GMT"), Some(951_825_600), "leap day");
         assert_eq!(t("Fri, 01 Jan 2038 00:00:00 GMT"), Some(2_145_916_800));
         assert_eq!(t("01 jan 30 00:00:00"), Some(1_893_456_000), "years 0-69 are 20xx");
-        for bad in ["", "garbage", "Wed, 30 Feb 2001 00:00:00 GMT", "Wed, 21 Oct 2015 25:00:00 GMT", "Wed, 21 Oct 1500 07:28:00 GMT", "21 Oct 2015", "Wed, 32 Oct 2015 07:28:00 GMT", "é, 21 Öct 2015 07:28:00"] {
+        for bad in [
+            "",
+            "garbage",
+            "Wed, 30 Feb 2001 00:00:00 GMT",
+            "Wed, 21 Oct 2015 25:00:00 GMT",
+            "Wed, 21 Oct 1500 07:28:00 GMT",
+            "21 Oct 2015",
+            "Wed, 32 Oct 2015 07:28:00 GMT",
+            "é, 21 Öct 2015 07:28:00",
+        ] {
             assert_eq!(t(bad), None, "{bad:?}");
         }
     }
 
     #[test]
     fn odd_headers_never_panic() {
-        for h in ["__Hosté=1", "__Secur\u{e9}=1", "__Host\u{2014}x=1", "a=é; Expires=é; Max-Age=é", "a=1; Max-Age=-5", "a=1; Max-Age=99999999999999999999999", "a=1; =; ==; ;", "a=1; Expires=\u{0}", "ü=1", "a=1\u{7f}"] {
+        for h in [
+            "__Hosté=1",
+            "__Secur\u{e9}=1",
+            "__Host\u{2014}x=1",
+            "a=é; Expires=é; Max-Age=é",
+            "a=1; Max-Age=-5",
+            "a=1; Max-Age=99999999999999999999999",
+            "a=1; =; ==; ;",
+            "a=1; Expires=\u{0}",
+            "ü=1",
+            "a=1\u{7f}",
+        ] {
             let r = enforce(h, &CookiePolicy::default(), NOW);
             assert!(!r.findings.is_empty() || r.action == CookieAction::Keep, "{h:?}");
         }
-        assert_eq!(enforce("a=1; Max-Age=99999999999999999999999; Secure; HttpOnly; SameSite=Lax", &CookiePolicy::default(), NOW).findings, vec!["lifetime_too_long"]);
+        assert_eq!(
+            enforce("a=1; Max-Age=99999999999999999999999; Secure; HttpOnly; SameSite=Lax", &CookiePolicy::default(), NOW).findings,
+            vec!["lifetime_too_long"]
+        );
         assert_eq!(enforce("a=1\u{7f}", &CookiePolicy::default(), NOW).findings, vec!["unparseable"], "control characters");
         // "€" as UTF-8 bytes read as Latin-1: kept, not dropped.
         let latin1 = "pref=\u{e2}\u{82}\u{ac}; Secure; HttpOnly; SameSite=Lax";

@@ -56,9 +56,15 @@ fn verify_native(job: &SignatureJob<'_>) -> bool {
                 Algorithm::RS256 => (MessageDigest::sha256(), Padding::PKCS1, RS256PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
                 Algorithm::RS384 => (MessageDigest::sha384(), Padding::PKCS1, RS384PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
                 Algorithm::RS512 => (MessageDigest::sha512(), Padding::PKCS1, RS512PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
-                Algorithm::PS256 => (MessageDigest::sha256(), Padding::PKCS1_PSS, PS256PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
-                Algorithm::PS384 => (MessageDigest::sha384(), Padding::PKCS1_PSS, PS384PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
-                Algorithm::PS512 => (MessageDigest::sha512(), Padding::PKCS1_PSS, PS512PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone())),
+                Algorithm::PS256 => {
+                    (MessageDigest::sha256(), Padding::PKCS1_PSS, PS256PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone()))
+                }
+                Algorithm::PS384 => {
+                    (MessageDigest::sha384(), Padding::PKCS1_PSS, PS384PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone()))
+                }
+                Algorithm::PS512 => {
+                    (MessageDigest::sha512(), Padding::PKCS1_PSS, PS512PublicKey::from_components(n, e).map(|k| k.public_key().as_ref().clone()))
+                }
                 _ => return false,
             };
             let Ok(rsa) = key else { return false };

@@ -299,11 +299,42 @@ impl AuthError {
         match self {
             JwksUnavailable | OriginUnreachable | AdminUnavailable | RateLimiterUnavailable | RevocationsUnavailable | ApiKeysUnavailable => Side::Upstream,
             ConfigInvalid | Internal => Side::Internal,
-            MissingToken | TokenTooLarge { .. } | MalformedToken | MalformedHeader(_) | DuplicateMember(_) | AlgMissing | AlgNone | AlgNotAllowed(_)
-            | UnsupportedHeader(_) | MalformedClaims(_) | IssuerMismatch | UnknownKid | NoMatchingKey(_) | BadSignature | MissingExp | Expired { .. }
-            | NotYetValid { .. } | IssuedInFuture { .. } | LifetimeTooLong { .. } | AudienceMismatch | TokenRevoked | InsufficientScope { .. }
-            | CsrfRejected | RateLimited { .. } | MissingApiKey | MissingCredential | CredentialNotAccepted(_) | ApiKeyMalformed(_) | ApiKeyInvalid(_)
-            | IpNotAllowed | AmbiguousPath(_) | PathTooLong { .. } | BadMethod | MethodOverride | AmbiguousQuery | ClaimNotForwardable { .. } => Side::Client,
+            MissingToken
+            | TokenTooLarge { .. }
+            | MalformedToken
+            | MalformedHeader(_)
+            | DuplicateMember(_)
+            | AlgMissing
+            | AlgNone
+            | AlgNotAllowed(_)
+            | UnsupportedHeader(_)
+            | MalformedClaims(_)
+            | IssuerMismatch
+            | UnknownKid
+            | NoMatchingKey(_)
+            | BadSignature
+            | MissingExp
+            | Expired { .. }
+            | NotYetValid { .. }
+            | IssuedInFuture { .. }
+            | LifetimeTooLong { .. }
+            | AudienceMismatch
+            | TokenRevoked
+            | InsufficientScope { .. }
+            | CsrfRejected
+            | RateLimited { .. }
+            | MissingApiKey
+            | MissingCredential
+            | CredentialNotAccepted(_)
+            | ApiKeyMalformed(_)
+            | ApiKeyInvalid(_)
+            | IpNotAllowed
+            | AmbiguousPath(_)
+            | PathTooLong { .. }
+            | BadMethod
+            | MethodOverride
+            | AmbiguousQuery
+            | ClaimNotForwardable { .. } => Side::Client,
         }
     }
 
@@ -372,10 +403,7 @@ impl AuthError {
         };
         let www_authenticate = match (status, rfc_error) {
             (401, None) => Some(format!("Bearer realm={realm}")),
-            (401 | 403, Some(err)) => Some(format!(
-                "Bearer realm={realm}, error=\"{err}\", error_description={}",
-                quote(&message)
-            )),
+            (401 | 403, Some(err)) => Some(format!("Bearer realm={realm}, error=\"{err}\", error_description={}", quote(&message))),
             _ => None,
         }
         .map(|mut h| {
@@ -438,17 +466,13 @@ mod tests {
     fn bad_token_gets_invalid_token() {
         let r = AuthError::Expired { now: 10, exp: 5 }.rejection("a \"b\"");
         assert_eq!(r.status, 401);
-        assert_eq!(
-            r.www_authenticate.as_deref(),
-            Some("Bearer realm=\"a \\\"b\\\"\", error=\"invalid_token\", error_description=\"token expired\"")
-        );
+        assert_eq!(r.www_authenticate.as_deref(), Some("Bearer realm=\"a \\\"b\\\"\", error=\"invalid_token\", error_description=\"token expired\""));
         assert_eq!(r.code, "expired");
     }
 
     #[test]
     fn scope_gets_403_with_scope() {
-        let r = AuthError::InsufficientScope { required: "admin write".into(), missing: "admin".into() }
-            .rejection("r");
+        let r = AuthError::InsufficientScope { required: "admin write".into(), missing: "admin".into() }.rejection("r");
         assert_eq!(r.status, 403);
         assert!(r.www_authenticate.as_deref().unwrap().starts_with("Bearer realm=\"r\", error=\"insufficient_scope\""));
         assert!(r.www_authenticate.as_deref().unwrap().ends_with("scope=\"admin write\""));
@@ -456,7 +480,9 @@ mod tests {
 
     #[test]
     fn upstream_and_internal_have_no_challenge() {
-        for (e, s) in [(AuthError::JwksUnavailable, 503), (AuthError::OriginUnreachable, 502), (AuthError::AdminUnavailable, 503), (AuthError::ConfigInvalid, 500)] {
+        for (e, s) in
+            [(AuthError::JwksUnavailable, 503), (AuthError::OriginUnreachable, 502), (AuthError::AdminUnavailable, 503), (AuthError::ConfigInvalid, 500)]
+        {
             let r = e.rejection("r");
             assert_eq!(r.status, s);
             assert_eq!(r.www_authenticate, None);

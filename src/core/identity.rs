@@ -3,10 +3,10 @@
 //! from `KeyRecord::check`), so a request cannot be forwarded as authenticated without one.
 
 use super::apikey::VerifiedApiKey;
+use super::canonical::ClaimValue;
 use super::error::AuthError;
 use super::route::Requirement;
 use super::verify::VerifiedToken;
-use super::canonical::ClaimValue;
 use std::borrow::Cow;
 
 /// A verified principal, borrowed.

@@ -12,10 +12,7 @@ use std::fmt;
 
 const B64URL: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
-        .with_decode_allow_trailing_bits(false),
+    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::RequireNone).with_decode_allow_trailing_bits(false),
 );
 
 /// Decodes canonical, unpadded base64url (RFC 7515 §2). `None` on any deviation.
@@ -312,9 +309,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("non-finite number"))
+        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -357,18 +352,9 @@ mod tests {
 
     #[test]
     fn duplicates_rejected_at_any_depth() {
-        assert_eq!(
-            parse_strict(br#"{"alg":"RS256","alg":"none"}"#),
-            Err(StrictJsonError::Duplicate("alg".into()))
-        );
-        assert_eq!(
-            parse_strict(br#"{"a":{"b":1,"b":2}}"#),
-            Err(StrictJsonError::Duplicate("b".into()))
-        );
-        assert_eq!(
-            parse_strict(br#"[{"x":1},{"x":2,"x":3}]"#),
-            Err(StrictJsonError::Duplicate("x".into()))
-        );
+        assert_eq!(parse_strict(br#"{"alg":"RS256","alg":"none"}"#), Err(StrictJsonError::Duplicate("alg".into())));
+        assert_eq!(parse_strict(br#"{"a":{"b":1,"b":2}}"#), Err(StrictJsonError::Duplicate("b".into())));
+        assert_eq!(parse_strict(br#"[{"x":1},{"x":2,"x":3}]"#), Err(StrictJsonError::Duplicate("x".into())));
         assert!(parse_strict(br#"{"a":1,"b":{"a":2}}"#).is_ok());
     }
 

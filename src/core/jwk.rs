@@ -166,11 +166,7 @@ impl KeySet {
     /// one odd key at the issuer does not take the others down); `oct` keys in fetched sets are
     /// always skipped. Inline sets are strict: any bad key is an error.
     pub fn parse(doc: &Value, source: KeySource) -> Result<KeySet, JwksError> {
-        let keys = doc
-            .as_object()
-            .and_then(|o| o.get("keys"))
-            .and_then(Value::as_array)
-            .ok_or(JwksError::NotAKeySet)?;
+        let keys = doc.as_object().and_then(|o| o.get("keys")).and_then(Value::as_array).ok_or(JwksError::NotAKeySet)?;
         let mut set = KeySet::default();
         for (index, key) in keys.iter().enumerate() {
             match parse_jwk(key, source) {
@@ -206,10 +202,7 @@ fn opt_str(o: &Map<String, Value>, name: &str) -> Result<Option<String>, String>
 }
 
 fn b64_member(o: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
-    let s = o
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("\"{name}\" missing or not a string"))?;
+    let s = o.get(name).and_then(Value::as_str).ok_or_else(|| format!("\"{name}\" missing or not a string"))?;
     b64url_decode(s).ok_or_else(|| format!("\"{name}\" is not canonical base64url"))
 }
 
@@ -228,11 +221,7 @@ fn parse_jwk(v: &Value, source: KeySource) -> Result<Option<Jwk>, String> {
     let key_use = opt_str(o, "use")?;
     let key_ops = match o.get("key_ops") {
         None => None,
-        Some(Value::Array(a)) => Some(
-            a.iter()
-                .map(|x| x.as_str().map(str::to_owned).ok_or("\"key_ops\" holds a non-string"))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
+        Some(Value::Array(a)) => Some(a.iter().map(|x| x.as_str().map(str::to_owned).ok_or("\"key_ops\" holds a non-string")).collect::<Result<Vec<_>, _>>()?),
         Some(_) => return Err("\"key_ops\" is not an array".into()),
     };
     let has_private = ["d", "p", "q", "dp", "dq", "qi"].iter().any(|m| o.contains_key(*m));
@@ -282,9 +271,7 @@ fn parse_jwk(v: &Value, source: KeySource) -> Result<Option<Jwk>, String> {
             if crv != "Ed25519" {
                 return Ok(None); // X25519, Ed448: not used here
             }
-            let x: [u8; 32] = b64_member(o, "x")?
-                .try_into()
-                .map_err(|_| "Ed25519 \"x\" must be 32 bytes".to_string())?;
+            let x: [u8; 32] = b64_member(o, "x")?.try_into().map_err(|_| "Ed25519 \"x\" must be 32 bytes".to_string())?;
             KeyMaterial::Ed25519 { x }
         }
         "oct" => {
@@ -305,11 +292,8 @@ fn parse_jwk(v: &Value, source: KeySource) -> Result<Option<Jwk>, String> {
             return Ok(None);
         }
     }
-    let public: Map<String, Value> = o
-        .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "kty" | "crv" | "n" | "e" | "x" | "y" | "k"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let public: Map<String, Value> =
+        o.iter().filter(|(k, _)| matches!(k.as_str(), "kty" | "crv" | "n" | "e" | "x" | "y" | "k")).map(|(k, v)| (k.clone(), v.clone())).collect();
     let fingerprint = super::log::fingerprint(serde_json::to_string(&public).unwrap_or_default().as_bytes());
     Ok(Some(Jwk { kid, alg, key_use, key_ops, material, json: public, fingerprint }))
 }

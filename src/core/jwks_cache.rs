@@ -218,9 +218,7 @@ impl IssuerKeyCache {
         let result = match outcome {
             FetchOutcome::Failed(e) => Err((e, Vec::new())),
             FetchOutcome::Response { status, .. } if status != 200 => Err((format!("HTTP status {status}"), Vec::new())),
-            FetchOutcome::Response { body, .. } if body.len() > MAX_JWKS_BYTES => {
-                Err((format!("JWKS larger than {MAX_JWKS_BYTES} bytes"), Vec::new()))
-            }
+            FetchOutcome::Response { body, .. } if body.len() > MAX_JWKS_BYTES => Err((format!("JWKS larger than {MAX_JWKS_BYTES} bytes"), Vec::new())),
             FetchOutcome::Response { cache_control, body, .. } => match parse_strict(body.as_bytes()) {
                 Err(_) => Err(("JWKS is not valid JSON".to_string(), Vec::new())),
                 Ok(doc) => match KeySet::parse(&doc, KeySource::Fetched) {

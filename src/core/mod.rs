@@ -1,23 +1,23 @@
 //! The sans-I/O core: pure functions of (input, state, `now`). It names no runtime.
 
 pub mod alg;
+pub mod apikey;
+pub mod canonical;
 pub mod config;
+pub mod cookie;
 pub mod crypto;
 pub mod error;
+pub mod gate;
+pub mod identity;
 pub mod json;
 pub mod jwk;
-pub mod route;
-pub mod token;
-pub mod verify;
 pub mod jwks_cache;
 pub mod log;
-pub mod request;
-pub mod gate;
-pub mod cookie;
-pub mod token_cache;
-pub mod ratelimit;
-pub mod revocation;
-pub mod apikey;
-pub mod identity;
-pub mod canonical;
 mod lookalike;
+pub mod ratelimit;
+pub mod request;
+pub mod revocation;
+pub mod route;
+pub mod token;
+pub mod token_cache;
+pub mod verify;

@@ -8,8 +8,8 @@
 //! requests may arrive at once, and over any window of length `t` at most `burst + rate × t / period`
 //! pass (property-tested).
 
-use super::route::RouteTable;
 use super::identity::Identity;
+use super::route::RouteTable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -232,8 +232,17 @@ impl RateLimitConfig {
             let paths = match r.path {
                 None => None,
                 Some(p) => Some(
-                    RouteTable::new(vec![super::route::Route { path: p, methods: None, public: true, scopes: vec![], sensitive: false, auth: Default::default(), upstream_credential: None, case_insensitive: None }])
-                        .map_err(|(_, m)| (f("path"), m))?,
+                    RouteTable::new(vec![super::route::Route {
+                        path: p,
+                        methods: None,
+                        public: true,
+                        scopes: vec![],
+                        sensitive: false,
+                        auth: Default::default(),
+                        upstream_credential: None,
+                        case_insensitive: None,
+                    }])
+                    .map_err(|(_, m)| (f("path"), m))?,
                 ),
             };
             rules.push(Rule { name: r.name, key, paths, quota: r.quota, tier_claim: r.tier_claim, tiers: r.tiers, binding: r.binding });
@@ -268,7 +277,14 @@ fn bucket_key(rule: &str, kind: &str, value: &str) -> String {
 
 impl Default for RateLimitPolicy {
     fn default() -> Self {
-        RateLimitPolicy { mode: LimitMode::default(), on_unavailable: OnUnavailable::default(), ip_pre_auth: None, rules: Vec::new(), headers_on_success: true, ipv6_prefix_len: 64 }
+        RateLimitPolicy {
+            mode: LimitMode::default(),
+            on_unavailable: OnUnavailable::default(),
+            ip_pre_auth: None,
+            rules: Vec::new(),
+            headers_on_success: true,
+            ipv6_prefix_len: 64,
+        }
     }
 }
 
@@ -309,12 +325,7 @@ impl RateLimitPolicy {
                 LimitKey::ApiKey => ("api_key", who.api_key_id().map(str::to_owned)),
             };
             let Some(value) = value else { continue };
-            let quota = r
-                .tier_claim
-                .as_ref()
-                .and_then(|c| who.tier(c))
-                .and_then(|tier| r.tiers.get(&tier).copied())
-                .unwrap_or(r.quota);
+            let quota = r.tier_claim.as_ref().and_then(|c| who.tier(c)).and_then(|tier| r.tiers.get(&tier).copied()).unwrap_or(r.quota);
             out.push(Bucket { rule: r.name.clone(), key: bucket_key(&r.name, kind, &value), quota, binding: r.binding.clone() });
         }
         out
@@ -325,10 +336,7 @@ impl RateLimitPolicy {
 /// the most restrictive decision of a request.
 pub fn headers(rule: &str, q: &Quota, d: &Decision) -> [(&'static str, String); 2] {
     let reset_secs = (d.reset_ms.max(0) + 999) / 1000;
-    [
-        ("ratelimit-policy", format!("\"{rule}\";q={};w={}", q.rate, q.period_secs)),
-        ("ratelimit", format!("\"{rule}\";r={};t={reset_secs}", d.remaining)),
-    ]
+    [("ratelimit-policy", format!("\"{rule}\";q={};w={}", q.rate, q.period_secs)), ("ratelimit", format!("\"{rule}\";r={};t={reset_secs}", d.remaining))]
 }
 
 /// `Retry-After` in whole seconds (rounded up, at least 1).

@@ -3,9 +3,9 @@
 
 use super::canonical::{self, folded_header_name, ForwardedHeaders, MethodOverride, UnderscoreHeaders};
 use super::config::{Policy, RESERVED_HEADER_PREFIX};
-use std::net::IpAddr;
 use super::error::AuthError;
 use super::identity::Identity;
+use std::net::IpAddr;
 
 /// Where the credential was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -144,17 +144,8 @@ fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+const HOP_BY_HOP: &[&str] =
+    &["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
 
 /// The request to send to the origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +166,13 @@ pub struct ForwardPlan {
 /// claims, `upstream` (header, value: the route's origin credential) and the request id are set.
 /// The URL is the origin's plus the canonical path. A claim no header can carry verbatim fails
 /// the request (`claim_not_forwardable`) unless `request.claim_values` is `percent`.
-pub fn plan_forward(req: &RequestView<'_>, verified: Option<Identity<'_>>, upstream: Option<(&str, &str)>, policy: &Policy, request_id: &str) -> Result<ForwardPlan, AuthError> {
+pub fn plan_forward(
+    req: &RequestView<'_>,
+    verified: Option<Identity<'_>>,
+    upstream: Option<(&str, &str)>,
+    policy: &Policy,
+    request_id: &str,
+) -> Result<ForwardPlan, AuthError> {
     let rp = &policy.request;
     let mut connection_listed: Vec<String> = Vec::new();
     for v in req.header_values("connection") {
@@ -201,11 +198,8 @@ pub fn plan_forward(req: &RequestView<'_>, verified: Option<Identity<'_>>, upstr
         }
         if n == "cookie" {
             if let Some(name) = &policy.cookie_name {
-                let kept: Vec<&str> = value
-                    .split(';')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty() && p.split_once('=').map_or(p.trim(), |(k, _)| k.trim()) != name)
-                    .collect();
+                let kept: Vec<&str> =
+                    value.split(';').map(str::trim).filter(|p| !p.is_empty() && p.split_once('=').map_or(p.trim(), |(k, _)| k.trim()) != name).collect();
                 if !kept.is_empty() {
                     headers.push((n, kept.join("; ")));
                 }

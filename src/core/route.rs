@@ -145,9 +145,7 @@ impl RouteTable {
     pub fn rule(&self, method: &str, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| {
             path_matches(&r.path, path, r.case_insensitive.unwrap_or(self.case_insensitive))
-                && r.methods.as_ref().is_none_or(|ms| {
-                    ms.iter().any(|m| m.eq_ignore_ascii_case(method) || (m == "GET" && method.eq_ignore_ascii_case("HEAD")))
-                })
+                && r.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method) || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))))
         })
     }
 
@@ -193,12 +191,10 @@ fn path_matches(pattern: &str, path: &str, fold: bool) -> bool {
         Some("") => true,
         Some(prefix) => {
             let (p, pre) = (path.as_bytes(), prefix.as_bytes());
-            p.len() >= pre.len()
-                && eq_bytes(&p[..pre.len()], pre, fold)
-                && (p.len() == pre.len() || p[pre.len()] == b'/')
+            p.len() >= pre.len() && eq_bytes(&p[..pre.len()], pre, fold) && (p.len() == pre.len() || p[pre.len()] == b'/')
         }
         // An exact rule also covers the same path with a trailing slash.
-        None => eq(path, pattern, fold) || path.strip_suffix('/').is_some_and(|p| p != "" && eq(p, pattern, fold)),
+        None => eq(path, pattern, fold) || path.strip_suffix('/').is_some_and(|p| !p.is_empty() && eq(p, pattern, fold)),
     }
 }
 

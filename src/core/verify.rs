@@ -162,11 +162,7 @@ impl<'t> PendingToken<'t> {
             0
         } else {
             let iss = iss.ok_or(AuthError::IssuerMismatch)?;
-            policy
-                .issuers
-                .iter()
-                .position(|i| i.issuer.as_deref() == Some(iss))
-                .ok_or(AuthError::IssuerMismatch)?
+            policy.issuers.iter().position(|i| i.issuer.as_deref() == Some(iss)).ok_or(AuthError::IssuerMismatch)?
         };
         let alg = token.header.alg;
         if !policy.issuers[issuer_index].algorithms.contains(&alg) {
@@ -248,14 +244,7 @@ impl<'t> PendingToken<'t> {
         if sig.len() != expected {
             return Err(AuthError::BadSignature);
         }
-        Ok(SignatureJob {
-            alg,
-            key,
-            signing_input: self.token.signing_input.as_bytes(),
-            signature: sig,
-            compact: self.token.raw,
-            token_id: self.id,
-        })
+        Ok(SignatureJob { alg, key, signing_input: self.token.signing_input.as_bytes(), signature: sig, compact: self.token.raw, token_id: self.id })
     }
 
     /// Checks the claims and returns the verified token (the claims move into it, uncopied).

@@ -157,9 +157,8 @@ fn explain_steps(token: &str, policy: &Value, jwks: Value, now: i64, steps: &mut
         let h = t.header();
         format!("3 canonical segments, strict JSON; alg {}, kid {}", h.alg.name(), h.kid.as_deref().map_or("none".into(), |k| format!("{k:?}")))
     })?;
-    let pending = record(steps, "issuer", PendingToken::new(unverified, &policy).map_err(WebError::from), |p| {
-        format!("iss accepted; alg {} allowed", p.alg().name())
-    })?;
+    let pending =
+        record(steps, "issuer", PendingToken::new(unverified, &policy).map_err(WebError::from), |p| format!("iss accepted; alg {} allowed", p.alg().name()))?;
     let i = pending.issuer_index();
     let key = match pending.select_key(issuer_keys(&policy, None, i)) {
         // The gate's one special case: an issuer with a jwks_uri but no keys at hand. The JS
@@ -190,8 +189,7 @@ fn describe_key(m: &KeyMaterial) -> String {
 }
 
 /// The JS cookie policy's fields and their names in the configuration's `cookies` section.
-const COOKIE_FIELDS: [(&str, &str); 4] =
-    [("mode", "mode"), ("sameSite", "same_site"), ("scriptReadable", "script_readable"), ("maxAgeSecs", "max_age_secs")];
+const COOKIE_FIELDS: [(&str, &str); 4] = [("mode", "mode"), ("sameSite", "same_site"), ("scriptReadable", "script_readable"), ("maxAgeSecs", "max_age_secs")];
 
 /// Builds the core [`CookiePolicy`] from the JS object `{mode?, sameSite?, scriptReadable?,
 /// maxAgeSecs?}` (`null`: all defaults). It is validated as the `cookies` section of a
@@ -218,10 +216,7 @@ pub fn cookie_policy_from_js(policy: &Value) -> Result<CookiePolicy, WebError> {
     });
     Policy::from_json(&config.to_string()).map(|p| p.cookies).map_err(|e| {
         let rest = e.field.strip_prefix("cookies").unwrap_or(&e.field).trim_start_matches('.');
-        let field = COOKIE_FIELDS
-            .iter()
-            .find(|(_, c)| rest.starts_with(c))
-            .map_or_else(|| "policy".to_string(), |(js, c)| format!("{js}{}", &rest[c.len()..]));
+        let field = COOKIE_FIELDS.iter().find(|(_, c)| rest.starts_with(c)).map_or_else(|| "policy".to_string(), |(js, c)| format!("{js}{}", &rest[c.len()..]));
         WebError::config(field, e.message)
     })
 }
@@ -317,9 +312,11 @@ pub fn refresh_at(token: &str, opts: RefreshOptions, random01: f64) -> Result<Op
     let numeric = |name: &'static str| -> Result<Option<f64>, WebError> {
         match decoded["claims"].get(name) {
             None => Ok(None),
-            Some(v) => v.as_f64().filter(|n| n.is_finite() && *n >= 0.0).map(Some).ok_or_else(|| {
-                AuthError::MalformedClaims(if name == "exp" { "exp is not a NumericDate" } else { "iat is not a NumericDate" }).into()
-            }),
+            Some(v) => v
+                .as_f64()
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .map(Some)
+                .ok_or_else(|| AuthError::MalformedClaims(if name == "exp" { "exp is not a NumericDate" } else { "iat is not a NumericDate" }).into()),
         }
     };
     let Some(exp) = numeric("exp")? else { return Ok(None) };
@@ -373,7 +370,8 @@ mod tests {
     #[test]
     fn maps_js_policy_onto_the_config_schema() {
         let iss = Issuer::new("k1");
-        let p = policy_from_js(&json!({"issuer": null, "algorithms": ["EdDSA"], "leewaySecs": 5, "maxLifetimeSecs": null, "requireExp": false}), iss.jwks()).unwrap();
+        let p = policy_from_js(&json!({"issuer": null, "algorithms": ["EdDSA"], "leewaySecs": 5, "maxLifetimeSecs": null, "requireExp": false}), iss.jwks())
+            .unwrap();
         assert_eq!((p.leeway_secs, p.max_lifetime_secs, p.require_exp), (5, None, false));
         assert_eq!(p.issuers[0].issuer, None);
         assert_eq!(p.issuers[0].inline_keys.keys.len(), 1);

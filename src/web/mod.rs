@@ -206,7 +206,12 @@ fn now_arg(v: &JsValue) -> Result<i64, WebError> {
 }
 
 fn fill_random(buf: &mut [u8]) -> Result<(), WebError> {
-    getrandom::fill(buf).map_err(|_| WebError { code: "random_unavailable", message: "the platform's random source is unavailable".into(), status: None, field: None })
+    getrandom::fill(buf).map_err(|_| WebError {
+        code: "random_unavailable",
+        message: "the platform's random source is unavailable".into(),
+        status: None,
+        field: None,
+    })
 }
 
 /// Decodes a token's header and claims WITHOUT verifying anything. Never trust what it returns:

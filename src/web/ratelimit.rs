@@ -360,11 +360,11 @@ mod sf {
         #[test]
         fn invalid_fields_fail_whole() {
             for bad in [
-                r#""a";r=1,"#,          // trailing comma
-                r#""a";r=1 "b""#,       // missing comma
-                r#""a";R=1"#,           // upper-case key
+                r#""a";r=1,"#,               // trailing comma
+                r#""a";r=1 "b""#,            // missing comma
+                r#""a";R=1"#,                // upper-case key
                 r#""a";r=1234567890123456"#, // 16 digits
-                r#""a";r=1.2345"#,      // 4 fractional digits
+                r#""a";r=1.2345"#,           // 4 fractional digits
                 r#""unterminated"#,
                 r#""bad\escape""#,
                 "\"tab\tinside\"",
@@ -391,21 +391,12 @@ mod tests {
     #[test]
     fn ietf_fields() {
         let i = parse(&[("RateLimit", r#""default";r=50;t=30"#), ("RateLimit-Policy", r#""default";q=100;w=60"#)], 0);
-        assert_eq!(
-            i,
-            RateLimitInfo { remaining: Some(50), reset_secs: Some(30), limit: Some(100), window_secs: Some(60), retry_after_secs: None }
-        );
+        assert_eq!(i, RateLimitInfo { remaining: Some(50), reset_secs: Some(30), limit: Some(100), window_secs: Some(60), retry_after_secs: None });
     }
 
     #[test]
     fn most_restrictive_entry_wins_and_takes_its_own_policy() {
-        let i = parse(
-            &[
-                ("RateLimit", r#""hour";r=900;t=1200, "burst";r=3;t=5"#),
-                ("RateLimit-Policy", r#""hour";q=1000;w=3600, "burst";q=10;w=10"#),
-            ],
-            0,
-        );
+        let i = parse(&[("RateLimit", r#""hour";r=900;t=1200, "burst";r=3;t=5"#), ("RateLimit-Policy", r#""hour";q=1000;w=3600, "burst";q=10;w=10"#)], 0);
         assert_eq!((i.remaining, i.reset_secs, i.limit, i.window_secs), (Some(3), Some(5), Some(10), Some(10)));
     }
 
@@ -448,7 +439,17 @@ mod tests {
         assert_eq!(parse(&[("Retry-After", "Sun, 06 Nov 1994 08:49:37 GMT")], now + 1000).retry_after_secs, Some(0), "a past date means now");
         assert_eq!(imf_fixdate("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(imf_fixdate("Tue, 29 Feb 2028 23:59:59 GMT"), Some(1_835_481_599));
-        for bad in ["-5", "1.5", "", "Sun, 06 Nov 1994 08:49:3é GM", "Sun, 06 Nov 1994 08:49:é GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nox 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT"] {
+        for bad in [
+            "-5",
+            "1.5",
+            "",
+            "Sun, 06 Nov 1994 08:49:3é GM",
+            "Sun, 06 Nov 1994 08:49:é GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nox 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+        ] {
             assert_eq!(parse(&[("Retry-After", bad)], 0).retry_after_secs, None, "{bad:?}");
         }
     }

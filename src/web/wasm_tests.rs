@@ -88,7 +88,10 @@ fn explain_lists_every_step() {
     assert_eq!(results, ["pass", "pass", "pass", "pass", "pass", "fail"]);
     // Not JSON at all: the policy step fails, nothing throws.
     let got = back(&explain("x".into(), "{".into(), policy(), NOW.into()).unwrap());
-    assert_eq!((got["code"].as_str(), got["steps"][0]["result"].as_str(), got["steps"][1]["result"].as_str()), (Some("config_invalid"), Some("fail"), Some("skipped")));
+    assert_eq!(
+        (got["code"].as_str(), got["steps"][0]["result"].as_str(), got["steps"][1]["result"].as_str()),
+        (Some("config_invalid"), Some("fail"), Some("skipped"))
+    );
 }
 
 #[wasm_bindgen_test]
@@ -108,8 +111,7 @@ fn refresh_at_uses_options_and_randomness() {
     let v = refresh_at(t.clone(), JsValue::UNDEFINED).unwrap().as_f64().unwrap();
     assert!((4186.0..=4540.0).contains(&v), "default skew 60 s and jitter 0.1 of 3540 s: {v}");
     assert_eq!(refresh_at(t.clone(), js(&json!({"jitter": 0}))).unwrap().as_f64(), Some(4540.0));
-    let spread: std::collections::HashSet<i64> =
-        (0..20).map(|_| refresh_at(t.clone(), js(&json!({"jitter": 1}))).unwrap().as_f64().unwrap() as i64).collect();
+    let spread: std::collections::HashSet<i64> = (0..20).map(|_| refresh_at(t.clone(), js(&json!({"jitter": 1}))).unwrap().as_f64().unwrap() as i64).collect();
     assert!(spread.len() > 1, "jitter draws from the platform's random source");
     assert!(refresh_at(iss.token(json!({"sub": "x"})).into(), JsValue::UNDEFINED).unwrap().is_null());
     assert_edgeward_error(&refresh_at(t, js(&json!({"skewSecs": 1.5}))).unwrap_err(), "invalid_argument");

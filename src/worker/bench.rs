@@ -114,7 +114,9 @@ async fn raw_sig(job: &crate::core::verify::SignatureJob<'_>, n: u32, jsfuture: 
     ok
 }
 
-#[worker::wasm_bindgen::prelude::wasm_bindgen(inline_js = "export async function edgeward_bench_await_js(n) { let ok = true; for (let i = 0; i < n; i++) ok = (await Promise.resolve(true)) && ok; return ok; }")]
+#[worker::wasm_bindgen::prelude::wasm_bindgen(
+    inline_js = "export async function edgeward_bench_await_js(n) { let ok = true; for (let i = 0; i < n; i++) ok = (await Promise.resolve(true)) && ok; return ok; }"
+)]
 extern "C" {
     fn edgeward_bench_await_js(n: u32) -> worker::js_sys::Promise;
 }
@@ -234,7 +236,12 @@ pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &
                 }
             }
         }
-        _ => return answer(400, serde_json::json!({"error": "mode must be miss, hit, core, sig, rawsig, rawsig_jsfuture, cachekey, await, await_js, revoked100k or revoked0"})),
+        _ => {
+            return answer(
+                400,
+                serde_json::json!({"error": "mode must be miss, hit, core, sig, rawsig, rawsig_jsfuture, cachekey, await, await_js, revoked100k or revoked0"}),
+            )
+        }
     };
     answer(200, serde_json::json!({"n": n, "mode": mode, "ok": ok}))
 }

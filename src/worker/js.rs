@@ -11,11 +11,7 @@ use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::Env;
 
 fn describe(e: &JsValue) -> String {
-    Reflect::get(e, &JsValue::from_str("message"))
-        .ok()
-        .and_then(|m| m.as_string())
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| "JS error".into())
+    Reflect::get(e, &JsValue::from_str("message")).ok().and_then(|m| m.as_string()).or_else(|| e.as_string()).unwrap_or_else(|| "JS error".into())
 }
 
 fn method(target: &JsValue, name: &str) -> Result<Function, String> {

@@ -3,6 +3,7 @@
 //! snapshots, and background refreshes through `ctx.wait_until`. No promise is ever shared across
 //! requests: each fetch belongs to the request (or background task) that started it.
 
+use super::js::KvStore;
 use crate::core::config::Policy;
 use crate::core::jwk::KeySet;
 use crate::core::jwks_cache::{FetchOutcome, FetchPlan, IssuerKeyCache, JwksSnapshot, Trigger};
@@ -10,7 +11,6 @@ use crate::core::log::fingerprint;
 use futures_util::future::{select, Either};
 use std::cell::RefCell;
 use std::time::Duration;
-use super::js::KvStore;
 use worker::{console_log, console_warn, Context};
 
 struct Slot {

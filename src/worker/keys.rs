@@ -7,6 +7,7 @@
 //! `apikey:v1:h:<hmac>` holds the same record under each of its secrets' hashes. No plain key
 //! is stored anywhere; the pepper is the Worker secret `EDGEWARD_API_KEY_PEPPER`.
 
+use super::js::KvStore;
 use crate::core::apikey::{hash_storage_key, key_hash, KeyRecord, PresentedKey, VerifiedApiKey};
 use crate::core::config::Policy;
 use crate::core::error::AuthError;
@@ -16,7 +17,6 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::rc::Rc;
-use super::js::KvStore;
 use worker::{console_error, Env};
 
 /// Worker secret holding the pepper (at least 32 characters).
@@ -43,16 +43,22 @@ pub(crate) fn pepper(env: &Env) -> Option<Vec<u8>> {
 }
 
 /// The edge check for a presented API key.
-pub async fn authenticate(text: &str, policy: &Policy, env: &Env, kv: Option<&KvStore>, ip: Option<IpAddr>, now_ms: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedApiKey, AuthError> {
+pub async fn authenticate(
+    text: &str,
+    policy: &Policy,
+    env: &Env,
+    kv: Option<&KvStore>,
+    ip: Option<IpAddr>,
+    now_ms: i64,
+    log: &mut DecisionLog<'_>,
+) -> Result<VerifiedApiKey, AuthError> {
     let presented = PresentedKey::parse(text, Some(policy.api_keys.environment)).map_err(AuthError::ApiKeyMalformed)?;
     let Some(pepper) = pepper(env) else {
         log.detail = Some(format!("the {PEPPER_SECRET} secret is missing or shorter than 32 characters"));
         return Err(AuthError::ApiKeysUnavailable);
     };
     let hash = key_hash(&pepper, &presented).ok_or(AuthError::ApiKeysUnavailable)?;
-    let cached = CACHE.with(|c| {
-        c.borrow_mut().as_mut().and_then(|c| c.get(&hash.0).filter(|e| e.until_ms > now_ms).map(|e| e.record.clone()))
-    });
+    let cached = CACHE.with(|c| c.borrow_mut().as_mut().and_then(|c| c.get(&hash.0).filter(|e| e.until_ms > now_ms).map(|e| e.record.clone())));
     let record = match cached {
         Some(r) => {
             log.key_cache = Some("hit");

@@ -3,12 +3,12 @@
 //! an atomic read-modify-write. If the object cannot be reached, the Worker limits locally (and logs
 //! it) or refuses, per `rate_limits.on_unavailable`.
 
+use super::js;
 use crate::core::error::AuthError;
 use crate::core::log::fingerprint;
 use crate::core::ratelimit::{Bucket, Decision, LimitMode, LocalLimiter, OnUnavailable, Quota, RateLimitPolicy};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use super::js;
 use worker::{console_warn, Env};
 
 /// Durable Object binding name.
@@ -76,7 +76,10 @@ pub async fn check(policy: &RateLimitPolicy, env: &Env, buckets: &[Bucket], now_
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 // Never silently unlimited: limit in the isolate, or refuse.
-                console_warn!("{}", serde_json::json!({"event": "rate_limiter_unavailable", "rule": b.rule, "error": e, "fallback": matches!(policy.on_unavailable, OnUnavailable::Local)}));
+                console_warn!(
+                    "{}",
+                    serde_json::json!({"event": "rate_limiter_unavailable", "rule": b.rule, "error": e, "fallback": matches!(policy.on_unavailable, OnUnavailable::Local)})
+                );
                 match policy.on_unavailable {
                     OnUnavailable::Local => local(),
                     OnUnavailable::FailClosed => return Err(AuthError::RateLimiterUnavailable),

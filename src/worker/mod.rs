@@ -1,10 +1,10 @@
 //! The Cloudflare Worker adapter: reads the configuration, the clock, KV and the network, and
 //! drives the core. All policy lives in [`crate::core`].
 
-#[cfg(feature = "control")]
-pub mod control;
 #[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "control")]
+pub mod control;
 mod executor;
 mod js;
 mod jwks;
@@ -17,17 +17,17 @@ mod webcrypto;
 #[cfg(feature = "control")]
 pub use control::{RateLimiter, RevocationLedger};
 
-use crate::core::config::{ConfigError, Policy};
-use crate::core::error::AuthError;
-use crate::core::gate::issuer_keys;
-use crate::core::jwk::KeySet;
-use crate::core::log::{fingerprint, fingerprint_of_digest, DecisionLog};
-use crate::core::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
-use crate::core::request::{extract_credential, plan_forward, split_url, Credential, CredentialSource, RequestView};
 use crate::core::apikey::VerifiedApiKey;
 use crate::core::canonical::{canonicalize, client_ip};
+use crate::core::config::{ConfigError, Policy};
+use crate::core::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
 use crate::core::error::ApiKeyFailure;
+use crate::core::error::AuthError;
+use crate::core::gate::issuer_keys;
 use crate::core::identity::Identity;
+use crate::core::jwk::KeySet;
+use crate::core::log::{fingerprint, fingerprint_of_digest, DecisionLog};
+use crate::core::request::{extract_credential, plan_forward, split_url, Credential, CredentialSource, RequestView};
 use crate::core::route::{Accepts, Requirement};
 use crate::core::token::UnverifiedToken;
 use crate::core::token_cache::{token_hash, TokenCache, TokenHash};
@@ -88,10 +88,7 @@ fn isolate(env: &Env) -> Rc<Isolate> {
             keys::reset(p);
             TOKENS.with(|t| *t.borrow_mut() = Some(TokenCache::new(&p.token_cache)));
         }
-        Err(e) => console_error!(
-            "{}",
-            serde_json::json!({"event": "config_invalid", "field": e.field, "message": e.to_string()})
-        ),
+        Err(e) => console_error!("{}", serde_json::json!({"event": "config_invalid", "field": e.field, "message": e.to_string()})),
     }
     let i = Rc::new(Isolate { config_text: text, policy: policy.map(Rc::new) });
     ISOLATE.with(|s| *s.borrow_mut() = Some(i.clone()));
@@ -188,7 +185,12 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let raw_method = req.inner().method();
     let raw_url = req.inner().url();
     let Some((request_origin, raw_path, query)) = split_url(&raw_url).map(|(o, p, q)| (o.to_string(), p.to_string(), q.to_string())) else {
-        return Ok(reject(&AuthError::Internal, "edgeward", &rid, &mut DecisionLog { event: "decision", ts_ms: start, request_id: &rid, ..Default::default() }));
+        return Ok(reject(
+            &AuthError::Internal,
+            "edgeward",
+            &rid,
+            &mut DecisionLog { event: "decision", ts_ms: start, request_id: &rid, ..Default::default() },
+        ));
     };
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     // Until the request is canonical, the log shows (a bounded prefix of) what was received.
@@ -256,9 +258,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
                 Ok(p) => p,
                 Err(e) => return Ok(reject(&e, &policy.realm, &rid, &mut log)),
             };
-            let mint_csrf = log.credential == Some(CredentialSource::Cookie)
-                && policy.csrf.enabled
-                && request_cookie(&view, &policy.csrf.cookie).is_none();
+            let mint_csrf = log.credential == Some(CredentialSource::Cookie) && policy.csrf.enabled && request_cookie(&view, &policy.csrf.cookie).is_none();
             match forward(req, method, plan, &policy, &rid, now_secs(start), mint_csrf).await {
                 Ok(mut resp) => {
                     for (k, val) in limit_headers {
@@ -396,7 +396,15 @@ async fn gate(view: &RequestView<'_>, policy: &Policy, env: &Env, ctx: &Context,
 /// Verifies a JWT (through the verified-token cache): what every JWT goes through, on the request
 /// path and for admin JWTs alike. Revocations are the caller's to check.
 /// `hash` is [`token_hash`] of `token`.
-pub(crate) async fn verify_jwt(token: &str, hash: &TokenHash, policy: &Policy, kv: Option<&js::KvStore>, ctx: &Context, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
+pub(crate) async fn verify_jwt(
+    token: &str,
+    hash: &TokenHash,
+    policy: &Policy,
+    kv: Option<&js::KvStore>,
+    ctx: &Context,
+    now: i64,
+    log: &mut DecisionLog<'_>,
+) -> Result<VerifiedToken, AuthError> {
     if let Some(verified) = cached_token(hash, now) {
         log.token_cache = Some("hit");
         log.iss = verified.issuer().map(str::to_owned);
@@ -448,7 +456,8 @@ fn upstream_credential(policy: &Policy, env: &Env, method: &str, path: &str, aut
         return Ok(None);
     };
     let Some(u) = policy.upstream_credentials.get(name) else { return Err(format!("upstream credential {name:?} is not configured")) };
-    let secret = env.secret(&u.secret).map(|s| s.to_string()).map_err(|_| format!("the Worker secret {} (upstream credential {name:?}) is not set", u.secret))?;
+    let secret =
+        env.secret(&u.secret).map(|s| s.to_string()).map_err(|_| format!("the Worker secret {} (upstream credential {name:?}) is not set", u.secret))?;
     if secret.is_empty() || secret.chars().any(|c| !(' '..='~').contains(&c)) {
         return Err(format!("the Worker secret {} is empty or not printable ASCII", u.secret));
     }
@@ -456,7 +465,15 @@ fn upstream_credential(policy: &Policy, env: &Env, method: &str, path: &str, aut
 }
 
 /// Sends the planned request to the origin and relays its response with the request id.
-async fn forward(req: Request, method: &str, plan: crate::core::request::ForwardPlan, policy: &Policy, rid: &str, now: i64, mint_csrf: bool) -> Result<Response, String> {
+async fn forward(
+    req: Request,
+    method: &str,
+    plan: crate::core::request::ForwardPlan,
+    policy: &Policy,
+    rid: &str,
+    now: i64,
+    mint_csrf: bool,
+) -> Result<Response, String> {
     use worker::web_sys;
     let headers = web_sys::Headers::new().map_err(|_| "headers".to_string())?;
     for (k, v) in &plan.headers {
@@ -488,8 +505,7 @@ async fn forward(req: Request, method: &str, plan: crate::core::request::Forward
     rinit.set_status(inner.status());
     rinit.set_status_text(&inner.status_text());
     rinit.set_headers(&h);
-    let relayed = web_sys::Response::new_with_opt_readable_stream_and_init(inner.body().as_ref(), &rinit)
-        .map_err(|e| format!("relay failed: {e:?}"))?;
+    let relayed = web_sys::Response::new_with_opt_readable_stream_and_init(inner.body().as_ref(), &rinit).map_err(|e| format!("relay failed: {e:?}"))?;
     Ok(Response::from(relayed))
 }
 
@@ -532,7 +548,10 @@ fn enforce_set_cookies(from: &worker::web_sys::Headers, to: &worker::web_sys::He
                 CookieAction::Fixed(_) => "fixed",
                 CookieAction::Drop => "dropped",
             };
-            console_warn!("{}", serde_json::json!({"event": "cookie_policy", "request_id": rid, "cookie": report.name, "findings": report.findings, "action": action}));
+            console_warn!(
+                "{}",
+                serde_json::json!({"event": "cookie_policy", "request_id": rid, "cookie": report.name, "findings": report.findings, "action": action})
+            );
         }
     }
 }
@@ -551,7 +570,8 @@ fn reject(e: &AuthError, realm: &str, rid: &str, log: &mut DecisionLog<'_>) -> R
     if let Some(err) = r.rfc_error {
         body["error"] = serde_json::Value::from(err);
     }
-    let mut resp = Response::ok(body.to_string()).map(|x| x.with_status(r.status)).unwrap_or_else(|_| Response::empty().unwrap_or_else(|_| unreachable_response()));
+    let mut resp =
+        Response::ok(body.to_string()).map(|x| x.with_status(r.status)).unwrap_or_else(|_| Response::empty().unwrap_or_else(|_| unreachable_response()));
     let h = resp.headers_mut();
     let _ = h.set("content-type", "application/json");
     let _ = h.set("cache-control", "no-store");

@@ -12,11 +12,11 @@
 //! which publishes whatever the ledger holds then — one KV write per burst of changes, at most
 //! one per interval. A failed publish fails the alarm, which the runtime retries.
 
+use super::js::KvStore;
 use crate::core::error::AuthError;
 use crate::core::revocation::{RevocationSet, RevocationSnapshot};
 use std::cell::RefCell;
 use std::rc::Rc;
-use super::js::KvStore;
 use worker::{console_warn, Context, Env, Response};
 
 /// Durable Object binding of the ledger.
@@ -55,7 +55,9 @@ async fn read_snapshot(kv: &KvStore, now: i64) -> Result<RevocationSet, String> 
     match kv.bytes(SNAPSHOT_KEY).await {
         Ok(Some(b)) => RevocationSet::from_compact(&b, now).map_err(|e| e.to_string()),
         Ok(None) => match kv.text(LEGACY_SNAPSHOT_KEY).await {
-            Ok(Some(t)) => crate::core::json::from_text::<RevocationSnapshot>(&t).map(|s| RevocationSet::from_snapshot(&s, now)).map_err(|e| format!("bad snapshot: {e}")),
+            Ok(Some(t)) => {
+                crate::core::json::from_text::<RevocationSnapshot>(&t).map(|s| RevocationSet::from_snapshot(&s, now)).map_err(|e| format!("bad snapshot: {e}"))
+            }
             Ok(None) => Ok(RevocationSet::default()),
             Err(e) => Err(e.to_string()),
         },

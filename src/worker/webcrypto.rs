@@ -6,6 +6,7 @@
 //! 1.20261117); for runtimes without P-521, the `es512-fallback` feature links the pure-Rust
 //! `p521` check (about 50 KB of wasm) and uses it when the key import fails.
 
+use super::js::{call, object as obj};
 use crate::core::alg::{Algorithm, KeyFamily};
 #[cfg(feature = "es512-fallback")]
 use crate::core::crypto::verify_es512;
@@ -15,7 +16,6 @@ use crate::core::verify::{SignatureJob, SignatureProof};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use worker::js_sys::{self, Array, Object, Reflect};
-use super::js::{call, object as obj};
 use worker::wasm_bindgen::JsValue;
 
 /// An imported key with everything a verify call needs, built once per key and algorithm.
@@ -48,20 +48,15 @@ pub(super) fn params(alg: Algorithm, material: &KeyMaterial) -> Option<(Object, 
     let hash = || JsValue::from(obj(&[("name", JsValue::from_str(hash_name(alg)))]));
     let s = JsValue::from_str;
     Some(match (alg, alg.key_family()) {
-        (Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512, _) => (
-            obj(&[("name", s("RSASSA-PKCS1-v1_5")), ("hash", hash())]),
-            obj(&[("name", s("RSASSA-PKCS1-v1_5"))]),
-        ),
-        (Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512, _) => (
-            obj(&[("name", s("RSA-PSS")), ("hash", hash())]),
-            obj(&[("name", s("RSA-PSS")), ("saltLength", JsValue::from(alg.hash_len() as u32))]),
-        ),
+        (Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512, _) => {
+            (obj(&[("name", s("RSASSA-PKCS1-v1_5")), ("hash", hash())]), obj(&[("name", s("RSASSA-PKCS1-v1_5"))]))
+        }
+        (Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512, _) => {
+            (obj(&[("name", s("RSA-PSS")), ("hash", hash())]), obj(&[("name", s("RSA-PSS")), ("saltLength", JsValue::from(alg.hash_len() as u32))]))
+        }
         (_, KeyFamily::Ec(curve)) => {
             let KeyMaterial::Ec { .. } = material else { return None };
-            (
-                obj(&[("name", s("ECDSA")), ("namedCurve", s(curve.name()))]),
-                obj(&[("name", s("ECDSA")), ("hash", hash())]),
-            )
+            (obj(&[("name", s("ECDSA")), ("namedCurve", s(curve.name()))]), obj(&[("name", s("ECDSA")), ("hash", hash())]))
         }
         (_, KeyFamily::Ed25519) => (obj(&[("name", s("Ed25519"))]), obj(&[("name", s("Ed25519"))])),
         (_, KeyFamily::Oct) => (obj(&[("name", s("HMAC")), ("hash", hash())]), obj(&[("name", s("HMAC"))])),

@@ -13,8 +13,8 @@ use edgeward::core::gate::{self, InlineOnly};
 use edgeward::core::json::{b64url_decode, b64url_encode};
 use edgeward::core::verify::VerifiedToken;
 use jwt_simple::prelude::{
-    ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ECDSAP384KeyPairLike, ECDSAP384PublicKeyLike, ES256KeyPair, ES384KeyPair, HS256Key, HS384Key, HS512Key, JWTClaims,
-    MACLike, PS256KeyPair, PS384KeyPair, PS512KeyPair, RS256KeyPair, RS384KeyPair, RS512KeyPair, RSAKeyPairLike,
+    ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ECDSAP384KeyPairLike, ECDSAP384PublicKeyLike, ES256KeyPair, ES384KeyPair, HS256Key, HS384Key, HS512Key,
+    JWTClaims, MACLike, PS256KeyPair, PS384KeyPair, PS512KeyPair, RS256KeyPair, RS384KeyPair, RS512KeyPair, RSAKeyPairLike,
 };
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
@@ -188,10 +188,7 @@ pub fn key(alg: Algorithm) -> TestKey {
 }
 
 pub fn key_seeded(alg: Algorithm, seed: u8) -> TestKey {
-    assert!(
-        seed == 0 || !matches!(alg.key_family(), edgeward::core::alg::KeyFamily::Rsa),
-        "only one RSA test key exists"
-    );
+    assert!(seed == 0 || !matches!(alg.key_family(), edgeward::core::alg::KeyFamily::Rsa), "only one RSA test key exists");
     TestKey { alg, seed }
 }
 
@@ -210,16 +207,12 @@ impl TestKey {
                 let r = rsa();
                 json!({"kty": "RSA", "n": b64(&r.n), "e": b64(&r.e)})
             }
-            ES256 => ec_point_to_jwk(
-                "P-256",
-                &ES256KeyPair::from_bytes(&es256_scalar(self.seed)).unwrap().public_key().public_key().to_bytes_uncompressed(),
-                32,
-            ),
-            ES384 => ec_point_to_jwk(
-                "P-384",
-                &ES384KeyPair::from_bytes(&es384_scalar(self.seed)).unwrap().public_key().public_key().to_bytes_uncompressed(),
-                48,
-            ),
+            ES256 => {
+                ec_point_to_jwk("P-256", &ES256KeyPair::from_bytes(&es256_scalar(self.seed)).unwrap().public_key().public_key().to_bytes_uncompressed(), 32)
+            }
+            ES384 => {
+                ec_point_to_jwk("P-384", &ES384KeyPair::from_bytes(&es384_scalar(self.seed)).unwrap().public_key().public_key().to_bytes_uncompressed(), 48)
+            }
             ES512 => {
                 let point = p521::ecdsa::VerifyingKey::from(&es512_key(self.seed)).to_encoded_point(false);
                 ec_point_to_jwk("P-521", point.as_bytes(), 66)

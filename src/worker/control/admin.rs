@@ -49,7 +49,17 @@ async fn authorize(headers: &[(String, String)], policy: &Policy, env: &Env, ctx
         return Err("not the admin token, not a JWT".into());
     }
     let mut log = DecisionLog::default();
-    let token = crate::worker::verify_jwt(presented, &crate::core::token_cache::token_hash(presented), policy, crate::worker::kv_binding(env).as_ref(), ctx, now, &mut log).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
+    let token = crate::worker::verify_jwt(
+        presented,
+        &crate::core::token_cache::token_hash(presented),
+        policy,
+        crate::worker::kv_binding(env).as_ref(),
+        ctx,
+        now,
+        &mut log,
+    )
+    .await
+    .map_err(|e| format!("admin JWT refused: {}", e.code()))?;
     if !token.scopes().iter().any(|s| s == scope) {
         return Err(format!("admin JWT lacks the {scope} scope"));
     }
@@ -70,7 +80,17 @@ fn json(status: u16, body: &serde_json::Value) -> worker::Result<Response> {
 
 /// Handles every request under the admin prefix.
 #[allow(clippy::too_many_arguments)]
-pub async fn handle(mut req: Request, env: &Env, ctx: &Context, policy: &Policy, path: &str, query: &str, headers: &[(String, String)], rid: &str, now: i64) -> worker::Result<Response> {
+pub async fn handle(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+    policy: &Policy,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    rid: &str,
+    now: i64,
+) -> worker::Result<Response> {
     let method = req.method().to_string().to_ascii_uppercase();
     let rest = path.strip_prefix(policy.admin.path_prefix.as_str()).unwrap_or("");
     let principal = authorize(headers, policy, env, ctx, now).await;

@@ -3,8 +3,8 @@
 
 use super::admin::{query_param, AdminAnswer};
 use crate::core::apikey::{
-    generate, hash_storage_key, id_storage_key, is_key_id, key_hash, key_id, KeyHash, KeyRecord, KeyStatus, NewKey, PresentedKey, ID_PREFIX,
-    MAX_SECRETS, RANDOM_BYTES,
+    generate, hash_storage_key, id_storage_key, is_key_id, key_hash, key_id, KeyHash, KeyRecord, KeyStatus, NewKey, PresentedKey, ID_PREFIX, MAX_SECRETS,
+    RANDOM_BYTES,
 };
 use crate::core::config::Policy;
 use crate::worker::js::KvStore;
@@ -198,7 +198,12 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
                         return answer(409, op, Some(id), serde_json::json!({"code": "conflict", "message": "a disabled key cannot be rotated"}));
                     }
                     if rec.secrets.iter().filter(|s| s.not_after.is_none_or(|t| t > now)).count() >= MAX_SECRETS {
-                        return answer(409, op, Some(id), serde_json::json!({"code": "conflict", "message": "too many rotations in flight; wait for an overlap to end"}));
+                        return answer(
+                            409,
+                            op,
+                            Some(id),
+                            serde_json::json!({"code": "conflict", "message": "too many rotations in flight; wait for an overlap to end"}),
+                        );
                     }
                     let Some((key, hash)) = new_secret(policy, &pepper) else { return unavailable(op, "no randomness") };
                     let dropped = rec.rotate(&hash, old_until, now);

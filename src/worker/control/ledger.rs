@@ -6,8 +6,8 @@
 use super::admin::{query_param, AdminAnswer};
 use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
 use crate::worker::js::DoStorage;
-use crate::worker::revocations::{ask_ledger, now_secs, PUBLISH_DELAY_MS, PUBLISH_RETRY_MS, SNAPSHOT_KEY};
 use crate::worker::kv_binding;
+use crate::worker::revocations::{ask_ledger, now_secs, PUBLISH_DELAY_MS, PUBLISH_RETRY_MS, SNAPSHOT_KEY};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -192,7 +192,10 @@ impl DurableObject for RevocationLedger {
                     self.commit(now, (&id, Some(&merged))).await?;
                 }
                 let entry = self.entries.borrow().as_ref().and_then(|m| m.get(&id).cloned());
-                json_response(if existing.is_none() { 201 } else { 200 }, &serde_json::json!({"id": id, "created": existing.is_none(), "version": *self.version.borrow(), "revocation": entry}))
+                json_response(
+                    if existing.is_none() { 201 } else { 200 },
+                    &serde_json::json!({"id": id, "created": existing.is_none(), "version": *self.version.borrow(), "revocation": entry}),
+                )
             }
             "check" => {
                 // Strict mode: the ledger's own view, with no propagation delay.
@@ -258,7 +261,14 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
     let cmd = match (method, rest.trim_end_matches('/')) {
         ("POST", "/revocations") => match body {
             Some(body) if body.is_object() => serde_json::json!({"op": "add", "body": body}),
-            _ => return AdminAnswer { status: 400, op: "add", id: None, body: serde_json::json!({"code": "bad_request", "message": "body must be a JSON object"}) },
+            _ => {
+                return AdminAnswer {
+                    status: 400,
+                    op: "add",
+                    id: None,
+                    body: serde_json::json!({"code": "bad_request", "message": "body must be a JSON object"}),
+                }
+            }
         },
         ("GET", "/revocations") => {
             let cursor = query_param(query, "cursor");
@@ -290,7 +300,12 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
         Err(e) => {
             let e: worker::Error = e;
             console_warn!("{}", serde_json::json!({"event": "revocation_ledger_unreachable", "error": e.to_string()}));
-            AdminAnswer { status: 503, op, id: None, body: serde_json::json!({"code": "revocations_unavailable", "message": "revocation ledger unreachable; retry later"}) }
+            AdminAnswer {
+                status: 503,
+                op,
+                id: None,
+                body: serde_json::json!({"code": "revocations_unavailable", "message": "revocation ledger unreachable; retry later"}),
+            }
         }
     }
 }
