@@ -381,3 +381,72 @@ fn forward_claims_config_is_validated() {
     assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
     assert!(full_policy().warnings.iter().all(|w| !w.contains("__Host-")), "__Host- cookie: no cookie warning");
 }
+
+fn view_from<'a>(path: &'a str, query: &'a str, headers: &'a [(String, String)], ip: Option<&str>) -> RequestView<'a> {
+    RequestView { client_ip: edgeward::core::canonical::client_ip(ip), ..view(path, query, headers) }
+}
+
+#[test]
+fn headers_that_fold_to_protected_names_never_reach_the_origin() {
+    let p = full_policy();
+    let vt = verified(&p, json!({"email": "a@example.com"}));
+    let hs = hdrs(&[
+        ("x_edgeward_sub", "admin"),
+        ("X_Edgeward_Auth", "api_key"),
+        ("x-user_email", "spoof@evil.example"),
+        ("X_Request_Id", "client"),
+        ("x_api_key", "ew_live_forged"),
+        ("my_custom", "dropped too"),
+        ("X-Forwarded-For", "1.2.3.4"),
+        ("x-forwarded-host", "evil.example"),
+        ("X-Forwarded-Proto", "http"),
+        ("Forwarded", "for=1.2.3.4"),
+        ("X-Real-IP", "1.2.3.4"),
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("X-Method-Override", "DELETE"),
+        ("Connection", "x-secret_hop, X-Other"),
+        ("X-Other", "hop"),
+        ("Accept", "*/*"),
+    ]);
+    let plan = plan_forward(&view_from("/a", "x=1&_method=DELETE&%5Fmethod=PUT&_METHOD=x", &hs, Some("::ffff:203.0.113.9")), Some(Identity::Token(&vt)), None, &p, "rid").unwrap();
+    let mut names: Vec<&str> = plan.headers.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "accept", "forwarded", "x-edgeward-auth", "x-edgeward-iss", "x-edgeward-scope", "x-edgeward-sub", "x-forwarded-for", "x-forwarded-host",
+            "x-forwarded-proto", "x-real-ip", "x-request-id", "x-user-email"
+        ],
+        "{:?}",
+        plan.headers
+    );
+    assert_eq!(get(&plan, "x-edgeward-sub"), vec!["user-1"]);
+    assert_eq!(get(&plan, "x-user-email"), vec!["a@example.com"]);
+    assert_eq!(get(&plan, "x-edgeward-auth"), vec!["jwt"]);
+    assert_eq!(get(&plan, "x-request-id"), vec!["rid"]);
+    // The gate's own connection headers: the client address in one form, the URL's scheme and host.
+    assert_eq!(get(&plan, "x-forwarded-for"), vec!["203.0.113.9"]);
+    assert_eq!(get(&plan, "x-real-ip"), vec!["203.0.113.9"]);
+    assert_eq!(get(&plan, "x-forwarded-host"), vec!["edge.example"]);
+    assert_eq!(get(&plan, "x-forwarded-proto"), vec!["https"]);
+    assert_eq!(get(&plan, "forwarded"), vec!["for=203.0.113.9;proto=https;host=\"edge.example\""]);
+    assert_eq!(plan.url, format!("{ORIGIN}/a?x=1"), "every spelling of _method stripped");
+
+    // IPv6: quoted and bracketed in Forwarded.
+    let plan = plan_forward(&view_from("/a", "", &[], Some("2001:DB8::1")), None, None, &p, "rid").unwrap();
+    assert_eq!(get(&plan, "forwarded"), vec!["for=\"[2001:db8::1]\";proto=https;host=\"edge.example\""]);
+
+    // underscore_headers: keep keeps the harmless ones, never those that fold to a protected name;
+    // forwarded_headers: strip sets none; method_override: pass forwards them.
+    let mut doc = full_doc();
+    doc["request"] = json!({"underscore_headers": "keep", "forwarded_headers": "strip", "method_override": "pass"});
+    let lax = Policy::from_json(&doc.to_string()).unwrap();
+    let plan = plan_forward(&view_from("/a", "_method=DELETE", &hs, Some("203.0.113.9")), None, None, &lax, "rid").unwrap();
+    let names: Vec<&str> = plan.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"my_custom") && names.contains(&"x-http-method-override"), "{names:?}");
+    for gone in ["x-edgeward-sub", "x-edgeward-auth", "x-user-email", "x-request-id", "x-api-key", "x-forwarded-for", "forwarded", "x-real-ip", "x-other"] {
+        assert!(get(&plan, gone).iter().all(|v| *v == "rid"), "{gone}: {:?}", plan.headers);
+    }
+    assert_eq!(plan.url, format!("{ORIGIN}/a?_method=DELETE"));
+}

@@ -196,6 +196,8 @@ pub fn plan_forward(
         if drop {
             continue;
         }
+        // Forwarded under its own name (lower case), not the folded one.
+        let n = name.to_ascii_lowercase();
         if n == "cookie" {
             if let Some(name) = &policy.cookie_name {
                 let kept: Vec<&str> =
