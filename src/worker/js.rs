@@ -6,7 +6,7 @@
 //! bytes and numbers as they are, and await through [`super::promise::settle`].
 
 use super::promise::settle;
-use worker::js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
+use worker::js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::Env;
 
@@ -43,6 +43,36 @@ pub(super) fn object(pairs: &[(&str, JsValue)]) -> Object {
     o
 }
 
+/// How a capped read ended.
+pub enum Capped {
+    /// The whole body, at most the cap.
+    Whole(Vec<u8>),
+    /// More than the cap arrived (this many bytes when reading stopped); the stream was cancelled.
+    TooLarge(usize),
+}
+
+/// Reads a `ReadableStream` chunk by chunk, and stops (cancelling it) as soon as more than `max`
+/// bytes have arrived: a large or endless body never sits whole in memory. The bytes counted are
+/// what the runtime delivers, so after any `Content-Encoding` is undone (a small gzip body that
+/// inflates past `max` is stopped at `max`).
+pub(super) async fn read_capped(stream: &JsValue, max: usize) -> Result<Capped, String> {
+    let reader = method(stream, "getReader")?.call0(stream).map_err(|e| describe(&e))?;
+    let mut out = Vec::new();
+    loop {
+        let r = call_text(&reader, "read", &Array::new()).await?;
+        if Reflect::get(&r, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()) == Some(true) {
+            return Ok(Capped::Whole(out));
+        }
+        let chunk = Reflect::get(&r, &JsValue::from_str("value")).ok().and_then(|v| v.dyn_into::<Uint8Array>().ok()).ok_or("a body chunk that is not bytes")?;
+        let len = chunk.length() as usize;
+        if out.len() + len > max {
+            let _ = invoke(&reader, "cancel", &Array::new());
+            return Ok(Capped::TooLarge(out.len() + len));
+        }
+        out.extend_from_slice(&chunk.to_vec());
+    }
+}
+
 /// A Workers KV namespace binding.
 #[derive(Clone)]
 pub struct KvStore(JsValue);
@@ -69,10 +99,16 @@ impl KvStore {
         Ok(v.as_string())
     }
 
-    /// The value of `key` as bytes; `None` if absent.
-    pub async fn bytes(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        let v = call_text(&self.0, "get", &Array::of2(&JsValue::from_str(key), &JsValue::from_str("arrayBuffer"))).await?;
-        Ok(v.dyn_into::<ArrayBuffer>().ok().map(|b| Uint8Array::new(&b).to_vec()))
+    /// The value of `key` read as a stream, at most `max` bytes; `None` if absent.
+    pub async fn bytes_capped(&self, key: &str, max: usize) -> Result<Option<Vec<u8>>, String> {
+        let v = call_text(&self.0, "get", &Array::of2(&JsValue::from_str(key), &JsValue::from_str("stream"))).await?;
+        if v.is_null() || v.is_undefined() {
+            return Ok(None);
+        }
+        match read_capped(&v, max).await? {
+            Capped::Whole(b) => Ok(Some(b)),
+            Capped::TooLarge(n) => Err(format!("value of {key} is larger than {max} bytes (stopped at {n})")),
+        }
     }
 
     /// Stores `value` under `key`.

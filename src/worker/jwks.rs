@@ -3,10 +3,10 @@
 //! snapshots, and background refreshes through `ctx.wait_until`. No promise is ever shared across
 //! requests: each fetch belongs to the request (or background task) that started it.
 
-use super::js::KvStore;
+use super::js::{read_capped, Capped, KvStore};
 use crate::core::config::Policy;
 use crate::core::jwk::KeySet;
-use crate::core::jwks_cache::{FetchOutcome, FetchPlan, IssuerKeyCache, JwksSnapshot, Trigger};
+use crate::core::jwks_cache::{FetchOutcome, FetchPlan, IssuerKeyCache, JwksSnapshot, Trigger, MAX_JWKS_BYTES};
 use crate::core::log::fingerprint;
 use futures_util::future::{select, Either};
 use std::cell::RefCell;
@@ -157,7 +157,12 @@ fn apply(i: usize, uri: &str, outcome: FetchOutcome, inline: &[String]) -> Optio
 
 async fn restore_snapshot(kv: &KvStore, uri: &str, i: usize, now: i64) {
     let key = snapshot_key(uri);
-    let got = match kv.text(&key).await {
+    // A snapshot holds one JWKS document and its metadata: capped like a fetched document.
+    let got = match kv
+        .bytes_capped(&key, 2 * MAX_JWKS_BYTES)
+        .await
+        .and_then(|b| b.map(String::from_utf8).transpose().map_err(|_| "snapshot is not UTF-8".to_string()))
+    {
         Ok(Some(t)) => t,
         Ok(None) => return,
         Err(e) => {
@@ -183,10 +188,18 @@ async fn http_fetch(uri: &str, timeout_ms: u32) -> FetchOutcome {
         Err(e) => return FetchOutcome::Failed(format!("bad jwks_uri: {e}")),
     };
     let fetch = async {
-        let mut resp = worker::Fetch::Request(req).send().await.map_err(|e| e.to_string())?;
+        let resp = worker::Fetch::Request(req).send().await.map_err(|e| e.to_string())?;
         let status = resp.status_code();
         let cache_control = resp.headers().get("cache-control").ok().flatten();
-        let body = resp.text().await.map_err(|e| e.to_string())?;
+        let raw: worker::web_sys::Response = resp.into();
+        // Only a 200 is read, as a stream, and never past the cap (counted after decompression).
+        let body = match raw.body() {
+            Some(stream) if status == 200 => match read_capped(&stream, MAX_JWKS_BYTES).await? {
+                Capped::Whole(b) => String::from_utf8(b).map_err(|_| "JWKS is not UTF-8".to_string())?,
+                Capped::TooLarge(n) => return Err(format!("JWKS larger than {MAX_JWKS_BYTES} bytes (stopped reading at {n})")),
+            },
+            _ => String::new(),
+        };
         Ok::<_, String>(FetchOutcome::Response { status, cache_control, body })
     };
     let timer = worker::Delay::from(Duration::from_millis(u64::from(timeout_ms)));

@@ -51,8 +51,13 @@ thread_local! {
     static EDGE: RefCell<EdgeCopy> = RefCell::new(EdgeCopy { set: Rc::new(RevocationSet::default()), loaded_at: None, attempted_at: None });
 }
 
+/// Largest revocation snapshot read: Workers KV's value limit (25 MiB).
+const MAX_SNAPSHOT_BYTES: usize = 25 << 20;
+
 async fn read_snapshot(kv: &KvStore, now: i64) -> Result<RevocationSet, String> {
-    match kv.bytes(SNAPSHOT_KEY).await {
+    // Read as a stream and capped at KV's own value limit (the snapshot is written by the control
+    // Worker, never by a client).
+    match kv.bytes_capped(SNAPSHOT_KEY, MAX_SNAPSHOT_BYTES).await {
         Ok(Some(b)) => RevocationSet::from_compact(&b, now).map_err(|e| e.to_string()),
         Ok(None) => match kv.text(LEGACY_SNAPSHOT_KEY).await {
             Ok(Some(t)) => {

@@ -113,7 +113,7 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
         ("GET", []) => {
             let limit = query_param(query, "limit").and_then(|v| v.parse::<u32>().ok()).unwrap_or(50).clamp(1, 100);
             let cursor = query_param(query, "cursor").filter(|c| !c.is_empty());
-            let page = match kv.list(ID_PREFIX, limit, cursor.as_deref()).await {
+            let page = match kv.list(ID_PREFIX, limit, cursor).await {
                 Ok(p) => p,
                 Err(e) => return unavailable("key_list", &e),
             };
