@@ -36,7 +36,11 @@
 //!
 //! ## The request path
 //! ```text
-//!  request ──► route rule ──public──────────────────────────────────────────┐
+//!  request ──► canonicalize (core::canonical: method token, path RFC 3986-normalized;
+//!                 │           ambiguous forms ──► 400, too long ──► 414; overrides stripped)
+//!                 │  every step below sees, and the origin receives, this canonical request
+//!                 ▼
+//!              route rule (HEAD as GET) ──public───────────────────────────────┐
 //!                 │ token needed                                            │
 //!                 ▼                                                         │
 //!          per-IP limit (before any parsing)                      ──► 429   │
@@ -49,7 +53,7 @@
 //!                 │       ─► VerifiedApiKey ─► revocations ─► authorize ─► limits ─┐
 //!                 │ (cookie + unsafe method: same-origin or CSRF token ──► 403)
 //!                 ▼                                                         │
-//!          verified-token cache (SHA-256 of token) ──hit──► authorize ──┐   │
+//!          verified-token cache (SHA-256 of token) ──hit──► revocations ┐│
 //!                 ▼                                                         │
 //!          UnverifiedToken::parse  (size, 3×base64url, strict JSON,         │
 //!                 │                 alg ≠ none, no crit/b64/zip)  ──► 401   │
@@ -65,15 +69,16 @@
 //!                 ▼                                                         │
 //!          PendingToken::finish (exp, nbf, iat, lifetime, iss, aud) ──► 401 │
 //!                 ▼                                                         │
-//!          VerifiedToken ──► authorize(route scopes)               ──► 403  │
-//!                 ▼                                                     │   │
-//!          revocation snapshot (jti │ sub before │ kid)            ──► 401  │
+//!          VerifiedToken ──► revocation snapshot (jti │ sub before │ kid)  ──► 401
+//!                 ▼            (+ the ledger itself on sensitive routes)         │
+//!          authorize(route scopes)                                 ──► 403  │
 //!                 ▼                                                         │
 //!          rate limits (sub │ client │ IP │ claim │ key id; local │ DO │ binding) ◄┘ ──► 429
 //!                 ▼                                                         ▼
-//!          plan_forward(Identity): strip credential + spoofed identity headers + hop-by-hop
-//!                        + client copies of origin credential headers, add verified claims,
-//!                        the route's origin credential, request id ──► origin (502 if down)
+//!          plan_forward(Identity): strip credential + headers that fold (`_` as `-`) to a
+//!                        protected name + hop-by-hop + client X-Forwarded-*/Forwarded, add the
+//!                        gate's, verified claims (unforwardable ──► 403), the route's origin
+//!                        credential, request id ──► origin + canonical path (502 if down)
 //!                 ▼
 //!          response: every Set-Cookie brought to policy, RateLimit headers, request id
 //! ```
