@@ -361,6 +361,11 @@ proptest! {
     }
 
     #[test]
+    fn fast_path_agrees_with_the_full_canonicalizer(p in prop_oneof![path_strategy(), "/[a-z0-9._~!$&'()*+,=:@/-]{0,40}"]) {
+        prop_assert_eq!(canonical_path(&p, &rules()), edgeward::core::canonical::canonical_path_full(&p, &rules()), "{}", p);
+    }
+
+    #[test]
     fn equivalent_spellings_decide_alike(p in path_strategy(), seed in proptest::collection::vec(any::<u8>(), 1..32)) {
         if let Ok(c) = canon(&p) {
             let variant = respell(&c, &seed);

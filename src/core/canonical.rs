@@ -283,10 +283,10 @@ fn flush_utf8(run: &mut Vec<u8>, out: &mut String, rules: &PathRules) -> Result<
     Ok(())
 }
 
-/// One segment, canonicalized: its text and whether a `.` in it was percent-encoded.
-fn segment(raw: &[u8], rules: &PathRules) -> Result<(String, bool), PathProblem> {
-    let mut out = String::with_capacity(raw.len());
-    let mut run: Vec<u8> = Vec::new();
+/// Appends one segment, canonicalized, to `out`; returns whether a `.` in it was percent-encoded.
+/// `run` is scratch space for non-ASCII bytes (kept across segments to avoid allocations).
+fn segment(raw: &[u8], rules: &PathRules, out: &mut String, run: &mut Vec<u8>) -> Result<bool, PathProblem> {
+    run.clear();
     let mut encoded_dot = false;
     let mut i = 0;
     while i < raw.len() {
@@ -301,7 +301,7 @@ fn segment(raw: &[u8], rules: &PathRules) -> Result<(String, bool), PathProblem>
                 run.push(v);
                 continue;
             }
-            flush_utf8(&mut run, &mut out, rules)?;
+            flush_utf8(run, out, rules)?;
             match v {
                 _ if is_unreserved(v) => {
                     encoded_dot |= v == b'.';
@@ -310,7 +310,7 @@ fn segment(raw: &[u8], rules: &PathRules) -> Result<(String, bool), PathProblem>
                 b'/' | b'\\' if rules.escaped_slashes == EscapedSlashes::Reject => return Err(PathProblem::EncodedSlash),
                 b';' if rules.path_params == PathParams::Reject => return Err(PathProblem::PathParams),
                 0..=0x1f | 0x7f => return Err(PathProblem::ControlCharacter),
-                _ => push_escaped(&mut out, v),
+                _ => push_escaped(out, v),
             }
             continue;
         }
@@ -319,7 +319,7 @@ fn segment(raw: &[u8], rules: &PathRules) -> Result<(String, bool), PathProblem>
             run.push(b);
             continue;
         }
-        flush_utf8(&mut run, &mut out, rules)?;
+        flush_utf8(run, out, rules)?;
         match b {
             _ if is_unreserved(b) || is_raw_pchar(b) => out.push(char::from(b)),
             b';' => match rules.path_params {
@@ -330,19 +330,52 @@ fn segment(raw: &[u8], rules: &PathRules) -> Result<(String, bool), PathProblem>
             },
             b'\\' => match rules.escaped_slashes {
                 EscapedSlashes::Reject => return Err(PathProblem::Backslash),
-                EscapedSlashes::Keep => push_escaped(&mut out, b),
+                EscapedSlashes::Keep => push_escaped(out, b),
             },
             0..=0x1f | 0x7f => return Err(PathProblem::ControlCharacter),
-            _ => push_escaped(&mut out, b),
+            _ => push_escaped(out, b),
         }
     }
-    flush_utf8(&mut run, &mut out, rules)?;
-    Ok((out, encoded_dot))
+    flush_utf8(run, out, rules)?;
+    Ok(encoded_dot)
 }
 
 /// The canonical form of `raw` (the path as received, without query or fragment), or why it is
 /// refused. Idempotent: the canonical form of a canonical path is itself.
 pub fn canonical_path(raw: &str, rules: &PathRules) -> Result<String, AuthError> {
+    if raw.len() <= rules.max_path_bytes && is_plain_canonical(raw.as_bytes()) {
+        return Ok(raw.to_owned());
+    }
+    canonical_path_full(raw, rules)
+}
+
+/// The common case in one scan: only characters that stand raw in a canonical path, no empty,
+/// `.` or `..` segment (a trailing slash aside). Such a path is its own canonical form.
+fn is_plain_canonical(b: &[u8]) -> bool {
+    if b.first() != Some(&b'/') {
+        return false;
+    }
+    let mut seg_start = 1;
+    for i in 1..=b.len() {
+        let end = i == b.len();
+        if end || b[i] == b'/' {
+            let seg = &b[seg_start..i];
+            if (seg.is_empty() && !end) || seg == b"." || seg == b".." {
+                return false;
+            }
+            seg_start = i + 1;
+        } else if !(is_unreserved(b[i]) || is_raw_pchar(b[i])) {
+            return false;
+        }
+    }
+    true
+}
+
+/// [`canonical_path`] without the fast path for already canonical paths (tests compare the two).
+/// One pass, one output buffer: each segment is written in place and taken back if it is `.`,
+/// `..` or empty.
+#[doc(hidden)]
+pub fn canonical_path_full(raw: &str, rules: &PathRules) -> Result<String, AuthError> {
     if raw.len() > rules.max_path_bytes {
         return Err(AuthError::PathTooLong { len: raw.len(), max: rules.max_path_bytes });
     }
@@ -350,33 +383,39 @@ pub fn canonical_path(raw: &str, rules: &PathRules) -> Result<String, AuthError>
     if bytes.first() != Some(&b'/') {
         return Err(AuthError::AmbiguousPath(PathProblem::NotOriginForm));
     }
-    let mut segments: Vec<String> = Vec::new();
+    let mut out = String::with_capacity(raw.len() + 1);
+    // Where each kept segment's `/` starts in `out`.
+    let mut starts: Vec<usize> = Vec::new();
+    let mut run = Vec::new();
     let mut trailing_slash = false;
     let mut parts = bytes[1..].split(|&b| b == b'/').peekable();
     while let Some(part) = parts.next() {
         let last = parts.peek().is_none();
-        let (seg, encoded_dot) = segment(part, rules).map_err(AuthError::AmbiguousPath)?;
-        match seg.as_str() {
+        let start = out.len();
+        out.push('/');
+        let encoded_dot = segment(part, rules, &mut out, &mut run).map_err(AuthError::AmbiguousPath)?;
+        match &out[start + 1..] {
             "." | ".." if encoded_dot => return Err(AuthError::AmbiguousPath(PathProblem::EncodedDotSegment)),
-            "." => trailing_slash = last,
+            "." => {
+                out.truncate(start);
+                trailing_slash = last;
+            }
             ".." => {
-                segments.pop();
+                out.truncate(starts.pop().unwrap_or(0));
                 trailing_slash = last;
             }
             // `//` merged; a last empty segment is the trailing slash.
-            "" => trailing_slash = last,
+            "" => {
+                out.truncate(start);
+                trailing_slash = last;
+            }
             _ => {
-                segments.push(seg);
+                starts.push(start);
                 trailing_slash = false;
             }
         }
     }
-    let mut out = String::with_capacity(raw.len() + 1);
-    for s in &segments {
-        out.push('/');
-        out.push_str(s);
-    }
-    if segments.is_empty() || trailing_slash {
+    if out.is_empty() || trailing_slash {
         out.push('/');
     }
     // `%25` then two hex digits (after decoding): a second decode would read another path.
