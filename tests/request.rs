@@ -405,18 +405,40 @@ fn headers_that_fold_to_protected_names_never_reach_the_origin() {
         ("X-HTTP-Method-Override", "DELETE"),
         ("x-http-method", "DELETE"),
         ("X-Method-Override", "DELETE"),
+        ("X-Original-URL", "/admin"),
+        ("x-rewrite-url", "/admin"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("True-Client-IP", "1.2.3.4"),
+        ("X-Forwarded-Port", "80"),
         ("Connection", "x-secret_hop, X-Other"),
         ("X-Other", "hop"),
         ("Accept", "*/*"),
     ]);
-    let plan = plan_forward(&view_from("/a", "x=1&_method=DELETE&%5Fmethod=PUT&_METHOD=x", &hs, Some("::ffff:203.0.113.9")), Some(Identity::Token(&vt)), None, &p, "rid").unwrap();
+    let plan = plan_forward(
+        &view_from("/a", "x=1&_method=DELETE&%5Fmethod=PUT&_METHOD=x", &hs, Some("::ffff:203.0.113.9")),
+        Some(Identity::Token(&vt)),
+        None,
+        &p,
+        "rid",
+    )
+    .unwrap();
     let mut names: Vec<&str> = plan.headers.iter().map(|(n, _)| n.as_str()).collect();
     names.sort();
     assert_eq!(
         names,
         vec![
-            "accept", "forwarded", "x-edgeward-auth", "x-edgeward-iss", "x-edgeward-scope", "x-edgeward-sub", "x-forwarded-for", "x-forwarded-host",
-            "x-forwarded-proto", "x-real-ip", "x-request-id", "x-user-email"
+            "accept",
+            "forwarded",
+            "x-edgeward-auth",
+            "x-edgeward-iss",
+            "x-edgeward-scope",
+            "x-edgeward-sub",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-real-ip",
+            "x-request-id",
+            "x-user-email"
         ],
         "{:?}",
         plan.headers
@@ -431,7 +453,7 @@ fn headers_that_fold_to_protected_names_never_reach_the_origin() {
     assert_eq!(get(&plan, "x-forwarded-host"), vec!["edge.example"]);
     assert_eq!(get(&plan, "x-forwarded-proto"), vec!["https"]);
     assert_eq!(get(&plan, "forwarded"), vec!["for=203.0.113.9;proto=https;host=\"edge.example\""]);
-    assert_eq!(plan.url, format!("{ORIGIN}/a?x=1"), "every spelling of _method stripped");
+    assert_eq!(plan.url, format!("{ORIGIN}/a?x=1"), "every spelling of _method and of the token parameter stripped");
 
     // IPv6: quoted and bracketed in Forwarded.
     let plan = plan_forward(&view_from("/a", "", &[], Some("2001:DB8::1")), None, None, &p, "rid").unwrap();

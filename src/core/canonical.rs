@@ -451,8 +451,29 @@ pub const METHOD_OVERRIDE_HEADERS: &[&str] = &["x-http-method-override", "x-http
 /// The method override query parameter.
 pub const METHOD_OVERRIDE_PARAM: &str = "_method";
 
-/// Client headers that describe the connection, replaced or removed per `forwarded_headers`.
-pub const FORWARDED_HEADERS: &[&str] = &["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip"];
+/// Client headers that describe the connection: always removed; per `forwarded_headers: replace`
+/// the first five are then set from what the gate knows.
+pub const FORWARDED_HEADERS: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-url-scheme",
+    "front-end-https",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+];
+
+/// Client headers that some frameworks read as the request's path (IIS URL Rewrite, Symfony,
+/// Laravel, Envoy): honoured, they would make the origin serve another path than the gate
+/// authorized. Always removed.
+pub const TARGET_OVERRIDE_HEADERS: &[&str] =
+    &["x-original-url", "x-rewrite-url", "x-original-uri", "x-forwarded-uri", "x-forwarded-path", "x-forwarded-prefix", "x-envoy-original-path"];
 
 /// Percent-decodes a query component (`+` is a space, as in forms). `None` if an escape is broken
 /// or the result is not UTF-8.

@@ -162,7 +162,8 @@ pub struct ForwardPlan {
 /// credential and API key headers), once lower-cased with `_` read as `-`, are removed, and per
 /// `request.underscore_headers` every header with `_`; hop-by-hop headers and those named in
 /// `Connection` are dropped; `X-Forwarded-*`, `Forwarded` and `X-Real-IP` are replaced or
-/// removed; method overrides are removed (`request.method_override: strip`); then the verified
+/// removed, and so are headers some frameworks read as the request path (`X-Original-URL`, ...);
+/// method overrides are removed (`request.method_override: strip`); then the verified
 /// claims, `upstream` (header, value: the route's origin credential) and the request id are set.
 /// The URL is the origin's plus the canonical path. A claim no header can carry verbatim fails
 /// the request (`claim_not_forwardable`) unless `request.claim_values` is `percent`.
@@ -192,6 +193,7 @@ pub fn plan_forward(
             || n == folded_header_name(&policy.request_id_header)
             || policy.forward_claims.iter().any(|(h, _)| folded_header_name(h) == n)
             || canonical::FORWARDED_HEADERS.contains(&n.as_str())
+            || canonical::TARGET_OVERRIDE_HEADERS.contains(&n.as_str())
             || (rp.method_override == MethodOverride::Strip && canonical::METHOD_OVERRIDE_HEADERS.contains(&n.as_str()));
         if drop {
             continue;
@@ -250,7 +252,9 @@ pub fn plan_forward(
     let query: Vec<&str> = canonical::query_pairs(req.query)
         .filter(|(_, name)| {
             let Some(name) = name else { return true };
-            policy.query_param.as_deref() != Some(name.as_str())
+            // The token parameter under any case of its name (public routes too: a credential
+            // never reaches the origin), and the override parameter.
+            !policy.query_param.as_deref().is_some_and(|q| q.eq_ignore_ascii_case(name))
                 && !(rp.method_override == MethodOverride::Strip && name.eq_ignore_ascii_case(canonical::METHOD_OVERRIDE_PARAM))
         })
         .map(|(pair, _)| pair)
