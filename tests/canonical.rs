@@ -14,7 +14,13 @@ fn rules() -> PathRules {
 }
 
 fn with(escaped_slashes: EscapedSlashes, path_params: PathParams, refuse_ascii_lookalikes: bool) -> PathRules {
-    PathRules { escaped_slashes, path_params, refuse_ascii_lookalikes, max_path_bytes: 8192 }
+    PathRules {
+        escaped_slashes,
+        path_params,
+        refuse_ascii_lookalikes,
+        windows_aliases: edgeward::core::canonical::WindowsAliases::Reject,
+        max_path_bytes: 8192,
+    }
 }
 
 fn canon(p: &str) -> Result<String, AuthError> {
@@ -48,8 +54,8 @@ fn canonical_forms_table() {
         // Unreserved escapes decoded, in any hex case.
         ("/%41%62%7e%2D%5f%30", "/Ab~-_0"),
         ("/a%2Ejson", "/a.json"),
-        ("/..a/b..", "/..a/b.."),
-        ("/.../x", "/.../x"),
+        ("/..a/b", "/..a/b"),
+        ("/a~b/x~", "/a~b/x~"),
         // Other escapes kept, upper case; raw characters that may not stand in a path encoded.
         ("/a%3ab%40c", "/a%3Ab%40c"),
         ("/a%20b", "/a%20b"),
@@ -114,6 +120,14 @@ fn refusals_table() {
         ("/%E2%80%A4%E2%80%A4/admin", AsciiLookalike),
         ("/a%EF%BC%9Bb", AsciiLookalike),
         ("/%EF%BC%BCx", AsciiLookalike),
+        // Names Windows reads as another: IIS serves /admin for each of these.
+        ("/admin./x", WindowsAlias),
+        ("/b..", WindowsAlias),
+        ("/.../x", WindowsAlias),
+        ("/admin%20/x", WindowsAlias),
+        ("/admin%2e/x", WindowsAlias),
+        ("/admin::$INDEX_ALLOCATION/x", WindowsAlias),
+        ("/ADMINI~1/x", WindowsAlias),
     ];
     for (raw, want) in table {
         assert_eq!(problem(raw, &rules()), Some(want), "{raw:?}");
@@ -121,6 +135,16 @@ fn refusals_table() {
         let r = e.rejection("edgeward");
         assert_eq!((r.status, r.code, r.www_authenticate), (400, "ambiguous_path", None), "{raw:?}");
     }
+}
+
+#[test]
+fn windows_aliases_switch() {
+    let keep = PathRules { windows_aliases: edgeward::core::canonical::WindowsAliases::Keep, ..rules() };
+    for (raw, want) in [("/admin./x", "/admin./x"), ("/a%20/b", "/a%20/b"), ("/ADMINI~1", "/ADMINI~1"), ("/a::$DATA", "/a::$DATA")] {
+        assert_eq!(canonical_path(raw, &keep).as_deref(), Ok(want), "{raw}");
+    }
+    // Colons alone are ordinary (`/v1/things:batchGet`).
+    assert_eq!(canon("/v1/things:batchGet").as_deref(), Ok("/v1/things:batchGet"));
 }
 
 #[test]
@@ -182,6 +206,10 @@ fn methods() {
         let e = canonical_method(bad).unwrap_err();
         assert_eq!((e.code(), e.rejection("r").status), ("bad_method", 400), "{bad:?}");
     }
+    for refused in ["CONNECT", "trace", "TRACK"] {
+        let e = canonical_method(refused).unwrap_err();
+        assert_eq!((e.code(), e.rejection("r").status), ("method_not_allowed", 405), "{refused}");
+    }
 }
 
 #[test]
@@ -192,7 +220,8 @@ fn method_override_switch() {
         assert_eq!(canonicalize("POST", "/a", "", &hs, &reject, &rules()), Err(AuthError::MethodOverride), "{hs:?}");
         assert!(canonicalize("POST", "/a", "", &hs, &RequestPolicy::default(), &rules()).is_ok(), "strip (default) does not refuse");
     }
-    for q in ["_method=DELETE", "a=1&_METHOD=put", "%5Fmethod=DELETE"] {
+    // Spellings PHP reads as `_method` too: leading spaces, `.`, ` ` and `[` as `_`, a NUL cut.
+    for q in ["_method=DELETE", "a=1&_METHOD=put", "%5Fmethod=DELETE", ".method=DELETE", "+_method=DELETE", "%20_method=x", "_method%00x=y", "[method=x"] {
         assert_eq!(canonicalize("POST", "/a", q, &[], &reject, &rules()), Err(AuthError::MethodOverride), "{q}");
     }
     assert!(canonicalize("POST", "/a", "method=x&_methods=y", &[], &reject, &rules()).is_ok());

@@ -394,7 +394,11 @@ fn path(args: &[String]) -> Result<ExitCode, Failure> {
     let mut refused = false;
     for raw in &paths {
         let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
-        let line = match canonicalize(&method, path, query, &[], &request, &rules) {
+        let decided = match &policy {
+            Some(p) => p.canonical_request(&method, path, query, &[]),
+            None => canonicalize(&method, path, query, &[], &request, &rules),
+        };
+        let line = match decided {
             Ok(c) => {
                 let mut out = json!({"path": raw, "canonical": c.path, "method": c.method});
                 if let Some(p) = &policy {

@@ -64,6 +64,30 @@ pub enum PathParams {
     Keep,
 }
 
+/// What to do with path segments Windows reads as another name (`admin.`, `admin%20`,
+/// `admin::$INDEX_ALLOCATION`, `ADMINI~1`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowsAliases {
+    /// Refuse them (`400 ambiguous_path`), the default.
+    #[default]
+    Reject,
+    /// Keep them: only for origins that do not run on Windows file systems.
+    Keep,
+}
+
+/// Whether a request whose route rule depends on letter case is refused.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseAmbiguity {
+    /// Refuse it (`400 ambiguous_path`), the default: `/ADMIN/x` where `/admin/*` guards more
+    /// than the rule `/ADMIN/x` falls under.
+    #[default]
+    Reject,
+    /// Decide as the rules say (for origins known to route case-sensitively).
+    Allow,
+}
+
 /// What to do with method override headers and the `_method` query parameter.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -134,6 +158,10 @@ pub struct RequestPolicy {
     pub forwarded_headers: ForwardedHeaders,
     /// `reject` (default) or `percent`.
     pub claim_values: ClaimValues,
+    /// `reject` (default) or `keep`.
+    pub windows_aliases: WindowsAliases,
+    /// `reject` (default) or `allow`.
+    pub case_ambiguity: CaseAmbiguity,
     /// Longest path accepted, in bytes as received (default 8192; `414 path_too_long` above).
     pub max_path_bytes: usize,
 }
@@ -148,6 +176,8 @@ impl Default for RequestPolicy {
             underscore_headers: UnderscoreHeaders::Drop,
             forwarded_headers: ForwardedHeaders::Replace,
             claim_values: ClaimValues::Reject,
+            windows_aliases: WindowsAliases::Reject,
+            case_ambiguity: CaseAmbiguity::Reject,
             max_path_bytes: 8192,
         }
     }
@@ -197,6 +227,13 @@ pub enum PathProblem {
     /// A code point an origin may fold to ASCII (NFKC).
     #[error("character that normalizes to ASCII")]
     AsciiLookalike,
+    /// A segment Windows reads as another name: a trailing `.` or space, `::$` (an NTFS stream),
+    /// `~` and a digit (an 8.3 short name).
+    #[error("Windows path alias")]
+    WindowsAlias,
+    /// The route rule the request falls under depends on letter case.
+    #[error("the matching route rule depends on letter case")]
+    CaseDependent,
 }
 
 /// How paths are canonicalized: the parts of [`RequestPolicy`] the path needs, plus whether any
@@ -209,6 +246,8 @@ pub struct PathRules {
     pub path_params: PathParams,
     /// Refuse every code point whose NFKC form holds ASCII.
     pub refuse_ascii_lookalikes: bool,
+    /// Windows aliases.
+    pub windows_aliases: WindowsAliases,
     /// Longest raw path.
     pub max_path_bytes: usize,
 }
@@ -216,7 +255,13 @@ pub struct PathRules {
 impl Default for PathRules {
     fn default() -> Self {
         let p = RequestPolicy::default();
-        PathRules { escaped_slashes: p.escaped_slashes, path_params: p.path_params, refuse_ascii_lookalikes: false, max_path_bytes: p.max_path_bytes }
+        PathRules {
+            escaped_slashes: p.escaped_slashes,
+            path_params: p.path_params,
+            refuse_ascii_lookalikes: false,
+            windows_aliases: p.windows_aliases,
+            max_path_bytes: p.max_path_bytes,
+        }
     }
 }
 
@@ -360,7 +405,8 @@ fn is_plain_canonical(b: &[u8]) -> bool {
         let end = i == b.len();
         if end || b[i] == b'/' {
             let seg = &b[seg_start..i];
-            if (seg.is_empty() && !end) || seg == b"." || seg == b".." {
+            // Windows aliases (a trailing `.`, `::$`, `~` and a digit) take the full path.
+            if (seg.is_empty() && !end) || seg.ends_with(b".") || seg.windows(2).any(|w| w == b"::" || (w[0] == b'~' && w[1].is_ascii_digit())) {
                 return false;
             }
             seg_start = i + 1;
@@ -409,7 +455,10 @@ pub fn canonical_path_full(raw: &str, rules: &PathRules) -> Result<String, AuthE
                 out.truncate(start);
                 trailing_slash = last;
             }
-            _ => {
+            seg => {
+                if rules.windows_aliases == WindowsAliases::Reject && is_windows_alias(seg) {
+                    return Err(AuthError::AmbiguousPath(PathProblem::WindowsAlias));
+                }
                 starts.push(start);
                 trailing_slash = false;
             }
@@ -426,13 +475,25 @@ pub fn canonical_path_full(raw: &str, rules: &PathRules) -> Result<String, AuthE
     Ok(out)
 }
 
+/// A canonical segment that Windows reads as another name.
+fn is_windows_alias(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    b.ends_with(b".") || b.ends_with(b"%20") || seg.contains("::$") || b.windows(2).any(|w| w[0] == b'~' && w[1].is_ascii_digit())
+}
+
 /// The method as forwarded: an RFC 9110 token, upper case (the Fetch standard upper-cases six
 /// methods and keeps the case of others; origins differ, so the gate forwards one spelling).
+/// `CONNECT`, `TRACE` and `TRACK` are refused (`405 method_not_allowed`): a Worker cannot relay
+/// a tunnel, and a trace echoes the request's headers back.
 pub fn canonical_method(raw: &str) -> Result<String, AuthError> {
     if raw.is_empty() || raw.len() > 32 || !raw.bytes().all(is_tchar) {
         return Err(AuthError::BadMethod);
     }
-    Ok(raw.to_ascii_uppercase())
+    let m = raw.to_ascii_uppercase();
+    if matches!(m.as_str(), "CONNECT" | "TRACE" | "TRACK") {
+        return Err(AuthError::MethodNotAllowed);
+    }
+    Ok(m)
 }
 
 /// An RFC 9110 `tchar`.
@@ -467,13 +528,62 @@ pub const FORWARDED_HEADERS: &[&str] = &[
     "x-client-ip",
     "true-client-ip",
     "x-cluster-client-ip",
+    "client-ip",
+    "x-forwarded",
+    "forwarded-for",
+    "x-original-forwarded-for",
+    "fastly-client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
 ];
 
 /// Client headers that some frameworks read as the request's path (IIS URL Rewrite, Symfony,
 /// Laravel, Envoy): honoured, they would make the origin serve another path than the gate
 /// authorized. Always removed.
-pub const TARGET_OVERRIDE_HEADERS: &[&str] =
-    &["x-original-url", "x-rewrite-url", "x-original-uri", "x-forwarded-uri", "x-forwarded-path", "x-forwarded-prefix", "x-envoy-original-path"];
+pub const TARGET_OVERRIDE_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-forwarded-prefix",
+    "x-envoy-original-path",
+    "x-script-name",
+    "x-host",
+    "x-forwarded-server",
+    "x-original-host",
+];
+
+/// Client headers that origins behind an authenticating proxy take as the user's identity: only
+/// the gate speaks for the user, so they are always removed.
+pub const IDENTITY_HEADERS: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+    "x-remote-user",
+    "remote-user",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-preferred-username",
+    "x-auth-request-groups",
+    "x-auth-request-access-token",
+    "x-user",
+    "x-authenticated-user",
+    "x-ms-client-principal",
+    "x-ms-client-principal-id",
+    "x-ms-client-principal-name",
+    "x-amzn-oidc-identity",
+    "x-amzn-oidc-data",
+    "x-amzn-oidc-accesstoken",
+    "x-goog-authenticated-user-email",
+    "x-goog-authenticated-user-id",
+    "x-goog-iap-jwt-assertion",
+    "cf-access-jwt-assertion",
+    "cf-access-authenticated-user-email",
+];
 
 /// Percent-decodes a query component (`+` is a space, as in forms). `None` if an escape is broken
 /// or the result is not UTF-8.
@@ -501,10 +611,21 @@ pub fn decode_query_component(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The query's `name=value` pairs with their decoded names (`None` where the name's encoding is
-/// broken), in order.
+/// The query's `name=value` pairs with their names as origins read them (`None` where the
+/// name's encoding is broken), in order: percent-decoded, then as PHP reads names (leading spaces
+/// dropped, cut at NUL, ` ` `.` `[` as `_`), so `.method` and `access.token` are seen for what
+/// a PHP origin takes them to be.
 pub fn query_pairs(q: &str) -> impl Iterator<Item = (&str, Option<String>)> {
-    q.split('&').filter(|p| !p.is_empty()).map(|p| (p, decode_query_component(p.split_once('=').map_or(p, |(k, _)| k))))
+    q.split('&').filter(|p| !p.is_empty()).map(|p| (p, decode_query_component(p.split_once('=').map_or(p, |(k, _)| k)).map(|n| php_name(&n))))
+}
+
+/// A decoded query name as PHP reads it (the most lenient reader common origins have): leading
+/// spaces dropped, everything from a NUL on dropped, ` `, `.` and `[` as `_` (PHP keeps a `[`
+/// that opens an array key; reading every `[` as `_` only ever matches more names).
+fn php_name(n: &str) -> String {
+    let n = n.trim_start_matches(' ');
+    let n = n.split('\0').next().unwrap_or("");
+    n.chars().map(|c| if matches!(c, ' ' | '.' | '[') { '_' } else { c }).collect()
 }
 
 /// True if the query holds a method override parameter (by decoded name, any case).
@@ -564,13 +685,14 @@ pub fn canonicalize(
 /// are their text; an array of strings is an RFC 8941 list of strings (`"a", "b c"`), so
 /// `["a b"]` and `["a", "b"]` differ at the origin. `None`: the value cannot be forwarded
 /// verbatim (control or non-ASCII characters, leading or trailing whitespace) and the policy
-/// says `reject`.
+/// says `reject`, or an empty list (no header is sent for it).
 pub fn claim_header_value(value: &ClaimValue<'_>, mode: ClaimValues) -> Option<String> {
     let verbatim = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b)) && s.trim_matches(' ') == s;
     let percent = |s: &str| {
         let mut out = String::with_capacity(s.len());
         for b in s.bytes() {
-            if b <= 0x20 || b >= 0x7f || b == b'%' {
+            // `+` too: form-decoding origins read a raw `+` as a space.
+            if b <= 0x20 || b >= 0x7f || b == b'%' || b == b'+' {
                 push_escaped(&mut out, b);
             } else {
                 out.push(char::from(b));
@@ -585,6 +707,7 @@ pub fn claim_header_value(value: &ClaimValue<'_>, mode: ClaimValues) -> Option<S
     };
     match value {
         ClaimValue::Text(s) => one(s),
+        ClaimValue::List(items) if items.is_empty() => None,
         ClaimValue::List(items) => {
             let mut out = String::new();
             for (i, s) in items.iter().enumerate() {

@@ -526,6 +526,7 @@ impl EdgewardConfig {
             escaped_slashes: request.escaped_slashes,
             path_params: request.path_params,
             refuse_ascii_lookalikes: routes.any_case_insensitive(),
+            windows_aliases: request.windows_aliases,
             max_path_bytes: request.max_path_bytes,
         };
         if let Some(c) = &self.cookie_name {
@@ -537,8 +538,8 @@ impl EdgewardConfig {
             }
         }
         if let Some(q) = &self.query_param {
-            if q.is_empty() {
-                return Err(ConfigError::new("query_param", "must not be empty"));
+            if q.is_empty() || !q.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(ConfigError::new("query_param", "letters, digits, _ and - only"));
             }
             warnings.push("query_param is set: tokens in URLs leak into logs and Referer headers (RFC 6750 §2.3)".into());
         }
@@ -627,7 +628,11 @@ impl EdgewardConfig {
                 warnings.push(format!("routes[{i}] is public: its auth setting has no effect"));
             }
         }
-        let rate_limits = self.rate_limits.validate().map_err(|(f, m)| ConfigError::new(f, m))?.with_case_insensitive(request.case_insensitive);
+        let rate_limits = self
+            .rate_limits
+            .validate()
+            .map_err(|(f, m)| ConfigError::new(f, m))?
+            .with_case_insensitive(request.case_insensitive || routes.any_case_insensitive());
         if rate_limits.ip_pre_auth.is_none() && routes.rules().iter().any(|r| r.auth != Accepts::Jwt && !r.public) {
             warnings.push(
                 "routes take API keys but rate_limits.ip_pre_auth is not set: anyone can make well-formed keys (the checksum is public), and each costs a KV read".into(),
@@ -679,6 +684,23 @@ fn is_loopback_url(uri: &str) -> bool {
 }
 
 impl Policy {
+    /// The canonical request every later step decides on (see [`super::canonical`]), refused if
+    /// it is ambiguous, including when its route rule depends on letter case
+    /// (`request.case_ambiguity: reject`). What every adapter calls first.
+    pub fn canonical_request(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(String, String)],
+    ) -> Result<super::canonical::CanonicalRequest, super::error::AuthError> {
+        let c = super::canonical::canonicalize(method, path, query, headers, &self.request, &self.path_rules)?;
+        if self.request.case_ambiguity == super::canonical::CaseAmbiguity::Reject {
+            self.routes.check_case(&c.method, &c.path)?;
+        }
+        Ok(c)
+    }
+
     /// Parses and validates a JSON configuration document.
     pub fn from_json(s: &str) -> Result<Policy, ConfigError> {
         EdgewardConfig::from_json(s)?.validate()

@@ -185,6 +185,9 @@ pub enum AuthError {
     /// The method is not an HTTP token.
     #[error("malformed method")]
     BadMethod,
+    /// `CONNECT`, `TRACE` or `TRACK`: never forwarded.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// A method override header or `_method` parameter, with `request.method_override: reject`.
     #[error("method override refused")]
     MethodOverride,
@@ -287,6 +290,7 @@ impl AuthError {
             AmbiguousPath(_) => "ambiguous_path",
             PathTooLong { .. } => "path_too_long",
             BadMethod => "bad_method",
+            MethodNotAllowed => "method_not_allowed",
             MethodOverride => "method_override",
             AmbiguousQuery => "ambiguous_query",
             ClaimNotForwardable { .. } => "claim_not_forwardable",
@@ -332,6 +336,7 @@ impl AuthError {
             | AmbiguousPath(_)
             | PathTooLong { .. }
             | BadMethod
+            | MethodNotAllowed
             | MethodOverride
             | AmbiguousQuery
             | ClaimNotForwardable { .. } => Side::Client,
@@ -375,6 +380,7 @@ impl AuthError {
             AuthError::AmbiguousPath(_) => (400, None, "the path is spelled in a way origins read differently".into()),
             AuthError::PathTooLong { .. } => (414, None, "the path is too long".into()),
             AuthError::BadMethod => (400, None, "malformed method".into()),
+            AuthError::MethodNotAllowed => (405, None, "this method is not allowed".into()),
             AuthError::MethodOverride => (400, None, "method override headers and parameters are refused".into()),
             AuthError::AmbiguousQuery => (400, None, "the token parameter appears under another spelling of its name".into()),
             AuthError::ClaimNotForwardable { .. } => (403, None, "a claim of this token cannot be forwarded to the origin".into()),

@@ -194,6 +194,7 @@ pub fn plan_forward(
             || policy.forward_claims.iter().any(|(h, _)| folded_header_name(h) == n)
             || canonical::FORWARDED_HEADERS.contains(&n.as_str())
             || canonical::TARGET_OVERRIDE_HEADERS.contains(&n.as_str())
+            || canonical::IDENTITY_HEADERS.contains(&n.as_str())
             || (rp.method_override == MethodOverride::Strip && canonical::METHOD_OVERRIDE_HEADERS.contains(&n.as_str()));
         if drop {
             continue;

@@ -6,6 +6,8 @@
 //! `/billing` also covers `/billing/`; `/billing/*` covers `/billing` and everything below it.
 //! A rule for `GET` also covers `HEAD` (which origins serve as a `GET` without the body).
 
+use super::canonical::PathProblem;
+use super::error::AuthError;
 use serde::Deserialize;
 
 /// One route rule as written in the configuration.
@@ -79,6 +81,9 @@ pub enum Requirement {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// Per rule: whether an exact rule also covers its path with a trailing slash (not when a
+    /// `path/*` rule exists: then that rule decides the subtree, `path/` included).
+    slash_cover: Vec<bool>,
     /// The default for rules that do not say (`request.case_insensitive`).
     case_insensitive: bool,
 }
@@ -100,6 +105,7 @@ impl RouteTable {
                     escaped_slashes: super::canonical::EscapedSlashes::Keep,
                     path_params: super::canonical::PathParams::Keep,
                     refuse_ascii_lookalikes: false,
+                    windows_aliases: super::canonical::WindowsAliases::Keep,
                     max_path_bytes: 65_536,
                 };
                 match super::canonical::canonical_path(literal, &lenient) {
@@ -127,7 +133,8 @@ impl RouteTable {
             }
             out.push(r);
         }
-        Ok(RouteTable { routes: out, case_insensitive: false })
+        let slash_cover = out.iter().map(|r| !r.path.ends_with('*') && !out.iter().any(|o| o.path.strip_suffix("/*") == Some(r.path.as_str()))).collect();
+        Ok(RouteTable { routes: out, slash_cover, case_insensitive: false })
     }
 
     /// Sets the default for rules that do not say whether they match case-insensitively.
@@ -141,12 +148,41 @@ impl RouteTable {
         self.routes.iter().any(|r| r.case_insensitive.unwrap_or(self.case_insensitive))
     }
 
-    /// The first rule matching the request, if any. `HEAD` matches rules for `GET`.
+    /// The first rule matching the request, if any. `HEAD` matches rules for `GET`; an extension
+    /// method (`PROPFIND`, `REPORT`, ...) matches rules for `POST` (it may change state), besides
+    /// rules that name it.
     pub fn rule(&self, method: &str, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| {
-            path_matches(&r.path, path, r.case_insensitive.unwrap_or(self.case_insensitive))
-                && r.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method) || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))))
+        self.first(method, path, |r| r.case_insensitive.unwrap_or(self.case_insensitive))
+    }
+
+    fn first(&self, method: &str, path: &str, fold: impl Fn(&Route) -> bool) -> Option<&Route> {
+        let extension = !matches!(method, "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS");
+        self.routes.iter().zip(&self.slash_cover).find_map(|(r, &cover)| {
+            let method_fits = r
+                .methods
+                .as_ref()
+                .is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method) || (m == "GET" && method == "HEAD") || (extension && m == "POST")));
+            (method_fits && path_matches(&r.path, path, fold(r), cover)).then_some(r)
         })
+    }
+
+    /// `Err` if the request's rule depends on letter case: the first rule matching as configured
+    /// and the first matching with ASCII case folded differ in what they require (`public`,
+    /// `scopes`, `auth`, `sensitive`, `upstream_credential`). An origin that routes
+    /// case-insensitively (Express's default, ASP.NET, IIS) would serve `/ADMIN/x` as
+    /// `/admin/x`; the gate cannot know which kind it fronts, so it refuses
+    /// (`request.case_ambiguity: reject`, the default).
+    pub fn check_case(&self, method: &str, path: &str) -> Result<(), AuthError> {
+        fn effect(r: Option<&Route>) -> (bool, &[String], Accepts, bool, Option<&str>) {
+            r.map_or((false, &[], Accepts::Jwt, false, None), |r| (r.public, &r.scopes[..], r.auth, r.sensitive, r.upstream_credential.as_deref()))
+        }
+        let as_configured = effect(self.rule(method, path));
+        let folded = effect(self.first(method, path, |_| true));
+        if as_configured == folded {
+            Ok(())
+        } else {
+            Err(AuthError::AmbiguousPath(PathProblem::CaseDependent))
+        }
     }
 
     /// Every rule, in order.
@@ -167,6 +203,9 @@ impl RouteTable {
     /// What a request for `method` and `path` needs.
     pub fn requirement(&self, method: &str, path: &str) -> Requirement {
         match self.rule(method, path) {
+            // With `escaped_slashes`/`path_params: keep`, never grant public access to a path an
+            // origin might decode into another one.
+            Some(r) if r.public && kept_ambiguity(path) => Requirement::Token { scopes: Vec::new() },
             Some(r) if r.public => Requirement::Public,
             Some(r) => Requirement::Token { scopes: r.scopes.clone() },
             None => Requirement::Token { scopes: Vec::new() },
@@ -182,8 +221,13 @@ fn eq(a: &str, b: &str, fold: bool) -> bool {
     }
 }
 
+/// What the `keep` switches let through: an encoded `/` or `\`, or a `;` parameter.
+fn kept_ambiguity(path: &str) -> bool {
+    path.contains("%2F") || path.contains("%5C") || path.contains(';') || path.contains("%3B")
+}
+
 /// Matches a (canonical) path against a pattern. Works on bytes: never panics on any input.
-fn path_matches(pattern: &str, path: &str, fold: bool) -> bool {
+fn path_matches(pattern: &str, path: &str, fold: bool, slash_cover: bool) -> bool {
     if pattern == "*" {
         return true;
     }
@@ -194,7 +238,7 @@ fn path_matches(pattern: &str, path: &str, fold: bool) -> bool {
             p.len() >= pre.len() && eq_bytes(&p[..pre.len()], pre, fold) && (p.len() == pre.len() || p[pre.len()] == b'/')
         }
         // An exact rule also covers the same path with a trailing slash.
-        None => eq(path, pattern, fold) || path.strip_suffix('/').is_some_and(|p| !p.is_empty() && eq(p, pattern, fold)),
+        None => eq(path, pattern, fold) || (slash_cover && path.strip_suffix('/').is_some_and(|p| !p.is_empty() && eq(p, pattern, fold))),
     }
 }
 
@@ -243,6 +287,52 @@ mod tests {
         assert_eq!(t.requirement("GET", "/ADMIN/x"), Requirement::Token { scopes: vec!["admin".into()] });
         assert_eq!(t.requirement("GET", "/admin"), Requirement::Token { scopes: vec!["admin".into()] });
         assert!(t.any_case_insensitive());
+    }
+
+    #[test]
+    fn an_exact_rule_leaves_its_trailing_slash_to_its_subtree_rule() {
+        let t = table(serde_json::json!([
+            {"path": "/admin", "public": true},
+            {"path": "/admin/*", "scopes": ["admin"]},
+            {"path": "/login", "public": true}
+        ]));
+        assert_eq!(t.requirement("GET", "/admin"), Requirement::Public);
+        assert_eq!(t.requirement("GET", "/admin/"), Requirement::Token { scopes: vec!["admin".into()] });
+        assert_eq!(t.requirement("GET", "/login/"), Requirement::Public);
+    }
+
+    #[test]
+    fn extension_methods_match_post_rules() {
+        let t = table(serde_json::json!([
+            {"path": "/admin/*", "methods": ["GET", "POST"], "scopes": ["admin"]},
+            {"path": "/dav/*", "methods": ["PROPFIND"], "public": true}
+        ]));
+        assert_eq!(t.requirement("PROPFIND", "/admin/x"), Requirement::Token { scopes: vec!["admin".into()] });
+        assert_eq!(t.requirement("PROPFIND", "/dav/x"), Requirement::Public);
+        assert_eq!(t.requirement("PUT", "/admin/x"), Requirement::Token { scopes: vec![] });
+    }
+
+    #[test]
+    fn case_dependent_decisions_are_refused() {
+        let t = table(serde_json::json!([
+            {"path": "/admin/*", "scopes": ["admin"]},
+            {"path": "/api/*", "scopes": ["read"]},
+            {"path": "/*", "scopes": ["read"]}
+        ]));
+        assert!(t.check_case("GET", "/ADMIN/x").is_err());
+        assert!(t.check_case("GET", "/admin/x").is_ok());
+        assert!(t.check_case("GET", "/API/x").is_ok(), "same requirement either way");
+        assert!(t.check_case("GET", "/Other").is_ok());
+        let folded = table(serde_json::json!([{"path": "/admin/*", "scopes": ["admin"], "case_insensitive": true}]));
+        assert!(folded.check_case("GET", "/ADMIN/x").is_ok(), "the rule folds case itself");
+    }
+
+    #[test]
+    fn keep_switches_never_make_an_ambiguous_path_public() {
+        let t = table(serde_json::json!([{"path": "/public/*", "public": true}]));
+        for p in ["/public/..%2Fadmin", "/public/a%5Cb", "/public/..;/admin", "/public/a%3Bb"] {
+            assert_eq!(t.requirement("GET", p), Requirement::Token { scopes: vec![] }, "{p}");
+        }
     }
 
     #[test]

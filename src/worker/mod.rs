@@ -18,7 +18,7 @@ mod webcrypto;
 pub use control::{RateLimiter, RevocationLedger};
 
 use crate::core::apikey::VerifiedApiKey;
-use crate::core::canonical::{canonicalize, client_ip};
+use crate::core::canonical::client_ip;
 use crate::core::config::{ConfigError, Policy};
 use crate::core::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
 use crate::core::error::ApiKeyFailure;
@@ -205,7 +205,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         }
     };
     // One canonical request: what every rule below decides on and what the origin receives.
-    let canon = match canonicalize(&raw_method, &raw_path, &query, &headers, &policy.request, &policy.path_rules) {
+    let canon = match policy.canonical_request(&raw_method, &raw_path, &query, &headers) {
         Ok(c) => c,
         Err(e) => return Ok(reject(&e, &policy.realm, &rid, &mut log)),
     };

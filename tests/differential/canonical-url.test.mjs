@@ -21,8 +21,8 @@
 //     Edgeward refuses the path (`400 ambiguous_path`).
 //
 // Edgeward's side is batch-computed by the CLI: `target/debug/edgeward path -` (one path per line
-// on stdin, one JSON line per path out), built here with `cargo build --locked --bin edgeward`
-// when it is missing or older than src/.
+// on stdin, one JSON line per path out), built here first with `cargo build --locked --bin
+// edgeward` (a no-op when it is current).
 //
 //   node --test tests/differential/canonical-url.test.mjs
 
@@ -42,19 +42,11 @@ const SEED = 0x14c4_0a11;
 // The CLI
 // ---------------------------------------------------------------------------------------------
 
-function newestMtime(dir) {
-  let newest = 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    newest = Math.max(newest, entry.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-/** Builds target/debug/edgeward if it is missing or older than its sources. */
+/**
+ * Builds target/debug/edgeward: `cargo build` every run (a no-op in well under a second when
+ * fresh), since a binary newer than its sources can still predate an edit made during its build.
+ */
 function ensureCli() {
-  const inputs = Math.max(newestMtime(path.join(ROOT, 'src')), ...['Cargo.toml', 'Cargo.lock'].map((f) => fs.statSync(path.join(ROOT, f)).mtimeMs));
-  if (fs.existsSync(CLI) && fs.statSync(CLI).mtimeMs >= inputs) return;
   const env = { ...process.env, PATH: `${path.join(os.homedir(), '.cargo', 'bin')}:${process.env.PATH ?? '/usr/bin:/bin'}` };
   const r = spawnSync('cargo', ['build', '--locked', '--bin', 'edgeward'], { cwd: ROOT, env, encoding: 'utf8', maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`cargo build --locked --bin edgeward failed (${r.status ?? r.signal ?? r.error}):\n${(r.stderr ?? '').slice(-6000)}`);
