@@ -255,8 +255,9 @@ pub fn plan_forward(
             let Some(name) = name else { return true };
             // The token parameter under any case of its name (public routes too: a credential
             // never reaches the origin), and the override parameter.
-            !policy.query_param.as_deref().is_some_and(|q| q.eq_ignore_ascii_case(name))
-                && !(rp.method_override == MethodOverride::Strip && name.eq_ignore_ascii_case(canonical::METHOD_OVERRIDE_PARAM))
+            let token_param = policy.query_param.as_deref().is_some_and(|q| q.eq_ignore_ascii_case(name));
+            let override_param = rp.method_override == MethodOverride::Strip && name.eq_ignore_ascii_case(canonical::METHOD_OVERRIDE_PARAM);
+            !(token_param || override_param)
         })
         .map(|(pair, _)| pair)
         .collect();
