@@ -128,6 +128,8 @@ fn refusals_table() {
         ("/admin%2e/x", WindowsAlias),
         ("/admin::$INDEX_ALLOCATION/x", WindowsAlias),
         ("/ADMINI~1/x", WindowsAlias),
+        ("/PROGR~12.TXT", WindowsAlias),
+        ("/a~1.htm", WindowsAlias),
     ];
     for (raw, want) in table {
         assert_eq!(problem(raw, &rules()), Some(want), "{raw:?}");
@@ -143,8 +145,11 @@ fn windows_aliases_switch() {
     for (raw, want) in [("/admin./x", "/admin./x"), ("/a%20/b", "/a%20/b"), ("/ADMINI~1", "/ADMINI~1"), ("/a::$DATA", "/a::$DATA")] {
         assert_eq!(canonical_path(raw, &keep).as_deref(), Ok(want), "{raw}");
     }
-    // Colons alone are ordinary (`/v1/things:batchGet`).
-    assert_eq!(canon("/v1/things:batchGet").as_deref(), Ok("/v1/things:batchGet"));
+    // Colons alone are ordinary (`/v1/things:batchGet`), and `~` with digits is not always a short
+    // name.
+    for ok in ["/v1/things:batchGet", "/files/report~2024.pdf", "/repo/compare/HEAD~1...main", "/~1000/home", "/a/b~1.html"] {
+        assert_eq!(canon(ok).as_deref(), Ok(ok), "{ok}");
+    }
 }
 
 #[test]

@@ -28,8 +28,9 @@
 //! `rotate` print the new key once, in the `key` member). `keys check` prints
 //! `{"valid": bool, ...}` and exits 0 valid, 1 invalid.
 //!
-//! `path` shows what the gate decides on and forwards for a path (with the configuration's
-//! `request` section and routes, or the defaults): one JSON line per path,
+//! `path` shows what the gate decides on and forwards for a path as the gate receives it (with
+//! the configuration's `request` section and routes, or the defaults; in a Worker the runtime's
+//! URL parser has already resolved `.`/`..` segments, `%2e` ones included): one JSON line per path,
 //! `{"path", "canonical", "method", "rule", "requirement"}` or `{"path", "refused": CODE, "status",
 //! "problem"}`; exit 0 if every path is accepted, 1 if any is refused, 2 on a usage or
 //! configuration error.

@@ -475,10 +475,18 @@ pub fn canonical_path_full(raw: &str, rules: &PathRules) -> Result<String, AuthE
     Ok(out)
 }
 
-/// A canonical segment that Windows reads as another name.
+/// A canonical segment that Windows reads as another name: a trailing `.` or space, an NTFS
+/// stream (`::$`), or an 8.3 short name (`ADMINI~1`, `PROGR~12.TXT`: one to six characters, `~`,
+/// digits, a base of at most eight characters, an extension of at most three).
 fn is_windows_alias(seg: &str) -> bool {
     let b = seg.as_bytes();
-    b.ends_with(b".") || b.ends_with(b"%20") || seg.contains("::$") || b.windows(2).any(|w| w[0] == b'~' && w[1].is_ascii_digit())
+    b.ends_with(b".") || b.ends_with(b"%20") || seg.contains("::$") || is_short_name(seg)
+}
+
+fn is_short_name(seg: &str) -> bool {
+    let (base, ext) = seg.split_once('.').unwrap_or((seg, ""));
+    let Some((stem, digits)) = base.rsplit_once('~') else { return false };
+    (1..=6).contains(&stem.len()) && !digits.is_empty() && digits.bytes().all(|d| d.is_ascii_digit()) && base.len() <= 8 && ext.len() <= 3 && !ext.contains('.')
 }
 
 /// The method as forwarded: an RFC 9110 token, upper case (the Fetch standard upper-cases six
@@ -685,7 +693,7 @@ pub fn canonicalize(
 /// are their text; an array of strings is an RFC 8941 list of strings (`"a", "b c"`), so
 /// `["a b"]` and `["a", "b"]` differ at the origin. `None`: the value cannot be forwarded
 /// verbatim (control or non-ASCII characters, leading or trailing whitespace) and the policy
-/// says `reject`, or an empty list (no header is sent for it).
+/// says `reject`.
 pub fn claim_header_value(value: &ClaimValue<'_>, mode: ClaimValues) -> Option<String> {
     let verbatim = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b)) && s.trim_matches(' ') == s;
     let percent = |s: &str| {
@@ -707,7 +715,6 @@ pub fn claim_header_value(value: &ClaimValue<'_>, mode: ClaimValues) -> Option<S
     };
     match value {
         ClaimValue::Text(s) => one(s),
-        ClaimValue::List(items) if items.is_empty() => None,
         ClaimValue::List(items) => {
             let mut out = String::new();
             for (i, s) in items.iter().enumerate() {

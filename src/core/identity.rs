@@ -35,7 +35,8 @@ impl Identity<'_> {
     }
 
     /// A claim as it is forwarded in a header (see [`super::canonical::claim_header_value`]):
-    /// arrays of strings stay lists. `None` if absent or of another shape (objects, mixed arrays).
+    /// arrays of strings stay lists. `None` if absent, empty (`[]`) or of another shape (objects,
+    /// mixed arrays).
     pub fn claim_value(&self, name: &str) -> Option<ClaimValue<'_>> {
         use serde_json::Value;
         match self {
@@ -43,6 +44,8 @@ impl Identity<'_> {
                 Value::String(s) => Some(ClaimValue::Text(Cow::Borrowed(s))),
                 Value::Number(n) => Some(ClaimValue::Text(Cow::Owned(n.to_string()))),
                 Value::Bool(b) => Some(ClaimValue::Text(Cow::Owned(b.to_string()))),
+                // An empty array is no value: no header is sent for it.
+                Value::Array(a) if a.is_empty() => None,
                 Value::Array(a) => a.iter().map(Value::as_str).collect::<Option<Vec<_>>>().map(ClaimValue::List),
                 _ => None,
             },

@@ -20,6 +20,10 @@
 //  3. ENCODED DOT SEGMENTS (`%2e`, `.%2E`, `%2e%2e`, ...): WHATWG resolves them as dot segments,
 //     Edgeward refuses the path (`400 ambiguous_path`).
 //
+//  4. WINDOWS ALIASES (a segment ending in `.` or an encoded space, holding `::$` or `~` and a
+//     digit): WHATWG keeps them, Edgeward refuses the path by default (`request.windows_aliases`).
+//     Sets 1 to 3 draw their segments again until they are none.
+//
 // Edgeward's side is batch-computed by the CLI: `target/debug/edgeward path -` (one path per line
 // on stdin, one JSON line per path out), built here first with `cargo build --locked --bin
 // edgeward` (a no-op when it is current).
@@ -148,6 +152,28 @@ function encodedDotSegment(g) {
 /** Decoded form of a segment as far as unreserved escapes go (to spot dot segments). */
 const decodeUnreserved = (s) => fixEscapes(s);
 
+/** Edgeward's canonical form of one segment that is no dot segment (for these alphabets). */
+const canonicalSegment = (seg) => fixEscapes(whatwg(`/${seg}`).slice(1));
+
+/**
+ * A segment Windows reads as another name (`admin.`, `admin%20`, `admin::$DATA`, `ADMINI~1`):
+ * Edgeward refuses it by default (`request.windows_aliases`), WHATWG keeps it.
+ */
+const isWindowsAlias = (seg) => {
+  const c = canonicalSegment(seg);
+  return c.endsWith('.') || c.endsWith('%20') || c.includes('::$') || /~[0-9]/.test(c);
+};
+
+/** A segment of `len` tokens from `token`, drawn again until it is no Windows alias. */
+function plainSegment(g, token, maxLen) {
+  for (;;) {
+    let s = '';
+    const len = 1 + g.int(maxLen);
+    for (let j = 0; j < len; j += 1) s += token(g);
+    if (!isWindowsAlias(s)) return s;
+  }
+}
+
 function agreePath(g) {
   const n = 1 + g.int(6);
   const segs = [];
@@ -155,12 +181,7 @@ function agreePath(g) {
     const r = g.rnd();
     if (r < 0.08) segs.push('.');
     else if (r < 0.18) segs.push('..');
-    else {
-      let s = '';
-      const len = 1 + g.int(8);
-      for (let j = 0; j < len; j += 1) s += agreeToken(g);
-      segs.push(s);
-    }
+    else segs.push(plainSegment(g, agreeToken, 8));
   }
   return `/${segs.join('/')}${g.rnd() < 0.2 ? '/' : ''}`;
 }
@@ -187,9 +208,7 @@ function differPath(g) {
     else if (r < 0.22) segs.push('.');
     else if (r < 0.32) segs.push('..');
     else {
-      let s = '';
-      const len = 1 + g.int(8);
-      for (let j = 0; j < len; j += 1) s += differToken(g);
+      let s = plainSegment(g, differToken, 8);
       // Encoded dot segments belong to the third set.
       if (decodeUnreserved(s) === '.' || decodeUnreserved(s) === '..') s += 'x';
       segs.push(s);
@@ -214,12 +233,35 @@ function encodedDotPath(g) {
       segs.push(encodedDotSegment(g));
       continue;
     }
-    let s = '';
-    const len = 1 + g.int(6);
-    for (let j = 0; j < len; j += 1) s += agreeToken(g);
-    segs.push(s);
+    segs.push(plainSegment(g, agreeToken, 6));
   }
   return `/${segs.join('/')}`;
+}
+
+/** An AGREE-alphabet path (no dot segments) with one Windows alias segment. */
+function windowsAliasPath(g) {
+  const n = 2 + g.int(4);
+  const where = g.int(n);
+  const segs = [];
+  for (let i = 0; i < n; i += 1) {
+    if (i !== where) {
+      segs.push(plainSegment(g, agreeToken, 6));
+      continue;
+    }
+    const base = plainSegment(g, agreeToken, 5);
+    segs.push(
+      g.pick([
+        () => `${base}.`,
+        () => `${base}%2E`,
+        () => `${base}%20`,
+        () => `${base}.%20.`,
+        () => `${base}::$DATA`,
+        () => `${plainSegment(g, agreeToken, 3)}~${1 + g.int(9)}`,
+        () => `${base}%7E${g.int(10)}x`,
+      ])(),
+    );
+  }
+  return `/${segs.join('/')}${g.rnd() < 0.2 ? '/' : ''}`;
 }
 
 function generate(count, make, seed) {
@@ -332,7 +374,7 @@ test('ENCODED DOT SEGMENTS: WHATWG resolves them, Edgeward refuses (400 ambiguou
   const failures = [];
   paths.forEach((p, i) => {
     const o = ours[i];
-    if (o.refused !== 'ambiguous_path' || o.status !== 400) failures.push({ path: p, edgeward: o.canonical ?? `${o.refused} ${o.status}` });
+    if (o.refused !== 'ambiguous_path' || o.status !== 400 || !/encoded dot segment/.test(o.problem)) failures.push({ path: p, edgeward: o.canonical ?? `${o.refused} ${o.status} (${o.problem})` });
     // WHATWG reads the encoded dots as dot segments: the same path as with literal dots.
     const literal = p
       .split('/')
@@ -345,4 +387,19 @@ test('ENCODED DOT SEGMENTS: WHATWG resolves them, Edgeward refuses (400 ambiguou
     if (whatwg(p) !== whatwg(literal)) failures.push({ path: p, what: 'WHATWG does not resolve it', whatwg: whatwg(p), literal: whatwg(literal) });
   });
   report(failures, paths.length, 'ENCODED-DOT paths not handled as documented');
+});
+
+test('WINDOWS ALIASES: WHATWG keeps them, Edgeward refuses (400 ambiguous_path, request.windows_aliases) (600 generated paths)', () => {
+  const paths = generate(600, windowsAliasPath, SEED ^ 0x7e7e7e7e);
+  assert.equal(paths.length, 600);
+  const ours = edgewardPaths(paths);
+  const failures = [];
+  paths.forEach((p, i) => {
+    const o = ours[i];
+    if (o.refused !== 'ambiguous_path' || o.status !== 400 || !/Windows path alias/.test(o.problem)) failures.push({ path: p, edgeward: o.canonical ?? `${o.refused} ${o.status} (${o.problem})` });
+    const alias = p.split('/').find((seg) => seg && isWindowsAlias(seg));
+    assert.ok(alias, `generator bug: no Windows alias in ${p}`);
+    if (!whatwg(p).split('/').includes(whatwg(`/${alias}`).slice(1))) failures.push({ path: p, what: 'WHATWG dropped the alias segment', whatwg: whatwg(p) });
+  });
+  report(failures, paths.length, 'WINDOWS-ALIAS paths not handled as documented');
 });
