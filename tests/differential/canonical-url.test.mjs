@@ -20,8 +20,8 @@
 //  3. ENCODED DOT SEGMENTS (`%2e`, `.%2E`, `%2e%2e`, ...): WHATWG resolves them as dot segments,
 //     Edgeward refuses the path (`400 ambiguous_path`).
 //
-//  4. WINDOWS ALIASES (a segment ending in `.` or an encoded space, holding `::$` or `~` and a
-//     digit): WHATWG keeps them, Edgeward refuses the path by default (`request.windows_aliases`).
+//  4. WINDOWS ALIASES (a segment ending in `.` or an encoded space, holding `::$`, or shaped as an
+//     8.3 short name such as `ADMINI~1`): WHATWG keeps them, Edgeward refuses the path by default (`request.windows_aliases`).
 //     Sets 1 to 3 draw their segments again until they are none.
 //
 // Edgeward's side is batch-computed by the CLI: `target/debug/edgeward path -` (one path per line
@@ -161,7 +161,27 @@ const canonicalSegment = (seg) => fixEscapes(whatwg(`/${seg}`).slice(1));
  */
 const isWindowsAlias = (seg) => {
   const c = canonicalSegment(seg);
-  return c.endsWith('.') || c.endsWith('%20') || c.includes('::$') || /~[0-9]/.test(c);
+  return c.endsWith('.') || c.endsWith('%20') || c.includes('::$') || isShortName(c);
+};
+
+/** An 8.3 short name: one to six characters, `~`, digits (a base of at most eight), an extension of at most three. */
+const isShortName = (c) => {
+  const dot = c.indexOf('.');
+  const [base, ext] = dot < 0 ? [c, ''] : [c.slice(0, dot), c.slice(dot + 1)];
+  const tilde = base.lastIndexOf('~');
+  if (tilde < 0) return false;
+  const stem = base.slice(0, tilde);
+  const digits = base.slice(tilde + 1);
+  return stem.length >= 1 && stem.length <= 6 && /^[0-9]+$/.test(digits) && base.length <= 8 && ext.length <= 3 && !ext.includes('.');
+};
+
+/** 1 to `max` ASCII letters and digits (what short names are made of). */
+const asciiStem = (g, max) => {
+  const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+  let s = '';
+  const len = 1 + g.int(max);
+  for (let j = 0; j < len; j += 1) s += chars[g.int(chars.length)];
+  return s;
 };
 
 /** A segment of `len` tokens from `token`, drawn again until it is no Windows alias. */
@@ -248,7 +268,8 @@ function windowsAliasPath(g) {
       segs.push(plainSegment(g, agreeToken, 6));
       continue;
     }
-    const base = plainSegment(g, agreeToken, 5);
+    // Starts with a letter or digit: `${base}.` must never be a dot segment.
+    const base = `${asciiStem(g, 1)}${plainSegment(g, agreeToken, 4)}`;
     segs.push(
       g.pick([
         () => `${base}.`,
@@ -256,8 +277,8 @@ function windowsAliasPath(g) {
         () => `${base}%20`,
         () => `${base}.%20.`,
         () => `${base}::$DATA`,
-        () => `${plainSegment(g, agreeToken, 3)}~${1 + g.int(9)}`,
-        () => `${base}%7E${g.int(10)}x`,
+        () => `${asciiStem(g, 6)}~${1 + g.int(9)}`,
+        () => `${asciiStem(g, 5)}%7E${1 + g.int(9)}.${asciiStem(g, 3)}`,
       ])(),
     );
   }
