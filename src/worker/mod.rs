@@ -187,7 +187,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let Some((request_origin, raw_path, query)) = split_url(&raw_url).map(|(o, p, q)| (o.to_string(), p.to_string(), q.to_string())) else {
         return Ok(reject(
             &AuthError::Internal,
-            "edgeward",
+            None,
             &rid,
             &mut DecisionLog { event: "decision", ts_ms: start, request_id: &rid, ..Default::default() },
         ));
@@ -201,13 +201,13 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         Ok(p) => p.clone(),
         Err(e) => {
             log.detail = Some(e.to_string());
-            return Ok(reject(&AuthError::ConfigInvalid, "edgeward", &rid, &mut log));
+            return Ok(reject(&AuthError::ConfigInvalid, None, &rid, &mut log));
         }
     };
     // One canonical request: what every rule below decides on and what the origin receives.
     let canon = match policy.canonical_request(&raw_method, &raw_path, &query, &headers) {
         Ok(c) => c,
-        Err(e) => return Ok(reject(&e, &policy.realm, &rid, &mut log)),
+        Err(e) => return Ok(reject(&e, Some(&*policy), &rid, &mut log)),
     };
     let (method, path) = (canon.method.as_str(), canon.path.as_str());
     log.method = method;
@@ -219,7 +219,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         {
             // Guessing the admin credential is throttled like any unauthenticated traffic.
             if let Err(e) = pre_auth_limit(&policy, &env, client).await {
-                return Ok(reject(&e, &policy.realm, &rid, &mut log));
+                return Ok(reject(&e, Some(&*policy), &rid, &mut log));
             }
             return control::admin::handle(req, &env, &ctx, &policy, path, &query, &headers, &rid, now_secs(start)).await;
         }
@@ -233,7 +233,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let verdict = gate(&view, &policy, &env, &ctx, now_secs(start), &mut log).await;
     match verdict {
         Err(e) => {
-            let mut resp = reject(&e, &policy.realm, &rid, &mut log);
+            let mut resp = reject(&e, Some(&*policy), &rid, &mut log);
             // A dead token in a cookie is cleared, so the browser is not stuck with it.
             if let (Some(CredentialSource::Cookie), Some(name), Some("invalid_token")) =
                 (log.credential, &policy.cookie_name, e.rejection(&policy.realm).rfc_error)
@@ -251,12 +251,12 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
                 Ok(u) => u,
                 Err(detail) => {
                     log.detail = Some(detail);
-                    return Ok(reject(&AuthError::ConfigInvalid, &policy.realm, &rid, &mut log));
+                    return Ok(reject(&AuthError::ConfigInvalid, Some(&*policy), &rid, &mut log));
                 }
             };
             let plan = match plan_forward(&view, verified, upstream.as_ref().map(|(h, v)| (h.as_str(), v.as_str())), &policy, &rid) {
                 Ok(p) => p,
-                Err(e) => return Ok(reject(&e, &policy.realm, &rid, &mut log)),
+                Err(e) => return Ok(reject(&e, Some(&*policy), &rid, &mut log)),
             };
             let mint_csrf = log.credential == Some(CredentialSource::Cookie) && policy.csrf.enabled && request_cookie(&view, &policy.csrf.cookie).is_none();
             match forward(req, method, plan, &policy, &rid, now_secs(start), mint_csrf).await {
@@ -271,7 +271,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
                 }
                 Err(detail) => {
                     log.detail = Some(detail);
-                    Ok(reject(&AuthError::OriginUnreachable, &policy.realm, &rid, &mut log))
+                    Ok(reject(&AuthError::OriginUnreachable, Some(&*policy), &rid, &mut log))
                 }
             }
         }
@@ -298,7 +298,7 @@ async fn to_control_plane(req: Request, env: &Env, policy: &Policy, rid: &str, l
         }
         Err(detail) => {
             log.detail = Some(detail);
-            reject(&AuthError::AdminUnavailable, &policy.realm, rid, log)
+            reject(&AuthError::AdminUnavailable, Some(policy), rid, log)
         }
     }
 }
@@ -557,8 +557,10 @@ fn enforce_set_cookies(from: &worker::web_sys::Headers, to: &worker::web_sys::He
 }
 
 /// The one place a rejection becomes an HTTP response.
-fn reject(e: &AuthError, realm: &str, rid: &str, log: &mut DecisionLog<'_>) -> Response {
-    let r = e.rejection(realm);
+/// The realm and the request id header come from the policy (the defaults when there is none:
+/// an invalid configuration).
+fn reject(e: &AuthError, policy: Option<&Policy>, rid: &str, log: &mut DecisionLog<'_>) -> Response {
+    let r = e.rejection(policy.map_or("edgeward", |p| p.realm.as_str()));
     log.decision = "reject";
     log.status = r.status;
     log.reason = Some(r.code);
@@ -575,7 +577,7 @@ fn reject(e: &AuthError, realm: &str, rid: &str, log: &mut DecisionLog<'_>) -> R
     let h = resp.headers_mut();
     let _ = h.set("content-type", "application/json");
     let _ = h.set("cache-control", "no-store");
-    let _ = h.set("x-request-id", rid);
+    let _ = h.set(policy.map_or("x-request-id", |p| p.request_id_header.as_str()), rid);
     if let Some(w) = &r.www_authenticate {
         let _ = h.set("www-authenticate", w);
     }

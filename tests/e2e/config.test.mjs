@@ -85,3 +85,31 @@ describe('invalid config: not JSON', { timeout: 180_000 }, () => {
     h.assertNoTokensIn(worker.output, [token]);
   });
 });
+
+describe('request_id_header: refusals carry the configured header, not x-request-id', { timeout: 180_000 }, () => {
+  const stack = h.useStack({
+    label: 'config-request-id-header',
+    jwks: false,
+    origin: false,
+    rawConfig: {
+      ...h.baseConfig({
+        jwks: { issuer: 'http://127.0.0.1:9', jwksUri: 'http://127.0.0.1:9/jwks.json' },
+        originUrl: 'http://127.0.0.1:9',
+      }),
+      request_id_header: 'X-Trace-Id',
+    },
+  });
+  let worker;
+  before(() => ({ worker } = stack));
+
+  it('a 401 and a 400 each carry x-trace-id equal to the body request_id', async () => {
+    for (const path of ['/api/x', '/api/%2e%2e%2Fx', '/a%2Fb']) {
+      const res = await worker.request({ method: 'GET', path });
+      assert.ok([400, 401].includes(res.status), `${path}: ${res.status} ${res.text.slice(0, 200)}`);
+      const body = res.json();
+      assert.equal(typeof body.request_id, 'string');
+      assert.equal(res.headers['x-trace-id'], body.request_id, `${path}: x-trace-id`);
+      assert.equal(res.headers['x-request-id'], undefined, `${path}: x-request-id must not be sent`);
+    }
+  });
+});
