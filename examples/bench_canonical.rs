@@ -3,6 +3,8 @@
 //! of any per-segment work). Run by `bench/native.sh`, or alone:
 //! `cargo run --release --locked --example bench_canonical`.
 
+#![allow(clippy::disallowed_methods)] // a benchmark times itself
+
 use edgeward::core::canonical::{canonical_path, canonicalize, PathRules, RequestPolicy};
 use std::hint::black_box;
 use std::time::Instant;

@@ -2,6 +2,8 @@
 //! on one core, against a baseline measured in the same run: a bare `HashMap<String, i64>` update
 //! of the same keys (the floor cost of keeping per-key state). Run by `bench/native.sh`.
 
+#![allow(clippy::disallowed_methods)] // a benchmark times itself
+
 use edgeward::core::ratelimit::{Bucket, LocalLimiter, Quota};
 use std::collections::HashMap;
 use std::hint::black_box;

@@ -4,6 +4,8 @@
 //! `revocations:v1`), each written next to the path given for gzip; and the time to build the
 //! in-memory set from each. Run by `bench/revocation.sh`.
 
+#![allow(clippy::disallowed_methods)] // a benchmark times itself
+
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
 use edgeward::core::gate::{self, InlineOnly};

@@ -7,6 +7,8 @@
 //! token: credential extraction, `token_hash`, token-cache lookup, route authorization and the
 //! forwarding plan.
 
+#![allow(clippy::disallowed_methods)] // a benchmark times itself
+
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
 use edgeward::core::gate::{self, InlineOnly};

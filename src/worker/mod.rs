@@ -185,12 +185,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let raw_method = req.inner().method();
     let raw_url = req.inner().url();
     let Some((request_origin, raw_path, query)) = split_url(&raw_url).map(|(o, p, q)| (o.to_string(), p.to_string(), q.to_string())) else {
-        return Ok(reject(
-            &AuthError::Internal,
-            None,
-            &rid,
-            &mut DecisionLog { event: "decision", ts_ms: start, request_id: &rid, ..Default::default() },
-        ));
+        return Ok(reject(&AuthError::Internal, None, &rid, &mut DecisionLog { event: "decision", ts_ms: start, request_id: &rid, ..Default::default() }));
     };
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     // Until the request is canonical, the log shows (a bounded prefix of) what was received.
