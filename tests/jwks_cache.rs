@@ -353,6 +353,11 @@ fn restore_refuses_unusable_snapshots() {
         ("zero ttl", JwksSnapshot { ttl_secs: 0, ..snap.clone() }, NOW + 10),
         ("negative ttl", JwksSnapshot { ttl_secs: -5, ..snap.clone() }, NOW + 10),
         ("from the future", JwksSnapshot { fetched_at: NOW + 1000, ..snap.clone() }, NOW),
+        // Found by the jwks fuzz target: `now - fetched_at` overflowed (a panic in debug builds; in
+        // release it wrapped, and such a snapshot looked fresh).
+        ("fetched before 1970", JwksSnapshot { fetched_at: -1, ..snap.clone() }, NOW + 10),
+        ("fetched at i64::MIN", JwksSnapshot { fetched_at: i64::MIN, ..snap.clone() }, NOW + 10),
+        ("now at i64::MAX", snap.clone(), i64::MAX),
         ("not JSON", JwksSnapshot { jwks: "{".into(), ..snap.clone() }, NOW + 10),
         ("no usable keys", JwksSnapshot { jwks: jwks(vec![key(HS256).jwk("h", json!({}))]), ..snap.clone() }, NOW + 10),
     ];

@@ -284,12 +284,14 @@ impl IssuerKeyCache {
     /// Loads a persisted snapshot if it is for this URL, still usable at `now`, and newer than
     /// what is cached. Returns whether it was taken.
     pub fn restore(&mut self, snap: &JwksSnapshot, now: i64) -> bool {
-        if snap.v != 1 || snap.jwks_uri != self.jwks_uri || snap.ttl_secs <= 0 || snap.fetched_at > now + 300 {
+        // A stored time before 1970 or in the future is no time this cache wrote (and would make
+        // the age below overflow).
+        if snap.v != 1 || snap.jwks_uri != self.jwks_uri || snap.ttl_secs <= 0 || snap.fetched_at < 0 || snap.fetched_at > now.saturating_add(300) {
             return false;
         }
         // The TTL is clamped to today's configuration before deciding whether the keys are usable.
         let ttl = snap.ttl_secs.clamp(i64::from(self.cfg.min_ttl_secs), i64::from(self.cfg.max_ttl_secs));
-        if now - snap.fetched_at >= ttl + i64::from(self.cfg.max_stale_secs) {
+        if now.saturating_sub(snap.fetched_at) >= ttl + i64::from(self.cfg.max_stale_secs) {
             return false;
         }
         if self.fetched.as_ref().is_some_and(|f| f.fetched_at >= snap.fetched_at) {
