@@ -176,7 +176,7 @@ fn parse_max_age(v: &str) -> Option<i64> {
 
 /// The cookie-date algorithm of RFC 6265 §5.1.1 (what browsers accept in `Expires`), as Unix
 /// seconds. `None` if it does not yield a valid date.
-pub(crate) fn cookie_date(s: &str) -> Option<i64> {
+pub fn cookie_date(s: &str) -> Option<i64> {
     let is_delim = |c: char| matches!(c, '\t' | ' '..='/' | ';'..='@' | '['..='`' | '{'..='~');
     let (mut time, mut day, mut month, mut year) = (None, None, None, None);
     let leading_digits = |t: &str, min: usize, max: usize| -> Option<u32> {
