@@ -5,6 +5,13 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 
+/** A complete, valid document whose issuer and origin are never reached (nothing listens on :9). */
+const unreachableConfig = () =>
+  h.baseConfig({
+    jwks: { issuer: 'http://127.0.0.1:9', jwksUri: 'http://127.0.0.1:9/jwks.json' },
+    originUrl: 'http://127.0.0.1:9',
+  });
+
 async function assertAllConfigInvalid(worker, token) {
   const requests = [
     { method: 'GET', path: '/' },
@@ -50,10 +57,7 @@ describe('invalid config: a complete document with "issuers": []', { timeout: 18
     jwks: false,
     origin: false,
     rawConfig: {
-      ...h.baseConfig({
-        jwks: { issuer: 'http://127.0.0.1:9', jwksUri: 'http://127.0.0.1:9/jwks.json' },
-        originUrl: 'http://127.0.0.1:9',
-      }),
+      ...unreachableConfig(),
       issuers: [],
     },
   });
@@ -92,10 +96,7 @@ describe('request_id_header: refusals carry the configured header, not x-request
     jwks: false,
     origin: false,
     rawConfig: {
-      ...h.baseConfig({
-        jwks: { issuer: 'http://127.0.0.1:9', jwksUri: 'http://127.0.0.1:9/jwks.json' },
-        originUrl: 'http://127.0.0.1:9',
-      }),
+      ...unreachableConfig(),
       request_id_header: 'X-Trace-Id',
     },
   });
