@@ -10,9 +10,10 @@ mod common;
 use common::*;
 use edgeward::core::alg::Algorithm::EdDSA;
 use edgeward::core::apikey::{
-    client_ip, generate, hash_storage_key, id_storage_key, is_key_id, key_hash, key_id, Cidr, FormatError, KeyEnv, KeyHash, KeyRecord, KeySecret, KeyStatus,
-    NewKey, PresentedKey, VerifiedApiKey, BODY_LEN, CHECKSUM_LEN, ID_PREFIX, KEY_PATTERN, RANDOM_BYTES,
+    generate, hash_storage_key, id_storage_key, is_key_id, key_hash, key_id, Cidr, FormatError, KeyEnv, KeyHash, KeyRecord, KeySecret, KeyStatus, NewKey,
+    PresentedKey, VerifiedApiKey, BODY_LEN, CHECKSUM_LEN, ID_PREFIX, KEY_PATTERN, RANDOM_BYTES,
 };
+use edgeward::core::canonical::client_ip;
 use edgeward::core::config::Policy;
 use edgeward::core::error::{ApiKeyFailure, AuthError, Side};
 use edgeward::core::identity::Identity;

@@ -328,11 +328,6 @@ impl VerifiedApiKey {
     }
 }
 
-/// Parses `CF-Connecting-IP` (one parser for every use: see [`super::canonical::client_ip`]).
-pub fn client_ip(header: Option<&str>) -> Option<IpAddr> {
-    super::canonical::client_ip(header)
-}
-
 impl KeyRecord {
     /// The check a presented key goes through once its record is found under `hash`: the stored
     /// hash must equal it (constant time), then status, validity window of the id and of this

@@ -308,6 +308,10 @@ pub struct Policy {
     pub request: RequestPolicy,
     /// How paths are canonicalized (from `request`, and whether any route folds case).
     pub path_rules: PathRules,
+    /// The header names the gate sets or keeps for itself, folded (lower case, `_` as `-`): the
+    /// API key header, the request id, every `forward_claims` target and upstream credential
+    /// header. A client header that folds to one of them is never forwarded.
+    pub protected_headers: Vec<String>,
     /// Non-fatal findings to log once at start-up.
     pub warnings: Vec<String>,
 }
@@ -628,6 +632,12 @@ impl EdgewardConfig {
                 warnings.push(format!("routes[{i}] is public: its auth setting has no effect"));
             }
         }
+        let protected_headers: Vec<String> = [&api_keys.header, &request_id_header]
+            .into_iter()
+            .chain(forward_claims.iter().map(|(h, _)| h))
+            .chain(upstream_credentials.values().map(|u| &u.header))
+            .map(|h| super::canonical::folded_header_name(h))
+            .collect();
         let rate_limits = self
             .rate_limits
             .validate()
@@ -667,6 +677,7 @@ impl EdgewardConfig {
             admin: self.admin,
             api_keys,
             upstream_credentials,
+            protected_headers,
             request,
             path_rules,
             warnings,

@@ -353,9 +353,10 @@ pub fn request_cookie<'a>(req: &RequestView<'a>, name: &str) -> Option<&'a str> 
 }
 
 /// Checks a cookie-authenticated request for a same-origin signal: `Sec-Fetch-Site: same-origin`
-/// or `none`, an `Origin` equal to `request_origin` or in the allow-list, or a double-submit
-/// header equal to the CSRF cookie (compared in constant time). Safe methods always pass.
-pub fn check_csrf(req: &RequestView<'_>, request_origin: &str, policy: &CsrfPolicy) -> Result<(), AuthError> {
+/// or `none`, an `Origin` equal to the request's own (`req.origin`) or in the allow-list, or a
+/// double-submit header equal to the CSRF cookie (compared in constant time). Safe methods always
+/// pass.
+pub fn check_csrf(req: &RequestView<'_>, policy: &CsrfPolicy) -> Result<(), AuthError> {
     if !policy.enabled || !is_unsafe_method(req.method) {
         return Ok(());
     }
@@ -366,7 +367,7 @@ pub fn check_csrf(req: &RequestView<'_>, request_origin: &str, policy: &CsrfPoli
         }
     }
     if let Some(origin) = header("origin") {
-        if origin == request_origin || policy.allowed_origins.iter().any(|o| o == origin) {
+        if origin == req.origin || policy.allowed_origins.iter().any(|o| o == origin) {
             return Ok(());
         }
     }
@@ -539,8 +540,7 @@ mod tests {
     #[test]
     fn csrf_signals() {
         let p = CsrfPolicy { allowed_origins: vec!["https://app.example".into()], ..Default::default() };
-        let me = "https://edge.example";
-        let ok = |hs: &[(&str, &str)], m: &str| check_csrf(&view(m, &h(hs)), me, &p).is_ok();
+        let ok = |hs: &[(&str, &str)], m: &str| check_csrf(&view(m, &h(hs)), &p).is_ok();
         assert!(ok(&[], "GET"), "safe methods pass");
         assert!(!ok(&[], "POST"));
         assert!(ok(&[("Sec-Fetch-Site", "same-origin")], "POST"));
@@ -554,6 +554,6 @@ mod tests {
         assert!(ok(&[("cookie", "a=1; __Host-edgeward-csrf=tok123"), ("x-csrf-token", "tok123")], "POST"));
         assert!(!ok(&[("cookie", "__Host-edgeward-csrf=tok123"), ("x-csrf-token", "tok124")], "POST"));
         assert!(!ok(&[("cookie", "__Host-edgeward-csrf="), ("x-csrf-token", "")], "POST"));
-        assert_eq!(check_csrf(&view("POST", &[]), me, &p), Err(AuthError::CsrfRejected));
+        assert_eq!(check_csrf(&view("POST", &[]), &p), Err(AuthError::CsrfRejected));
     }
 }

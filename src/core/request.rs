@@ -187,11 +187,8 @@ pub fn plan_forward(
             || connection_listed.contains(&n)
             || n == "host"
             || n == "authorization"
-            || n == folded_header_name(&policy.api_keys.header)
-            || policy.upstream_credentials.values().any(|u| folded_header_name(&u.header) == n)
             || n.starts_with(RESERVED_HEADER_PREFIX)
-            || n == folded_header_name(&policy.request_id_header)
-            || policy.forward_claims.iter().any(|(h, _)| folded_header_name(h) == n)
+            || policy.protected_headers.contains(&n)
             || canonical::FORWARDED_HEADERS.contains(&n.as_str())
             || canonical::TARGET_OVERRIDE_HEADERS.contains(&n.as_str())
             || canonical::IDENTITY_HEADERS.contains(&n.as_str())

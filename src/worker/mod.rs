@@ -363,7 +363,7 @@ async fn gate(view: &RequestView<'_>, policy: &Policy, env: &Env, ctx: &Context,
             return Err(AuthError::CredentialNotAccepted(accepts));
         }
         if source == CredentialSource::Cookie {
-            check_csrf(view, view.origin, &policy.csrf)?;
+            check_csrf(view, &policy.csrf)?;
         }
         let hash = hash.unwrap_or_else(|| token_hash(&token));
         Principal::Token(Box::new(verify_jwt(&token, &hash, policy, kv.as_ref(), ctx, now, log).await?))
