@@ -8,7 +8,7 @@
 
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
-use edgeward::core::gate::{self, InlineOnly};
+use edgeward::core::pipeline::Gate;
 use edgeward::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
 use jwt_simple::prelude::*;
 use std::hint::black_box;
@@ -68,7 +68,7 @@ fn main() {
     )
     .unwrap();
     let claims = Claims::create(Duration::from_hours(1)).with_issuer(iss).with_subject("user-1").with_jwt_id("not-revoked");
-    let token = gate::verify(&policy, &key.sign(claims).unwrap(), &InlineOnly, &NativeBackend, now).unwrap();
+    let token = Gate::new(policy.clone()).verify_inline(&key.sign(claims).unwrap(), NativeBackend, now, false).0.unwrap();
 
     let time = |set: &RevocationSet| {
         let n = 2_000_000u32;

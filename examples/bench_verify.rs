@@ -1,20 +1,19 @@
-//! Native verification cost per algorithm: Edgeward's whole pipeline (`gate::verify`: strict
-//! parse, issuer and key selection, signature, claims) against jwt-simple's `verify_token` alone
+//! Native verification cost per algorithm: Edgeward's JWT step as the pipeline runs it
+//! (`Gate::verify_jwt` on a gate without a token cache: strict parse, issuer and key selection,
+//! signature, claims) against jwt-simple's `verify_token` alone
 //! on the same token and key, measured in the same run. Run by `bench/native.sh`.
 //!
 //! Also prints decisions per second per core (one thread): a cold decision is one full
-//! verification (the row's Edgeward time); a cached decision is what the gate does for a repeated
-//! token: credential extraction, `token_hash`, token-cache lookup, route authorization and the
-//! forwarding plan.
+//! verification (the row's Edgeward time); a cached decision is the whole pipeline
+//! (`Gate::decide`) for a repeated token: canonical request, route, credential extraction,
+//! `token_hash`, token-cache hit, revocations, route authorization and the forwarding plan.
 
 #![allow(clippy::disallowed_methods)] // a benchmark times itself
 
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
-use edgeward::core::gate::{self, InlineOnly};
-use edgeward::core::identity::Identity;
-use edgeward::core::request::{extract_credential, plan_forward, RequestView};
-use edgeward::core::token_cache::{token_hash, TokenCache};
+use edgeward::core::io::{run_ready, InlineIo};
+use edgeward::core::pipeline::{Gate, Incoming, Outcome};
 use jwt_simple::prelude::*;
 use std::hint::black_box;
 use std::time::Instant;
@@ -66,7 +65,8 @@ fn main() {
     let mut cached: Option<(Policy, String)> = None;
     let mut row = |alg: &str, token: String, jwk: serde_json::Value, baseline: &dyn Fn(&str) -> bool| {
         let p = policy(alg, jwk);
-        let ours = time_per_op(|| gate::verify(&p, &token, &InlineOnly, &NativeBackend, now).is_ok());
+        let uncached = Gate::new(Policy { token_cache: edgeward::core::token_cache::TokenCacheConfig { capacity: 0, ..p.token_cache.clone() }, ..p.clone() });
+        let ours = time_per_op(|| uncached.verify_inline(&token, NativeBackend, now, false).0.is_ok());
         let theirs = time_per_op(|| baseline(&token));
         println!("{:<8} {:>14.2} {:>14.2} {:>8.2} {:>14.0}", alg, ours * 1e6, theirs * 1e6, ours / theirs, 1.0 / ours);
         if cached.is_none() {
@@ -116,15 +116,11 @@ fn main() {
         ("accept".to_string(), "application/json".to_string()),
         ("user-agent".to_string(), "bench".to_string()),
     ];
-    let view = RequestView { method: "GET", path: "/api/resource", query: "a=1", headers: &headers, client_ip: None, origin: "https://edge.example" };
-    let mut cache = TokenCache::new(&p.token_cache);
-    let verified = gate::verify(&p, &token, &InlineOnly, &NativeBackend, now).unwrap();
-    cache.insert(token_hash(&token), verified, "k".into(), now);
-    let hit = time_per_op(|| {
-        let Ok(Some(cred)) = extract_credential(&view, &p) else { return false };
-        let Some(v) = cache.get(&token_hash(&cred.token), now) else { return false };
-        let requirement = p.routes.requirement(view.method, view.path);
-        v.authorize(&requirement).is_ok() && plan_forward(&view, Some(Identity::Token(&v)), None, &p, "0123456789abcdef").is_ok_and(|f| !f.url.is_empty())
-    });
+    let gate = Gate::new(p);
+    let io = InlineIo { backend: NativeBackend, now_ms: now * 1000 };
+    let incoming =
+        Incoming { method: "GET", url: "https://edge.example/api/resource?a=1", headers: &headers, request_id: "0123456789abcdef", now_ms: now * 1000 };
+    let hit = time_per_op(|| matches!(run_ready(gate.decide(&io, &incoming)), Some(Outcome::Forward(f)) if !f.plan.url.is_empty()));
+    assert_eq!(gate.state().cached_tokens(), 1, "the timed decisions were cache hits");
     println!("{:<8} {:>14.2} {:>14} {:>8} {:>14.0}", "cached", hit * 1e6, "-", "-", 1.0 / hit);
 }

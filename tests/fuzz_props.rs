@@ -8,7 +8,6 @@ use common::*;
 use edgeward::core::alg::Algorithm::*;
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
-use edgeward::core::gate;
 use edgeward::core::json::{b64url_decode, b64url_encode};
 use edgeward::core::jwk::{KeySet, KeySource};
 use edgeward::core::request::{extract_credential, plan_forward, RequestView};
@@ -426,7 +425,7 @@ fn gate_verify_with_fetched_slice_never_panics_on_garbage() {
     let inputs = ["", ".", "..", "...", "a.b.c", "e30.e30.", "e30.e30.AA", "eyJhbGciOiJFUzUxMiJ9.e30.AA", "\u{0}.\u{0}.\u{0}"];
     for s in inputs {
         for keys in [&fetched[..], &none[..]] {
-            let r = gate::verify(p, s, keys, &NativeBackend, NOW);
+            let r = verify_with(p, s, keys, NativeBackend, NOW);
             assert!(r.is_err(), "{s:?}");
             assert_ne!(r.unwrap_err().code(), "internal_error", "{s:?}");
         }

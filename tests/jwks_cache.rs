@@ -8,7 +8,6 @@ use common::*;
 use edgeward::core::alg::Algorithm::*;
 use edgeward::core::config::JwksCacheConfig;
 use edgeward::core::crypto::NativeBackend;
-use edgeward::core::gate;
 use edgeward::core::jwk::{KeyMaterial, KeySet};
 use edgeward::core::jwks_cache::{FetchOutcome, FetchPlan, Freshness, IssuerKeyCache, JwksSnapshot, Trigger, MAX_JWKS_BYTES};
 use proptest::prelude::*;
@@ -407,7 +406,7 @@ fn restore_clamps_the_ttl() {
 
 #[test]
 fn cached_keys_feed_the_gate() {
-    // An issuer with only a jwks_uri: the adapter passes the cache's keys to gate::verify.
+    // An issuer with only a jwks_uri: the cache's keys installed in a gate, verified by its pipeline.
     let doc = config(vec![json!({"issuer": ISS, "audiences": [AUD], "algorithms": ["EdDSA"], "jwks_uri": URI})]);
     let p = policy(&doc);
     let mut c = IssuerKeyCache::new(URI, cfg());
@@ -415,7 +414,7 @@ fn cached_keys_feed_the_gate() {
     let token_b = key_seeded(EdDSA, 1).sign(Some("b"), &claims());
     let run = |c: &IssuerKeyCache, token: &str, now: i64| {
         let keys = [c.keys(now).cloned()];
-        outcome(&gate::verify(&p, token, &keys[..], &NativeBackend, now))
+        outcome(&verify_with(&p, token, &keys[..], NativeBackend, now))
     };
     assert_eq!(run(&c, &token_a, NOW), "jwks_unavailable", "nothing fetched yet");
     c.begin(NOW);

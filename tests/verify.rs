@@ -1,4 +1,4 @@
-//! Host tests of `gate::verify` and the policy it applies: every algorithm, every rejection code
+//! Host tests of the pipeline's JWT step and the policy it applies: every algorithm, every rejection code
 //! with its HTTP status, issuer selection, key selection, time checks, audiences and scopes.
 //! Time is always the fixed `NOW` (or an explicit boundary value).
 
@@ -11,7 +11,6 @@ use edgeward::core::alg::Algorithm::*;
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::{NativeBackend, SignatureBackend};
 use edgeward::core::error::{AuthError, Side};
-use edgeward::core::gate;
 use edgeward::core::jwk::{KeySet, KeySource};
 use edgeward::core::route::Requirement;
 use edgeward::core::token::UnverifiedToken;
@@ -806,7 +805,7 @@ fn gate_with_fetched_keys() {
     let nothing: Vec<Option<KeySet>> = vec![None];
     let t = es(&claims());
 
-    let vt = gate::verify(&p, &t, &fetched[..], &NativeBackend, NOW).expect("verifies with fetched keys");
+    let vt = verify_with(&p, &t, &fetched[..], NativeBackend, NOW).expect("verifies with fetched keys");
     assert_eq!(vt.kid(), Some("es"));
     let unknown = key(ES512).sign(Some("rotated"), &claims());
     let wrong_type = key(EdDSA).sign(Some("es"), &claims());
@@ -817,13 +816,13 @@ fn gate_with_fetched_keys() {
         ("fetched keys, kid of wrong type", &fetched[..], wrong_type.as_str(), "no_matching_key"),
     ];
     for (name, keys, token, want) in table {
-        let got = outcome(&gate::verify(&p, token, keys, &NativeBackend, NOW));
+        let got = outcome(&verify_with(&p, token, keys, NativeBackend, NOW));
         assert_eq!(got, want, "{name}");
     }
-    let e = gate::verify(&p, &t, &gate::InlineOnly, &NativeBackend, NOW).unwrap_err();
+    let e = verify_with(&p, &t, &[], NativeBackend, NOW).unwrap_err();
     assert_eq!(e.rejection("edgeward").status, 503);
     // Header errors are still reported as such without keys.
-    assert_eq!(outcome(&gate::verify(&p, "x.y", &nothing[..], &NativeBackend, NOW)), "malformed_token");
+    assert_eq!(outcome(&verify_with(&p, "x.y", &nothing[..], NativeBackend, NOW)), "malformed_token");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -867,7 +866,7 @@ fn policy_checks_run_before_any_signature_work() {
     ];
     for (name, pol, token, want, calls) in table {
         let b = CountingBackend { calls: std::cell::Cell::new(0) };
-        let got = outcome(&gate::verify(pol, &token, &gate::InlineOnly, &b, NOW));
+        let got = outcome(&verify_with(pol, &token, &[], &b, NOW));
         assert_eq!((got, b.calls.get()), (want, calls), "{name}");
     }
 }
@@ -912,14 +911,14 @@ fn a_proof_for_another_token_is_refused() {
     let k = pending.select_key(p.issuers[0].inline_keys.keys.iter()).unwrap();
     let backend = SwappingBackend { other: pending.job(k).unwrap() };
     // Control: the token itself verifies with an honest backend.
-    assert!(gate::verify(p, valid, &gate::InlineOnly, &NativeBackend, NOW).is_ok());
+    assert!(verify_with(p, valid, &[], NativeBackend, NOW).is_ok());
     // The proof is bound to the job it was made for, not to the token text: even the same token,
     // parsed again, cannot reuse it.
-    assert_eq!(gate::verify(p, valid, &gate::InlineOnly, &backend, NOW).unwrap_err(), AuthError::Internal);
+    assert_eq!(verify_with(p, valid, &[], &backend, NOW).unwrap_err(), AuthError::Internal);
     // A forged token (same length signature) gets the other token's proof: refused.
     let forged = es(&with(claims(), json!({"sub": "admin"})));
     let forged = flip_signature_byte(&forged, 0, 1);
-    let e = gate::verify(p, &forged, &gate::InlineOnly, &backend, NOW).unwrap_err();
+    let e = verify_with(p, &forged, &[], &backend, NOW).unwrap_err();
     assert_eq!(e, AuthError::Internal);
     assert_eq!(e.rejection("edgeward").status, 500);
 }

@@ -37,8 +37,8 @@
 
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
-use edgeward::core::gate::{self, InlineOnly};
 use edgeward::core::log::fingerprint;
+use edgeward::core::pipeline::Gate;
 use serde_json::json;
 use std::process::ExitCode;
 
@@ -450,7 +450,8 @@ fn verify(args: &[String]) -> Result<ExitCode, Failure> {
         None => now_secs().map_err(|_| usage("system clock is before 1970; pass --now"))?,
     };
     let fp = fingerprint(token.as_bytes());
-    match gate::verify(&policy, token, &InlineOnly, &NativeBackend, now) {
+    let realm = policy.realm.clone();
+    match Gate::new(policy).verify_inline(token, NativeBackend, now, false).0 {
         Ok(v) => {
             let out = json!({
                 "verdict": "accept",
@@ -465,7 +466,7 @@ fn verify(args: &[String]) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            let r = e.rejection(&policy.realm);
+            let r = e.rejection(&realm);
             let out = json!({
                 "verdict": "reject",
                 "reason": r.code,

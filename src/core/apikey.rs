@@ -528,6 +528,9 @@ pub fn hash_storage_key(hash_hex: &str) -> String {
     format!("apikey:v1:h:{hash_hex}")
 }
 
+/// Worker secret holding the pepper (at least 32 characters).
+pub const PEPPER_SECRET: &str = "EDGEWARD_API_KEY_PEPPER";
+
 /// Prefix of the id records (listing).
 pub const ID_PREFIX: &str = "apikey:v1:id:";
 

@@ -18,6 +18,12 @@ pub trait SignatureBackend {
     fn verify(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError>;
 }
 
+impl<B: SignatureBackend + ?Sized> SignatureBackend for &B {
+    fn verify(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
+        (**self).verify(job)
+    }
+}
+
 /// Pure-Rust verification (jwt-simple + p521).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NativeBackend;

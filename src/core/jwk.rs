@@ -64,6 +64,16 @@ impl fmt::Debug for KeyMaterial {
 }
 
 impl KeyMaterial {
+    /// A short description that never shows key bytes (`RSA 2048 bits`, `EC P-256`, ...).
+    pub fn describe(&self) -> String {
+        match self {
+            KeyMaterial::Rsa { n, .. } => format!("RSA {} bits", n.len() * 8),
+            KeyMaterial::Ec { curve, .. } => format!("EC {}", curve.name()),
+            KeyMaterial::Ed25519 { .. } => "OKP Ed25519".into(),
+            KeyMaterial::Oct { k } => format!("oct, {} bytes", k.len()),
+        }
+    }
+
     /// The key family.
     pub fn family(&self) -> KeyFamily {
         match self {

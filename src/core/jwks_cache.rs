@@ -270,9 +270,19 @@ impl IssuerKeyCache {
         max_age.unwrap_or(min).clamp(min, max)
     }
 
+    /// Takes keys obtained elsewhere (already parsed) as if fetched at `now`, fresh for the
+    /// configured maximum TTL: for callers that hold an issuer's keys in memory (tests, tools).
+    /// Such keys are not persisted ([`Self::snapshot`] has no document for them).
+    pub fn install(&mut self, keys: KeySet, now: i64) {
+        self.fetched = Some(Fetched { keys, doc: String::new(), fetched_at: now, ttl_secs: i64::from(self.cfg.max_ttl_secs) });
+        self.last_attempt_at = Some(now);
+        self.last_attempt_ok = true;
+        self.in_flight_since = None;
+    }
+
     /// The last good keys in persistable form.
     pub fn snapshot(&self) -> Option<JwksSnapshot> {
-        self.fetched.as_ref().map(|f| JwksSnapshot {
+        self.fetched.as_ref().filter(|f| !f.doc.is_empty()).map(|f| JwksSnapshot {
             v: 1,
             jwks_uri: self.jwks_uri.clone(),
             fetched_at: f.fetched_at,

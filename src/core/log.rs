@@ -36,10 +36,10 @@ pub struct DecisionLog<'a> {
     /// Internal detail for the operator (never sent to the client).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// Method.
-    pub method: &'a str,
-    /// Path.
-    pub path: &'a str,
+    /// Method (canonical once the request is; until then a bounded prefix of what came).
+    pub method: String,
+    /// Path (canonical once the request is; until then a bounded prefix of what came).
+    pub path: String,
     /// Where the credential was found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<CredentialSource>,
@@ -72,6 +72,19 @@ pub struct DecisionLog<'a> {
     /// KV reads this request waited for (API key lookups).
     #[serde(skip_serializing_if = "is_zero")]
     pub kv_reads: u32,
+    /// The verification steps taken, when asked for (`Some` before the pipeline runs: the CLI's
+    /// and the JS package's `explain`); never logged.
+    #[serde(skip)]
+    pub trace: Option<Vec<Step>>,
+}
+
+/// One step of the verification the pipeline took ([`DecisionLog::trace`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// `cache`, `parse`, `issuer`, `key`, `signature` or `claims`.
+    pub name: &'static str,
+    /// What passed, or the refusal.
+    pub outcome: Result<String, super::error::AuthError>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -220,6 +220,14 @@ pub struct TokenFacts<'a> {
 pub struct SnapshotError(pub &'static str);
 
 /// Magic of the compact snapshot.
+/// KV key of the published compact snapshot.
+pub const SNAPSHOT_KEY: &str = "revocations:v2";
+/// KV key of the JSON snapshot earlier versions published: read only while the compact one does
+/// not exist yet (a ledger that has not been written to since the upgrade).
+pub const LEGACY_SNAPSHOT_KEY: &str = "revocations:v1";
+/// Largest revocation snapshot read: Workers KV's value limit (25 MiB).
+pub const MAX_SNAPSHOT_BYTES: usize = 25 << 20;
+
 const MAGIC: &[u8; 4] = b"EWRV";
 /// Format of the compact snapshot this build reads and writes.
 pub const COMPACT_FORMAT: u8 = 2;

@@ -1,16 +1,13 @@
 //! The JS package's operations as plain Rust over `serde_json` values, so they are tested on the
 //! host; [`super`] only converts to and from JS. Every decision is the core's: this file maps the
-//! small JS policy object onto the configuration schema and walks the core's public steps.
+//! small JS policy object onto the configuration schema and runs the core pipeline.
 
 use crate::core::config::Policy;
 use crate::core::cookie::{self, CookieAction, CookiePolicy};
-use crate::core::crypto::{NativeBackend, SignatureBackend};
+use crate::core::crypto::NativeBackend;
 use crate::core::error::AuthError;
-use crate::core::gate::{self, issuer_keys, InlineOnly};
 use crate::core::json::{b64url_decode, b64url_encode, parse_strict_object, StrictJsonError};
-use crate::core::jwk::KeyMaterial;
-use crate::core::token::UnverifiedToken;
-use crate::core::verify::PendingToken;
+use crate::core::pipeline::Gate;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -99,11 +96,12 @@ fn js_field(config_field: &str) -> String {
     }
 }
 
-/// Verifies `token` at `now` with the policy's inline keys: exactly the core's
-/// [`gate::verify`]. Returns the verified claims.
+/// Verifies `token` at `now` with the policy's inline keys: the core pipeline's JWT step
+/// ([`Gate::verify_inline`], as the gate runs it). Returns the verified claims.
 pub fn verify(token: &str, policy: &Policy, now: i64) -> Result<Map<String, Value>, WebError> {
-    let verified = gate::verify(policy, token, &InlineOnly, &NativeBackend, now)?;
-    Ok(verified.claims().clone())
+    let gate = Gate::new(policy.clone());
+    let (verified, _) = gate.verify_inline(token, NativeBackend, now, false);
+    Ok(verified?.claims().clone())
 }
 
 /// One step of [`explain`].
@@ -118,9 +116,9 @@ fn step(out: &mut Vec<Value>, name: &str, result: Result<String, &WebError>) {
 /// The steps [`explain`] reports, in the core's order.
 pub const STEPS: [&str; 6] = ["policy", "parse", "issuer", "key", "signature", "claims"];
 
-/// Walks the core's public verification steps one by one and records each outcome, stopping at
-/// the first failure (later steps are `skipped`). The verdict and code are the ones [`verify`]
-/// gives: `explain` calls the same functions in the same order as [`gate::verify`].
+/// Runs the core pipeline's JWT step ([`Gate::verify_inline`]) with its trace on and reports
+/// the steps it took, stopping at the first failure (later steps are `skipped`). The verdict
+/// and code are the ones [`verify`] gives, because it is the same run.
 pub fn explain(token: &str, policy: &Value, jwks: Value, now: i64) -> Value {
     let mut steps = Vec::new();
     let outcome = explain_steps(token, policy, jwks, now, &mut steps);
@@ -134,15 +132,14 @@ pub fn explain(token: &str, policy: &Value, jwks: Value, now: i64) -> Value {
 }
 
 fn explain_steps(token: &str, policy: &Value, jwks: Value, now: i64, steps: &mut Vec<Value>) -> Result<Map<String, Value>, WebError> {
-    fn record<T>(steps: &mut Vec<Value>, name: &str, r: Result<T, WebError>, detail: impl FnOnce(&T) -> String) -> Result<T, WebError> {
-        match &r {
-            Ok(v) => step(steps, name, Ok(detail(v))),
-            Err(e) => step(steps, name, Err(e)),
+    let policy = match policy_from_js(policy, jwks) {
+        Ok(p) => p,
+        Err(e) => {
+            step(steps, "policy", Err(&e));
+            return Err(e);
         }
-        r
-    }
-    let policy = record(steps, "policy", policy_from_js(policy, jwks), |p| {
-        let Some(i) = p.issuers.first() else { return String::new() };
+    };
+    let detail = policy.issuers.first().map_or(String::new(), |i| {
         let algs: Vec<&str> = i.algorithms.iter().map(|a| a.name()).collect();
         format!(
             "issuer {}, audiences {}, algorithms {}, {} key(s), leeway {} s",
@@ -150,42 +147,19 @@ fn explain_steps(token: &str, policy: &Value, jwks: Value, now: i64, steps: &mut
             if i.audiences.is_empty() { "not checked".into() } else { format!("{:?}", i.audiences) },
             algs.join(" "),
             i.inline_keys.keys.len(),
-            p.leeway_secs
+            policy.leeway_secs
         )
-    })?;
-    let unverified = record(steps, "parse", UnverifiedToken::parse(token, policy.max_token_bytes).map_err(WebError::from), |t| {
-        let h = t.header();
-        format!("3 canonical segments, strict JSON; alg {}, kid {}", h.alg.name(), h.kid.as_deref().map_or("none".into(), |k| format!("{k:?}")))
-    })?;
-    let pending =
-        record(steps, "issuer", PendingToken::new(unverified, &policy).map_err(WebError::from), |p| format!("iss accepted; alg {} allowed", p.alg().name()))?;
-    let i = pending.issuer_index();
-    let key = match pending.select_key(issuer_keys(&policy, None, i)) {
-        // The gate's one special case: an issuer with a jwks_uri but no keys at hand. The JS
-        // policy has none, but the walk stays the gate's.
-        Err(AuthError::UnknownKid | AuthError::NoMatchingKey(_)) if policy.issuers[i].jwks_uri.is_some() => Err(AuthError::JwksUnavailable),
-        other => other,
-    };
-    let key = record(steps, "key", key.map_err(WebError::from), |k| {
-        format!("key {} ({})", k.kid.as_deref().map_or("without kid".into(), |s| format!("{s:?}")), describe_key(&k.material))
-    })?;
-    let proof = record(steps, "signature", pending.job(key).and_then(|job| NativeBackend.verify(&job)).map_err(WebError::from), |_| {
-        format!("{} signature verifies", pending.alg().name())
-    })?;
-    let verified = record(steps, "claims", pending.finish(proof, key, &policy, now).map_err(WebError::from), |v| {
-        let exp = v.expires_at().map_or("no exp".into(), |e| format!("exp in {} s", e - now));
-        format!("exp, nbf, iat, lifetime, iss and aud pass at now={now}; {exp}")
-    })?;
-    Ok(verified.claims().clone())
-}
-
-fn describe_key(m: &KeyMaterial) -> String {
-    match m {
-        KeyMaterial::Rsa { n, .. } => format!("RSA {} bits", n.len() * 8),
-        KeyMaterial::Ec { curve, .. } => format!("EC {}", curve.name()),
-        KeyMaterial::Ed25519 { .. } => "OKP Ed25519".into(),
-        KeyMaterial::Oct { k } => format!("oct, {} bytes", k.len()),
+    });
+    step(steps, "policy", Ok(detail));
+    let gate = Gate::new(policy);
+    let (verified, log) = gate.verify_inline(token, NativeBackend, now, true);
+    for s in log.trace.unwrap_or_default() {
+        match s.outcome {
+            Ok(detail) => step(steps, s.name, Ok(detail)),
+            Err(e) => step(steps, s.name, Err(&WebError::from(e))),
+        }
     }
+    Ok(verified?.claims().clone())
 }
 
 /// The JS cookie policy's fields and their names in the configuration's `cookies` section.

@@ -3,11 +3,13 @@
 //! (`Date.now()` does not advance during computation inside a Worker). Run by `bench/run`.
 //!
 //! `GET /__edgeward/bench?mode=miss|hit&n=N` with `Authorization: Bearer <token>`:
-//! - `miss`: the whole uncached path N times: `UnverifiedToken::parse` → `PendingToken::new` →
-//!   `select_key` over the issuer's inline keys → job → WebCrypto verify (the `CryptoKey` is
+//! - `miss`: the pipeline's JWT step ([`Gate::verify_jwt`]) N times on a gate without a token
+//!   cache: `UnverifiedToken::parse` → `PendingToken::new` → `select_key` over the issuer's
+//!   inline keys → job → WebCrypto verify (the `CryptoKey` is
 //!   imported once per isolate and cached, as in the gate) → `finish`.
-//! - `hit`: the token is verified once and put in a request-local [`TokenCache`]; then N times
-//!   `token_hash` + cache lookup + route authorization, what the gate does for a repeated token.
+//! - `hit`: the token is verified once through the gate's pipeline (filling the isolate's
+//!   verified-token cache); then N times `token_hash` + the pipeline's JWT step (a cache hit) +
+//!   route authorization, what the gate does for a repeated token.
 //!
 //! Breakdown modes (to explain the `miss` cost, not to compare):
 //! - `core`: `miss` without the signature check (parse, issuer, key selection, job, claims);
@@ -41,17 +43,21 @@
 //! `"ok"` or the stable reason code of the refusal (`bad_signature`, `no_matching_key`, ...).
 //! One token per request: this handler does not get the request body.
 
-use super::webcrypto;
+use super::runtime::{promise, webcrypto};
 use crate::core::config::Policy;
 use crate::core::crypto::{NativeBackend, SignatureBackend};
 use crate::core::error::AuthError;
-use crate::core::gate::issuer_keys;
-use crate::core::request::{extract_credential, RequestView};
+use crate::core::io::{Deferred, GateIo, IoError, LedgerFacts, Level};
+use crate::core::jwks_cache::FetchOutcome;
+use crate::core::log::DecisionLog;
+use crate::core::pipeline::{issuer_keys, Gate};
+use crate::core::ratelimit::{Bucket, Decision};
+use crate::core::request::{extract_credential, split_url, RequestView};
 use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
 use crate::core::token::UnverifiedToken;
-use crate::core::token_cache::{token_hash, TokenCache};
-use crate::core::verify::{PendingToken, SignatureProof, VerifiedToken};
-use worker::{Context, Env, Response};
+use crate::core::token_cache::token_hash;
+use crate::core::verify::{PendingToken, SignatureJob, SignatureProof, VerifiedToken};
+use worker::Response;
 
 /// Requests under this path are benchmark requests.
 pub const PATH_PREFIX: &str = "/__edgeward/bench";
@@ -71,18 +77,55 @@ enum Backend {
     Native,
 }
 
-/// The whole uncached verification of `token`, as the gate runs it with inline keys.
-async fn verify_uncached(token: &str, policy: &Policy, now: i64, backend: Backend) -> Result<VerifiedToken, AuthError> {
-    let unverified = UnverifiedToken::parse(token, policy.max_token_bytes)?;
-    let pending = PendingToken::new(unverified, policy)?;
-    let i = pending.issuer_index();
-    let key = pending.select_key(issuer_keys(policy, None, i))?;
-    let job = pending.job(key)?;
-    let proof = match backend {
-        Backend::WebCrypto => webcrypto::verify(&job).await?,
-        Backend::Native => NativeBackend.verify(&job)?,
-    };
-    pending.finish(proof, key, policy, now)
+/// The bench's I/O: inline keys only, signatures by the chosen backend.
+struct BenchIo {
+    backend: Backend,
+    now_ms: i64,
+}
+
+impl GateIo for BenchIo {
+    fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+    fn secret(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn log(&self, _: Level, _: &serde_json::Value) {}
+    fn defer(&self, _: Deferred) {}
+    fn has_kv(&self) -> bool {
+        false
+    }
+    async fn fetch_jwks(&self, _: &str, _: u32) -> FetchOutcome {
+        FetchOutcome::Failed("the bench uses inline keys".into())
+    }
+    async fn kv_read(&self, _: &str, _: usize) -> Result<Option<Vec<u8>>, IoError> {
+        Err(IoError::NotBound("KV"))
+    }
+    async fn kv_write(&self, _: &str, _: &[u8]) -> Result<(), IoError> {
+        Err(IoError::NotBound("KV"))
+    }
+    async fn verify_signature(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
+        match self.backend {
+            Backend::WebCrypto => webcrypto::verify(job).await,
+            Backend::Native => NativeBackend.verify(job),
+        }
+    }
+    async fn ask_ledger(&self, _: &LedgerFacts) -> Result<bool, IoError> {
+        Err(IoError::NotBound("ledger"))
+    }
+    async fn ask_limiter(&self, _: &Bucket) -> Result<Decision, IoError> {
+        Err(IoError::NotBound("limiter"))
+    }
+    async fn ask_limit_binding(&self, _: &str, _: &str) -> Result<bool, IoError> {
+        Err(IoError::NotBound("rate-limiting"))
+    }
+}
+
+/// The whole uncached verification of `token`: the pipeline's JWT step on a gate whose
+/// verified-token cache is off.
+async fn verify_uncached(uncached: &Gate, token: &str, now: i64, backend: Backend) -> Result<VerifiedToken, AuthError> {
+    let io = BenchIo { backend, now_ms: now * 1000 };
+    uncached.verify_jwt(&io, token, &token_hash(token), now, &mut DecisionLog::default()).await
 }
 
 /// `"ok"` or the stable reason code of the refusal.
@@ -108,7 +151,7 @@ async fn raw_sig(job: &crate::core::verify::SignatureJob<'_>, n: u32, jsfuture: 
     let args = Array::of4(&verify_alg, &key, &Uint8Array::from(job.signature), &Uint8Array::from(job.signing_input));
     let mut ok = true;
     for _ in 0..n {
-        let r = if jsfuture { webcrypto::call_jsfuture(&subtle, "verify", &args).await } else { super::js::call(&subtle, "verify", &args).await };
+        let r = if jsfuture { webcrypto::call_jsfuture(&subtle, "verify", &args).await } else { super::runtime::js::call(&subtle, "verify", &args).await };
         ok &= matches!(r, Ok(v) if v.as_bool() == Some(true));
     }
     ok
@@ -155,7 +198,15 @@ fn answer(status: u16, body: serde_json::Value) -> worker::Result<Response> {
 }
 
 /// Handles one benchmark request (see the module docs).
-pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &Context, now: i64) -> worker::Result<Response> {
+pub async fn handle(gate: &Gate, url: &str, headers: &[(String, String)], now: i64) -> worker::Result<Response> {
+    let policy = gate.policy();
+    let (origin, path, query) = split_url(url).unwrap_or_default();
+    let view = &RequestView { method: "GET", path, query, headers, client_ip: None, origin };
+    let uncached = {
+        let mut p = policy.clone();
+        p.token_cache.capacity = 0;
+        Gate::new(p)
+    };
     let n = query_value(view.query, "n").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0).min(MAX_N);
     let mode = query_value(view.query, "mode").unwrap_or("miss");
     let token = match extract_credential(view, policy) {
@@ -163,15 +214,15 @@ pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &
         _ => return answer(400, serde_json::json!({"error": "a bearer token is required"})),
     };
     if view.path == DIFFERENTIAL_PATH {
-        let by_webcrypto = verdict(verify_uncached(&token, policy, now, Backend::WebCrypto).await);
-        let by_native = verdict(verify_uncached(&token, policy, now, Backend::Native).await);
+        let by_webcrypto = verdict(verify_uncached(&uncached, &token, now, Backend::WebCrypto).await);
+        let by_native = verdict(verify_uncached(&uncached, &token, now, Backend::Native).await);
         return answer(200, serde_json::json!({"webcrypto": by_webcrypto, "native": by_native}));
     }
     let ok = match mode {
         "miss" => {
             let mut ok = true;
             for _ in 0..n {
-                ok &= verify_uncached(&token, policy, now, Backend::WebCrypto).await.is_ok();
+                ok &= verify_uncached(&uncached, &token, now, Backend::WebCrypto).await.is_ok();
             }
             ok
         }
@@ -181,12 +232,12 @@ pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &
             let mut ok = true;
             for _ in 0..n {
                 let p = worker::js_sys::Promise::resolve(&worker::wasm_bindgen::JsValue::TRUE);
-                ok &= super::promise::settle(&p).await.is_ok();
+                ok &= promise::settle(&p).await.is_ok();
             }
             ok
         }
         // ... and the same N awaits in JS, awaited once from Rust.
-        "await_js" => super::promise::settle(&edgeward_bench_await_js(n)).await.is_ok(),
+        "await_js" => promise::settle(&edgeward_bench_await_js(n)).await.is_ok(),
         "sig" | "cachekey" | "rawsig" | "rawsig_jsfuture" => {
             let prepared = UnverifiedToken::parse(&token, policy.max_token_bytes).and_then(|u| PendingToken::new(u, policy));
             let Ok(pending) = prepared else { return answer(400, serde_json::json!({"error": "token rejected"})) };
@@ -207,7 +258,7 @@ pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &
             }
             ok
         }
-        "revoked100k" | "revoked0" => match verify_uncached(&token, policy, now, Backend::WebCrypto).await {
+        "revoked100k" | "revoked0" => match verify_uncached(&uncached, &token, now, Backend::WebCrypto).await {
             Err(_) => false,
             Ok(verified) => {
                 let set = if mode == "revoked0" { std::rc::Rc::new(RevocationSet::default()) } else { BIG_SET.with(std::rc::Rc::clone) };
@@ -220,21 +271,16 @@ pub async fn handle(view: &RequestView<'_>, policy: &Policy, _env: &Env, _ctx: &
         },
         "hit" => {
             let requirement = policy.routes.requirement(view.method, view.path);
-            // One verification fills the cache; it is the same for every n, so it cancels out
-            // when the client subtracts the n = 0 time.
-            match verify_uncached(&token, policy, now, Backend::WebCrypto).await {
-                Err(_) => false,
-                Ok(verified) => {
-                    let mut cache = TokenCache::new(&policy.token_cache);
-                    cache.insert(token_hash(&token), verified, String::new(), now);
-                    let mut ok = true;
-                    for _ in 0..n {
-                        let hash = token_hash(&token);
-                        ok &= cache.get(&hash, now).is_some_and(|v| v.authorize(&requirement).is_ok());
-                    }
-                    ok
-                }
+            // The first verification fills the gate's cache; it is the same for every n, so it
+            // cancels out when the client subtracts the n = 0 time. Then the pipeline's JWT step
+            // as the gate runs it for a repeated token: hash, cache hit, authorize.
+            let io = BenchIo { backend: Backend::WebCrypto, now_ms: now * 1000 };
+            let mut ok = gate.verify_jwt(&io, &token, &token_hash(&token), now, &mut DecisionLog::default()).await.is_ok();
+            for _ in 0..n {
+                let hash = token_hash(&token);
+                ok &= gate.verify_jwt(&io, &token, &hash, now, &mut DecisionLog::default()).await.is_ok_and(|v| v.authorize(&requirement).is_ok());
             }
+            ok
         }
         _ => {
             return answer(

@@ -8,9 +8,11 @@
 use edgeward::core::alg::Algorithm;
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
+use edgeward::core::crypto::SignatureBackend;
 use edgeward::core::error::AuthError;
-use edgeward::core::gate::{self, InlineOnly};
 use edgeward::core::json::{b64url_decode, b64url_encode};
+use edgeward::core::jwk::KeySet;
+use edgeward::core::pipeline::Gate;
 use edgeward::core::verify::VerifiedToken;
 use jwt_simple::prelude::{
     ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ECDSAP384KeyPairLike, ECDSAP384PublicKeyLike, ES256KeyPair, ES384KeyPair, HS256Key, HS384Key, HS512Key,
@@ -373,7 +375,20 @@ pub fn single_key_policy(k: TestKey, kid: &str) -> Policy {
 }
 
 pub fn verify_at(p: &Policy, token: &str, now: i64) -> Result<VerifiedToken, AuthError> {
-    gate::verify(p, token, &InlineOnly, &NativeBackend, now)
+    verify_with(p, token, &[], NativeBackend, now)
+}
+
+/// The pipeline's JWT step on a fresh gate for `p`, with `fetched[i]` installed as issuer `i`'s
+/// fetched keys (as the adapter's JWKS cache would hold them; `None`: nothing could be fetched)
+/// and no network.
+pub fn verify_with<B: SignatureBackend>(p: &Policy, token: &str, fetched: &[Option<KeySet>], backend: B, now: i64) -> Result<VerifiedToken, AuthError> {
+    let gate = Gate::new(p.clone());
+    for (i, k) in fetched.iter().enumerate() {
+        if let Some(k) = k {
+            gate.state().install_jwks(i, k.clone(), now);
+        }
+    }
+    gate.verify_inline(token, backend, now, false).0
 }
 
 pub fn verify(p: &Policy, token: &str) -> Result<VerifiedToken, AuthError> {

@@ -5,9 +5,11 @@
 //! `EDGEWARD_ADMIN_TOKEN` secret (compared in constant time) or, when `admin.jwt_scope` is set, a
 //! JWT of a configured issuer that verifies, is not revoked, and holds that scope.
 
-use crate::core::config::Policy;
+use crate::core::identity::Identity;
 use crate::core::log::{fingerprint, DecisionLog};
-use worker::{console_log, Context, Env, Request, Response};
+use crate::core::pipeline::Gate;
+use crate::worker::runtime::WorkerIo;
+use worker::{console_log, Request, Response};
 
 /// Worker secret holding the admin token.
 pub const ADMIN_SECRET: &str = "EDGEWARD_ADMIN_TOKEN";
@@ -36,10 +38,12 @@ fn bearer(headers: &[(String, String)]) -> Option<&str> {
 }
 
 /// Who the caller is (`admin_token` or `jwt:<iss> <sub>`), or why not.
-async fn authorize(headers: &[(String, String)], policy: &Policy, env: &Env, ctx: &Context, now: i64) -> Result<String, String> {
+async fn authorize(headers: &[(String, String)], io: &WorkerIo, gate: &Gate, now: i64) -> Result<String, String> {
+    use crate::core::io::GateIo;
     use subtle::ConstantTimeEq;
+    let policy = gate.policy();
     let presented = bearer(headers).ok_or("no bearer credential")?;
-    if let Some(secret) = env.secret(ADMIN_SECRET).ok().map(|s| s.to_string()).filter(|s| s.len() >= 16) {
+    if let Some(secret) = io.secret(ADMIN_SECRET).filter(|s| s.len() >= 16) {
         if presented.len() == secret.len() && bool::from(presented.as_bytes().ct_eq(secret.as_bytes())) {
             return Ok("admin_token".into());
         }
@@ -49,23 +53,16 @@ async fn authorize(headers: &[(String, String)], policy: &Policy, env: &Env, ctx
         return Err("not the admin token, not a JWT".into());
     }
     let mut log = DecisionLog::default();
-    let token = crate::worker::verify_jwt(
-        presented,
-        &crate::core::token_cache::token_hash(presented),
-        policy,
-        crate::worker::kv_binding(env).as_ref(),
-        ctx,
-        now,
-        &mut log,
-    )
-    .await
-    .map_err(|e| format!("admin JWT refused: {}", e.code()))?;
+    let token = gate
+        .verify_jwt(io, presented, &crate::core::token_cache::token_hash(presented), now, &mut log)
+        .await
+        .map_err(|e| format!("admin JWT refused: {}", e.code()))?;
     if !token.scopes().iter().any(|s| s == scope) {
         return Err(format!("admin JWT lacks the {scope} scope"));
     }
     if policy.revocations.enabled {
         // The ledger itself, not the snapshot: no propagation delay for the most powerful tokens.
-        crate::worker::revocations::check_with_ledger(env, &token).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
+        gate.check_ledger(io, Identity::Token(&token)).await.map_err(|e| format!("admin JWT refused: {}", e.code()))?;
     }
     Ok(format!("jwt:{} {}", token.issuer().unwrap_or("-"), token.subject().unwrap_or("-")))
 }
@@ -82,18 +79,18 @@ fn json(status: u16, body: &serde_json::Value) -> worker::Result<Response> {
 #[allow(clippy::too_many_arguments)]
 pub async fn handle(
     mut req: Request,
-    env: &Env,
-    ctx: &Context,
-    policy: &Policy,
+    io: &WorkerIo,
+    gate: &Gate,
     path: &str,
     query: &str,
     headers: &[(String, String)],
     rid: &str,
     now: i64,
 ) -> worker::Result<Response> {
+    let (policy, env) = (gate.policy(), io.env());
     let method = req.method().to_string().to_ascii_uppercase();
     let rest = path.strip_prefix(policy.admin.path_prefix.as_str()).unwrap_or("");
-    let principal = authorize(headers, policy, env, ctx, now).await;
+    let principal = authorize(headers, io, gate, now).await;
     let audit = |op: &str, status: u16, id: Option<&str>| {
         let (who, why) = match &principal {
             Ok(p) => (Some(p.as_str()), None),

@@ -7,9 +7,8 @@ use crate::core::apikey::{
     RANDOM_BYTES,
 };
 use crate::core::config::Policy;
-use crate::worker::js::KvStore;
-use crate::worker::keys::pepper;
-use crate::worker::kv_binding;
+use crate::worker::runtime::js::KvStore;
+use crate::worker::runtime::kv_binding;
 use worker::{console_error, Env};
 
 fn answer(status: u16, op: &'static str, id: Option<&str>, body: serde_json::Value) -> AdminAnswer {
@@ -87,7 +86,8 @@ fn unavailable(op: &'static str, e: &str) -> AdminAnswer {
 /// Handles `{prefix}/keys[...]`; `rest` is the path below the prefix.
 pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str, query: &str, policy: &Policy, env: &Env, now: i64) -> AdminAnswer {
     let Some(kv) = kv_binding(env) else { return unavailable("keys", "no EDGEWARD_KV binding") };
-    let Some(pepper) = pepper(env) else { return unavailable("keys", "the EDGEWARD_API_KEY_PEPPER secret is missing or shorter than 32 characters") };
+    let pepper = env.secret(crate::core::apikey::PEPPER_SECRET).ok().map(|s| s.to_string().into_bytes()).filter(|p| p.len() >= 32);
+    let Some(pepper) = pepper else { return unavailable("keys", "the EDGEWARD_API_KEY_PEPPER secret is missing or shorter than 32 characters") };
     let parts: Vec<&str> = rest.trim_end_matches('/').split('/').skip(2).collect();
     match (method, parts.as_slice()) {
         ("POST", []) => {

@@ -1,17 +1,33 @@
-//! The `RevocationLedger` Durable Object and the revocation admin API (see
-//! `worker::revocations` for the edge's copy and the publishing scheme).
+//! The `RevocationLedger` Durable Object and the revocation admin API.
+//!
+//! The ledger (one instance, strongly consistent, ordered, idempotent) records every change in
+//! its storage and publishes a compact, versioned snapshot of all active revocations to KV
+//! (`core::revocation::SNAPSHOT_KEY`, binary); every gate isolate keeps that snapshot in memory
+//! and re-reads it in the background every `revocations.refresh_secs` (the core pipeline), so
+//! the hot path makes no KV read per request. `sensitive` routes and admin JWTs ask the ledger
+//! itself (`{"op": "check", "body": facts}`).
+//!
+//! Publishing is batched: a write returns once it is durably stored, and the first unpublished
+//! change sets an alarm [`PUBLISH_DELAY_MS`] later, which publishes whatever the ledger holds
+//! then. A failed publish fails the alarm, which the runtime retries.
 
 #![allow(missing_docs)] // the durable_object macro generates undocumented glue
 
 use super::admin::{query_param, AdminAnswer};
+use crate::core::revocation::SNAPSHOT_KEY;
 use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
-use crate::worker::js::DoStorage;
-use crate::worker::kv_binding;
-use crate::worker::revocations::{ask_ledger, now_secs, PUBLISH_DELAY_MS, PUBLISH_RETRY_MS, SNAPSHOT_KEY};
+use crate::worker::runtime::js::DoStorage;
+use crate::worker::runtime::{ask_ledger, kv_binding, now_secs};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use worker::{console_error, console_log, console_warn, durable_object, DurableObject, Env, Request, Response, State};
+
+/// How long after the first unpublished change the ledger publishes: one KV write per burst of
+/// changes, at most one per interval.
+pub const PUBLISH_DELAY_MS: u64 = 500;
+/// Retry interval of a failed publish.
+const PUBLISH_RETRY_MS: u64 = 5_000;
 
 #[derive(Serialize, Deserialize)]
 struct NewRevocation {

@@ -4,8 +4,8 @@
 #![allow(missing_docs)] // the durable_object macro generates undocumented glue
 
 use crate::core::ratelimit::gcra;
-use crate::worker::js::DoStorage;
-use crate::worker::limiter::Ask;
+use crate::worker::runtime::js::DoStorage;
+use crate::worker::runtime::LimiterAsk as Ask;
 use std::cell::RefCell;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 /// The Durable Object owning the TATs of one shard of keys. Each check is a read-modify-write

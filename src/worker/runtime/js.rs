@@ -19,13 +19,13 @@ fn method(target: &JsValue, name: &str) -> Result<Function, String> {
 }
 
 /// Calls `target[name](...args)`, which must return a promise.
-pub(super) fn invoke(target: &JsValue, name: &str, args: &Array) -> Result<Promise, JsValue> {
+pub(crate) fn invoke(target: &JsValue, name: &str, args: &Array) -> Result<Promise, JsValue> {
     let f = method(target, name).map_err(|m| JsValue::from_str(&m))?;
     f.apply(target, args)?.dyn_into::<Promise>().map_err(|_| JsValue::from_str(&format!("{name}() returned no promise")))
 }
 
 /// `target[name](...args)`, awaited: `Err` with the rejection (or the failure to call).
-pub(super) async fn call(target: &JsValue, name: &str, args: &Array) -> Result<JsValue, JsValue> {
+pub(crate) async fn call(target: &JsValue, name: &str, args: &Array) -> Result<JsValue, JsValue> {
     settle(&invoke(target, name, args)?).await
 }
 
@@ -35,7 +35,7 @@ async fn call_text(target: &JsValue, name: &str, args: &Array) -> Result<JsValue
 }
 
 /// A plain JS object of `pairs`.
-pub(super) fn object(pairs: &[(&str, JsValue)]) -> Object {
+pub(crate) fn object(pairs: &[(&str, JsValue)]) -> Object {
     let o = Object::new();
     for (k, v) in pairs {
         let _ = Reflect::set(&o, &JsValue::from_str(k), v);
@@ -55,7 +55,7 @@ pub enum Capped {
 /// bytes have arrived: a large or endless body never sits whole in memory. The bytes counted are
 /// what the runtime delivers, so after any `Content-Encoding` is undone (a small gzip body that
 /// inflates past `max` is stopped at `max`).
-pub(super) async fn read_capped(stream: &JsValue, max: usize) -> Result<Capped, String> {
+pub(crate) async fn read_capped(stream: &JsValue, max: usize) -> Result<Capped, String> {
     let reader = method(stream, "getReader")?.call0(stream).map_err(|e| describe(&e))?;
     let mut out = Vec::new();
     loop {

@@ -44,7 +44,7 @@ fn hash_name(alg: Algorithm) -> &'static str {
 }
 
 /// (importKey algorithm, verify algorithm) for `alg`.
-pub(super) fn params(alg: Algorithm, material: &KeyMaterial) -> Option<(Object, Object)> {
+pub(crate) fn params(alg: Algorithm, material: &KeyMaterial) -> Option<(Object, Object)> {
     let hash = || JsValue::from(obj(&[("name", JsValue::from_str(hash_name(alg)))]));
     let s = JsValue::from_str;
     Some(match (alg, alg.key_family()) {
@@ -64,14 +64,14 @@ pub(super) fn params(alg: Algorithm, material: &KeyMaterial) -> Option<(Object, 
     })
 }
 
-pub(super) fn subtle() -> Result<JsValue, JsValue> {
+pub(crate) fn subtle() -> Result<JsValue, JsValue> {
     let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))?;
     Reflect::get(&crypto, &JsValue::from_str("subtle"))
 }
 
 /// [`call`] awaited with wasm-bindgen's `JsFuture` (bench comparison only).
 #[cfg(feature = "bench")]
-pub(super) async fn call_jsfuture(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
+pub(crate) async fn call_jsfuture(target: &JsValue, method: &str, args: &Array) -> Result<JsValue, JsValue> {
     worker::wasm_bindgen_futures::JsFuture::from(super::js::invoke(target, method, args)?).await
 }
 
@@ -82,12 +82,12 @@ fn with_cached<R>(job: &SignatureJob<'_>, f: impl FnOnce(&Ready) -> R) -> Option
 
 /// True when `job`'s key is imported (bench breakdown: the per-call key-cache lookup).
 #[cfg(feature = "bench")]
-pub(super) fn is_cached(job: &SignatureJob<'_>) -> bool {
+pub(crate) fn is_cached(job: &SignatureJob<'_>) -> bool {
     with_cached(job, |_| ()).is_some()
 }
 
 /// Imports `job`'s key for its algorithm (once per isolate) and caches it.
-pub(super) async fn import(job: &SignatureJob<'_>, import_alg: &Object) -> Result<JsValue, JsValue> {
+pub(crate) async fn import(job: &SignatureJob<'_>, import_alg: &Object) -> Result<JsValue, JsValue> {
     if let Some(key) = with_cached(job, |r| r.key.clone()) {
         return Ok(key);
     }

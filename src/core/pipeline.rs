@@ -1,0 +1,917 @@
+//! The decision pipeline: from a request as received to a decision (refuse with an
+//! [`AuthError`], hand an admin call to the control plane, or forward with a plan), with the
+//! response policy and the decision record. Written once, here, over injected I/O
+//! ([`GateIo`]): the Worker, the CLI, the JS package, the bench and the host tests all run it.
+//!
+//! The steps, in order (the README's "What is checked, in order" is this list):
+//! 1. the canonical request ([`Policy::canonical_request`]): refused before anything else;
+//! 2. the admin prefix: an admin call, not a gate decision;
+//! 3. the route rule: public routes are forwarded without a credential;
+//! 4. the per-IP pre-authentication limit;
+//! 5. the credential (exactly one; of a kind the route takes);
+//! 6. a cookie JWT on an unsafe method: CSRF;
+//! 7. verification: API key (format, checksum, peppered hash lookup, record) or JWT (token cache,
+//!    parse, issuer, keys, signature, claims: [`Gate::verify_jwt`]);
+//! 8. revocations (the edge copy; the ledger itself on `sensitive` routes);
+//! 9. route scopes;
+//! 10. rate limits;
+//! 11. the forwarding plan (the route's origin credential, verified claims).
+
+use super::apikey::{hash_storage_key, key_hash, KeyRecord, PresentedKey, VerifiedApiKey, PEPPER_SECRET};
+use super::config::Policy;
+use super::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
+use super::error::{ApiKeyFailure, AuthError};
+use super::identity::Identity;
+use super::io::{Deferred, GateIo, Level};
+use super::jwk::{Jwk, KeySet};
+use super::jwks_cache::{FetchOutcome, FetchPlan, JwksSnapshot, Trigger, MAX_JWKS_BYTES};
+use super::log::{fingerprint, fingerprint_of_digest, DecisionLog, Step};
+use super::ratelimit::{Bucket, Decision, LimitMode, OnUnavailable};
+use super::request::{extract_credential, plan_forward, split_url, Credential, CredentialSource, ForwardPlan, RequestView};
+use super::revocation::{RevocationSet, RevocationSnapshot, LEGACY_SNAPSHOT_KEY, MAX_SNAPSHOT_BYTES, SNAPSHOT_KEY};
+use super::route::{Accepts, Requirement};
+use super::state::{CachedKey, IsolateState};
+use super::token::UnverifiedToken;
+use super::token_cache::{token_hash, TokenHash};
+use super::verify::{PendingToken, VerifiedToken};
+use serde_json::json;
+use std::net::IpAddr;
+use std::rc::Rc;
+
+/// Largest API key record read from KV.
+const MAX_KEY_RECORD_BYTES: usize = 256 * 1024;
+
+/// A policy and the isolate state built for it: what a runtime keeps per configuration.
+#[derive(Debug)]
+pub struct Gate {
+    policy: Policy,
+    state: IsolateState,
+}
+
+/// A request as the adapter received it.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The method, raw (extension methods included).
+    pub method: &'a str,
+    /// The absolute URL, raw.
+    pub url: &'a str,
+    /// The headers, in order.
+    pub headers: &'a [(String, String)],
+    /// This request's id.
+    pub request_id: &'a str,
+    /// When the request arrived (ms since the Unix epoch).
+    pub now_ms: i64,
+}
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    /// Answer with this error.
+    Refuse(Refusal<'a>),
+    /// An admin API call (under `admin.path_prefix`): the control plane's to answer.
+    Admin(AdminCall<'a>),
+    /// Send this to the origin.
+    Forward(Box<Forward<'a>>),
+}
+
+/// A refusal: the response and the decision record (to be emitted as it is).
+#[derive(Debug)]
+pub struct Refusal<'a> {
+    /// The response to send.
+    pub response: ErrorResponse,
+    /// The decision record.
+    pub log: DecisionLog<'a>,
+}
+
+impl<'a> Refusal<'a> {
+    /// The refusal of every request while the configuration is invalid (`config_invalid`, with
+    /// the configuration error as the operator's detail).
+    pub fn unconfigured(req: &Incoming<'a>, detail: String) -> Refusal<'a> {
+        let mut log = DecisionLog {
+            event: "decision",
+            ts_ms: req.now_ms,
+            request_id: req.request_id,
+            method: log_prefix(req.method, 32).to_string(),
+            path: log_prefix(split_url(req.url).map_or("", |(_, p, _)| p), 256).to_string(),
+            detail: Some(detail),
+            ..Default::default()
+        };
+        let response = refusal(&AuthError::ConfigInvalid, None, &mut log);
+        Refusal { response, log }
+    }
+}
+
+/// An admin API call, with its canonical path.
+#[derive(Debug)]
+pub struct AdminCall<'a> {
+    /// Canonical path.
+    pub path: String,
+    /// Query string (without `?`).
+    pub query: String,
+    /// The client address.
+    pub client_ip: Option<IpAddr>,
+    /// The decision record so far.
+    pub log: DecisionLog<'a>,
+}
+
+/// An approved request.
+#[derive(Debug)]
+pub struct Forward<'a> {
+    /// The canonical method.
+    pub method: String,
+    /// The origin request.
+    pub plan: ForwardPlan,
+    /// Whether the request was authenticated (or a public route's).
+    pub authenticated: bool,
+    /// Rate-limit headers for the response (the tightest bucket's), if any.
+    pub limit_headers: Vec<(String, String)>,
+    /// Whether a CSRF cookie is to be set on the response.
+    pub mint_csrf: bool,
+    /// The decision record (finished by [`Gate::respond`] or [`Gate::origin_failed`]).
+    pub log: DecisionLog<'a>,
+}
+
+/// An error response, whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorResponse {
+    /// Status.
+    pub status: u16,
+    /// Headers, names lower case (`set-cookie` may repeat).
+    pub headers: Vec<(String, String)>,
+    /// JSON body.
+    pub body: String,
+}
+
+/// The origin response's `Set-Cookie` headers, as the adapter could read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginCookies {
+    /// Each header on its own (never joined: `Expires` holds commas).
+    Each(Vec<String>),
+    /// The runtime cannot list them one by one; `present` says whether there are any.
+    Unreadable {
+        /// Any `Set-Cookie` at all.
+        present: bool,
+    },
+}
+
+/// How the origin's response is changed before it is relayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseEdits {
+    /// Headers to set (replacing the origin's).
+    pub set: Vec<(String, String)>,
+    /// `Some`: every `Set-Cookie` of the origin is replaced by these.
+    pub set_cookies: Option<Vec<String>>,
+}
+
+/// Who a request was authenticated as (owned; [`Identity`] borrows it).
+enum Principal {
+    Token(Box<VerifiedToken>),
+    Key(VerifiedApiKey),
+}
+
+impl Principal {
+    fn identity(&self) -> Identity<'_> {
+        match self {
+            Principal::Token(t) => Identity::Token(t),
+            Principal::Key(k) => Identity::ApiKey(k),
+        }
+    }
+}
+
+/// What an unknown-`kid` refetch found.
+enum Refetch {
+    Fetched(KeySet),
+    IssuerDown,
+    CoolingDown,
+}
+
+/// Every key the issuer may verify with: inline keys first, then fetched ones.
+pub fn issuer_keys<'k>(policy: &'k Policy, fetched: Option<&'k KeySet>, issuer: usize) -> impl Iterator<Item = &'k Jwk> + Clone {
+    policy.issuers[issuer].inline_keys.keys.iter().chain(fetched.into_iter().flat_map(|s| s.keys.iter()))
+}
+
+fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary (for log fields a client controls).
+fn log_prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The one place a rejection becomes an HTTP response: status, `WWW-Authenticate`, stable code,
+/// `Retry-After`, the request id under the policy's header (the defaults when there is no
+/// policy: an invalid configuration). Also finishes the decision record.
+pub fn refusal(e: &AuthError, policy: Option<&Policy>, log: &mut DecisionLog<'_>) -> ErrorResponse {
+    let r = e.rejection(policy.map_or("edgeward", |p| p.realm.as_str()));
+    log.decision = "reject";
+    log.status = r.status;
+    log.reason = Some(r.code);
+    if log.detail.is_none() {
+        log.detail = Some(e.to_string());
+    }
+    let mut body = json!({"code": r.code, "message": r.message, "request_id": log.request_id});
+    if let Some(err) = r.rfc_error {
+        body["error"] = serde_json::Value::from(err);
+    }
+    let mut headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("cache-control".to_string(), "no-store".to_string()),
+        (policy.map_or("x-request-id", |p| p.request_id_header.as_str()).to_string(), log.request_id.to_string()),
+    ];
+    if let Some(w) = r.www_authenticate {
+        headers.push(("www-authenticate".into(), w));
+    }
+    match e {
+        AuthError::RateLimited { retry_after_secs, headers: h, .. } => {
+            headers.push(("retry-after".into(), retry_after_secs.to_string()));
+            headers.extend(h.iter().cloned());
+        }
+        _ if r.status == 503 => headers.push(("retry-after".into(), "5".into())),
+        _ => {}
+    }
+    ErrorResponse { status: r.status, headers, body: body.to_string() }
+}
+
+impl Gate {
+    /// A gate for `policy`, with empty isolate state.
+    pub fn new(policy: Policy) -> Gate {
+        let state = IsolateState::new(&policy);
+        Gate { policy, state }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The isolate state.
+    pub fn state(&self) -> &IsolateState {
+        &self.state
+    }
+
+    fn refuse<'a>(&self, e: &AuthError, mut log: DecisionLog<'a>) -> Outcome<'a> {
+        let response = refusal(e, Some(&self.policy), &mut log);
+        Outcome::Refuse(Refusal { response, log })
+    }
+
+    /// Decides one request (see the module docs for the steps).
+    pub async fn decide<'a, I: GateIo>(&self, io: &I, req: &Incoming<'a>) -> Outcome<'a> {
+        let policy = &self.policy;
+        let now = secs(req.now_ms);
+        // Until the request is canonical, the log shows (a bounded prefix of) what was received.
+        let mut log = DecisionLog {
+            event: "decision",
+            ts_ms: req.now_ms,
+            request_id: req.request_id,
+            method: log_prefix(req.method, 32).to_string(),
+            ..Default::default()
+        };
+        let Some((origin, raw_path, query)) = split_url(req.url) else {
+            return self.refuse(&AuthError::Internal, log);
+        };
+        log.path = log_prefix(raw_path, 256).to_string();
+        // One canonical request: what every rule below decides on and what the origin receives.
+        let canon = match policy.canonical_request(req.method, raw_path, query, req.headers) {
+            Ok(c) => c,
+            Err(e) => return self.refuse(&e, log),
+        };
+        log.method.clone_from(&canon.method);
+        log.path.clone_from(&canon.path);
+        let client_ip = super::canonical::client_ip(req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.as_str()));
+        let prefix = policy.admin.path_prefix.as_str();
+        if canon.path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
+            return Outcome::Admin(AdminCall { path: canon.path, query: query.to_string(), client_ip, log });
+        }
+        let view = RequestView { method: &canon.method, path: &canon.path, query, headers: req.headers, client_ip, origin };
+        let (principal, limit_headers) = match self.gate(io, &view, now, req.now_ms, &mut log).await {
+            Ok(v) => v,
+            Err(e) => {
+                let mut response = refusal(&e, Some(policy), &mut log);
+                // A dead token in a cookie is cleared, so the browser is not stuck with it.
+                if let (Some(CredentialSource::Cookie), Some(name), Some("invalid_token")) =
+                    (log.credential, &policy.cookie_name, e.rejection(&policy.realm).rfc_error)
+                {
+                    response.headers.push(("set-cookie".into(), clearing_cookie(name)));
+                }
+                return Outcome::Refuse(Refusal { response, log });
+            }
+        };
+        let who = principal.as_ref().map(Principal::identity);
+        let upstream = match self.upstream_credential(io, &view, who.is_some()) {
+            Ok(u) => u,
+            Err(detail) => {
+                log.detail = Some(detail);
+                return self.refuse(&AuthError::ConfigInvalid, log);
+            }
+        };
+        let plan = match plan_forward(&view, who, upstream.as_ref().map(|(h, v)| (h.as_str(), v.as_str())), policy, req.request_id) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(&e, log),
+        };
+        let mint_csrf = log.credential == Some(CredentialSource::Cookie) && policy.csrf.enabled && request_cookie(&view, &policy.csrf.cookie).is_none();
+        let authenticated = who.is_some();
+        Outcome::Forward(Box::new(Forward { method: canon.method, plan, authenticated, limit_headers, mint_csrf, log }))
+    }
+
+    /// Steps 3–10: the principal (None on a public route) and the rate-limit headers.
+    async fn gate<I: GateIo>(
+        &self,
+        io: &I,
+        view: &RequestView<'_>,
+        now: i64,
+        now_ms: i64,
+        log: &mut DecisionLog<'_>,
+    ) -> Result<(Option<Principal>, Vec<(String, String)>), AuthError> {
+        let policy = &self.policy;
+        let requirement = policy.routes.requirement(view.method, view.path);
+        if requirement == Requirement::Public {
+            return Ok((None, Vec::new()));
+        }
+        self.pre_auth_limit(io, view.client_ip, now_ms).await?;
+        let accepts = policy.routes.accepts(view.method, view.path);
+        let Some(Credential { token, source }) = extract_credential(view, policy)? else {
+            return Err(match accepts {
+                Accepts::Jwt => AuthError::MissingToken,
+                Accepts::ApiKey => AuthError::MissingApiKey,
+                Accepts::Either => AuthError::MissingCredential,
+            });
+        };
+        log.credential = Some(source);
+        // A JWT is hashed once: the token-cache key, and its fingerprint for the log.
+        let hash = (!source.is_api_key()).then(|| token_hash(&token));
+        log.token_fp = Some(match &hash {
+            Some(h) => fingerprint_of_digest(h),
+            None => fingerprint(token.as_bytes()),
+        });
+        let principal = match hash {
+            None => {
+                if accepts == Accepts::Jwt {
+                    return Err(AuthError::CredentialNotAccepted(accepts));
+                }
+                Principal::Key(self.authenticate_key(io, &token, view.client_ip, now_ms, log).await?)
+            }
+            Some(hash) => {
+                if accepts == Accepts::ApiKey {
+                    return Err(AuthError::CredentialNotAccepted(accepts));
+                }
+                if source == CredentialSource::Cookie {
+                    check_csrf(view, &policy.csrf)?;
+                }
+                Principal::Token(Box::new(self.verify_jwt(io, &token, &hash, now, log).await?))
+            }
+        };
+        // One tail for both kinds: revocations (snapshot, and the ledger on sensitive routes),
+        // route scopes, rate limits.
+        let who = principal.identity();
+        self.check_revocations(io, who, policy.routes.is_sensitive(view.method, view.path), now).await?;
+        who.authorize(&requirement)?;
+        let limits = self.limits(io, view, who, now_ms).await?;
+        Ok((Some(principal), limits))
+    }
+
+    /// Step 8 for an authenticated principal: the edge copy of the revocation set, and on
+    /// `sensitive` routes the ledger itself (unreachable: fail closed).
+    pub async fn check_revocations<I: GateIo>(&self, io: &I, who: Identity<'_>, sensitive: bool, now: i64) -> Result<(), AuthError> {
+        let revoked = self.revocation_set(io, now).await?;
+        match who {
+            Identity::Token(t) => revoked.check(t, now)?,
+            Identity::ApiKey(k) if revoked.api_key_revoked(k.id(), now) => return Err(AuthError::ApiKeyInvalid(ApiKeyFailure::Revoked)),
+            Identity::ApiKey(_) => {}
+        }
+        if self.policy.revocations.enabled && sensitive {
+            self.check_ledger(io, who).await?;
+        }
+        Ok(())
+    }
+
+    /// Asks the revocation ledger itself (strict mode: `sensitive` routes, admin JWTs).
+    /// Unreachable ledger: fail closed.
+    pub async fn check_ledger<I: GateIo>(&self, io: &I, who: Identity<'_>) -> Result<(), AuthError> {
+        let (facts, revoked) = match who {
+            Identity::Token(t) => {
+                let c = t.claims();
+                let facts = json!({
+                    "iss": t.issuer().unwrap_or(""),
+                    "jti": c.get("jti").and_then(|v| v.as_str()),
+                    "sub": t.subject(),
+                    "iat": c.get("iat").and_then(|v| v.as_f64()),
+                    "kid": t.kid(),
+                });
+                (facts, AuthError::TokenRevoked)
+            }
+            Identity::ApiKey(k) => (json!({"iss": "", "api_key": k.id()}), AuthError::ApiKeyInvalid(ApiKeyFailure::Revoked)),
+        };
+        match io.ask_ledger(&facts).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(revoked),
+            Err(e) => {
+                io.log(Level::Warn, &json!({"event": "revocation_ledger_unreachable", "error": e.to_string()}));
+                Err(AuthError::RevocationsUnavailable)
+            }
+        }
+    }
+
+    /// The per-IP limit checked before any credential is read (`rate_limits.ip_pre_auth`), for
+    /// the gate and the admin API alike.
+    pub async fn pre_auth_limit<I: GateIo>(&self, io: &I, ip: Option<IpAddr>, now_ms: i64) -> Result<(), AuthError> {
+        if let Some(b) = self.policy.rate_limits.pre_auth_bucket(ip) {
+            self.apply_limits(io, std::slice::from_ref(&b), now_ms).await?;
+        }
+        Ok(())
+    }
+
+    /// Post-verification rate limits; the headers of the tightest bucket for the response.
+    async fn limits<I: GateIo>(&self, io: &I, view: &RequestView<'_>, who: Identity<'_>, now_ms: i64) -> Result<Vec<(String, String)>, AuthError> {
+        let rl = &self.policy.rate_limits;
+        let buckets = rl.buckets(view.path, who, view.client_ip);
+        if buckets.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(match self.apply_limits(io, &buckets, now_ms).await? {
+            // The rate-limiting binding reports no remaining count, so nothing to tell on success.
+            Some((b, d)) if rl.headers_on_success && rl.mode != LimitMode::Binding => {
+                super::ratelimit::headers(&b.rule, &b.quota, &d).map(|(k, v)| (k.to_string(), v)).to_vec()
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    /// Applies one request to every bucket; the most restrictive decision (and its bucket), or
+    /// the refusal. An unreachable limiter limits in the isolate or refuses
+    /// (`rate_limits.on_unavailable`): never silently unlimited.
+    async fn apply_limits<'b, I: GateIo>(&self, io: &I, buckets: &'b [Bucket], now_ms: i64) -> Result<Option<(&'b Bucket, Decision)>, AuthError> {
+        let rl = &self.policy.rate_limits;
+        let mut tightest: Option<(&Bucket, Decision)> = None;
+        for b in buckets {
+            let local = || self.state.limiter.borrow_mut().check(b, now_ms);
+            let remote = match (rl.mode, b.binding.as_deref()) {
+                (LimitMode::Local, _) => None,
+                // The pre-auth IP bucket has no binding: it is kept in the isolate.
+                (LimitMode::Binding, None) => None,
+                (LimitMode::Binding, Some(binding)) => Some(io.ask_limit_binding(binding, &b.key).await.map(|allowed| {
+                    // The binding says only yes or no: a refusal is told to retry after the
+                    // rule's emission interval, and no remaining count is reported.
+                    let t = if allowed { 0 } else { b.quota.interval_ms() };
+                    Decision { allowed, tat_ms: 0, remaining: 0, retry_after_ms: t, reset_ms: t }
+                })),
+                (LimitMode::Exact, _) => Some(io.ask_limiter(b).await),
+            };
+            let d = match remote {
+                None => local(),
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    let fallback = matches!(rl.on_unavailable, OnUnavailable::Local);
+                    io.log(Level::Warn, &json!({"event": "rate_limiter_unavailable", "rule": b.rule, "error": e.to_string(), "fallback": fallback}));
+                    if !fallback {
+                        return Err(AuthError::RateLimiterUnavailable);
+                    }
+                    local()
+                }
+            };
+            if !d.allowed {
+                let headers = super::ratelimit::headers(&b.rule, &b.quota, &d).map(|(k, v)| (k.to_string(), v)).to_vec();
+                return Err(AuthError::RateLimited { rule: b.rule.clone(), retry_after_secs: super::ratelimit::retry_after_secs(&d), headers });
+            }
+            if tightest.as_ref().is_none_or(|(_, t)| d.remaining < t.remaining) {
+                tightest = Some((b, d));
+            }
+        }
+        Ok(tightest)
+    }
+
+    /// The route's origin credential as (header, value), for an authenticated request on a route
+    /// that names one. A configured secret that is missing fails the request closed.
+    fn upstream_credential<I: GateIo>(&self, io: &I, view: &RequestView<'_>, authenticated: bool) -> Result<Option<(String, String)>, String> {
+        let policy = &self.policy;
+        let Some(name) = policy.routes.rule(view.method, view.path).and_then(|r| r.upstream_credential.as_ref()).filter(|_| authenticated) else {
+            return Ok(None);
+        };
+        let Some(u) = policy.upstream_credentials.get(name) else { return Err(format!("upstream credential {name:?} is not configured")) };
+        let secret = io.secret(&u.secret).ok_or_else(|| format!("the Worker secret {} (upstream credential {name:?}) is not set", u.secret))?;
+        if secret.is_empty() || secret.chars().any(|c| !(' '..='~').contains(&c)) {
+            return Err(format!("the Worker secret {} is empty or not printable ASCII", u.secret));
+        }
+        Ok(Some((u.header.clone(), u.value.replacen("{secret}", &secret, 1))))
+    }
+
+    // ---- API keys ---------------------------------------------------------------------------
+
+    /// The edge check of a presented API key: format and checksum offline, then one KV read by
+    /// the key's peppered hash (cached in the isolate for a short TTL, negative results too),
+    /// then the record's own checks.
+    async fn authenticate_key<I: GateIo>(
+        &self,
+        io: &I,
+        text: &str,
+        ip: Option<IpAddr>,
+        now_ms: i64,
+        log: &mut DecisionLog<'_>,
+    ) -> Result<VerifiedApiKey, AuthError> {
+        let cfg = &self.policy.api_keys;
+        let presented = PresentedKey::parse(text, Some(cfg.environment)).map_err(AuthError::ApiKeyMalformed)?;
+        let Some(pepper) = io.secret(PEPPER_SECRET).filter(|p| p.len() >= 32) else {
+            log.detail = Some(format!("the {PEPPER_SECRET} secret is missing or shorter than 32 characters"));
+            return Err(AuthError::ApiKeysUnavailable);
+        };
+        let hash = key_hash(pepper.as_bytes(), &presented).ok_or(AuthError::ApiKeysUnavailable)?;
+        let cached = self.state.keys.borrow_mut().get(&hash.0).filter(|e| e.until_ms > now_ms).map(|e| e.record.clone());
+        let record = match cached {
+            Some(r) => {
+                log.key_cache = Some("hit");
+                r
+            }
+            None => {
+                log.key_cache = Some("miss");
+                if !io.has_kv() {
+                    return Err(AuthError::ApiKeysUnavailable);
+                }
+                log.kv_reads += 1;
+                let bytes = io.kv_read(&hash_storage_key(&hash.hex()), MAX_KEY_RECORD_BYTES).await.map_err(|e| {
+                    log.detail = Some(format!("KV read failed: {e}"));
+                    AuthError::ApiKeysUnavailable
+                })?;
+                let record = match bytes {
+                    None => None,
+                    Some(b) => {
+                        match std::str::from_utf8(&b).map_err(|e| e.to_string()).and_then(|t| super::json::from_text::<KeyRecord>(t).map_err(|e| e.to_string()))
+                        {
+                            Ok(r) => Some(Rc::new(r)),
+                            Err(e) => {
+                                io.log(Level::Error, &json!({"event": "api_key_record_invalid", "error": e}));
+                                return Err(AuthError::ApiKeysUnavailable);
+                            }
+                        }
+                    }
+                };
+                let ttl = if record.is_some() { cfg.cache_ttl_secs } else { cfg.negative_cache_ttl_secs };
+                let until_ms = now_ms + i64::from(ttl) * 1000;
+                self.state.keys.borrow_mut().put(hash.0, CachedKey { record: record.clone(), until_ms });
+                record
+            }
+        };
+        let Some(record) = record else {
+            return Err(AuthError::ApiKeyInvalid(ApiKeyFailure::Unknown));
+        };
+        log.key_id = Some(record.id.clone());
+        record.check(&hash, cfg.environment, secs(now_ms), ip)
+    }
+
+    // ---- JWTs -------------------------------------------------------------------------------
+
+    /// Verifies a JWT (through the verified-token cache): what every JWT goes through, on the
+    /// request path, for admin JWTs, in the CLI, the JS package and the bench. Revocations are
+    /// the caller's to check. `hash` is [`token_hash`] of `token`.
+    ///
+    /// Keys: the issuer's inline keys, and for an issuer with a `jwks_uri` its fetched keys (from
+    /// the cache, the KV snapshot on an isolate's first use, or a fetch the cache plans). No
+    /// usable key, or an unknown `kid` / no fitting key while the issuer's keys cannot be had
+    /// → `jwks_unavailable`; an unknown `kid` refetches once (cooldown permitting).
+    pub async fn verify_jwt<I: GateIo>(&self, io: &I, token: &str, hash: &TokenHash, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
+        let policy = &self.policy;
+        let cached = self.state.tokens.borrow_mut().get(hash, now);
+        if let Some(verified) = cached {
+            log.token_cache = Some("hit");
+            log.iss = verified.issuer().map(str::to_owned);
+            log.sub = verified.subject().map(str::to_owned);
+            log.kid = verified.kid().map(|k| k.chars().take(64).collect());
+            log.alg = Some(verified.alg().name());
+            let _ = log.step("cache", Ok(()), |_| "verified-token cache hit".into());
+            return Ok(verified);
+        }
+        log.token_cache = Some("miss");
+        let unverified = log.step("parse", UnverifiedToken::parse(token, policy.max_token_bytes), |t| {
+            let h = t.header();
+            format!("3 canonical segments, strict JSON; alg {}, kid {}", h.alg.name(), h.kid.as_deref().map_or("none".into(), |k| format!("{k:?}")))
+        })?;
+        let pending = log.step("issuer", PendingToken::new(unverified, policy), |p| format!("iss accepted; alg {} allowed", p.alg().name()))?;
+        log.alg = Some(pending.alg().name());
+        log.kid = pending.kid().map(|k| k.chars().take(64).collect());
+        let i = pending.issuer_index();
+        let has_uri = policy.issuers[i].jwks_uri.is_some();
+        let fetched = if has_uri { self.keys_for_request(io, i, now, &mut log.jwks_fetches).await } else { None };
+        let key = match pending.select_key(issuer_keys(policy, fetched.as_ref(), i)) {
+            Ok(k) => Ok(k.clone()),
+            // With no fetched keys to look in, "unknown" or "no fitting key" would be a guess.
+            Err(AuthError::UnknownKid | AuthError::NoMatchingKey(_)) if has_uri && fetched.is_none() => Err(AuthError::JwksUnavailable),
+            Err(AuthError::UnknownKid) if has_uri => match self.refetch_for_unknown_kid(io, i, now, &mut log.jwks_fetches).await {
+                // Second and last look: still unknown is the client's problem.
+                Refetch::Fetched(k) => pending.select_key(issuer_keys(policy, Some(&k), i)).cloned(),
+                Refetch::IssuerDown => Err(AuthError::JwksUnavailable),
+                Refetch::CoolingDown => Err(AuthError::UnknownKid),
+            },
+            Err(e) => Err(e),
+        };
+        let key =
+            log.step("key", key, |k| format!("key {} ({})", k.kid.as_deref().map_or("without kid".into(), |s| format!("{s:?}")), k.material.describe()))?;
+        let job = pending.job(&key)?;
+        let proof = io.verify_signature(&job).await;
+        let alg = pending.alg().name();
+        let proof = log.step("signature", proof, |_| format!("{alg} signature verifies"))?;
+        let verified = log.step("claims", pending.finish(proof, &key, policy, now), |v| {
+            let exp = v.expires_at().map_or("no exp".into(), |e| format!("exp in {} s", e - now));
+            format!("exp, nbf, iat, lifetime, iss and aud pass at now={now}; {exp}")
+        })?;
+        self.state.tokens.borrow_mut().insert(*hash, verified.clone(), key.fingerprint.clone(), now);
+        log.iss = verified.issuer().map(str::to_owned);
+        log.sub = verified.subject().map(str::to_owned);
+        Ok(verified)
+    }
+
+    /// Verifies `token` at `now` with the policy's inline keys and `backend`: the JWT step of
+    /// the pipeline, for callers without a network (the CLI's `verify`, the JS package's
+    /// `verify`/`explain`). With `trace`, the record's [`DecisionLog::trace`] lists the steps taken.
+    pub fn verify_inline<B: super::crypto::SignatureBackend>(
+        &self,
+        token: &str,
+        backend: B,
+        now: i64,
+        trace: bool,
+    ) -> (Result<VerifiedToken, AuthError>, DecisionLog<'static>) {
+        let mut log = DecisionLog { event: "verify", trace: trace.then(Vec::new), ..Default::default() };
+        let io = super::io::InlineIo { backend, now_ms: now.saturating_mul(1000) };
+        let hash = token_hash(token);
+        let result = super::io::run_ready(self.verify_jwt(&io, token, &hash, now, &mut log)).unwrap_or(Err(AuthError::Internal));
+        (result, log)
+    }
+
+    /// The issuer's usable fetched keys for this request, fetching or restoring as the cache plans.
+    async fn keys_for_request<I: GateIo>(&self, io: &I, i: usize, now: i64, fetches: &mut u32) -> Option<KeySet> {
+        let uri = self.policy.issuers[i].jwks_uri.as_deref()?;
+        let first_use = self.state.with_jwks(i, |s| !std::mem::replace(&mut s.snapshot_checked, true) && s.cache.keys(now).is_none()).unwrap_or(false);
+        if first_use && io.has_kv() {
+            self.restore_snapshot(io, i, uri, now).await;
+        }
+        match self.state.with_jwks(i, |s| s.cache.plan(now, Trigger::Request))? {
+            FetchPlan::Now => {
+                *fetches += 1;
+                self.fetch_and_apply(io, i, uri, true).await;
+            }
+            FetchPlan::Background => {
+                self.state.with_jwks(i, |s| s.cache.begin(now));
+                io.defer(Deferred::RefreshJwks { issuer: i });
+            }
+            FetchPlan::None => {}
+        }
+        let now = secs(io.now_ms());
+        self.state.with_jwks(i, |s| s.cache.keys(now).cloned()).flatten()
+    }
+
+    /// Called when the token's `kid` is not among the keys: refetch if the cooldown allows.
+    async fn refetch_for_unknown_kid<I: GateIo>(&self, io: &I, i: usize, now: i64, fetches: &mut u32) -> Refetch {
+        let Some(uri) = self.policy.issuers[i].jwks_uri.as_deref() else { return Refetch::CoolingDown };
+        match self.state.with_jwks(i, |s| s.cache.plan(now, Trigger::UnknownKid)) {
+            Some(FetchPlan::Now) => {
+                *fetches += 1;
+                if self.fetch_and_apply(io, i, uri, true).await {
+                    let now = secs(io.now_ms());
+                    match self.state.with_jwks(i, |s| s.cache.keys(now).cloned()).flatten() {
+                        Some(k) => Refetch::Fetched(k),
+                        None => Refetch::IssuerDown,
+                    }
+                } else {
+                    Refetch::IssuerDown
+                }
+            }
+            _ if self.state.with_jwks(i, |s| s.cache.last_attempt_failed()).unwrap_or(true) => Refetch::IssuerDown,
+            _ => Refetch::CoolingDown,
+        }
+    }
+
+    /// Fetches now and applies the outcome; a good set is persisted (deferred, or right away
+    /// when `defer` is false: already in the background). True if it was good.
+    async fn fetch_and_apply<I: GateIo>(&self, io: &I, i: usize, uri: &str, defer: bool) -> bool {
+        self.state.with_jwks(i, |s| s.cache.begin(secs(io.now_ms())));
+        let outcome = io.fetch_jwks(uri, self.policy.jwks_cache.fetch_timeout_ms).await;
+        match self.apply(io, i, uri, outcome) {
+            Some(snapshot) if io.has_kv() => {
+                if defer {
+                    io.defer(Deferred::PersistJwks { issuer: i, snapshot });
+                } else {
+                    self.persist(io, uri, &snapshot).await;
+                }
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Applies an outcome to the cache and logs it; returns the snapshot to persist if it was
+    /// good. New keys also drop cached tokens verified by keys that are no longer published.
+    fn apply<I: GateIo>(&self, io: &I, i: usize, uri: &str, outcome: FetchOutcome) -> Option<JwksSnapshot> {
+        let now = secs(io.now_ms());
+        let (report, snap, live) = self.state.with_jwks(i, |s| {
+            let r = s.cache.complete(now, outcome);
+            let snap = if r.ok { s.cache.snapshot() } else { None };
+            let live: Vec<String> = s.cache.keys(now).map(|k| k.keys.iter().map(|k| k.fingerprint.clone()).collect()).unwrap_or_default();
+            (r, snap, live)
+        })?;
+        let mut purged = 0;
+        if report.ok {
+            let fps: Vec<&str> =
+                live.iter().map(String::as_str).chain(self.policy.issuers[i].inline_keys.keys.iter().map(|k| k.fingerprint.as_str())).collect();
+            purged = self.state.tokens.borrow_mut().retain_keys(i, &fps);
+        }
+        let level = if report.ok { Level::Info } else { Level::Warn };
+        io.log(level, &json!({"event": "jwks_fetch", "jwks_uri": uri, "report": report, "purged_tokens": purged}));
+        snap
+    }
+
+    async fn restore_snapshot<I: GateIo>(&self, io: &I, i: usize, uri: &str, now: i64) {
+        // A snapshot holds one JWKS document and its metadata: capped like a fetched document.
+        let got = match io.kv_read(&jwks_snapshot_key(uri), 2 * MAX_JWKS_BYTES).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
+            Err(e) => {
+                io.log(Level::Warn, &json!({"event": "jwks_snapshot_read_failed", "error": e.to_string()}));
+                return;
+            }
+        };
+        let taken = std::str::from_utf8(&got)
+            .ok()
+            .and_then(|t| super::json::from_text::<JwksSnapshot>(t).ok())
+            .and_then(|snap| self.state.with_jwks(i, |s| s.cache.restore(&snap, now)));
+        io.log(Level::Info, &json!({"event": "jwks_snapshot_restore", "jwks_uri": uri, "taken": taken.unwrap_or(false)}));
+    }
+
+    async fn persist<I: GateIo>(&self, io: &I, uri: &str, snap: &JwksSnapshot) {
+        let Ok(text) = serde_json::to_string(snap) else { return };
+        if let Err(e) = io.kv_write(&jwks_snapshot_key(uri), text.as_bytes()).await {
+            io.log(Level::Warn, &json!({"event": "jwks_snapshot_write_failed", "error": e.to_string()}));
+        }
+    }
+
+    // ---- revocations ------------------------------------------------------------------------
+
+    /// The revocation set for this request: loaded on first use, refreshed in the background
+    /// when older than `refresh_secs`. Fails closed when the last good copy is older than
+    /// `max_age_secs`.
+    async fn revocation_set<I: GateIo>(&self, io: &I, now: i64) -> Result<Rc<RevocationSet>, AuthError> {
+        let cfg = &self.policy.revocations;
+        if !cfg.enabled {
+            return Ok(Rc::new(RevocationSet::default()));
+        }
+        if !io.has_kv() {
+            return Err(AuthError::RevocationsUnavailable);
+        }
+        let (loaded_at, attempted_at) = {
+            let e = self.state.revocations.borrow();
+            (e.loaded_at, e.attempted_at)
+        };
+        let stale = loaded_at.is_none_or(|t| now - t >= i64::from(cfg.refresh_secs));
+        if stale && attempted_at.is_none_or(|t| now - t >= 1) {
+            self.state.revocations.borrow_mut().attempted_at = Some(now);
+            if loaded_at.is_none() {
+                self.load_revocations(io, now).await;
+            } else {
+                io.defer(Deferred::RefreshRevocations);
+            }
+        }
+        let e = self.state.revocations.borrow();
+        match e.loaded_at {
+            Some(t) if now - t <= i64::from(cfg.max_age_secs) => Ok(e.set.clone()),
+            _ => Err(AuthError::RevocationsUnavailable),
+        }
+    }
+
+    async fn load_revocations<I: GateIo>(&self, io: &I, now: i64) {
+        // Read capped at KV's own value limit (the snapshot is written by the control Worker,
+        // never by a client).
+        let read = match io.kv_read(SNAPSHOT_KEY, MAX_SNAPSHOT_BYTES).await {
+            Ok(Some(b)) => RevocationSet::from_compact(&b, now).map_err(|e| e.to_string()),
+            Ok(None) => match io.kv_read(LEGACY_SNAPSHOT_KEY, MAX_SNAPSHOT_BYTES).await {
+                Ok(Some(b)) => std::str::from_utf8(&b)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| super::json::from_text::<RevocationSnapshot>(t).map_err(|e| format!("bad snapshot: {e}")))
+                    .map(|s| RevocationSet::from_snapshot(&s, now)),
+                Ok(None) => Ok(RevocationSet::default()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match read {
+            Ok(set) => {
+                let mut e = self.state.revocations.borrow_mut();
+                if set.version() >= e.set.version() || e.loaded_at.is_none() {
+                    e.set = Rc::new(set);
+                }
+                e.loaded_at = Some(now);
+            }
+            Err(err) => io.log(Level::Warn, &json!({"event": "revocations_read_failed", "error": err})),
+        }
+    }
+
+    // ---- after the decision -------------------------------------------------------------------
+
+    /// Runs work left for after a response ([`GateIo::defer`]).
+    pub async fn run_deferred<I: GateIo>(&self, io: &I, task: Deferred) {
+        match task {
+            Deferred::RefreshJwks { issuer } => {
+                let Some(uri) = self.policy.issuers.get(issuer).and_then(|i| i.jwks_uri.as_deref()) else { return };
+                let outcome = io.fetch_jwks(uri, self.policy.jwks_cache.fetch_timeout_ms).await;
+                if let Some(snap) = self.apply(io, issuer, uri, outcome) {
+                    if io.has_kv() {
+                        self.persist(io, uri, &snap).await;
+                    }
+                }
+            }
+            Deferred::PersistJwks { issuer, snapshot } => {
+                if let Some(uri) = self.policy.issuers.get(issuer).and_then(|i| i.jwks_uri.as_deref()) {
+                    self.persist(io, uri, &snapshot).await;
+                }
+            }
+            Deferred::RefreshRevocations => self.load_revocations(io, secs(io.now_ms())).await,
+        }
+    }
+
+    /// The origin answered with `status`: the edits to its response (request id, rate-limit
+    /// headers, every `Set-Cookie` brought to policy, a CSRF cookie minted from `csrf_random`
+    /// when one is due), and the finished decision record.
+    pub fn respond<I: GateIo>(
+        &self,
+        io: &I,
+        fwd: &mut Forward<'_>,
+        status: u16,
+        cookies: OriginCookies,
+        csrf_random: Option<[u8; 32]>,
+        now: i64,
+    ) -> ResponseEdits {
+        let policy = &self.policy;
+        let rid = fwd.log.request_id;
+        let mut set = vec![(policy.request_id_header.clone(), rid.to_string())];
+        set.extend(fwd.limit_headers.iter().cloned());
+        let mut set_cookies = match cookies {
+            OriginCookies::Unreadable { present: false } => None,
+            // Without a list the cookies cannot be checked one by one: none is relayed unchecked.
+            OriginCookies::Unreadable { present: true } => {
+                io.log(Level::Error, &json!({"event": "cookie_policy_unavailable", "request_id": rid, "action": "dropped"}));
+                Some(Vec::new())
+            }
+            OriginCookies::Each(list) if list.is_empty() => None,
+            OriginCookies::Each(list) => Some(self.enforce_cookies(io, &list, rid, now)),
+        };
+        if let (true, Some(b)) = (fwd.mint_csrf, csrf_random) {
+            set_cookies.get_or_insert_with(Vec::new).push(csrf_cookie(&policy.csrf, &super::json::b64url_encode(&b)));
+        }
+        fwd.log.decision = if fwd.authenticated { "accept" } else { "public" };
+        fwd.log.status = status;
+        ResponseEdits { set, set_cookies }
+    }
+
+    fn enforce_cookies<I: GateIo>(&self, io: &I, list: &[String], rid: &str, now: i64) -> Vec<String> {
+        let mut out = Vec::with_capacity(list.len());
+        for header in list {
+            let report = enforce(header, &self.policy.cookies, now);
+            let action = match &report.action {
+                CookieAction::Keep => {
+                    out.push(header.clone());
+                    "kept"
+                }
+                CookieAction::Fixed(s) => {
+                    out.push(s.clone());
+                    "fixed"
+                }
+                CookieAction::Drop => "dropped",
+            };
+            if !report.findings.is_empty() {
+                io.log(
+                    Level::Warn,
+                    &json!({"event": "cookie_policy", "request_id": rid, "cookie": report.name, "findings": report.findings, "action": action}),
+                );
+            }
+        }
+        out
+    }
+
+    /// The origin could not be reached: the 502 and the finished record.
+    pub fn origin_failed<'a>(&self, fwd: Forward<'a>, detail: String) -> Refusal<'a> {
+        let mut log = fwd.log;
+        log.detail = Some(detail);
+        let response = refusal(&AuthError::OriginUnreachable, Some(&self.policy), &mut log);
+        Refusal { response, log }
+    }
+}
+
+/// KV key of issuer `uri`'s JWKS snapshot.
+pub fn jwks_snapshot_key(uri: &str) -> String {
+    format!("jwks:v1:{}", fingerprint(uri.as_bytes()).trim_start_matches("sha256:"))
+}
+
+impl DecisionLog<'_> {
+    /// Records a pipeline step when tracing ([`DecisionLog::trace`]) and passes `r` on.
+    fn step<T>(&mut self, name: &'static str, r: Result<T, AuthError>, detail: impl FnOnce(&T) -> String) -> Result<T, AuthError> {
+        if let Some(trace) = self.trace.as_mut() {
+            let outcome = match &r {
+                Ok(v) => Ok(detail(v)),
+                Err(e) => Err(e.clone()),
+            };
+            trace.push(Step { name, outcome });
+        }
+        r
+    }
+}

@@ -1,0 +1,102 @@
+//! Per-isolate state, in one owner: everything the gate remembers between requests (the
+//! verified-token cache, each issuer's JWKS cache, the API key lookup cache, the edge copy of the
+//! revocation set, the local rate limiter). It is built from a policy and dropped with it, so a
+//! configuration change resets all of it at once.
+//!
+//! Each part sits in its own `RefCell` and is borrowed only inside a synchronous call, never
+//! across an `.await`: requests of one isolate interleave at their awaits.
+
+use super::apikey::KeyRecord;
+use super::config::Policy;
+use super::jwks_cache::IssuerKeyCache;
+use super::ratelimit::LocalLimiter;
+use super::revocation::RevocationSet;
+use super::token_cache::TokenCache;
+use lru::LruCache;
+use std::cell::RefCell;
+use std::num::NonZeroUsize;
+use std::rc::Rc;
+
+/// One issuer's fetched-key cache.
+#[derive(Debug)]
+pub(crate) struct JwksSlot {
+    pub(crate) cache: IssuerKeyCache,
+    /// Whether the KV snapshot was looked at (once per isolate, on first use).
+    pub(crate) snapshot_checked: bool,
+}
+
+/// A cached API key lookup (negative results too).
+#[derive(Debug, Clone)]
+pub(crate) struct CachedKey {
+    pub(crate) record: Option<Rc<KeyRecord>>,
+    pub(crate) until_ms: i64,
+}
+
+/// The isolate's copy of the published revocation set.
+#[derive(Debug)]
+pub(crate) struct EdgeRevocations {
+    pub(crate) set: Rc<RevocationSet>,
+    /// When the snapshot was last read successfully (None: never).
+    pub(crate) loaded_at: Option<i64>,
+    /// When a read was last started.
+    pub(crate) attempted_at: Option<i64>,
+}
+
+/// Everything the gate keeps between requests (see the module docs).
+#[derive(Debug)]
+pub struct IsolateState {
+    pub(crate) tokens: RefCell<TokenCache>,
+    /// Index = issuer index; `None` for issuers without a `jwks_uri`.
+    pub(crate) jwks: RefCell<Vec<Option<JwksSlot>>>,
+    pub(crate) keys: RefCell<LruCache<[u8; 32], CachedKey>>,
+    pub(crate) revocations: RefCell<EdgeRevocations>,
+    pub(crate) limiter: RefCell<LocalLimiter>,
+}
+
+impl IsolateState {
+    /// Empty state for `policy`.
+    pub fn new(policy: &Policy) -> IsolateState {
+        let jwks = policy
+            .issuers
+            .iter()
+            .map(|i| i.jwks_uri.as_ref().map(|u| JwksSlot { cache: IssuerKeyCache::new(u.clone(), policy.jwks_cache.clone()), snapshot_checked: false }))
+            .collect();
+        IsolateState {
+            tokens: RefCell::new(TokenCache::new(&policy.token_cache)),
+            jwks: RefCell::new(jwks),
+            keys: RefCell::new(LruCache::new(NonZeroUsize::new(policy.api_keys.cache_capacity).unwrap_or(NonZeroUsize::MIN))),
+            revocations: RefCell::new(EdgeRevocations { set: Rc::new(RevocationSet::default()), loaded_at: None, attempted_at: None }),
+            limiter: RefCell::new(LocalLimiter::default()),
+        }
+    }
+
+    /// Runs `f` on issuer `i`'s JWKS slot, if it has one.
+    pub(crate) fn with_jwks<T>(&self, i: usize, f: impl FnOnce(&mut JwksSlot) -> T) -> Option<T> {
+        self.jwks.borrow_mut().get_mut(i).and_then(Option::as_mut).map(f)
+    }
+
+    /// Installs issuer `i`'s keys as if just fetched ([`IssuerKeyCache::install`]); false if the
+    /// issuer has no `jwks_uri`.
+    pub fn install_jwks(&self, i: usize, keys: super::jwk::KeySet, now: i64) -> bool {
+        self.with_jwks(i, |s| {
+            s.cache.install(keys, now);
+            s.snapshot_checked = true;
+        })
+        .is_some()
+    }
+
+    /// Number of cached verified tokens.
+    pub fn cached_tokens(&self) -> usize {
+        self.tokens.borrow().len()
+    }
+
+    /// Number of cached API key lookups.
+    pub fn cached_keys(&self) -> usize {
+        self.keys.borrow().len()
+    }
+
+    /// Number of active revocations in the edge copy.
+    pub fn revocations(&self) -> usize {
+        self.revocations.borrow().set.len()
+    }
+}

@@ -1,0 +1,175 @@
+//! The gate's Worker adapter: reads the request, runs the core pipeline
+//! ([`crate::core::pipeline::Gate::decide`]) with the Worker's I/O, and sends the answer: the
+//! refusal, the admin call (to the control plane), or the origin's response with the pipeline's
+//! edits. No policy lives here.
+
+use super::runtime::{self, now_ms, request_id, WorkerIo};
+use crate::core::log::DecisionLog;
+use crate::core::pipeline::{refusal, ErrorResponse, Forward, Incoming, OriginCookies, Outcome, Refusal};
+use std::rc::Rc;
+use worker::{console_error, console_log, Context, Env, Request, Response};
+
+/// Name of the service binding through which a gate built without the control plane reaches it.
+pub const CONTROL_BINDING: &str = "EDGEWARD_CONTROL";
+
+/// Serves one request.
+pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let start = now_ms();
+    let rid = request_id();
+    let iso = runtime::isolate(&env);
+    // The raw method: workers-rs's `Method` turns extension methods (PROPFIND, ...) into GET.
+    let method = req.inner().method();
+    let url = req.inner().url();
+    let headers: Vec<(String, String)> = req.headers().entries().collect();
+    let incoming = Incoming { method: &method, url: &url, headers: &headers, request_id: &rid, now_ms: start };
+    let gate = match &iso.gate {
+        Ok(g) => g.clone(),
+        Err(e) => return Ok(send_refusal(Refusal::unconfigured(&incoming, e.to_string()))),
+    };
+    #[cfg(feature = "bench")]
+    if url.split_once("://").and_then(|(_, r)| r.find('/').map(|i| &r[i..])).is_some_and(|p| p.starts_with(super::bench::PATH_PREFIX)) {
+        return super::bench::handle(&gate, &url, &headers, runtime::now_secs()).await;
+    }
+    let io = WorkerIo::new(env, Some(Rc::new(ctx)), gate.clone());
+    match gate.decide(&io, &incoming).await {
+        Outcome::Refuse(r) => Ok(send_refusal(r)),
+        Outcome::Forward(fwd) => Ok(forward(req, &gate, &io, fwd).await),
+        #[cfg(feature = "control")]
+        Outcome::Admin(call) => {
+            // Guessing the admin credential is throttled like any unauthenticated traffic.
+            if let Err(e) = gate.pre_auth_limit(&io, call.client_ip, start).await {
+                let mut log = call.log;
+                let response = refusal(&e, Some(gate.policy()), &mut log);
+                return Ok(send_refusal(Refusal { response, log }));
+            }
+            super::control::admin::handle(req, &io, &gate, &call.path, &call.query, &headers, &rid, start.div_euclid(1000)).await
+        }
+        #[cfg(not(feature = "control"))]
+        Outcome::Admin(call) => Ok(to_control_plane(req, io.env(), &gate, call.log).await),
+    }
+}
+
+/// The admin API, in a gate built without it: the request goes as it came to the control Worker
+/// (which throttles, authorizes and audits it), and its answer comes back as it is.
+#[cfg(not(feature = "control"))]
+async fn to_control_plane(req: Request, env: &Env, gate: &crate::core::pipeline::Gate, mut log: DecisionLog<'_>) -> Response {
+    let answer = match env.service(CONTROL_BINDING) {
+        Err(_) => Err(format!("no {CONTROL_BINDING} service binding to the control Worker (this gate is built without the admin API)")),
+        Ok(control) => control.fetch_request(req).await.map_err(|e| format!("the control Worker did not answer: {e}")),
+    };
+    match answer {
+        Ok(resp) => {
+            log.decision = "control";
+            log.status = resp.status_code();
+            emit(&log);
+            resp
+        }
+        Err(detail) => {
+            log.detail = Some(detail);
+            let response = refusal(&crate::core::error::AuthError::AdminUnavailable, Some(gate.policy()), &mut log);
+            send_refusal(Refusal { response, log })
+        }
+    }
+}
+
+/// Sends the planned request to the origin and relays its response with the pipeline's edits.
+async fn forward(req: Request, gate: &crate::core::pipeline::Gate, io: &WorkerIo, mut fwd: Box<Forward<'_>>) -> Response {
+    use worker::web_sys;
+    let sent = async {
+        let headers = web_sys::Headers::new().map_err(|_| "headers".to_string())?;
+        for (k, v) in &fwd.plan.headers {
+            // A header value the runtime refuses is dropped rather than failing the request.
+            let _ = headers.append(k, v);
+        }
+        let init = web_sys::RequestInit::new();
+        init.set_method(&fwd.method);
+        init.set_headers(&headers);
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+        if !matches!(fwd.method.as_str(), "GET" | "HEAD") {
+            if let Some(body) = req.inner().body() {
+                init.set_body(&body);
+            }
+        }
+        let out = web_sys::Request::new_with_str_and_init(&fwd.plan.url, &init).map_err(|e| format!("bad origin request: {e:?}"))?;
+        let resp = worker::Fetch::Request(Request::from(out)).send().await.map_err(|e| format!("origin fetch failed: {e}"))?;
+        Ok::<web_sys::Response, String>(resp.into())
+    };
+    let inner = match sent.await {
+        Ok(r) => r,
+        Err(detail) => return send_refusal(gate.origin_failed(*fwd, detail)),
+    };
+    let from = inner.headers();
+    let csrf_random = fwd.mint_csrf.then(|| {
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).is_ok().then_some(b)
+    });
+    let edits = gate.respond(io, &mut fwd, inner.status(), set_cookies(&from), csrf_random.flatten(), runtime::now_secs());
+    let relayed = (|| {
+        let h = web_sys::Headers::new_with_headers(&from).map_err(|_| "headers".to_string())?;
+        for (k, v) in &edits.set {
+            let _ = h.set(k, v);
+        }
+        if let Some(list) = &edits.set_cookies {
+            let _ = h.delete("set-cookie");
+            for c in list {
+                let _ = h.append("set-cookie", c);
+            }
+        }
+        let rinit = web_sys::ResponseInit::new();
+        rinit.set_status(inner.status());
+        rinit.set_status_text(&inner.status_text());
+        rinit.set_headers(&h);
+        web_sys::Response::new_with_opt_readable_stream_and_init(inner.body().as_ref(), &rinit).map_err(|e| format!("relay failed: {e:?}"))
+    })();
+    match relayed {
+        Ok(r) => {
+            emit(&fwd.log);
+            Response::from(r)
+        }
+        Err(detail) => send_refusal(gate.origin_failed(*fwd, detail)),
+    }
+}
+
+/// The origin's `Set-Cookie` headers one by one (`Headers.getSetCookie`).
+fn set_cookies(from: &worker::web_sys::Headers) -> OriginCookies {
+    use worker::js_sys::{Array, Function, Reflect};
+    use worker::wasm_bindgen::{JsCast, JsValue};
+    Reflect::get(from, &JsValue::from_str("getSetCookie"))
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+        .and_then(|f| f.call0(from).ok())
+        .and_then(|a| a.dyn_into::<Array>().ok())
+        .map(|a| OriginCookies::Each(a.iter().filter_map(|v| v.as_string()).collect()))
+        .unwrap_or_else(|| OriginCookies::Unreadable { present: from.has("set-cookie").unwrap_or(true) })
+}
+
+/// Emits the record and turns a refusal into the HTTP response.
+pub(crate) fn send_refusal(r: Refusal<'_>) -> Response {
+    emit(&r.log);
+    error_response(&r.response)
+}
+
+fn error_response(e: &ErrorResponse) -> Response {
+    use worker::web_sys;
+    let built = (|| {
+        let h = web_sys::Headers::new()?;
+        for (k, v) in &e.headers {
+            let _ = h.append(k, v);
+        }
+        let init = web_sys::ResponseInit::new();
+        init.set_status(e.status);
+        init.set_headers(&h);
+        web_sys::Response::new_with_opt_str_and_init(Some(&e.body), &init)
+    })();
+    // `new Response()` cannot fail in a Worker; this keeps the request path free of panics anyway.
+    Response::from(built.unwrap_or_else(|_| web_sys::Response::error()))
+}
+
+/// One decision line (5xx on the error stream).
+pub(crate) fn emit(log: &DecisionLog<'_>) {
+    match serde_json::to_string(log) {
+        Ok(s) if log.status >= 500 => console_error!("{s}"),
+        Ok(s) => console_log!("{s}"),
+        Err(_) => console_error!("{{\"event\":\"log_error\"}}"),
+    }
+}
