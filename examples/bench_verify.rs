@@ -117,7 +117,7 @@ fn main() {
         ("user-agent".to_string(), "bench".to_string()),
     ];
     let gate = Gate::new(p);
-    let io = InlineIo { backend: NativeBackend, now_ms: now * 1000 };
+    let io = InlineIo { backend: NativeBackend, now_ms: now * 1000, trace: false };
     let incoming =
         Incoming { method: "GET", url: "https://edge.example/api/resource?a=1", headers: &headers, request_id: "0123456789abcdef", now_ms: now * 1000 };
     let hit = time_per_op(|| matches!(run_ready(gate.decide(&io, &incoming)), Some(Outcome::Forward(f)) if !f.plan.url.is_empty()));

@@ -8,25 +8,44 @@
 //! precise, standard error (RFC 6750 for bearer tokens).
 //!
 //! ## What it is
-//! - [`core`]: a **sans-I/O core**. Parsing, key selection, claim policy, the JWKS cache policy,
-//!   the verified-token cache, GCRA rate limiting, cookie and CSRF rules, the revocation set,
-//!   API keys (format, checksum, records, checks), credential extraction, the forwarding plan and
-//!   the error mapping are pure functions of (input, state, `now`). It reads no clock, does no network, KV or JS, and names no runtime, so
-//!   the whole policy is tested with plain `cargo test`.
-//! - `worker` (feature `worker`, wasm32): the Cloudflare Worker adapter, built as the gate. It
-//!   reads `EDGEWARD_CONFIG`, the clock, KV, the Durable Objects (as a client) and the network,
-//!   checks signatures with the runtime's WebCrypto, and drives the core. Its `fetch` export runs
-//!   each request on a small run-on-wake executor (an awaited promise resumes the request in its
-//!   own callback), and it calls KV and the rate-limiting binding through their JS API. Admin API
-//!   requests go, unchanged, through the `EDGEWARD_CONTROL` service binding to the control Worker.
+//! - [`core`]: a **sans-I/O core** that owns the whole decision. Parsing, key selection, claim
+//!   policy, the JWKS cache policy, the verified-token cache, GCRA rate limiting, cookie and CSRF
+//!   rules, the revocation set, API keys (format, checksum, records, checks), credential
+//!   extraction, the forwarding plan and the error mapping are pure functions of (input, state,
+//!   `now`); [`core::pipeline::Gate`] strings them into the one request path, from a request as
+//!   received to a decision (refuse, admin call, or forward with a plan, the response edits and
+//!   the decision record). The I/O it needs (JWKS fetch, KV, the ledger and limiter Durable
+//!   Objects, the rate-limiting binding, the signature backend, secrets, the clock after an
+//!   await, background work) is injected through [`core::io::GateIo`]; the isolate's state lives
+//!   in one owner, [`core::state::IsolateState`], built with the policy and dropped with it. It
+//!   reads no clock, does no network, KV or JS, and names no runtime, so the whole policy, the
+//!   request path included, is tested with plain `cargo test` against a fake I/O.
+//!
+//!   Why an injected async trait rather than a state machine that yields I/O requests (as
+//!   quinn-proto does): the request path has eight kinds of I/O interleaved with decisions that
+//!   depend on their answers (a refetch only after an unknown `kid`, the ledger only on
+//!   `sensitive` routes, the limiter's fallback), and the trait keeps that path one readable
+//!   function while every implementation stays small. It is Envoy `jwt_authn`'s shape: the
+//!   filter's fetcher and time source are injected. Implementations: the Worker's (`worker`),
+//!   [`core::io::InlineIo`] (inline keys and a synchronous backend: the CLI, the JS package,
+//!   benchmarks) and the host tests' fake.
+//! - `worker` (feature `worker`, wasm32): the Cloudflare Worker adapters. `worker::runtime` is
+//!   what both Workers share: the run-on-wake executor (an awaited promise resumes the request
+//!   in its own callback), the JS APIs of KV, Durable Object storage and the rate-limiting
+//!   binding, WebCrypto, the per-isolate state, and the pipeline's I/O (`WorkerIo`). The gate's
+//!   adapter reads `EDGEWARD_CONFIG` and the request, runs the pipeline, and sends its answer;
+//!   admin API requests go, unchanged, through the `EDGEWARD_CONTROL` service binding to the
+//!   control Worker.
 //! - `worker::control` (feature `control`): the control plane, the admin API and the Durable
 //!   Objects (`RateLimiter`, `RevocationLedger`, on Durable Object storage through its JS API).
 //!   Built with it, the Worker is the control Worker (and also a complete single Worker: gate and
 //!   control plane).
-//! - `web` (feature `web`): the JS package (wasm-bindgen) on the same core.
-//! - `edgeward` (feature `cli`, native): the operator CLI (`verify`, `revoke`, `revocations`,
-//!   `keys`), on the same core with the pure-Rust backend (jwt-simple, plus `p521` for ES512).
-//!
+//! - `web` (feature `web`): the JS package (wasm-bindgen); `verify` and `explain` run the
+//!   pipeline's JWT step.
+//! - `edgeward` (feature `cli`, native): the operator CLI (`verify`, `path`, `revoke`,
+//!   `revocations`, `keys`), on the same pipeline with the pure-Rust backend (jwt-simple, plus
+//!   `p521` for ES512).
+
 //! ## What it is not
 //! - It does not issue tokens, run an OAuth flow, or refresh tokens.
 //! - It never takes keys from a token (`jwk`, `jku`, `x5u`, `x5c` are ignored) and never fetches
@@ -34,11 +53,13 @@
 //! - It does not decrypt JWEs or accept unsigned or nested JWTs.
 //! - No `unsafe`, and no panics on the request path: every failure becomes a response.
 //!
-//! ## The request path
+//! ## The request path ([`core::pipeline::Gate::decide`])
 //! ```text
 //!  request ──► canonicalize (core::canonical: method token, path RFC 3986-normalized;
 //!                 │           ambiguous forms ──► 400, too long ──► 414; overrides stripped)
 //!                 │  every step below sees, and the origin receives, this canonical request
+//!                 ▼
+//!          admin.path_prefix? ──► admin call (the control plane: its own auth and audit)
 //!                 ▼
 //!              route rule (HEAD as GET) ──public───────────────────────────────┐
 //!                 │ token needed                                            │
@@ -80,7 +101,8 @@
 //!                        gate's, verified claims (unforwardable ──► 403), the route's origin
 //!                        credential, request id ──► origin + canonical path (502 if down)
 //!                 ▼
-//!          response: every Set-Cookie brought to policy, RateLimit headers, request id
+//!          response (Gate::respond): every Set-Cookie brought to policy, RateLimit headers,
+//!                        request id, a CSRF cookie when due
 //! ```
 //! Only [`core::verify::PendingToken::finish`] makes a [`core::verify::VerifiedToken`], and it
 //! needs the [`core::verify::SignatureProof`] that only a signature backend in this crate makes,

@@ -75,6 +75,17 @@ pub enum Deferred {
     RefreshRevocations,
 }
 
+impl Deferred {
+    /// The task's name (for logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Deferred::RefreshJwks { .. } => "refresh_jwks",
+            Deferred::PersistJwks { .. } => "persist_jwks",
+            Deferred::RefreshRevocations => "refresh_revocations",
+        }
+    }
+}
+
 /// Where the ledger is asked (strict mode on `sensitive` routes): the message the gate sends the
 /// control plane's `RevocationLedger` (`{"op": "check", "body": facts}`; a stable contract).
 pub type LedgerFacts = serde_json::Value;
@@ -93,6 +104,12 @@ pub trait GateIo {
     fn defer(&self, task: Deferred);
     /// Whether the KV namespace is bound.
     fn has_kv(&self) -> bool;
+    /// Whether the pipeline records the steps it takes ([`super::log::DecisionLog::trace`]):
+    /// `explain` in the CLI and the JS package. A constant `false` (the default) lets the
+    /// compiler drop the step descriptions from the Worker.
+    fn tracing(&self) -> bool {
+        false
+    }
     /// GETs a JWKS document, at most [`super::jwks_cache::MAX_JWKS_BYTES`] of it, within
     /// `timeout_ms`.
     async fn fetch_jwks(&self, uri: &str, timeout_ms: u32) -> FetchOutcome;
@@ -120,6 +137,8 @@ pub struct InlineIo<B> {
     pub backend: B,
     /// The clock (ms since the Unix epoch).
     pub now_ms: i64,
+    /// Record the steps taken ([`GateIo::tracing`]).
+    pub trace: bool,
 }
 
 impl<B: super::crypto::SignatureBackend> GateIo for InlineIo<B> {
@@ -133,6 +152,9 @@ impl<B: super::crypto::SignatureBackend> GateIo for InlineIo<B> {
     fn defer(&self, _: Deferred) {}
     fn has_kv(&self) -> bool {
         false
+    }
+    fn tracing(&self) -> bool {
+        self.trace
     }
     async fn fetch_jwks(&self, _: &str, _: u32) -> FetchOutcome {
         FetchOutcome::Failed("inline keys only: no JWKS is fetched here".into())

@@ -72,8 +72,8 @@ pub struct DecisionLog<'a> {
     /// KV reads this request waited for (API key lookups).
     #[serde(skip_serializing_if = "is_zero")]
     pub kv_reads: u32,
-    /// The verification steps taken, when asked for (`Some` before the pipeline runs: the CLI's
-    /// and the JS package's `explain`); never logged.
+    /// The verification steps taken, when the I/O asks for them ([`super::io::GateIo::tracing`]:
+    /// the JS package's `explain`); never logged.
     #[serde(skip)]
     pub trace: Option<Vec<Step>>,
 }

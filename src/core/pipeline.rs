@@ -580,15 +580,15 @@ impl Gate {
             log.sub = verified.subject().map(str::to_owned);
             log.kid = verified.kid().map(|k| k.chars().take(64).collect());
             log.alg = Some(verified.alg().name());
-            let _ = log.step("cache", Ok(()), |_| "verified-token cache hit".into());
+            let _ = log.step(io.tracing(), "cache", Ok(()), |_| "verified-token cache hit".into());
             return Ok(verified);
         }
         log.token_cache = Some("miss");
-        let unverified = log.step("parse", UnverifiedToken::parse(token, policy.max_token_bytes), |t| {
+        let unverified = log.step(io.tracing(), "parse", UnverifiedToken::parse(token, policy.max_token_bytes), |t| {
             let h = t.header();
             format!("3 canonical segments, strict JSON; alg {}, kid {}", h.alg.name(), h.kid.as_deref().map_or("none".into(), |k| format!("{k:?}")))
         })?;
-        let pending = log.step("issuer", PendingToken::new(unverified, policy), |p| format!("iss accepted; alg {} allowed", p.alg().name()))?;
+        let pending = log.step(io.tracing(), "issuer", PendingToken::new(unverified, policy), |p| format!("iss accepted; alg {} allowed", p.alg().name()))?;
         log.alg = Some(pending.alg().name());
         log.kid = pending.kid().map(|k| k.chars().take(64).collect());
         let i = pending.issuer_index();
@@ -607,12 +607,12 @@ impl Gate {
             Err(e) => Err(e),
         };
         let key =
-            log.step("key", key, |k| format!("key {} ({})", k.kid.as_deref().map_or("without kid".into(), |s| format!("{s:?}")), k.material.describe()))?;
+            log.step(io.tracing(), "key", key, |k| format!("key {} ({})", k.kid.as_deref().map_or("without kid".into(), |s| format!("{s:?}")), k.material.describe()))?;
         let job = pending.job(&key)?;
         let proof = io.verify_signature(&job).await;
         let alg = pending.alg().name();
-        let proof = log.step("signature", proof, |_| format!("{alg} signature verifies"))?;
-        let verified = log.step("claims", pending.finish(proof, &key, policy, now), |v| {
+        let proof = log.step(io.tracing(), "signature", proof, |_| format!("{alg} signature verifies"))?;
+        let verified = log.step(io.tracing(), "claims", pending.finish(proof, &key, policy, now), |v| {
             let exp = v.expires_at().map_or("no exp".into(), |e| format!("exp in {} s", e - now));
             format!("exp, nbf, iat, lifetime, iss and aud pass at now={now}; {exp}")
         })?;
@@ -632,8 +632,8 @@ impl Gate {
         now: i64,
         trace: bool,
     ) -> (Result<VerifiedToken, AuthError>, DecisionLog<'static>) {
-        let mut log = DecisionLog { event: "verify", trace: trace.then(Vec::new), ..Default::default() };
-        let io = super::io::InlineIo { backend, now_ms: now.saturating_mul(1000) };
+        let mut log = DecisionLog { event: "verify", ..Default::default() };
+        let io = super::io::InlineIo { backend, now_ms: now.saturating_mul(1000), trace };
         let hash = token_hash(token);
         let result = super::io::run_ready(self.verify_jwt(&io, token, &hash, now, &mut log)).unwrap_or(Err(AuthError::Internal));
         (result, log)
@@ -903,14 +903,14 @@ pub fn jwks_snapshot_key(uri: &str) -> String {
 }
 
 impl DecisionLog<'_> {
-    /// Records a pipeline step when tracing ([`DecisionLog::trace`]) and passes `r` on.
-    fn step<T>(&mut self, name: &'static str, r: Result<T, AuthError>, detail: impl FnOnce(&T) -> String) -> Result<T, AuthError> {
-        if let Some(trace) = self.trace.as_mut() {
+    /// Records a pipeline step when `tracing` ([`DecisionLog::trace`]) and passes `r` on.
+    fn step<T>(&mut self, tracing: bool, name: &'static str, r: Result<T, AuthError>, detail: impl FnOnce(&T) -> String) -> Result<T, AuthError> {
+        if tracing {
             let outcome = match &r {
                 Ok(v) => Ok(detail(v)),
                 Err(e) => Err(e.clone()),
             };
-            trace.push(Step { name, outcome });
+            self.trace.get_or_insert_with(Vec::new).push(Step { name, outcome });
         }
         r
     }

@@ -77,7 +77,7 @@ impl GateIo for WorkerIo {
     fn defer(&self, task: Deferred) {
         let Some(ctx) = &self.ctx else {
             // Already in the background: nothing runs after it.
-            console_warn!("{}", serde_json::json!({"event": "deferred_dropped", "task": format!("{task:?}").chars().take(40).collect::<String>()}));
+            console_warn!("{}", serde_json::json!({"event": "deferred_dropped", "task": task.name()}));
             return;
         };
         let (gate, io) = (self.gate.clone(), WorkerIo::new(self.env.clone(), None, self.gate.clone()));

@@ -1,0 +1,1738 @@
+//! Host tests of the decision pipeline (`core::pipeline::Gate`) on the full `decide` path, over a
+//! fake `GateIo`: a fixed clock the test advances, every I/O call recorded, every answer scripted
+//! (JWKS documents per URI, a KV map, secrets, the revocation ledger, the rate limiters), deferred
+//! work collected for the test to run when it wants, log events collected, and signatures checked
+//! by the native backend. Tokens are real (RS256, ES256, EdDSA, HS256, signed by `common`), API
+//! key records are built with the `core::apikey` functions, revocation snapshots with
+//! `core::revocation`.
+//!
+//! Every future here is ready at once (the fake never waits), so `run_ready` runs a whole decision
+//! on the test's thread: no runtime, no sleeps.
+//!
+//! The last test collects the reason code of every refusal the other tests' scenarios produce and
+//! compares it with the codes of README's "Responses and reason codes" table, so a documented code
+//! without a host test (or a produced code that is not documented) fails.
+
+mod common;
+
+use common::*;
+use edgeward::core::alg::Algorithm::{EdDSA, ES256, HS256, RS256};
+use edgeward::core::apikey::{generate, hash_storage_key, key_hash, key_id, KeyEnv, KeyHash, KeyRecord, KeySecret, KeyStatus, PresentedKey, RANDOM_BYTES};
+use edgeward::core::config::Policy;
+use edgeward::core::crypto::{NativeBackend, SignatureBackend};
+use edgeward::core::error::AuthError;
+use edgeward::core::io::{run_ready, Deferred, GateIo, IoError, LedgerFacts, Level};
+use edgeward::core::jwks_cache::FetchOutcome;
+use edgeward::core::pipeline::{jwks_snapshot_key, Forward, Gate, Incoming, OriginCookies, Outcome, Refusal};
+use edgeward::core::ratelimit::{Bucket, Decision, LocalLimiter};
+use edgeward::core::request::CredentialSource;
+use edgeward::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target, SNAPSHOT_KEY};
+use edgeward::core::verify::{SignatureJob, SignatureProof};
+use serde_json::{json, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+// ---------------------------------------------------------------------------------------------
+// The fake I/O
+// ---------------------------------------------------------------------------------------------
+
+/// What the fake issuer answers for one JWKS URI.
+#[derive(Debug, Clone)]
+enum JwksAnswer {
+    Doc { status: u16, cache_control: Option<String>, body: String },
+    Fail(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kv {
+    Bound,
+    Unbound,
+    Failing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ledger {
+    NotRevoked,
+    Revoked,
+    Unreachable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limiter {
+    /// The Durable Object's answer: a GCRA of its own (one `LocalLimiter` standing for it).
+    Gcra,
+    Unreachable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    Allow,
+    Deny,
+    Unreachable,
+}
+
+/// A `GateIo` on a fixed clock that records every call and answers as scripted.
+struct FakeIo {
+    now_ms: Cell<i64>,
+    calls: RefCell<Vec<String>>,
+    jwks: RefCell<HashMap<String, JwksAnswer>>,
+    kv: RefCell<HashMap<String, Vec<u8>>>,
+    kv_state: Cell<Kv>,
+    secrets: RefCell<HashMap<String, String>>,
+    ledger: Cell<Ledger>,
+    ledger_facts: RefCell<Vec<Value>>,
+    limiter: Cell<Limiter>,
+    remote_limiter: RefCell<LocalLimiter>,
+    binding: Cell<Binding>,
+    deferred: RefCell<Vec<Deferred>>,
+    logs: RefCell<Vec<(Level, Value)>>,
+}
+
+impl FakeIo {
+    /// At `NOW`, KV bound and empty, no secrets, no JWKS served, ledger and limiters healthy.
+    fn new() -> FakeIo {
+        FakeIo {
+            now_ms: Cell::new(NOW * 1000),
+            calls: RefCell::new(Vec::new()),
+            jwks: RefCell::new(HashMap::new()),
+            kv: RefCell::new(HashMap::new()),
+            kv_state: Cell::new(Kv::Bound),
+            secrets: RefCell::new(HashMap::new()),
+            ledger: Cell::new(Ledger::NotRevoked),
+            ledger_facts: RefCell::new(Vec::new()),
+            limiter: Cell::new(Limiter::Gcra),
+            remote_limiter: RefCell::new(LocalLimiter::default()),
+            binding: Cell::new(Binding::Allow),
+            deferred: RefCell::new(Vec::new()),
+            logs: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// With the API key pepper set.
+    fn with_pepper() -> FakeIo {
+        let io = FakeIo::new();
+        io.set_secret(edgeward::core::apikey::PEPPER_SECRET, PEPPER);
+        io
+    }
+
+    fn advance_secs(&self, s: i64) {
+        self.now_ms.set(self.now_ms.get() + s * 1000);
+    }
+
+    fn now_secs(&self) -> i64 {
+        self.now_ms.get().div_euclid(1000)
+    }
+
+    fn set_secret(&self, name: &str, value: &str) {
+        self.secrets.borrow_mut().insert(name.into(), value.into());
+    }
+
+    fn serve_jwks(&self, uri: &str, answer: JwksAnswer) {
+        self.jwks.borrow_mut().insert(uri.into(), answer);
+    }
+
+    fn record(&self, call: String) {
+        self.calls.borrow_mut().push(call);
+    }
+
+    /// The calls recorded since the last `take_calls`.
+    fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.borrow_mut())
+    }
+
+    fn count(&self, prefix: &str) -> usize {
+        self.calls.borrow().iter().filter(|c| c.starts_with(prefix)).count()
+    }
+
+    fn take_deferred(&self) -> Vec<Deferred> {
+        std::mem::take(&mut *self.deferred.borrow_mut())
+    }
+
+    fn events(&self, name: &str) -> Vec<(Level, Value)> {
+        self.logs.borrow().iter().filter(|(_, e)| e["event"] == name).cloned().collect()
+    }
+}
+
+impl GateIo for FakeIo {
+    fn now_ms(&self) -> i64 {
+        self.now_ms.get()
+    }
+    fn secret(&self, name: &str) -> Option<String> {
+        self.secrets.borrow().get(name).cloned()
+    }
+    fn log(&self, level: Level, event: &Value) {
+        self.logs.borrow_mut().push((level, event.clone()));
+    }
+    fn defer(&self, task: Deferred) {
+        self.deferred.borrow_mut().push(task);
+    }
+    fn has_kv(&self) -> bool {
+        self.kv_state.get() != Kv::Unbound
+    }
+    async fn fetch_jwks(&self, uri: &str, timeout_ms: u32) -> FetchOutcome {
+        assert!(timeout_ms > 0, "a fetch always has a timeout");
+        self.record(format!("fetch_jwks {uri}"));
+        match self.jwks.borrow().get(uri).cloned() {
+            Some(JwksAnswer::Doc { status, cache_control, body }) => FetchOutcome::Response { status, cache_control, body },
+            Some(JwksAnswer::Fail(e)) => FetchOutcome::Failed(e),
+            None => FetchOutcome::Failed(format!("no route to {uri}")),
+        }
+    }
+    async fn kv_read(&self, key: &str, max_bytes: usize) -> Result<Option<Vec<u8>>, IoError> {
+        self.record(format!("kv_read {key}"));
+        match self.kv_state.get() {
+            Kv::Unbound => Err(IoError::NotBound("KV")),
+            Kv::Failing => Err(IoError::Failed("KV is down".into())),
+            Kv::Bound => match self.kv.borrow().get(key) {
+                Some(v) if v.len() > max_bytes => Err(IoError::TooLarge(max_bytes)),
+                v => Ok(v.cloned()),
+            },
+        }
+    }
+    async fn kv_write(&self, key: &str, value: &[u8]) -> Result<(), IoError> {
+        self.record(format!("kv_write {key}"));
+        match self.kv_state.get() {
+            Kv::Unbound => Err(IoError::NotBound("KV")),
+            Kv::Failing => Err(IoError::Failed("KV is down".into())),
+            Kv::Bound => {
+                self.kv.borrow_mut().insert(key.into(), value.to_vec());
+                Ok(())
+            }
+        }
+    }
+    async fn verify_signature(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
+        self.record("verify_signature".into());
+        NativeBackend.verify(job)
+    }
+    async fn ask_ledger(&self, facts: &LedgerFacts) -> Result<bool, IoError> {
+        self.record("ask_ledger".into());
+        self.ledger_facts.borrow_mut().push(facts.clone());
+        match self.ledger.get() {
+            Ledger::NotRevoked => Ok(false),
+            Ledger::Revoked => Ok(true),
+            Ledger::Unreachable => Err(IoError::Failed("ledger unreachable".into())),
+        }
+    }
+    async fn ask_limiter(&self, bucket: &Bucket) -> Result<Decision, IoError> {
+        self.record(format!("ask_limiter {}", bucket.key));
+        match self.limiter.get() {
+            Limiter::Gcra => Ok(self.remote_limiter.borrow_mut().check(bucket, self.now_ms.get())),
+            Limiter::Unreachable => Err(IoError::Failed("limiter unreachable".into())),
+        }
+    }
+    async fn ask_limit_binding(&self, binding: &str, key: &str) -> Result<bool, IoError> {
+        self.record(format!("ask_limit_binding {binding} {key}"));
+        match self.binding.get() {
+            Binding::Allow => Ok(true),
+            Binding::Deny => Ok(false),
+            Binding::Unreachable => Err(IoError::Failed("binding unreachable".into())),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration, tokens, keys
+// ---------------------------------------------------------------------------------------------
+
+/// The gateway's own origin (the request URLs').
+const EDGE: &str = "https://edge.example";
+/// The JWKS of the standard issuer (`ISS`): ES256 and RS256 keys, fetched.
+const JWKS_URI: &str = "https://issuer.example/.well-known/jwks.json";
+/// An issuer with an inline EdDSA key `ed-1`.
+const INLINE_ISS: &str = "https://inline.example";
+/// An issuer with two inline HS256 keys, `hs-1` and `hs-2`.
+const HMAC_ISS: &str = "https://hmac.example";
+const PEPPER: &str = "pipeline-test-pepper-0123456789abcdef";
+const PARTNER_SECRET_NAME: &str = "PARTNER_ORIGIN_TOKEN";
+const PARTNER_SECRET: &str = "origin-secret-42";
+const CLIENT_IP: &str = "203.0.113.9";
+const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"edgeward\", error=\"invalid_token\", error_description=";
+
+/// A realistic configuration: a fetched issuer, an inline EdDSA issuer, an HMAC issuer; public,
+/// method-limited, scoped, sensitive, API-key, either and upstream-credential routes; a token
+/// cookie. Tests add `rate_limits` and the like to it.
+fn doc() -> Value {
+    json!({
+        "issuers": [
+            {"issuer": ISS, "audiences": [AUD], "algorithms": ["ES256", "RS256"], "jwks_uri": JWKS_URI},
+            issuer_entry(Some(INLINE_ISS), &["EdDSA"], vec![key(EdDSA).jwk("ed-1", json!({}))]),
+            issuer_entry(Some(HMAC_ISS), &["HS256"], vec![key(HS256).jwk("hs-1", json!({})), key_seeded(HS256, 1).jwk("hs-2", json!({}))]),
+        ],
+        "origin": ORIGIN,
+        "cookie_name": "__Host-session",
+        "routes": [
+            {"path": "/public/*", "public": true},
+            {"path": "/docs/*", "methods": ["GET"], "public": true},
+            {"path": "/admin/*", "methods": ["POST"], "scopes": ["admin"]},
+            {"path": "/billing/*", "scopes": ["billing"], "sensitive": true},
+            {"path": "/partner/*", "auth": "api_key", "upstream_credential": "partner_origin"},
+            {"path": "/svc/*", "auth": "either"}
+        ],
+        "upstream_credentials": {
+            "partner_origin": {"header": "Authorization", "value": "Bearer {secret}", "secret": PARTNER_SECRET_NAME}
+        }
+    })
+}
+
+/// `doc()` with `section` set to `value`.
+fn doc_with(section: &str, value: Value) -> Value {
+    let mut d = doc();
+    d[section] = value;
+    d
+}
+
+fn gate(d: &Value) -> Gate {
+    Gate::new(policy(d))
+}
+
+/// The standard claims for issuer `iss`, patched (`null` removes a claim).
+fn claims_of(iss: &str, patch: Value) -> Value {
+    with(with(claims(), json!({ "iss": iss })), patch)
+}
+
+/// An EdDSA token of the inline issuer.
+fn ed_token(patch: Value) -> String {
+    key(EdDSA).sign(Some("ed-1"), &claims_of(INLINE_ISS, patch))
+}
+
+/// An HS256 token of the HMAC issuer, signed by `hs-1`.
+fn hs_token(patch: Value) -> String {
+    key(HS256).sign(Some("hs-1"), &claims_of(HMAC_ISS, patch))
+}
+
+/// An HS256 token with exactly this header text and the HMAC issuer's claims.
+fn hs_raw(header: &str) -> String {
+    key(HS256).sign_raw(header, &claims_of(HMAC_ISS, json!({})).to_string())
+}
+
+/// An ES256 token of the fetched issuer, signed by the ES256 key of `seed`.
+fn es_token(seed: u8, kid: &str, patch: Value) -> String {
+    key_seeded(ES256, seed).sign(Some(kid), &claims_of(ISS, patch))
+}
+
+fn es_jwk(seed: u8, kid: &str) -> Value {
+    key_seeded(ES256, seed).jwk(kid, json!({"use": "sig", "alg": "ES256"}))
+}
+
+fn jwks_doc(keys: Vec<Value>) -> JwksAnswer {
+    JwksAnswer::Doc { status: 200, cache_control: Some("max-age=600".into()), body: json!({ "keys": keys }).to_string() }
+}
+
+// ---- API keys --------------------------------------------------------------------------------
+
+/// Deterministic "CSPRNG" bytes (splitmix64) for `generate`.
+fn random_bytes<const N: usize>(seed: u64) -> [u8; N] {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let mut out = [0u8; N];
+    for chunk in out.chunks_mut(8) {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+    }
+    out
+}
+
+fn api_key(seed: u64) -> String {
+    generate(KeyEnv::Live, &random_bytes::<RANDOM_BYTES>(seed)).expect("enough usable random bytes")
+}
+
+fn hash_of(k: &str) -> KeyHash {
+    key_hash(PEPPER.as_bytes(), &PresentedKey::parse(k, None).expect("well-formed key")).expect("hmac")
+}
+
+/// The KV key the gate reads for `k`.
+fn storage_key(k: &str) -> String {
+    hash_storage_key(&hash_of(k).hex())
+}
+
+/// An active record for `k`, as the control plane stores it.
+fn record_for(k: &str, id_seed: u8) -> KeyRecord {
+    KeyRecord {
+        id: key_id(&[id_seed; 12]),
+        owner: "acme-billing".into(),
+        description: "billing batch".into(),
+        scopes: vec!["invoices:read".into()],
+        tier: None,
+        allowed_ips: vec![],
+        not_before: None,
+        expires_at: None,
+        status: KeyStatus::Active,
+        env: KeyEnv::Live,
+        created_at: NOW - 1000,
+        secrets: vec![KeySecret { hash: hash_of(k).hex(), created_at: NOW - 1000, not_after: None }],
+    }
+}
+
+fn store_record(io: &FakeIo, k: &str, rec: &KeyRecord) {
+    io.kv.borrow_mut().insert(storage_key(k), serde_json::to_vec(rec).unwrap());
+}
+
+/// A compact revocation snapshot holding `targets` (version `version`), under `SNAPSHOT_KEY`.
+fn publish_revocations(io: &FakeIo, version: u64, targets: Vec<Target>) {
+    let entries = targets.into_iter().map(|target| Revocation { target, reason: "test".into(), created_at: NOW - 5, expires_at: NOW + 86_400 }).collect();
+    let set = RevocationSet::from_snapshot(&RevocationSnapshot { version, entries }, NOW);
+    io.kv.borrow_mut().insert(SNAPSHOT_KEY.into(), set.to_compact());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests and outcomes
+// ---------------------------------------------------------------------------------------------
+
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
+
+/// A request as the adapter received it (owned, so outcomes can borrow it).
+#[derive(Debug, Clone)]
+struct Req {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    id: String,
+}
+
+fn req(method: &str, path_and_query: &str) -> Req {
+    let n = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
+    Req { method: method.into(), url: format!("{EDGE}{path_and_query}"), headers: Vec::new(), id: format!("req-{n:06}") }
+}
+
+impl Req {
+    fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    fn bearer(self, token: &str) -> Req {
+        self.header("Authorization", &format!("Bearer {token}"))
+    }
+    fn api_key(self, k: &str) -> Req {
+        self.header("X-API-Key", k)
+    }
+    fn from_ip(self, ip: &str) -> Req {
+        self.header("CF-Connecting-IP", ip)
+    }
+    fn incoming(&self, now_ms: i64) -> Incoming<'_> {
+        Incoming { method: &self.method, url: &self.url, headers: &self.headers, request_id: &self.id, now_ms }
+    }
+}
+
+/// Runs one whole decision at the fake's clock. The outcome borrows the request (its id and
+/// headers); a copy of it is leaked so that tests can build requests in place.
+fn decide(gate: &Gate, io: &FakeIo, r: &Req) -> Outcome<'static> {
+    let r: &'static Req = Box::leak(Box::new(r.clone()));
+    run_ready(gate.decide(io, &r.incoming(io.now_ms()))).expect("every fake I/O call is ready at once")
+}
+
+fn hdr<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+fn hdr_all<'h>(headers: &'h [(String, String)], name: &str) -> Vec<&'h str> {
+    headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+}
+
+fn forwarded<'a>(o: Outcome<'a>) -> Box<Forward<'a>> {
+    match o {
+        Outcome::Forward(f) => f,
+        Outcome::Refuse(r) => panic!("expected a forward, got {} {:?} ({:?})", r.response.status, r.log.reason, r.log.detail),
+        Outcome::Admin(a) => panic!("expected a forward, got an admin call for {}", a.path),
+    }
+}
+
+/// The `WWW-Authenticate` a refusal must carry.
+#[derive(Debug, Clone, Copy)]
+enum Www<'s> {
+    Absent,
+    Is(&'s str),
+    /// `Bearer realm="edgeward", error="invalid_token", error_description=…`
+    InvalidToken,
+}
+
+thread_local! {
+    /// Reason codes of the refusals checked on this thread (see the last test).
+    static PRODUCED: RefCell<BTreeSet<&'static str>> = const { RefCell::new(BTreeSet::new()) };
+}
+
+/// Checks a refusal as the client and the operator see it: status, code, challenge, request id
+/// (header and body), `Retry-After` on 429/503 only, the decision record; and records the code.
+fn check_refusal(r: &Refusal<'_>, status: u16, code: &'static str, www: Www<'_>, request_id_header: &str) {
+    assert_eq!((r.response.status, r.log.reason), (status, Some(code)), "detail: {:?}", r.log.detail);
+    assert_eq!((r.log.status, r.log.decision), (status, "reject"));
+    let body: Value = serde_json::from_str(&r.response.body).expect("JSON body");
+    assert_eq!(body["code"], code);
+    assert_eq!(body["request_id"], r.log.request_id);
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    let h = &r.response.headers;
+    assert_eq!(hdr_all(h, request_id_header), vec![r.log.request_id], "request id header {request_id_header}");
+    assert_eq!(hdr(h, "content-type"), Some("application/json"));
+    assert_eq!(hdr(h, "cache-control"), Some("no-store"));
+    match (www, hdr(h, "www-authenticate")) {
+        (Www::Absent, None) => {}
+        (Www::Is(want), Some(got)) => assert_eq!(got, want),
+        (Www::InvalidToken, Some(got)) => assert!(got.starts_with(INVALID_TOKEN_CHALLENGE), "{got}"),
+        (want, got) => panic!("{code}: WWW-Authenticate {got:?}, expected {want:?}"),
+    }
+    if status == 401 {
+        assert!(hdr(h, "www-authenticate").is_some(), "every 401 has a challenge");
+    }
+    match status {
+        503 => assert_eq!(hdr(h, "retry-after"), Some("5")),
+        429 => assert!(hdr(h, "retry-after").and_then(|v| v.parse::<i64>().ok()).is_some_and(|s| s >= 1)),
+        _ => assert_eq!(hdr(h, "retry-after"), None, "{code}: no Retry-After"),
+    }
+    PRODUCED.with(|p| p.borrow_mut().insert(code));
+}
+
+fn refused<'a>(o: Outcome<'a>, status: u16, code: &'static str, www: Www<'_>) -> Refusal<'a> {
+    match o {
+        Outcome::Refuse(r) => {
+            check_refusal(&r, status, code, www, "x-request-id");
+            r
+        }
+        Outcome::Forward(f) => panic!("expected {status} {code}, got a forward to {}", f.plan.url),
+        Outcome::Admin(a) => panic!("expected {status} {code}, got an admin call for {}", a.path),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Route rules
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn public_route_is_forwarded_without_credential_or_any_io() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    // Whatever credential-looking and identity-looking headers the client sends.
+    let r = req("GET", "/public/logo.png?v=2").bearer("garbage").header("X-Edgeward-Sub", "admin").header("Accept", "image/png");
+    let mut fwd = forwarded(decide(&gate, &io, &r));
+    assert!(!fwd.authenticated);
+    assert_eq!(fwd.method, "GET");
+    assert_eq!(fwd.plan.url, format!("{ORIGIN}/public/logo.png?v=2"));
+    let h = &fwd.plan.headers;
+    assert_eq!(hdr(h, "authorization"), None, "a credential never reaches the origin");
+    assert_eq!(hdr(h, "x-edgeward-sub"), None);
+    assert_eq!(hdr(h, "x-edgeward-auth"), None);
+    assert_eq!(hdr(h, "accept"), Some("image/png"));
+    assert_eq!(hdr_all(h, "x-request-id"), vec![r.id.as_str()]);
+    assert!(fwd.limit_headers.is_empty() && !fwd.mint_csrf);
+    assert_eq!((fwd.log.credential, fwd.log.token_cache, fwd.log.jwks_fetches), (None, None, 0));
+    assert!(io.take_calls().is_empty(), "no I/O for a public route");
+    assert!(io.take_deferred().is_empty() && io.logs.borrow().is_empty());
+    let edits = gate.respond(&io, &mut fwd, 200, OriginCookies::Each(vec![]), None, NOW);
+    assert_eq!(edits.set, vec![("x-request-id".to_string(), r.id.clone())]);
+    assert_eq!(edits.set_cookies, None);
+    assert_eq!((fwd.log.decision, fwd.log.status), ("public", 200));
+}
+
+#[test]
+fn route_methods_head_as_get_and_extension_methods() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    // `/docs/*` is public for GET only; HEAD is authorized as GET and forwarded as HEAD.
+    for m in ["GET", "HEAD", "get", "head"] {
+        let r = req(m, "/docs/intro");
+        let fwd = forwarded(decide(&gate, &io, &r));
+        assert!(!fwd.authenticated, "{m}");
+        assert_eq!(fwd.method, m.to_ascii_uppercase());
+    }
+    assert!(io.take_calls().is_empty());
+    // Another method falls through to the default rule: a token is needed.
+    let r = req("POST", "/docs/intro");
+    let rf = refused(decide(&gate, &io, &r), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+    assert_eq!((rf.log.method.as_str(), rf.log.path.as_str()), ("POST", "/docs/intro"));
+    // `/admin/*` needs `admin` for POST only; an extension method is matched by POST rules.
+    let t = ed_token(json!({}));
+    for m in ["GET", "DELETE"] {
+        let r = req(m, "/admin/users").bearer(&t);
+        assert!(forwarded(decide(&gate, &io, &r)).authenticated, "{m}");
+    }
+    for m in ["POST", "PROPFIND"] {
+        let r = req(m, "/admin/users").bearer(&t);
+        refused(
+            decide(&gate, &io, &r),
+            403,
+            "insufficient_scope",
+            Www::Is("Bearer realm=\"edgeward\", error=\"insufficient_scope\", error_description=\"missing scope: admin\", scope=\"admin\""),
+        );
+    }
+    let r = req("PROPFIND", "/admin/users").bearer(&ed_token(json!({"scope": "admin"})));
+    let fwd = forwarded(decide(&gate, &io, &r));
+    assert_eq!(fwd.method, "PROPFIND", "an extension method keeps its name");
+}
+
+#[test]
+fn route_auth_kinds_and_credential_not_accepted() {
+    let gate = gate(&doc());
+    let io = FakeIo::with_pepper();
+    let k = api_key(1);
+    store_record(&io, &k, &record_for(&k, 1));
+    let t = ed_token(json!({}));
+
+    // No credential: the challenge names what the route takes.
+    refused(decide(&gate, &io, &req("GET", "/api/x")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+    refused(decide(&gate, &io, &req("GET", "/partner/x")), 401, "missing_api_key", Www::Is("ApiKey realm=\"edgeward\""));
+    refused(decide(&gate, &io, &req("GET", "/svc/x")), 401, "missing_credential", Www::Is("Bearer realm=\"edgeward\", ApiKey realm=\"edgeward\""));
+    assert!(io.take_calls().is_empty());
+
+    // A credential of the wrong kind is refused before any lookup or signature check.
+    let r = req("GET", "/api/x").api_key(&k);
+    let rf = refused(decide(&gate, &io, &r), 401, "credential_not_accepted", Www::Is("Bearer realm=\"edgeward\""));
+    assert_eq!(rf.log.credential, Some(CredentialSource::ApiKey));
+    let r = req("GET", "/partner/x").bearer(&t);
+    let rf = refused(decide(&gate, &io, &r), 401, "credential_not_accepted", Www::Is("ApiKey realm=\"edgeward\""));
+    assert_eq!(rf.log.credential, Some(CredentialSource::Header));
+    assert!(io.take_calls().is_empty(), "no KV read, no signature check");
+
+    // `either` takes both.
+    let r = req("GET", "/svc/x").api_key(&k);
+    let fwd = forwarded(decide(&gate, &io, &r));
+    assert_eq!(hdr(&fwd.plan.headers, "x-edgeward-auth"), Some("api_key"));
+    let r = req("GET", "/svc/x").bearer(&t);
+    let fwd = forwarded(decide(&gate, &io, &r));
+    assert_eq!(hdr(&fwd.plan.headers, "x-edgeward-auth"), Some("jwt"));
+
+    // Two different credentials at once are ambiguous.
+    let r = req("GET", "/svc/x").bearer(&t).api_key(&k);
+    refused(decide(&gate, &io, &r), 401, "malformed_token", Www::InvalidToken);
+}
+
+#[test]
+fn admin_prefix_is_the_control_planes() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let r = req("POST", "/__edgeward/admin/./revocations?limit=5").bearer("whatever").from_ip(CLIENT_IP);
+    match decide(&gate, &io, &r) {
+        Outcome::Admin(call) => {
+            assert_eq!(call.path, "/__edgeward/admin/revocations");
+            assert_eq!(call.query, "limit=5");
+            assert_eq!(call.client_ip, Some(CLIENT_IP.parse().unwrap()));
+        }
+        other => panic!("expected an admin call, got {other:?}"),
+    }
+    // A path that only starts with the same letters is not the admin API.
+    refused(decide(&gate, &io, &req("GET", "/__edgeward/administrator")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+    assert!(io.take_calls().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reason codes: requests, tokens, scopes, configuration, origin
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn request_refusals_come_before_any_credential_or_io() {
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    let g = gate(&doc());
+    refused(decide(&g, &io, &req("GET", "/api/a%2Fb").bearer(&t)), 400, "ambiguous_path", Www::Absent);
+    refused(decide(&g, &io, &req("GE(T", "/api/x").bearer(&t)), 400, "bad_method", Www::Absent);
+    refused(decide(&g, &io, &req("TRACE", "/public/x")), 405, "method_not_allowed", Www::Absent);
+    // The gate is handed absolute http(s) URLs; anything else is a bug in the adapter.
+    let mut odd = req("GET", "/api/x").bearer(&t);
+    odd.url = "ftp://edge.example/api/x".into();
+    refused(decide(&g, &io, &odd), 500, "internal_error", Www::Absent);
+
+    let g = gate(&doc_with("request", json!({"max_path_bytes": 16})));
+    let rf = refused(decide(&g, &io, &req("GET", &format!("/api/{}", "a".repeat(40))).bearer(&t)), 414, "path_too_long", Www::Absent);
+    assert!(rf.log.path.len() <= 256);
+    assert!(forwarded(decide(&g, &io, &req("GET", "/api/short").bearer(&t))).authenticated);
+    io.take_calls();
+
+    let g = gate(&doc_with("request", json!({"method_override": "reject"})));
+    let r = req("POST", "/public/form").header("X-HTTP-Method-Override", "DELETE");
+    refused(decide(&g, &io, &r), 400, "method_override", Www::Absent);
+    refused(decide(&g, &io, &req("POST", "/public/form?_method=DELETE")), 400, "method_override", Www::Absent);
+
+    let g = gate(&doc_with("query_param", json!("access_token")));
+    refused(decide(&g, &io, &req("GET", &format!("/api/x?ACCESS_TOKEN={t}"))), 400, "ambiguous_query", Www::Absent);
+    assert!(io.take_calls().is_empty(), "nothing was verified or looked up");
+}
+
+/// Every way a JWT itself is refused, through `decide` (HMAC issuer unless said otherwise): the
+/// code, and whether the signature was checked before the refusal.
+#[test]
+fn jwt_refusals_on_the_full_path() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let table: Vec<(&str, String, &'static str, bool)> = vec![
+        ("over max_token_bytes", ed_token(json!({"pad": "x".repeat(17_000)})), "token_too_large", false),
+        ("two segments", "abc.def".into(), "malformed_token", false),
+        ("header not an object", hs_raw("[1]"), "malformed_header", false),
+        ("alg twice", hs_raw(r#"{"alg":"HS256","alg":"HS256","kid":"hs-1"}"#), "duplicate_member", false),
+        ("no alg", hs_raw(r#"{"kid":"hs-1","typ":"JWT"}"#), "alg_missing", false),
+        ("alg none", hs_raw(r#"{"alg":"none","kid":"hs-1"}"#), "alg_none", false),
+        ("ES256 for an HS256 issuer", key(ES256).sign(Some("hs-1"), &claims_of(HMAC_ISS, json!({}))), "alg_not_allowed", false),
+        ("crit", hs_raw(r#"{"alg":"HS256","kid":"hs-1","crit":["exp"]}"#), "unsupported_header", false),
+        ("exp a string", hs_token(json!({"exp": "soon"})), "malformed_claims", true),
+        ("unknown iss", hs_token(json!({"iss": "https://evil.example"})), "issuer_mismatch", false),
+        ("kid of no key", key(HS256).sign(Some("hs-9"), &claims_of(HMAC_ISS, json!({}))), "unknown_kid", false),
+        ("no kid, two keys fit", key(HS256).sign(None, &claims_of(HMAC_ISS, json!({}))), "no_matching_key", false),
+        ("flipped signature", flip_signature_byte(&hs_token(json!({})), 0, 1), "bad_signature", true),
+        ("another key's signature", key_seeded(HS256, 7).sign(Some("hs-1"), &claims_of(HMAC_ISS, json!({}))), "bad_signature", true),
+        ("no exp", hs_token(json!({"exp": null})), "missing_exp", true),
+        ("expired past leeway", hs_token(json!({"exp": NOW - 61, "iat": NOW - 600})), "expired", true),
+        ("nbf ahead", hs_token(json!({"nbf": NOW + 600})), "not_yet_valid", true),
+        ("iat ahead", hs_token(json!({"iat": NOW + 600, "exp": NOW + 1200})), "issued_in_future", true),
+        ("lives too long", hs_token(json!({"exp": NOW + 200_000})), "lifetime_too_long", true),
+        ("other audience", hs_token(json!({"aud": "api://other"})), "audience_mismatch", true),
+        ("EdDSA, other audience", ed_token(json!({"aud": ["api://a", "api://b"]})), "audience_mismatch", true),
+    ];
+    for (what, token, code, signature_checked) in table {
+        let r = req("GET", "/api/orders").bearer(&token);
+        let rf = refused(decide(&gate, &io, &r), 401, code, Www::InvalidToken);
+        assert_eq!(rf.log.credential, Some(CredentialSource::Header), "{what}");
+        assert!(rf.log.token_fp.as_deref().is_some_and(|fp| fp.starts_with("sha256:")), "{what}");
+        assert_eq!(hdr(&rf.response.headers, "set-cookie"), None, "{what}: a header token is not cleared");
+        let calls = io.take_calls();
+        let want: Vec<String> = if signature_checked { vec!["verify_signature".into()] } else { vec![] };
+        assert_eq!(calls, want, "{what}: no revocation read or other I/O for a refused token");
+        assert!(!rf.response.body.contains(&token), "{what}: the token is not echoed");
+    }
+    assert_eq!(gate.state().cached_tokens(), 0, "refused tokens are not cached");
+    // Each key is used for what it is: the same claims, properly signed, pass.
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/orders").bearer(&hs_token(json!({}))))).authenticated);
+    assert!(
+        forwarded(decide(&gate, &io, &req("GET", "/api/orders").bearer(&key_seeded(HS256, 1).sign(Some("hs-2"), &claims_of(HMAC_ISS, json!({}))))))
+            .authenticated
+    );
+}
+
+#[test]
+fn insufficient_scope_and_claim_not_forwardable() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let r = req("GET", "/billing/invoices").bearer(&ed_token(json!({"scope": "read"})));
+    let rf = refused(
+        decide(&gate, &io, &r),
+        403,
+        "insufficient_scope",
+        Www::Is("Bearer realm=\"edgeward\", error=\"insufficient_scope\", error_description=\"missing scope: billing\", scope=\"billing\""),
+    );
+    assert_eq!((rf.log.iss.as_deref(), rf.log.sub.as_deref()), (Some(INLINE_ISS), Some("user-1")));
+    assert_eq!(io.count("ask_ledger"), 1, "revocations are checked before scopes");
+    // `scp` arrays count too.
+    let r = req("GET", "/billing/invoices").bearer(&ed_token(json!({"scope": null, "scp": ["billing"]})));
+    forwarded(decide(&gate, &io, &r));
+
+    // A claim no header can carry verbatim.
+    let t = ed_token(json!({"sub": "Jos\u{e9}"}));
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/me").bearer(&t)), 403, "claim_not_forwardable", Www::Absent);
+    assert!(rf.log.detail.as_deref().is_some_and(|d| d.contains("x-edgeward-sub")), "{:?}", rf.log.detail);
+    let percent = Gate::new(policy(&doc_with("request", json!({"claim_values": "percent"}))));
+    let fwd = forwarded(decide(&percent, &io, &req("GET", "/api/me").bearer(&t)));
+    assert_eq!(hdr(&fwd.plan.headers, "x-edgeward-sub"), Some("Jos%C3%A9"));
+}
+
+#[test]
+fn config_invalid_when_unconfigured_or_an_upstream_secret_is_missing() {
+    // The whole configuration is invalid: every request gets the default-shaped 500.
+    let err = Policy::from_json(&json!({"origin": ORIGIN}).to_string()).unwrap_err().to_string();
+    let r = req("GET", "/api/x").bearer("anything");
+    let rf = Refusal::unconfigured(&r.incoming(NOW * 1000), err.clone());
+    check_refusal(&rf, 500, "config_invalid", Www::Absent, "x-request-id");
+    assert_eq!(rf.log.detail.as_deref(), Some(err.as_str()));
+    assert_eq!(rf.log.path, "/api/x");
+    assert!(!rf.response.body.contains("issuers"), "the configuration error is the operator's, not the client's");
+
+    // A route's upstream credential whose secret is not set fails that route closed.
+    let gate = gate(&doc());
+    let io = FakeIo::with_pepper();
+    let k = api_key(2);
+    store_record(&io, &k, &record_for(&k, 2));
+    let r = req("GET", "/partner/reports").api_key(&k);
+    let rf = refused(decide(&gate, &io, &r), 500, "config_invalid", Www::Absent);
+    assert!(rf.log.detail.as_deref().is_some_and(|d| d.contains(PARTNER_SECRET_NAME)), "{:?}", rf.log.detail);
+    assert!(!rf.response.body.contains(PARTNER_SECRET_NAME));
+    // A secret that cannot go in a header is as good as missing.
+    io.set_secret(PARTNER_SECRET_NAME, "line\nbreak");
+    refused(decide(&gate, &io, &req("GET", "/partner/reports").api_key(&k)), 500, "config_invalid", Www::Absent);
+    io.set_secret(PARTNER_SECRET_NAME, PARTNER_SECRET);
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/partner/reports").api_key(&k)));
+    assert_eq!(hdr_all(&fwd.plan.headers, "authorization"), vec![format!("Bearer {PARTNER_SECRET}").as_str()]);
+    // Other routes never needed it.
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k))).authenticated);
+}
+
+#[test]
+fn origin_unreachable_is_a_502_without_detail() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let r = req("GET", "/api/x").bearer(&ed_token(json!({})));
+    let fwd = forwarded(decide(&gate, &io, &r));
+    let rf = gate.origin_failed(*fwd, "origin fetch failed: connection refused".into());
+    check_refusal(&rf, 502, "origin_unreachable", Www::Absent, "x-request-id");
+    assert_eq!(rf.log.detail.as_deref(), Some("origin fetch failed: connection refused"));
+    assert!(!rf.response.body.contains("connection refused"));
+    assert_eq!((rf.log.iss.as_deref(), rf.log.credential), (Some(INLINE_ISS), Some(CredentialSource::Header)), "the record keeps who it was");
+}
+
+// `admin_unavailable` (503: an admin call to a gate without its EDGEWARD_CONTROL binding) is the
+// Worker adapter's: the pipeline hands admin calls over as `Outcome::Admin`
+// (`admin_prefix_is_the_control_planes`) and never produces it.
+
+// ---------------------------------------------------------------------------------------------
+// API keys
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn api_key_accepted_cache_hit_vs_miss_and_record_ttl() {
+    let gate = gate(&doc());
+    let io = FakeIo::with_pepper();
+    io.set_secret(PARTNER_SECRET_NAME, PARTNER_SECRET);
+    let k = api_key(3);
+    let mut rec = record_for(&k, 3);
+    store_record(&io, &k, &rec);
+
+    let r = req("GET", "/partner/reports?month=11").api_key(&k).from_ip(CLIENT_IP);
+    let fwd = forwarded(decide(&gate, &io, &r));
+    assert_eq!((fwd.log.key_cache, fwd.log.kv_reads, fwd.log.key_id.as_deref()), (Some("miss"), 1, Some(rec.id.as_str())));
+    assert_eq!(fwd.log.credential, Some(CredentialSource::ApiKey));
+    assert_eq!(io.take_calls(), vec![format!("kv_read {}", storage_key(&k)), format!("kv_read {SNAPSHOT_KEY}"), "kv_read revocations:v1".to_string()]);
+    let h = &fwd.plan.headers;
+    assert_eq!(fwd.plan.url, format!("{ORIGIN}/partner/reports?month=11"));
+    assert_eq!(hdr(h, "x-api-key"), None, "the client's key never reaches the origin");
+    assert_eq!(hdr_all(h, "authorization"), vec![format!("Bearer {PARTNER_SECRET}").as_str()], "the origin's own credential instead");
+    assert_eq!(hdr(h, "x-edgeward-auth"), Some("api_key"));
+    assert_eq!(hdr(h, "x-edgeward-key-id"), Some(rec.id.as_str()));
+    assert_eq!(hdr(h, "x-edgeward-sub"), Some("acme-billing"));
+    assert_eq!(hdr(h, "x-edgeward-scope"), Some("invoices:read"));
+
+    // Within cache_ttl_secs (30): no KV read, also with `Authorization: ApiKey`.
+    io.advance_secs(5);
+    let r = req("GET", "/partner/reports").header("Authorization", &format!("ApiKey {k}"));
+    let fwd = forwarded(decide(&gate, &io, &r));
+    assert_eq!((fwd.log.key_cache, fwd.log.kv_reads), (Some("hit"), 0));
+    assert!(io.take_calls().is_empty());
+    assert_eq!(gate.state().cached_keys(), 1);
+
+    // A record change is seen once the cached lookup expires: until then the isolate trusts it.
+    rec.status = KeyStatus::Disabled;
+    store_record(&io, &k, &rec);
+    io.advance_secs(5);
+    assert_eq!(forwarded(decide(&gate, &io, &req("GET", "/partner/x").api_key(&k))).log.key_cache, Some("hit"));
+    io.advance_secs(21);
+    let rf = refused(
+        decide(&gate, &io, &req("GET", "/partner/x").api_key(&k)),
+        401,
+        "api_key_invalid",
+        Www::Is("ApiKey realm=\"edgeward\", error=\"invalid_key\", error_description=\"API key not accepted\""),
+    );
+    assert_eq!((rf.log.key_cache, rf.log.kv_reads), (Some("miss"), 1));
+    assert_eq!(rf.log.detail.as_deref(), Some("API key refused: disabled"));
+
+    // A cached record is still checked at each request's time and address.
+    let k2 = api_key(33);
+    let mut rec2 = record_for(&k2, 33);
+    rec2.expires_at = Some(io.now_secs() + 10);
+    rec2.allowed_ips = vec!["203.0.113.0/24".into()];
+    store_record(&io, &k2, &rec2);
+    assert_eq!(forwarded(decide(&gate, &io, &req("GET", "/partner/x").api_key(&k2).from_ip(CLIENT_IP))).log.key_cache, Some("miss"));
+    let rf = refused(decide(&gate, &io, &req("GET", "/partner/x").api_key(&k2).from_ip("192.0.2.1")), 403, "ip_not_allowed", Www::Absent);
+    assert_eq!(rf.log.key_cache, Some("hit"));
+    io.advance_secs(10);
+    let rf = refused(
+        decide(&gate, &io, &req("GET", "/partner/x").api_key(&k2).from_ip(CLIENT_IP)),
+        401,
+        "api_key_invalid",
+        Www::Is("ApiKey realm=\"edgeward\", error=\"invalid_key\", error_description=\"API key not accepted\""),
+    );
+    assert_eq!((rf.log.key_cache, rf.log.detail.as_deref()), (Some("hit"), Some("API key refused: expired")));
+    assert!(io.logs.borrow().iter().all(|(_, e)| !e.to_string().contains(&k) && !e.to_string().contains(PEPPER)), "no key or pepper in logs");
+}
+
+#[test]
+fn api_key_unknown_is_negatively_cached() {
+    let gate = gate(&doc());
+    let io = FakeIo::with_pepper();
+    let k = api_key(4);
+    let unknown = || req("GET", "/svc/items").api_key(&k);
+    let invalid = Www::Is("ApiKey realm=\"edgeward\", error=\"invalid_key\", error_description=\"API key not accepted\"");
+    let rf = refused(decide(&gate, &io, &unknown()), 401, "api_key_invalid", invalid);
+    assert_eq!((rf.log.key_cache, rf.log.kv_reads, rf.log.key_id.as_deref()), (Some("miss"), 1, None));
+    assert_eq!(rf.log.detail.as_deref(), Some("API key refused: unknown"));
+    assert_eq!(io.take_calls(), vec![format!("kv_read {}", storage_key(&k))]);
+    // Remembered for negative_cache_ttl_secs (30): the flood costs no KV read.
+    for _ in 0..3 {
+        let rf = refused(decide(&gate, &io, &unknown()), 401, "api_key_invalid", invalid);
+        assert_eq!((rf.log.key_cache, rf.log.kv_reads), (Some("hit"), 0));
+    }
+    assert!(io.take_calls().is_empty());
+    // The key is created meanwhile: seen once the negative entry expires.
+    store_record(&io, &k, &record_for(&k, 4));
+    io.advance_secs(29);
+    refused(decide(&gate, &io, &unknown()), 401, "api_key_invalid", invalid);
+    io.advance_secs(1);
+    let fwd = forwarded(decide(&gate, &io, &unknown()));
+    assert_eq!((fwd.log.key_cache, fwd.log.kv_reads), (Some("miss"), 1));
+}
+
+#[test]
+fn api_key_record_refusals() {
+    let gate = gate(&doc());
+    let io = FakeIo::with_pepper();
+    let invalid = Www::Is("ApiKey realm=\"edgeward\", error=\"invalid_key\", error_description=\"API key not accepted\"");
+    let malformed = Www::Is("ApiKey realm=\"edgeward\", error=\"invalid_key\", error_description=\"API key is malformed\"");
+
+    // Malformed: refused offline, no lookup at all.
+    let k = api_key(5);
+    let last = k.chars().last().unwrap();
+    let typo = format!("{}{}", &k[..k.len() - 1], if last == 'A' { 'B' } else { 'A' });
+    refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&typo)), 401, "api_key_malformed", malformed);
+    let test_env = generate(KeyEnv::Test, &random_bytes::<RANDOM_BYTES>(5)).unwrap();
+    refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&test_env)), 401, "api_key_malformed", malformed);
+    refused(decide(&gate, &io, &req("GET", "/svc/x").header("Authorization", "ApiKey ew_live_short")), 401, "api_key_malformed", malformed);
+    assert!(io.take_calls().is_empty());
+
+    // Each record state, one answer to the client, the reason in the log.
+    let cases: Vec<(u64, &str, Box<dyn Fn(&mut KeyRecord)>)> = vec![
+        (6, "disabled", Box::new(|r| r.status = KeyStatus::Disabled)),
+        (7, "expired", Box::new(|r| r.expires_at = Some(NOW))),
+        (8, "not yet valid", Box::new(|r| r.not_before = Some(NOW + 60))),
+        (9, "rotated out", Box::new(|r| r.secrets[0].not_after = Some(NOW - 1))),
+    ];
+    for (seed, why, edit) in cases {
+        let k = api_key(seed);
+        let mut rec = record_for(&k, seed as u8);
+        edit(&mut rec);
+        store_record(&io, &k, &rec);
+        let rf = refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k)), 401, "api_key_invalid", invalid);
+        assert_eq!(rf.log.detail, Some(format!("API key refused: {why}")));
+        assert_eq!(rf.log.key_id.as_deref(), Some(rec.id.as_str()), "{why}: the id is logged, never the key");
+    }
+
+    // Client ranges.
+    let k = api_key(10);
+    let mut rec = record_for(&k, 10);
+    rec.allowed_ips = vec!["198.51.100.0/24".into(), "2001:db8::/32".into()];
+    store_record(&io, &k, &rec);
+    let rf = refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k).from_ip(CLIENT_IP)), 403, "ip_not_allowed", Www::Absent);
+    assert_eq!(rf.log.key_id.as_deref(), Some(rec.id.as_str()));
+    refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k)), 403, "ip_not_allowed", Www::Absent);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k).from_ip("198.51.100.77"))).authenticated);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k).from_ip("2001:db8:1::5"))).authenticated);
+
+    // Revoked by id (the published snapshot), on a fresh isolate.
+    let gate = Gate::new(policy(&doc()));
+    let k = api_key(11);
+    let rec = record_for(&k, 11);
+    store_record(&io, &k, &rec);
+    publish_revocations(&io, 3, vec![Target::ApiKey { key_id: rec.id.clone() }]);
+    let rf = refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k)), 401, "api_key_invalid", invalid);
+    assert_eq!(rf.log.detail.as_deref(), Some("API key refused: revoked"));
+    assert_eq!(gate.state().revocations(), 1);
+}
+
+#[test]
+fn api_keys_unavailable_without_pepper_or_kv() {
+    let k = api_key(12);
+    let gate = gate(&doc());
+    // No pepper: nothing can be looked up.
+    let io = FakeIo::new();
+    store_record(&io, &k, &record_for(&k, 12));
+    let rf = refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k)), 503, "api_keys_unavailable", Www::Absent);
+    assert!(rf.log.detail.as_deref().is_some_and(|d| d.contains("EDGEWARD_API_KEY_PEPPER")), "{:?}", rf.log.detail);
+    // A pepper shorter than 32 characters is refused the same.
+    io.set_secret("EDGEWARD_API_KEY_PEPPER", &PEPPER[..31]);
+    refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k)), 503, "api_keys_unavailable", Www::Absent);
+    assert!(io.take_calls().is_empty());
+
+    // KV unbound or failing: 503, and the failure is not cached.
+    io.set_secret("EDGEWARD_API_KEY_PEPPER", PEPPER);
+    io.kv_state.set(Kv::Unbound);
+    refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k)), 503, "api_keys_unavailable", Www::Absent);
+    assert!(io.take_calls().is_empty());
+    io.kv_state.set(Kv::Failing);
+    let rf = refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k)), 503, "api_keys_unavailable", Www::Absent);
+    assert!(rf.log.detail.as_deref().is_some_and(|d| d.starts_with("KV read failed")), "{:?}", rf.log.detail);
+    assert_eq!(gate.state().cached_keys(), 0);
+    io.kv_state.set(Kv::Bound);
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k)));
+    assert_eq!(fwd.log.key_cache, Some("miss"));
+
+    // A record that does not parse is the store's fault, not the client's.
+    let k2 = api_key(13);
+    io.kv.borrow_mut().insert(storage_key(&k2), b"{\"id\":".to_vec());
+    refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k2)), 503, "api_keys_unavailable", Www::Absent);
+    assert_eq!(io.events("api_key_record_invalid").len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWTs: the verified-token cache and revocations
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn jwt_token_cache_hit_skips_the_signature() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let t = ed_token(json!({"jti": "c-1"}));
+    let first = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    assert_eq!((first.log.token_cache, first.log.alg, first.log.kid.as_deref()), (Some("miss"), Some("EdDSA"), Some("ed-1")));
+    let second = forwarded(decide(&gate, &io, &req("GET", "/api/y").bearer(&t)));
+    assert_eq!(second.log.token_cache, Some("hit"));
+    assert_eq!((second.log.iss.as_deref(), second.log.sub.as_deref(), second.log.kid.as_deref()), (Some(INLINE_ISS), Some("user-1"), Some("ed-1")));
+    assert_eq!(first.log.token_fp, second.log.token_fp);
+    assert_eq!(io.count("verify_signature"), 1, "two identical requests, one signature check");
+    assert_eq!(hdr(&second.plan.headers, "x-edgeward-sub"), Some("user-1"), "a hit forwards the same identity");
+    // Another token is another entry.
+    let other = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"jti": "c-2"})))));
+    assert_eq!(other.log.token_cache, Some("miss"));
+    assert_eq!(io.count("verify_signature"), 2);
+    assert_eq!(gate.state().cached_tokens(), 2);
+    // Scopes still run on a hit.
+    refused(
+        decide(&gate, &io, &req("POST", "/admin/x").bearer(&t)),
+        403,
+        "insufficient_scope",
+        Www::Is("Bearer realm=\"edgeward\", error=\"insufficient_scope\", error_description=\"missing scope: admin\", scope=\"admin\""),
+    );
+    // An entry never outlives its token.
+    let short = ed_token(json!({"exp": NOW + 30, "jti": "c-3"}));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&short)));
+    io.advance_secs(95);
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&short)), 401, "expired", Www::InvalidToken);
+    assert_eq!(rf.log.token_cache, Some("miss"));
+}
+
+#[test]
+fn revocation_snapshot_revokes_tokens_cached_ones_included() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    publish_revocations(
+        &io,
+        7,
+        vec![
+            Target::Jti { iss: INLINE_ISS.into(), jti: "t-revoked".into() },
+            Target::SubjectBefore { iss: INLINE_ISS.into(), sub: "user-2".into(), before: NOW },
+        ],
+    );
+    let r = req("GET", "/api/x").bearer(&ed_token(json!({"jti": "t-revoked"})));
+    let rf = refused(
+        decide(&gate, &io, &r),
+        401,
+        "token_revoked",
+        Www::Is("Bearer realm=\"edgeward\", error=\"invalid_token\", error_description=\"token revoked\""),
+    );
+    assert_eq!(rf.log.token_cache, Some("miss"));
+    assert_eq!(io.take_calls(), vec!["verify_signature".to_string(), format!("kv_read {SNAPSHOT_KEY}")], "the compact snapshot, read once");
+    assert_eq!(gate.state().revocations(), 2);
+    // "Log out everywhere": tokens of user-2 issued before the watermark.
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"sub": "user-2"})))), 401, "token_revoked", Www::InvalidToken);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"sub": "user-2", "iat": NOW + 1}))))).authenticated);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"jti": "t-ok"}))))).authenticated);
+    // Every token a compromised key signed.
+    let by_kid = Gate::new(policy(&doc()));
+    let io_kid = FakeIo::new();
+    publish_revocations(&io_kid, 9, vec![Target::Kid { kid: "ed-1".into() }]);
+    refused(decide(&by_kid, &io_kid, &req("GET", "/api/x").bearer(&ed_token(json!({"jti": "any"})))), 401, "token_revoked", Www::InvalidToken);
+    assert!(forwarded(decide(&by_kid, &io_kid, &req("GET", "/api/x").bearer(&hs_token(json!({}))))).authenticated);
+
+    // A token accepted (and cached), then revoked: the next snapshot refresh stops it.
+    let later = ed_token(json!({"jti": "t-later"}));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&later)));
+    publish_revocations(&io, 8, vec![Target::Jti { iss: INLINE_ISS.into(), jti: "t-later".into() }]);
+    io.take_calls();
+    io.advance_secs(10);
+    // Past refresh_secs the re-read is deferred (never on the hot path): this request still passes.
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&later)));
+    assert_eq!(fwd.log.token_cache, Some("hit"));
+    assert!(io.take_calls().is_empty());
+    let tasks = io.take_deferred();
+    assert!(matches!(tasks.as_slice(), [Deferred::RefreshRevocations]), "{tasks:?}");
+    for t in tasks {
+        run_ready(gate.run_deferred(&io, t)).unwrap();
+    }
+    assert_eq!(io.take_calls(), vec![format!("kv_read {SNAPSHOT_KEY}")]);
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&later)), 401, "token_revoked", Www::InvalidToken);
+    assert_eq!(rf.log.token_cache, Some("hit"), "revocation is checked on cache hits too");
+}
+
+#[test]
+fn revocations_unavailable_without_kv_or_past_max_age() {
+    let t = ed_token(json!({}));
+    // No KV binding: no revocation list, protected routes fail closed; public ones do not care.
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    io.kv_state.set(Kv::Unbound);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 503, "revocations_unavailable", Www::Absent);
+    forwarded(decide(&gate, &io, &req("GET", "/public/x")));
+    // With revocations switched off, no KV is needed.
+    let off = Gate::new(policy(&doc_with("revocations", json!({"enabled": false}))));
+    assert!(forwarded(decide(&off, &io, &req("GET", "/api/x").bearer(&t))).authenticated);
+
+    // KV fails after a good read: the last copy serves up to max_age_secs (300), then 503.
+    let gate = Gate::new(policy(&doc()));
+    let io = FakeIo::new();
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    io.kv_state.set(Kv::Failing);
+    io.take_deferred();
+    io.advance_secs(200);
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    let tasks = io.take_deferred();
+    assert!(matches!(tasks.as_slice(), [Deferred::RefreshRevocations]), "{tasks:?}");
+    for task in tasks {
+        run_ready(gate.run_deferred(&io, task)).unwrap();
+    }
+    assert_eq!(io.events("revocations_read_failed").len(), 1);
+    io.advance_secs(101);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 503, "revocations_unavailable", Www::Absent);
+    let tasks = io.take_deferred();
+    assert!(matches!(tasks.as_slice(), [Deferred::RefreshRevocations]), "the refresh is deferred: {tasks:?}");
+    // KV is back: the deferred refresh restores service.
+    io.kv_state.set(Kv::Bound);
+    for task in tasks {
+        run_ready(gate.run_deferred(&io, task)).unwrap();
+    }
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t))).authenticated);
+
+    // KV failing from the start: nothing was ever loaded.
+    let gate = Gate::new(policy(&doc()));
+    let io = FakeIo::new();
+    io.kv_state.set(Kv::Failing);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 503, "revocations_unavailable", Www::Absent);
+}
+
+/// An isolate that served nothing for longer than `max_age_secs` while KV stayed healthy has an
+/// old copy only because nobody asked: README ("if KV cannot be read, the last snapshot is used
+/// for up to `max_age_secs`, then protected routes fail closed") ties the 503 to KV failing.
+#[test]
+#[ignore = "pipeline bug (see report): an idle isolate's first request past max_age_secs is refused although KV is readable"]
+fn revocations_after_idle_isolate_with_healthy_kv() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    io.advance_secs(400);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t))).authenticated);
+}
+
+#[test]
+fn strict_mode_asks_the_ledger_on_sensitive_routes_only() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let t = ed_token(json!({"scope": "billing", "jti": "j-1"}));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    assert_eq!(io.count("ask_ledger"), 0, "not on ordinary routes");
+    forwarded(decide(&gate, &io, &req("GET", "/billing/invoices").bearer(&t)));
+    assert_eq!(io.count("ask_ledger"), 1);
+    assert_eq!(io.ledger_facts.borrow()[0], json!({"iss": INLINE_ISS, "jti": "j-1", "sub": "user-1", "iat": (NOW - 10) as f64, "kid": "ed-1"}));
+    // Asked on a token-cache hit too: no propagation delay.
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/billing/invoices").bearer(&t)));
+    assert_eq!((fwd.log.token_cache, io.count("ask_ledger")), (Some("hit"), 2));
+
+    io.ledger.set(Ledger::Revoked);
+    refused(decide(&gate, &io, &req("GET", "/billing/invoices").bearer(&t)), 401, "token_revoked", Www::InvalidToken);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t))).authenticated, "the snapshot does not know it yet");
+
+    io.ledger.set(Ledger::Unreachable);
+    refused(decide(&gate, &io, &req("GET", "/billing/invoices").bearer(&t)), 503, "revocations_unavailable", Www::Absent);
+    assert_eq!(io.events("revocation_ledger_unreachable").len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits
+// ---------------------------------------------------------------------------------------------
+
+fn per_sub_rule(extra: Value) -> Value {
+    with(json!({"name": "per-sub", "key": "sub", "rate": 60, "period_secs": 60, "burst": 2}), extra)
+}
+
+#[test]
+fn rate_limit_local_burst_then_429() {
+    let gate = gate(&doc_with("rate_limits", json!({"rules": [per_sub_rule(json!({}))]})));
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    let first = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    assert_eq!(
+        first.limit_headers,
+        vec![("ratelimit-policy".to_string(), "\"per-sub\";q=60;w=60".to_string()), ("ratelimit".to_string(), "\"per-sub\";r=1;t=1".to_string())]
+    );
+    io.take_calls();
+    let second = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    assert_eq!(hdr(&second.limit_headers, "ratelimit"), Some("\"per-sub\";r=0;t=2"));
+    assert!(io.take_calls().is_empty(), "local mode: no I/O");
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 429, "rate_limited", Www::Absent);
+    let h = &rf.response.headers;
+    assert_eq!(hdr(h, "retry-after"), Some("1"));
+    assert_eq!(hdr(h, "ratelimit-policy"), Some("\"per-sub\";q=60;w=60"));
+    assert_eq!(hdr(h, "ratelimit"), Some("\"per-sub\";r=0;t=2"));
+    // Another subject has its own bucket; the first gets one more after the emission interval.
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"sub": "user-9"}))))).authenticated);
+    io.advance_secs(1);
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 429, "rate_limited", Www::Absent);
+
+    // headers_on_success: false keeps them off successful responses only.
+    let quiet = Gate::new(policy(&doc_with("rate_limits", json!({"rules": [per_sub_rule(json!({}))], "headers_on_success": false}))));
+    assert!(forwarded(decide(&quiet, &io, &req("GET", "/api/x").bearer(&t))).limit_headers.is_empty());
+}
+
+#[test]
+fn rate_limit_exact_mode_and_its_outage() {
+    let rules = json!([per_sub_rule(json!({}))]);
+    let gate = gate(&doc_with("rate_limits", json!({"mode": "exact", "rules": rules})));
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    assert_eq!(hdr(&fwd.limit_headers, "ratelimit"), Some("\"per-sub\";r=1;t=1"));
+    let asks: Vec<String> = io.take_calls().into_iter().filter(|c| c.starts_with("ask_limiter")).collect();
+    assert_eq!(asks.len(), 1);
+    assert!(asks[0].starts_with("ask_limiter per-sub:sub:") && !asks[0].contains("user-1"), "the bucket key holds a fingerprint: {}", asks[0]);
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 429, "rate_limited", Www::Absent);
+    assert_eq!(hdr(&rf.response.headers, "retry-after"), Some("1"));
+    assert_eq!(io.count("ask_limiter"), 2, "every check goes to the Durable Object");
+
+    // Unreachable, on_unavailable: local (the default): limited in the isolate, logged.
+    let gate = Gate::new(policy(&doc_with("rate_limits", json!({"mode": "exact", "rules": rules}))));
+    let io = FakeIo::new();
+    io.limiter.set(Limiter::Unreachable);
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 429, "rate_limited", Www::Absent);
+    let logged = io.events("rate_limiter_unavailable");
+    assert_eq!(logged.len(), 3);
+    assert!(logged.iter().all(|(l, e)| *l == Level::Warn && e["fallback"] == true && e["rule"] == "per-sub"));
+
+    // Unreachable, fail_closed: 503.
+    let gate = Gate::new(policy(&doc_with("rate_limits", json!({"mode": "exact", "on_unavailable": "fail_closed", "rules": rules}))));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 503, "rate_limiter_unavailable", Www::Absent);
+    io.limiter.set(Limiter::Gcra);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t))).authenticated);
+}
+
+#[test]
+fn rate_limit_binding_mode() {
+    let rules = json!([with(per_sub_rule(json!({"binding": "RL_SUB"})), json!({"rate": 10, "burst": 10}))]);
+    let gate = gate(&doc_with("rate_limits", json!({"mode": "binding", "rules": rules, "ip_pre_auth": {"rate": 100, "period_secs": 60, "burst": 100}})));
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t).from_ip(CLIENT_IP)));
+    assert!(fwd.limit_headers.is_empty(), "the binding reports no remaining count");
+    let calls = io.take_calls();
+    let asks: Vec<&String> = calls.iter().filter(|c| c.starts_with("ask_")).collect();
+    assert_eq!(asks.len(), 1, "the pre-auth IP limit stays in the isolate: {calls:?}");
+    assert!(asks[0].starts_with("ask_limit_binding RL_SUB per-sub:sub:"), "{}", asks[0]);
+
+    io.binding.set(Binding::Deny);
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 429, "rate_limited", Www::Absent);
+    assert_eq!(hdr(&rf.response.headers, "retry-after"), Some("6"), "the rule's emission interval (60 s / 10)");
+
+    io.binding.set(Binding::Unreachable);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t))).authenticated, "limited locally instead");
+    assert_eq!(io.events("rate_limiter_unavailable").len(), 1);
+}
+
+#[test]
+fn pre_auth_ip_limit_comes_before_the_credential() {
+    let gate = gate(&doc_with("rate_limits", json!({"ip_pre_auth": {"rate": 60, "period_secs": 60, "burst": 2}})));
+    let io = FakeIo::new();
+    let good = ed_token(json!({}));
+    for _ in 0..2 {
+        refused(decide(&gate, &io, &req("GET", "/api/x").bearer("garbage").from_ip(CLIENT_IP)), 401, "malformed_token", Www::InvalidToken);
+    }
+    // Over the limit: refused before the (valid) token is even parsed.
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&good).from_ip(CLIENT_IP)), 429, "rate_limited", Www::Absent);
+    assert_eq!(hdr(&rf.response.headers, "ratelimit-policy"), Some("\"ip_pre_auth\";q=60;w=60"));
+    assert_eq!((rf.log.credential, rf.log.token_cache), (None, None));
+    assert_eq!(io.count("verify_signature"), 0);
+    // Other clients, clients without an address, and public routes are not affected.
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("garbage").from_ip("198.51.100.1")), 401, "malformed_token", Www::InvalidToken);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("garbage")), 401, "malformed_token", Www::InvalidToken);
+    forwarded(decide(&gate, &io, &req("GET", "/public/x").from_ip(CLIENT_IP)));
+    // IPv6 clients are limited per /64.
+    for ip in ["2001:db8:0:1::1", "2001:db8:0:1::2"] {
+        refused(decide(&gate, &io, &req("GET", "/api/x").bearer("garbage").from_ip(ip)), 401, "malformed_token", Www::InvalidToken);
+    }
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&good).from_ip("2001:db8:0:1::3")), 429, "rate_limited", Www::Absent);
+    refused(decide(&gate, &io, &req("GET", "/partner/x").from_ip("2001:db8:0:1::3")), 429, "rate_limited", Www::Absent);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cookies and CSRF
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn csrf_on_cookie_authenticated_unsafe_requests() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    let cookie = format!("__Host-session={t}; theme=dark");
+    let post = || req("POST", "/api/orders").header("Cookie", &cookie);
+
+    let rf = refused(decide(&gate, &io, &post()), 403, "csrf_rejected", Www::Absent);
+    assert_eq!(rf.log.credential, Some(CredentialSource::Cookie));
+    assert_eq!(io.count("verify_signature"), 0, "refused before verification");
+    refused(decide(&gate, &io, &post().header("Origin", "https://evil.example")), 403, "csrf_rejected", Www::Absent);
+    refused(decide(&gate, &io, &post().header("Sec-Fetch-Site", "cross-site")), 403, "csrf_rejected", Www::Absent);
+    refused(decide(&gate, &io, &post().header("X-CSRF-Token", "guess")), 403, "csrf_rejected", Www::Absent);
+
+    // The same origin: forwarded, the token cookie removed (others kept), a CSRF cookie minted.
+    let mut fwd = forwarded(decide(&gate, &io, &post().header("Origin", EDGE)));
+    assert!(fwd.mint_csrf);
+    assert_eq!(fwd.log.credential, Some(CredentialSource::Cookie));
+    assert_eq!(hdr_all(&fwd.plan.headers, "cookie"), vec!["theme=dark"]);
+    let edits = gate.respond(&io, &mut fwd, 201, OriginCookies::Each(vec![]), Some([7u8; 32]), io.now_secs());
+    let minted = edits.set_cookies.expect("a CSRF cookie");
+    assert_eq!(minted, vec![format!("__Host-edgeward-csrf={}; Path=/; Secure; SameSite=Strict", b64(&[7u8; 32]))]);
+
+    // Other same-origin signals, and the double-submit token (then nothing is minted).
+    assert!(forwarded(decide(&gate, &io, &post().header("Sec-Fetch-Site", "same-origin"))).mint_csrf);
+    let with_csrf = format!("{cookie}; __Host-edgeward-csrf=abc123");
+    let fwd = forwarded(decide(&gate, &io, &req("POST", "/api/orders").header("Cookie", &with_csrf).header("X-CSRF-Token", "abc123")));
+    assert!(!fwd.mint_csrf);
+    // Safe methods and bearer headers are not affected.
+    forwarded(decide(&gate, &io, &req("GET", "/api/orders").header("Cookie", &cookie)));
+    assert!(!forwarded(decide(&gate, &io, &req("POST", "/api/orders").bearer(&t))).mint_csrf);
+    // Allowed other origins.
+    let allowed = Gate::new(policy(&doc_with("csrf", json!({"allowed_origins": ["https://app.example"]}))));
+    forwarded(decide(&allowed, &io, &post().header("Origin", "https://app.example")));
+}
+
+#[test]
+fn a_dead_token_in_the_cookie_is_cleared() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let clear = "__Host-session=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax";
+    let expired = ed_token(json!({"exp": NOW - 3600, "iat": NOW - 7200}));
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").header("Cookie", &format!("__Host-session={expired}"))), 401, "expired", Www::InvalidToken);
+    assert_eq!(hdr_all(&rf.response.headers, "set-cookie"), vec![clear]);
+    // The same token as a bearer header: nothing to clear.
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&expired)), 401, "expired", Www::InvalidToken);
+    assert_eq!(hdr(&rf.response.headers, "set-cookie"), None);
+    // A forged one is cleared too; a valid one lacking a scope is not.
+    let forged = flip_signature_byte(&ed_token(json!({})), 3, 0x40);
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").header("Cookie", &format!("__Host-session={forged}"))), 401, "bad_signature", Www::InvalidToken);
+    assert_eq!(hdr_all(&rf.response.headers, "set-cookie"), vec![clear]);
+    let rf = refused(
+        decide(&gate, &io, &req("GET", "/billing/x").header("Cookie", &format!("__Host-session={}", ed_token(json!({}))))),
+        403,
+        "insufficient_scope",
+        Www::Is("Bearer realm=\"edgeward\", error=\"insufficient_scope\", error_description=\"missing scope: billing\", scope=\"billing\""),
+    );
+    assert_eq!(hdr(&rf.response.headers, "set-cookie"), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forwarding and the response
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn forward_plan_strips_the_credential_and_sets_the_verified_identity() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let t = ed_token(json!({"scope": "read write"}));
+    let r = req("GET", "/api/./v1//items/../orders?x=1&y=2")
+        .bearer(&t)
+        .from_ip(CLIENT_IP)
+        .header("X-Edgeward-Sub", "spoofed")
+        .header("x_edgeward_sub", "spoofed-too")
+        .header("X-Forwarded-For", "10.0.0.1")
+        .header("X-Request-Id", "client-chosen")
+        .header("X-Original-URL", "/admin")
+        .header("Accept", "application/json");
+    let fwd = forwarded(decide(&gate, &io, &r));
+    assert!(fwd.authenticated);
+    assert_eq!(fwd.plan.url, format!("{ORIGIN}/api/v1/orders?x=1&y=2"));
+    assert_eq!((fwd.log.method.as_str(), fwd.log.path.as_str()), ("GET", "/api/v1/orders"));
+    let h = &fwd.plan.headers;
+    assert_eq!(hdr(h, "authorization"), None);
+    assert!(h.iter().all(|(_, v)| !v.contains(&t)), "the token is nowhere in the origin request");
+    assert_eq!(hdr(h, "x-edgeward-auth"), Some("jwt"));
+    assert_eq!(hdr_all(h, "x-edgeward-sub"), vec!["user-1"]);
+    assert_eq!(hdr_all(h, "x-edgeward-iss"), vec![INLINE_ISS]);
+    assert_eq!(hdr_all(h, "x-edgeward-scope"), vec!["read write"]);
+    assert_eq!(hdr_all(h, "x-forwarded-for"), vec![CLIENT_IP]);
+    assert_eq!(hdr_all(h, "x-request-id"), vec![r.id.as_str()], "the gate's request id, not the client's");
+    assert_eq!(hdr(h, "x-original-url"), None);
+    assert_eq!(hdr(h, "accept"), Some("application/json"));
+
+    // Method overrides are stripped (request.method_override: strip, the default).
+    let r = req("POST", "/api/x?_method=DELETE&keep=1").bearer(&t).header("X-HTTP-Method-Override", "DELETE");
+    let fwd = forwarded(decide(&gate, &io, &r));
+    assert_eq!((fwd.method.as_str(), fwd.plan.url.as_str()), ("POST", format!("{ORIGIN}/api/x?keep=1").as_str()));
+    assert_eq!(hdr(&fwd.plan.headers, "x-http-method-override"), None);
+
+    // A token in the query parameter is taken out of the forwarded query.
+    let q = Gate::new(policy(&doc_with("query_param", json!("access_token"))));
+    let fwd = forwarded(decide(&q, &io, &req("GET", &format!("/api/x?a=1&access_token={t}&b=2"))));
+    assert_eq!(fwd.log.credential, Some(CredentialSource::Query));
+    assert_eq!(fwd.plan.url, format!("{ORIGIN}/api/x?a=1&b=2"));
+}
+
+#[test]
+fn respond_sets_the_request_id_limit_headers_and_cookie_policy() {
+    let d = doc_with("rate_limits", json!({"rules": [per_sub_rule(json!({}))]}));
+    let gate = gate(&d);
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    let r = req("GET", "/api/x").bearer(&t);
+    let mut fwd = forwarded(decide(&gate, &io, &r));
+    let cookies = vec!["sid=abc".to_string(), "ok=1; Secure; HttpOnly; SameSite=Lax".to_string(), "bad".to_string()];
+    let edits = gate.respond(&io, &mut fwd, 200, OriginCookies::Each(cookies), None, NOW);
+    assert_eq!(
+        edits.set,
+        vec![
+            ("x-request-id".to_string(), r.id.clone()),
+            ("ratelimit-policy".to_string(), "\"per-sub\";q=60;w=60".to_string()),
+            ("ratelimit".to_string(), "\"per-sub\";r=1;t=1".to_string()),
+        ]
+    );
+    assert_eq!(edits.set_cookies, Some(vec!["sid=abc; HttpOnly; SameSite=Lax; Secure".to_string(), "ok=1; Secure; HttpOnly; SameSite=Lax".to_string()]));
+    assert_eq!((fwd.log.decision, fwd.log.status, fwd.log.reason), ("accept", 200, None));
+    let policy_events = io.events("cookie_policy");
+    assert_eq!(policy_events.len(), 2, "the fixed and the dropped cookie are logged: {policy_events:?}");
+    assert!(policy_events.iter().all(|(_, e)| !e.to_string().contains("abc")), "never a cookie's value");
+
+    // A runtime that cannot list the cookies: none is relayed unchecked.
+    let mut fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"sub": "u-2"})))));
+    let edits = gate.respond(&io, &mut fwd, 200, OriginCookies::Unreadable { present: true }, None, NOW);
+    assert_eq!(edits.set_cookies, Some(vec![]));
+    assert_eq!(io.events("cookie_policy_unavailable").first().map(|(l, _)| *l), Some(Level::Error));
+    let mut fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"sub": "u-3"})))));
+    assert_eq!(gate.respond(&io, &mut fwd, 304, OriginCookies::Unreadable { present: false }, None, NOW).set_cookies, None);
+    assert_eq!(fwd.log.status, 304);
+
+    // The policy's request id header, on forwards and on refusals.
+    let custom = Gate::new(policy(&with(d, json!({"request_id_header": "X-Trace-Id"}))));
+    let r = req("GET", "/api/x").bearer(&t);
+    let mut fwd = forwarded(decide(&custom, &io, &r));
+    assert_eq!(hdr_all(&fwd.plan.headers, "x-trace-id"), vec![r.id.as_str()]);
+    assert_eq!(custom.respond(&io, &mut fwd, 200, OriginCookies::Each(vec![]), None, NOW).set[0], ("x-trace-id".to_string(), r.id.clone()));
+    let r = req("GET", "/api/x");
+    match decide(&custom, &io, &r) {
+        Outcome::Refuse(rf) => check_refusal(&rf, 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""), "x-trace-id"),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWKS
+// ---------------------------------------------------------------------------------------------
+
+fn serve_standard_jwks(io: &FakeIo) {
+    io.serve_jwks(JWKS_URI, jwks_doc(vec![es_jwk(0, "es-1"), key(RS256).jwk("rs-1", json!({"use": "sig", "alg": "RS256"}))]));
+}
+
+#[test]
+fn jwks_fetched_once_persisted_and_restored_by_a_fresh_isolate() {
+    let gate1 = gate(&doc());
+    let io = FakeIo::new();
+    serve_standard_jwks(&io);
+    let snapshot_key = jwks_snapshot_key(JWKS_URI);
+    let t = es_token(0, "es-1", json!({}));
+    let fwd = forwarded(decide(&gate1, &io, &req("GET", "/api/x").bearer(&t)));
+    assert_eq!((fwd.log.jwks_fetches, fwd.log.alg, fwd.log.iss.as_deref()), (1, Some("ES256"), Some(ISS)));
+    assert_eq!(
+        io.take_calls(),
+        vec![
+            format!("kv_read {snapshot_key}"),
+            format!("fetch_jwks {JWKS_URI}"),
+            "verify_signature".into(),
+            format!("kv_read {SNAPSHOT_KEY}"),
+            "kv_read revocations:v1".into(),
+        ]
+    );
+    assert_eq!(io.events("jwks_fetch").len(), 1);
+    // Another token of the same issuer (RS256 this time): keys cached, no fetch.
+    let rs = key(RS256).sign(Some("rs-1"), &claims_of(ISS, json!({"sub": "user-rs"})));
+    let fwd = forwarded(decide(&gate1, &io, &req("GET", "/api/x").bearer(&rs)));
+    assert_eq!((fwd.log.jwks_fetches, fwd.log.alg), (0, Some("RS256")));
+    assert_eq!(io.take_calls(), vec!["verify_signature".to_string()]);
+
+    // The fresh set is persisted after the response.
+    let tasks = io.take_deferred();
+    assert!(matches!(tasks.as_slice(), [Deferred::PersistJwks { issuer: 0, .. }]), "{tasks:?}");
+    for task in tasks {
+        run_ready(gate1.run_deferred(&io, task)).unwrap();
+    }
+    assert_eq!(io.take_calls(), vec![format!("kv_write {snapshot_key}")]);
+
+    // A fresh isolate (new gate, same KV, issuer unreachable) verifies without fetching.
+    let io2 = FakeIo::new();
+    *io2.kv.borrow_mut() = io.kv.borrow().clone();
+    let gate2 = gate(&doc());
+    let t2 = es_token(0, "es-1", json!({"jti": "fresh-isolate"}));
+    let fwd = forwarded(decide(&gate2, &io2, &req("GET", "/api/x").bearer(&t2)));
+    assert_eq!(fwd.log.jwks_fetches, 0);
+    assert_eq!(io2.count("fetch_jwks"), 0);
+    assert_eq!(io2.count(&format!("kv_read {snapshot_key}")), 1);
+    assert_eq!(io2.events("jwks_snapshot_restore")[0].1["taken"], true);
+    forwarded(decide(&gate2, &io2, &req("GET", "/api/x").bearer(&rs)));
+    assert_eq!(io2.count(&format!("kv_read {snapshot_key}")), 1, "the snapshot is looked at once per isolate");
+    assert_eq!(io2.count("fetch_jwks"), 0);
+
+    // A snapshot that does not parse is ignored: the isolate fetches.
+    let io3 = FakeIo::new();
+    serve_standard_jwks(&io3);
+    io3.kv.borrow_mut().insert(snapshot_key.clone(), b"{\"v\":1,".to_vec());
+    let fwd = forwarded(decide(&gate(&doc()), &io3, &req("GET", "/api/x").bearer(&t)));
+    assert_eq!(fwd.log.jwks_fetches, 1);
+    assert_eq!(io3.events("jwks_snapshot_restore")[0].1["taken"], false);
+}
+
+#[test]
+fn jwks_outage_without_inline_keys_is_503() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    io.serve_jwks(JWKS_URI, JwksAnswer::Fail("connect timeout".into()));
+    let t = es_token(0, "es-1", json!({}));
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 503, "jwks_unavailable", Www::Absent);
+    assert_eq!(rf.log.jwks_fetches, 1);
+    assert_eq!(io.count("fetch_jwks"), 1);
+    assert_eq!(io.count("verify_signature"), 0);
+    assert!(io.events("jwks_fetch").iter().any(|(l, e)| *l == Level::Warn && e["report"]["ok"] == false));
+    // Within the cooldown the failing issuer is not hammered.
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 503, "jwks_unavailable", Www::Absent);
+    assert_eq!((rf.log.jwks_fetches, io.count("fetch_jwks")), (0, 1));
+    // A non-200 answer after the cooldown is no better; a good one restores service.
+    io.advance_secs(30);
+    io.serve_jwks(JWKS_URI, JwksAnswer::Doc { status: 500, cache_control: None, body: "oops".into() });
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 503, "jwks_unavailable", Www::Absent);
+    assert_eq!(io.count("fetch_jwks"), 2);
+    io.advance_secs(30);
+    serve_standard_jwks(&io);
+    assert_eq!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t))).log.jwks_fetches, 1);
+    assert!(io.take_deferred().iter().all(|d| matches!(d, Deferred::PersistJwks { .. })), "only a good set is persisted");
+}
+
+#[test]
+fn jwks_unknown_kid_refetches_once_then_cools_down() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    serve_standard_jwks(&io);
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&es_token(0, "es-1", json!({})))));
+    assert_eq!(io.count("fetch_jwks"), 1);
+    // Right after a fetch, an unknown kid does not refetch.
+    let rotated = es_token(1, "es-2", json!({}));
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&rotated)), 401, "unknown_kid", Www::InvalidToken);
+    assert_eq!((rf.log.jwks_fetches, io.count("fetch_jwks")), (0, 1));
+    // Past the cooldown: exactly one refetch, then the cooldown again.
+    io.advance_secs(30);
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&rotated)), 401, "unknown_kid", Www::InvalidToken);
+    assert_eq!((rf.log.jwks_fetches, io.count("fetch_jwks")), (1, 2));
+    io.advance_secs(29);
+    let garbage = es_token(1, "no-such-kid", json!({}));
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&garbage)), 401, "unknown_kid", Www::InvalidToken);
+    assert_eq!((rf.log.jwks_fetches, io.count("fetch_jwks")), (0, 2));
+    // The issuer publishes the new key: the next refetch (cooldown over) picks it up.
+    io.serve_jwks(JWKS_URI, jwks_doc(vec![es_jwk(0, "es-1"), es_jwk(1, "es-2")]));
+    io.advance_secs(1);
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&rotated)));
+    assert_eq!((fwd.log.jwks_fetches, fwd.log.kid.as_deref()), (1, Some("es-2")));
+    // An unknown kid while the issuer is down is the issuer's problem, not the client's.
+    io.advance_secs(30);
+    io.serve_jwks(JWKS_URI, JwksAnswer::Fail("down".into()));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&es_token(2, "es-3", json!({})))), 503, "jwks_unavailable", Www::Absent);
+}
+
+#[test]
+fn jwks_background_refresh_keeps_serving_the_last_good_keys() {
+    let gate = gate(&doc_with("revocations", json!({"enabled": false})));
+    let io = FakeIo::new();
+    let ttl_300 = |keys: Vec<Value>| JwksAnswer::Doc { status: 200, cache_control: Some("max-age=300".into()), body: json!({ "keys": keys }).to_string() };
+    io.serve_jwks(JWKS_URI, ttl_300(vec![es_jwk(0, "es-1")]));
+    let t = |n: u32| es_token(0, "es-1", json!({ "jti": format!("bg-{n}") }));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t(1))));
+    assert_eq!(io.count("fetch_jwks"), 1);
+    io.take_deferred();
+    // At 90 % of the TTL a refresh is due: this request is served from the cache and the
+    // refresh runs after the response, one at a time.
+    io.advance_secs(270);
+    io.serve_jwks(JWKS_URI, ttl_300(vec![es_jwk(0, "es-1"), es_jwk(1, "es-2")]));
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t(2))));
+    assert_eq!((fwd.log.jwks_fetches, io.count("fetch_jwks")), (0, 1));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t(3))));
+    let tasks = io.take_deferred();
+    assert!(matches!(tasks.as_slice(), [Deferred::RefreshJwks { issuer: 0 }]), "one refresh in flight: {tasks:?}");
+    io.take_calls();
+    for task in tasks {
+        run_ready(gate.run_deferred(&io, task)).unwrap();
+    }
+    assert_eq!(io.take_calls(), vec![format!("fetch_jwks {JWKS_URI}"), format!("kv_write {}", jwks_snapshot_key(JWKS_URI))], "refreshed and persisted");
+    // The rotated-in key works with no fetch on the request path.
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&es_token(1, "es-2", json!({})))));
+    assert_eq!(fwd.log.jwks_fetches, 0);
+
+    // The next refresh fails (and so does the snapshot write): the last good keys keep working
+    // past their TTL (stale, within max_stale_secs).
+    io.advance_secs(270);
+    io.serve_jwks(JWKS_URI, JwksAnswer::Fail("down".into()));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t(4))));
+    for task in io.take_deferred() {
+        run_ready(gate.run_deferred(&io, task)).unwrap();
+    }
+    assert!(io.events("jwks_fetch").iter().any(|(l, e)| *l == Level::Warn && e["report"]["ok"] == false));
+    io.advance_secs(100);
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t(5))));
+    assert_eq!(fwd.log.jwks_fetches, 0);
+    assert_eq!(io.count("fetch_jwks"), 1, "only the deferred refresh fetched");
+    // A snapshot write that fails is logged, not fatal.
+    io.kv_state.set(Kv::Failing);
+    let snapshot = edgeward::core::jwks_cache::JwksSnapshot { v: 1, jwks_uri: JWKS_URI.into(), fetched_at: NOW, ttl_secs: 300, jwks: "{}".into() };
+    run_ready(gate.run_deferred(&io, Deferred::PersistJwks { issuer: 0, snapshot })).unwrap();
+    assert_eq!(io.events("jwks_snapshot_write_failed").len(), 1);
+}
+
+#[test]
+fn jwks_rotation_drops_cached_tokens_of_withdrawn_keys() {
+    // (Revocations off: this isolate is idle for 9 minutes, see `revocations_after_idle_isolate_with_healthy_kv`.)
+    let gate = gate(&doc_with("revocations", json!({"enabled": false})));
+    let io = FakeIo::new();
+    io.serve_jwks(JWKS_URI, jwks_doc(vec![es_jwk(0, "es-1"), es_jwk(1, "es-2")]));
+    let old = es_token(1, "es-2", json!({}));
+    let keep = es_token(0, "es-1", json!({}));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&old)));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&keep)));
+    assert_eq!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&old))).log.token_cache, Some("hit"));
+    // es-2 is withdrawn (compromised); the next refresh (due at 90 % of max-age=600) sees it.
+    io.serve_jwks(JWKS_URI, jwks_doc(vec![es_jwk(0, "es-1")]));
+    io.advance_secs(540);
+    io.take_deferred();
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&keep)));
+    for task in io.take_deferred() {
+        run_ready(gate.run_deferred(&io, task)).unwrap();
+    }
+    assert_eq!(io.events("jwks_fetch").last().unwrap().1["purged_tokens"], 1);
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&old)), 401, "unknown_kid", Www::InvalidToken);
+    assert_eq!(rf.log.token_cache, Some("miss"), "the cached verdict went with its key");
+    assert_eq!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&keep))).log.token_cache, Some("hit"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The I/O of the common cases
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn io_calls_per_request_for_the_common_cases() {
+    let gate = gate(&doc());
+    let io = FakeIo::with_pepper();
+    serve_standard_jwks(&io);
+    let k = api_key(20);
+    store_record(&io, &k, &record_for(&k, 20));
+    let jwt = es_token(0, "es-1", json!({}));
+    let revocation_reads = vec![format!("kv_read {SNAPSHOT_KEY}"), "kv_read revocations:v1".to_string()];
+
+    // Public: none.
+    forwarded(decide(&gate, &io, &req("GET", "/public/a")));
+    assert_eq!(io.take_calls(), Vec::<String>::new());
+    // First JWT: snapshot look-up, fetch, signature, first revocation read.
+    forwarded(decide(&gate, &io, &req("GET", "/api/a").bearer(&jwt)));
+    let want: Vec<String> = [format!("kv_read {}", jwks_snapshot_key(JWKS_URI)), format!("fetch_jwks {JWKS_URI}"), "verify_signature".into()]
+        .into_iter()
+        .chain(revocation_reads)
+        .collect();
+    assert_eq!(io.take_calls(), want);
+    // Cached JWT: none.
+    forwarded(decide(&gate, &io, &req("GET", "/api/b").bearer(&jwt)));
+    assert_eq!(io.take_calls(), Vec::<String>::new());
+    // Another JWT, keys cached: the signature only.
+    forwarded(decide(&gate, &io, &req("GET", "/api/b").bearer(&es_token(0, "es-1", json!({"sub": "user-7"})))));
+    assert_eq!(io.take_calls(), vec!["verify_signature".to_string()]);
+    // API key miss: one KV read; hit: none.
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/svc/a").api_key(&k)));
+    assert_eq!(fwd.log.kv_reads, 1);
+    assert_eq!(io.take_calls(), vec![format!("kv_read {}", storage_key(&k))]);
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/svc/b").api_key(&k)));
+    assert_eq!((fwd.log.kv_reads, fwd.log.key_cache), (0, Some("hit")));
+    assert_eq!(io.take_calls(), Vec::<String>::new());
+    // And nothing of it was deferred but the one JWKS persist.
+    let tasks = io.take_deferred();
+    assert!(matches!(tasks.as_slice(), [Deferred::PersistJwks { .. }]), "{tasks:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// README's reason codes
+// ---------------------------------------------------------------------------------------------
+
+/// The tests whose refusals are checked with `refused`/`check_refusal` (each records its codes).
+const REFUSAL_TESTS: &[fn()] = &[
+    route_methods_head_as_get_and_extension_methods,
+    route_auth_kinds_and_credential_not_accepted,
+    admin_prefix_is_the_control_planes,
+    request_refusals_come_before_any_credential_or_io,
+    jwt_refusals_on_the_full_path,
+    insufficient_scope_and_claim_not_forwardable,
+    config_invalid_when_unconfigured_or_an_upstream_secret_is_missing,
+    origin_unreachable_is_a_502_without_detail,
+    api_key_accepted_cache_hit_vs_miss_and_record_ttl,
+    api_key_unknown_is_negatively_cached,
+    api_key_record_refusals,
+    api_keys_unavailable_without_pepper_or_kv,
+    jwt_token_cache_hit_skips_the_signature,
+    revocation_snapshot_revokes_tokens_cached_ones_included,
+    revocations_unavailable_without_kv_or_past_max_age,
+    strict_mode_asks_the_ledger_on_sensitive_routes_only,
+    rate_limit_local_burst_then_429,
+    rate_limit_exact_mode_and_its_outage,
+    rate_limit_binding_mode,
+    pre_auth_ip_limit_comes_before_the_credential,
+    csrf_on_cookie_authenticated_unsafe_requests,
+    a_dead_token_in_the_cookie_is_cleared,
+    respond_sets_the_request_id_limit_headers_and_cookie_policy,
+    jwks_outage_without_inline_keys_is_503,
+    jwks_unknown_kid_refetches_once_then_cools_down,
+];
+
+/// Codes that only an adapter produces (see the comment after `origin_unreachable_is_a_502_without_detail`).
+const ADAPTER_ONLY_CODES: &[&str] = &["admin_unavailable"];
+
+/// `s` without its parenthesized parts.
+fn strip_parens(s: &str) -> String {
+    let mut depth = 0usize;
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The codes of README's "Responses and reason codes" table: in its last column, each item
+/// (separated by `,` or `;`, parenthesized remarks removed) that starts with a code in backticks.
+fn readme_codes() -> BTreeSet<String> {
+    let readme = include_str!("../README.md");
+    let section = readme.split("\n## Responses and reason codes").nth(1).expect("README has the reason code section");
+    let section = section.split("\n## ").next().unwrap();
+    let mut codes = BTreeSet::new();
+    for line in section.lines().filter(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.split('|').collect();
+        let status = cells.get(1).map_or("", |c| c.trim());
+        if cells.len() < 5 || status.is_empty() || !status.bytes().all(|b| b.is_ascii_digit()) {
+            continue; // the heading and separator rows
+        }
+        for item in strip_parens(cells[cells.len() - 2]).split([',', ';']) {
+            let Some(rest) = item.trim().strip_prefix('`') else { continue };
+            let Some((code, _)) = rest.split_once('`') else { continue };
+            if !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                codes.insert(code.to_string());
+            }
+        }
+    }
+    codes
+}
+
+#[test]
+fn every_readme_reason_code_has_a_host_test() {
+    let documented = readme_codes();
+    // The parser itself: codes from several rows and shapes of the table.
+    for c in ["missing_token", "credential_not_accepted", "api_key_invalid", "audience_mismatch", "method_not_allowed", "rate_limited", "admin_unavailable"] {
+        assert!(documented.contains(c), "README parser missed {c}: {documented:?}");
+    }
+    assert!(documented.len() >= 40, "{documented:?}");
+    PRODUCED.with(|p| p.borrow_mut().clear());
+    for t in REFUSAL_TESTS {
+        t();
+    }
+    let produced: BTreeSet<&str> = PRODUCED.with(|p| p.borrow().clone());
+    let untested: Vec<&String> = documented.iter().filter(|c| !produced.contains(c.as_str()) && !ADAPTER_ONLY_CODES.contains(&c.as_str())).collect();
+    assert!(untested.is_empty(), "README reason codes no host test produces through the pipeline: {untested:?}");
+    let undocumented: Vec<&&str> = produced.iter().filter(|c| !documented.contains(**c)).collect();
+    assert!(undocumented.is_empty(), "codes the pipeline produces that README's table does not list: {undocumented:?}");
+    for c in ADAPTER_ONLY_CODES {
+        assert!(documented.contains(*c) && !produced.contains(c));
+    }
+}
