@@ -3,7 +3,7 @@
 
 #![allow(missing_docs)] // the durable_object macro generates undocumented glue
 
-use super::admin::{query_param, AdminAnswer};
+use super::answer::{query_param, AdminAnswer};
 use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
 use crate::worker::js::DoStorage;
 use crate::worker::kv_binding;
