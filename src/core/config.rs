@@ -2,13 +2,14 @@
 //! [`Policy`] is the validated form every request uses. Parsing is pure; reading the var is the
 //! adapter's job.
 
+use super::access::Accepts;
 use super::alg::{Algorithm, KeyFamily};
 use super::apikey::KeyEnv;
 use super::canonical::{PathRules, RequestPolicy};
 use super::cookie::{CookiePolicy, CsrfPolicy};
 use super::jwk::{KeySet, KeySource};
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
-use super::route::{Accepts, Route, RouteTable};
+use super::route::{Route, RouteTable};
 use super::token_cache::TokenCacheConfig;
 use serde::Deserialize;
 use serde_json::Value;

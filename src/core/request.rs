@@ -84,7 +84,7 @@ pub fn extract_credential(req: &RequestView<'_>, policy: &Policy) -> Result<Opti
         } else if scheme.eq_ignore_ascii_case("apikey") {
             let key = rest.trim();
             if key.is_empty() {
-                return Err(AuthError::ApiKeyMalformed(super::apikey::FormatError::Shape));
+                return Err(AuthError::ApiKeyMalformed(super::error::FormatError::Shape));
             }
             found.push(Credential { token: key.to_string(), source: CredentialSource::ApiKey });
         }

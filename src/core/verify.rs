@@ -11,11 +11,11 @@
 //! A [`VerifiedToken`] can only be made by `finish`, and `finish` needs the [`SignatureProof`]
 //! that only a backend in this crate can make for this very token.
 
+use super::access::Requirement;
 use super::alg::{Algorithm, KeyFamily};
 use super::config::Policy;
 use super::error::AuthError;
 use super::jwk::{Jwk, KeyMaterial};
-use super::route::Requirement;
 use super::token::UnverifiedToken;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,17 +136,8 @@ impl VerifiedToken {
 
     /// Checks a route requirement against the token's scopes.
     pub fn authorize(&self, requirement: &Requirement) -> Result<(), AuthError> {
-        require_scopes(&self.scopes, requirement)
+        super::scope::require_scopes(&self.scopes, requirement)
     }
-}
-
-/// Checks that `held` covers the scopes `requirement` lists (tokens and API keys alike).
-pub(crate) fn require_scopes(held: &[String], requirement: &Requirement) -> Result<(), AuthError> {
-    let Requirement::Token { scopes } = requirement else { return Ok(()) };
-    if let Some(missing) = scopes.iter().find(|s| !held.contains(s)) {
-        return Err(AuthError::InsufficientScope { required: scopes.join(" "), missing: missing.clone() });
-    }
-    Ok(())
 }
 
 impl<'t> PendingToken<'t> {

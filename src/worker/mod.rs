@@ -17,6 +17,7 @@ mod webcrypto;
 #[cfg(feature = "control")]
 pub use control::{RateLimiter, RevocationLedger};
 
+use crate::core::access::{Accepts, Requirement};
 use crate::core::apikey::VerifiedApiKey;
 use crate::core::canonical::client_ip;
 use crate::core::config::{ConfigError, Policy};
@@ -28,7 +29,6 @@ use crate::core::identity::Identity;
 use crate::core::jwk::KeySet;
 use crate::core::log::{fingerprint, fingerprint_of_digest, DecisionLog};
 use crate::core::request::{extract_credential, plan_forward, split_url, Credential, CredentialSource, RequestView};
-use crate::core::route::{Accepts, Requirement};
 use crate::core::token::UnverifiedToken;
 use crate::core::token_cache::{token_hash, TokenCache, TokenHash};
 use crate::core::verify::{PendingToken, VerifiedToken};
