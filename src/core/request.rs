@@ -5,28 +5,8 @@ use super::canonical::{self, folded_header_name, ForwardedHeaders, MethodOverrid
 use super::config::{Policy, RESERVED_HEADER_PREFIX};
 use super::error::AuthError;
 use super::identity::Identity;
+use super::log::CredentialSource;
 use std::net::IpAddr;
-
-/// Where the credential was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CredentialSource {
-    /// `Authorization: Bearer`.
-    Header,
-    /// The configured cookie.
-    Cookie,
-    /// The configured query parameter.
-    Query,
-    /// An API key: the configured header (default `X-API-Key`) or `Authorization: ApiKey`.
-    ApiKey,
-}
-
-impl CredentialSource {
-    /// True for API keys, false for JWTs.
-    pub fn is_api_key(self) -> bool {
-        self == CredentialSource::ApiKey
-    }
-}
 
 /// A credential taken from the request.
 #[derive(Clone, PartialEq, Eq)]
