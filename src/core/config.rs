@@ -8,6 +8,7 @@ use super::apikey::KeyEnv;
 use super::canonical::{PathRules, RequestPolicy};
 use super::cookie::{CookiePolicy, CsrfPolicy};
 use super::jwk::{KeySet, KeySource};
+use super::jwks_cache::JwksCacheConfig;
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
 use super::route::{Route, RouteTable};
 use super::token_cache::TokenCacheConfig;
@@ -185,28 +186,6 @@ pub struct IssuerConfig {
     pub allow_insecure_jwks_uri: bool,
 }
 
-/// JWKS cache tuning; every field has a safe default.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JwksCacheConfig {
-    /// Lower clamp for the response's `max-age` (default 300).
-    pub min_ttl_secs: u32,
-    /// Upper clamp for `max-age` (default 86400).
-    pub max_ttl_secs: u32,
-    /// Unknown `kid` refetches at most this often (default 30).
-    pub unknown_kid_cooldown_secs: u32,
-    /// Last good keys stay usable this long past their TTL while the issuer fails (default 86400).
-    pub max_stale_secs: u32,
-    /// Fetch timeout (default 5000).
-    pub fetch_timeout_ms: u32,
-}
-
-impl Default for JwksCacheConfig {
-    fn default() -> Self {
-        JwksCacheConfig { min_ttl_secs: 300, max_ttl_secs: 86_400, unknown_kid_cooldown_secs: 30, max_stale_secs: 86_400, fetch_timeout_ms: 5_000 }
-    }
-}
-
 fn d_leeway() -> u32 {
     60
 }
@@ -242,6 +221,13 @@ pub struct ConfigError {
 impl ConfigError {
     fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError { field: field.into(), message: message.into() }
+    }
+}
+
+/// A section's validation error, (field, message), as the sections report it.
+impl From<(String, String)> for ConfigError {
+    fn from((field, message): (String, String)) -> Self {
+        ConfigError { field, message }
     }
 }
 
@@ -525,7 +511,7 @@ impl EdgewardConfig {
             return Err(ConfigError::new("realm", "must be printable ASCII"));
         }
         let mut warnings = insecure;
-        let request = self.request.validate().map_err(|(f, m)| ConfigError::new(f, m))?;
+        let request = self.request.validate()?;
         let routes = routes.with_case_insensitive(request.case_insensitive);
         let path_rules = PathRules {
             escaped_slashes: request.escaped_slashes,
@@ -564,23 +550,9 @@ impl EdgewardConfig {
         if request_id_header.is_empty() || !request_id_header.chars().all(is_token_char) {
             return Err(ConfigError::new("request_id_header", "not a valid header name"));
         }
-        if self.cookies.max_age_secs <= 0 {
-            return Err(ConfigError::new("cookies.max_age_secs", "must be positive"));
-        }
-        for (i, o) in self.csrf.allowed_origins.iter().enumerate() {
-            if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
-                return Err(ConfigError::new(format!("csrf.allowed_origins[{i}]"), "must be an origin like https://app.example"));
-            }
-        }
-        if !self.csrf.header.chars().all(is_token_char) || self.csrf.header.is_empty() {
-            return Err(ConfigError::new("csrf.header", "not a valid header name"));
-        }
-        if !self.csrf.cookie.chars().all(is_token_char) || self.csrf.cookie.is_empty() {
-            return Err(ConfigError::new("csrf.cookie", "not a valid cookie name"));
-        }
-        if self.token_cache.capacity > 1_000_000 || self.token_cache.max_ttl_secs < 0 {
-            return Err(ConfigError::new("token_cache", "capacity at most 1000000, max_ttl_secs not negative"));
-        }
+        self.cookies.validate()?;
+        self.csrf.validate()?;
+        self.token_cache.validate()?;
         if !self.admin.path_prefix.starts_with('/') || self.admin.path_prefix.len() < 2 || self.admin.path_prefix.ends_with('/') {
             return Err(ConfigError::new("admin.path_prefix", "a path like /__edgeward/admin"));
         }
@@ -639,23 +611,13 @@ impl EdgewardConfig {
             .chain(upstream_credentials.values().map(|u| &u.header))
             .map(|h| super::canonical::folded_header_name(h))
             .collect();
-        let rate_limits = self
-            .rate_limits
-            .validate()
-            .map_err(|(f, m)| ConfigError::new(f, m))?
-            .with_case_insensitive(request.case_insensitive || routes.any_case_insensitive());
+        let rate_limits = self.rate_limits.validate()?.with_case_insensitive(request.case_insensitive || routes.any_case_insensitive());
         if rate_limits.ip_pre_auth.is_none() && routes.rules().iter().any(|r| r.auth != Accepts::Jwt && !r.public) {
             warnings.push(
                 "routes take API keys but rate_limits.ip_pre_auth is not set: anyone can make well-formed keys (the checksum is public), and each costs a KV read".into(),
             );
         }
-        let c = &self.jwks_cache;
-        if c.min_ttl_secs > c.max_ttl_secs {
-            return Err(ConfigError::new("jwks_cache.min_ttl_secs", "must not exceed max_ttl_secs"));
-        }
-        if c.fetch_timeout_ms == 0 || c.fetch_timeout_ms > 60_000 {
-            return Err(ConfigError::new("jwks_cache.fetch_timeout_ms", "must be between 1 and 60000"));
-        }
+        self.jwks_cache.validate()?;
         Ok(Policy {
             issuers,
             leeway_secs: i64::from(self.leeway_secs),
