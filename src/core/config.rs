@@ -3,15 +3,14 @@
 //! adapter's job.
 
 use super::access::Accepts;
-use super::alg::{Algorithm, KeyFamily};
 use super::apikey::KeyEnv;
 use super::canonical::{PathRules, RequestPolicy};
 use super::cookie::{CookiePolicy, CsrfPolicy};
-use super::jwk::{KeySet, KeySource};
 use super::jwks_cache::JwksCacheConfig;
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
 use super::route::{Route, RouteTable};
 use super::token_cache::TokenCacheConfig;
+use super::verify::{IssuerConfig, IssuerPolicy, TokenRules};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -163,29 +162,6 @@ impl Default for AdminConfig {
     }
 }
 
-/// One accepted issuer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    /// Exact `iss` value; `null` = `iss` not checked (only with a single issuer).
-    pub issuer: Option<String>,
-    /// Accepted audiences; empty = `aud` not checked.
-    #[serde(default)]
-    pub audiences: Vec<String>,
-    /// JWKS URL (fetched and cached).
-    #[serde(default)]
-    pub jwks_uri: Option<String>,
-    /// Inline JWK Set.
-    #[serde(default)]
-    pub jwks: Option<Value>,
-    /// Allowed `alg` values.
-    pub algorithms: Vec<String>,
-    /// Accept an `http://` `jwks_uri` on a host other than loopback (default false: keys fetched
-    /// in clear can be replaced by anyone on the path).
-    #[serde(default)]
-    pub allow_insecure_jwks_uri: bool,
-}
-
 fn d_leeway() -> u32 {
     60
 }
@@ -229,21 +205,6 @@ impl From<(String, String)> for ConfigError {
     fn from((field, message): (String, String)) -> Self {
         ConfigError { field, message }
     }
-}
-
-/// A validated issuer.
-#[derive(Debug, Clone)]
-pub struct IssuerPolicy {
-    /// Exact `iss`, or `None` when not checked.
-    pub issuer: Option<String>,
-    /// Accepted audiences (empty: not checked).
-    pub audiences: Vec<String>,
-    /// JWKS URL.
-    pub jwks_uri: Option<String>,
-    /// Inline keys.
-    pub inline_keys: KeySet,
-    /// Allowed algorithms.
-    pub algorithms: Vec<Algorithm>,
 }
 
 /// The validated configuration.
@@ -421,84 +382,7 @@ impl EdgewardConfig {
 
     /// Validates into a [`Policy`].
     pub fn validate(self) -> Result<Policy, ConfigError> {
-        if self.issuers.is_empty() {
-            return Err(ConfigError::new("issuers", "at least one issuer is required"));
-        }
-        let mut issuers = Vec::with_capacity(self.issuers.len());
-        let mut insecure = Vec::new();
-        let many = self.issuers.len() > 1;
-        for (i, ic) in self.issuers.into_iter().enumerate() {
-            let f = |name: &str| format!("issuers[{i}].{name}");
-            match &ic.issuer {
-                None if many => return Err(ConfigError::new(f("issuer"), "null (unchecked iss) is only allowed with a single issuer")),
-                Some(s) if s.is_empty() => return Err(ConfigError::new(f("issuer"), "must not be empty")),
-                _ => {}
-            }
-            if ic.algorithms.is_empty() {
-                return Err(ConfigError::new(f("algorithms"), "list at least one algorithm"));
-            }
-            let mut algorithms = Vec::new();
-            for (j, name) in ic.algorithms.iter().enumerate() {
-                let Some(a) = Algorithm::from_name(name) else {
-                    return Err(ConfigError::new(format!("issuers[{i}].algorithms[{j}]"), format!("unsupported algorithm {name:?}")));
-                };
-                if !algorithms.contains(&a) {
-                    algorithms.push(a);
-                }
-            }
-            let sym = algorithms.iter().filter(|a| a.is_symmetric()).count();
-            if sym > 0 && sym < algorithms.len() {
-                return Err(ConfigError::new(f("algorithms"), "HMAC (HS*) and asymmetric algorithms cannot be mixed for one issuer"));
-            }
-            if let Some(uri) = &ic.jwks_uri {
-                if !(uri.starts_with("https://") || uri.starts_with("http://")) {
-                    return Err(ConfigError::new(f("jwks_uri"), "must be an http(s) URL"));
-                }
-                if uri.starts_with("http://") && !is_loopback_url(uri) {
-                    if !ic.allow_insecure_jwks_uri {
-                        return Err(ConfigError::new(
-                            f("jwks_uri"),
-                            "http:// is refused (anyone on the path could replace the keys): use https://, or set allow_insecure_jwks_uri",
-                        ));
-                    }
-                    insecure
-                        .push(format!("issuers[{i}].jwks_uri is fetched over plain http (allow_insecure_jwks_uri): anyone on the path can replace the keys"));
-                }
-                if sym > 0 {
-                    return Err(ConfigError::new(f("jwks_uri"), "HMAC secrets are only taken from inline jwks, never fetched"));
-                }
-            }
-            let inline_keys = match &ic.jwks {
-                Some(doc) => KeySet::parse(doc, KeySource::Inline).map_err(|e| ConfigError::new(f("jwks"), e.to_string()))?,
-                None => KeySet::default(),
-            };
-            if ic.jwks_uri.is_none() && ic.jwks.is_none() {
-                return Err(ConfigError::new(f("jwks_uri"), "give jwks_uri, jwks, or both"));
-            }
-            if inline_keys.has_symmetric() && ic.jwks_uri.is_some() {
-                return Err(ConfigError::new(f("jwks"), "symmetric keys cannot be mixed with a fetched JWKS"));
-            }
-            for k in &inline_keys.keys {
-                let fits_any = algorithms.iter().any(|a| k.material.family() == a.key_family());
-                if k.material.family() == KeyFamily::Oct && !fits_any {
-                    return Err(ConfigError::new(f("jwks"), "an oct key is given but no HS* algorithm is allowed"));
-                }
-            }
-            for (j, a) in ic.audiences.iter().enumerate() {
-                if a.is_empty() {
-                    return Err(ConfigError::new(format!("issuers[{i}].audiences[{j}]"), "must not be empty"));
-                }
-            }
-            issuers.push(IssuerPolicy { issuer: ic.issuer, audiences: ic.audiences, jwks_uri: ic.jwks_uri, inline_keys, algorithms });
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, p) in issuers.iter().enumerate() {
-            if let Some(s) = &p.issuer {
-                if !seen.insert(s.clone()) {
-                    return Err(ConfigError::new(format!("issuers[{i}].issuer"), "duplicate issuer"));
-                }
-            }
-        }
+        let (issuers, insecure) = IssuerPolicy::validate_all(self.issuers)?;
         if self.max_token_bytes < 64 || self.max_token_bytes > 1 << 20 {
             return Err(ConfigError::new("max_token_bytes", "must be between 64 and 1048576"));
         }
@@ -648,13 +532,10 @@ impl EdgewardConfig {
     }
 }
 
-/// True for an `http://` URL whose host is loopback (`localhost`, `127.0.0.0/8`, `[::1]`).
-fn is_loopback_url(uri: &str) -> bool {
-    let Some(rest) = uri.strip_prefix("http://") else { return false };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = host.strip_prefix('[') { v6.split(']').next().unwrap_or("") } else { host.split(':').next().unwrap_or("") };
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+impl<'p> From<&'p Policy> for TokenRules<'p> {
+    fn from(p: &'p Policy) -> TokenRules<'p> {
+        TokenRules { issuers: &p.issuers, leeway_secs: p.leeway_secs, max_lifetime_secs: p.max_lifetime_secs, require_exp: p.require_exp }
+    }
 }
 
 impl Policy {
