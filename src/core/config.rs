@@ -1,13 +1,24 @@
 //! Configuration: `EdgewardConfig` is the raw JSON document (the `EDGEWARD_CONFIG` var);
 //! [`Policy`] is the validated form every request uses. Parsing is pure; reading the var is the
 //! adapter's job.
+//!
+//! This module composes. Each section's type and its validation live with the module that uses
+//! it (`issuers`: [`super::verify`]; `cookie_name`, `query_param`, `forward_claims`,
+//! `request_id_header`: [`super::request`]; `cookies`, `csrf`: [`super::cookie`]; `request`:
+//! [`super::canonical`]; `routes`: [`super::route`]; `rate_limits`: [`super::ratelimit`];
+//! `token_cache`, `jwks_cache`: their caches). Here are the checks that span sections (upstream
+//! credentials against the headers the gate sets, routes against upstream credentials), the
+//! sections only the adapters use (`admin`, `revocations`, `api_keys`, `upstream_credentials`),
+//! and the conversions of a [`Policy`] into what each check takes ([`TokenRules`],
+//! [`CredentialPlaces`], [`ForwardRules`]): no check module imports this one.
 
 use super::access::Accepts;
 use super::apikey::KeyEnv;
-use super::canonical::{PathRules, RequestPolicy};
+use super::canonical::{is_tchar, PathRules, RequestPolicy};
 use super::cookie::{CookiePolicy, CsrfPolicy};
 use super::jwks_cache::JwksCacheConfig;
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
+use super::request::{validate_forward_claims, validate_request_id_header, validate_token_places, CredentialPlaces, ForwardRules, RESERVED_HEADER_PREFIX};
 use super::route::{Route, RouteTable};
 use super::token_cache::TokenCacheConfig;
 use super::verify::{IssuerConfig, IssuerPolicy, TokenRules};
@@ -281,13 +292,6 @@ const HOP_BY_HOP_OR_FRAMING: &[&str] = &[
     "content-type",
 ];
 
-/// Header names the gate sets itself and so never takes from a client.
-pub const RESERVED_HEADER_PREFIX: &str = "x-edgeward-";
-
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-}
-
 /// serde's message without its position suffix.
 fn clean(e: &serde_json::Error) -> String {
     let m = e.to_string();
@@ -404,36 +408,9 @@ impl EdgewardConfig {
             windows_aliases: request.windows_aliases,
             max_path_bytes: request.max_path_bytes,
         };
-        if let Some(c) = &self.cookie_name {
-            if c.is_empty() || !c.chars().all(is_token_char) {
-                return Err(ConfigError::new("cookie_name", "not a valid cookie name"));
-            }
-            if !c.starts_with("__Host-") {
-                warnings.push(format!("cookie_name {c:?} lacks the __Host- prefix; the cookie could be set by a sibling subdomain"));
-            }
-        }
-        if let Some(q) = &self.query_param {
-            if q.is_empty() || !q.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(ConfigError::new("query_param", "letters, digits, _ and - only"));
-            }
-            warnings.push("query_param is set: tokens in URLs leak into logs and Referer headers (RFC 6750 §2.3)".into());
-        }
-        let mut forward_claims = Vec::new();
-        for (h, c) in self.forward_claims {
-            let lower = h.to_ascii_lowercase();
-            if lower.is_empty() || !lower.chars().all(is_token_char) {
-                return Err(ConfigError::new(format!("forward_claims.{h}"), "not a valid header name"));
-            }
-            if matches!(lower.as_str(), "authorization" | "cookie" | "host" | "content-length" | "transfer-encoding" | "x-edgeward-auth" | "x-edgeward-key-id")
-            {
-                return Err(ConfigError::new(format!("forward_claims.{h}"), "this header cannot carry a claim"));
-            }
-            forward_claims.push((lower, c));
-        }
-        let request_id_header = self.request_id_header.to_ascii_lowercase();
-        if request_id_header.is_empty() || !request_id_header.chars().all(is_token_char) {
-            return Err(ConfigError::new("request_id_header", "not a valid header name"));
-        }
+        warnings.extend(validate_token_places(self.cookie_name.as_deref(), self.query_param.as_deref())?);
+        let forward_claims = validate_forward_claims(self.forward_claims)?;
+        let request_id_header = validate_request_id_header(&self.request_id_header)?;
         self.cookies.validate()?;
         self.csrf.validate()?;
         self.token_cache.validate()?;
@@ -450,8 +427,7 @@ impl EdgewardConfig {
         }
         let mut api_keys = self.api_keys;
         api_keys.header = api_keys.header.to_ascii_lowercase();
-        if api_keys.header.is_empty() || !api_keys.header.chars().all(is_token_char) || matches!(api_keys.header.as_str(), "cookie" | "host" | "authorization")
-        {
+        if api_keys.header.is_empty() || !api_keys.header.bytes().all(is_tchar) || matches!(api_keys.header.as_str(), "cookie" | "host" | "authorization") {
             return Err(ConfigError::new("api_keys.header", "a header name other than authorization, cookie or host"));
         }
         if api_keys.cache_capacity == 0 || api_keys.cache_capacity > 1_000_000 || api_keys.cache_ttl_secs > 3600 || api_keys.negative_cache_ttl_secs > 3600 {
@@ -462,7 +438,7 @@ impl EdgewardConfig {
             let f = |x: &str| format!("upstream_credentials.{name}.{x}");
             u.header = u.header.to_ascii_lowercase();
             if u.header.is_empty()
-                || !u.header.chars().all(is_token_char)
+                || !u.header.bytes().all(is_tchar)
                 || HOP_BY_HOP_OR_FRAMING.contains(&u.header.as_str())
                 || u.header.starts_with(RESERVED_HEADER_PREFIX)
                 || u.header == api_keys.header
@@ -535,6 +511,25 @@ impl EdgewardConfig {
 impl<'p> From<&'p Policy> for TokenRules<'p> {
     fn from(p: &'p Policy) -> TokenRules<'p> {
         TokenRules { issuers: &p.issuers, leeway_secs: p.leeway_secs, max_lifetime_secs: p.max_lifetime_secs, require_exp: p.require_exp }
+    }
+}
+
+impl<'p> From<&'p Policy> for CredentialPlaces<'p> {
+    fn from(p: &'p Policy) -> CredentialPlaces<'p> {
+        CredentialPlaces { api_key_header: &p.api_keys.header, cookie_name: p.cookie_name.as_deref(), query_param: p.query_param.as_deref() }
+    }
+}
+
+impl<'p> From<&'p Policy> for ForwardRules<'p> {
+    fn from(p: &'p Policy) -> ForwardRules<'p> {
+        ForwardRules {
+            origin: &p.origin,
+            request: &p.request,
+            credentials: p.into(),
+            forward_claims: &p.forward_claims,
+            request_id_header: &p.request_id_header,
+            protected_headers: &p.protected_headers,
+        }
     }
 }
 

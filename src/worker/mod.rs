@@ -249,7 +249,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
                     return Ok(reject(&AuthError::ConfigInvalid, Some(&*policy), &rid, &mut log));
                 }
             };
-            let plan = match plan_forward(&view, verified, upstream.as_ref().map(|(h, v)| (h.as_str(), v.as_str())), &policy, &rid) {
+            let plan = match plan_forward(&view, verified, upstream.as_ref().map(|(h, v)| (h.as_str(), v.as_str())), &*policy, &rid) {
                 Ok(p) => p,
                 Err(e) => return Ok(reject(&e, Some(&*policy), &rid, &mut log)),
             };
