@@ -8,20 +8,20 @@
 mod common;
 
 use common::*;
+use edgeward::core::access::{Accepts, Requirement};
 use edgeward::core::alg::Algorithm::EdDSA;
 use edgeward::core::apikey::{
-    generate, hash_storage_key, id_storage_key, is_key_id, key_hash, key_id, Cidr, FormatError, KeyEnv, KeyHash, KeyRecord, KeySecret, KeyStatus, NewKey,
-    PresentedKey, VerifiedApiKey, BODY_LEN, CHECKSUM_LEN, ID_PREFIX, KEY_PATTERN, RANDOM_BYTES,
+    generate, hash_storage_key, id_storage_key, is_key_id, key_hash, key_id, Cidr, KeyEnv, KeyHash, KeyRecord, KeySecret, KeyStatus, NewKey, PresentedKey,
+    VerifiedApiKey, BODY_LEN, CHECKSUM_LEN, ID_PREFIX, KEY_PATTERN, RANDOM_BYTES,
 };
 use edgeward::core::canonical::client_ip;
 use edgeward::core::config::Policy;
-use edgeward::core::error::{ApiKeyFailure, AuthError, Side};
+use edgeward::core::error::{ApiKeyFailure, AuthError, FormatError, Side};
 use edgeward::core::identity::Identity;
-use edgeward::core::log::fingerprint;
+use edgeward::core::log::{fingerprint, CredentialSource};
 use edgeward::core::ratelimit::{Bucket, Quota};
-use edgeward::core::request::{extract_credential, plan_forward, CredentialSource, RequestView};
+use edgeward::core::request::{extract_credential, plan_forward, RequestView};
 use edgeward::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target, TokenFacts};
-use edgeward::core::route::{Accepts, Requirement};
 use edgeward::core::verify::VerifiedToken;
 use serde_json::{json, Value};
 use std::net::IpAddr;

@@ -1,12 +1,12 @@
 //! Canonical requests (issue 14): every spelling class, every switch, and the properties the gate
 //! relies on (idempotent; never an ambiguous output; equivalent spellings decide alike).
 
+use edgeward::core::access::Requirement;
 use edgeward::core::canonical::{
-    canonical_method, canonical_path, canonicalize, client_ip, folded_header_name, ip_bucket_text, EscapedSlashes, PathParams, PathProblem, PathRules,
-    RequestPolicy,
+    canonical_method, canonical_path, canonicalize, client_ip, folded_header_name, ip_bucket_text, EscapedSlashes, PathParams, PathRules, RequestPolicy,
 };
-use edgeward::core::error::AuthError;
-use edgeward::core::route::{Requirement, RouteTable};
+use edgeward::core::error::{AuthError, PathProblem};
+use edgeward::core::route::RouteTable;
 use proptest::prelude::*;
 
 fn rules() -> PathRules {

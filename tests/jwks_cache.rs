@@ -6,10 +6,9 @@ mod common;
 
 use common::*;
 use edgeward::core::alg::Algorithm::*;
-use edgeward::core::config::JwksCacheConfig;
 use edgeward::core::crypto::NativeBackend;
 use edgeward::core::jwk::{KeyMaterial, KeySet};
-use edgeward::core::jwks_cache::{FetchOutcome, FetchPlan, Freshness, IssuerKeyCache, JwksSnapshot, Trigger, MAX_JWKS_BYTES};
+use edgeward::core::jwks_cache::{FetchOutcome, FetchPlan, Freshness, IssuerKeyCache, JwksCacheConfig, JwksSnapshot, Trigger, MAX_JWKS_BYTES};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

@@ -10,7 +10,8 @@ use edgeward::core::alg::Algorithm::*;
 use edgeward::core::config::Policy;
 use edgeward::core::error::AuthError;
 use edgeward::core::identity::Identity;
-use edgeward::core::request::{extract_credential, plan_forward, CredentialSource, ForwardPlan, RequestView};
+use edgeward::core::log::CredentialSource;
+use edgeward::core::request::{extract_credential, plan_forward, ForwardPlan, RequestView};
 use edgeward::core::verify::VerifiedToken;
 use serde_json::{json, Value};
 

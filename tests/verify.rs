@@ -7,12 +7,12 @@
 mod common;
 
 use common::*;
+use edgeward::core::access::Requirement;
 use edgeward::core::alg::Algorithm::*;
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::{NativeBackend, SignatureBackend};
 use edgeward::core::error::{AuthError, Side};
 use edgeward::core::jwk::{KeySet, KeySource};
-use edgeward::core::route::Requirement;
 use edgeward::core::token::UnverifiedToken;
 use edgeward::core::verify::{PendingToken, SignatureJob, SignatureProof};
 use serde_json::{json, Value};

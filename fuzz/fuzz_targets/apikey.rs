@@ -14,7 +14,8 @@
 mod common;
 
 use common::{flags, text, Rng};
-use edgeward::core::apikey::{generate, is_key_id, key_id, FormatError, KeyEnv, KeyHash, PresentedKey, BODY_LEN, CHECKSUM_LEN, RANDOM_BYTES};
+use edgeward::core::apikey::{generate, is_key_id, key_id, KeyEnv, KeyHash, PresentedKey, BODY_LEN, CHECKSUM_LEN, RANDOM_BYTES};
+use edgeward::core::error::FormatError;
 use libfuzzer_sys::fuzz_target;
 
 fn shape_ok(s: &str) -> bool {

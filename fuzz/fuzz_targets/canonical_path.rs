@@ -35,10 +35,11 @@
 mod common;
 
 use common::{flags, hex_lower, hex_upper, text, Rng};
+use edgeward::core::access::Requirement;
 use edgeward::core::canonical::{canonical_path, canonical_path_full, EscapedSlashes, PathParams, PathRules, WindowsAliases};
 use edgeward::core::config::Policy;
 use edgeward::core::error::AuthError;
-use edgeward::core::route::{Requirement, RouteTable};
+use edgeward::core::route::RouteTable;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

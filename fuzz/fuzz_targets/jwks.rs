@@ -26,13 +26,13 @@ mod common;
 
 use common::{flags, text, Rng, NOW};
 use edgeward::core::alg::{Algorithm, KeyFamily};
-use edgeward::core::config::{JwksCacheConfig, Policy};
+use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
 use edgeward::core::error::AuthError;
 use edgeward::core::gate;
 use edgeward::core::json::{b64url_encode, from_text, parse_strict};
 use edgeward::core::jwk::{KeyMaterial, KeySet, KeySource, MAX_RSA_BITS, MIN_RSA_BITS};
-use edgeward::core::jwks_cache::{FetchOutcome, Freshness, IssuerKeyCache, JwksSnapshot, MAX_JWKS_BYTES};
+use edgeward::core::jwks_cache::{FetchOutcome, Freshness, IssuerKeyCache, JwksCacheConfig, JwksSnapshot, MAX_JWKS_BYTES};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use std::sync::OnceLock;

@@ -349,10 +349,10 @@ fn keys_check(args: &[String]) -> Result<ExitCode, Failure> {
         }
         Err(e) => {
             let reason = match e {
-                edgeward::core::apikey::FormatError::Prefix => "prefix",
-                edgeward::core::apikey::FormatError::Shape => "shape",
-                edgeward::core::apikey::FormatError::Checksum => "checksum",
-                edgeward::core::apikey::FormatError::Environment => "environment",
+                edgeward::core::error::FormatError::Prefix => "prefix",
+                edgeward::core::error::FormatError::Shape => "shape",
+                edgeward::core::error::FormatError::Checksum => "checksum",
+                edgeward::core::error::FormatError::Environment => "environment",
             };
             println!("{}", json!({"valid": false, "reason": reason, "message": e.to_string(), "key_fp": fp}));
             Ok(ExitCode::from(1))
@@ -361,8 +361,8 @@ fn keys_check(args: &[String]) -> Result<ExitCode, Failure> {
 }
 
 fn path(args: &[String]) -> Result<ExitCode, Failure> {
+    use edgeward::core::access::Requirement;
     use edgeward::core::canonical::{canonicalize, PathRules, RequestPolicy};
-    use edgeward::core::route::Requirement;
     let (mut config, mut method, mut target) = (None, "GET".to_string(), None);
     let mut it = args.iter();
     while let Some(flag) = it.next() {

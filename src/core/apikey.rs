@@ -18,8 +18,8 @@
 //! Only `HMAC-SHA-256(pepper, key)` is stored ([`key_hash`]); the pepper is a Worker secret, so a
 //! leaked KV namespace gives nothing to try offline. The plain key is shown once, at creation.
 
-use super::error::{ApiKeyFailure, AuthError};
-use super::route::Requirement;
+use super::access::Requirement;
+use super::error::{ApiKeyFailure, AuthError, FormatError};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use subtle::ConstantTimeEq;
@@ -54,23 +54,6 @@ impl KeyEnv {
             KeyEnv::Test => "ew_test_",
         }
     }
-}
-
-/// Why a key's text is refused before any lookup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum FormatError {
-    /// Not `ew_live_` / `ew_test_`.
-    #[error("not an Edgeward key (prefix ew_live_ or ew_test_)")]
-    Prefix,
-    /// Wrong length or a character outside base62.
-    #[error("wrong length or characters")]
-    Shape,
-    /// The checksum does not match: mistyped or made up.
-    #[error("checksum mismatch")]
-    Checksum,
-    /// A key of another environment (a test key at a live edge).
-    #[error("key of another environment")]
-    Environment,
 }
 
 /// A presented key whose format and checksum are right. Nothing is known about whether it exists.
@@ -324,7 +307,7 @@ impl VerifiedApiKey {
     }
     /// Checks a route requirement against the key's scopes.
     pub fn authorize(&self, requirement: &Requirement) -> Result<(), AuthError> {
-        super::verify::require_scopes(&self.scopes, requirement)
+        super::scope::require_scopes(&self.scopes, requirement)
     }
 }
 

@@ -33,7 +33,7 @@
 //!
 //! Everything here is pure and runs before any credential is read.
 
-use super::error::AuthError;
+use super::error::{AuthError, PathProblem};
 use serde::Deserialize;
 use std::net::IpAddr;
 
@@ -191,49 +191,6 @@ impl RequestPolicy {
         }
         Ok(self)
     }
-}
-
-/// Why a path was refused (the log says which; the client gets `ambiguous_path`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PathProblem {
-    /// Not origin form (`/…`): `*`, absolute form, empty.
-    #[error("not an origin-form path")]
-    NotOriginForm,
-    /// `%2F` or `%5C`.
-    #[error("encoded slash or backslash")]
-    EncodedSlash,
-    /// A raw `\`.
-    #[error("backslash")]
-    Backslash,
-    /// A `;` path parameter (raw, or encoded as `%3B`).
-    #[error("path parameter (;)")]
-    PathParams,
-    /// A `.` or `..` segment spelled with `%2E`.
-    #[error("encoded dot segment")]
-    EncodedDotSegment,
-    /// `%25` followed by two hex digits: decoded twice, it is another path.
-    #[error("double percent-encoding")]
-    DoubleEncoding,
-    /// `%` not followed by two hex digits.
-    #[error("broken percent-encoding")]
-    BadPercentEncoding,
-    /// Percent-encoded bytes that are not UTF-8 (overlong forms included).
-    #[error("invalid or overlong UTF-8")]
-    InvalidUtf8,
-    /// A control character, raw or encoded.
-    #[error("control character")]
-    ControlCharacter,
-    /// A code point an origin may fold to ASCII (NFKC).
-    #[error("character that normalizes to ASCII")]
-    AsciiLookalike,
-    /// A segment Windows reads as another name: a trailing `.` or space, `::$` (an NTFS stream),
-    /// `~` and a digit (an 8.3 short name).
-    #[error("Windows path alias")]
-    WindowsAlias,
-    /// The route rule the request falls under depends on letter case.
-    #[error("the matching route rule depends on letter case")]
-    CaseDependent,
 }
 
 /// How paths are canonicalized: the parts of [`RequestPolicy`] the path needs, plus whether any

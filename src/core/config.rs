@@ -1,15 +1,27 @@
 //! Configuration: `EdgewardConfig` is the raw JSON document (the `EDGEWARD_CONFIG` var);
 //! [`Policy`] is the validated form every request uses. Parsing is pure; reading the var is the
 //! adapter's job.
+//!
+//! This module composes. Each section's type and its validation live with the module that uses
+//! it (`issuers`: [`super::verify`]; `cookie_name`, `query_param`, `forward_claims`,
+//! `request_id_header`: [`super::request`]; `cookies`, `csrf`: [`super::cookie`]; `request`:
+//! [`super::canonical`]; `routes`: [`super::route`]; `rate_limits`: [`super::ratelimit`];
+//! `token_cache`, `jwks_cache`: their caches). Here are the checks that span sections (upstream
+//! credentials against the headers the gate sets, routes against upstream credentials), the
+//! sections only the adapters use (`admin`, `revocations`, `api_keys`, `upstream_credentials`),
+//! and the conversions of a [`Policy`] into what each check takes ([`TokenRules`],
+//! [`CredentialPlaces`], [`ForwardRules`]): no check module imports this one.
 
-use super::alg::{Algorithm, KeyFamily};
+use super::access::Accepts;
 use super::apikey::KeyEnv;
-use super::canonical::{PathRules, RequestPolicy};
+use super::canonical::{is_tchar, PathRules, RequestPolicy};
 use super::cookie::{CookiePolicy, CsrfPolicy};
-use super::jwk::{KeySet, KeySource};
+use super::jwks_cache::JwksCacheConfig;
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
-use super::route::{Accepts, Route, RouteTable};
+use super::request::{validate_forward_claims, validate_request_id_header, validate_token_places, CredentialPlaces, ForwardRules, RESERVED_HEADER_PREFIX};
+use super::route::{Route, RouteTable};
 use super::token_cache::TokenCacheConfig;
+use super::verify::{IssuerConfig, IssuerPolicy, TokenRules};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -161,51 +173,6 @@ impl Default for AdminConfig {
     }
 }
 
-/// One accepted issuer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    /// Exact `iss` value; `null` = `iss` not checked (only with a single issuer).
-    pub issuer: Option<String>,
-    /// Accepted audiences; empty = `aud` not checked.
-    #[serde(default)]
-    pub audiences: Vec<String>,
-    /// JWKS URL (fetched and cached).
-    #[serde(default)]
-    pub jwks_uri: Option<String>,
-    /// Inline JWK Set.
-    #[serde(default)]
-    pub jwks: Option<Value>,
-    /// Allowed `alg` values.
-    pub algorithms: Vec<String>,
-    /// Accept an `http://` `jwks_uri` on a host other than loopback (default false: keys fetched
-    /// in clear can be replaced by anyone on the path).
-    #[serde(default)]
-    pub allow_insecure_jwks_uri: bool,
-}
-
-/// JWKS cache tuning; every field has a safe default.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JwksCacheConfig {
-    /// Lower clamp for the response's `max-age` (default 300).
-    pub min_ttl_secs: u32,
-    /// Upper clamp for `max-age` (default 86400).
-    pub max_ttl_secs: u32,
-    /// Unknown `kid` refetches at most this often (default 30).
-    pub unknown_kid_cooldown_secs: u32,
-    /// Last good keys stay usable this long past their TTL while the issuer fails (default 86400).
-    pub max_stale_secs: u32,
-    /// Fetch timeout (default 5000).
-    pub fetch_timeout_ms: u32,
-}
-
-impl Default for JwksCacheConfig {
-    fn default() -> Self {
-        JwksCacheConfig { min_ttl_secs: 300, max_ttl_secs: 86_400, unknown_kid_cooldown_secs: 30, max_stale_secs: 86_400, fetch_timeout_ms: 5_000 }
-    }
-}
-
 fn d_leeway() -> u32 {
     60
 }
@@ -244,19 +211,11 @@ impl ConfigError {
     }
 }
 
-/// A validated issuer.
-#[derive(Debug, Clone)]
-pub struct IssuerPolicy {
-    /// Exact `iss`, or `None` when not checked.
-    pub issuer: Option<String>,
-    /// Accepted audiences (empty: not checked).
-    pub audiences: Vec<String>,
-    /// JWKS URL.
-    pub jwks_uri: Option<String>,
-    /// Inline keys.
-    pub inline_keys: KeySet,
-    /// Allowed algorithms.
-    pub algorithms: Vec<Algorithm>,
+/// A section's validation error, (field, message), as the sections report it.
+impl From<(String, String)> for ConfigError {
+    fn from((field, message): (String, String)) -> Self {
+        ConfigError { field, message }
+    }
 }
 
 /// The validated configuration.
@@ -332,13 +291,6 @@ const HOP_BY_HOP_OR_FRAMING: &[&str] = &[
     "content-length",
     "content-type",
 ];
-
-/// Header names the gate sets itself and so never takes from a client.
-pub const RESERVED_HEADER_PREFIX: &str = "x-edgeward-";
-
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-}
 
 /// serde's message without its position suffix.
 fn clean(e: &serde_json::Error) -> String {
@@ -434,84 +386,7 @@ impl EdgewardConfig {
 
     /// Validates into a [`Policy`].
     pub fn validate(self) -> Result<Policy, ConfigError> {
-        if self.issuers.is_empty() {
-            return Err(ConfigError::new("issuers", "at least one issuer is required"));
-        }
-        let mut issuers = Vec::with_capacity(self.issuers.len());
-        let mut insecure = Vec::new();
-        let many = self.issuers.len() > 1;
-        for (i, ic) in self.issuers.into_iter().enumerate() {
-            let f = |name: &str| format!("issuers[{i}].{name}");
-            match &ic.issuer {
-                None if many => return Err(ConfigError::new(f("issuer"), "null (unchecked iss) is only allowed with a single issuer")),
-                Some(s) if s.is_empty() => return Err(ConfigError::new(f("issuer"), "must not be empty")),
-                _ => {}
-            }
-            if ic.algorithms.is_empty() {
-                return Err(ConfigError::new(f("algorithms"), "list at least one algorithm"));
-            }
-            let mut algorithms = Vec::new();
-            for (j, name) in ic.algorithms.iter().enumerate() {
-                let Some(a) = Algorithm::from_name(name) else {
-                    return Err(ConfigError::new(format!("issuers[{i}].algorithms[{j}]"), format!("unsupported algorithm {name:?}")));
-                };
-                if !algorithms.contains(&a) {
-                    algorithms.push(a);
-                }
-            }
-            let sym = algorithms.iter().filter(|a| a.is_symmetric()).count();
-            if sym > 0 && sym < algorithms.len() {
-                return Err(ConfigError::new(f("algorithms"), "HMAC (HS*) and asymmetric algorithms cannot be mixed for one issuer"));
-            }
-            if let Some(uri) = &ic.jwks_uri {
-                if !(uri.starts_with("https://") || uri.starts_with("http://")) {
-                    return Err(ConfigError::new(f("jwks_uri"), "must be an http(s) URL"));
-                }
-                if uri.starts_with("http://") && !is_loopback_url(uri) {
-                    if !ic.allow_insecure_jwks_uri {
-                        return Err(ConfigError::new(
-                            f("jwks_uri"),
-                            "http:// is refused (anyone on the path could replace the keys): use https://, or set allow_insecure_jwks_uri",
-                        ));
-                    }
-                    insecure
-                        .push(format!("issuers[{i}].jwks_uri is fetched over plain http (allow_insecure_jwks_uri): anyone on the path can replace the keys"));
-                }
-                if sym > 0 {
-                    return Err(ConfigError::new(f("jwks_uri"), "HMAC secrets are only taken from inline jwks, never fetched"));
-                }
-            }
-            let inline_keys = match &ic.jwks {
-                Some(doc) => KeySet::parse(doc, KeySource::Inline).map_err(|e| ConfigError::new(f("jwks"), e.to_string()))?,
-                None => KeySet::default(),
-            };
-            if ic.jwks_uri.is_none() && ic.jwks.is_none() {
-                return Err(ConfigError::new(f("jwks_uri"), "give jwks_uri, jwks, or both"));
-            }
-            if inline_keys.has_symmetric() && ic.jwks_uri.is_some() {
-                return Err(ConfigError::new(f("jwks"), "symmetric keys cannot be mixed with a fetched JWKS"));
-            }
-            for k in &inline_keys.keys {
-                let fits_any = algorithms.iter().any(|a| k.material.family() == a.key_family());
-                if k.material.family() == KeyFamily::Oct && !fits_any {
-                    return Err(ConfigError::new(f("jwks"), "an oct key is given but no HS* algorithm is allowed"));
-                }
-            }
-            for (j, a) in ic.audiences.iter().enumerate() {
-                if a.is_empty() {
-                    return Err(ConfigError::new(format!("issuers[{i}].audiences[{j}]"), "must not be empty"));
-                }
-            }
-            issuers.push(IssuerPolicy { issuer: ic.issuer, audiences: ic.audiences, jwks_uri: ic.jwks_uri, inline_keys, algorithms });
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, p) in issuers.iter().enumerate() {
-            if let Some(s) = &p.issuer {
-                if !seen.insert(s.clone()) {
-                    return Err(ConfigError::new(format!("issuers[{i}].issuer"), "duplicate issuer"));
-                }
-            }
-        }
+        let (issuers, insecure) = IssuerPolicy::validate_all(self.issuers)?;
         if self.max_token_bytes < 64 || self.max_token_bytes > 1 << 20 {
             return Err(ConfigError::new("max_token_bytes", "must be between 64 and 1048576"));
         }
@@ -524,7 +399,7 @@ impl EdgewardConfig {
             return Err(ConfigError::new("realm", "must be printable ASCII"));
         }
         let mut warnings = insecure;
-        let request = self.request.validate().map_err(|(f, m)| ConfigError::new(f, m))?;
+        let request = self.request.validate()?;
         let routes = routes.with_case_insensitive(request.case_insensitive);
         let path_rules = PathRules {
             escaped_slashes: request.escaped_slashes,
@@ -533,53 +408,12 @@ impl EdgewardConfig {
             windows_aliases: request.windows_aliases,
             max_path_bytes: request.max_path_bytes,
         };
-        if let Some(c) = &self.cookie_name {
-            if c.is_empty() || !c.chars().all(is_token_char) {
-                return Err(ConfigError::new("cookie_name", "not a valid cookie name"));
-            }
-            if !c.starts_with("__Host-") {
-                warnings.push(format!("cookie_name {c:?} lacks the __Host- prefix; the cookie could be set by a sibling subdomain"));
-            }
-        }
-        if let Some(q) = &self.query_param {
-            if q.is_empty() || !q.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(ConfigError::new("query_param", "letters, digits, _ and - only"));
-            }
-            warnings.push("query_param is set: tokens in URLs leak into logs and Referer headers (RFC 6750 §2.3)".into());
-        }
-        let mut forward_claims = Vec::new();
-        for (h, c) in self.forward_claims {
-            let lower = h.to_ascii_lowercase();
-            if lower.is_empty() || !lower.chars().all(is_token_char) {
-                return Err(ConfigError::new(format!("forward_claims.{h}"), "not a valid header name"));
-            }
-            if matches!(lower.as_str(), "authorization" | "cookie" | "host" | "content-length" | "transfer-encoding" | "x-edgeward-auth" | "x-edgeward-key-id")
-            {
-                return Err(ConfigError::new(format!("forward_claims.{h}"), "this header cannot carry a claim"));
-            }
-            forward_claims.push((lower, c));
-        }
-        let request_id_header = self.request_id_header.to_ascii_lowercase();
-        if request_id_header.is_empty() || !request_id_header.chars().all(is_token_char) {
-            return Err(ConfigError::new("request_id_header", "not a valid header name"));
-        }
-        if self.cookies.max_age_secs <= 0 {
-            return Err(ConfigError::new("cookies.max_age_secs", "must be positive"));
-        }
-        for (i, o) in self.csrf.allowed_origins.iter().enumerate() {
-            if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
-                return Err(ConfigError::new(format!("csrf.allowed_origins[{i}]"), "must be an origin like https://app.example"));
-            }
-        }
-        if !self.csrf.header.chars().all(is_token_char) || self.csrf.header.is_empty() {
-            return Err(ConfigError::new("csrf.header", "not a valid header name"));
-        }
-        if !self.csrf.cookie.chars().all(is_token_char) || self.csrf.cookie.is_empty() {
-            return Err(ConfigError::new("csrf.cookie", "not a valid cookie name"));
-        }
-        if self.token_cache.capacity > 1_000_000 || self.token_cache.max_ttl_secs < 0 {
-            return Err(ConfigError::new("token_cache", "capacity at most 1000000, max_ttl_secs not negative"));
-        }
+        warnings.extend(validate_token_places(self.cookie_name.as_deref(), self.query_param.as_deref())?);
+        let forward_claims = validate_forward_claims(self.forward_claims)?;
+        let request_id_header = validate_request_id_header(&self.request_id_header)?;
+        self.cookies.validate()?;
+        self.csrf.validate()?;
+        self.token_cache.validate()?;
         if !self.admin.path_prefix.starts_with('/') || self.admin.path_prefix.len() < 2 || self.admin.path_prefix.ends_with('/') {
             return Err(ConfigError::new("admin.path_prefix", "a path like /__edgeward/admin"));
         }
@@ -593,8 +427,7 @@ impl EdgewardConfig {
         }
         let mut api_keys = self.api_keys;
         api_keys.header = api_keys.header.to_ascii_lowercase();
-        if api_keys.header.is_empty() || !api_keys.header.chars().all(is_token_char) || matches!(api_keys.header.as_str(), "cookie" | "host" | "authorization")
-        {
+        if api_keys.header.is_empty() || !api_keys.header.bytes().all(is_tchar) || matches!(api_keys.header.as_str(), "cookie" | "host" | "authorization") {
             return Err(ConfigError::new("api_keys.header", "a header name other than authorization, cookie or host"));
         }
         if api_keys.cache_capacity == 0 || api_keys.cache_capacity > 1_000_000 || api_keys.cache_ttl_secs > 3600 || api_keys.negative_cache_ttl_secs > 3600 {
@@ -605,7 +438,7 @@ impl EdgewardConfig {
             let f = |x: &str| format!("upstream_credentials.{name}.{x}");
             u.header = u.header.to_ascii_lowercase();
             if u.header.is_empty()
-                || !u.header.chars().all(is_token_char)
+                || !u.header.bytes().all(is_tchar)
                 || HOP_BY_HOP_OR_FRAMING.contains(&u.header.as_str())
                 || u.header.starts_with(RESERVED_HEADER_PREFIX)
                 || u.header == api_keys.header
@@ -638,23 +471,13 @@ impl EdgewardConfig {
             .chain(upstream_credentials.values().map(|u| &u.header))
             .map(|h| super::canonical::folded_header_name(h))
             .collect();
-        let rate_limits = self
-            .rate_limits
-            .validate()
-            .map_err(|(f, m)| ConfigError::new(f, m))?
-            .with_case_insensitive(request.case_insensitive || routes.any_case_insensitive());
+        let rate_limits = self.rate_limits.validate()?.with_case_insensitive(request.case_insensitive || routes.any_case_insensitive());
         if rate_limits.ip_pre_auth.is_none() && routes.rules().iter().any(|r| r.auth != Accepts::Jwt && !r.public) {
             warnings.push(
                 "routes take API keys but rate_limits.ip_pre_auth is not set: anyone can make well-formed keys (the checksum is public), and each costs a KV read".into(),
             );
         }
-        let c = &self.jwks_cache;
-        if c.min_ttl_secs > c.max_ttl_secs {
-            return Err(ConfigError::new("jwks_cache.min_ttl_secs", "must not exceed max_ttl_secs"));
-        }
-        if c.fetch_timeout_ms == 0 || c.fetch_timeout_ms > 60_000 {
-            return Err(ConfigError::new("jwks_cache.fetch_timeout_ms", "must be between 1 and 60000"));
-        }
+        self.jwks_cache.validate()?;
         Ok(Policy {
             issuers,
             leeway_secs: i64::from(self.leeway_secs),
@@ -685,13 +508,29 @@ impl EdgewardConfig {
     }
 }
 
-/// True for an `http://` URL whose host is loopback (`localhost`, `127.0.0.0/8`, `[::1]`).
-fn is_loopback_url(uri: &str) -> bool {
-    let Some(rest) = uri.strip_prefix("http://") else { return false };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = host.strip_prefix('[') { v6.split(']').next().unwrap_or("") } else { host.split(':').next().unwrap_or("") };
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+impl<'p> From<&'p Policy> for TokenRules<'p> {
+    fn from(p: &'p Policy) -> TokenRules<'p> {
+        TokenRules { issuers: &p.issuers, leeway_secs: p.leeway_secs, max_lifetime_secs: p.max_lifetime_secs, require_exp: p.require_exp }
+    }
+}
+
+impl<'p> From<&'p Policy> for CredentialPlaces<'p> {
+    fn from(p: &'p Policy) -> CredentialPlaces<'p> {
+        CredentialPlaces { api_key_header: &p.api_keys.header, cookie_name: p.cookie_name.as_deref(), query_param: p.query_param.as_deref() }
+    }
+}
+
+impl<'p> From<&'p Policy> for ForwardRules<'p> {
+    fn from(p: &'p Policy) -> ForwardRules<'p> {
+        ForwardRules {
+            origin: &p.origin,
+            request: &p.request,
+            credentials: p.into(),
+            forward_claims: &p.forward_claims,
+            request_id_header: &p.request_id_header,
+            protected_headers: &p.protected_headers,
+        }
+    }
 }
 
 impl Policy {

@@ -2,6 +2,7 @@
 //! header at a time, never joined) and brought to policy, and cookie-authenticated unsafe requests
 //! must carry a same-origin signal or a double-submit token.
 
+use super::canonical::is_tchar;
 use super::error::AuthError;
 use super::request::RequestView;
 use serde::Deserialize;
@@ -48,6 +49,16 @@ pub struct CookiePolicy {
 impl Default for CookiePolicy {
     fn default() -> Self {
         CookiePolicy { mode: CookieMode::Fix, same_site: SameSiteDefault::Lax, script_readable: Vec::new(), max_age_secs: 400 * 86_400 }
+    }
+}
+
+impl CookiePolicy {
+    /// Checks the section; the error is (field, message).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.max_age_secs <= 0 {
+            return Err(("cookies.max_age_secs".into(), "must be positive".into()));
+        }
+        Ok(())
     }
 }
 
@@ -328,6 +339,24 @@ pub struct CsrfPolicy {
 impl Default for CsrfPolicy {
     fn default() -> Self {
         CsrfPolicy { enabled: true, allowed_origins: Vec::new(), header: "x-csrf-token".into(), cookie: "__Host-edgeward-csrf".into() }
+    }
+}
+
+impl CsrfPolicy {
+    /// Checks the section; the error is (field, message).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (i, o) in self.allowed_origins.iter().enumerate() {
+            if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
+                return Err((format!("csrf.allowed_origins[{i}]"), "must be an origin like https://app.example".into()));
+            }
+        }
+        if !self.header.bytes().all(is_tchar) || self.header.is_empty() {
+            return Err(("csrf.header".into(), "not a valid header name".into()));
+        }
+        if !self.cookie.bytes().all(is_tchar) || self.cookie.is_empty() {
+            return Err(("csrf.cookie".into(), "not a valid cookie name".into()));
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Every way a request can be refused, and the one table that maps each to its HTTP status,
 //! `WWW-Authenticate` challenge (RFC 6750) and stable reason code.
 
+use super::access::Accepts;
 use std::fmt;
 
 /// Who caused a refusal (as in pingora-error): decides status class and log level.
@@ -157,10 +158,10 @@ pub enum AuthError {
     MissingCredential,
     /// A credential of a kind the route does not take (an API key on a JWT route, or the reverse).
     #[error("this route does not take this kind of credential")]
-    CredentialNotAccepted(crate::core::route::Accepts),
+    CredentialNotAccepted(Accepts),
     /// Not an Edgeward key: prefix, length, characters or checksum wrong (no lookup was made).
     #[error("API key is malformed: {0}")]
-    ApiKeyMalformed(crate::core::apikey::FormatError),
+    ApiKeyMalformed(FormatError),
     /// The key is unknown, disabled, expired, not yet valid, rotated out or revoked. The client
     /// is never told which (the log is).
     #[error("API key refused: {0}")]
@@ -173,7 +174,7 @@ pub enum AuthError {
     ApiKeysUnavailable,
     /// The path is spelled in a way origins read differently (see [`crate::core::canonical`]).
     #[error("ambiguous path: {0}")]
-    AmbiguousPath(crate::core::canonical::PathProblem),
+    AmbiguousPath(PathProblem),
     /// The path is longer than `request.max_path_bytes`.
     #[error("path is {len} bytes, over the {max} byte limit")]
     PathTooLong {
@@ -224,6 +225,66 @@ pub enum ApiKeyFailure {
     /// Its id is on the revocation list.
     #[error("revoked")]
     Revoked,
+}
+
+/// Why a key's text is refused before any lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Not `ew_live_` / `ew_test_`.
+    #[error("not an Edgeward key (prefix ew_live_ or ew_test_)")]
+    Prefix,
+    /// Wrong length or a character outside base62.
+    #[error("wrong length or characters")]
+    Shape,
+    /// The checksum does not match: mistyped or made up.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// A key of another environment (a test key at a live edge).
+    #[error("key of another environment")]
+    Environment,
+}
+
+/// Why a path was refused (the log says which; the client gets `ambiguous_path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathProblem {
+    /// Not origin form (`/…`): `*`, absolute form, empty.
+    #[error("not an origin-form path")]
+    NotOriginForm,
+    /// `%2F` or `%5C`.
+    #[error("encoded slash or backslash")]
+    EncodedSlash,
+    /// A raw `\`.
+    #[error("backslash")]
+    Backslash,
+    /// A `;` path parameter (raw, or encoded as `%3B`).
+    #[error("path parameter (;)")]
+    PathParams,
+    /// A `.` or `..` segment spelled with `%2E`.
+    #[error("encoded dot segment")]
+    EncodedDotSegment,
+    /// `%25` followed by two hex digits: decoded twice, it is another path.
+    #[error("double percent-encoding")]
+    DoubleEncoding,
+    /// `%` not followed by two hex digits.
+    #[error("broken percent-encoding")]
+    BadPercentEncoding,
+    /// Percent-encoded bytes that are not UTF-8 (overlong forms included).
+    #[error("invalid or overlong UTF-8")]
+    InvalidUtf8,
+    /// A control character, raw or encoded.
+    #[error("control character")]
+    ControlCharacter,
+    /// A code point an origin may fold to ASCII (NFKC).
+    #[error("character that normalizes to ASCII")]
+    AsciiLookalike,
+    /// A segment Windows reads as another name: a trailing `.` or space, `::$` (an NTFS stream),
+    /// `~` and a digit (an 8.3 short name).
+    #[error("Windows path alias")]
+    WindowsAlias,
+    /// The route rule the request falls under depends on letter case.
+    #[error("the matching route rule depends on letter case")]
+    CaseDependent,
 }
 
 /// A refusal ready for the wire.
@@ -345,7 +406,6 @@ impl AuthError {
 
     /// The one mapping from error to wire response. `realm` goes into the challenge.
     pub fn rejection(&self, realm: &str) -> Rejection {
-        use crate::core::route::Accepts;
         let realm = quote(realm);
         // API-key refusals: their own challenge scheme (`ApiKey`), never RFC 6750's error codes.
         let api_key = |status: u16, err: Option<&str>, message: String, accepts: Accepts| {

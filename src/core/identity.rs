@@ -2,10 +2,10 @@
 //! code can make either ([`VerifiedToken`] comes from `PendingToken::finish`, [`VerifiedApiKey`]
 //! from `KeyRecord::check`), so a request cannot be forwarded as authenticated without one.
 
+use super::access::Requirement;
 use super::apikey::VerifiedApiKey;
 use super::canonical::ClaimValue;
 use super::error::AuthError;
-use super::route::Requirement;
 use super::verify::VerifiedToken;
 use std::borrow::Cow;
 

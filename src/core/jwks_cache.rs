@@ -13,10 +13,44 @@
 //! - The last good set is exported as a [`JwksSnapshot`] the adapter persists (KV), so a fresh
 //!   isolate verifies without fetching.
 
-use super::config::JwksCacheConfig;
 use super::json::parse_strict;
 use super::jwk::{KeySet, KeySource};
 use serde::{Deserialize, Serialize};
+
+/// The `jwks_cache` section of the configuration: cache tuning; every field has a safe default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwksCacheConfig {
+    /// Lower clamp for the response's `max-age` (default 300).
+    pub min_ttl_secs: u32,
+    /// Upper clamp for `max-age` (default 86400).
+    pub max_ttl_secs: u32,
+    /// Unknown `kid` refetches at most this often (default 30).
+    pub unknown_kid_cooldown_secs: u32,
+    /// Last good keys stay usable this long past their TTL while the issuer fails (default 86400).
+    pub max_stale_secs: u32,
+    /// Fetch timeout (default 5000).
+    pub fetch_timeout_ms: u32,
+}
+
+impl Default for JwksCacheConfig {
+    fn default() -> Self {
+        JwksCacheConfig { min_ttl_secs: 300, max_ttl_secs: 86_400, unknown_kid_cooldown_secs: 30, max_stale_secs: 86_400, fetch_timeout_ms: 5_000 }
+    }
+}
+
+impl JwksCacheConfig {
+    /// Checks the section; the error is (field, message).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.min_ttl_secs > self.max_ttl_secs {
+            return Err(("jwks_cache.min_ttl_secs".into(), "must not exceed max_ttl_secs".into()));
+        }
+        if self.fetch_timeout_ms == 0 || self.fetch_timeout_ms > 60_000 {
+            return Err(("jwks_cache.fetch_timeout_ms".into(), "must be between 1 and 60000".into()));
+        }
+        Ok(())
+    }
+}
 
 /// Last good keys and when they were fetched.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Structured decision records. Tokens, keys and secrets never appear: only a short SHA-256
-//! fingerprint of a token.
+//! fingerprint of a token, and where the credential was found. A leaf: the modules that find
+//! and check credentials log through it, so it imports none of them.
 
-use super::request::CredentialSource;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -14,6 +14,27 @@ pub fn fingerprint(bytes: &[u8]) -> String {
 /// so a token is hashed once per request, not twice).
 pub fn fingerprint_of_digest(sha256: &[u8; 32]) -> String {
     format!("sha256:{}", hex::encode(&sha256[..8]))
+}
+
+/// Where the credential was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialSource {
+    /// `Authorization: Bearer`.
+    Header,
+    /// The configured cookie.
+    Cookie,
+    /// The configured query parameter.
+    Query,
+    /// An API key: the configured header (default `X-API-Key`) or `Authorization: ApiKey`.
+    ApiKey,
+}
+
+impl CredentialSource {
+    /// True for API keys, false for JWTs.
+    pub fn is_api_key(self) -> bool {
+        self == CredentialSource::ApiKey
+    }
 }
 
 /// One line per request.

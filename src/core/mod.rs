@@ -1,5 +1,6 @@
 //! The sans-I/O core: pure functions of (input, state, `now`). It names no runtime.
 
+pub mod access;
 pub mod alg;
 pub mod apikey;
 pub mod canonical;
@@ -19,6 +20,7 @@ pub mod ratelimit;
 pub mod request;
 pub mod revocation;
 pub mod route;
+mod scope;
 pub mod state;
 pub mod token;
 pub mod token_cache;

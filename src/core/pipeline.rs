@@ -17,6 +17,7 @@
 //! 10. rate limits;
 //! 11. the forwarding plan (the route's origin credential, verified claims).
 
+use super::access::{Accepts, Requirement};
 use super::apikey::{hash_storage_key, key_hash, KeyRecord, PresentedKey, VerifiedApiKey, PEPPER_SECRET};
 use super::config::Policy;
 use super::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
@@ -25,11 +26,11 @@ use super::identity::Identity;
 use super::io::{Deferred, GateIo, Level};
 use super::jwk::{Jwk, KeySet};
 use super::jwks_cache::{FetchOutcome, FetchPlan, JwksSnapshot, Trigger, MAX_JWKS_BYTES};
+use super::log::CredentialSource;
 use super::log::{fingerprint, fingerprint_of_digest, DecisionLog, Step};
 use super::ratelimit::{Bucket, Decision, LimitMode, OnUnavailable};
-use super::request::{extract_credential, plan_forward, split_url, Credential, CredentialSource, ForwardPlan, RequestView};
+use super::request::{extract_credential, plan_forward, split_url, Credential, ForwardPlan, RequestView};
 use super::revocation::{RevocationSet, RevocationSnapshot, LEGACY_SNAPSHOT_KEY, MAX_SNAPSHOT_BYTES, SNAPSHOT_KEY};
-use super::route::{Accepts, Requirement};
 use super::state::{CachedKey, IsolateState};
 use super::token::UnverifiedToken;
 use super::token_cache::{token_hash, TokenHash};
@@ -606,8 +607,9 @@ impl Gate {
             },
             Err(e) => Err(e),
         };
-        let key =
-            log.step(io.tracing(), "key", key, |k| format!("key {} ({})", k.kid.as_deref().map_or("without kid".into(), |s| format!("{s:?}")), k.material.describe()))?;
+        let key = log.step(io.tracing(), "key", key, |k| {
+            format!("key {} ({})", k.kid.as_deref().map_or("without kid".into(), |s| format!("{s:?}")), k.material.describe())
+        })?;
         let job = pending.job(&key)?;
         let proof = io.verify_signature(&job).await;
         let alg = pending.alg().name();

@@ -8,6 +8,7 @@
 //! requests may arrive at once, and over any window of length `t` at most `burst + rate × t / period`
 //! pass (property-tested).
 
+use super::access::Requirement;
 use super::identity::Identity;
 use super::route::RouteTable;
 use serde::{Deserialize, Serialize};
@@ -310,7 +311,7 @@ impl RateLimitPolicy {
         let mut out = Vec::new();
         for r in &self.rules {
             if let Some(t) = &r.paths {
-                if t.requirement("GET", path) != super::route::Requirement::Public {
+                if t.requirement("GET", path) != Requirement::Public {
                     continue;
                 }
             }

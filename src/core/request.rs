@@ -1,32 +1,12 @@
 //! The request side of the gate, with no I/O: finding the credential, and planning the request
 //! that goes to the origin (credential removed, identity headers set, hop-by-hop headers dropped).
 
-use super::canonical::{self, folded_header_name, ForwardedHeaders, MethodOverride, UnderscoreHeaders};
-use super::config::{Policy, RESERVED_HEADER_PREFIX};
+use super::canonical::{self, folded_header_name, ForwardedHeaders, MethodOverride, RequestPolicy, UnderscoreHeaders};
 use super::error::AuthError;
 use super::identity::Identity;
+use super::log::CredentialSource;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-
-/// Where the credential was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CredentialSource {
-    /// `Authorization: Bearer`.
-    Header,
-    /// The configured cookie.
-    Cookie,
-    /// The configured query parameter.
-    Query,
-    /// An API key: the configured header (default `X-API-Key`) or `Authorization: ApiKey`.
-    ApiKey,
-}
-
-impl CredentialSource {
-    /// True for API keys, false for JWTs.
-    pub fn is_api_key(self) -> bool {
-        self == CredentialSource::ApiKey
-    }
-}
 
 /// A credential taken from the request.
 #[derive(Clone, PartialEq, Eq)]
@@ -66,11 +46,94 @@ impl RequestView<'_> {
     }
 }
 
+/// Where [`extract_credential`] looks for a credential besides `Authorization`. The validated
+/// configuration converts into it (`extract_credential(&view, &policy)`).
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialPlaces<'p> {
+    /// The API key header (lower case).
+    pub api_key_header: &'p str,
+    /// The cookie that may carry the token.
+    pub cookie_name: Option<&'p str>,
+    /// The query parameter that may carry the token.
+    pub query_param: Option<&'p str>,
+}
+
+/// What [`plan_forward`] reads from the configuration. The validated configuration converts
+/// into it (`plan_forward(&view, identity, upstream, &policy, request_id)`).
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardRules<'p> {
+    /// The origin URL, without a trailing slash.
+    pub origin: &'p str,
+    /// The `request` section (underscore headers, method overrides, `X-Forwarded-*`, claim values).
+    pub request: &'p RequestPolicy,
+    /// Where the client's credential may be: it is removed in every form.
+    pub credentials: CredentialPlaces<'p>,
+    /// Forwarded claims as (lower-case header, claim).
+    pub forward_claims: &'p [(String, String)],
+    /// The request id header (lower case).
+    pub request_id_header: &'p str,
+    /// The header names the gate sets or keeps for itself, folded (lower case, `_` as `-`): a
+    /// client header that folds to one of them is never forwarded.
+    pub protected_headers: &'p [String],
+}
+
+/// Header names the gate sets itself and so never takes from a client.
+pub const RESERVED_HEADER_PREFIX: &str = "x-edgeward-";
+
+/// Validates `cookie_name` and `query_param`, the places a token may be besides the
+/// `Authorization` header, and returns the warnings they deserve. The error is (field, message).
+pub fn validate_token_places(cookie_name: Option<&str>, query_param: Option<&str>) -> Result<Vec<String>, (String, String)> {
+    let mut warnings = Vec::new();
+    if let Some(c) = cookie_name {
+        if c.is_empty() || !c.bytes().all(canonical::is_tchar) {
+            return Err(("cookie_name".into(), "not a valid cookie name".into()));
+        }
+        if !c.starts_with("__Host-") {
+            warnings.push(format!("cookie_name {c:?} lacks the __Host- prefix; the cookie could be set by a sibling subdomain"));
+        }
+    }
+    if let Some(q) = query_param {
+        if q.is_empty() || !q.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(("query_param".into(), "letters, digits, _ and - only".into()));
+        }
+        warnings.push("query_param is set: tokens in URLs leak into logs and Referer headers (RFC 6750 §2.3)".into());
+    }
+    Ok(warnings)
+}
+
+/// Validates `forward_claims` (header name -> claim), the claims [`plan_forward`] sets as
+/// headers, and returns them as (lower-case header, claim). The error is (field, message).
+pub fn validate_forward_claims(forward_claims: BTreeMap<String, String>) -> Result<Vec<(String, String)>, (String, String)> {
+    let mut claims = Vec::new();
+    for (h, c) in forward_claims {
+        let lower = h.to_ascii_lowercase();
+        if lower.is_empty() || !lower.bytes().all(canonical::is_tchar) {
+            return Err((format!("forward_claims.{h}"), "not a valid header name".into()));
+        }
+        if matches!(lower.as_str(), "authorization" | "cookie" | "host" | "content-length" | "transfer-encoding" | "x-edgeward-auth" | "x-edgeward-key-id") {
+            return Err((format!("forward_claims.{h}"), "this header cannot carry a claim".into()));
+        }
+        claims.push((lower, c));
+    }
+    Ok(claims)
+}
+
+/// Validates `request_id_header`, which [`plan_forward`] sets, and returns it lower case. The
+/// error is (field, message).
+pub fn validate_request_id_header(name: &str) -> Result<String, (String, String)> {
+    let name = name.to_ascii_lowercase();
+    if name.is_empty() || !name.bytes().all(canonical::is_tchar) {
+        return Err(("request_id_header".into(), "not a valid header name".into()));
+    }
+    Ok(name)
+}
+
 /// Finds the credential: `Authorization: Bearer`, the configured cookie, the configured query
 /// parameter, or an API key (the configured header or `Authorization: ApiKey`). A request that
 /// carries credentials in more than one place, or several different ones, is refused (RFC 6750
 /// §2: clients must use one method).
-pub fn extract_credential(req: &RequestView<'_>, policy: &Policy) -> Result<Option<Credential>, AuthError> {
+pub fn extract_credential<'p>(req: &RequestView<'_>, places: impl Into<CredentialPlaces<'p>>) -> Result<Option<Credential>, AuthError> {
+    let places = places.into();
     let mut found: Vec<Credential> = Vec::new();
     for v in req.header_values("authorization") {
         let v = v.trim();
@@ -84,18 +147,18 @@ pub fn extract_credential(req: &RequestView<'_>, policy: &Policy) -> Result<Opti
         } else if scheme.eq_ignore_ascii_case("apikey") {
             let key = rest.trim();
             if key.is_empty() {
-                return Err(AuthError::ApiKeyMalformed(super::apikey::FormatError::Shape));
+                return Err(AuthError::ApiKeyMalformed(super::error::FormatError::Shape));
             }
             found.push(Credential { token: key.to_string(), source: CredentialSource::ApiKey });
         }
     }
-    for v in req.header_values(&policy.api_keys.header) {
+    for v in req.header_values(places.api_key_header) {
         let key = v.trim();
         if !key.is_empty() {
             found.push(Credential { token: key.to_string(), source: CredentialSource::ApiKey });
         }
     }
-    if let Some(name) = &policy.cookie_name {
+    if let Some(name) = places.cookie_name {
         for header in req.header_values("cookie") {
             for (k, v) in cookie_pairs(header) {
                 if k == name && !v.is_empty() {
@@ -104,7 +167,7 @@ pub fn extract_credential(req: &RequestView<'_>, policy: &Policy) -> Result<Opti
             }
         }
     }
-    if let Some(q) = &policy.query_param {
+    if let Some(q) = places.query_param {
         // By decoded name: `access%5Ftoken` is `access_token`. Another case of the name is refused,
         // never forwarded (an origin may read it case-insensitively).
         for (pair, name) in canonical::query_pairs(req.query) {
@@ -167,14 +230,15 @@ pub struct ForwardPlan {
 /// claims, `upstream` (header, value: the route's origin credential) and the request id are set.
 /// The URL is the origin's plus the canonical path. A claim no header can carry verbatim fails
 /// the request (`claim_not_forwardable`) unless `request.claim_values` is `percent`.
-pub fn plan_forward(
+pub fn plan_forward<'p>(
     req: &RequestView<'_>,
     verified: Option<Identity<'_>>,
     upstream: Option<(&str, &str)>,
-    policy: &Policy,
+    rules: impl Into<ForwardRules<'p>>,
     request_id: &str,
 ) -> Result<ForwardPlan, AuthError> {
-    let rp = &policy.request;
+    let rules = rules.into();
+    let rp = rules.request;
     let mut connection_listed: Vec<String> = Vec::new();
     for v in req.header_values("connection") {
         connection_listed.extend(v.split(',').map(|s| folded_header_name(s.trim())).filter(|s| !s.is_empty()));
@@ -188,7 +252,7 @@ pub fn plan_forward(
             || n == "host"
             || n == "authorization"
             || n.starts_with(RESERVED_HEADER_PREFIX)
-            || policy.protected_headers.contains(&n)
+            || rules.protected_headers.contains(&n)
             || canonical::FORWARDED_HEADERS.contains(&n.as_str())
             || canonical::TARGET_OVERRIDE_HEADERS.contains(&n.as_str())
             || canonical::IDENTITY_HEADERS.contains(&n.as_str())
@@ -199,7 +263,7 @@ pub fn plan_forward(
         // Forwarded under its own name (lower case), not the folded one.
         let n = name.to_ascii_lowercase();
         if n == "cookie" {
-            if let Some(name) = &policy.cookie_name {
+            if let Some(name) = rules.credentials.cookie_name {
                 let kept: Vec<&str> =
                     value.split(';').map(str::trim).filter(|p| !p.is_empty() && p.split_once('=').map_or(p.trim(), |(k, _)| k.trim()) != name).collect();
                 if !kept.is_empty() {
@@ -235,7 +299,7 @@ pub fn plan_forward(
         if let Some(id) = v.api_key_id() {
             headers.push(("x-edgeward-key-id".into(), id.into()));
         }
-        for (header, claim) in &policy.forward_claims {
+        for (header, claim) in rules.forward_claims {
             if let Some(value) = v.claim_value(claim) {
                 let text = canonical::claim_header_value(&value, rp.claim_values).ok_or_else(|| AuthError::ClaimNotForwardable { header: header.clone() })?;
                 headers.push((header.clone(), text));
@@ -245,14 +309,14 @@ pub fn plan_forward(
     if let Some((h, v)) = upstream {
         headers.push((h.to_ascii_lowercase(), v.to_string()));
     }
-    headers.push((policy.request_id_header.clone(), request_id.to_string()));
-    let mut url = format!("{}{}", policy.origin, if req.path.is_empty() { "/" } else { req.path });
+    headers.push((rules.request_id_header.to_string(), request_id.to_string()));
+    let mut url = format!("{}{}", rules.origin, if req.path.is_empty() { "/" } else { req.path });
     let query: Vec<&str> = canonical::query_pairs(req.query)
         .filter(|(_, name)| {
             let Some(name) = name else { return true };
             // The token parameter under any case of its name (public routes too: a credential
             // never reaches the origin), and the override parameter.
-            let token_param = policy.query_param.as_deref().is_some_and(|q| q.eq_ignore_ascii_case(name));
+            let token_param = rules.credentials.query_param.is_some_and(|q| q.eq_ignore_ascii_case(name));
             let override_param = rp.method_override == MethodOverride::Strip && name.eq_ignore_ascii_case(canonical::METHOD_OVERRIDE_PARAM);
             !(token_param || override_param)
         })

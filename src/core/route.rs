@@ -6,8 +6,8 @@
 //! `/billing` also covers `/billing/`; `/billing/*` covers `/billing` and everything below it.
 //! A rule for `GET` also covers `HEAD` (which origins serve as a `GET` without the body).
 
-use super::canonical::PathProblem;
-use super::error::AuthError;
+use super::access::{Accepts, Requirement};
+use super::error::{AuthError, PathProblem};
 use serde::Deserialize;
 
 /// One route rule as written in the configuration.
@@ -40,41 +40,6 @@ pub struct Route {
     /// (Express's default, ASP.NET, IIS); absent = `request.case_insensitive`.
     #[serde(default)]
     pub case_insensitive: Option<bool>,
-}
-
-/// The kinds of credential a route takes.
-#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Accepts {
-    /// Bearer JWTs (header, cookie or query), the default.
-    #[default]
-    Jwt,
-    /// API keys only.
-    ApiKey,
-    /// Either.
-    Either,
-}
-
-impl std::fmt::Display for Accepts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Accepts::Jwt => "jwt",
-            Accepts::ApiKey => "api_key",
-            Accepts::Either => "either",
-        })
-    }
-}
-
-/// What a request needs, as decided by the route table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Requirement {
-    /// Forward without a credential.
-    Public,
-    /// A valid token holding all these scopes.
-    Token {
-        /// Required scopes (may be empty).
-        scopes: Vec<String>,
-    },
 }
 
 /// The validated route table.

@@ -29,6 +29,16 @@ impl Default for TokenCacheConfig {
     }
 }
 
+impl TokenCacheConfig {
+    /// Checks the section; the error is (field, message).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.capacity > 1_000_000 || self.max_ttl_secs < 0 {
+            return Err(("token_cache".into(), "capacity at most 1000000, max_ttl_secs not negative".into()));
+        }
+        Ok(())
+    }
+}
+
 /// Cache key: SHA-256 of the whole compact token.
 pub type TokenHash = [u8; 32];
 

@@ -10,16 +10,173 @@
 //! ```
 //! A [`VerifiedToken`] can only be made by `finish`, and `finish` needs the [`SignatureProof`]
 //! that only a backend in this crate can make for this very token.
+//!
+//! The token part of the configuration is this module's too: the `issuers` entries
+//! ([`IssuerConfig`], validated into [`IssuerPolicy`]) and the claim rules `new` and `finish`
+//! read ([`TokenRules`], which the validated configuration converts into).
 
+use super::access::Requirement;
 use super::alg::{Algorithm, KeyFamily};
-use super::config::Policy;
 use super::error::AuthError;
-use super::jwk::{Jwk, KeyMaterial};
-use super::route::Requirement;
+use super::jwk::{Jwk, KeyMaterial, KeySet, KeySource};
 use super::token::UnverifiedToken;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// One accepted issuer, as written in the configuration (an `issuers` entry).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Exact `iss` value; `null` = `iss` not checked (only with a single issuer).
+    pub issuer: Option<String>,
+    /// Accepted audiences; empty = `aud` not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// JWKS URL (fetched and cached).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Inline JWK Set.
+    #[serde(default)]
+    pub jwks: Option<Value>,
+    /// Allowed `alg` values.
+    pub algorithms: Vec<String>,
+    /// Accept an `http://` `jwks_uri` on a host other than loopback (default false: keys fetched
+    /// in clear can be replaced by anyone on the path).
+    #[serde(default)]
+    pub allow_insecure_jwks_uri: bool,
+}
+
+/// A validated issuer ([`IssuerPolicy::validate_all`]).
+#[derive(Debug, Clone)]
+pub struct IssuerPolicy {
+    /// Exact `iss`, or `None` when not checked.
+    pub issuer: Option<String>,
+    /// Accepted audiences (empty: not checked).
+    pub audiences: Vec<String>,
+    /// JWKS URL.
+    pub jwks_uri: Option<String>,
+    /// Inline keys.
+    pub inline_keys: KeySet,
+    /// Allowed algorithms.
+    pub algorithms: Vec<Algorithm>,
+}
+
+impl IssuerPolicy {
+    /// Validates the `issuers` section: at least one issuer, each with known algorithms, keys
+    /// that fit them and a `jwks_uri` fetched over https (or loopback, or by explicit choice), no
+    /// issuer twice. Returns the issuers and the warnings to log once at start-up; the error is
+    /// (field, message).
+    pub fn validate_all(configs: Vec<IssuerConfig>) -> Result<(Vec<IssuerPolicy>, Vec<String>), (String, String)> {
+        if configs.is_empty() {
+            return Err(field_error("issuers", "at least one issuer is required"));
+        }
+        let mut issuers = Vec::with_capacity(configs.len());
+        let mut insecure = Vec::new();
+        let many = configs.len() > 1;
+        for (i, ic) in configs.into_iter().enumerate() {
+            let f = |name: &str| format!("issuers[{i}].{name}");
+            match &ic.issuer {
+                None if many => return Err(field_error(f("issuer"), "null (unchecked iss) is only allowed with a single issuer")),
+                Some(s) if s.is_empty() => return Err(field_error(f("issuer"), "must not be empty")),
+                _ => {}
+            }
+            if ic.algorithms.is_empty() {
+                return Err(field_error(f("algorithms"), "list at least one algorithm"));
+            }
+            let mut algorithms = Vec::new();
+            for (j, name) in ic.algorithms.iter().enumerate() {
+                let Some(a) = Algorithm::from_name(name) else {
+                    return Err(field_error(format!("issuers[{i}].algorithms[{j}]"), format!("unsupported algorithm {name:?}")));
+                };
+                if !algorithms.contains(&a) {
+                    algorithms.push(a);
+                }
+            }
+            let sym = algorithms.iter().filter(|a| a.is_symmetric()).count();
+            if sym > 0 && sym < algorithms.len() {
+                return Err(field_error(f("algorithms"), "HMAC (HS*) and asymmetric algorithms cannot be mixed for one issuer"));
+            }
+            if let Some(uri) = &ic.jwks_uri {
+                if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+                    return Err(field_error(f("jwks_uri"), "must be an http(s) URL"));
+                }
+                if uri.starts_with("http://") && !is_loopback_url(uri) {
+                    if !ic.allow_insecure_jwks_uri {
+                        return Err(field_error(
+                            f("jwks_uri"),
+                            "http:// is refused (anyone on the path could replace the keys): use https://, or set allow_insecure_jwks_uri",
+                        ));
+                    }
+                    insecure
+                        .push(format!("issuers[{i}].jwks_uri is fetched over plain http (allow_insecure_jwks_uri): anyone on the path can replace the keys"));
+                }
+                if sym > 0 {
+                    return Err(field_error(f("jwks_uri"), "HMAC secrets are only taken from inline jwks, never fetched"));
+                }
+            }
+            let inline_keys = match &ic.jwks {
+                Some(doc) => KeySet::parse(doc, KeySource::Inline).map_err(|e| field_error(f("jwks"), e.to_string()))?,
+                None => KeySet::default(),
+            };
+            if ic.jwks_uri.is_none() && ic.jwks.is_none() {
+                return Err(field_error(f("jwks_uri"), "give jwks_uri, jwks, or both"));
+            }
+            if inline_keys.has_symmetric() && ic.jwks_uri.is_some() {
+                return Err(field_error(f("jwks"), "symmetric keys cannot be mixed with a fetched JWKS"));
+            }
+            for k in &inline_keys.keys {
+                let fits_any = algorithms.iter().any(|a| k.material.family() == a.key_family());
+                if k.material.family() == KeyFamily::Oct && !fits_any {
+                    return Err(field_error(f("jwks"), "an oct key is given but no HS* algorithm is allowed"));
+                }
+            }
+            for (j, a) in ic.audiences.iter().enumerate() {
+                if a.is_empty() {
+                    return Err(field_error(format!("issuers[{i}].audiences[{j}]"), "must not be empty"));
+                }
+            }
+            issuers.push(IssuerPolicy { issuer: ic.issuer, audiences: ic.audiences, jwks_uri: ic.jwks_uri, inline_keys, algorithms });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in issuers.iter().enumerate() {
+            if let Some(s) = &p.issuer {
+                if !seen.insert(s.clone()) {
+                    return Err(field_error(format!("issuers[{i}].issuer"), "duplicate issuer"));
+                }
+            }
+        }
+        Ok((issuers, insecure))
+    }
+}
+
+fn field_error(field: impl Into<String>, message: impl Into<String>) -> (String, String) {
+    (field.into(), message.into())
+}
+
+/// True for an `http://` URL whose host is loopback (`localhost`, `127.0.0.0/8`, `[::1]`).
+fn is_loopback_url(uri: &str) -> bool {
+    let Some(rest) = uri.strip_prefix("http://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host.strip_prefix('[') { v6.split(']').next().unwrap_or("") } else { host.split(':').next().unwrap_or("") };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// What verification reads from the configuration: the issuers and the claim rules. The
+/// validated configuration converts into it (`PendingToken::new(token, &policy)`).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRules<'p> {
+    /// The accepted issuers ([`PendingToken::issuer_index`] indexes them).
+    pub issuers: &'p [IssuerPolicy],
+    /// Clock skew tolerance for `exp`, `nbf` and `iat`, in seconds.
+    pub leeway_secs: i64,
+    /// Longest accepted `exp - (iat or now)`, if any.
+    pub max_lifetime_secs: Option<i64>,
+    /// Reject tokens without `exp`.
+    pub require_exp: bool,
+}
 
 /// Source of [`PendingToken`] ids: never reused within a process, so a proof made for one token
 /// can never match another (not even the same text parsed again).
@@ -136,36 +293,28 @@ impl VerifiedToken {
 
     /// Checks a route requirement against the token's scopes.
     pub fn authorize(&self, requirement: &Requirement) -> Result<(), AuthError> {
-        require_scopes(&self.scopes, requirement)
+        super::scope::require_scopes(&self.scopes, requirement)
     }
-}
-
-/// Checks that `held` covers the scopes `requirement` lists (tokens and API keys alike).
-pub(crate) fn require_scopes(held: &[String], requirement: &Requirement) -> Result<(), AuthError> {
-    let Requirement::Token { scopes } = requirement else { return Ok(()) };
-    if let Some(missing) = scopes.iter().find(|s| !held.contains(s)) {
-        return Err(AuthError::InsufficientScope { required: scopes.join(" "), missing: missing.clone() });
-    }
-    Ok(())
 }
 
 impl<'t> PendingToken<'t> {
     /// Matches the token to a configured issuer (by `iss`) and checks `alg` against that issuer's
     /// allow-list.
-    pub fn new(token: UnverifiedToken<'t>, policy: &Policy) -> Result<PendingToken<'t>, AuthError> {
+    pub fn new<'p>(token: UnverifiedToken<'t>, rules: impl Into<TokenRules<'p>>) -> Result<PendingToken<'t>, AuthError> {
+        let issuers = rules.into().issuers;
         let iss = match token.claims.get("iss") {
             None => None,
             Some(Value::String(s)) => Some(s.as_str()),
             Some(_) => return Err(AuthError::MalformedClaims("iss is not a string")),
         };
-        let issuer_index = if policy.issuers.len() == 1 && policy.issuers[0].issuer.is_none() {
+        let issuer_index = if issuers.len() == 1 && issuers[0].issuer.is_none() {
             0
         } else {
             let iss = iss.ok_or(AuthError::IssuerMismatch)?;
-            policy.issuers.iter().position(|i| i.issuer.as_deref() == Some(iss)).ok_or(AuthError::IssuerMismatch)?
+            issuers.iter().position(|i| i.issuer.as_deref() == Some(iss)).ok_or(AuthError::IssuerMismatch)?
         };
         let alg = token.header.alg;
-        if !policy.issuers[issuer_index].algorithms.contains(&alg) {
+        if !issuers[issuer_index].algorithms.contains(&alg) {
             return Err(AuthError::AlgNotAllowed(alg.name().to_string()));
         }
         Ok(PendingToken { token, issuer_index, id: NEXT_TOKEN_ID.fetch_add(1, Ordering::Relaxed) })
@@ -249,7 +398,8 @@ impl<'t> PendingToken<'t> {
 
     /// Checks the claims and returns the verified token (the claims move into it, uncopied).
     /// `proof` must come from this token's job.
-    pub fn finish(self, proof: SignatureProof, key: &Jwk, policy: &Policy, now: i64) -> Result<VerifiedToken, AuthError> {
+    pub fn finish<'p>(self, proof: SignatureProof, key: &Jwk, rules: impl Into<TokenRules<'p>>, now: i64) -> Result<VerifiedToken, AuthError> {
+        let rules = rules.into();
         let signature = (self.token.signature.as_ptr() as usize, self.token.signature.len());
         let signing_input = (self.token.signing_input.as_ptr() as usize, self.token.signing_input.len());
         if proof.token_id != self.id || proof.signature != signature || proof.signing_input != signing_input || proof.key != key as *const Jwk as usize {
@@ -265,10 +415,10 @@ impl<'t> PendingToken<'t> {
             }
         }
         let scopes = scopes(c)?;
-        let leeway = policy.leeway_secs as f64;
+        let leeway = rules.leeway_secs as f64;
         let nowf = now as f64;
         match exp {
-            None if policy.require_exp => return Err(AuthError::MissingExp),
+            None if rules.require_exp => return Err(AuthError::MissingExp),
             Some(exp) if nowf >= exp + leeway => return Err(AuthError::Expired { now, exp: exp as i64 }),
             _ => {}
         }
@@ -282,13 +432,13 @@ impl<'t> PendingToken<'t> {
                 return Err(AuthError::IssuedInFuture { now, iat: iat as i64 });
             }
         }
-        if let (Some(max), Some(exp)) = (policy.max_lifetime_secs, exp) {
+        if let (Some(max), Some(exp)) = (rules.max_lifetime_secs, exp) {
             let lifetime = exp - iat.unwrap_or(nowf);
             if lifetime > max as f64 {
                 return Err(AuthError::LifetimeTooLong { lifetime: lifetime as i64, max });
             }
         }
-        let issuer = &policy.issuers[self.issuer_index];
+        let issuer = &rules.issuers[self.issuer_index];
         if let Some(expected) = &issuer.issuer {
             if c.get("iss").and_then(Value::as_str) != Some(expected.as_str()) {
                 return Err(AuthError::IssuerMismatch);

@@ -210,7 +210,8 @@ pub fn lint_set_cookie(header: &str, policy: &CookiePolicy, now: i64) -> Value {
 
 /// The offline API-key check (format and checksum): `{valid, env, reason}`.
 pub fn check_api_key(key: &str) -> Value {
-    use crate::core::apikey::{FormatError, PresentedKey};
+    use crate::core::apikey::PresentedKey;
+    use crate::core::error::FormatError;
     match PresentedKey::parse(key.trim(), None) {
         Ok(k) => json!({"valid": true, "env": k.env(), "reason": null}),
         Err(e) => {

@@ -14,23 +14,6 @@ use worker::{console_log, Request, Response};
 /// Worker secret holding the admin token.
 pub const ADMIN_SECRET: &str = "EDGEWARD_ADMIN_TOKEN";
 
-/// What an admin operation answers.
-pub struct AdminAnswer {
-    /// HTTP status.
-    pub status: u16,
-    /// Operation name for the audit log.
-    pub op: &'static str,
-    /// The id acted on, if any.
-    pub id: Option<String>,
-    /// JSON body.
-    pub body: serde_json::Value,
-}
-
-/// The value of query parameter `name` (the last one if repeated), as sent.
-pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query.split('&').rev().filter_map(|p| p.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
-}
-
 fn bearer(headers: &[(String, String)]) -> Option<&str> {
     let v = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("authorization"))?.1.trim();
     let (scheme, rest) = v.split_once(' ')?;

@@ -1,7 +1,7 @@
 //! The key admin API (create, list, inspect, rotate, disable, delete): see `worker::keys` for
 //! the KV layout and the edge check.
 
-use super::admin::{query_param, AdminAnswer};
+use super::answer::{query_param, AdminAnswer};
 use crate::core::apikey::{
     generate, hash_storage_key, id_storage_key, is_key_id, key_hash, key_id, KeyHash, KeyRecord, KeyStatus, NewKey, PresentedKey, ID_PREFIX, MAX_SECRETS,
     RANDOM_BYTES,

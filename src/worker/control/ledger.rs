@@ -13,7 +13,7 @@
 
 #![allow(missing_docs)] // the durable_object macro generates undocumented glue
 
-use super::admin::{query_param, AdminAnswer};
+use super::answer::{query_param, AdminAnswer};
 use crate::core::revocation::SNAPSHOT_KEY;
 use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
 use crate::worker::runtime::js::DoStorage;

@@ -8,6 +8,7 @@
 //! with `control` is also a complete single Worker (gate included).
 
 pub mod admin;
+mod answer;
 mod keys;
 mod ledger;
 mod limiter;

@@ -19,6 +19,8 @@ use std::rc::Rc;
 use std::time::Duration;
 use worker::{console_error, console_log, console_warn, Context, Env, Request, Response};
 
+/// Name of the KV binding (JWKS snapshots, API key records, the revocation snapshot).
+pub const KV_BINDING: &str = "EDGEWARD_KV";
 /// Durable Object binding of the revocation ledger.
 pub const LEDGER_BINDING: &str = "EDGEWARD_LEDGER";
 /// Durable Object binding of the rate limiter.
@@ -53,13 +55,13 @@ impl WorkerIo {
     }
 
     fn kv(&self) -> Option<&KvStore> {
-        self.kv.get_or_init(|| super::kv_binding(&self.env)).as_ref()
+        self.kv.get_or_init(|| kv_binding(&self.env)).as_ref()
     }
 }
 
 impl GateIo for WorkerIo {
     fn now_ms(&self) -> i64 {
-        super::now_ms()
+        now_ms()
     }
 
     fn secret(&self, name: &str) -> Option<String> {
@@ -135,6 +137,21 @@ impl GateIo for WorkerIo {
     async fn ask_limit_binding(&self, binding: &str, key: &str) -> Result<bool, IoError> {
         super::js::rate_limit(&self.env, binding, key).await.map_err(IoError::Failed)
     }
+}
+
+/// The KV namespace, if bound.
+pub fn kv_binding(env: &Env) -> Option<KvStore> {
+    KvStore::from_env(env, KV_BINDING)
+}
+
+/// Milliseconds since the Unix epoch (the adapters' clock; the core takes `now`).
+pub fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> i64 {
+    now_ms().div_euclid(1000)
 }
 
 fn shard(key: &str) -> String {

@@ -11,7 +11,7 @@ pub(crate) mod webcrypto;
 
 #[cfg(feature = "control")]
 pub(crate) use io::{ask_ledger, LimiterAsk};
-pub use io::{WorkerIo, DO_BINDING, LEDGER_BINDING};
+pub use io::{kv_binding, now_ms, now_secs, WorkerIo, DO_BINDING, KV_BINDING, LEDGER_BINDING};
 
 use crate::core::config::{ConfigError, Policy};
 use crate::core::pipeline::Gate;
@@ -21,8 +21,6 @@ use worker::{console_error, console_warn, Env};
 
 /// Name of the var holding the configuration JSON.
 pub const CONFIG_VAR: &str = "EDGEWARD_CONFIG";
-/// Name of the KV binding (JWKS snapshots, API key records, the revocation snapshot).
-pub const KV_BINDING: &str = "EDGEWARD_KV";
 
 /// Per-isolate state, in one owner: the configuration text, and the gate built from it (the
 /// policy and every cache) or the error that fails every request closed. A changed
@@ -58,21 +56,6 @@ pub fn isolate(env: &Env) -> Rc<Isolate> {
     let i = Rc::new(Isolate { config_text: text, gate: policy.map(|p| Rc::new(Gate::new(p))) });
     ISOLATE.with(|s| *s.borrow_mut() = Some(i.clone()));
     i
-}
-
-/// The KV namespace, if bound.
-pub fn kv_binding(env: &Env) -> Option<js::KvStore> {
-    js::KvStore::from_env(env, KV_BINDING)
-}
-
-/// Milliseconds since the Unix epoch (the adapters' clock; the core takes `now`).
-pub fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> i64 {
-    now_ms().div_euclid(1000)
 }
 
 /// A random request id (hex of 16 bytes).

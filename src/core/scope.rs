@@ -1,0 +1,13 @@
+//! The scope check tokens and API keys share.
+
+use super::access::Requirement;
+use super::error::AuthError;
+
+/// Checks that `held` covers the scopes `requirement` lists (tokens and API keys alike).
+pub(crate) fn require_scopes(held: &[String], requirement: &Requirement) -> Result<(), AuthError> {
+    let Requirement::Token { scopes } = requirement else { return Ok(()) };
+    if let Some(missing) = scopes.iter().find(|s| !held.contains(s)) {
+        return Err(AuthError::InsufficientScope { required: scopes.join(" "), missing: missing.clone() });
+    }
+    Ok(())
+}
