@@ -23,9 +23,9 @@ use edgeward::core::crypto::{NativeBackend, SignatureBackend};
 use edgeward::core::error::AuthError;
 use edgeward::core::io::{run_ready, Deferred, GateIo, IoError, LedgerFacts, Level};
 use edgeward::core::jwks_cache::FetchOutcome;
+use edgeward::core::log::CredentialSource;
 use edgeward::core::pipeline::{jwks_snapshot_key, Forward, Gate, Incoming, OriginCookies, Outcome, Refusal};
 use edgeward::core::ratelimit::{Bucket, Decision, LocalLimiter};
-use edgeward::core::request::CredentialSource;
 use edgeward::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target, SNAPSHOT_KEY};
 use edgeward::core::verify::{SignatureJob, SignatureProof};
 use serde_json::{json, Value};
@@ -367,6 +367,9 @@ fn record_for(k: &str, id_seed: u8) -> KeyRecord {
     }
 }
 
+/// A change to a stored record (a test case's).
+type RecordEdit = fn(&mut KeyRecord);
+
 fn store_record(io: &FakeIo, k: &str, rec: &KeyRecord) {
     io.kv.borrow_mut().insert(storage_key(k), serde_json::to_vec(rec).unwrap());
 }
@@ -409,7 +412,7 @@ impl Req {
     fn api_key(self, k: &str) -> Req {
         self.header("X-API-Key", k)
     }
-    fn from_ip(self, ip: &str) -> Req {
+    fn client_ip(self, ip: &str) -> Req {
         self.header("CF-Connecting-IP", ip)
     }
     fn incoming(&self, now_ms: i64) -> Incoming<'_> {
@@ -601,7 +604,7 @@ fn route_auth_kinds_and_credential_not_accepted() {
 fn admin_prefix_is_the_control_planes() {
     let gate = gate(&doc());
     let io = FakeIo::new();
-    let r = req("POST", "/__edgeward/admin/./revocations?limit=5").bearer("whatever").from_ip(CLIENT_IP);
+    let r = req("POST", "/__edgeward/admin/./revocations?limit=5").bearer("whatever").client_ip(CLIENT_IP);
     match decide(&gate, &io, &r) {
         Outcome::Admin(call) => {
             assert_eq!(call.path, "/__edgeward/admin/revocations");
@@ -783,7 +786,7 @@ fn api_key_accepted_cache_hit_vs_miss_and_record_ttl() {
     let mut rec = record_for(&k, 3);
     store_record(&io, &k, &rec);
 
-    let r = req("GET", "/partner/reports?month=11").api_key(&k).from_ip(CLIENT_IP);
+    let r = req("GET", "/partner/reports?month=11").api_key(&k).client_ip(CLIENT_IP);
     let fwd = forwarded(decide(&gate, &io, &r));
     assert_eq!((fwd.log.key_cache, fwd.log.kv_reads, fwd.log.key_id.as_deref()), (Some("miss"), 1, Some(rec.id.as_str())));
     assert_eq!(fwd.log.credential, Some(CredentialSource::ApiKey));
@@ -826,12 +829,12 @@ fn api_key_accepted_cache_hit_vs_miss_and_record_ttl() {
     rec2.expires_at = Some(io.now_secs() + 10);
     rec2.allowed_ips = vec!["203.0.113.0/24".into()];
     store_record(&io, &k2, &rec2);
-    assert_eq!(forwarded(decide(&gate, &io, &req("GET", "/partner/x").api_key(&k2).from_ip(CLIENT_IP))).log.key_cache, Some("miss"));
-    let rf = refused(decide(&gate, &io, &req("GET", "/partner/x").api_key(&k2).from_ip("192.0.2.1")), 403, "ip_not_allowed", Www::Absent);
+    assert_eq!(forwarded(decide(&gate, &io, &req("GET", "/partner/x").api_key(&k2).client_ip(CLIENT_IP))).log.key_cache, Some("miss"));
+    let rf = refused(decide(&gate, &io, &req("GET", "/partner/x").api_key(&k2).client_ip("192.0.2.1")), 403, "ip_not_allowed", Www::Absent);
     assert_eq!(rf.log.key_cache, Some("hit"));
     io.advance_secs(10);
     let rf = refused(
-        decide(&gate, &io, &req("GET", "/partner/x").api_key(&k2).from_ip(CLIENT_IP)),
+        decide(&gate, &io, &req("GET", "/partner/x").api_key(&k2).client_ip(CLIENT_IP)),
         401,
         "api_key_invalid",
         Www::Is("ApiKey realm=\"edgeward\", error=\"invalid_key\", error_description=\"API key not accepted\""),
@@ -884,11 +887,11 @@ fn api_key_record_refusals() {
     assert!(io.take_calls().is_empty());
 
     // Each record state, one answer to the client, the reason in the log.
-    let cases: Vec<(u64, &str, Box<dyn Fn(&mut KeyRecord)>)> = vec![
-        (6, "disabled", Box::new(|r| r.status = KeyStatus::Disabled)),
-        (7, "expired", Box::new(|r| r.expires_at = Some(NOW))),
-        (8, "not yet valid", Box::new(|r| r.not_before = Some(NOW + 60))),
-        (9, "rotated out", Box::new(|r| r.secrets[0].not_after = Some(NOW - 1))),
+    let cases: [(u64, &str, RecordEdit); 4] = [
+        (6, "disabled", |r| r.status = KeyStatus::Disabled),
+        (7, "expired", |r| r.expires_at = Some(NOW)),
+        (8, "not yet valid", |r| r.not_before = Some(NOW + 60)),
+        (9, "rotated out", |r| r.secrets[0].not_after = Some(NOW - 1)),
     ];
     for (seed, why, edit) in cases {
         let k = api_key(seed);
@@ -905,11 +908,11 @@ fn api_key_record_refusals() {
     let mut rec = record_for(&k, 10);
     rec.allowed_ips = vec!["198.51.100.0/24".into(), "2001:db8::/32".into()];
     store_record(&io, &k, &rec);
-    let rf = refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k).from_ip(CLIENT_IP)), 403, "ip_not_allowed", Www::Absent);
+    let rf = refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k).client_ip(CLIENT_IP)), 403, "ip_not_allowed", Www::Absent);
     assert_eq!(rf.log.key_id.as_deref(), Some(rec.id.as_str()));
     refused(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k)), 403, "ip_not_allowed", Www::Absent);
-    assert!(forwarded(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k).from_ip("198.51.100.77"))).authenticated);
-    assert!(forwarded(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k).from_ip("2001:db8:1::5"))).authenticated);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k).client_ip("198.51.100.77"))).authenticated);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/svc/x").api_key(&k).client_ip("2001:db8:1::5"))).authenticated);
 
     // Revoked by id (the published snapshot), on a fresh isolate.
     let gate = Gate::new(policy(&doc()));
@@ -1075,13 +1078,13 @@ fn revocations_unavailable_without_kv_or_past_max_age() {
     assert_eq!(io.events("revocations_read_failed").len(), 1);
     io.advance_secs(101);
     refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 503, "revocations_unavailable", Www::Absent);
-    let tasks = io.take_deferred();
-    assert!(matches!(tasks.as_slice(), [Deferred::RefreshRevocations]), "the refresh is deferred: {tasks:?}");
-    // KV is back: the deferred refresh restores service.
+    // A copy past max_age_secs is re-read on the request path, not deferred.
+    assert!(io.take_deferred().is_empty());
+    assert_eq!(io.events("revocations_read_failed").len(), 2, "the request tried to read it");
+    // Within the same second no second read is attempted; KV is back: the next request restores service.
     io.kv_state.set(Kv::Bound);
-    for task in tasks {
-        run_ready(gate.run_deferred(&io, task)).unwrap();
-    }
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 503, "revocations_unavailable", Www::Absent);
+    io.advance_secs(1);
     assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t))).authenticated);
 
     // KV failing from the start: nothing was ever loaded.
@@ -1095,7 +1098,6 @@ fn revocations_unavailable_without_kv_or_past_max_age() {
 /// old copy only because nobody asked: README ("if KV cannot be read, the last snapshot is used
 /// for up to `max_age_secs`, then protected routes fail closed") ties the 503 to KV failing.
 #[test]
-#[ignore = "pipeline bug (see report): an idle isolate's first request past max_age_secs is refused although KV is readable"]
 fn revocations_after_idle_isolate_with_healthy_kv() {
     let gate = gate(&doc());
     let io = FakeIo::new();
@@ -1206,7 +1208,7 @@ fn rate_limit_binding_mode() {
     let gate = gate(&doc_with("rate_limits", json!({"mode": "binding", "rules": rules, "ip_pre_auth": {"rate": 100, "period_secs": 60, "burst": 100}})));
     let io = FakeIo::new();
     let t = ed_token(json!({}));
-    let fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t).from_ip(CLIENT_IP)));
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t).client_ip(CLIENT_IP)));
     assert!(fwd.limit_headers.is_empty(), "the binding reports no remaining count");
     let calls = io.take_calls();
     let asks: Vec<&String> = calls.iter().filter(|c| c.starts_with("ask_")).collect();
@@ -1228,23 +1230,23 @@ fn pre_auth_ip_limit_comes_before_the_credential() {
     let io = FakeIo::new();
     let good = ed_token(json!({}));
     for _ in 0..2 {
-        refused(decide(&gate, &io, &req("GET", "/api/x").bearer("garbage").from_ip(CLIENT_IP)), 401, "malformed_token", Www::InvalidToken);
+        refused(decide(&gate, &io, &req("GET", "/api/x").bearer("garbage").client_ip(CLIENT_IP)), 401, "malformed_token", Www::InvalidToken);
     }
     // Over the limit: refused before the (valid) token is even parsed.
-    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&good).from_ip(CLIENT_IP)), 429, "rate_limited", Www::Absent);
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&good).client_ip(CLIENT_IP)), 429, "rate_limited", Www::Absent);
     assert_eq!(hdr(&rf.response.headers, "ratelimit-policy"), Some("\"ip_pre_auth\";q=60;w=60"));
     assert_eq!((rf.log.credential, rf.log.token_cache), (None, None));
     assert_eq!(io.count("verify_signature"), 0);
     // Other clients, clients without an address, and public routes are not affected.
-    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("garbage").from_ip("198.51.100.1")), 401, "malformed_token", Www::InvalidToken);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("garbage").client_ip("198.51.100.1")), 401, "malformed_token", Www::InvalidToken);
     refused(decide(&gate, &io, &req("GET", "/api/x").bearer("garbage")), 401, "malformed_token", Www::InvalidToken);
-    forwarded(decide(&gate, &io, &req("GET", "/public/x").from_ip(CLIENT_IP)));
+    forwarded(decide(&gate, &io, &req("GET", "/public/x").client_ip(CLIENT_IP)));
     // IPv6 clients are limited per /64.
     for ip in ["2001:db8:0:1::1", "2001:db8:0:1::2"] {
-        refused(decide(&gate, &io, &req("GET", "/api/x").bearer("garbage").from_ip(ip)), 401, "malformed_token", Www::InvalidToken);
+        refused(decide(&gate, &io, &req("GET", "/api/x").bearer("garbage").client_ip(ip)), 401, "malformed_token", Www::InvalidToken);
     }
-    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&good).from_ip("2001:db8:0:1::3")), 429, "rate_limited", Www::Absent);
-    refused(decide(&gate, &io, &req("GET", "/partner/x").from_ip("2001:db8:0:1::3")), 429, "rate_limited", Www::Absent);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&good).client_ip("2001:db8:0:1::3")), 429, "rate_limited", Www::Absent);
+    refused(decide(&gate, &io, &req("GET", "/partner/x").client_ip("2001:db8:0:1::3")), 429, "rate_limited", Www::Absent);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1323,7 +1325,7 @@ fn forward_plan_strips_the_credential_and_sets_the_verified_identity() {
     let t = ed_token(json!({"scope": "read write"}));
     let r = req("GET", "/api/./v1//items/../orders?x=1&y=2")
         .bearer(&t)
-        .from_ip(CLIENT_IP)
+        .client_ip(CLIENT_IP)
         .header("X-Edgeward-Sub", "spoofed")
         .header("x_edgeward_sub", "spoofed-too")
         .header("X-Forwarded-For", "10.0.0.1")
@@ -1671,6 +1673,7 @@ const REFUSAL_TESTS: &[fn()] = &[
     respond_sets_the_request_id_limit_headers_and_cookie_policy,
     jwks_outage_without_inline_keys_is_503,
     jwks_unknown_kid_refetches_once_then_cools_down,
+    jwks_rotation_drops_cached_tokens_of_withdrawn_keys,
 ];
 
 /// Codes that only an adapter produces (see the comment after `origin_unreachable_is_a_502_without_detail`).

@@ -29,7 +29,7 @@ use edgeward::core::alg::{Algorithm, KeyFamily};
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
 use edgeward::core::error::AuthError;
-use edgeward::core::gate;
+use edgeward::core::pipeline::Gate;
 use edgeward::core::json::{b64url_encode, from_text, parse_strict};
 use edgeward::core::jwk::{KeyMaterial, KeySet, KeySource, MAX_RSA_BITS, MIN_RSA_BITS};
 use edgeward::core::jwks_cache::{FetchOutcome, Freshness, IssuerKeyCache, JwksCacheConfig, JwksSnapshot, MAX_JWKS_BYTES};
@@ -98,13 +98,15 @@ fn random_signatures_fail(set: &KeySet, rng: &mut Rng) {
             KeyMaterial::Ed25519 { .. } => 64,
             KeyMaterial::Oct { .. } => continue,
         };
-        let one = vec![Some(KeySet { keys: vec![key.clone()], skipped: vec![] })];
+        // The key as the issuer's fetched key set, in a gate whose pipeline verifies with it.
+        let gate = Gate::new(p.clone());
+        gate.state().install_jwks(0, KeySet { keys: vec![key.clone()], skipped: vec![] }, NOW);
         for alg in Algorithm::ALL.into_iter().filter(|a| key.misfit(*a).is_none()) {
             let header = json!({"alg": alg.name()}).to_string();
             let claims = json!({"sub": "fuzz", "exp": NOW + 60}).to_string();
             let sig: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             let token = format!("{}.{}.{}", b64url_encode(header.as_bytes()), b64url_encode(claims.as_bytes()), b64url_encode(&sig));
-            let r = gate::verify(p, &token, one.as_slice(), &NativeBackend, NOW);
+            let r = gate.verify_inline(&token, NativeBackend, NOW, false).0;
             assert_eq!(r.as_ref().err(), Some(&AuthError::BadSignature), "random {alg} signature: {r:?} for key {:?}", key.material);
         }
     }

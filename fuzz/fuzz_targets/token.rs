@@ -1,6 +1,7 @@
 //! The token parser and verifier with inline keys: `UnverifiedToken::parse`, `PendingToken`
-//! (issuer, `alg` allow-list, key selection) and the native backend, through `gate::verify` as the
-//! CLI and the JS package call it (`InlineOnly`, `NativeBackend`), at a fixed `now`.
+//! (issuer, `alg` allow-list, key selection) and the native backend, through the pipeline's JWT
+//! step as the CLI and the JS package call it (`Gate::verify_inline`, `NativeBackend`), at a
+//! fixed `now`, on a gate without a token cache.
 //!
 //! The policy has two issuers: `https://hs.example` (HS256/384/512, two inline `oct` keys, audience
 //! `api`) and `https://ed.example` (EdDSA, one inline Ed25519 key).
@@ -27,7 +28,7 @@ use ed25519_compact::{KeyPair, Seed};
 use edgeward::core::alg::Algorithm;
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
-use edgeward::core::gate::{self, InlineOnly};
+use edgeward::core::pipeline::Gate;
 use edgeward::core::json::b64url_encode;
 use edgeward::core::verify::VerifiedToken;
 use hmac::{Mac, SimpleHmac};
@@ -196,15 +197,15 @@ fn check_verified(token: &str, v: &VerifiedToken) {
         let other = A[idx | 1]; // lowest padding bit set
         if other != last {
             let bad = format!("{h}.{c}.{}{}", &s[..s.len() - 1], other as char);
-            assert!(gate::verify(p, &bad, &InlineOnly, &NativeBackend, NOW).is_err(), "non-canonical signature verified: {bad}");
+            assert!(uncached(p).verify_inline(&bad, NativeBackend, NOW, false).0.is_err(), "non-canonical signature verified: {bad}");
         }
     }
 }
 
 fn verify_and_check(token: &str) -> bool {
     let p = policy();
-    let r = gate::verify(p, token, &InlineOnly, &NativeBackend, NOW);
-    let again = gate::verify(p, token, &InlineOnly, &NativeBackend, NOW);
+    let r = uncached(p).verify_inline(token, NativeBackend, NOW, false).0;
+    let again = uncached(p).verify_inline(token, NativeBackend, NOW, false).0;
     assert_eq!(r, again, "verification is not deterministic: {token}");
     match r {
         Ok(v) => {
@@ -244,3 +245,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(signer.honest() && !flipped, "a token not signed by a policy key verified ({signer:?}, flipped {flipped}): {token}");
     }
 });
+
+/// A gate for `p` whose verified-token cache is off: every call verifies.
+fn uncached(p: &Policy) -> Gate {
+    let mut p = p.clone();
+    p.token_cache.capacity = 0;
+    Gate::new(p)
+}

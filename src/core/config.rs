@@ -464,6 +464,9 @@ impl EdgewardConfig {
             if r.auth != Accepts::Jwt && r.public {
                 warnings.push(format!("routes[{i}] is public: its auth setting has no effect"));
             }
+            if r.sensitive && !self.revocations.enabled {
+                warnings.push(format!("routes[{i}] is sensitive but revocations.enabled is false: the ledger is not asked"));
+            }
         }
         let protected_headers: Vec<String> = [&api_keys.header, &request_id_header]
             .into_iter()

@@ -750,9 +750,9 @@ impl Gate {
 
     // ---- revocations ------------------------------------------------------------------------
 
-    /// The revocation set for this request: loaded on first use, refreshed in the background
-    /// when older than `refresh_secs`. Fails closed when the last good copy is older than
-    /// `max_age_secs`.
+    /// The revocation set for this request: loaded on first use (and when the copy is older
+    /// than `max_age_secs`), refreshed in the background when older than `refresh_secs`. Fails
+    /// closed when no copy at most `max_age_secs` old can be had.
     async fn revocation_set<I: GateIo>(&self, io: &I, now: i64) -> Result<Rc<RevocationSet>, AuthError> {
         let cfg = &self.policy.revocations;
         if !cfg.enabled {
@@ -768,7 +768,9 @@ impl Gate {
         let stale = loaded_at.is_none_or(|t| now - t >= i64::from(cfg.refresh_secs));
         if stale && attempted_at.is_none_or(|t| now - t >= 1) {
             self.state.revocations.borrow_mut().attempted_at = Some(now);
-            if loaded_at.is_none() {
+            // A copy too old to be used (an isolate idle past `max_age_secs`) is re-read now,
+            // like the first; a merely stale one in the background.
+            if loaded_at.is_none_or(|t| now - t > i64::from(cfg.max_age_secs)) {
                 self.load_revocations(io, now).await;
             } else {
                 io.defer(Deferred::RefreshRevocations);
