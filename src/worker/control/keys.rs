@@ -50,7 +50,7 @@ async fn write(kv: &KvStore, rec: &KeyRecord) -> Result<(), String> {
     let text = serde_json::to_string(rec).map_err(|e| e.to_string())?;
     let put = |key: String| {
         let text = text.clone();
-        async move { kv.put_bytes(&key, text.as_bytes()).await }
+        async move { kv.put_bytes(&key, text.as_bytes()).await.map_err(|e| e.to_string()) }
     };
     let mut newest_first = rec.secrets.iter().rev();
     if let Some(s) = newest_first.next() {
@@ -115,7 +115,7 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
             let cursor = query_param(query, "cursor").filter(|c| !c.is_empty());
             let page = match kv.list(ID_PREFIX, limit, cursor).await {
                 Ok(p) => p,
-                Err(e) => return unavailable("key_list", &e),
+                Err(e) => return unavailable("key_list", &e.to_string()),
             };
             let mut items = Vec::with_capacity(page.names.len());
             for name in &page.names {
@@ -123,7 +123,7 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
                 match read(&kv, id).await {
                     Ok(Some(r)) => items.push(r.public_view(now)),
                     Ok(None) => {}
-                    Err(e) => return unavailable("key_list", &e),
+                    Err(e) => return unavailable("key_list", &e.to_string()),
                 }
             }
             let next = page.cursor;

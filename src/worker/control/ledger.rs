@@ -78,8 +78,8 @@ impl RevocationLedger {
             return Ok(());
         }
         let storage = self.storage()?;
-        let version = storage.number("version").await.map_err(worker::Error::RustError)?;
-        let listed = storage.list_strings("e:").await.map_err(worker::Error::RustError)?;
+        let version = storage.number("version").await.map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let listed = storage.list_strings("e:").await.map_err(|e| worker::Error::RustError(e.to_string()))?;
         let mut entries = BTreeMap::new();
         for (k, v) in listed {
             if let Ok(r) = crate::core::json::from_text::<Revocation>(&v) {
@@ -121,12 +121,12 @@ impl RevocationLedger {
             (id, None) => gone.push(format!("e:{id}")),
         }
         if !gone.is_empty() {
-            storage.delete_all_of(&gone).await.map_err(worker::Error::RustError)?;
+            storage.delete_all_of(&gone).await.map_err(|e| worker::Error::RustError(e.to_string()))?;
         }
-        storage.put_all(&put).await.map_err(worker::Error::RustError)?;
+        storage.put_all(&put).await.map_err(|e| worker::Error::RustError(e.to_string()))?;
         if !*self.publish_pending.borrow() {
             // Stored durably with the alarm: a restart of the object still publishes.
-            storage.set_alarm_in(PUBLISH_DELAY_MS).await.map_err(worker::Error::RustError)?;
+            storage.set_alarm_in(PUBLISH_DELAY_MS).await.map_err(|e| worker::Error::RustError(e.to_string()))?;
             *self.publish_pending.borrow_mut() = true;
         }
         Ok(())
@@ -142,7 +142,7 @@ impl RevocationLedger {
         let set = RevocationSet::from_snapshot(&self.snapshot(now), now);
         let bytes = set.to_compact();
         let kv = kv_binding(&self.env).ok_or_else(|| worker::Error::RustError("no EDGEWARD_KV binding".into()))?;
-        kv.put_bytes(SNAPSHOT_KEY, &bytes).await.map_err(worker::Error::RustError)?;
+        kv.put_bytes(SNAPSHOT_KEY, &bytes).await.map_err(|e| worker::Error::RustError(e.to_string()))?;
         console_log!("{}", serde_json::json!({"event": "revocations_published", "version": set.version(), "entries": set.len(), "bytes": bytes.len()}));
         Ok(())
     }
@@ -159,7 +159,7 @@ impl DurableObject for RevocationLedger {
         if let Err(e) = self.publish().await {
             console_error!("{}", serde_json::json!({"event": "revocations_publish_failed", "error": e.to_string(), "retry_in_ms": PUBLISH_RETRY_MS}));
             *self.publish_pending.borrow_mut() = true;
-            self.storage()?.set_alarm_in(PUBLISH_RETRY_MS).await.map_err(worker::Error::RustError)?;
+            self.storage()?.set_alarm_in(PUBLISH_RETRY_MS).await.map_err(|e| worker::Error::RustError(e.to_string()))?;
             return Response::ok("publish failed; retrying");
         }
         Response::ok("published")

@@ -96,12 +96,12 @@ impl GateIo for WorkerIo {
 
     async fn kv_read(&self, key: &str, max_bytes: usize) -> Result<Option<Vec<u8>>, IoError> {
         let kv = self.kv().ok_or(IoError::NotBound("KV"))?;
-        kv.bytes_capped(key, max_bytes).await.map_err(IoError::Failed)
+        kv.bytes_capped(key, max_bytes).await
     }
 
     async fn kv_write(&self, key: &str, value: &[u8]) -> Result<(), IoError> {
         let kv = self.kv().ok_or(IoError::NotBound("KV"))?;
-        kv.put_bytes(key, value).await.map_err(IoError::Failed)
+        kv.put_bytes(key, value).await
     }
 
     async fn verify_signature(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
@@ -135,7 +135,7 @@ impl GateIo for WorkerIo {
     }
 
     async fn ask_limit_binding(&self, binding: &str, key: &str) -> Result<bool, IoError> {
-        super::js::rate_limit(&self.env, binding, key).await.map_err(IoError::Failed)
+        super::js::rate_limit(&self.env, binding, key).await
     }
 }
 
@@ -190,7 +190,7 @@ async fn http_fetch(uri: &str, timeout_ms: u32) -> FetchOutcome {
         let cache_control = resp.headers().get("cache-control").ok().flatten();
         let raw: worker::web_sys::Response = resp.into();
         let body = match raw.body() {
-            Some(stream) if status == 200 => match read_capped(&stream, MAX_JWKS_BYTES).await? {
+            Some(stream) if status == 200 => match read_capped(&stream, MAX_JWKS_BYTES).await.map_err(|e| e.to_string())? {
                 Capped::Whole(b) => String::from_utf8(b).map_err(|_| "JWKS is not UTF-8".to_string())?,
                 Capped::TooLarge(n) => return Err(format!("JWKS larger than {MAX_JWKS_BYTES} bytes (stopped reading at {n})")),
             },
