@@ -151,7 +151,8 @@ fn main() {
     }
     let tokens: Vec<String> = (0..TOKENS)
         .map(|i| {
-            let c = Claims::create(Duration::from_hours(1)).with_issuer(iss).with_subject(format!("user-{i}x")).with_jwt_id(format!("t-{i}")).with_audience("api");
+            let c =
+                Claims::create(Duration::from_hours(1)).with_issuer(iss).with_subject(format!("user-{i}x")).with_jwt_id(format!("t-{i}")).with_audience("api");
             signer.sign(c).unwrap()
         })
         .collect();

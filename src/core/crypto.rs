@@ -18,6 +18,20 @@ pub trait SignatureBackend {
     fn verify(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError>;
 }
 
+/// A signature backend that may have to wait (the runtime's WebCrypto is a promise). Every
+/// [`SignatureBackend`] is one that never does.
+#[allow(async_fn_in_trait)] // single-threaded runtimes: the futures need not be `Send`
+pub trait AsyncSignatureBackend {
+    /// As [`SignatureBackend::verify`].
+    async fn verify_async(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError>;
+}
+
+impl<B: SignatureBackend> AsyncSignatureBackend for B {
+    async fn verify_async(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
+        self.verify(job)
+    }
+}
+
 impl<B: SignatureBackend + ?Sized> SignatureBackend for &B {
     fn verify(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
         (**self).verify(job)

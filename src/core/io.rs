@@ -127,8 +127,8 @@ pub trait GateIo {
     async fn ask_limit_binding(&self, binding: &str, key: &str) -> Result<bool, IoError>;
 }
 
-/// The I/O of a caller that holds every key in memory (the CLI, the JS package, tests): no
-/// network, no KV, no secrets, no background; signatures by `backend`. An issuer with a
+/// The I/O of a caller that holds every key in memory (the CLI, the JS package, the bench,
+/// tests): no network, no KV, no secrets, no background; signatures by `backend`. An issuer with a
 /// `jwks_uri` has no fetched keys here, so its tokens get `jwks_unavailable` unless an inline
 /// key verifies them — what the gate answers while the issuer's JWKS cannot be had.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +141,7 @@ pub struct InlineIo<B> {
     pub trace: bool,
 }
 
-impl<B: super::crypto::SignatureBackend> GateIo for InlineIo<B> {
+impl<B: super::crypto::AsyncSignatureBackend> GateIo for InlineIo<B> {
     fn now_ms(&self) -> i64 {
         self.now_ms
     }
@@ -166,7 +166,7 @@ impl<B: super::crypto::SignatureBackend> GateIo for InlineIo<B> {
         Err(IoError::NotBound("KV"))
     }
     async fn verify_signature(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
-        self.backend.verify(job)
+        self.backend.verify_async(job).await
     }
     async fn ask_ledger(&self, _: &LedgerFacts) -> Result<bool, IoError> {
         Err(IoError::NotBound("revocation ledger"))

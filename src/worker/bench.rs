@@ -45,13 +45,11 @@
 
 use super::runtime::{promise, webcrypto};
 use crate::core::config::Policy;
-use crate::core::crypto::{NativeBackend, SignatureBackend};
+use crate::core::crypto::{AsyncSignatureBackend, NativeBackend, SignatureBackend};
 use crate::core::error::AuthError;
-use crate::core::io::{Deferred, GateIo, IoError, LedgerFacts, Level};
-use crate::core::jwks_cache::FetchOutcome;
+use crate::core::io::InlineIo;
 use crate::core::log::DecisionLog;
 use crate::core::pipeline::{issuer_keys, Gate};
-use crate::core::ratelimit::{Bucket, Decision};
 use crate::core::request::{extract_credential, split_url, RequestView};
 use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
 use crate::core::token::UnverifiedToken;
@@ -77,54 +75,19 @@ enum Backend {
     Native,
 }
 
-/// The bench's I/O: inline keys only, signatures by the chosen backend.
-struct BenchIo {
-    backend: Backend,
-    now_ms: i64,
-}
-
-impl GateIo for BenchIo {
-    fn now_ms(&self) -> i64 {
-        self.now_ms
-    }
-    fn secret(&self, _: &str) -> Option<String> {
-        None
-    }
-    fn log(&self, _: Level, _: &serde_json::Value) {}
-    fn defer(&self, _: Deferred) {}
-    fn has_kv(&self) -> bool {
-        false
-    }
-    async fn fetch_jwks(&self, _: &str, _: u32) -> FetchOutcome {
-        FetchOutcome::Failed("the bench uses inline keys".into())
-    }
-    async fn kv_read(&self, _: &str, _: usize) -> Result<Option<Vec<u8>>, IoError> {
-        Err(IoError::NotBound("KV"))
-    }
-    async fn kv_write(&self, _: &str, _: &[u8]) -> Result<(), IoError> {
-        Err(IoError::NotBound("KV"))
-    }
-    async fn verify_signature(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
-        match self.backend {
+impl AsyncSignatureBackend for Backend {
+    async fn verify_async(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
+        match self {
             Backend::WebCrypto => webcrypto::verify(job).await,
             Backend::Native => NativeBackend.verify(job),
         }
-    }
-    async fn ask_ledger(&self, _: &LedgerFacts) -> Result<bool, IoError> {
-        Err(IoError::NotBound("ledger"))
-    }
-    async fn ask_limiter(&self, _: &Bucket) -> Result<Decision, IoError> {
-        Err(IoError::NotBound("limiter"))
-    }
-    async fn ask_limit_binding(&self, _: &str, _: &str) -> Result<bool, IoError> {
-        Err(IoError::NotBound("rate-limiting"))
     }
 }
 
 /// The whole uncached verification of `token`: the pipeline's JWT step on a gate whose
 /// verified-token cache is off.
 async fn verify_uncached(uncached: &Gate, token: &str, now: i64, backend: Backend) -> Result<VerifiedToken, AuthError> {
-    let io = BenchIo { backend, now_ms: now * 1000 };
+    let io = InlineIo { backend, now_ms: now * 1000, trace: false };
     uncached.verify_jwt(&io, token, &token_hash(token), now, &mut DecisionLog::default()).await
 }
 
@@ -274,7 +237,7 @@ pub async fn handle(gate: &Gate, url: &str, headers: &[(String, String)], now: i
             // The first verification fills the gate's cache; it is the same for every n, so it
             // cancels out when the client subtracts the n = 0 time. Then the pipeline's JWT step
             // as the gate runs it for a repeated token: hash, cache hit, authorize.
-            let io = BenchIo { backend: Backend::WebCrypto, now_ms: now * 1000 };
+            let io = InlineIo { backend: Backend::WebCrypto, now_ms: now * 1000, trace: false };
             let mut ok = gate.verify_jwt(&io, &token, &token_hash(&token), now, &mut DecisionLog::default()).await.is_ok();
             for _ in 0..n {
                 let hash = token_hash(&token);
