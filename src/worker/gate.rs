@@ -4,6 +4,7 @@
 //! edits. No policy lives here.
 
 use super::runtime::{self, now_ms, request_id, WorkerIo};
+use crate::core::io::IoError;
 use crate::core::log::DecisionLog;
 use crate::core::pipeline::{refusal, ErrorResponse, Forward, Incoming, OriginCookies, Outcome, Refusal};
 use std::rc::Rc;
@@ -76,7 +77,7 @@ async fn to_control_plane(req: Request, env: &Env, gate: &crate::core::pipeline:
 async fn forward(req: Request, gate: &crate::core::pipeline::Gate, io: &WorkerIo, mut fwd: Box<Forward<'_>>) -> Response {
     use worker::web_sys;
     let sent = async {
-        let headers = web_sys::Headers::new().map_err(|_| "headers".to_string())?;
+        let headers = web_sys::Headers::new().map_err(|_| IoError::Failed("headers".into()))?;
         for (k, v) in &fwd.plan.headers {
             // A header value the runtime refuses is dropped rather than failing the request.
             let _ = headers.append(k, v);
@@ -90,13 +91,13 @@ async fn forward(req: Request, gate: &crate::core::pipeline::Gate, io: &WorkerIo
                 init.set_body(&body);
             }
         }
-        let out = web_sys::Request::new_with_str_and_init(&fwd.plan.url, &init).map_err(|e| format!("bad origin request: {e:?}"))?;
-        let resp = worker::Fetch::Request(Request::from(out)).send().await.map_err(|e| format!("origin fetch failed: {e}"))?;
-        Ok::<web_sys::Response, String>(resp.into())
+        let out = web_sys::Request::new_with_str_and_init(&fwd.plan.url, &init).map_err(|e| IoError::Failed(format!("bad origin request: {e:?}")))?;
+        let resp = worker::Fetch::Request(Request::from(out)).send().await.map_err(|e| IoError::Failed(format!("origin fetch failed: {e}")))?;
+        Ok::<web_sys::Response, IoError>(resp.into())
     };
     let inner = match sent.await {
         Ok(r) => r,
-        Err(detail) => return send_refusal(gate.origin_failed(*fwd, detail)),
+        Err(e) => return send_refusal(gate.origin_failed(*fwd, e.to_string())),
     };
     let from = inner.headers();
     let csrf_random = fwd.mint_csrf.then(|| {

@@ -7,6 +7,7 @@ use crate::core::apikey::{
     RANDOM_BYTES,
 };
 use crate::core::config::Policy;
+use crate::core::io::IoError;
 use crate::worker::runtime::js::KvStore;
 use crate::worker::runtime::kv_binding;
 use worker::{console_error, Env};
@@ -36,21 +37,21 @@ fn new_secret(policy: &Policy, pepper: &[u8]) -> Option<(String, KeyHash)> {
     None
 }
 
-async fn read(kv: &KvStore, id: &str) -> Result<Option<KeyRecord>, String> {
-    match kv.text(&id_storage_key(id)).await.map_err(|e| e.to_string())? {
+async fn read(kv: &KvStore, id: &str) -> Result<Option<KeyRecord>, IoError> {
+    match kv.text(&id_storage_key(id)).await? {
         None => Ok(None),
-        Some(t) => crate::core::json::from_text(&t).map(Some).map_err(|e| format!("stored record is invalid: {e}")),
+        Some(t) => crate::core::json::from_text(&t).map(Some).map_err(|e| IoError::BadAnswer(format!("stored record is invalid: {e}"))),
     }
 }
 
 /// Writes the record under each secret's hash, newest secret first, with the id record right
 /// after the newest one. So a rotation cut short by a KV error never ends the old key before the
 /// successor can be looked up and listed (the old secrets' end times are written last).
-async fn write(kv: &KvStore, rec: &KeyRecord) -> Result<(), String> {
-    let text = serde_json::to_string(rec).map_err(|e| e.to_string())?;
+async fn write(kv: &KvStore, rec: &KeyRecord) -> Result<(), IoError> {
+    let text = serde_json::to_string(rec).map_err(|e| IoError::Failed(e.to_string()))?;
     let put = |key: String| {
         let text = text.clone();
-        async move { kv.put_bytes(&key, text.as_bytes()).await.map_err(|e| e.to_string()) }
+        async move { kv.put_bytes(&key, text.as_bytes()).await }
     };
     let mut newest_first = rec.secrets.iter().rev();
     if let Some(s) = newest_first.next() {
@@ -78,8 +79,8 @@ async fn revoke_first(policy: &Policy, env: &Env, id: &str, now: i64) -> Result<
     }
 }
 
-fn unavailable(op: &'static str, e: &str) -> AdminAnswer {
-    console_error!("{}", serde_json::json!({"event": "api_key_admin_error", "op": op, "error": e}));
+fn unavailable(op: &'static str, e: impl std::fmt::Display) -> AdminAnswer {
+    console_error!("{}", serde_json::json!({"event": "api_key_admin_error", "op": op, "error": e.to_string()}));
     answer(503, op, None, serde_json::json!({"code": "api_keys_unavailable", "message": "key store unavailable; retry later"}))
 }
 
@@ -104,7 +105,7 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
                 Err(e) => return bad(op, &e.field, &e.message),
             };
             if let Err(e) = write(&kv, &rec).await {
-                return unavailable(op, &e);
+                return unavailable(op, e);
             }
             let mut view = rec.public_view(now);
             view["key"] = key.into();
@@ -115,7 +116,7 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
             let cursor = query_param(query, "cursor").filter(|c| !c.is_empty());
             let page = match kv.list(ID_PREFIX, limit, cursor).await {
                 Ok(p) => p,
-                Err(e) => return unavailable("key_list", &e.to_string()),
+                Err(e) => return unavailable("key_list", e),
             };
             let mut items = Vec::with_capacity(page.names.len());
             for name in &page.names {
@@ -123,7 +124,7 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
                 match read(&kv, id).await {
                     Ok(Some(r)) => items.push(r.public_view(now)),
                     Ok(None) => {}
-                    Err(e) => return unavailable("key_list", &e.to_string()),
+                    Err(e) => return unavailable("key_list", e),
                 }
             }
             let next = page.cursor;
@@ -141,7 +142,7 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
             let mut rec = match read(&kv, id).await {
                 Ok(Some(r)) => r,
                 Ok(None) => return answer(404, op, Some(id), serde_json::json!({"code": "not_found", "message": "no such key"})),
-                Err(e) => return unavailable(op, &e),
+                Err(e) => return unavailable(op, e),
             };
             match op {
                 "key_get" => answer(200, op, Some(id), rec.public_view(now)),
@@ -151,11 +152,11 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
                     };
                     for s in &rec.secrets {
                         if let Err(e) = kv.delete(&hash_storage_key(&s.hash)).await {
-                            return unavailable(op, &e.to_string());
+                            return unavailable(op, e);
                         }
                     }
                     if let Err(e) = kv.delete(&id_storage_key(id)).await {
-                        return unavailable(op, &e.to_string());
+                        return unavailable(op, e);
                     }
                     answer(200, op, Some(id), serde_json::json!({"id": id, "deleted": true, "revoked": revoked}))
                 }
@@ -168,7 +169,7 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
                     let was = rec.status;
                     rec.status = KeyStatus::Disabled;
                     if let Err(e) = write(&kv, &rec).await {
-                        return unavailable(op, &e);
+                        return unavailable(op, e);
                     }
                     let mut view = rec.public_view(now);
                     view["changed"] = (was != KeyStatus::Disabled).into();
@@ -208,7 +209,7 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
                     let Some((key, hash)) = new_secret(policy, &pepper) else { return unavailable(op, "no randomness") };
                     let dropped = rec.rotate(&hash, old_until, now);
                     if let Err(e) = write(&kv, &rec).await {
-                        return unavailable(op, &e);
+                        return unavailable(op, e);
                     }
                     for h in dropped {
                         let _ = kv.delete(&hash_storage_key(&h)).await;

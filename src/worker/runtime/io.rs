@@ -125,7 +125,7 @@ impl GateIo for WorkerIo {
         let ns = self.env.durable_object(DO_BINDING).map_err(|_| IoError::NotBound(DO_BINDING))?;
         let stub = ns.get_by_name(&shard(&bucket.key)).map_err(failed)?;
         let body = serde_json::to_string(&LimiterAsk { key: bucket.key.clone(), quota: bucket.quota }).map_err(|e| IoError::Failed(e.to_string()))?;
-        let req = post_request("https://limiter/check", &body).map_err(IoError::Failed)?;
+        let req = post_request("https://limiter/check", &body)?;
         let mut resp = stub.fetch_with_request(req).await.map_err(failed)?;
         if resp.status_code() != 200 {
             return Err(IoError::BadAnswer(format!("limiter answered {}", resp.status_code())));
@@ -163,18 +163,18 @@ fn shard(key: &str) -> String {
 /// One command to the ledger Durable Object (the gate's strict mode, the control plane).
 pub(crate) async fn ask_ledger(env: &Env, cmd: serde_json::Value) -> worker::Result<Response> {
     let stub = env.durable_object(LEDGER_BINDING)?.get_by_name("ledger")?;
-    let req = post_request("https://ledger/cmd", &cmd.to_string()).map_err(worker::Error::RustError)?;
+    let req = post_request("https://ledger/cmd", &cmd.to_string()).map_err(|e| worker::Error::RustError(e.to_string()))?;
     stub.fetch_with_request(req).await
 }
 
 /// A `POST` with a text body for a Durable Object stub, built on `web_sys` directly
 /// (`worker::Request::new_with_init` links ~10 KB of conversions this does not need).
-pub(crate) fn post_request(url: &str, body: &str) -> Result<Request, String> {
+pub(crate) fn post_request(url: &str, body: &str) -> Result<Request, IoError> {
     use worker::web_sys;
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     init.set_body(&worker::wasm_bindgen::JsValue::from_str(body));
-    web_sys::Request::new_with_str_and_init(url, &init).map(Request::from).map_err(|e| format!("bad request: {e:?}"))
+    web_sys::Request::new_with_str_and_init(url, &init).map(Request::from).map_err(|e| IoError::Failed(format!("bad request: {e:?}")))
 }
 
 /// GET the JWKS with a timeout; only a 200 is read, as a stream, never past the cap (counted

