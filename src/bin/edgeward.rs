@@ -339,10 +339,12 @@ fn revocation_id(s: &str) -> Result<String, String> {
 }
 
 /// The parser: the derived one, with every option's value free to start with `-` (as `--reason
-/// -x` or `--before -1` always were).
+/// -x` or `--before -1` always were), and `--version` saying `edgeward` in every subcommand.
 fn command() -> clap::Command {
     fn tune(c: clap::Command) -> clap::Command {
-        c.mut_args(|a| if a.get_long().is_some() && a.get_action().takes_values() { a.allow_hyphen_values(true) } else { a }).mut_subcommands(tune)
+        c.display_name("edgeward")
+            .mut_args(|a| if a.get_long().is_some() && a.get_action().takes_values() { a.allow_hyphen_values(true) } else { a })
+            .mut_subcommands(tune)
     }
     tune(Cli::command())
 }
@@ -380,18 +382,26 @@ fn clap_failure(e: &clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::SUCCESS;
     }
-    let message = match e.kind() {
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "no command".to_string(),
-        // clap's first paragraph (the error, not the usage and tips), on one line.
-        _ => {
-            let text = e.render().to_string();
-            let first = text.split("\n\n").next().unwrap_or_default();
-            first.trim_start_matches("error: ").split_whitespace().collect::<Vec<_>>().join(" ")
-        }
-    };
-    println!("{}", json!({"verdict": "error", "reason": "usage", "message": message}));
+    println!("{}", json!({"verdict": "error", "reason": "usage", "message": clap_message(e)}));
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // clap prints the command's help alone: say first what is wrong.
+        eprintln!("error: {}\n", clap_message(e));
+    }
     let _ = e.print();
     ExitCode::from(2)
+}
+
+/// A parse error's message, on one line.
+fn clap_message(e: &clap::Error) -> String {
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // Only the command names were given (`edgeward`, `edgeward keys`).
+        let given: Vec<String> = std::env::args().skip(1).collect();
+        return if given.is_empty() { "no command".into() } else { format!("{} needs a subcommand", given.join(" ")) };
+    }
+    // clap's first paragraph: the error, without the usage and tips that follow.
+    let text = e.render().to_string();
+    let first = text.split("\n\n").next().unwrap_or_default();
+    first.trim_start_matches("error: ").split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 type Failure = (&'static str, String, Option<String>);
