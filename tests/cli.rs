@@ -222,3 +222,41 @@ fn clap_errors_are_usage_errors_exit_2() {
         assert!(stderr.starts_with("error: ") && stderr.contains("--help"), "edgeward {args:?}: no message on stderr: {stderr}");
     }
 }
+
+#[test]
+fn explain_lists_the_steps_taken() {
+    let f = Fixture::new("explain");
+    let now = NOW.to_string();
+    let step = |s: &serde_json::Value| (s["step"].as_str().unwrap().to_owned(), s["result"].as_str().unwrap().to_owned());
+
+    let valid = f.token("api://cli", NOW - 10, NOW + 600);
+    let (code, v) = f.run(&valid, &["--now", &now, "--explain"]);
+    assert_eq!(code, 0, "{v}");
+    let steps = v["steps"].as_array().unwrap_or_else(|| panic!("no steps: {v}"));
+    assert!(steps.iter().all(|s| s["result"] == "pass" && s["detail"].is_string()), "{v}");
+    let names: Vec<_> = steps.iter().map(|s| step(s).0).collect();
+    for name in ["parse", "issuer", "key", "signature", "claims"] {
+        assert!(names.iter().any(|n| n == name), "no {name} step: {names:?}");
+    }
+    assert!(!v.to_string().contains(&valid), "the token itself is never printed");
+
+    let expired = f.token("api://cli", NOW - 7200, NOW - 3600);
+    let (code, v) = f.run(&expired, &["--now", &now, "--explain"]);
+    assert_eq!((code, v["reason"].as_str()), (1, Some("expired")), "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    let failed: Vec<_> = steps.iter().filter(|s| s["result"] == "fail").collect();
+    assert_eq!(failed.len(), 1, "exactly one failing step: {v}");
+    assert_eq!(step(failed[0]).0, "claims");
+    assert!(failed[0]["detail"].as_str().unwrap().ends_with("(expired)"), "{v}");
+    assert_eq!(steps.last(), Some(failed[0]), "the failing step is the last one taken");
+    assert!(steps.iter().all(|s| s["result"] == "pass" || s["result"] == "fail"));
+
+    // Without --explain: the same verdict, and no steps.
+    for token in [&valid, &expired] {
+        let (_, mut with) = f.run(token, &["--now", &now, "--explain"]);
+        let (_, without) = f.run(token, &["--now", &now]);
+        assert!(without.get("steps").is_none(), "{without}");
+        with.as_object_mut().unwrap().remove("steps");
+        assert_eq!(with, without);
+    }
+}

@@ -1,7 +1,7 @@
 //! `edgeward`: the operator CLI, on the same core as the Worker.
 //!
 //! ```text
-//! edgeward verify --config FILE --token-file FILE [--now UNIX_SECONDS]
+//! edgeward verify --config FILE --token-file FILE [--now UNIX_SECONDS] [--explain]
 //! edgeward revoke jti --iss ISS --jti JTI          ADMIN [--reason TEXT] [--expires-in SECS]
 //! edgeward revoke sub --iss ISS --sub SUB [--before UNIX] ADMIN [...]
 //! edgeward revoke kid --kid KID                    ADMIN [...]
@@ -25,7 +25,9 @@
 //!
 //! `verify` prints one JSON object: `{"verdict": "accept"|"reject", "reason": CODE, ...}`; exit
 //! status 0 accept, 1 reject, 2 usage or configuration error. Only inline `jwks` keys are used (no
-//! network): an issuer with only a `jwks_uri` yields `jwks_unavailable`.
+//! network): an issuer with only a `jwks_uri` yields `jwks_unavailable`. With `--explain` the
+//! object also has `"steps"`: `{"step", "result": "pass"|"fail", "detail"}` for each step the
+//! pipeline took, up to the first failure.
 //!
 //! `revoke` and `revocations` talk to the gateway's admin API and print its JSON answer (`list`:
 //! one JSON object per revocation per line, all pages); exit status 0 done, 1 refused by the API
@@ -105,6 +107,9 @@ struct VerifyArgs {
     /// Verify as of this time, in Unix seconds [default: the system clock]
     #[arg(long, value_name = "UNIX_SECONDS", value_parser = unix_time)]
     now: Option<i64>,
+    /// Add "steps" to the verdict: each verification step taken, {"step", "result": "pass"|"fail", "detail"}
+    #[arg(long)]
+    explain: bool,
 }
 
 /// How to reach the admin API: every command but verify, path and keys check needs it.
@@ -646,7 +651,7 @@ fn path(args: PathArgs) -> Result<ExitCode, Failure> {
 }
 
 fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
-    let VerifyArgs { config, token_file, now } = args;
+    let VerifyArgs { config, token_file, now, explain } = args;
     let text = std::fs::read_to_string(&config).map_err(|e| ("config_invalid", format!("cannot read {config}: {e}"), None))?;
     let policy = Policy::from_json(&text).map_err(|e| ("config_invalid", e.to_string(), Some(e.field.clone())))?;
     let token = std::fs::read_to_string(&token_file).map_err(|e| usage(format!("cannot read {token_file}: {e}")))?;
@@ -657,7 +662,8 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
     };
     let fp = fingerprint(token.as_bytes());
     let realm = policy.realm.clone();
-    match Gate::new(policy).verify_inline(token, NativeBackend, now, false).0 {
+    let (verdict, log) = Gate::new(policy).verify_inline(token, NativeBackend, now, explain);
+    let (mut out, code) = match verdict {
         Ok(v) => {
             let out = json!({
                 "verdict": "accept",
@@ -668,8 +674,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
                 "kid": v.kid(),
                 "claims": v.claims(),
             });
-            println!("{out}");
-            Ok(ExitCode::SUCCESS)
+            (out, ExitCode::SUCCESS)
         }
         Err(e) => {
             let r = e.rejection(&realm);
@@ -682,8 +687,25 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
                 "token_fp": fp,
                 "now": now,
             });
-            println!("{out}");
-            Ok(ExitCode::from(1))
+            (out, ExitCode::from(1))
         }
+    };
+    if explain {
+        out["steps"] = steps(log.trace.unwrap_or_default(), &realm);
     }
+    println!("{out}");
+    Ok(code)
+}
+
+/// `verify --explain`: the steps the pipeline took, as the JS package's `explain` reports them (a
+/// refusal as its client message and reason code).
+fn steps(trace: Vec<edgeward::core::log::Step>, realm: &str) -> serde_json::Value {
+    let steps = trace.into_iter().map(|s| match s.outcome {
+        Ok(detail) => json!({"step": s.name, "result": "pass", "detail": detail}),
+        Err(e) => {
+            let r = e.rejection(realm);
+            json!({"step": s.name, "result": "fail", "detail": format!("{} ({})", r.message, r.code)})
+        }
+    });
+    serde_json::Value::Array(steps.collect())
 }
