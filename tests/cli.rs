@@ -114,3 +114,149 @@ fn usage_and_config_errors_exit_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_edgeward")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Runs `edgeward ARGS`: (exit status, stdout, stderr).
+fn edgeward(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edgeward")).args(args).output().unwrap();
+    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+/// The subcommands a help text lists (its `Commands:` section), but `help`.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_command_and_subcommand_has_help_and_version() {
+    // Walks the tree from the top command's help, so a new subcommand is covered too.
+    let mut todo = vec![Vec::<String>::new()];
+    let mut seen = Vec::new();
+    while let Some(path) = todo.pop() {
+        let name = std::iter::once("edgeward").chain(path.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
+        for flag in ["--help", "-h"] {
+            let args: Vec<&str> = path.iter().map(String::as_str).chain([flag]).collect();
+            let (code, stdout, stderr) = edgeward(&args);
+            assert_eq!(code, 0, "{name} {flag}: {stderr}");
+            assert!(stderr.is_empty(), "{name} {flag} wrote to stderr: {stderr}");
+            assert!(stdout.contains(&format!("Usage: {name}")), "{name} {flag}: {stdout}");
+            // One line per option, each with its help text.
+            for line in stdout.lines().skip_while(|l| *l != "Options:").skip(1).take_while(|l| !l.is_empty()) {
+                let described = line.trim_start().split_once("  ").is_some_and(|(_, text)| !text.trim().is_empty());
+                assert!(described, "{name}: an option without help: {line:?}");
+            }
+        }
+        let args: Vec<&str> = path.iter().map(String::as_str).chain(["--version"]).collect();
+        let (code, stdout, _) = edgeward(&args);
+        assert_eq!((code, stdout.trim()), (0, format!("edgeward {}", env!("CARGO_PKG_VERSION")).as_str()), "{name} --version");
+        let help = edgeward(&path.iter().map(String::as_str).chain(["--help"]).collect::<Vec<_>>()).1;
+        for sub in subcommands(&help) {
+            let mut p = path.clone();
+            p.push(sub);
+            todo.push(p);
+        }
+        seen.push(path.join(" "));
+    }
+    seen.sort();
+    let expected = [
+        "",
+        "keys",
+        "keys check",
+        "keys create",
+        "keys delete",
+        "keys disable",
+        "keys get",
+        "keys list",
+        "keys rotate",
+        "path",
+        "revocations",
+        "revocations list",
+        "revocations remove",
+        "revoke",
+        "revoke api-key",
+        "revoke jti",
+        "revoke kid",
+        "revoke sub",
+        "verify",
+    ];
+    assert_eq!(seen, expected);
+    let (code, stdout, _) = edgeward(&["help", "keys", "create"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("Usage: edgeward keys create"), "{stdout}");
+}
+
+#[test]
+fn clap_errors_are_usage_errors_exit_2() {
+    let admin = ["--url", "http://127.0.0.1:9", "--admin-token-file", "/nonexistent"];
+    let cases: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["bogus"],
+        vec!["verify", "--bogus"],
+        vec!["verify", "--config", "c.json"],
+        vec!["path", "--bogus", "/x"],
+        vec!["path"],
+        vec!["keys"],
+        vec!["keys", "bogus"],
+        vec!["keys", "check"],
+        [&["keys", "list", "--bogus"][..], &admin].concat(),
+        [&["keys", "list", "--limit", "many"][..], &admin].concat(),
+        [&["keys", "get", "not-a-key-id"][..], &admin].concat(),
+        [&["keys", "create", "--owner", "o", "--expires-in", "60", "--expires-at", "1"][..], &admin].concat(),
+        vec!["keys", "create", "--owner", "o", "--url", "ftp://x", "--admin-token-file", "f"],
+        vec!["revoke", "jti", "--iss", "https://i"],
+        [&["revoke", "kid", "--kid", "k", "--expires-in", "0"][..], &admin].concat(),
+        [&["revocations", "remove", "not-hex"][..], &admin].concat(),
+    ];
+    for args in cases {
+        let (code, stdout, stderr) = edgeward(&args);
+        assert_eq!(code, 2, "edgeward {args:?}: {stdout} {stderr}");
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("edgeward {args:?}: not one JSON line ({e}): {stdout:?}"));
+        assert_eq!((v["verdict"].as_str(), v["reason"].as_str()), (Some("error"), Some("usage")), "edgeward {args:?}: {v}");
+        assert!(!v["message"].as_str().unwrap_or_default().is_empty(), "edgeward {args:?}: {v}");
+        assert!(stderr.starts_with("error: ") && stderr.contains("--help"), "edgeward {args:?}: no message on stderr: {stderr}");
+    }
+}
+
+#[test]
+fn explain_lists_the_steps_taken() {
+    let f = Fixture::new("explain");
+    let now = NOW.to_string();
+    let step = |s: &serde_json::Value| (s["step"].as_str().unwrap().to_owned(), s["result"].as_str().unwrap().to_owned());
+
+    let valid = f.token("api://cli", NOW - 10, NOW + 600);
+    let (code, v) = f.run(&valid, &["--now", &now, "--explain"]);
+    assert_eq!(code, 0, "{v}");
+    let steps = v["steps"].as_array().unwrap_or_else(|| panic!("no steps: {v}"));
+    assert!(steps.iter().all(|s| s["result"] == "pass" && s["detail"].is_string()), "{v}");
+    let names: Vec<_> = steps.iter().map(|s| step(s).0).collect();
+    for name in ["parse", "issuer", "key", "signature", "claims"] {
+        assert!(names.iter().any(|n| n == name), "no {name} step: {names:?}");
+    }
+    assert!(!v.to_string().contains(&valid), "the token itself is never printed");
+
+    let expired = f.token("api://cli", NOW - 7200, NOW - 3600);
+    let (code, v) = f.run(&expired, &["--now", &now, "--explain"]);
+    assert_eq!((code, v["reason"].as_str()), (1, Some("expired")), "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    let failed: Vec<_> = steps.iter().filter(|s| s["result"] == "fail").collect();
+    assert_eq!(failed.len(), 1, "exactly one failing step: {v}");
+    assert_eq!(step(failed[0]).0, "claims");
+    assert!(failed[0]["detail"].as_str().unwrap().ends_with("(expired)"), "{v}");
+    assert_eq!(steps.last(), Some(failed[0]), "the failing step is the last one taken");
+    assert!(steps.iter().all(|s| s["result"] == "pass" || s["result"] == "fail"));
+
+    // Without --explain: the same verdict, and no steps.
+    for token in [&valid, &expired] {
+        let (_, mut with) = f.run(token, &["--now", &now, "--explain"]);
+        let (_, without) = f.run(token, &["--now", &now]);
+        assert!(without.get("steps").is_none(), "{without}");
+        with.as_object_mut().unwrap().remove("steps");
+        assert_eq!(with, without);
+    }
+}

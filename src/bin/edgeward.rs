@@ -1,7 +1,7 @@
 //! `edgeward`: the operator CLI, on the same core as the Worker.
 //!
 //! ```text
-//! edgeward verify --config FILE --token-file FILE [--now UNIX_SECONDS]
+//! edgeward verify --config FILE --token-file FILE [--now UNIX_SECONDS] [--explain]
 //! edgeward revoke jti --iss ISS --jti JTI          ADMIN [--reason TEXT] [--expires-in SECS]
 //! edgeward revoke sub --iss ISS --sub SUB [--before UNIX] ADMIN [...]
 //! edgeward revoke kid --kid KID                    ADMIN [...]
@@ -18,9 +18,16 @@
 //!                                                    one path per line from stdin)
 //!   where ADMIN is --url GATEWAY_URL --admin-token-file FILE (the admin token, or an admin JWT)
 //! ```
+//! Every command and subcommand takes `--help` and `--version` (printed on stdout, exit 0). A
+//! usage error (an unknown flag or subcommand, a missing or malformed value) prints one JSON line
+//! `{"verdict": "error", "reason": "usage", "message"}` on stdout and the message with the
+//! command's usage on stderr, and exits 2, whatever the command.
+//!
 //! `verify` prints one JSON object: `{"verdict": "accept"|"reject", "reason": CODE, ...}`; exit
 //! status 0 accept, 1 reject, 2 usage or configuration error. Only inline `jwks` keys are used (no
-//! network): an issuer with only a `jwks_uri` yields `jwks_unavailable`.
+//! network): an issuer with only a `jwks_uri` yields `jwks_unavailable`. With `--explain` the
+//! object also has `"steps"`: `{"step", "result": "pass"|"fail", "detail"}` for each step the
+//! pipeline took, up to the first failure.
 //!
 //! `revoke` and `revocations` talk to the gateway's admin API and print its JSON answer (`list`:
 //! one JSON object per revocation per line, all pages); exit status 0 done, 1 refused by the API
@@ -35,6 +42,8 @@
 //! "problem"}`; exit 0 if every path is accepted, 1 if any is refused, 2 on a usage or
 //! configuration error.
 
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use edgeward::core::config::Policy;
 use edgeward::core::crypto::NativeBackend;
 use edgeward::core::log::fingerprint;
@@ -42,19 +51,315 @@ use edgeward::core::pipeline::Gate;
 use serde_json::json;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: edgeward verify --config FILE --token-file FILE [--now UNIX_SECONDS]
-       edgeward revoke (jti --iss ISS --jti JTI | sub --iss ISS --sub SUB [--before UNIX] | kid --kid KID | api-key --key-id ID)
-                       --url GATEWAY_URL --admin-token-file FILE [--reason TEXT] [--expires-in SECS]
-       edgeward revocations (list [--limit N] | remove ID) --url GATEWAY_URL --admin-token-file FILE
-       edgeward keys (create --owner OWNER [--scope S]... [--tier T] [--allow-ip CIDR]... [--expires-in SECS | --expires-at UNIX]
-                       [--not-before UNIX] [--description TEXT] | list [--limit N] | get ID | rotate ID [--overlap SECS]
-                       | disable ID | delete ID) --url GATEWAY_URL --admin-token-file FILE
-       edgeward keys check KEY|-
-       edgeward path [--config FILE] [--method M] PATH|-";
+/// Edgeward's operator CLI: verify tokens and canonical paths offline, manage revocations and API
+/// keys through a gateway's admin API.
+#[derive(Parser)]
+#[command(name = "edgeward", version, propagate_version = true, args_override_self = true)]
+#[command(after_help = "Output is JSON lines on stdout. A usage error prints {\"verdict\": \"error\", \"reason\": \"usage\", ...} and exits 2.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify a JWT offline against a configuration's inline jwks keys (no network).
+    #[command(after_help = VERIFY_HELP)]
+    Verify(VerifyArgs),
+    /// Revoke tokens or an API key through the gateway's admin API.
+    #[command(subcommand)]
+    Revoke(RevokeTarget),
+    /// List or remove revocations through the gateway's admin API.
+    #[command(subcommand)]
+    Revocations(Revocations),
+    /// Manage API keys through the gateway's admin API (check works offline).
+    #[command(subcommand)]
+    Keys(Keys),
+    /// Show the canonical request the gate decides on for a path, and its route (offline).
+    #[command(after_help = PATH_HELP)]
+    Path(PathArgs),
+}
+
+const VERIFY_HELP: &str =
+    "Prints one JSON line: {\"verdict\": \"accept\"|\"reject\", \"reason\": CODE, \"token_fp\", \"now\", ...}; the token itself is never printed.
+An issuer with only a jwks_uri yields jwks_unavailable.
+Exit status: 0 accept, 1 reject, 2 usage or configuration error.";
+const ADMIN_HELP: &str = "Prints the admin API's JSON answer on one line.
+Exit status: 0 done, 1 refused by the API (4xx), 2 usage error, 3 gateway unreachable or failing (5xx).";
+const LIST_HELP: &str = "Prints one JSON line per item, following every page.
+Exit status: 0 done, 1 refused by the API (4xx), 2 usage error, 3 gateway unreachable or failing (5xx).";
+const NEW_KEY_HELP: &str = "Prints the admin API's JSON answer on one line, with the new key in \"key\" (shown this once).
+Exit status: 0 done, 1 refused by the API (4xx), 2 usage error, 3 gateway unreachable or failing (5xx).";
+const CHECK_HELP: &str = "Prints one JSON line: {\"valid\": true, \"env\", \"key_fp\"} or {\"valid\": false, \"reason\": prefix|shape|checksum|environment, \"message\", \"key_fp\"}.
+Exit status: 0 valid, 1 invalid, 2 usage error.";
+const PATH_HELP: &str = "Prints one JSON line per path: {\"path\", \"canonical\", \"method\", \"rule\", \"requirement\"} (rule and requirement with --config)
+or {\"path\", \"refused\": CODE, \"status\", \"problem\"}. In a Worker the runtime has already resolved . and .. segments (%2e ones too).
+Exit status: 0 every path accepted, 1 any refused, 2 usage or configuration error.";
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Gateway configuration (JSON); only its issuers' inline jwks keys are used
+    #[arg(long, value_name = "FILE")]
+    config: String,
+    /// File holding the token (surrounding whitespace ignored)
+    #[arg(long, value_name = "FILE")]
+    token_file: String,
+    /// Verify as of this time, in Unix seconds [default: the system clock]
+    #[arg(long, value_name = "UNIX_SECONDS", value_parser = unix_time)]
+    now: Option<i64>,
+    /// Add "steps" to the verdict: each verification step taken, {"step", "result": "pass"|"fail", "detail"}
+    #[arg(long)]
+    explain: bool,
+}
+
+/// How to reach the admin API: every command but verify, path and keys check needs it.
+#[derive(Args)]
+struct Admin {
+    /// The gateway's base URL (http:// or https://; HTTPS checks the system's web PKI roots)
+    #[arg(long, value_name = "GATEWAY_URL", value_parser = http_url)]
+    url: String,
+    /// File holding the admin token, or an admin JWT (surrounding whitespace ignored)
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: String,
+    /// Path prefix of the admin API, as in the configuration's admin.path_prefix
+    #[arg(long, value_name = "PATH", default_value = admin::PREFIX)]
+    admin_prefix: String,
+}
+
+/// What every revocation takes besides its target.
+#[derive(Args)]
+struct RevokeArgs {
+    /// Free-text reason stored with the revocation [default: empty]
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+    /// Lifetime of the revocation, in seconds [default: 86460 (a day and a minute) for jti, 2592000 (30 days) otherwise]
+    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
+    expires_in: Option<i64>,
+    #[command(flatten)]
+    admin: Admin,
+}
+
+#[derive(Subcommand)]
+enum RevokeTarget {
+    /// Revoke one token: its issuer and jti claim
+    #[command(after_help = ADMIN_HELP)]
+    Jti {
+        /// The token's issuer (iss claim)
+        #[arg(long, value_name = "ISS")]
+        iss: String,
+        /// The token's jti claim
+        #[arg(long, value_name = "JTI")]
+        jti: String,
+        #[command(flatten)]
+        common: RevokeArgs,
+    },
+    /// Revoke every token of a subject issued before a time
+    #[command(after_help = ADMIN_HELP)]
+    Sub {
+        /// The tokens' issuer (iss claim)
+        #[arg(long, value_name = "ISS")]
+        iss: String,
+        /// The subject (sub claim)
+        #[arg(long, value_name = "SUB")]
+        sub: String,
+        /// Revoke tokens issued (iat) before this time, in Unix seconds [default: now]
+        #[arg(long, value_name = "UNIX_SECONDS", value_parser = unix_time)]
+        before: Option<i64>,
+        #[command(flatten)]
+        common: RevokeArgs,
+    },
+    /// Revoke every token signed with a key id (kid header)
+    #[command(after_help = ADMIN_HELP)]
+    Kid {
+        /// The signing key's id
+        #[arg(long, value_name = "KID")]
+        kid: String,
+        #[command(flatten)]
+        common: RevokeArgs,
+    },
+    /// Revoke an API key by its id
+    #[command(after_help = ADMIN_HELP)]
+    ApiKey {
+        /// The key's id (key_ and 24 hex digits; never the key itself)
+        #[arg(long, value_name = "ID")]
+        key_id: String,
+        #[command(flatten)]
+        common: RevokeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum Revocations {
+    /// Print every revocation, one JSON line each
+    #[command(after_help = LIST_HELP)]
+    List {
+        /// Revocations fetched per admin API call (every page is printed)
+        #[arg(long, value_name = "N", default_value_t = 1000, value_parser = count)]
+        limit: usize,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Remove one revocation by its id
+    #[command(after_help = ADMIN_HELP)]
+    Remove {
+        /// The revocation's id (hexadecimal, as list prints it)
+        #[arg(value_name = "ID", value_parser = revocation_id)]
+        id: String,
+        #[command(flatten)]
+        admin: Admin,
+    },
+}
+
+#[derive(Subcommand)]
+enum Keys {
+    /// Create an API key
+    #[command(after_help = NEW_KEY_HELP)]
+    Create(CreateArgs),
+    /// Print every API key's record (never a key or its hash), one JSON line each
+    #[command(after_help = LIST_HELP)]
+    List {
+        /// Keys fetched per admin API call (every page is printed)
+        #[arg(long, value_name = "N", default_value_t = 100, value_parser = count)]
+        limit: usize,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Print one API key's record
+    #[command(after_help = ADMIN_HELP)]
+    Get(KeyIdArgs),
+    /// Issue a successor key for the same id; the old key keeps working during the overlap
+    #[command(after_help = NEW_KEY_HELP)]
+    Rotate {
+        #[command(flatten)]
+        key: KeyIdArgs,
+        /// How long the old key keeps working, in seconds (0 to 2592000) [default: the gateway's, 86400]
+        #[arg(long, value_name = "SECS", value_parser = seconds)]
+        overlap: Option<i64>,
+    },
+    /// Disable an API key (and revoke it at every edge)
+    #[command(after_help = ADMIN_HELP)]
+    Disable(KeyIdArgs),
+    /// Delete an API key's record (and revoke it at every edge)
+    #[command(after_help = ADMIN_HELP)]
+    Delete(KeyIdArgs),
+    /// Check an API key's format and checksum, offline (no lookup)
+    #[command(after_help = CHECK_HELP)]
+    Check {
+        /// The key, or - to read it from stdin (surrounding whitespace ignored)
+        #[arg(value_name = "KEY|-")]
+        key: String,
+    },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// Who the key is for (its sub at the origin)
+    #[arg(long, value_name = "OWNER")]
+    owner: String,
+    /// A scope the key grants; repeat for several [default: none]
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// Rate-limit tier [default: none]
+    #[arg(long, value_name = "TIER")]
+    tier: Option<String>,
+    /// A client network (IPv4/IPv6 CIDR) the key is accepted from; repeat for several [default: any]
+    #[arg(long = "allow-ip", value_name = "CIDR")]
+    allowed_ips: Vec<String>,
+    /// Expire the key this many seconds from now [default: never]
+    #[arg(long, value_name = "SECS", value_parser = positive_secs, conflicts_with = "expires_at")]
+    expires_in: Option<i64>,
+    /// Expire the key at this time, in Unix seconds [default: never]
+    #[arg(long, value_name = "UNIX_SECONDS", value_parser = unix_time)]
+    expires_at: Option<i64>,
+    /// Refuse the key before this time, in Unix seconds [default: valid at once]
+    #[arg(long, value_name = "UNIX_SECONDS", value_parser = unix_time)]
+    not_before: Option<i64>,
+    /// Free-text description stored with the key [default: empty]
+    #[arg(long, value_name = "TEXT")]
+    description: Option<String>,
+    #[command(flatten)]
+    admin: Admin,
+}
+
+#[derive(Args)]
+struct KeyIdArgs {
+    /// The key's id (key_ and 24 lowercase hex digits; never the key itself)
+    #[arg(value_name = "KEY_ID", value_parser = key_id)]
+    id: String,
+    #[command(flatten)]
+    admin: Admin,
+}
+
+#[derive(Args)]
+struct PathArgs {
+    /// Gateway configuration (JSON) whose request section and routes apply [default: the request defaults, no routes]
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    /// The request method
+    #[arg(long, value_name = "METHOD", default_value = "GET")]
+    method: String,
+    /// The path as the gate receives it, with an optional ?query; - reads one per line from stdin
+    #[arg(value_name = "PATH|-")]
+    path: String,
+}
+
+fn unix_time(s: &str) -> Result<i64, String> {
+    s.parse().map_err(|_| "takes Unix seconds (an integer)".into())
+}
+
+fn seconds(s: &str) -> Result<i64, String> {
+    s.parse().map_err(|_| "takes seconds (an integer)".into())
+}
+
+fn positive_secs(s: &str) -> Result<i64, String> {
+    s.parse().ok().filter(|v: &i64| *v > 0).ok_or_else(|| "takes positive seconds".into())
+}
+
+fn count(s: &str) -> Result<usize, String> {
+    s.parse().map_err(|_| "takes a number".into())
+}
+
+fn http_url(s: &str) -> Result<String, String> {
+    if s.starts_with("https://") || s.starts_with("http://") {
+        Ok(s.to_string())
+    } else {
+        Err("must be an http(s) URL".into())
+    }
+}
+
+fn key_id(s: &str) -> Result<String, String> {
+    if edgeward::core::apikey::is_key_id(s) {
+        Ok(s.to_string())
+    } else {
+        Err("not a key id (key_ and 24 hex digits)".into())
+    }
+}
+
+fn revocation_id(s: &str) -> Result<String, String> {
+    if s.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(s.to_string())
+    } else {
+        Err("a revocation id is hexadecimal".into())
+    }
+}
+
+/// The parser: the derived one, with every option's value free to start with `-` (as `--reason
+/// -x` or `--before -1` always were), and `--version` saying `edgeward` in every subcommand.
+fn command() -> clap::Command {
+    fn tune(c: clap::Command) -> clap::Command {
+        c.display_name("edgeward")
+            .mut_args(|a| if a.get_long().is_some() && a.get_action().takes_values() { a.allow_hyphen_values(true) } else { a })
+            .mut_subcommands(tune)
+    }
+    tune(Cli::command())
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    let cli = match command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(cli) => cli,
+        Err(e) => return clap_failure(&e),
+    };
+    match run(cli.command) {
         Ok(code) => code,
         Err(("admin", message, _)) => {
             eprintln!("edgeward: {message}");
@@ -68,11 +373,40 @@ fn main() -> ExitCode {
             println!("{out}");
             eprintln!("edgeward: {message}");
             if reason == "usage" {
-                eprintln!("{USAGE}");
+                eprintln!("For more information, try '--help'.");
             }
             ExitCode::from(2)
         }
     }
+}
+
+/// `--help` and `--version` print on stdout and exit 0; any other parse error is a usage error:
+/// the JSON line every usage error prints, clap's message and usage on stderr, exit 2.
+fn clap_failure(e: &clap::Error) -> ExitCode {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    println!("{}", json!({"verdict": "error", "reason": "usage", "message": clap_message(e)}));
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // clap prints the command's help alone: say first what is wrong.
+        eprintln!("error: {}\n", clap_message(e));
+    }
+    let _ = e.print();
+    ExitCode::from(2)
+}
+
+/// A parse error's message, on one line.
+fn clap_message(e: &clap::Error) -> String {
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // Only the command names were given (`edgeward`, `edgeward keys`).
+        let given: Vec<String> = std::env::args().skip(1).collect();
+        return if given.is_empty() { "no command".into() } else { format!("{} needs a subcommand", given.join(" ")) };
+    }
+    // clap's first paragraph: the error, without the usage and tips that follow.
+    let text = e.render().to_string();
+    let first = text.split("\n\n").next().unwrap_or_default();
+    first.trim_start_matches("error: ").split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 type Failure = (&'static str, String, Option<String>);
@@ -81,20 +415,13 @@ fn usage(msg: impl Into<String>) -> Failure {
     ("usage", msg.into(), None)
 }
 
-fn run(args: &[String]) -> Result<ExitCode, Failure> {
-    let Some((cmd, rest)) = args.split_first() else { return Err(usage("no command")) };
-    match cmd.as_str() {
-        "verify" => verify(rest),
-        "revoke" => admin::revoke(rest),
-        "revocations" => admin::revocations(rest),
-        "keys" if rest.first().map(String::as_str) == Some("check") => keys_check(&rest[1..]),
-        "keys" => admin::keys(rest),
-        "path" => path(rest),
-        "-h" | "--help" | "help" => {
-            println!("{USAGE}");
-            Ok(ExitCode::SUCCESS)
-        }
-        other => Err(usage(format!("unknown command {other:?}"))),
+fn run(command: Command) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Verify(a) => verify(a),
+        Command::Revoke(t) => admin::revoke(t),
+        Command::Revocations(r) => admin::revocations(r),
+        Command::Keys(k) => admin::keys(k),
+        Command::Path(a) => path(a),
     }
 }
 
@@ -104,39 +431,13 @@ fn now_secs() -> Result<i64, Failure> {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).map_err(|_| usage("system clock is before 1970"))
 }
 
-/// `revoke` and `revocations`: the admin API over HTTP(S).
+/// `revoke`, `revocations` and `keys` (but `keys check`): the admin API over HTTP(S).
 mod admin {
-    use super::{now_secs, usage, Failure};
+    use super::{now_secs, usage, Failure, Keys, Revocations, RevokeTarget};
     use serde_json::{json, Value};
-    use std::collections::HashMap;
     use std::process::ExitCode;
 
-    const PREFIX: &str = "/__edgeward/admin";
-
-    struct Args {
-        positional: Vec<String>,
-        /// Last value of each flag.
-        flags: HashMap<String, String>,
-        /// Every value of each flag, in order (repeatable flags).
-        all: HashMap<String, Vec<String>>,
-    }
-
-    fn parse(args: &[String], known: &[&str]) -> Result<Args, Failure> {
-        let mut out = Args { positional: Vec::new(), flags: HashMap::new(), all: HashMap::new() };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            match a.strip_prefix("--") {
-                Some(name) if known.contains(&name) => {
-                    let v = it.next().ok_or_else(|| usage(format!("--{name} needs a value")))?;
-                    out.flags.insert(name.to_string(), v.clone());
-                    out.all.entry(name.to_string()).or_default().push(v.clone());
-                }
-                Some(name) => return Err(usage(format!("unknown flag --{name}"))),
-                None => out.positional.push(a.clone()),
-            }
-        }
-        Ok(out)
-    }
+    pub const PREFIX: &str = "/__edgeward/admin";
 
     struct Admin {
         base: String,
@@ -144,18 +445,13 @@ mod admin {
     }
 
     impl Admin {
-        fn from(a: &Args) -> Result<Admin, Failure> {
-            let url = a.flags.get("url").ok_or_else(|| usage("--url is required"))?;
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(usage("--url must be an http(s) URL"));
-            }
-            let file = a.flags.get("admin-token-file").ok_or_else(|| usage("--admin-token-file is required"))?;
+        fn from(a: &super::Admin) -> Result<Admin, Failure> {
+            let file = &a.admin_token_file;
             let token = std::fs::read_to_string(file).map_err(|e| usage(format!("cannot read {file}: {e}")))?.trim().to_string();
             if token.is_empty() {
                 return Err(usage(format!("{file} is empty")));
             }
-            let prefix = a.flags.get("admin-prefix").map_or(PREFIX, String::as_str);
-            Ok(Admin { base: format!("{}{prefix}", url.trim_end_matches('/')), token })
+            Ok(Admin { base: format!("{}{}", a.url.trim_end_matches('/'), a.admin_prefix), token })
         }
 
         /// Sends one call; returns (status, JSON body).
@@ -207,133 +503,75 @@ mod admin {
         }
     }
 
-    pub fn revoke(args: &[String]) -> Result<ExitCode, Failure> {
-        let a = parse(args, &["url", "admin-token-file", "admin-prefix", "iss", "jti", "sub", "before", "kid", "key-id", "reason", "expires-in"])?;
-        let admin = Admin::from(&a)?;
+    pub fn revoke(target: RevokeTarget) -> Result<ExitCode, Failure> {
+        let (RevokeTarget::Jti { common, .. } | RevokeTarget::Sub { common, .. } | RevokeTarget::Kid { common, .. } | RevokeTarget::ApiKey { common, .. }) =
+            &target;
+        let admin = Admin::from(&common.admin)?;
         let now = now_secs()?;
-        let get = |f: &str| a.flags.get(f).cloned().ok_or_else(|| usage(format!("--{f} is required")));
-        let kind = a.positional.first().map(String::as_str).ok_or_else(|| usage("revoke what? jti, sub, kid or api-key"))?;
-        let target = match kind {
-            "jti" => json!({"kind": "jti", "iss": get("iss")?, "jti": get("jti")?}),
-            "sub" => {
-                let before = match a.flags.get("before") {
-                    Some(b) => b.parse::<i64>().map_err(|_| usage("--before takes Unix seconds"))?,
-                    None => now,
-                };
-                json!({"kind": "subject_before", "iss": get("iss")?, "sub": get("sub")?, "before": before})
-            }
-            "kid" => json!({"kind": "kid", "kid": get("kid")?}),
-            "api-key" => json!({"kind": "api_key", "key_id": get("key-id")?}),
-            other => return Err(usage(format!("cannot revoke {other:?}: jti, sub, kid or api-key"))),
-        };
         // A jti entry only needs to outlive the token (default maximum lifetime: a day).
-        let default_ttl = if kind == "jti" { 86_400 + 60 } else { 30 * 86_400 };
-        let ttl = match a.flags.get("expires-in") {
-            Some(s) => s.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| usage("--expires-in takes positive seconds"))?,
-            None => default_ttl,
+        let ttl = common.expires_in.unwrap_or(if matches!(target, RevokeTarget::Jti { .. }) { 86_400 + 60 } else { 30 * 86_400 });
+        let reason = common.reason.clone().unwrap_or_default();
+        let target = match target {
+            RevokeTarget::Jti { iss, jti, .. } => json!({"kind": "jti", "iss": iss, "jti": jti}),
+            RevokeTarget::Sub { iss, sub, before, .. } => json!({"kind": "subject_before", "iss": iss, "sub": sub, "before": before.unwrap_or(now)}),
+            RevokeTarget::Kid { kid, .. } => json!({"kind": "kid", "kid": kid}),
+            RevokeTarget::ApiKey { key_id, .. } => json!({"kind": "api_key", "key_id": key_id}),
         };
-        let body = json!({"target": target, "reason": a.flags.get("reason").cloned().unwrap_or_default(), "expires_at": now + ttl});
+        let body = json!({"target": target, "reason": reason, "expires_at": now + ttl});
         let (status, v) = admin.call("POST", "/revocations", Some(&body))?;
         finish(status, &v)
     }
 
-    pub fn revocations(args: &[String]) -> Result<ExitCode, Failure> {
-        let a = parse(args, &["url", "admin-token-file", "admin-prefix", "limit"])?;
-        let admin = Admin::from(&a)?;
-        match a.positional.first().map(String::as_str) {
-            Some("list") => {
-                let limit = a.flags.get("limit").map_or(Ok(1000), |l| l.parse::<usize>().map_err(|_| usage("--limit takes a number")))?;
-                list_all(&admin, "/revocations", limit)
-            }
-            Some("remove") => {
-                let id = a.positional.get(1).ok_or_else(|| usage("remove which id?"))?;
-                if !id.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(usage("a revocation id is hexadecimal"));
-                }
-                let (status, v) = admin.call("DELETE", &format!("/revocations/{id}"), None)?;
+    pub fn revocations(r: Revocations) -> Result<ExitCode, Failure> {
+        match r {
+            Revocations::List { limit, admin } => list_all(&Admin::from(&admin)?, "/revocations", limit),
+            Revocations::Remove { id, admin } => {
+                let (status, v) = Admin::from(&admin)?.call("DELETE", &format!("/revocations/{id}"), None)?;
                 finish(status, &v)
             }
-            _ => Err(usage("revocations list | revocations remove ID")),
         }
     }
 
-    fn unix(a: &Args, flag: &str) -> Result<Option<i64>, Failure> {
-        a.flags.get(flag).map(|v| v.parse::<i64>().map_err(|_| usage(format!("--{flag} takes Unix seconds")))).transpose()
-    }
-
-    pub fn keys(args: &[String]) -> Result<ExitCode, Failure> {
-        let a = parse(
-            args,
-            &[
-                "url",
-                "admin-token-file",
-                "admin-prefix",
-                "owner",
-                "scope",
-                "tier",
-                "allow-ip",
-                "expires-in",
-                "expires-at",
-                "not-before",
-                "description",
-                "limit",
-                "overlap",
-            ],
-        )?;
-        let admin = Admin::from(&a)?;
-        let id = || {
-            let id = a.positional.get(1).ok_or_else(|| usage("which key id?"))?;
-            if !edgeward::core::apikey::is_key_id(id) {
-                return Err(usage(format!("{id:?} is not a key id (key_ and 24 hex digits)")));
-            }
-            Ok(id.clone())
-        };
-        let (status, v) = match a.positional.first().map(String::as_str) {
-            Some("create") => {
-                let owner = a.flags.get("owner").ok_or_else(|| usage("--owner is required"))?;
-                let expires_at = match (unix(&a, "expires-at")?, a.flags.get("expires-in")) {
-                    (Some(_), Some(_)) => return Err(usage("--expires-at or --expires-in, not both")),
-                    (Some(t), None) => Some(t),
-                    (None, Some(s)) => {
-                        Some(now_secs()? + s.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| usage("--expires-in takes positive seconds"))?)
-                    }
+    pub fn keys(k: Keys) -> Result<ExitCode, Failure> {
+        let (status, v) = match k {
+            Keys::Create(c) => {
+                let admin = Admin::from(&c.admin)?;
+                let expires_at = match (c.expires_at, c.expires_in) {
+                    (Some(t), _) => Some(t),
+                    (None, Some(s)) => Some(now_secs()? + s),
                     (None, None) => None,
                 };
                 let body = json!({
-                    "owner": owner,
-                    "description": a.flags.get("description").cloned().unwrap_or_default(),
-                    "scopes": a.all.get("scope").cloned().unwrap_or_default(),
-                    "tier": a.flags.get("tier"),
-                    "allowed_ips": a.all.get("allow-ip").cloned().unwrap_or_default(),
-                    "not_before": unix(&a, "not-before")?,
+                    "owner": c.owner,
+                    "description": c.description.unwrap_or_default(),
+                    "scopes": c.scopes,
+                    "tier": c.tier,
+                    "allowed_ips": c.allowed_ips,
+                    "not_before": c.not_before,
                     "expires_at": expires_at,
                 });
                 admin.call("POST", "/keys", Some(&body))?
             }
-            Some("list") => {
-                let limit = a.flags.get("limit").map_or(Ok(100), |l| l.parse::<usize>().map_err(|_| usage("--limit takes a number")))?;
-                return list_all(&admin, "/keys", limit);
-            }
-            Some("get") => admin.call("GET", &format!("/keys/{}", id()?), None)?,
-            Some("delete") => admin.call("DELETE", &format!("/keys/{}", id()?), None)?,
-            Some("disable") => admin.call("POST", &format!("/keys/{}/disable", id()?), Some(&json!({})))?,
-            Some("rotate") => {
+            Keys::List { limit, admin } => return list_all(&Admin::from(&admin)?, "/keys", limit),
+            Keys::Get(k) => Admin::from(&k.admin)?.call("GET", &format!("/keys/{}", k.id), None)?,
+            Keys::Delete(k) => Admin::from(&k.admin)?.call("DELETE", &format!("/keys/{}", k.id), None)?,
+            Keys::Disable(k) => Admin::from(&k.admin)?.call("POST", &format!("/keys/{}/disable", k.id), Some(&json!({})))?,
+            Keys::Rotate { key, overlap } => {
                 let mut body = json!({});
-                if let Some(o) = a.flags.get("overlap") {
-                    body["overlap_secs"] = json!(o.parse::<i64>().map_err(|_| usage("--overlap takes seconds"))?);
+                if let Some(o) = overlap {
+                    body["overlap_secs"] = json!(o);
                 }
-                admin.call("POST", &format!("/keys/{}/rotate", id()?), Some(&body))?
+                Admin::from(&key.admin)?.call("POST", &format!("/keys/{}/rotate", key.id), Some(&body))?
             }
-            _ => return Err(usage("keys create | list | get ID | rotate ID | disable ID | delete ID | check KEY")),
+            Keys::Check { key } => return super::keys_check(&key),
         };
         finish(status, &v)
     }
 }
 
 /// `keys check KEY|-`: format and checksum, offline.
-fn keys_check(args: &[String]) -> Result<ExitCode, Failure> {
+fn keys_check(arg: &str) -> Result<ExitCode, Failure> {
     use edgeward::core::apikey::PresentedKey;
-    let [arg] = args else { return Err(usage("keys check KEY (or - to read it from stdin)")) };
     let text = if arg == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| usage(format!("cannot read stdin: {e}")))?;
@@ -360,22 +598,10 @@ fn keys_check(args: &[String]) -> Result<ExitCode, Failure> {
     }
 }
 
-fn path(args: &[String]) -> Result<ExitCode, Failure> {
+fn path(args: PathArgs) -> Result<ExitCode, Failure> {
     use edgeward::core::access::Requirement;
     use edgeward::core::canonical::{canonicalize, PathRules, RequestPolicy};
-    let (mut config, mut method, mut target) = (None, "GET".to_string(), None);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| usage(format!("{flag} needs a value")));
-        match flag.as_str() {
-            "--config" => config = Some(value()?),
-            "--method" => method = value()?,
-            f if f.starts_with("--") => return Err(usage(format!("unknown flag {f}"))),
-            _ if target.is_some() => return Err(usage("path takes one PATH (or - for stdin)")),
-            _ => target = Some(flag.clone()),
-        }
-    }
-    let Some(target) = target else { return Err(usage("path PATH (or - to read paths from stdin)")) };
+    let PathArgs { config, method, path: target } = args;
     let policy = match config {
         Some(f) => {
             let text = std::fs::read_to_string(&f).map_err(|e| usage(format!("cannot read {f}: {e}")))?;
@@ -424,23 +650,8 @@ fn path(args: &[String]) -> Result<ExitCode, Failure> {
     Ok(if refused { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn verify(args: &[String]) -> Result<ExitCode, Failure> {
-    let (mut config, mut token_file, mut now) = (None, None, None);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| usage(format!("{flag} needs a value")));
-        match flag.as_str() {
-            "--config" => config = Some(value()?),
-            "--token-file" => token_file = Some(value()?),
-            "--now" => {
-                let v = value()?;
-                now = Some(v.parse::<i64>().map_err(|_| usage(format!("--now takes Unix seconds, not {v:?}")))?);
-            }
-            other => return Err(usage(format!("unknown flag {other:?}"))),
-        }
-    }
-    let config = config.ok_or_else(|| usage("--config is required"))?;
-    let token_file = token_file.ok_or_else(|| usage("--token-file is required"))?;
+fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
+    let VerifyArgs { config, token_file, now, explain } = args;
     let text = std::fs::read_to_string(&config).map_err(|e| ("config_invalid", format!("cannot read {config}: {e}"), None))?;
     let policy = Policy::from_json(&text).map_err(|e| ("config_invalid", e.to_string(), Some(e.field.clone())))?;
     let token = std::fs::read_to_string(&token_file).map_err(|e| usage(format!("cannot read {token_file}: {e}")))?;
@@ -451,7 +662,8 @@ fn verify(args: &[String]) -> Result<ExitCode, Failure> {
     };
     let fp = fingerprint(token.as_bytes());
     let realm = policy.realm.clone();
-    match Gate::new(policy).verify_inline(token, NativeBackend, now, false).0 {
+    let (verdict, log) = Gate::new(policy).verify_inline(token, NativeBackend, now, explain);
+    let (mut out, code) = match verdict {
         Ok(v) => {
             let out = json!({
                 "verdict": "accept",
@@ -462,8 +674,7 @@ fn verify(args: &[String]) -> Result<ExitCode, Failure> {
                 "kid": v.kid(),
                 "claims": v.claims(),
             });
-            println!("{out}");
-            Ok(ExitCode::SUCCESS)
+            (out, ExitCode::SUCCESS)
         }
         Err(e) => {
             let r = e.rejection(&realm);
@@ -476,8 +687,25 @@ fn verify(args: &[String]) -> Result<ExitCode, Failure> {
                 "token_fp": fp,
                 "now": now,
             });
-            println!("{out}");
-            Ok(ExitCode::from(1))
+            (out, ExitCode::from(1))
         }
+    };
+    if explain {
+        out["steps"] = steps(log.trace.unwrap_or_default(), &realm);
     }
+    println!("{out}");
+    Ok(code)
+}
+
+/// `verify --explain`: the steps the pipeline took, as the JS package's `explain` reports them (a
+/// refusal as its client message and reason code).
+fn steps(trace: Vec<edgeward::core::log::Step>, realm: &str) -> serde_json::Value {
+    let steps = trace.into_iter().map(|s| match s.outcome {
+        Ok(detail) => json!({"step": s.name, "result": "pass", "detail": detail}),
+        Err(e) => {
+            let r = e.rejection(realm);
+            json!({"step": s.name, "result": "fail", "detail": format!("{} ({})", r.message, r.code)})
+        }
+    });
+    serde_json::Value::Array(steps.collect())
 }
