@@ -1,8 +1,9 @@
 // Issue 15: the gate end to end under `wrangler dev` (workerd), against a plain jose 6 gate
 // (bench/jose-gate/) in the same run. Run by bench/gate-throughput, which builds the gate first:
 //
-//   node bench/gate-throughput.mjs [--secs 10] [--rounds 3] [--conns 16] [--cold 5]
+//   node bench/gate-throughput.mjs [--secs 10] [--rounds 4] [--conns 16] [--cold 5]
 //       [--profile-secs 5] [--only throughput,cold,profile] [--out FILE.json] [--md FILE.md]
+//       [--profile-out DIR] [--gate-dir build-gatebench] [--names-dir build-gatebench-names]
 //
 // 1. Throughput: wrk -t1 -c16 --latency, the same valid RS256 token on every request, against
 //    (A) the jose gate writing one JSON decision line per request, (B) Edgeward's gate
@@ -13,12 +14,13 @@
 //    Before timing, each gate must forward (200 from the origin, Authorization removed) and
 //    refuse a token signed by another key (401); wrk runs with any non-2xx answer fail the bench.
 // 2. Cold start: for each gate, alternately, --cold times: a fresh `wrangler dev` (fresh local
-//    state: no JWKS in KV), TCP poll of its port (no fixed sleeps), then one authenticated request
-//    (fetches the JWKS) and a second one (warm), then 5 more (warm median).
+//    state: no JWKS in KV), TCP poll of its port, then its output watched for "Ready on" (the
+//    proxy Worker opens the port before the Worker is loaded; no fixed sleeps), then one
+//    authenticated request (fetches the JWKS), a second one (warm), then 5 more (warm median).
 // 3. Profile: 5 s of wrk load on the Edgeward gate built with wasm names kept
-//    (build-gatebench-names/, EDGEWARD_KEEP_NAMES=1) and on the logging jose gate, with the V8 CPU
-//    profiler driven over wrangler's inspector (Chrome DevTools protocol over a WebSocket);
-//    top self-time functions. (Not timed against anything: the profiler slows both.)
+//    (build-gatebench-names/, EDGEWARD_KEEP_NAMES=1) and on both jose gates, with V8's CPU
+//    profiler driven over wrangler's inspector (Chrome DevTools protocol over a WebSocket):
+//    self and inclusive time per function. (Not compared with anything: the profiler slows all.)
 // Everything listens on 127.0.0.1; keys and tokens are generated here and never written to disk.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -43,9 +45,16 @@ const REQ_PATH = '/api/resource';
 // Options
 // ------------------------------------------------------------------------------------------
 const args = process.argv.slice(2);
+const KNOWN = ['secs', 'rounds', 'conns', 'cold', 'profile-secs', 'only', 'out', 'md', 'gate-dir', 'names-dir', 'profile-out', 'command'];
+for (let i = 0; i < args.length; i += 2) {
+  if (!args[i].startsWith('--') || !KNOWN.includes(args[i].slice(2)) || args[i + 1] === undefined) {
+    console.error(`usage: node bench/gate-throughput.mjs [--${KNOWN.join(' V] [--')} V]  (bad: ${args[i]})`);
+    process.exit(2);
+  }
+}
 const opt = (name, dflt) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : dflt);
 const SECS = Number(opt('secs', 10)); // wrk duration per run
-const ROUNDS = Number(opt('rounds', 3)); // rounds of A, B, C
+const ROUNDS = Number(opt('rounds', 4)); // rounds of A, B, C
 const CONNS = Number(opt('conns', 16));
 const THREADS = 1;
 const WARMUP_SECS = 3;
@@ -55,6 +64,7 @@ const PROFILE_SECS = Number(opt('profile-secs', 5));
 const ONLY = new Set((opt('only', 'throughput,cold,profile')).split(','));
 const OUT = opt('out', null);
 const MD = opt('md', null);
+const PROFILE_OUT = opt('profile-out', null); // directory for the raw .cpuprofile files
 const GATE_DIR = opt('gate-dir', 'build-gatebench');
 const NAMES_DIR = opt('names-dir', 'build-gatebench-names');
 for (const k of ONLY) if (!['throughput', 'cold', 'profile'].includes(k)) throw new Error(`--only: unknown part ${k}`);
@@ -545,46 +555,87 @@ function cdp(url) {
   };
 }
 
-/** Self time per function (ms and share of non-idle samples), grouped by kind. */
+/** A readable name for a profile frame: Rust hashes dropped, anonymous functions by place. */
+function frameName(cf) {
+  const name = (cf.functionName || '').replace(/::h[0-9a-f]{16}$/, '').replace(/__rustc\[[0-9a-f]+\]::/, '');
+  const file = cf.url ? cf.url.replace(/^.*\//, '') : '';
+  if (name) return name;
+  return file ? `(anonymous) ${file}:${cf.lineNumber + 1}` : '';
+}
+
+function frameKind(cf) {
+  const name = cf.functionName || '';
+  if ((cf.url || '').startsWith('wasm://') || /^wasm-function|^(js-to-wasm|wasm-to-js)/.test(name) || /\.wasm/.test(cf.url || '')) return 'wasm';
+  if (/^\((program|garbage collector|root|idle)\)$/.test(name)) return 'vm';
+  if (cf.url) return 'js';
+  return 'native';
+}
+
+/**
+ * Self and inclusive time per function. The sampler records what is on the isolate's thread at
+ * each tick, wall time: on a loaded machine a preempted thread still counts, so shares matter,
+ * not absolute times. A native frame without a name (workerd's C++ behind a JS call, such as
+ * console.log) is named after the nearest caller that has a name.
+ */
 function summarizeProfile(profile) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const self = new Map();
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const labels = new Map(); // node id -> { label, kind, chain: Set(labels) }
+  const info = (id) => {
+    if (labels.has(id)) return labels.get(id);
+    const n = byId.get(id);
+    const cf = n.callFrame;
+    let label = frameName(cf);
+    const kind = frameKind(cf);
+    if (!label) {
+      let p = parent.get(id);
+      let caller = null;
+      while (p !== undefined) {
+        const pn = frameName(byId.get(p).callFrame);
+        if (pn && !pn.startsWith('(anonymous)') && !/^(js-to-wasm|wasm-to-js)/.test(pn) && pn !== '(root)') {
+          caller = pn;
+          break;
+        }
+        p = parent.get(p);
+      }
+      label = caller ? `(native, called by ${caller})` : '(native, top level)';
+    }
+    const up = parent.get(id);
+    const chain = new Set(up === undefined ? [] : info(up).chain);
+    chain.add(label);
+    const v = { label, kind, chain };
+    labels.set(id, v);
+    return v;
+  };
+  const selfMs = new Map();
+  const inclMs = new Map();
+  const kinds = {};
+  let busy = 0;
+  let idle = 0;
   const { samples, timeDeltas } = profile;
   for (let i = 0; i < samples.length; i++) {
     const dt = (timeDeltas[i + 1] ?? 0) / 1000; // the delta after a sample is the time it stands for
-    self.set(samples[i], (self.get(samples[i]) ?? 0) + dt);
-  }
-  const agg = new Map();
-  let total = 0;
-  let idle = 0;
-  for (const [id, ms] of self) {
-    const n = byId.get(id);
-    const cf = n.callFrame;
-    const name = cf.functionName || '(anonymous)';
-    if (name === '(idle)') {
-      idle += ms;
+    const v = info(samples[i]);
+    if (v.label === '(idle)') {
+      idle += dt;
       continue;
     }
-    total += ms;
-    const url = cf.url || '';
-    const kind = url.startsWith('wasm://') || /^\$?func\d+$|^wasm-function/.test(name) ? 'wasm'
-      : name.startsWith('(') ? 'vm'
-        : /jose/.test(url) || /index\.mjs/.test(url) ? 'js (worker)'
-          : url ? 'js (worker)' : 'native/builtin';
-    const file = url ? url.replace(/^.*\//, '') : '';
-    const key = `${name}\u0000${file}`;
-    const e = agg.get(key) ?? { name, file, kind, ms: 0 };
-    e.ms += ms;
-    agg.set(key, e);
+    busy += dt;
+    kinds[v.kind] = (kinds[v.kind] ?? 0) + dt;
+    const key = v.label;
+    const e = selfMs.get(key) ?? { name: key, kind: v.kind, ms: 0 };
+    e.ms += dt;
+    selfMs.set(key, e);
+    for (const l of v.chain) inclMs.set(l, (inclMs.get(l) ?? 0) + dt);
   }
-  const rows = [...agg.values()].sort((a, b) => b.ms - a.ms);
-  const kinds = {};
-  for (const r of rows) kinds[r.kind] = (kinds[r.kind] ?? 0) + r.ms;
+  const top = [...selfMs.values()].sort((a, b) => b.ms - a.ms).slice(0, 25).map((r) => ({ ...r, share: r.ms / busy, incl_share: (inclMs.get(r.name) ?? 0) / busy }));
+  const inclusive = [...inclMs].filter(([l]) => l !== '(root)').sort((a, b) => b[1] - a[1]).slice(0, 40).map(([name, ms]) => ({ name, ms, share: ms / busy }));
   return {
-    busy_ms: total, idle_ms: idle,
-    kinds: Object.fromEntries(Object.entries(kinds).map(([k, ms]) => [k, { ms, share: ms / total }])),
-    top: rows.slice(0, 25).map((r) => ({ ...r, share: r.ms / total })),
-    wasm_named: rows.some((r) => r.kind === 'wasm' && !/^\$?func\d+$|^wasm-function/.test(r.name)),
+    busy_ms: busy, idle_ms: idle,
+    kinds: Object.fromEntries(Object.entries(kinds).map(([k, ms]) => [k, { ms, share: ms / busy }])),
+    top, inclusive,
+    wasm_named: top.some((r) => r.kind === 'wasm' && !/^wasm-function|^\$?func\d+$/.test(r.name)),
   };
 }
 
@@ -599,13 +650,19 @@ async function profileGate(g, token) {
     const load = await wrk(g, token, PROFILE_SECS);
     const { profile } = await c.send('Profiler.stop');
     await c.send('Profiler.disable');
+    if (PROFILE_OUT) {
+      fs.mkdirSync(PROFILE_OUT, { recursive: true });
+      const file = path.join(PROFILE_OUT, `${g.label}.cpuprofile`);
+      fs.writeFileSync(file, JSON.stringify(profile));
+      log(`wrote ${file} (open it in Chrome DevTools, Performance tab)`);
+    }
     return { target: target.title ?? target.url ?? null, wrk: load, ...summarizeProfile(profile) };
   } finally {
     c.close();
   }
 }
 
-async function profiles(tokens, jwks, origin, joseLog) {
+async function profiles(tokens, jwks, origin, joseLog, joseNolog) {
   const out = {};
   const namesMain = path.join(ROOT, NAMES_DIR, 'index.js');
   const dir = fs.existsSync(namesMain) ? NAMES_DIR : GATE_DIR;
@@ -619,9 +676,10 @@ async function profiles(tokens, jwks, origin, joseLog) {
   } finally {
     await g.stop();
   }
-  if (joseLog) {
-    out.jose_log = await profileGate(joseLog, tokens.token);
-    log(`profile jose (logging): ${out.jose_log.busy_ms.toFixed(0)} ms busy, ${out.jose_log.wrk.requests} requests`);
+  // The jose gates of the throughput runs (already warm), with and without their log line.
+  for (const [name, g] of [['jose_log', joseLog], ['jose_nolog', joseNolog]]) {
+    out[name] = await profileGate(g, tokens.token);
+    log(`profile ${name}: ${out[name].busy_ms.toFixed(0)} ms busy, ${out[name].wrk.requests} requests`);
   }
   return out;
 }
@@ -681,19 +739,44 @@ function markdown(r) {
     L.push('');
   }
   if (r.profile) {
+    const p0 = Object.values(r.profile)[0];
+    L.push('### Where the time goes: V8 CPU profiles under the same load');
+    L.push('');
+    L.push(`${PROFILE_SECS} s of the same wrk load per gate with V8's sampling profiler on (100 µs interval), started and stopped over wrangler's inspector (\`--inspector-port\`; Chrome DevTools protocol over a WebSocket: \`Profiler.enable\`, \`start\`, \`stop\`). Edgeward profiled from \`${r.profile.edgeward.build}/\`${r.profile.edgeward.build === r.names_dir ? ' (the same source built with `EDGEWARD_KEEP_NAMES=1`, so wasm functions have their Rust names)' : ' (wasm names stripped)'}, in its own \`wrangler dev\`; the jose gates are the throughput runs' instances. The profiler sees the Worker's isolate thread only — not workerd's proxy Worker, nor its network code outside JavaScript calls — and samples wall time on that thread: on this loaded machine a preempted thread still counts, so read shares, not absolute times. A native frame without a name (workerd's C++ behind a JavaScript call) is named after its nearest named caller; *(native, top level)* is workerd's own work in the isolate outside any Worker function (request and response plumbing, promise resolution). The profiler slows every gate: the req/s figures here are not comparable with the table above. ${p0 ? '' : ''}`);
+    L.push('');
+    L.push('| gate | requests | req/s while profiling | busy samples, ms | idle, ms | by kind (share of busy) |');
+    L.push('|---|---:|---:|---:|---:|---|');
+    const gateLabel = { edgeward: '(B) Edgeward', jose_log: '(A) jose, log line', jose_nolog: '(C) jose, no log line' };
     for (const [name, p] of Object.entries(r.profile)) {
-      const title = name === 'edgeward' ? `Edgeward gate (\`${p.build}/\`${p.build === r.names_dir ? ', wasm names kept' : ''})` : '(A) jose gate, logging';
-      L.push(`### Where the time goes: V8 CPU profile of the ${title}`);
+      L.push(`| ${gateLabel[name]} | ${f0(p.wrk.requests)} | ${f0(p.wrk.rps)} | ${f0(p.busy_ms)} | ${f0(p.idle_ms)} | ${Object.entries(p.kinds).sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => `${k} ${f0(v.share * 100)} %`).join(', ')} |`);
+    }
+    L.push('');
+    for (const [name, p] of Object.entries(r.profile)) {
+      L.push(`Top self time, ${gateLabel[name]}:`);
       L.push('');
-      L.push(`${PROFILE_SECS} s of the same wrk load (${f0(p.wrk.requests)} requests, ${f0(p.wrk.rps)} req/s while profiling) with the V8 sampling profiler on (100 µs interval), started and stopped over wrangler's inspector (\`--inspector-port\`, Chrome DevTools protocol: \`Profiler.enable/start/stop\`). It sees the Worker's isolate only: workerd's own C++ outside JavaScript calls (HTTP, the proxy Worker) is not in it. Busy (non-idle) samples: ${f0(p.busy_ms)} ms = ${f2((p.busy_ms / p.wrk.requests) * 1000)} µs per request; idle ${f0(p.idle_ms)} ms. By kind: ${Object.entries(p.kinds).sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => `${k} ${f0(v.share * 100)} %`).join(', ')}.`);
-      L.push('');
-      L.push('| function (self time) | file | kind | ms | % of busy | µs/request |');
-      L.push('|---|---|---|---:|---:|---:|');
-      for (const x of p.top.slice(0, 15)) {
-        L.push(`| \`${x.name.replace(/\|/g, '\\|').slice(0, 90)}\` | ${x.file || '—'} | ${x.kind} | ${f1(x.ms)} | ${f1(x.share * 100)} | ${f2((x.ms / p.wrk.requests) * 1000)} |`);
+      L.push('| function | kind | self % of busy | inclusive % |');
+      L.push('|---|---|---:|---:|');
+      for (const x of p.top.slice(0, name === 'edgeward' ? 15 : 10)) {
+        L.push(`| \`${x.name.replace(/\|/g, '\\|').slice(0, 110)}\` | ${x.kind} | ${f1(x.share * 100)} | ${f1(x.incl_share * 100)} |`);
       }
       L.push('');
     }
+    const e = r.profile.edgeward;
+    if (e) {
+      // Inclusive time of Edgeward's own functions and the runtime calls they make (wrappers that
+      // hold nearly every sample are left out).
+      const rows = e.inclusive.filter((x) => /^(edgeward|worker|web_sys)::/.test(x.name) && x.share < 0.9).slice(0, 15);
+      L.push('Inclusive time of Edgeward\'s functions (and the runtime bindings they call), share of busy samples:');
+      L.push('');
+      L.push('| function | inclusive % |');
+      L.push('|---|---:|');
+      for (const x of rows) L.push(`| \`${x.name.replace(/\|/g, '\\|').slice(0, 110)}\` | ${f1(x.share * 100)} |`);
+      L.push('');
+    }
+  }
+  if (r.profile_error) {
+    L.push(`Profile: not taken (${r.profile_error}).`);
+    L.push('');
   }
   return L.join('\n');
 }
@@ -726,7 +809,7 @@ async function main() {
   if (ONLY.has('throughput')) result.throughput = await throughput(gates, tokens);
   if (ONLY.has('profile')) {
     try {
-      result.profile = await profiles(tokens, jwks, origin, gates.jose_log);
+      result.profile = await profiles(tokens, jwks, origin, gates.jose_log, gates.jose_nolog);
     } catch (e) {
       log(`profile failed: ${e.stack ?? e}`);
       result.profile_error = String(e.message ?? e);

@@ -53,6 +53,9 @@ pub fn isolate(env: &Env) -> Rc<Isolate> {
         }
         Err(e) => console_error!("{}", serde_json::json!({"event": "config_invalid", "field": e.field, "message": e.to_string()})),
     }
+    // Everything the isolate kept for the old configuration goes: the gate's state with the old
+    // gate, and the imported WebCrypto keys (the runtime's own cache, of JS objects).
+    webcrypto::reset();
     let i = Rc::new(Isolate { config_text: text, gate: policy.map(|p| Rc::new(Gate::new(p))) });
     ISOLATE.with(|s| *s.borrow_mut() = Some(i.clone()));
     i

@@ -31,6 +31,11 @@ thread_local! {
     static KEYS: RefCell<HashMap<String, Vec<Ready>>> = RefCell::new(HashMap::new());
 }
 
+/// Forgets every imported key (a new configuration: the isolate's state is rebuilt as one).
+pub(crate) fn reset() {
+    KEYS.with(|k| k.borrow_mut().clear());
+}
+
 /// Most keys cached per isolate (a JWKS rotation adds a few; garbage cannot add any, since only
 /// configured keys are ever imported).
 const MAX_CACHED_KEYS: usize = 256;
