@@ -86,6 +86,9 @@ pub struct CookieReport {
     pub action: CookieAction,
 }
 
+/// Longest attribute value a browser reads (RFC 6265bis §5.6); longer ones are ignored.
+const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
+
 fn has_prefix(name: &str, prefix: &str) -> bool {
     name.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
@@ -130,13 +133,24 @@ impl<'a> SetCookie<'a> {
         }
     }
 
-    /// The value of the last attribute named `key` (RFC 6265: the last one wins); `Some("")` for a
+    /// The values of the attributes named `key` a browser reads, last first (RFC 6265bis §5.6:
+    /// the last one wins; an attribute whose value is over 1024 octets is ignored); `""` for a
     /// flag attribute.
-    fn get(&self, key: &str) -> Option<&str> {
-        self.attrs.iter().rev().map(|a| Self::key_value(a)).find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.unwrap_or(""))
+    fn values<'s>(&'s self, key: &'static str) -> impl Iterator<Item = &'s str> + 's {
+        self.attrs
+            .iter()
+            .rev()
+            .map(|a| Self::key_value(a))
+            .filter(move |(k, v)| k.eq_ignore_ascii_case(key) && v.is_none_or(|v| v.len() <= MAX_ATTRIBUTE_VALUE_BYTES))
+            .map(|(_, v)| v.unwrap_or(""))
     }
 
-    fn has(&self, key: &str) -> bool {
+    /// The value of the last attribute named `key` a browser reads ([`Self::values`]).
+    fn get(&self, key: &'static str) -> Option<&str> {
+        self.values(key).next()
+    }
+
+    fn has(&self, key: &'static str) -> bool {
         self.get(key).is_some()
     }
 
@@ -158,11 +172,12 @@ impl<'a> SetCookie<'a> {
     }
 
     /// Seconds from `now` the cookie lives: `Max-Age` wins over `Expires` (RFC 6265 §5.3).
+    /// A browser ignores a `Max-Age` or `Expires` it cannot parse, so the last *valid* one counts.
     fn lifetime(&self, now: i64) -> Option<i64> {
-        if let Some(ma) = self.get("max-age").and_then(parse_max_age) {
+        if let Some(ma) = self.values("max-age").find_map(parse_max_age) {
             return Some(ma);
         }
-        self.get("expires").and_then(cookie_date).map(|t| t - now)
+        self.values("expires").find_map(cookie_date).map(|t| t - now)
     }
 
     fn to_header(&self) -> String {
@@ -479,7 +494,30 @@ mod tests {
             ),
             // Flags in any case, with stray spaces and empty attributes.
             ("x = 1 ;secure;  httponly ;; SameSite = strict", &[], "x = 1 ;secure;  httponly ;; SameSite = strict"),
+            // An invalid last Max-Age (or Expires) is ignored by browsers: the earlier valid one
+            // counts (found by the set_cookie fuzz target).
+            (
+                "m=1; Secure; HttpOnly; SameSite=Lax; Max-Age=99999999; Max-Age=x",
+                &["lifetime_too_long"],
+                "m=1; Secure; HttpOnly; SameSite=Lax; Max-Age=34560000",
+            ),
+            (
+                "e=1; Secure; HttpOnly; SameSite=Lax; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Expires=not a date",
+                &["lifetime_too_long"],
+                "e=1; Secure; HttpOnly; SameSite=Lax; Max-Age=34560000",
+            ),
         ];
+        // An attribute value over 1024 octets is ignored by browsers (RFC 6265bis §5.6): it is no
+        // flag, and a long last Max-Age does not hide an earlier long-lived one.
+        let long = "x".repeat(1025);
+        let (f, o) = fixed(&format!("s=1; Secure={long}; HttpOnly={long}; SameSite=Lax"));
+        assert_eq!(f, ["missing_secure", "missing_httponly"]);
+        assert!(o.ends_with("; HttpOnly; Secure"), "{o}");
+        let (f, _) = fixed(&format!("m=1; Secure; HttpOnly; SameSite=Lax; Max-Age=99999999; Max-Age=1{}", "0".repeat(1024)));
+        assert_eq!(f, ["lifetime_too_long"]);
+        let at_limit = "1".repeat(1024);
+        let (f, _) = fixed(&format!("s=1; Secure={at_limit}; HttpOnly; SameSite=Lax"));
+        assert!(f.is_empty(), "a 1024-octet value is still read: {f:?}");
         for (input, findings, out) in table {
             let (f, o) = fixed(input);
             assert_eq!(&f, findings, "{input}");
