@@ -45,7 +45,7 @@ const REQ_PATH = '/api/resource';
 // Options
 // ------------------------------------------------------------------------------------------
 const args = process.argv.slice(2);
-const KNOWN = ['secs', 'rounds', 'conns', 'cold', 'profile-secs', 'only', 'out', 'md', 'gate-dir', 'names-dir', 'profile-out', 'command'];
+const KNOWN = ['secs', 'rounds', 'conns', 'cold', 'profile-secs', 'only', 'out', 'md', 'gate-dir', 'names-dir', 'profile-out', 'command', 'build-note'];
 for (let i = 0; i < args.length; i += 2) {
   if (!args[i].startsWith('--') || !KNOWN.includes(args[i].slice(2)) || args[i + 1] === undefined) {
     console.error(`usage: node bench/gate-throughput.mjs [--${KNOWN.join(' V] [--')} V]  (bad: ${args[i]})`);
@@ -693,7 +693,7 @@ const f2 = (x) => x.toFixed(2);
 
 function markdown(r) {
   const L = [];
-  L.push(`Command: \`${r.command}\` (wrk ${r.wrk_version.replace(/^wrk /, '')}, wrangler ${r.wrangler}, jose ${r.jose}, Node ${r.node}); ${r.date}, ${r.secs.toFixed(0)} s. Machine: ${r.host.cpus} cores (${r.host.cpu}), shared with other builds and tests; load average ${r.host.loadavg_start.map((x) => x.toFixed(2)).join(' ')} at start, ${r.host.loadavg_end.map((x) => x.toFixed(2)).join(' ')} at the end. Edgeward: \`${r.gate_dir}/\` built by \`OUT_DIR=${r.gate_dir} bash scripts/build-worker\` from the working tree at ${r.git}.`);
+  L.push(`Command: \`${r.command}\` (wrk ${r.wrk_version.replace(/^wrk /, '')}, wrangler ${r.wrangler}, jose ${r.jose}, Node ${r.node}); ${r.date}, ${r.secs.toFixed(0)} s. Machine: ${r.host.cpus} cores (${r.host.cpu}), shared with other builds and tests; load average ${r.host.loadavg_start.map((x) => x.toFixed(2)).join(' ')} at start, ${r.host.loadavg_end.map((x) => x.toFixed(2)).join(' ')} at the end. Edgeward: \`${r.gate_dir}/\` built by \`OUT_DIR=${r.gate_dir} bash scripts/build-worker\` (${r.builds[r.gate_dir] ? `built ${r.builds[r.gate_dir].built}, wasm ${f0(r.builds[r.gate_dir].wasm_bytes)} B` : 'missing'}; HEAD ${r.git} at the run)${r.profile && r.builds[r.names_dir] ? `; \`${r.names_dir}/\` built ${r.builds[r.names_dir].built}` : ''}.${r.build_note ? ` ${r.build_note}` : ''}`);
   L.push('');
   if (r.throughput) {
     const t = r.throughput;
@@ -803,6 +803,16 @@ async function main() {
     })(),
     gate_dir: GATE_DIR,
     names_dir: NAMES_DIR,
+    // When each build was made (src/ may change between builds and runs).
+    builds: Object.fromEntries([GATE_DIR, NAMES_DIR].map((d) => {
+      try {
+        const st = fs.statSync(path.join(ROOT, d, 'index_bg.wasm'));
+        return [d, { built: st.mtime.toISOString().replace(/\.\d+Z$/, 'Z').replace('T', ' '), wasm_bytes: st.size }];
+      } catch {
+        return [d, null];
+      }
+    })),
+    build_note: opt('build-note', '').trim(),
   };
   let gates = null;
   if (ONLY.has('throughput') || ONLY.has('profile')) gates = await startThroughputGates(tokens, jwks, origin);

@@ -1,5 +1,10 @@
-//! The key admin API (create, list, inspect, rotate, disable, delete): see `worker::keys` for
-//! the KV layout and the edge check.
+//! The key admin API (create, list, inspect, rotate, disable, delete). The edge check is the
+//! core pipeline's (`Gate::decide`: format and checksum offline, one KV read by the key's
+//! peppered hash, cached in the isolate).
+//!
+//! KV layout (namespace `EDGEWARD_KV`): `apikey:v1:id:<id>` holds a key id's record and
+//! `apikey:v1:h:<hmac>` holds the same record under each of its secrets' hashes. No plain key
+//! is stored anywhere; the pepper is the Worker secret `EDGEWARD_API_KEY_PEPPER`.
 
 use super::answer::{query_param, AdminAnswer};
 use crate::core::apikey::{

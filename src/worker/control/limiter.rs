@@ -1,5 +1,5 @@
 //! The `RateLimiter` Durable Object: in `exact` mode, the owner of one shard of keys (the client
-//! side is `worker::limiter`).
+//! side is the gate's `WorkerIo::ask_limiter`, in `worker::runtime`).
 
 #![allow(missing_docs)] // the durable_object macro generates undocumented glue
 
