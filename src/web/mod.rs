@@ -3,19 +3,27 @@
 //! A thin layer over the same core the Worker runs: it converts JS values to and from JSON,
 //! reads the clock and the browser's random source (`crypto.getRandomValues`, through
 //! `getrandom`), and turns errors into JS `Error` objects with a stable `code`. Every operation
-//! is in [`api`] (host-tested); policy decisions are the core's.
+//! is plain Rust over `serde_json` values, host-tested, in the module of its concern:
+//! [`verify`](mod@verify) (`verify`, `explain`), [`cookies`] (`lintSetCookie`), [`tokens`]
+//! (`decodeUnverified`, `refreshAt`, `pkcePair`, `randomToken`, `nonce`, `checkApiKey`) and
+//! [`ratelimit`] (`parseRateLimit`), with the shared [`error::WebError`]. Policy
+//! decisions are the core's.
 //!
 //! Names are camelCase in JS. Errors are `Error` objects named `EdgewardError` with `code`
 //! (a Worker reason code such as `expired` or `bad_signature` for token problems, else
 //! `config_invalid`, `invalid_argument` or `random_unavailable`), and `status` (token problems:
 //! the HTTP status the Worker would answer) or `field` (`config_invalid`: the policy field).
 
-pub mod api;
+pub mod cookies;
+pub mod error;
 pub mod ratelimit;
+pub mod tokens;
+pub mod verify;
 
-use api::{RefreshOptions, WebError};
+use error::WebError;
 use js_sys::{Function, Object, Reflect, JSON};
 use serde_json::Value;
+use tokens::RefreshOptions;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -220,7 +228,7 @@ fn fill_random(buf: &mut [u8]) -> Result<(), WebError> {
 #[wasm_bindgen(js_name = decodeUnverified, unchecked_return_type = "UnverifiedParts")]
 pub fn decode_unverified(#[wasm_bindgen(unchecked_param_type = "string")] token: JsValue) -> Result<JsValue, JsValue> {
     let token = string_arg(&token, "token").map_err(js_error)?;
-    json_out(&api::decode_unverified(&token).map_err(js_error)?)
+    json_out(&tokens::decode_unverified(&token).map_err(js_error)?)
 }
 
 /// Verifies a compact JWT with the keys of `jwks` under `policy` at `nowSecs` (default: now),
@@ -236,8 +244,8 @@ pub fn verify(
 ) -> Result<JsValue, JsValue> {
     let run = || {
         let token = string_arg(&token, "token")?;
-        let policy = api::policy_from_js(&json_arg(&policy, "policy")?, json_arg(&jwks, "jwks")?)?;
-        api::verify(&token, &policy, now_arg(&now_secs)?)
+        let policy = verify::policy_from_js(&json_arg(&policy, "policy")?, json_arg(&jwks, "jwks")?)?;
+        verify::verify(&token, &policy, now_arg(&now_secs)?)
     };
     json_out(&Value::Object(run().map_err(js_error)?))
 }
@@ -259,7 +267,7 @@ pub fn explain(
         (Err(e), _) | (_, Err(e)) => {
             let explanation = serde_json::json!({
                 "verdict": "reject", "code": e.code, "message": e.message, "claims": null, "nowSecs": now,
-                "steps": api::STEPS.iter().enumerate().map(|(i, s)| serde_json::json!({
+                "steps": verify::STEPS.iter().enumerate().map(|(i, s)| serde_json::json!({
                     "step": s,
                     "result": if i == 0 { "fail" } else { "skipped" },
                     "detail": if i == 0 { format!("{} ({})", e.message, e.code) } else { "not reached".into() },
@@ -268,7 +276,7 @@ pub fn explain(
             return json_out(&explanation);
         }
     };
-    json_out(&api::explain(&token, &policy, jwks, now))
+    json_out(&verify::explain(&token, &policy, jwks, now))
 }
 
 /// When a client should refresh this token (Unix seconds): `skewSecs` (default 60) before `exp`,
@@ -299,7 +307,7 @@ pub fn refresh_at(
         }
         let mut r = [0u8; 4];
         fill_random(&mut r)?;
-        api::refresh_at(&token, opts, f64::from(u32::from_le_bytes(r)) / 4_294_967_296.0)
+        tokens::refresh_at(&token, opts, f64::from(u32::from_le_bytes(r)) / 4_294_967_296.0)
     };
     Ok(match run().map_err(js_error)? {
         Some(at) => JsValue::from_f64(at as f64),
@@ -310,8 +318,8 @@ pub fn refresh_at(
 /// A fresh RFC 7636 PKCE pair: a 43-character verifier (256 random bits) and its S256 challenge.
 #[wasm_bindgen(js_name = pkcePair, unchecked_return_type = "PkcePair")]
 pub fn pkce_pair() -> Result<JsValue, JsValue> {
-    let verifier = api::random_token(api::PKCE_VERIFIER_BYTES, fill_random).map_err(js_error)?;
-    let challenge = api::pkce_challenge(&verifier);
+    let verifier = tokens::random_token(tokens::PKCE_VERIFIER_BYTES, fill_random).map_err(js_error)?;
+    let challenge = tokens::pkce_challenge(&verifier);
     json_out(&serde_json::json!({"verifier": verifier, "challenge": challenge, "method": "S256"}))
 }
 
@@ -323,17 +331,17 @@ pub fn random_token(#[wasm_bindgen(unchecked_optional_param_type = "number")] by
         32
     } else {
         match bytes.as_f64() {
-            Some(n) if n.fract() == 0.0 && (1.0..=api::MAX_RANDOM_BYTES as f64).contains(&n) => n as usize,
-            _ => return Err(js_error(WebError::invalid_argument(format!("bytes must be an integer from 1 to {}", api::MAX_RANDOM_BYTES)))),
+            Some(n) if n.fract() == 0.0 && (1.0..=tokens::MAX_RANDOM_BYTES as f64).contains(&n) => n as usize,
+            _ => return Err(js_error(WebError::invalid_argument(format!("bytes must be an integer from 1 to {}", tokens::MAX_RANDOM_BYTES)))),
         }
     };
-    api::random_token(n, fill_random).map_err(js_error)
+    tokens::random_token(n, fill_random).map_err(js_error)
 }
 
 /// A fresh OpenID Connect `nonce`: 128 random bits as 22 base64url characters.
 #[wasm_bindgen]
 pub fn nonce() -> Result<String, JsValue> {
-    api::random_token(16, fill_random).map_err(js_error)
+    tokens::random_token(16, fill_random).map_err(js_error)
 }
 
 /// Lints one `Set-Cookie` header value with the edge's own rules (the Worker applies exactly
@@ -348,8 +356,8 @@ pub fn lint_set_cookie(
     let run = || {
         let header = string_arg(&header, "header")?;
         let policy = if policy.is_undefined() || policy.is_null() { Value::Null } else { json_arg(&policy, "policy")? };
-        let policy = api::cookie_policy_from_js(&policy)?;
-        Ok::<_, WebError>(api::lint_set_cookie(&header, &policy, now_arg(&now_secs)?))
+        let policy = cookies::cookie_policy_from_js(&policy)?;
+        Ok::<_, WebError>(cookies::lint_set_cookie(&header, &policy, now_arg(&now_secs)?))
     };
     json_out(&run().map_err(js_error)?)
 }
@@ -360,7 +368,7 @@ pub fn lint_set_cookie(
 #[wasm_bindgen(js_name = checkApiKey, unchecked_return_type = "ApiKeyCheck")]
 pub fn check_api_key(#[wasm_bindgen(unchecked_param_type = "string")] key: JsValue) -> Result<JsValue, JsValue> {
     let key = string_arg(&key, "key").map_err(js_error)?;
-    json_out(&api::check_api_key(&key))
+    json_out(&tokens::check_api_key(&key))
 }
 
 /// Reads rate-limit response headers for client back-off: the IETF `RateLimit` and

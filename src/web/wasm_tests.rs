@@ -1,6 +1,6 @@
 //! The JS boundary, run in Node by `wasm-pack test --node`: argument conversion, camelCase names,
 //! `EdgewardError` objects, and the browser-side randomness. The logic itself is host-tested in
-//! [`super::api`] and [`super::ratelimit`].
+//! [`super::verify`](mod@super::verify), [`super::cookies`], [`super::tokens`] and [`super::ratelimit`].
 
 use super::testkit::Issuer;
 use super::*;
@@ -122,7 +122,7 @@ fn pkce_and_random_tokens() {
     let pair = back(&pkce_pair().unwrap());
     let verifier = pair["verifier"].as_str().unwrap();
     assert_eq!(verifier.len(), 43);
-    assert_eq!(pair["challenge"].as_str(), Some(api::pkce_challenge(verifier).as_str()));
+    assert_eq!(pair["challenge"].as_str(), Some(tokens::pkce_challenge(verifier).as_str()));
     assert_eq!(pair["method"], "S256");
     assert_ne!(back(&pkce_pair().unwrap())["verifier"], pair["verifier"]);
     assert_eq!(random_token(JsValue::UNDEFINED).unwrap().len(), 43);

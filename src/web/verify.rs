@@ -1,0 +1,263 @@
+//! `verify` and `explain`: the JS policy object mapped onto the configuration schema
+//! ([`policy_from_js`]), then the core pipeline's JWT step. Every decision is the core's.
+
+use super::error::WebError;
+use crate::core::config::Policy;
+use crate::core::crypto::NativeBackend;
+use crate::core::pipeline::Gate;
+use serde_json::{json, Map, Value};
+
+/// The origin of the configuration the JS policy is mapped onto. The JS API never forwards
+/// anything; the configuration schema only demands an origin.
+pub(super) const UNUSED_ORIGIN: &str = "https://origin.invalid";
+
+/// The JS policy's fields and their names in the configuration (`issuers[0].*` or top level).
+const POLICY_FIELDS: [(&str, &str, bool); 6] = [
+    ("issuer", "issuer", true),
+    ("audiences", "audiences", true),
+    ("algorithms", "algorithms", true),
+    ("leewaySecs", "leeway_secs", false),
+    ("maxLifetimeSecs", "max_lifetime_secs", false),
+    ("requireExp", "require_exp", false),
+];
+
+/// Builds the core [`Policy`] from the JS policy object
+/// `{issuer, audiences?, algorithms, leewaySecs?, maxLifetimeSecs?, requireExp?}` and a JWK Set:
+/// the same configuration document the Worker reads, with one issuer whose keys are inline.
+/// Validation (and every default) is the core's; errors name the JS field.
+pub fn policy_from_js(policy: &Value, jwks: Value) -> Result<Policy, WebError> {
+    let obj = policy.as_object().ok_or_else(|| WebError::config("policy", "must be an object"))?;
+    if !obj.contains_key("issuer") {
+        return Err(WebError::config("issuer", "required (a string, or null to leave iss unchecked)"));
+    }
+    let mut issuer = Map::new();
+    let mut config = Map::new();
+    for (name, value) in obj {
+        let Some((_, config_name, per_issuer)) = POLICY_FIELDS.iter().find(|(js, _, _)| js == name) else {
+            return Err(WebError::config(name.as_str(), "unknown field"));
+        };
+        let target = if *per_issuer { &mut issuer } else { &mut config };
+        target.insert((*config_name).to_string(), value.clone());
+    }
+    issuer.insert("jwks".into(), jwks);
+    config.insert("issuers".into(), Value::Array(vec![Value::Object(issuer)]));
+    config.insert("origin".into(), UNUSED_ORIGIN.into());
+    Policy::from_json(&Value::Object(config).to_string()).map_err(|e| WebError::config(js_field(&e.field), e.message))
+}
+
+/// The JS name of a configuration field path (`issuers[0].algorithms[1]` → `algorithms[1]`).
+fn js_field(config_field: &str) -> String {
+    let rest = config_field.strip_prefix("issuers[0]").map(|r| r.trim_start_matches('.')).unwrap_or(config_field);
+    if rest.is_empty() || rest == "EDGEWARD_CONFIG" {
+        return "policy".into();
+    }
+    let (head, tail) = rest.find(['.', '[']).map_or((rest, ""), |i| rest.split_at(i));
+    match POLICY_FIELDS.iter().find(|(_, c, _)| *c == head) {
+        Some((js, _, _)) => format!("{js}{tail}"),
+        None => rest.to_string(),
+    }
+}
+
+/// Verifies `token` at `now` with the policy's inline keys: the core pipeline's JWT step
+/// ([`Gate::verify_inline`], as the gate runs it). Returns the verified claims.
+pub fn verify(token: &str, policy: &Policy, now: i64) -> Result<Map<String, Value>, WebError> {
+    let gate = Gate::new(policy.clone());
+    let (verified, _) = gate.verify_inline(token, NativeBackend, now, false);
+    Ok(verified?.claims().clone())
+}
+
+/// One step of [`explain`].
+fn step(out: &mut Vec<Value>, name: &str, result: Result<String, &WebError>) {
+    let (result, detail) = match result {
+        Ok(detail) => ("pass", detail),
+        Err(e) => ("fail", format!("{} ({})", e.message, e.code)),
+    };
+    out.push(json!({"step": name, "result": result, "detail": detail}));
+}
+
+/// The steps [`explain`] reports, in the core's order.
+pub const STEPS: [&str; 6] = ["policy", "parse", "issuer", "key", "signature", "claims"];
+
+/// Runs the core pipeline's JWT step ([`Gate::verify_inline`]) with its trace on and reports
+/// the steps it took, stopping at the first failure (later steps are `skipped`). The verdict
+/// and code are the ones [`verify`] gives, because it is the same run.
+pub fn explain(token: &str, policy: &Value, jwks: Value, now: i64) -> Value {
+    let mut steps = Vec::new();
+    let outcome = explain_steps(token, policy, jwks, now, &mut steps);
+    for name in STEPS.iter().skip(steps.len()) {
+        steps.push(json!({"step": name, "result": "skipped", "detail": "not reached"}));
+    }
+    match outcome {
+        Ok(claims) => json!({"verdict": "accept", "code": null, "message": null, "steps": steps, "claims": claims, "nowSecs": now}),
+        Err(e) => json!({"verdict": "reject", "code": e.code, "message": e.message, "steps": steps, "claims": null, "nowSecs": now}),
+    }
+}
+
+fn explain_steps(token: &str, policy: &Value, jwks: Value, now: i64, steps: &mut Vec<Value>) -> Result<Map<String, Value>, WebError> {
+    let policy = match policy_from_js(policy, jwks) {
+        Ok(p) => p,
+        Err(e) => {
+            step(steps, "policy", Err(&e));
+            return Err(e);
+        }
+    };
+    let detail = policy.issuers.first().map_or(String::new(), |i| {
+        let algs: Vec<&str> = i.algorithms.iter().map(|a| a.name()).collect();
+        format!(
+            "issuer {}, audiences {}, algorithms {}, {} key(s), leeway {} s",
+            i.issuer.as_deref().map_or("not checked".into(), |s| format!("{s:?}")),
+            if i.audiences.is_empty() { "not checked".into() } else { format!("{:?}", i.audiences) },
+            algs.join(" "),
+            i.inline_keys.keys.len(),
+            policy.leeway_secs
+        )
+    });
+    step(steps, "policy", Ok(detail));
+    let gate = Gate::new(policy);
+    let (verified, log) = gate.verify_inline(token, NativeBackend, now, true);
+    for s in log.trace.unwrap_or_default() {
+        match s.outcome {
+            Ok(detail) => step(steps, s.name, Ok(detail)),
+            Err(e) => step(steps, s.name, Err(&WebError::from(e))),
+        }
+    }
+    Ok(verified?.claims().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::json::b64url_encode as enc;
+
+    use crate::web::testkit::Issuer;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn js_policy() -> Value {
+        json!({"issuer": "https://id.example", "audiences": ["api://demo"], "algorithms": ["EdDSA"]})
+    }
+
+    fn claims(exp: i64) -> Value {
+        json!({"iss": "https://id.example", "aud": "api://demo", "sub": "user-42", "iat": NOW - 10, "exp": exp})
+    }
+
+    #[test]
+    fn maps_js_policy_onto_the_config_schema() {
+        let iss = Issuer::new("k1");
+        let p = policy_from_js(&json!({"issuer": null, "algorithms": ["EdDSA"], "leewaySecs": 5, "maxLifetimeSecs": null, "requireExp": false}), iss.jwks())
+            .unwrap();
+        assert_eq!((p.leeway_secs, p.max_lifetime_secs, p.require_exp), (5, None, false));
+        assert_eq!(p.issuers[0].issuer, None);
+        assert_eq!(p.issuers[0].inline_keys.keys.len(), 1);
+        let p = policy_from_js(&js_policy(), iss.jwks()).unwrap();
+        assert_eq!((p.leeway_secs, p.max_lifetime_secs, p.require_exp), (60, Some(86_400), true), "the core's defaults");
+        assert_eq!(p.issuers[0].audiences, vec!["api://demo".to_string()]);
+    }
+
+    #[test]
+    fn policy_errors_name_the_js_field() {
+        let jwks = Issuer::new("k1").jwks();
+        let field = |policy: Value, jwks: Value| {
+            let e = policy_from_js(&policy, jwks).unwrap_err();
+            assert_eq!(e.code, "config_invalid");
+            e.field.unwrap()
+        };
+        assert_eq!(field(json!({"issuer": "x", "algorithms": ["EdDSA", "none"]}), jwks.clone()), "algorithms[1]");
+        assert_eq!(field(json!({"issuer": "x", "algorithms": ["EdDSA"], "leewaySecs": -1}), jwks.clone()), "leewaySecs");
+        assert_eq!(field(json!({"issuer": "x", "algorithms": ["EdDSA"], "leeway": 1}), jwks.clone()), "leeway");
+        assert_eq!(field(json!({"algorithms": ["EdDSA"]}), jwks.clone()), "issuer");
+        assert_eq!(field(json!({"issuer": "x"}), jwks.clone()), "policy", "missing algorithms is reported on the policy");
+        assert_eq!(field(json!({"issuer": "x", "algorithms": ["EdDSA"]}), json!({"nokeys": []})), "jwks");
+        assert_eq!(field(json!({"issuer": "x", "algorithms": ["EdDSA"], "audiences": [""]}), jwks.clone()), "audiences[0]");
+        assert_eq!(field(json!(["issuer"]), jwks), "policy");
+        // HS* with an asymmetric key set: the core's rule, reported on jwks.
+        let oct = json!({"keys": [{"kty": "oct", "k": enc(&[1u8; 32])}]});
+        assert_eq!(field(json!({"issuer": "x", "algorithms": ["EdDSA"]}), oct), "jwks");
+    }
+
+    #[test]
+    fn verify_gives_claims_or_the_workers_reason_code() {
+        let iss = Issuer::new("k1");
+        let p = policy_from_js(&js_policy(), iss.jwks()).unwrap();
+        let good = iss.token(claims(NOW + 3600));
+        assert_eq!(verify(&good, &p, NOW).unwrap()["sub"], "user-42");
+        let expired = iss.token(claims(NOW - 3600));
+        let e = verify(&expired, &p, NOW).unwrap_err();
+        assert_eq!((e.code, e.status), ("expired", Some(401)));
+        let parts: Vec<&str> = good.split('.').collect();
+        let forged_claims = enc(json!({"iss": "https://id.example", "aud": "api://demo", "sub": "admin", "exp": NOW + 3600}).to_string().as_bytes());
+        let tampered = format!("{}.{forged_claims}.{}", parts[0], parts[2]);
+        assert_eq!(verify(&tampered, &p, NOW).unwrap_err().code, "bad_signature");
+        let other = Issuer::new("k1").token(claims(NOW + 3600));
+        assert_eq!(verify(&other, &p, NOW).unwrap_err().code, "bad_signature", "same kid, another key");
+        assert_eq!(verify("a.b", &p, NOW).unwrap_err().code, "malformed_token");
+    }
+
+    /// The verdict and code of `explain` are those of `verify`, for every kind of token.
+    #[test]
+    fn explain_agrees_with_verify() {
+        let iss = Issuer::new("k1");
+        let rogue = Issuer::new("k1");
+        let p = policy_from_js(&js_policy(), iss.jwks()).unwrap();
+        let mut tokens = vec![
+            iss.token(claims(NOW + 3600)),
+            iss.token(claims(NOW - 3600)),
+            iss.token(json!({"iss": "https://id.example", "aud": "api://other", "exp": NOW + 60})),
+            iss.token(json!({"iss": "https://other", "aud": "api://demo", "exp": NOW + 60})),
+            iss.token(json!({"iss": "https://id.example", "aud": "api://demo"})),
+            iss.token(json!({"iss": "https://id.example", "aud": "api://demo", "exp": NOW + 60, "nbf": NOW + 3600})),
+            iss.token(json!({"iss": "https://id.example", "aud": "api://demo", "exp": NOW + 999_999})),
+            iss.sign(json!({"alg": "EdDSA", "kid": "nope"}), claims(NOW + 60)),
+            iss.sign(json!({"alg": "ES256", "kid": "k1"}), claims(NOW + 60)),
+            iss.sign(json!({"alg": "none"}), claims(NOW + 60)),
+            iss.sign(json!({"alg": "EdDSA", "crit": ["x"]}), claims(NOW + 60)),
+            rogue.token(claims(NOW + 3600)),
+            "x.y.z".into(),
+            "".into(),
+        ];
+        tokens.push(tokens[0].replace('.', ".."));
+        for t in &tokens {
+            let want = verify(t, &p, NOW).map_err(|e| e.code);
+            let got = explain(t, &js_policy(), iss.jwks(), NOW);
+            match &want {
+                Ok(_) => assert_eq!((got["verdict"].as_str(), &got["code"]), (Some("accept"), &Value::Null), "{t}"),
+                Err(code) => assert_eq!((got["verdict"].as_str(), got["code"].as_str()), (Some("reject"), Some(*code)), "{t}"),
+            }
+            let steps = got["steps"].as_array().unwrap();
+            assert_eq!(steps.iter().map(|s| s["step"].as_str().unwrap()).collect::<Vec<_>>(), STEPS);
+            let fails = steps.iter().filter(|s| s["result"] == "fail").count();
+            assert_eq!(fails, usize::from(want.is_err()), "exactly one failing step on reject: {got}");
+        }
+    }
+
+    #[test]
+    fn explain_reports_each_step() {
+        let iss = Issuer::new("k1");
+        let got = explain(&iss.token(claims(NOW - 3600)), &js_policy(), iss.jwks(), NOW);
+        let results: Vec<&str> = got["steps"].as_array().unwrap().iter().map(|s| s["result"].as_str().unwrap()).collect();
+        assert_eq!(results, ["pass", "pass", "pass", "pass", "pass", "fail"]);
+        assert!(got["steps"][5]["detail"].as_str().unwrap().contains("(expired)"));
+        let got = explain("x", &json!({"issuer": "x"}), iss.jwks(), NOW);
+        let results: Vec<&str> = got["steps"].as_array().unwrap().iter().map(|s| s["result"].as_str().unwrap()).collect();
+        assert_eq!(results, ["fail", "skipped", "skipped", "skipped", "skipped", "skipped"]);
+        assert_eq!(got["code"], "config_invalid");
+        let got = explain(&iss.token(claims(NOW + 60)), &js_policy(), iss.jwks(), NOW);
+        assert_eq!(got["claims"]["sub"], "user-42");
+        assert!(got["steps"][3]["detail"].as_str().unwrap().contains("OKP Ed25519"));
+    }
+
+    #[test]
+    fn hmac_keys_are_never_shown() {
+        let secret = [0x5au8; 32];
+        let k = enc(&secret);
+        let jwks = json!({"keys": [{"kty": "oct", "k": k, "kid": "h"}]});
+        let policy = json!({"issuer": "https://id.example", "algorithms": ["HS256"]});
+        let input = format!("{}.{}", enc(br#"{"alg":"HS256","kid":"h"}"#), enc(claims(NOW + 60).to_string().as_bytes()));
+        use jwt_simple::prelude::*;
+        let tag = jwt_simple::prelude::HS256Key::from_bytes(&secret).authentication_tag(input.as_bytes());
+        let token = format!("{input}.{}", enc(&tag));
+        let got = explain(&token, &policy, jwks, NOW);
+        assert_eq!(got["verdict"], "accept", "{got}");
+        assert!(!got.to_string().contains(&k), "the secret never appears in the explanation");
+    }
+}
