@@ -6,7 +6,7 @@
 //! is plain Rust over `serde_json` values, host-tested, in the module of its concern:
 //! [`verify`](mod@verify) (`verify`, `explain`), [`cookies`] (`lintSetCookie`), [`tokens`]
 //! (`decodeUnverified`, `refreshAt`, `pkcePair`, `randomToken`, `nonce`, `checkApiKey`) and
-//! [`ratelimit`] (`parseRateLimit`), with the shared [`error::WebError`]. Policy
+//! [`ratelimit_headers`] (`parseRateLimit`), with the shared [`error::WebError`]. Policy
 //! decisions are the core's.
 //!
 //! Names are camelCase in JS. Errors are `Error` objects named `EdgewardError` with `code`
@@ -16,7 +16,7 @@
 
 pub mod cookies;
 pub mod error;
-pub mod ratelimit;
+pub mod ratelimit_headers;
 pub mod tokens;
 pub mod verify;
 
@@ -387,7 +387,7 @@ pub fn parse_rate_limit(
     let get = Reflect::get(&headers, &"get".into()).ok().and_then(|f| f.dyn_into::<Function>().ok());
     let info = match get {
         // A Headers object: its `get` is case-insensitive and joins repeated fields with ", ".
-        Some(get) => ratelimit::parse_rate_limit(|name| get.call1(&headers, &name.into()).ok().and_then(|v| v.as_string()), now),
+        Some(get) => ratelimit_headers::parse_rate_limit(|name| get.call1(&headers, &name.into()).ok().and_then(|v| v.as_string()), now),
         None => {
             let mut fields: Vec<(String, String)> = Vec::new();
             for entry in Object::entries(headers.unchecked_ref::<Object>()).iter() {
@@ -406,7 +406,7 @@ pub fn parse_rate_limit(
                     fields.push((name.to_ascii_lowercase(), value));
                 }
             }
-            ratelimit::parse_rate_limit(
+            ratelimit_headers::parse_rate_limit(
                 |name| {
                     let values: Vec<&str> = fields.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect();
                     (!values.is_empty()).then(|| values.join(", "))

@@ -1,6 +1,6 @@
 //! The JS boundary, run in Node by `wasm-pack test --node`: argument conversion, camelCase names,
 //! `EdgewardError` objects, and the browser-side randomness. The logic itself is host-tested in
-//! [`super::verify`](mod@super::verify), [`super::cookies`], [`super::tokens`] and [`super::ratelimit`].
+//! [`super::verify`](mod@super::verify), [`super::cookies`], [`super::tokens`] and [`super::ratelimit_headers`].
 
 use super::testkit::Issuer;
 use super::*;

@@ -3,6 +3,9 @@
 //! `RateLimit-Remaining` and `RateLimit-Reset` fields, and `Retry-After` (RFC 9110 §10.2.3).
 //! Pure: header values and `now` in, numbers out. A header that does not parse is ignored, as
 //! RFC 9651 asks of structured fields, so a bad header never becomes a wrong number.
+//!
+//! This reads the limits a server reports; it is not the rate limiter (that is
+//! [`crate::core::ratelimit`]).
 
 use serde::Serialize;
 
