@@ -92,7 +92,8 @@ fn retry_after(v: &str, now: i64) -> Option<i64> {
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7) to Unix seconds.
-/// The obsolete RFC 850 and asctime forms are not accepted.
+/// The obsolete RFC 850 and asctime forms are not accepted. (Not the `httpdate` crate: it accepts
+/// them, and refuses dates before 1970 and a weekday that does not match the date.)
 fn imf_fixdate(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     // ASCII only: every slice below is then on a character boundary.
