@@ -547,37 +547,67 @@ function cdp(url) {
       return new Promise((resolve, reject) => {
         pending.set(n, { resolve, reject });
         setTimeout(() => {
-          if (pending.delete(n)) reject(new Error(`${method}: no answer in 60 s`));
-        }, 60000);
+          if (pending.delete(n)) reject(new Error(`${method}: no answer in 20 s`));
+        }, 20000);
       });
     },
     close: () => ws.close(),
   };
 }
 
-/** A readable name for a profile frame: Rust hashes dropped, anonymous functions by place. */
-function frameName(cf) {
+/**
+ * A readable name for a profile frame: Rust hashes dropped; JavaScript functions with their place
+ * (the Worker's handler is `fetch (index.js:N)`, the runtime's fetch plain `fetch`); anonymous
+ * wasm-bindgen glue by the import it implements (`glue.get(scriptId:line:col)`).
+ */
+function frameName(cf, glue) {
   const name = (cf.functionName || '').replace(/::h[0-9a-f]{16}$/, '').replace(/__rustc\[[0-9a-f]+\]::/, '');
   const file = cf.url ? cf.url.replace(/^.*\//, '') : '';
-  if (name) return name;
-  return file ? `(anonymous) ${file}:${cf.lineNumber + 1}` : '';
+  if (!cf.url || /^\(.*\)$/.test(name) || /\.wasm/.test(cf.url) || cf.url.startsWith('wasm://')) return name;
+  const where = `${file}:${cf.lineNumber + 1}`;
+  const g = glue?.get(`${cf.scriptId}:${cf.lineNumber}:${cf.columnNumber}`);
+  if (!name) return g ? `${g} (glue, ${where})` : `(anonymous) ${where}`;
+  return `${name} (${where})`;
 }
 
 function frameKind(cf) {
   const name = cf.functionName || '';
-  if ((cf.url || '').startsWith('wasm://') || /^wasm-function|^(js-to-wasm|wasm-to-js)/.test(name) || /\.wasm/.test(cf.url || '')) return 'wasm';
+  if ((cf.url || '').startsWith('wasm://') || /\.wasm/.test(cf.url || '') || /^(js-to-wasm|wasm-to-js)/.test(name)) return 'wasm';
   if (/^\((program|garbage collector|root|idle)\)$/.test(name)) return 'vm';
   if (cf.url) return 'js';
   return 'native';
 }
 
 /**
- * Self and inclusive time per function. The sampler records what is on the isolate's thread at
- * each tick, wall time: on a loaded machine a preempted thread still counts, so shares matter,
- * not absolute times. A native frame without a name (workerd's C++ behind a JS call, such as
- * console.log) is named after the nearest caller that has a name.
+ * Where each gate's isolate time goes, by what is on the stack: the first group (in order) whose
+ * test matches a sample's frames takes it. `labels` is the set of the sample's frame names (the
+ * sampled frame and its callers), `self` the sampled frame's name.
  */
-function summarizeProfile(profile) {
+const GROUPS = {
+  edgeward: [
+    ['decision log line (serialized in Rust, console.log)', (labels) => labels.has('edgeward::worker::gate::emit') || [...labels].some((l) => /console::log/.test(l))],
+    ['origin subrequest (fetch)', (labels) => [...labels].some((l) => /^worker::global::Fetch::send/.test(l))],
+    ['response rebuilt for the client (new Response, headers)', (labels) => [...labels].some((l) => /gen_Response::Response::(new_with|headers)|From<worker::response::Response>/.test(l))],
+    ['the rest of the gate in wasm (decision: token cache, revocations, limits, request canonicalization, forward plan; inlined) and its JS glue', (labels) => [...labels].some((l) => /^edgeward::|^js-to-wasm|\(glue, |^\(anonymous\) index\.js:/.test(l))],
+    ['runtime outside the Worker\'s code', () => true],
+  ],
+  jose: [
+    ['decision log line (console.log)', (labels, self) => /^\(native, called by fetch \(/.test(self) || [...labels].some((l) => /^(formatLog|formatWithOptions)/.test(l))],
+    ['WebCrypto verify (native)', (labels, self) => self === 'verify'],
+    ['origin subrequest (fetch)', (labels) => labels.has('fetch') || labels.has('(native, called by fetch)')],
+    // After an await, jose's code resumes from the microtask queue, not under the handler.
+    ['jose and the handler in JavaScript (JWKS lookup, JWS and claims checks, headers)', (labels) => [...labels].some((l) => / \(index\.js:\d+\)$|^\(anonymous\) index\.js:/.test(l))],
+    ['runtime outside the Worker\'s code', () => true],
+  ],
+};
+
+/**
+ * Self and inclusive time per function and per group. The sampler records what is on the
+ * isolate's thread at each tick, wall time: on a loaded machine a preempted thread still counts,
+ * so shares matter, not absolute times. A native frame without a name (workerd's C++ behind a
+ * JavaScript call, such as console.log) is named after the nearest caller that has a name.
+ */
+function summarizeProfile(profile, groups, glue) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -586,14 +616,14 @@ function summarizeProfile(profile) {
     if (labels.has(id)) return labels.get(id);
     const n = byId.get(id);
     const cf = n.callFrame;
-    let label = frameName(cf);
+    let label = frameName(cf, glue);
     const kind = frameKind(cf);
     if (!label) {
       let p = parent.get(id);
       let caller = null;
       while (p !== undefined) {
-        const pn = frameName(byId.get(p).callFrame);
-        if (pn && !pn.startsWith('(anonymous)') && !/^(js-to-wasm|wasm-to-js)/.test(pn) && pn !== '(root)') {
+        const pn = frameName(byId.get(p).callFrame, glue);
+        if (pn && !pn.startsWith('(anonymous)') && !/\(glue, /.test(pn) && !/^(js-to-wasm|wasm-to-js)/.test(pn) && pn !== '(root)') {
           caller = pn;
           break;
         }
@@ -610,6 +640,7 @@ function summarizeProfile(profile) {
   };
   const selfMs = new Map();
   const inclMs = new Map();
+  const groupMs = new Map((groups ?? []).map(([g]) => [g, 0]));
   const kinds = {};
   let busy = 0;
   let idle = 0;
@@ -623,23 +654,58 @@ function summarizeProfile(profile) {
     }
     busy += dt;
     kinds[v.kind] = (kinds[v.kind] ?? 0) + dt;
-    const key = v.label;
-    const e = selfMs.get(key) ?? { name: key, kind: v.kind, ms: 0 };
+    const e = selfMs.get(v.label) ?? { name: v.label, kind: v.kind, ms: 0 };
     e.ms += dt;
-    selfMs.set(key, e);
+    selfMs.set(v.label, e);
     for (const l of v.chain) inclMs.set(l, (inclMs.get(l) ?? 0) + dt);
+    const g = (groups ?? []).find(([, test]) => test(v.chain, v.label));
+    if (g) groupMs.set(g[0], groupMs.get(g[0]) + dt);
   }
   const top = [...selfMs.values()].sort((a, b) => b.ms - a.ms).slice(0, 25).map((r) => ({ ...r, share: r.ms / busy, incl_share: (inclMs.get(r.name) ?? 0) / busy }));
   const inclusive = [...inclMs].filter(([l]) => l !== '(root)').sort((a, b) => b[1] - a[1]).slice(0, 40).map(([name, ms]) => ({ name, ms, share: ms / busy }));
   return {
     busy_ms: busy, idle_ms: idle,
     kinds: Object.fromEntries(Object.entries(kinds).map(([k, ms]) => [k, { ms, share: ms / busy }])),
+    groups: [...groupMs].map(([name, ms]) => ({ name, ms, share: ms / busy })),
     top, inclusive,
-    wasm_named: top.some((r) => r.kind === 'wasm' && !/^wasm-function|^\$?func\d+$/.test(r.name)),
   };
 }
 
-async function profileGate(g, token) {
+/**
+ * Names the anonymous functions of the Worker's script that are wasm-bindgen glue (the
+ * `__wbg_NAME_HASH: function (…) {…}` import table): the script's source comes from
+ * Debugger.getScriptSource, asked after the profile is taken.
+ */
+async function glueNames(c, profile) {
+  const frames = profile.nodes.map((n) => n.callFrame).filter((cf) => !cf.functionName && cf.url && cf.scriptId && !/\.wasm|^wasm:/.test(cf.url));
+  const glue = new Map();
+  if (!frames.length) return glue;
+  await c.send('Debugger.enable');
+  try {
+    const sources = new Map();
+    for (const cf of frames) {
+      if (!sources.has(cf.scriptId)) {
+        try {
+          sources.set(cf.scriptId, (await c.send('Debugger.getScriptSource', { scriptId: cf.scriptId })).scriptSource.split('\n'));
+        } catch {
+          sources.set(cf.scriptId, null);
+        }
+      }
+      const lines = sources.get(cf.scriptId);
+      if (!lines) continue;
+      // The property name just before the function's position (same line, else the line above).
+      const here = (lines[cf.lineNumber] ?? '').slice(0, cf.columnNumber + 1);
+      const m = /(__wbg_[A-Za-z0-9_]+?|__wbindgen_[A-Za-z0-9_]+?)(?:_[0-9a-f]{16})?\s*:\s*(?:function)?\s*\(?[^:]*$/.exec(here)
+        ?? /(__wbg_[A-Za-z0-9_]+?|__wbindgen_[A-Za-z0-9_]+?)(?:_[0-9a-f]{16})?\s*:\s*(?:function)?[^:]*$/.exec(lines[cf.lineNumber - 1] ?? '');
+      if (m) glue.set(`${cf.scriptId}:${cf.lineNumber}:${cf.columnNumber}`, m[1]);
+    }
+  } finally {
+    await c.send('Debugger.disable').catch(() => {});
+  }
+  return glue;
+}
+
+async function profileGate(g, token, groups) {
   const target = await inspectorTarget(g.inspector);
   const c = cdp(target.webSocketDebuggerUrl);
   await c.open;
@@ -656,7 +722,13 @@ async function profileGate(g, token) {
       fs.writeFileSync(file, JSON.stringify(profile));
       log(`wrote ${file} (open it in Chrome DevTools, Performance tab)`);
     }
-    return { target: target.title ?? target.url ?? null, wrk: load, ...summarizeProfile(profile) };
+    let glue = new Map();
+    try {
+      glue = await glueNames(c, profile);
+    } catch (e) {
+      log(`glue names not resolved: ${e.message ?? e}`);
+    }
+    return { target: target.title ?? target.url ?? null, wrk: load, ...summarizeProfile(profile, groups, glue) };
   } finally {
     c.close();
   }
@@ -667,21 +739,30 @@ async function profiles(tokens, jwks, origin, joseLog, joseNolog) {
   const namesMain = path.join(ROOT, NAMES_DIR, 'index.js');
   const dir = fs.existsSync(namesMain) ? NAMES_DIR : GATE_DIR;
   if (dir !== NAMES_DIR) log(`${NAMES_DIR}/ is missing: profiling ${GATE_DIR}/ (wasm names stripped)`);
+  const errors = {};
   const g = await startWrangler('profile-edgeward', gateWranglerConfig(dir, 'profile'), { EDGEWARD_CONFIG: JSON.stringify(edgewardConfig(jwks, origin, 'edgeward-profile')) });
   try {
     await verifyGate(g, tokens, origin);
     await wrk(g, tokens.token, WARMUP_SECS);
-    out.edgeward = { build: dir, ...(await profileGate(g, tokens.token)) };
+    out.edgeward = { build: dir, ...(await profileGate(g, tokens.token, GROUPS.edgeward)) };
     log(`profile edgeward (${dir}): ${out.edgeward.busy_ms.toFixed(0)} ms busy, ${out.edgeward.wrk.requests} requests`);
+  } catch (e) {
+    log(`profile edgeward failed: ${e.message ?? e}`);
+    errors.edgeward = String(e.message ?? e);
   } finally {
     await g.stop();
   }
   // The jose gates of the throughput runs (already warm), with and without their log line.
   for (const [name, g] of [['jose_log', joseLog], ['jose_nolog', joseNolog]]) {
-    out[name] = await profileGate(g, tokens.token);
-    log(`profile ${name}: ${out[name].busy_ms.toFixed(0)} ms busy, ${out[name].wrk.requests} requests`);
+    try {
+      out[name] = await profileGate(g, tokens.token, GROUPS.jose);
+      log(`profile ${name}: ${out[name].busy_ms.toFixed(0)} ms busy, ${out[name].wrk.requests} requests`);
+    } catch (e) {
+      log(`profile ${name} failed: ${e.message ?? e}`);
+      errors[name] = String(e.message ?? e);
+    }
   }
-  return out;
+  return { profiles: out, errors };
 }
 
 // ------------------------------------------------------------------------------------------
@@ -739,10 +820,9 @@ function markdown(r) {
     L.push('');
   }
   if (r.profile) {
-    const p0 = Object.values(r.profile)[0];
     L.push('### Where the time goes: V8 CPU profiles under the same load');
     L.push('');
-    L.push(`${PROFILE_SECS} s of the same wrk load per gate with V8's sampling profiler on (100 µs interval), started and stopped over wrangler's inspector (\`--inspector-port\`; Chrome DevTools protocol over a WebSocket: \`Profiler.enable\`, \`start\`, \`stop\`). Edgeward profiled from \`${r.profile.edgeward.build}/\`${r.profile.edgeward.build === r.names_dir ? ' (the same source built with `EDGEWARD_KEEP_NAMES=1`, so wasm functions have their Rust names)' : ' (wasm names stripped)'}, in its own \`wrangler dev\`; the jose gates are the throughput runs' instances. The profiler sees the Worker's isolate thread only — not workerd's proxy Worker, nor its network code outside JavaScript calls — and samples wall time on that thread: on this loaded machine a preempted thread still counts, so read shares, not absolute times. A native frame without a name (workerd's C++ behind a JavaScript call) is named after its nearest named caller; *(native, top level)* is workerd's own work in the isolate outside any Worker function (request and response plumbing, promise resolution). The profiler slows every gate: the req/s figures here are not comparable with the table above. ${p0 ? '' : ''}`);
+    L.push(`${PROFILE_SECS} s of the same wrk load per gate with V8's sampling profiler on (100 µs interval), started and stopped over wrangler's inspector (\`--inspector-port\`; Chrome DevTools protocol over a WebSocket: \`Profiler.enable\`, \`start\`, \`stop\`). Edgeward profiled from \`${r.profile.edgeward?.build}/\`${r.profile.edgeward?.build === r.names_dir ? ' (the same source built with `EDGEWARD_KEEP_NAMES=1`, so wasm functions have their Rust names)' : ' (wasm names stripped)'}, in its own \`wrangler dev\`; the jose gates are the throughput runs' instances. The profiler sees the Worker's isolate thread only — not workerd's proxy Worker, nor its network code outside JavaScript calls — and samples wall time on that thread: on this loaded machine a preempted thread still counts, so read shares, not absolute times. A native frame without a name (workerd's C++ behind a JavaScript call) is named after its nearest named caller; *(native, top level)* is workerd's own work in the isolate outside any Worker function (request and response plumbing, promise resolution). The profiler slows every gate: the req/s figures here are not comparable with the table above. Raw profiles: \`${r.profile_out ?? '(not kept: --profile-out DIR)'}\`.`);
     L.push('');
     L.push('| gate | requests | req/s while profiling | busy samples, ms | idle, ms | by kind (share of busy) |');
     L.push('|---|---:|---:|---:|---:|---|');
@@ -751,12 +831,20 @@ function markdown(r) {
       L.push(`| ${gateLabel[name]} | ${f0(p.wrk.requests)} | ${f0(p.wrk.rps)} | ${f0(p.busy_ms)} | ${f0(p.idle_ms)} | ${Object.entries(p.kinds).sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => `${k} ${f0(v.share * 100)} %`).join(', ')} |`);
     }
     L.push('');
+    L.push('Where the isolate\'s busy time goes (each sample counted once, in the first group its stack matches):');
+    L.push('');
+    L.push('| gate | part | share of busy |');
+    L.push('|---|---|---:|');
+    for (const [name, p] of Object.entries(r.profile)) {
+      for (const x of p.groups) L.push(`| ${gateLabel[name]} | ${x.name} | ${f1(x.share * 100)} % |`);
+    }
+    L.push('');
     for (const [name, p] of Object.entries(r.profile)) {
       L.push(`Top self time, ${gateLabel[name]}:`);
       L.push('');
       L.push('| function | kind | self % of busy | inclusive % |');
       L.push('|---|---|---:|---:|');
-      for (const x of p.top.slice(0, name === 'edgeward' ? 15 : 10)) {
+      for (const x of p.top.slice(0, name === 'edgeward' ? 12 : 8)) {
         L.push(`| \`${x.name.replace(/\|/g, '\\|').slice(0, 110)}\` | ${x.kind} | ${f1(x.share * 100)} | ${f1(x.incl_share * 100)} |`);
       }
       L.push('');
@@ -765,7 +853,7 @@ function markdown(r) {
     if (e) {
       // Inclusive time of Edgeward's own functions and the runtime calls they make (wrappers that
       // hold nearly every sample are left out).
-      const rows = e.inclusive.filter((x) => /^(edgeward|worker|web_sys)::/.test(x.name) && x.share < 0.9).slice(0, 15);
+      const rows = e.inclusive.filter((x) => /^(edgeward|worker|web_sys)::/.test(x.name) && x.share < 0.9).slice(0, 10);
       L.push('Inclusive time of Edgeward\'s functions (and the runtime bindings they call), share of busy samples:');
       L.push('');
       L.push('| function | inclusive % |');
@@ -774,8 +862,8 @@ function markdown(r) {
       L.push('');
     }
   }
-  if (r.profile_error) {
-    L.push(`Profile: not taken (${r.profile_error}).`);
+  for (const [name, e] of Object.entries(r.profile_errors ?? {})) {
+    L.push(`Profile of ${name}: not taken (${e}).`);
     L.push('');
   }
   return L.join('\n');
@@ -813,17 +901,15 @@ async function main() {
       }
     })),
     build_note: opt('build-note', '').trim(),
+    profile_out: PROFILE_OUT,
   };
   let gates = null;
   if (ONLY.has('throughput') || ONLY.has('profile')) gates = await startThroughputGates(tokens, jwks, origin);
   if (ONLY.has('throughput')) result.throughput = await throughput(gates, tokens);
   if (ONLY.has('profile')) {
-    try {
-      result.profile = await profiles(tokens, jwks, origin, gates.jose_log, gates.jose_nolog);
-    } catch (e) {
-      log(`profile failed: ${e.stack ?? e}`);
-      result.profile_error = String(e.message ?? e);
-    }
+    const { profiles: p, errors } = await profiles(tokens, jwks, origin, gates.jose_log, gates.jose_nolog);
+    if (Object.keys(p).length) result.profile = p;
+    if (Object.keys(errors).length) result.profile_errors = errors;
   }
   if (gates) for (const g of Object.values(gates)) await g.stop();
   if (ONLY.has('cold')) result.cold = await coldStart(tokens, jwks, origin);

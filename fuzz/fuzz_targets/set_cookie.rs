@@ -15,8 +15,9 @@
 //! `Expires` dates are read with the core's own cookie-date algorithm (copied here), so only
 //! which attribute counts is compared, not date syntax.
 //!
-//! Known violations found by this target can be tolerated while the fix is pending, so the rest
-//! keeps being fuzzed: `EDGEWARD_FUZZ_ALLOW=cookie-invalid-last,cookie-1024` (see fuzz/README.md).
+//! Known violations found by this target can be tolerated while a fix is pending, so the rest
+//! keeps being fuzzed: `EDGEWARD_FUZZ_ALLOW=cookie-invalid-last,cookie-1024` (see fuzz/README.md;
+//! both are fixed, so runs leave it unset).
 #![no_main]
 
 mod common;
