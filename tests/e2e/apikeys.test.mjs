@@ -145,7 +145,14 @@ describe('API keys', { timeout: 300_000 }, () => {
     assert.equal(dis.status, 200, dis.text);
     assert.equal(dis.json().status, 'disabled');
     assert.equal(dis.json().revoked, true, 'also on the revocation list');
-    await h.sleep(3000);
+    // Both stop working once the expiry (2 s) has passed and the record cache (cache_ttl_secs 1) and
+    // the revocation list (refresh_secs 1) have caught up: ask until both are refused.
+    await h.until(async () => (await Promise.all([shortLived, doomed].map(async (k) => (await withKey(k.key)).status))), {
+      ok: (statuses) => statuses.every((s) => s === 401),
+      timeoutMs: 10_000,
+      intervalMs: 200,
+      what: 'the expired and the disabled key to be refused (statuses [expired, disabled])',
+    });
     const bodies = [];
     for (const k of [shortLived.key, doomed.key]) {
       const r = await withKey(k);
@@ -173,7 +180,9 @@ describe('API keys', { timeout: 300_000 }, () => {
     assert.equal(rot.json().secrets.length, 2, 'both visible in the admin API');
     assert.equal((await withKey(k.key)).status, 200, 'old key during the overlap');
     assert.equal((await withKey(successor)).status, 200, 'successor');
-    await h.sleep(4500); // overlap 3 s + api_keys.cache_ttl_secs 1
+    // The old key stops once the overlap (3 s) is over and the record cache (cache_ttl_secs 1) has
+    // caught up: ask until it is refused.
+    await h.until(() => withKey(k.key), { ok: (r) => r.status === 401, timeoutMs: 10_000, intervalMs: 200, what: 'the rotated-out key to be refused after the overlap' });
     h.assertError(await withKey(k.key), { status: 401, code: 'api_key_invalid' });
     assert.equal((await withKey(successor)).status, 200);
     const after = (await admin('GET', `/keys/${k.id}`)).json();
@@ -289,7 +298,14 @@ describe('API keys', { timeout: 300_000 }, () => {
 
   it('no log line contains a key, the pepper or an origin secret', async () => {
     assert.ok(keys.length >= 10, 'keys were tracked');
-    await h.sleep(300);
+    // Every earlier request has been answered; once the decision line of one more request is in the
+    // output, so is everything the worker logged before it.
+    const marker = await worker.request({ path: '/public/log-flush' });
+    const markerId = marker.headers['x-request-id'];
+    await h.until(() => worker.jsonLines().find((o) => o.event === 'decision' && o.request_id === markerId), {
+      timeoutMs: 10_000,
+      what: `the decision log line of request ${markerId} (the output to catch up)`,
+    });
     const out = worker.output;
     for (const k of keys) assert.ok(!out.includes(k), 'a plain API key appears in the wrangler output');
     for (const s of [PEPPER, ORIGIN_TOKEN, PARTNER_SECRET, ADMIN]) {

@@ -30,6 +30,46 @@ const WRANGLER_LOG_LEVEL = 'log';
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export const nowSecs = () => Math.floor(Date.now() / 1000);
 
+/**
+ * Waits for a condition by polling, never by a fixed sleep: calls the async `check()` every
+ * `intervalMs` until its value is truthy (or satisfies `ok(value)` when `ok` is given) and
+ * returns that value. After `timeoutMs` it throws an error that names `what` and shows the last
+ * value `check()` returned (a response as its status and body). An error thrown by `check()`
+ * fails the wait at once. `what` may be a function, called for the message on timeout.
+ *
+ *   const res = await until(() => worker.request({ path: '/x' }), { ok: (r) => r.status === 200, timeoutMs: 5000, what: '/x to answer 200' });
+ */
+export async function until(check, { timeoutMs, intervalMs = 50, what = 'the condition', ok = Boolean } = {}) {
+  assert.ok(Number.isFinite(timeoutMs) && timeoutMs > 0, `until(${typeof what === 'function' ? what() : what}): timeoutMs is required`);
+  const started = Date.now();
+  const deadline = started + timeoutMs;
+  let last;
+  for (let attempts = 1; ; attempts++) {
+    last = await check();
+    if (ok(last)) return last;
+    const now = Date.now();
+    if (now >= deadline) {
+      const name = typeof what === 'function' ? what() : what;
+      throw new Error(`timed out after ${now - started} ms (limit ${timeoutMs} ms, ${attempts} attempts) waiting for ${name}; last value: ${describeValue(last)}`);
+    }
+    await sleep(Math.min(intervalMs, deadline - now));
+  }
+}
+
+/** A short, readable rendering of a polled value for an error message. */
+function describeValue(v) {
+  if (v && typeof v === 'object' && typeof v.status === 'number' && typeof v.text === 'string') {
+    return `HTTP ${v.status} ${JSON.stringify(v.text.slice(0, 400))}`;
+  }
+  let text;
+  try {
+    text = JSON.stringify(v) ?? String(v);
+  } catch {
+    text = String(v);
+  }
+  return text.length > 800 ? `${text.slice(0, 800)}…` : text;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Environment (mirrors scripts/env.sh, set explicitly for the children)
 // ---------------------------------------------------------------------------------------------

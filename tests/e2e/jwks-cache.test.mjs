@@ -9,6 +9,9 @@ import * as h from './harness.mjs';
 const COOLDOWN_SECS = 2;
 const COOLDOWN_MS = COOLDOWN_SECS * 1000;
 const PAST_COOLDOWN_MS = COOLDOWN_MS + 400;
+// How long an unknown kid may have to wait for the refetch: the cooldown, one more second because
+// the Worker counts it in whole seconds, and room for a slow machine.
+const REFETCH_DEADLINE_MS = COOLDOWN_MS + 4000;
 
 describe('JWKS cache: rotation, garbage kids, issuer outage', { timeout: 240_000 }, () => {
   // Only k1 is published at first; k2 comes with the rotation, garbage never.
@@ -41,8 +44,13 @@ describe('JWKS cache: rotation, garbage kids, issuer outage', { timeout: 240_000
     const token = await h.mintToken(k2, { issuer: jwks.issuer, claims: { sub: 'rotated-user' } });
     const first = await get(token);
     if (first.status !== 200) h.assertInvalidToken(first, 'unknown_kid', 'rotated kid within the cooldown');
-    await h.sleep(PAST_COOLDOWN_MS);
-    const second = await get(token, '/api/rotated');
+    // Ask until the cooldown has passed and the refetch brings the rotated key in.
+    const second = await h.until(() => get(token, '/api/rotated'), {
+      ok: (r) => r.status === 200,
+      timeoutMs: REFETCH_DEADLINE_MS,
+      intervalMs: 200,
+      what: 'the rotated kid to be accepted after the cooldown',
+    });
     assert.equal(second.status, 200, `rotated kid after the cooldown: ${second.status} ${second.text.slice(0, 300)}`);
     const grew = jwks.count - before;
     assert.ok(grew >= 1 && grew <= 2, `JWKS fetches for the rotation: ${grew} (expected 1 or 2)`);
@@ -77,11 +85,18 @@ describe('JWKS cache: rotation, garbage kids, issuer outage', { timeout: 240_000
     return grew;
   }
 
+  // The cooldown runs from the Worker's last fetch attempt, which the JWKS server records; probing
+  // with an unknown kid would itself start a new cooldown, so this watches the recorded time.
+  const outsideCooldown = (why) => h.until(() => Date.now() - (jwks.fetchTimes.at(-1) ?? 0) >= PAST_COOLDOWN_MS, {
+    timeoutMs: PAST_COOLDOWN_MS + 1000,
+    what: `${PAST_COOLDOWN_MS} ms since the last recorded JWKS fetch (${why})`,
+  });
+
   it('20 garbage-kid tokens cannot hammer the issuer (≤ 1 fetch per cooldown period)', async () => {
-    await h.sleep(PAST_COOLDOWN_MS); // outside the cooldown: the burst is as tempting as it gets
+    await outsideCooldown('before the first burst'); // outside the cooldown: the burst is as tempting as it gets
     await burst('parallel burst', { parallel: true });
     await burst('sequential burst', { parallel: false });
-    await h.sleep(PAST_COOLDOWN_MS);
+    await outsideCooldown('before the second parallel burst');
     await burst('second parallel burst', { parallel: true });
     // Valid cached keys are unaffected by the garbage.
     const res = await get(await h.mintToken(k2, { issuer: jwks.issuer }));
@@ -95,8 +110,14 @@ describe('JWKS cache: rotation, garbage kids, issuer outage', { timeout: 240_000
         const res = await get(await h.mintToken(key, { issuer: jwks.issuer }), '/api/outage');
         assert.equal(res.status, 200, `cached ${key.kid} during the outage: ${res.status} ${res.text.slice(0, 300)}`);
       }
-      await h.sleep(PAST_COOLDOWN_MS); // let the worker try the issuer for the unknown kid
-      const res = await get(await garbageToken(), '/api/outage');
+      // Within the cooldown an unknown kid is refused (401 unknown_kid) without trying the issuer;
+      // ask until the answer changes, i.e. the worker has tried the issuer for the unknown kid.
+      const res = await h.until(async () => get(await garbageToken(), '/api/outage'), {
+        ok: (r) => r.status !== 401,
+        timeoutMs: REFETCH_DEADLINE_MS,
+        intervalMs: 200,
+        what: 'an unknown kid to make the worker try the (stopped) issuer after the cooldown',
+      });
       const body = h.assertError(res, { status: 503, code: 'jwks_unavailable', context: 'unknown kid while the issuer is down' });
       kinds.jwks_unavailable = body.request_id;
       // The failed refresh must not have evicted the cached keys.

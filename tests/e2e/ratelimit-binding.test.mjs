@@ -17,9 +17,12 @@ describe('rate limits (binding mode)', { timeout: 240_000 }, () => {
   it('the binding decides: 5 pass, then 429 rate_limited; another key is unaffected', async () => {
     const token = await h.mintToken(key, { issuer: jwks.issuer, claims: { sub: 'carol' } });
     // wrangler dev simulates the binding with fixed 10 s windows aligned to the wall clock, so a
-    // burst that straddles a window edge sees two quotas (7 or 8 pass). Start just after an edge.
-    const intoWindow = Date.now() % 10_000;
-    if (intoWindow > 5_000) await h.sleep(10_000 - intoWindow + 200);
+    // burst that straddles a window edge sees two quotas (7 or 8 pass). Start in the first half of
+    // a window, at least 200 ms past its edge: watch the clock until it is there (at most ~5 s).
+    await h.until(() => {
+      const intoWindow = Date.now() % 10_000;
+      return intoWindow >= 200 && intoWindow <= 5_000;
+    }, { timeoutMs: 10_000, intervalMs: 20, what: 'the wall clock to be 200–5000 ms into a 10 s rate-limit window' });
     const statuses = [];
     for (let i = 0; i < 8; i++) statuses.push((await worker.request({ path: `/api/b/${i}`, headers: h.bearer(token) })).status);
     assert.deepEqual(statuses.slice(0, 5), [200, 200, 200, 200, 200], `${statuses}`);

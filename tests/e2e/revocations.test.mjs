@@ -31,7 +31,15 @@ describe('revocations', { timeout: 300_000 }, () => {
     headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'content-type': 'application/json' },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
-  const waitRefresh = () => h.sleep(1300); // refresh_secs: 1, plus the background read
+  // A revocation reaches the gate when the ledger has published it to KV (its alarm, 500 ms) and
+  // the gate's background re-read (refresh_secs: 1, started by a request) has taken it in: ask
+  // with the revoked tokens until every one of them is refused.
+  const untilRefused = (tokens) => h.until(async () => Promise.all(tokens.map(async (t) => (await worker.request({ path: '/api/x', headers: h.bearer(t) })).status)), {
+    ok: (statuses) => statuses.every((s) => s === 401),
+    timeoutMs: 10_000,
+    intervalMs: 200,
+    what: `the gate to refuse ${tokens.length} revoked token(s) after the refresh (statuses in order)`,
+  });
   const far = () => h.nowSecs() + 3600;
 
   it('unauthenticated and malformed admin calls are refused and write nothing', async () => {
@@ -59,9 +67,8 @@ describe('revocations', { timeout: 300_000 }, () => {
     const again = await admin('POST', '/revocations', { target: { kind: 'jti', iss: jwks.issuer, jti: 'stolen-1' }, reason: 'laptop stolen', expires_at: far() });
     assert.equal(again.status, 200, 'idempotent');
     assert.equal(again.json().id, add.json().id);
-    await waitRefresh();
-    await worker.request({ path: '/api/warm', headers: h.bearer(bystander) }); // triggers the background refresh
-    await waitRefresh();
+    await worker.request({ path: '/api/warm', headers: h.bearer(bystander) }); // may trigger the background refresh
+    await untilRefused([victim]);
     h.assertInvalidToken(await worker.request({ path: '/api/x', headers: h.bearer(victim) }), 'token_revoked');
     assert.equal((await worker.request({ path: '/api/x', headers: h.bearer(bystander) })).status, 200);
     const got = await admin('GET', `/revocations/${add.json().id}`);
@@ -76,9 +83,8 @@ describe('revocations', { timeout: 300_000 }, () => {
     const byKey2 = await h.mintToken(key2, { issuer: jwks.issuer });
     assert.equal((await admin('POST', '/revocations', { target: { kind: 'subject_before', iss: jwks.issuer, sub: 'erin', before: now - 10 }, expires_at: far() })).status, 201);
     assert.equal((await admin('POST', '/revocations', { target: { kind: 'kid', kid: key2.kid }, reason: 'key compromised', expires_at: far() })).status, 201);
-    await waitRefresh();
     await worker.request({ path: '/api/warm', headers: h.bearer(fresh) });
-    await waitRefresh();
+    await untilRefused([old, byKey2]);
     h.assertInvalidToken(await worker.request({ path: '/api/x', headers: h.bearer(old) }), 'token_revoked');
     assert.equal((await worker.request({ path: '/api/x', headers: h.bearer(fresh) })).status, 200);
     h.assertInvalidToken(await worker.request({ path: '/api/x', headers: h.bearer(byKey2) }), 'token_revoked');
@@ -100,7 +106,12 @@ describe('revocations', { timeout: 300_000 }, () => {
       cursor = r.next_cursor;
     }
     assert.equal(ids.size, before + 200, 'no entry lost or duplicated');
-    await h.sleep(1200); // the last batch's alarm (500 ms)
+    // The last batch is published by the ledger's alarm (500 ms): wait for a publish that holds them all.
+    await h.until(() => published().slice(publishedBefore), {
+      ok: (b) => b.at(-1)?.entries === before + 200,
+      timeoutMs: 5_000,
+      what: `a revocations_published line with all ${before + 200} entries (the publishes since the burst)`,
+    });
     const batches = published().slice(publishedBefore);
     const last = batches.at(-1);
     assert.ok(last && last.entries === before + 200, `the last publish holds every entry: ${JSON.stringify(last)}`);
