@@ -55,7 +55,8 @@ impl JwksCacheConfig {
 /// Last good keys and when they were fetched.
 #[derive(Debug, Clone)]
 struct Fetched {
-    keys: KeySet,
+    /// Shared: a request borrows the set for its key lookup without copying the keys.
+    keys: std::sync::Arc<KeySet>,
     doc: String,
     fetched_at: i64,
     ttl_secs: i64,
@@ -182,6 +183,11 @@ impl IssuerKeyCache {
 
     /// The keys usable at `now` (fresh or stale), if any.
     pub fn keys(&self, now: i64) -> Option<&KeySet> {
+        self.shared_keys(now).map(|k| &**k)
+    }
+
+    /// [`Self::keys`] as a shared handle, for a request to hold across its awaits.
+    pub fn shared_keys(&self, now: i64) -> Option<&std::sync::Arc<KeySet>> {
         match self.freshness(now) {
             Freshness::Missing => None,
             _ => self.fetched.as_ref().map(|f| &f.keys),
@@ -268,7 +274,7 @@ impl IssuerKeyCache {
         match result {
             Ok((keys, doc, ttl_secs)) => {
                 let report = FetchReport { ok: true, keys: keys.keys.len(), ttl_secs: Some(ttl_secs), error: None, skipped: keys.skipped.clone() };
-                self.fetched = Some(Fetched { keys, doc, fetched_at: now, ttl_secs });
+                self.fetched = Some(Fetched { keys: keys.into(), doc, fetched_at: now, ttl_secs });
                 self.last_attempt_ok = true;
                 report
             }
@@ -308,7 +314,7 @@ impl IssuerKeyCache {
     /// configured maximum TTL: for callers that hold an issuer's keys in memory (tests, tools).
     /// Such keys are not persisted ([`Self::snapshot`] has no document for them).
     pub fn install(&mut self, keys: KeySet, now: i64) {
-        self.fetched = Some(Fetched { keys, doc: String::new(), fetched_at: now, ttl_secs: i64::from(self.cfg.max_ttl_secs) });
+        self.fetched = Some(Fetched { keys: keys.into(), doc: String::new(), fetched_at: now, ttl_secs: i64::from(self.cfg.max_ttl_secs) });
         self.last_attempt_at = Some(now);
         self.last_attempt_ok = true;
         self.in_flight_since = None;
@@ -344,7 +350,7 @@ impl IssuerKeyCache {
         let Ok(doc) = parse_strict(snap.jwks.as_bytes()) else { return false };
         match KeySet::parse(&doc, KeySource::Fetched) {
             Ok(keys) if !keys.keys.is_empty() => {
-                self.fetched = Some(Fetched { keys, doc: snap.jwks.clone(), fetched_at: snap.fetched_at, ttl_secs: ttl });
+                self.fetched = Some(Fetched { keys: keys.into(), doc: snap.jwks.clone(), fetched_at: snap.fetched_at, ttl_secs: ttl });
                 true
             }
             _ => false,

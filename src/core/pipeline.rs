@@ -38,6 +38,7 @@ use super::verify::{PendingToken, VerifiedToken};
 use serde_json::json;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Largest API key record read from KV.
 const MAX_KEY_RECORD_BYTES: usize = 256 * 1024;
@@ -181,7 +182,7 @@ impl Principal {
 
 /// What an unknown-`kid` refetch found.
 enum Refetch {
-    Fetched(KeySet),
+    Fetched(Arc<KeySet>),
     IssuerDown,
     CoolingDown,
 }
@@ -595,13 +596,18 @@ impl Gate {
         let i = pending.issuer_index();
         let has_uri = policy.issuers[i].jwks_uri.is_some();
         let fetched = if has_uri { self.keys_for_request(io, i, now, &mut log.jwks_fetches).await } else { None };
-        let key = match pending.select_key(issuer_keys(policy, fetched.as_ref(), i)) {
-            Ok(k) => Ok(k.clone()),
+        // The key is borrowed from the policy's inline keys or a shared fetched set, never copied.
+        let refetched;
+        let key = match pending.select_key(issuer_keys(policy, fetched.as_deref(), i)) {
+            Ok(k) => Ok(k),
             // With no fetched keys to look in, "unknown" or "no fitting key" would be a guess.
             Err(AuthError::UnknownKid | AuthError::NoMatchingKey(_)) if has_uri && fetched.is_none() => Err(AuthError::JwksUnavailable),
             Err(AuthError::UnknownKid) if has_uri => match self.refetch_for_unknown_kid(io, i, now, &mut log.jwks_fetches).await {
                 // Second and last look: still unknown is the client's problem.
-                Refetch::Fetched(k) => pending.select_key(issuer_keys(policy, Some(&k), i)).cloned(),
+                Refetch::Fetched(k) => {
+                    refetched = k;
+                    pending.select_key(issuer_keys(policy, Some(&refetched), i))
+                }
                 Refetch::IssuerDown => Err(AuthError::JwksUnavailable),
                 Refetch::CoolingDown => Err(AuthError::UnknownKid),
             },
@@ -610,11 +616,11 @@ impl Gate {
         let key = log.step(io.tracing(), "key", key, |k| {
             format!("key {} ({})", k.kid.as_deref().map_or("without kid".into(), |s| format!("{s:?}")), k.material.describe())
         })?;
-        let job = pending.job(&key)?;
+        let job = pending.job(key)?;
         let proof = io.verify_signature(&job).await;
         let alg = pending.alg().name();
         let proof = log.step(io.tracing(), "signature", proof, |_| format!("{alg} signature verifies"))?;
-        let verified = log.step(io.tracing(), "claims", pending.finish(proof, &key, policy, now), |v| {
+        let verified = log.step(io.tracing(), "claims", pending.finish(proof, key, policy, now), |v| {
             let exp = v.expires_at().map_or("no exp".into(), |e| format!("exp in {} s", e - now));
             format!("exp, nbf, iat, lifetime, iss and aud pass at now={now}; {exp}")
         })?;
@@ -642,7 +648,7 @@ impl Gate {
     }
 
     /// The issuer's usable fetched keys for this request, fetching or restoring as the cache plans.
-    async fn keys_for_request<I: GateIo>(&self, io: &I, i: usize, now: i64, fetches: &mut u32) -> Option<KeySet> {
+    async fn keys_for_request<I: GateIo>(&self, io: &I, i: usize, now: i64, fetches: &mut u32) -> Option<Arc<KeySet>> {
         let uri = self.policy.issuers[i].jwks_uri.as_deref()?;
         let first_use = self.state.with_jwks(i, |s| !std::mem::replace(&mut s.snapshot_checked, true) && s.cache.keys(now).is_none()).unwrap_or(false);
         if first_use && io.has_kv() {
@@ -660,7 +666,7 @@ impl Gate {
             FetchPlan::None => {}
         }
         let now = secs(io.now_ms());
-        self.state.with_jwks(i, |s| s.cache.keys(now).cloned()).flatten()
+        self.state.with_jwks(i, |s| s.cache.shared_keys(now).cloned()).flatten()
     }
 
     /// Called when the token's `kid` is not among the keys: refetch if the cooldown allows.
@@ -671,7 +677,7 @@ impl Gate {
                 *fetches += 1;
                 if self.fetch_and_apply(io, i, uri, true).await {
                     let now = secs(io.now_ms());
-                    match self.state.with_jwks(i, |s| s.cache.keys(now).cloned()).flatten() {
+                    match self.state.with_jwks(i, |s| s.cache.shared_keys(now).cloned()).flatten() {
                         Some(k) => Refetch::Fetched(k),
                         None => Refetch::IssuerDown,
                     }
