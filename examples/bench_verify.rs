@@ -51,7 +51,9 @@ fn policy(alg: &str, jwk: serde_json::Value) -> Policy {
     Policy::from_json(
         &serde_json::json!({
             "issuers": [{"issuer": "https://bench", "audiences": ["api"], "jwks": {"keys": [jwk]}, "algorithms": [alg]}],
-            "origin": "https://origin"
+            "origin": "https://origin",
+            // Inline I/O has no KV: the revocation list would be unavailable (and refused).
+            "revocations": {"enabled": false}
         })
         .to_string(),
     )
@@ -120,6 +122,11 @@ fn main() {
     let io = InlineIo { backend: NativeBackend, now_ms: now * 1000, trace: false };
     let incoming =
         Incoming { method: "GET", url: "https://edge.example/api/resource?a=1", headers: &headers, request_id: "0123456789abcdef", now_ms: now * 1000 };
+    match run_ready(gate.decide(&io, &incoming)) {
+        Some(Outcome::Forward(_)) => {}
+        Some(Outcome::Refuse(r)) => panic!("the cached decision was refused: {:?}", r.log.reason),
+        other => panic!("the cached decision did not forward: {}", other.is_some()),
+    }
     let hit = time_per_op(|| matches!(run_ready(gate.decide(&io, &incoming)), Some(Outcome::Forward(f)) if !f.plan.url.is_empty()));
     assert_eq!(gate.state().cached_tokens(), 1, "the timed decisions were cache hits");
     println!("{:<8} {:>14.2} {:>14} {:>8} {:>14.0}", "cached", hit * 1e6, "-", "-", 1.0 / hit);
