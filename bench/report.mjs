@@ -51,8 +51,8 @@ out(`Each request performs n verifications of the same token inside the Worker; 
   + ` (time of n = ${m.k_miss} − time of n = 0) / ${m.k_miss}, each time the fastest of ${m.pairs} request cycles in which the`
   + ` n = 0 and n = ${m.k_miss} requests of both Workers are sent in shuffled order (contention only ever adds`
   + ` time, so the lower envelope is the steadiest estimate); median of ${m.rounds} rounds.`
-  + ` Edgeward: the bench build (\`--features bench\`), route \`/__edgeward/bench?mode=miss\`: the whole uncached`
-  + ` path (strict parse, issuer, key selection over inline keys, WebCrypto verify with the CryptoKey`
+  + ` Edgeward: the bench build (\`--features bench\`), route \`/__edgeward/bench?mode=miss\`: the pipeline's JWT`
+  + ` step on a miss, as the gate runs it (the token's cache key, SHA-256 of the token, as on every request; strict parse, issuer, key selection over inline keys, WebCrypto verify with the CryptoKey`
   + ` imported once per isolate, claims). jose: \`jwtVerify\` with the key imported once per isolate`
   + ` (HS256: a CryptoKey, not raw bytes, so jose does not re-import it per call), allow-listed alg,`
   + ` iss, aud, exp required, 60 s leeway.`);

@@ -4,7 +4,8 @@
 //!
 //! `GET /__edgeward/bench?mode=miss|hit&n=N` with `Authorization: Bearer <token>`:
 //! - `miss`: the pipeline's JWT step ([`Gate::verify_jwt`]) N times on a gate without a token
-//!   cache: `UnverifiedToken::parse` → `PendingToken::new` → `select_key` over the issuer's
+//!   cache, with the token's cache key (`token_hash`, SHA-256) computed each time as the gate
+//!   does on every request: `UnverifiedToken::parse` → `PendingToken::new` → `select_key` over the issuer's
 //!   inline keys → job → WebCrypto verify (the `CryptoKey` is
 //!   imported once per isolate and cached, as in the gate) → `finish`.
 //! - `hit`: the token is verified once through the gate's pipeline (filling the isolate's
