@@ -2,7 +2,7 @@
 // (bench/jose-gate/) in the same run. Run by bench/gate-throughput, which builds the gate first:
 //
 //   node bench/gate-throughput.mjs [--secs 10] [--rounds 4] [--conns 16] [--cold 5]
-//       [--profile-secs 5] [--only throughput,cold,profile] [--out FILE.json] [--md FILE.md]
+//       [--profile-secs 5] [--only throughput,cold,profile,coldprofile] [--out FILE.json] [--md FILE.md]
 //       [--profile-out DIR] [--gate-dir build-gatebench] [--names-dir build-gatebench-names]
 //
 // 1. Throughput: wrk -t1 -c16 --latency, the same valid RS256 token on every request, against
@@ -18,9 +18,13 @@
 //    proxy Worker opens the port before the Worker is loaded; no fixed sleeps), then one
 //    authenticated request (fetches the JWKS), a second one (warm), then 5 more (warm median).
 // 3. Profile: 5 s of wrk load on the Edgeward gate built with wasm names kept
-//    (build-gatebench-names/, EDGEWARD_KEEP_NAMES=1) and on both jose gates, with V8's CPU
-//    profiler driven over wrangler's inspector (Chrome DevTools protocol over a WebSocket):
-//    self and inclusive time per function. (Not compared with anything: the profiler slows all.)
+//    (build-gatebench-names/, EDGEWARD_KEEP_NAMES=1) and on both jose gates, each in a fresh
+//    `wrangler dev`, with V8's CPU profiler driven over wrangler's inspector (Chrome DevTools
+//    protocol over a WebSocket): self and inclusive time per function, and per part of the
+//    request (log line, origin fetch, ...). (Shares only: the profiler slows every gate.)
+// 4. First-request profile (part `coldprofile`): one more fresh start per gate, the profiler on
+//    for its first request only.
+// --only takes a comma-separated subset of throughput,cold,profile,coldprofile (all by default).
 // Everything listens on 127.0.0.1; keys and tokens are generated here and never written to disk.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -61,13 +65,13 @@ const WARMUP_SECS = 3;
 const COLD_N = Number(opt('cold', 5)); // cold starts per gate
 const WARM_EXTRA = 5; // requests after the second one, for the warm median
 const PROFILE_SECS = Number(opt('profile-secs', 5));
-const ONLY = new Set((opt('only', 'throughput,cold,profile')).split(','));
+const ONLY = new Set((opt('only', 'throughput,cold,profile,coldprofile')).split(','));
 const OUT = opt('out', null);
 const MD = opt('md', null);
 const PROFILE_OUT = opt('profile-out', null); // directory for the raw .cpuprofile files
 const GATE_DIR = opt('gate-dir', 'build-gatebench');
 const NAMES_DIR = opt('names-dir', 'build-gatebench-names');
-for (const k of ONLY) if (!['throughput', 'cold', 'profile'].includes(k)) throw new Error(`--only: unknown part ${k}`);
+for (const k of ONLY) if (!['throughput', 'cold', 'profile', 'coldprofile'].includes(k)) throw new Error(`--only: unknown part ${k}`);
 
 const log = (...a) => console.error('[gate-bench]', ...a);
 const median = (xs) => {
@@ -429,7 +433,7 @@ async function throughput(gates, tokens) {
   const out = { secs: SECS, rounds: ROUNDS, connections: CONNS, threads: THREADS, warmup_secs: WARMUP_SECS, sides: {} };
   for (const s of SIDES) {
     const xs = runs[s.name];
-    out.sides[s.name] = { label: s.label, rps: med(xs, 'rps'), p50: med(xs, 'p50'), p99: med(xs, 'p99'), cpu_ms_workerd: med(xs, 'cpu_ms_workerd'), runs: xs };
+    out.sides[s.name] = { label: s.label, rps: med(xs, 'rps'), p50: med(xs, 'p50'), p99: med(xs, 'p99'), cpu_ms_workerd: med(xs, 'cpu_ms_workerd'), cpu_ms_all: med(xs, 'cpu_ms_all'), runs: xs };
   }
   // Per-round ratios (each round's B against the A and C of the same round), and their median.
   const ratioRounds = (k, base) => runs.edgeward.map((r, i) => r[k] / runs[base][i][k]);
@@ -439,6 +443,7 @@ async function throughput(gates, tokens) {
     p50_vs_jose_log: { median: median(ratioRounds('p50', 'jose_log')), rounds: ratioRounds('p50', 'jose_log') },
     p99_vs_jose_log: { median: median(ratioRounds('p99', 'jose_log')), rounds: ratioRounds('p99', 'jose_log') },
     cpu_vs_jose_log: { median: median(ratioRounds('cpu_ms_workerd', 'jose_log')), rounds: ratioRounds('cpu_ms_workerd', 'jose_log') },
+    cpu_all_vs_jose_log: { median: median(ratioRounds('cpu_ms_all', 'jose_log')), rounds: ratioRounds('cpu_ms_all', 'jose_log') },
   };
   return out;
 }
@@ -541,15 +546,27 @@ function cdp(url) {
   });
   return {
     open,
-    send(method, params = {}) {
+    send(method, params = {}, timeoutMs = 20000) {
       const n = ++id;
       ws.send(JSON.stringify({ id: n, method, params }));
       return new Promise((resolve, reject) => {
         pending.set(n, { resolve, reject });
         setTimeout(() => {
-          if (pending.delete(n)) reject(new Error(`${method}: no answer in 20 s`));
-        }, 20000);
+          if (pending.delete(n)) reject(new Error(`${method}: no answer in ${timeoutMs / 1000} s`));
+        }, timeoutMs);
       });
+    },
+    /** The same, sent again when no answer comes (wrangler's inspector proxy can drop a message
+     * while it reconnects to the runtime). */
+    async sendRetry(method, params = {}, tries = 3) {
+      for (let i = 1; ; i++) {
+        try {
+          return await this.send(method, params, 10000);
+        } catch (e) {
+          if (i >= tries || !/no answer/.test(e.message)) throw e;
+          log(`${method}: no answer, sending it again`);
+        }
+      }
     },
     close: () => ws.close(),
   };
@@ -592,11 +609,10 @@ const GROUPS = {
     ['runtime outside the Worker\'s code', () => true],
   ],
   jose: [
-    ['decision log line (console.log)', (labels, self) => /^\(native, called by fetch \(/.test(self) || [...labels].some((l) => /^(formatLog|formatWithOptions)/.test(l))],
-    ['WebCrypto verify (native)', (labels, self) => self === 'verify'],
+    ['decision log line (console.log)', (labels) => [...labels].some((l) => /^logDecision \(|^(formatLog|formatWithOptions)/.test(l))],
     ['origin subrequest (fetch)', (labels) => labels.has('fetch') || labels.has('(native, called by fetch)')],
     // After an await, jose's code resumes from the microtask queue, not under the handler.
-    ['jose and the handler in JavaScript (JWKS lookup, JWS and claims checks, headers)', (labels) => [...labels].some((l) => / \(index\.js:\d+\)$|^\(anonymous\) index\.js:/.test(l))],
+    ['jose and the handler (JWKS lookup, WebCrypto verify, JWS and claims checks, headers)', (labels, self) => self === 'verify' || [...labels].some((l) => / \(index\.js:\d+\)$|^\(anonymous\) index\.js:/.test(l))],
     ['runtime outside the Worker\'s code', () => true],
   ],
 };
@@ -710,12 +726,12 @@ async function profileGate(g, token, groups) {
   const c = cdp(target.webSocketDebuggerUrl);
   await c.open;
   try {
-    await c.send('Profiler.enable');
-    await c.send('Profiler.setSamplingInterval', { interval: 100 }); // µs
-    await c.send('Profiler.start');
+    await c.sendRetry('Profiler.enable');
+    await c.sendRetry('Profiler.setSamplingInterval', { interval: 100 }); // µs
+    await c.sendRetry('Profiler.start');
     const load = await wrk(g, token, PROFILE_SECS);
-    const { profile } = await c.send('Profiler.stop');
-    await c.send('Profiler.disable');
+    const { profile } = await c.sendRetry('Profiler.stop');
+    await c.send('Profiler.disable').catch(() => {});
     if (PROFILE_OUT) {
       fs.mkdirSync(PROFILE_OUT, { recursive: true });
       const file = path.join(PROFILE_OUT, `${g.label}.cpuprofile`);
@@ -734,32 +750,94 @@ async function profileGate(g, token, groups) {
   }
 }
 
-async function profiles(tokens, jwks, origin, joseLog, joseNolog) {
+/**
+ * Each gate profiled in a `wrangler dev` of its own, started for it (after the throughput runs,
+ * whose instances are stopped first): wrangler receives every console.log line over the
+ * inspector, and after minutes of logging load its inspector proxy lags far enough behind that a
+ * new DevTools client's messages go unanswered for a long time.
+ */
+async function profiles(tokens, jwks, origin) {
   const out = {};
+  const errors = {};
   const namesMain = path.join(ROOT, NAMES_DIR, 'index.js');
   const dir = fs.existsSync(namesMain) ? NAMES_DIR : GATE_DIR;
   if (dir !== NAMES_DIR) log(`${NAMES_DIR}/ is missing: profiling ${GATE_DIR}/ (wasm names stripped)`);
-  const errors = {};
-  const g = await startWrangler('profile-edgeward', gateWranglerConfig(dir, 'profile'), { EDGEWARD_CONFIG: JSON.stringify(edgewardConfig(jwks, origin, 'edgeward-profile')) });
-  try {
-    await verifyGate(g, tokens, origin);
-    await wrk(g, tokens.token, WARMUP_SECS);
-    out.edgeward = { build: dir, ...(await profileGate(g, tokens.token, GROUPS.edgeward)) };
-    log(`profile edgeward (${dir}): ${out.edgeward.busy_ms.toFixed(0)} ms busy, ${out.edgeward.wrk.requests} requests`);
-  } catch (e) {
-    log(`profile edgeward failed: ${e.message ?? e}`);
-    errors.edgeward = String(e.message ?? e);
-  } finally {
-    await g.stop();
-  }
-  // The jose gates of the throughput runs (already warm), with and without their log line.
-  for (const [name, g] of [['jose_log', joseLog], ['jose_nolog', joseNolog]]) {
+  const specs = [
+    ['edgeward', () => startWrangler('profile-edgeward', gateWranglerConfig(dir, 'profile'), { EDGEWARD_CONFIG: JSON.stringify(edgewardConfig(jwks, origin, 'edgeward-profile')) }), GROUPS.edgeward],
+    ['jose_log', () => startWrangler('profile-jose_log', JOSE_CONFIG, joseVars(jwks, origin, 'jose-log-profile', true)), GROUPS.jose],
+    ['jose_nolog', () => startWrangler('profile-jose_nolog', JOSE_CONFIG, joseVars(jwks, origin, 'jose-nolog-profile', false)), GROUPS.jose],
+  ];
+  const started = await Promise.allSettled(specs.map(([, start]) => start()));
+  for (const [i, [name, , groups]] of specs.entries()) {
+    if (started[i].status === 'rejected') {
+      errors[name] = String(started[i].reason?.message ?? started[i].reason);
+      continue;
+    }
+    const g = started[i].value;
     try {
-      out[name] = await profileGate(g, tokens.token, GROUPS.jose);
+      await verifyGate(g, tokens, origin);
+      await wrk(g, tokens.token, WARMUP_SECS);
+      out[name] = await profileGate(g, tokens.token, groups);
+      if (name === 'edgeward') out[name] = { build: dir, ...out[name] };
       log(`profile ${name}: ${out[name].busy_ms.toFixed(0)} ms busy, ${out[name].wrk.requests} requests`);
     } catch (e) {
       log(`profile ${name} failed: ${e.message ?? e}`);
       errors[name] = String(e.message ?? e);
+    } finally {
+      await g.stop();
+    }
+  }
+  return { profiles: out, errors };
+}
+
+/**
+ * The first request of a fresh isolate under the profiler (one start per gate, Edgeward from the
+ * build with wasm names): what it spends its time on beyond a warm request.
+ */
+async function coldProfiles(tokens, jwks, origin) {
+  const out = {};
+  const errors = {};
+  const namesMain = path.join(ROOT, NAMES_DIR, 'index.js');
+  const dir = fs.existsSync(namesMain) ? NAMES_DIR : GATE_DIR;
+  for (const kind of ['edgeward', 'jose']) {
+    const gate = `${kind}-coldprofile`;
+    const persist = tempDir(`persist-coldprofile-${kind}`);
+    let g;
+    try {
+      g = kind === 'edgeward'
+        ? await startWrangler('coldprofile-edgeward', gateWranglerConfig(dir, 'coldprofile'), { EDGEWARD_CONFIG: JSON.stringify(edgewardConfig(jwks, origin, gate)) }, { logLevel: 'log', persist, waitReadyLine: true })
+        : await startWrangler('coldprofile-jose', JOSE_CONFIG, joseVars(jwks, origin, gate, true), { logLevel: 'log', persist, waitReadyLine: true });
+      const target = await inspectorTarget(g.inspector);
+      const c = cdp(target.webSocketDebuggerUrl);
+      await c.open;
+      try {
+        await c.sendRetry('Profiler.enable');
+        await c.sendRetry('Profiler.setSamplingInterval', { interval: 50 }); // µs
+        await c.sendRetry('Profiler.start');
+        const first = await request(g.port, { headers: { authorization: `Bearer ${tokens.token}` } });
+        const { profile } = await c.sendRetry('Profiler.stop');
+        await c.send('Profiler.disable').catch(() => {});
+        if (first.status !== 200) throw new Error(`first request got ${first.status} ${first.text.slice(0, 200)}`);
+        if (PROFILE_OUT) {
+          fs.mkdirSync(PROFILE_OUT, { recursive: true });
+          fs.writeFileSync(path.join(PROFILE_OUT, `cold-${kind}.cpuprofile`), JSON.stringify(profile));
+        }
+        let glue = new Map();
+        try {
+          glue = await glueNames(c, profile);
+        } catch {
+          /* names only */
+        }
+        out[kind] = { build: kind === 'edgeward' ? dir : null, first_ms: first.ms, ...summarizeProfile(profile, null, glue) };
+        log(`cold profile ${kind}: first response ${first.ms.toFixed(1)} ms with the profiler on, ${out[kind].busy_ms.toFixed(1)} ms busy in the isolate`);
+      } finally {
+        c.close();
+      }
+    } catch (e) {
+      log(`cold profile ${kind} failed: ${e.message ?? e}`);
+      errors[kind] = String(e.message ?? e);
+    } finally {
+      await g?.stop();
     }
   }
   return { profiles: out, errors };
@@ -782,14 +860,14 @@ function markdown(r) {
     L.push('');
     L.push(`\`wrk -t${t.threads} -c${t.connections} -d${t.secs}s --latency\`, the same valid RS256 token on every request, \`GET ${REQ_PATH}\` forwarded to a loopback Node origin (200, 12-byte body) with Authorization removed; the RS256 key from a loopback JWKS server (\`Cache-Control: max-age=3600\`), the same for every gate. ${t.rounds} rounds, the three gates interleaved (order reversed every other round) after a ${t.warmup_secs} s warm-up each; medians. (A) \`bench/jose-gate/\`: \`createRemoteJWKSet\` + \`jwtVerify(token, jwks, {issuer, audience, algorithms})\` on every request, forward, one \`console.log\` JSON line (iss, sub, status, path, ms). (B) Edgeward's gate (\`${r.gate_dir}/\`, production features): token cache (the token is verified once, then a cache hit), revocations on (local KV, no snapshot: an empty list), default cookie policy, one \`local\` per-\`sub\` rule (1,000,000 per 1 s, burst 1,000,000), its decision log line. (C) = (A) with \`LOG=0\`. wrangler runs with \`--log-level warn\`: the lines are written (they travel to wrangler over the inspector) but not printed.`);
     L.push('');
-    L.push('| gate | req/s | p50 ms | p99 ms | workerd CPU ms/request | runs (req/s) |');
-    L.push('|---|---:|---:|---:|---:|---|');
+    L.push('| gate | req/s | p50 ms | p99 ms | workerd CPU ms/request | all CPU ms/request | runs (req/s) |');
+    L.push('|---|---:|---:|---:|---:|---:|---|');
     for (const s of SIDES) {
       const x = t.sides[s.name];
-      L.push(`| ${x.label} | ${f0(x.rps)} | ${f2(x.p50)} | ${f2(x.p99)} | ${x.cpu_ms_workerd.toFixed(3)} | ${x.runs.map((q) => f0(q.rps)).join(', ')} |`);
+      L.push(`| ${x.label} | ${f0(x.rps)} | ${f2(x.p50)} | ${f2(x.p99)} | ${x.cpu_ms_workerd.toFixed(3)} | ${x.cpu_ms_all.toFixed(3)} | ${x.runs.map((q) => f0(q.rps)).join(', ')} |`);
     }
     L.push('');
-    L.push('*workerd CPU ms/request*: user + system CPU of that `wrangler dev`\'s workerd processes (its proxy Worker and the Worker) during the run, per request served.');
+    L.push('*workerd CPU ms/request*: user + system CPU of that `wrangler dev`\'s workerd processes (its proxy Worker and the Worker) during the run, per request served; *all CPU*: the same for every process of that `wrangler dev`, wrangler\'s own Node process included (it receives each console.log line over the inspector, printed or not). CPU per request moves far less with the machine\'s other load than req/s and latency do.');
     L.push('');
     const ro = t.ratios;
     const met = ro.rps_vs_jose_log.median >= 1.0;
@@ -799,6 +877,7 @@ function markdown(r) {
     L.push(`| p50 latency / (A) | ${f2(ro.p50_vs_jose_log.median)} | ${ro.p50_vs_jose_log.rounds.map(f2).join(', ')} | — | |`);
     L.push(`| p99 latency / (A) | ${f2(ro.p99_vs_jose_log.median)} | ${ro.p99_vs_jose_log.rounds.map(f2).join(', ')} | — | |`);
     L.push(`| workerd CPU per request / (A) | ${f2(ro.cpu_vs_jose_log.median)} | ${ro.cpu_vs_jose_log.rounds.map(f2).join(', ')} | — | |`);
+    L.push(`| all CPU per request / (A) | ${f2(ro.cpu_all_vs_jose_log.median)} | ${ro.cpu_all_vs_jose_log.rounds.map(f2).join(', ')} | — | |`);
     L.push(`| throughput / (C) jose without log line (reference) | ${f2(ro.rps_vs_jose_nolog.median)} | ${ro.rps_vs_jose_nolog.rounds.map(f2).join(', ')} | — | |`);
     L.push('');
   }
@@ -819,10 +898,34 @@ function markdown(r) {
     L.push(`JWKS fetches: ${fetchOk ? 'exactly one per start, in the first request, for both gates' : `Edgeward ${c.edgeward.runs.map((x) => `${x.jwks_fetches_first}/${x.jwks_fetches_total}`).join(', ')}; jose ${c.jose.runs.map((x) => `${x.jwks_fetches_first}/${x.jwks_fetches_total}`).join(', ')} (first request / all)`}. Decision lines seen in wrangler's output per start: Edgeward ${c.edgeward.runs.map((x) => x.decision_lines).join(', ')}; jose ${c.jose.runs.map((x) => x.decision_lines).join(', ')} (of ${2 + c.warm_extra} requests).`);
     L.push('');
   }
+  if (r.cold_profile) {
+    const cp = r.cold_profile;
+    L.push('### The first request of a fresh isolate, under the profiler');
+    L.push('');
+    L.push(`One more fresh \`wrangler dev\` per gate (not part of the medians above; Edgeward from \`${cp.edgeward?.build ?? r.names_dir}/\`), the profiler attached after \`Ready on\` and on for the first request only (50 µs interval; wall time on the isolate's thread). First response with the profiler on: Edgeward ${cp.edgeward ? f1(cp.edgeward.first_ms) : '—'} ms, jose ${cp.jose ? f1(cp.jose.first_ms) : '—'} ms; busy samples in the isolate: Edgeward ${cp.edgeward ? f1(cp.edgeward.busy_ms) : '—'} ms, jose ${cp.jose ? f1(cp.jose.busy_ms) : '—'} ms (the rest is waiting: the JWKS fetch, KV, the origin). Edgeward writes two lines in this request (\`jwks_fetch\` and the decision), jose one; the first console.log of an isolate also sets up workerd's console formatting (\`formatWithOptions\`).`);
+    L.push('');
+    for (const [kind, p] of Object.entries(cp)) {
+      const keep = kind === 'edgeward'
+        // Edgeward's own steps and the runtime calls they make; the executor and promise plumbing
+        // (wake, settled, js::call, …), which sits above everything after an await, left out.
+        ? (x) => /^(edgeward|worker|web_sys)::|^<edgeward|^formatWithOptions/.test(x.name) && !/executor::|promise::|runtime::js::/.test(x.name) && x.ms < 0.75 * p.busy_ms
+        : (x) => / \((index\.js|node-internal:[a-z_]+):\d+\)$/.test(x.name) && !/^(__facade|next |fetch \(index\.js:9)/.test(x.name) && x.ms < 0.75 * p.busy_ms || /^importKey$|^fetch$/.test(x.name);
+      L.push(`${kind === 'edgeward' ? 'Edgeward' : 'jose gate'}, first request — inclusive time of the main functions (ms of ${f1(p.busy_ms)} busy; self time: ${p.top.slice(0, 5).map((x) => `\`${x.name.slice(0, 60)}\` ${f1(x.ms)}`).join(', ')}):`);
+      L.push('');
+      L.push('| function | inclusive ms |');
+      L.push('|---|---:|');
+      for (const x of p.inclusive.filter(keep).slice(0, 12)) L.push(`| \`${x.name.replace(/\|/g, '\\|').slice(0, 110)}\` | ${f1(x.ms)} |`);
+      L.push('');
+    }
+  }
+  for (const [name, e] of Object.entries(r.cold_profile_errors ?? {})) {
+    L.push(`First-request profile of ${name}: not taken (${e}).`);
+    L.push('');
+  }
   if (r.profile) {
     L.push('### Where the time goes: V8 CPU profiles under the same load');
     L.push('');
-    L.push(`${PROFILE_SECS} s of the same wrk load per gate with V8's sampling profiler on (100 µs interval), started and stopped over wrangler's inspector (\`--inspector-port\`; Chrome DevTools protocol over a WebSocket: \`Profiler.enable\`, \`start\`, \`stop\`). Edgeward profiled from \`${r.profile.edgeward?.build}/\`${r.profile.edgeward?.build === r.names_dir ? ' (the same source built with `EDGEWARD_KEEP_NAMES=1`, so wasm functions have their Rust names)' : ' (wasm names stripped)'}, in its own \`wrangler dev\`; the jose gates are the throughput runs' instances. The profiler sees the Worker's isolate thread only — not workerd's proxy Worker, nor its network code outside JavaScript calls — and samples wall time on that thread: on this loaded machine a preempted thread still counts, so read shares, not absolute times. A native frame without a name (workerd's C++ behind a JavaScript call) is named after its nearest named caller; *(native, top level)* is workerd's own work in the isolate outside any Worker function (request and response plumbing, promise resolution). The profiler slows every gate: the req/s figures here are not comparable with the table above. Raw profiles: \`${r.profile_out ?? '(not kept: --profile-out DIR)'}\`.`);
+    L.push(`${PROFILE_SECS} s of the same wrk load per gate with V8's sampling profiler on (100 µs interval), started and stopped over wrangler's inspector (\`--inspector-port\`; Chrome DevTools protocol over a WebSocket: \`Profiler.enable\`, \`start\`, \`stop\`). Edgeward profiled from \`${r.profile.edgeward?.build}/\`${r.profile.edgeward?.build === r.names_dir ? ' (the same source built with `EDGEWARD_KEEP_NAMES=1`, so wasm functions have their Rust names)' : ' (wasm names stripped)'}, each gate in a \`wrangler dev\` of its own started for the profile (after a ${WARMUP_SECS} s warm-up). The profiler sees the Worker's isolate thread only — not workerd's proxy Worker, nor its network code outside JavaScript calls — and samples wall time on that thread: on this loaded machine a preempted thread still counts, so read shares, not absolute times. A native frame without a name (workerd's C++ behind a JavaScript call) is named after its nearest named caller; *(native, top level)* is workerd's own work in the isolate outside any Worker function (request and response plumbing, promise resolution). The profiler slows every gate: the req/s figures here are not comparable with the table above. Raw profiles: \`${r.profile_out ?? '(not kept: --profile-out DIR)'}\`.`);
     L.push('');
     L.push('| gate | requests | req/s while profiling | busy samples, ms | idle, ms | by kind (share of busy) |');
     L.push('|---|---:|---:|---:|---:|---|');
@@ -903,16 +1006,22 @@ async function main() {
     build_note: opt('build-note', '').trim(),
     profile_out: PROFILE_OUT,
   };
-  let gates = null;
-  if (ONLY.has('throughput') || ONLY.has('profile')) gates = await startThroughputGates(tokens, jwks, origin);
-  if (ONLY.has('throughput')) result.throughput = await throughput(gates, tokens);
+  if (ONLY.has('throughput')) {
+    const gates = await startThroughputGates(tokens, jwks, origin);
+    result.throughput = await throughput(gates, tokens);
+    for (const g of Object.values(gates)) await g.stop();
+  }
   if (ONLY.has('profile')) {
-    const { profiles: p, errors } = await profiles(tokens, jwks, origin, gates.jose_log, gates.jose_nolog);
+    const { profiles: p, errors } = await profiles(tokens, jwks, origin);
     if (Object.keys(p).length) result.profile = p;
     if (Object.keys(errors).length) result.profile_errors = errors;
   }
-  if (gates) for (const g of Object.values(gates)) await g.stop();
   if (ONLY.has('cold')) result.cold = await coldStart(tokens, jwks, origin);
+  if (ONLY.has('coldprofile')) {
+    const { profiles: p, errors } = await coldProfiles(tokens, jwks, origin);
+    if (Object.keys(p).length) result.cold_profile = p;
+    if (Object.keys(errors).length) result.cold_profile_errors = errors;
+  }
   result.host.loadavg_end = os.loadavg();
   result.secs = (Date.now() - started) / 1000;
   jwks.srv.close();

@@ -23,10 +23,13 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The high-water mark of LIVE: wasm linear memory grows to the peak and never shrinks.
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        let live = LIVE.fetch_add(l.size() as isize, Ordering::Relaxed) + l.size() as isize;
+        PEAK.fetch_max(live, Ordering::Relaxed);
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
@@ -34,7 +37,9 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        let delta = new as isize - l.size() as isize;
+        let live = LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
+        PEAK.fetch_max(live, Ordering::Relaxed);
         unsafe { System.realloc(p, l, new) }
     }
 }
@@ -164,6 +169,7 @@ fn main() {
     let io = MemIo { kv, now_ms: now * 1000 };
 
     let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
     let gate = Gate::new(policy);
     let empty = LIVE.load(Ordering::Relaxed);
     let mut forwarded = 0;
@@ -190,4 +196,5 @@ fn main() {
         s.cached_keys(),
         mib(after - before)
     );
+    println!("peak while filling (what wasm linear memory grows to)  {:>8.2} MiB", mib(PEAK.load(Ordering::Relaxed) - before));
 }
