@@ -395,7 +395,9 @@ pub const MAX_LOCAL_CAPACITY: usize = 1_000_000;
 
 /// The TATs of `local` mode (and the `RateLimiter` Durable Object's in-memory copy), bounded: one
 /// LRU map per rule, each holding at most `capacity` keys, with O(1) work per request at the
-/// bound (a map lookup, and at most one eviction: never a scan).
+/// bound (a map lookup, and at most one eviction: never a scan; the hash table's own upkeep,
+/// rehashing its tombstones in place now and then, is amortized O(1)). A rule's memory grows with
+/// its keys and stays flat from the moment it fills (measured in BENCHMARKS.md, "Bounded state").
 ///
 /// # Eviction
 /// - **Per rule.** Each rule (and `ip_pre_auth`) has its own map, so a client rotating source
@@ -422,8 +424,20 @@ pub const MAX_LOCAL_CAPACITY: usize = 1_000_000;
 #[derive(Debug)]
 pub struct LocalLimiter {
     capacity: NonZeroUsize,
-    rules: HashMap<Box<str>, LruCache<Slot, i64>>,
+    rules: HashMap<Box<str>, RuleMap>,
     evicted_live: u64,
+}
+
+/// One rule's keys, most recently used first. The hash table grows with them, and when the rule
+/// fills it is moved once into a table sized for twice the capacity: an eviction may leave a
+/// tombstone in the table, which it clears by rehashing in place only while at most half full, so
+/// a table sized for the capacity alone would double once more some time after the cap. This way
+/// a rule's memory reaches its bound when the rule fills and stays there.
+#[derive(Debug)]
+struct RuleMap {
+    lru: LruCache<Slot, i64>,
+    /// Whether the table was moved to its final size.
+    settled: bool,
 }
 
 /// A key's place in its rule's map: the kind of identifier and the fingerprint that
@@ -467,8 +481,7 @@ impl LocalLimiter {
     /// Applies one request to `bucket` at `now_ms`.
     pub fn check(&mut self, bucket: &Bucket, now_ms: i64) -> Decision {
         let (rule, slot) = split_key(&bucket.key);
-        let map = self.rule_map(rule);
-        if let Some(tat) = map.get_mut(&slot) {
+        if let Some(tat) = self.rule_map(rule).lru.get_mut(&slot) {
             let d = gcra(Some(*tat), now_ms, &bucket.quota);
             // Unchanged when denied; an entry whose TAT had passed restarts from `now`.
             *tat = d.tat_ms;
@@ -485,14 +498,14 @@ impl LocalLimiter {
     /// a caller with a store behind this one (the Durable Object reads its storage on `None`).
     pub fn tat(&mut self, key: &str) -> Option<i64> {
         let (rule, slot) = split_key(key);
-        self.rules.get_mut(rule)?.get(&slot).copied()
+        self.rules.get_mut(rule)?.lru.get(&slot).copied()
     }
 
     /// Keeps `tat_ms` for `key` at `now_ms`, evicting its rule's least recently used key when the
     /// rule is full.
     pub fn record(&mut self, key: &str, tat_ms: i64, now_ms: i64) {
         let (rule, slot) = split_key(key);
-        match self.rule_map(rule).get_mut(&slot) {
+        match self.rule_map(rule).lru.get_mut(&slot) {
             Some(tat) => *tat = tat_ms,
             None => self.insert(rule, slot, tat_ms, now_ms),
         }
@@ -500,19 +513,29 @@ impl LocalLimiter {
 
     /// Adds a key not in `rule`'s map; at the bound the least recently used one makes room.
     fn insert(&mut self, rule: &str, slot: Slot, tat_ms: i64, now_ms: i64) {
+        let capacity = self.capacity;
         let map = self.rule_map(rule);
-        if let Some((_, evicted_tat)) = map.push(slot, tat_ms) {
-            if evicted_tat > now_ms {
-                self.evicted_live += 1;
+        let evicted = if map.lru.len() >= capacity.get() { map.lru.pop_lru() } else { None };
+        map.lru.put(slot, tat_ms);
+        if !map.settled && map.lru.len() >= capacity.get() {
+            // Once per rule, as it fills: the table's last growth (see `RuleMap`).
+            const TWICE: NonZeroUsize = NonZeroUsize::new(2).unwrap();
+            let mut settled = LruCache::new(capacity.saturating_mul(TWICE));
+            while let Some((k, v)) = map.lru.pop_lru() {
+                settled.put(k, v);
             }
+            *map = RuleMap { lru: settled, settled: true };
+        }
+        if evicted.is_some_and(|(_, tat)| tat > now_ms) {
+            self.evicted_live += 1;
         }
     }
 
-    fn rule_map(&mut self, rule: &str) -> &mut LruCache<Slot, i64> {
+    fn rule_map(&mut self, rule: &str) -> &mut RuleMap {
         if !self.rules.contains_key(rule) {
             // Rules come from the configuration (and, in the Durable Object, from the gate's), so
             // the number of maps is bounded by it.
-            self.rules.insert(rule.into(), LruCache::sparse(self.capacity));
+            self.rules.insert(rule.into(), RuleMap { lru: LruCache::unbounded(), settled: false });
         }
         self.rules.get_mut(rule).expect("inserted above")
     }
@@ -524,12 +547,12 @@ impl LocalLimiter {
 
     /// Keys kept for `rule` (at most [`capacity`](Self::capacity)).
     pub fn rule_len(&self, rule: &str) -> usize {
-        self.rules.get(rule).map_or(0, LruCache::len)
+        self.rules.get(rule).map_or(0, |m| m.lru.len())
     }
 
     /// Keys kept over all rules.
     pub fn len(&self) -> usize {
-        self.rules.values().map(LruCache::len).sum()
+        self.rules.values().map(|m| m.lru.len()).sum()
     }
 
     /// Whether no key is kept.
