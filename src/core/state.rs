@@ -66,7 +66,7 @@ impl IsolateState {
             jwks: RefCell::new(jwks),
             keys: RefCell::new(LruCache::new(NonZeroUsize::new(policy.api_keys.cache_capacity).unwrap_or(NonZeroUsize::MIN))),
             revocations: RefCell::new(EdgeRevocations { set: Rc::new(RevocationSet::default()), loaded_at: None, attempted_at: None }),
-            limiter: RefCell::new(LocalLimiter::default()),
+            limiter: RefCell::new(LocalLimiter::new(policy.rate_limits.local_capacity)),
         }
     }
 

@@ -3,23 +3,26 @@
 
 #![allow(missing_docs)] // the durable_object macro generates undocumented glue
 
-use crate::core::ratelimit::gcra;
+use crate::core::ratelimit::{gcra, LocalLimiter, DEFAULT_LOCAL_CAPACITY};
 use crate::worker::runtime::js::DoStorage;
 use crate::worker::runtime::LimiterAsk as Ask;
 use std::cell::RefCell;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 /// The Durable Object owning the TATs of one shard of keys. Each check is a read-modify-write
 /// that runs to completion before the next event is delivered (storage awaits hold the input
-/// gate), so concurrent requests for one key are counted exactly.
+/// gate), so concurrent requests for one key are counted exactly. Storage holds every TAT; memory
+/// holds a [`LocalLimiter`] of `rate_limits.local_capacity` keys per rule in front of it, so an
+/// eviction from memory costs a storage read, never a fresh bucket.
 #[durable_object]
 pub struct RateLimiter {
     storage: Option<DoStorage>,
-    tats: RefCell<std::collections::HashMap<String, i64>>,
+    tats: RefCell<LocalLimiter>,
 }
 
 impl DurableObject for RateLimiter {
-    fn new(state: State, _env: Env) -> Self {
-        RateLimiter { storage: DoStorage::of(state), tats: RefCell::new(std::collections::HashMap::new()) }
+    fn new(state: State, env: Env) -> Self {
+        let capacity = crate::worker::runtime::isolate(&env).gate.as_ref().map_or(DEFAULT_LOCAL_CAPACITY, |g| g.policy().rate_limits.local_capacity);
+        RateLimiter { storage: DoStorage::of(state), tats: RefCell::new(LocalLimiter::new(capacity)) }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
@@ -28,14 +31,16 @@ impl DurableObject for RateLimiter {
         };
         let Some(storage) = &self.storage else { return Response::error("no storage", 500) };
         let now = worker::Date::now().as_millis() as i64;
-        let known = self.tats.borrow().get(&ask.key).copied();
+        let known = self.tats.borrow_mut().tat(&ask.key);
         let tat = match known {
             Some(t) => Some(t),
             None => storage.number(&ask.key).await.ok().flatten().map(|t| t as i64),
         };
         let d = gcra(tat, now, &ask.quota);
+        // Kept in memory whether allowed or not (when denied, the TAT read from storage), so the
+        // next ask for this key needs no storage read.
+        self.tats.borrow_mut().record(&ask.key, d.tat_ms, now);
         if d.allowed {
-            self.tats.borrow_mut().insert(ask.key.clone(), d.tat_ms);
             // Persisted so an evicted object does not hand out a fresh burst.
             let _ = storage.put_number(&ask.key, d.tat_ms as f64).await;
         }
