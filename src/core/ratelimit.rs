@@ -14,7 +14,7 @@ use super::route::RouteTable;
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 
@@ -424,7 +424,9 @@ pub const MAX_LOCAL_CAPACITY: usize = 1_000_000;
 #[derive(Debug)]
 pub struct LocalLimiter {
     capacity: NonZeroUsize,
-    rules: HashMap<Box<str>, RuleMap>,
+    /// One map per rule name, found by a linear search: a policy has a handful of rules, and a
+    /// vector costs less code in the Worker than another hash map.
+    rules: Vec<(Box<str>, RuleMap)>,
     evicted_live: u64,
 }
 
@@ -475,7 +477,7 @@ impl Default for LocalLimiter {
 impl LocalLimiter {
     /// An empty limiter keeping at most `capacity` keys per rule (maps grow as keys arrive).
     pub fn new(capacity: NonZeroUsize) -> LocalLimiter {
-        LocalLimiter { capacity, rules: HashMap::new(), evicted_live: 0 }
+        LocalLimiter { capacity, rules: Vec::new(), evicted_live: 0 }
     }
 
     /// Applies one request to `bucket` at `now_ms`.
@@ -498,7 +500,7 @@ impl LocalLimiter {
     /// a caller with a store behind this one (the Durable Object reads its storage on `None`).
     pub fn tat(&mut self, key: &str) -> Option<i64> {
         let (rule, slot) = split_key(key);
-        self.rules.get_mut(rule)?.lru.get(&slot).copied()
+        self.rules.iter_mut().find(|(r, _)| &**r == rule)?.1.lru.get(&slot).copied()
     }
 
     /// Keeps `tat_ms` for `key` at `now_ms`, evicting its rule's least recently used key when the
@@ -532,12 +534,14 @@ impl LocalLimiter {
     }
 
     fn rule_map(&mut self, rule: &str) -> &mut RuleMap {
-        if !self.rules.contains_key(rule) {
-            // Rules come from the configuration (and, in the Durable Object, from the gate's), so
-            // the number of maps is bounded by it.
-            self.rules.insert(rule.into(), RuleMap { lru: LruCache::unbounded(), settled: false });
-        }
-        self.rules.get_mut(rule).expect("inserted above")
+        let i = match self.rules.iter().position(|(r, _)| &**r == rule) {
+            Some(i) => i,
+            None => {
+                self.rules.push((rule.into(), RuleMap { lru: LruCache::unbounded(), settled: false }));
+                self.rules.len() - 1
+            }
+        };
+        &mut self.rules[i].1
     }
 
     /// Keys kept per rule, at most.
@@ -547,12 +551,12 @@ impl LocalLimiter {
 
     /// Keys kept for `rule` (at most [`capacity`](Self::capacity)).
     pub fn rule_len(&self, rule: &str) -> usize {
-        self.rules.get(rule).map_or(0, |m| m.lru.len())
+        self.rules.iter().find(|(r, _)| &**r == rule).map_or(0, |(_, m)| m.lru.len())
     }
 
     /// Keys kept over all rules.
     pub fn len(&self) -> usize {
-        self.rules.values().map(|m| m.lru.len()).sum()
+        self.rules.iter().map(|(_, m)| m.lru.len()).sum()
     }
 
     /// Whether no key is kept.
