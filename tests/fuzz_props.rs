@@ -28,6 +28,18 @@ fn policy_ref() -> &'static Policy {
     })
 }
 
+/// A payload claim as a header value, read straight from the JSON (what a verified token's
+/// `claim_text` must agree with).
+fn claim_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Array(a) => a.iter().map(Value::as_str).collect::<Option<Vec<_>>>().map(|v| v.join(" ")),
+        _ => None,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Strategies
 // ---------------------------------------------------------------------------------------------
@@ -327,7 +339,11 @@ proptest! {
         match verify(policy_ref(), &t) {
             Ok(vt) => {
                 prop_assert!(oracle.is_ok(), "accepted but {:?}", oracle);
-                prop_assert_eq!(vt.claims(), claims.as_object().unwrap());
+                prop_assert_eq!(vt.claims(), Some(claims.as_object().unwrap()));
+                // What decisions read: every claim the policy names, as the payload has it.
+                for name in &policy_ref().token_claims {
+                    prop_assert_eq!(vt.claim_text(name), claim_text(&claims[name.as_str()]), "{}", name);
+                }
             }
             Err(e) => {
                 prop_assert!(oracle.is_err(), "rejected ({:?}) but every check holds", e);

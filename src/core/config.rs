@@ -243,6 +243,10 @@ pub struct Policy {
     pub query_param: Option<String>,
     /// Forwarded claims as (lower-case header, claim).
     pub forward_claims: Vec<(String, String)>,
+    /// The claims a verified token keeps: the ones the decisions after verification read
+    /// (forwarded claims, rate-limit keys and tiers, revocations, logs), sorted
+    /// ([`super::claims::claims_read`]).
+    pub token_claims: Vec<String>,
     /// Request id header (lower case).
     pub request_id_header: String,
     /// JWKS cache tuning.
@@ -474,6 +478,7 @@ impl EdgewardConfig {
             .chain(upstream_credentials.values().map(|u| &u.header))
             .map(|h| super::canonical::folded_header_name(h))
             .collect();
+        let tier_claims: Vec<String> = self.rate_limits.rules.iter().filter_map(|r| r.tier_claim.clone()).collect();
         let rate_limits = self.rate_limits.validate()?.with_case_insensitive(request.case_insensitive || routes.any_case_insensitive());
         if rate_limits.ip_pre_auth.is_none() && routes.rules().iter().any(|r| r.auth != Accepts::Jwt && !r.public) {
             warnings.push(
@@ -481,6 +486,7 @@ impl EdgewardConfig {
             );
         }
         self.jwks_cache.validate()?;
+        let token_claims = super::claims::claims_read(&forward_claims, &rate_limits.rules, tier_claims.iter().map(String::as_str));
         Ok(Policy {
             issuers,
             leeway_secs: i64::from(self.leeway_secs),
@@ -493,6 +499,7 @@ impl EdgewardConfig {
             cookie_name: self.cookie_name,
             query_param: self.query_param,
             forward_claims,
+            token_claims,
             request_id_header,
             jwks_cache: self.jwks_cache,
             cookies: self.cookies,
@@ -513,7 +520,13 @@ impl EdgewardConfig {
 
 impl<'p> From<&'p Policy> for TokenRules<'p> {
     fn from(p: &'p Policy) -> TokenRules<'p> {
-        TokenRules { issuers: &p.issuers, leeway_secs: p.leeway_secs, max_lifetime_secs: p.max_lifetime_secs, require_exp: p.require_exp }
+        TokenRules {
+            issuers: &p.issuers,
+            leeway_secs: p.leeway_secs,
+            max_lifetime_secs: p.max_lifetime_secs,
+            require_exp: p.require_exp,
+            claims: &p.token_claims,
+        }
     }
 }
 

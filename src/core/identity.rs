@@ -5,6 +5,7 @@
 use super::access::Requirement;
 use super::apikey::VerifiedApiKey;
 use super::canonical::ClaimValue;
+use super::claims::Claim;
 use super::error::AuthError;
 use super::verify::VerifiedToken;
 use std::borrow::Cow;
@@ -38,16 +39,13 @@ impl Identity<'_> {
     /// arrays of strings stay lists. `None` if absent, empty (`[]`) or of another shape (objects,
     /// mixed arrays).
     pub fn claim_value(&self, name: &str) -> Option<ClaimValue<'_>> {
-        use serde_json::Value;
         match self {
-            Identity::Token(t) => match t.claims().get(name)? {
-                Value::String(s) => Some(ClaimValue::Text(Cow::Borrowed(s))),
-                Value::Number(n) => Some(ClaimValue::Text(Cow::Owned(n.to_string()))),
-                Value::Bool(b) => Some(ClaimValue::Text(Cow::Owned(b.to_string()))),
+            Identity::Token(t) => match t.claim(name)? {
+                Claim::Text(s) => Some(ClaimValue::Text(Cow::Borrowed(s))),
+                c @ (Claim::Number(_) | Claim::Bool(_)) => Some(ClaimValue::Text(Cow::Owned(c.text()))),
                 // An empty array is no value: no header is sent for it.
-                Value::Array(a) if a.is_empty() => None,
-                Value::Array(a) => a.iter().map(Value::as_str).collect::<Option<Vec<_>>>().map(ClaimValue::List),
-                _ => None,
+                Claim::List(items) if items.is_empty() => None,
+                Claim::List(items) => Some(ClaimValue::List(items)),
             },
             Identity::ApiKey(_) => self.claim_text(name).map(|t| ClaimValue::Text(Cow::Owned(t))),
         }

@@ -4,6 +4,7 @@ pub mod access;
 pub mod alg;
 pub mod apikey;
 pub mod canonical;
+pub mod claims;
 pub mod config;
 pub mod cookie;
 pub mod crypto;

@@ -396,12 +396,11 @@ impl Gate {
     pub async fn check_ledger<I: GateIo>(&self, io: &I, who: Identity<'_>) -> Result<(), AuthError> {
         let (facts, revoked) = match who {
             Identity::Token(t) => {
-                let c = t.claims();
                 let facts = json!({
                     "iss": t.issuer().unwrap_or(""),
-                    "jti": c.get("jti").and_then(|v| v.as_str()),
+                    "jti": t.jti(),
                     "sub": t.subject(),
-                    "iat": c.get("iat").and_then(|v| v.as_f64()),
+                    "iat": t.issued_at(),
                     "kid": t.kid(),
                 });
                 (facts, AuthError::TokenRevoked)

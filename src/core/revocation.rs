@@ -389,16 +389,8 @@ impl RevocationSet {
 
     /// Refuses a verified token that is revoked at `now`.
     pub fn check(&self, token: &VerifiedToken, now: i64) -> Result<(), AuthError> {
-        let c = token.claims();
         self.check_parts(
-            &TokenFacts {
-                iss: token.issuer().unwrap_or(""),
-                jti: c.get("jti").and_then(|v| v.as_str()),
-                sub: token.subject(),
-                iat: c.get("iat").and_then(|v| v.as_f64()),
-                kid: token.kid(),
-                api_key: None,
-            },
+            &TokenFacts { iss: token.issuer().unwrap_or(""), jti: token.jti(), sub: token.subject(), iat: token.issued_at(), kid: token.kid(), api_key: None },
             now,
         )
     }

@@ -17,6 +17,7 @@
 
 use super::access::Requirement;
 use super::alg::{Algorithm, KeyFamily};
+use super::claims::{Claim, Facts, Packed};
 use super::error::AuthError;
 use super::jwk::{Jwk, KeyMaterial, KeySet, KeySource};
 use super::token::UnverifiedToken;
@@ -176,6 +177,9 @@ pub struct TokenRules<'p> {
     pub max_lifetime_secs: Option<i64>,
     /// Reject tokens without `exp`.
     pub require_exp: bool,
+    /// The claims a verified token keeps for the decisions after verification, sorted
+    /// ([`super::claims::claims_read`]).
+    pub claims: &'p [String],
 }
 
 /// Source of [`PendingToken`] ids: never reused within a process, so a proof made for one token
@@ -234,66 +238,119 @@ impl SignatureProof {
     }
 }
 
-/// A token whose signature and claims passed every check. Only [`PendingToken::finish`] makes one.
+/// A token whose signature and claims passed every check. Only [`PendingToken::finish`] makes one
+/// (and [`CachedToken::token`], from one `finish` made).
+///
+/// It keeps what the decisions after verification read, packed in one shared allocation (see
+/// [`super::claims`]): issuer, key id, algorithm, `exp`, scopes, and the claims the policy names
+/// ([`TokenRules::claims`]); every accessor below reads only those, so a token-cache hit decides
+/// exactly as the verification that filled it. A fresh token also carries the whole payload for
+/// display ([`VerifiedToken::claims`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedToken {
-    issuer_index: usize,
-    alg: Algorithm,
-    kid: Option<String>,
-    /// Shared, so the token cache hands out a hit without copying the claims.
-    claims: Arc<Map<String, Value>>,
-    expires_at: Option<i64>,
-    scopes: Arc<[String]>,
+    packed: Packed,
+    /// The whole payload: from a fresh verification only (shared, not copied, by clones).
+    payload: Option<Arc<Map<String, Value>>>,
+}
+
+/// A verified token as the token cache keeps it: the packed facts only, no payload. Made only
+/// from a [`VerifiedToken`] ([`VerifiedToken::cached`]); turned back into one by
+/// [`CachedToken::token`], so a cache holds nothing verification did not make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedToken(Packed);
+
+impl CachedToken {
+    /// The verified token again (without its payload).
+    pub fn token(&self) -> VerifiedToken {
+        VerifiedToken { packed: self.0.clone(), payload: None }
+    }
+    /// Heap bytes it holds (its one allocation).
+    pub fn heap_bytes(&self) -> usize {
+        self.0.heap_bytes()
+    }
+    /// `exp` in whole seconds, if present.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.0.expires_at()
+    }
+    /// Index of the issuer in the policy.
+    pub fn issuer_index(&self) -> usize {
+        self.0.issuer_index()
+    }
 }
 
 impl VerifiedToken {
     /// Index of the issuer in the policy.
     pub fn issuer_index(&self) -> usize {
-        self.issuer_index
+        self.packed.issuer_index()
     }
-    /// The verified claims.
-    pub fn claims(&self) -> &Map<String, Value> {
-        &self.claims
+    /// The whole verified payload, for display (the CLI's and the JS package's `verify`): only
+    /// from a fresh verification, `None` on a token-cache hit. Decisions read [`Self::claim`].
+    pub fn claims(&self) -> Option<&Map<String, Value>> {
+        self.payload.as_deref()
+    }
+    /// A claim the policy reads ([`TokenRules::claims`]), if the payload had it as a string, a
+    /// number, a boolean or an array of strings; `None` for any other claim or shape.
+    pub fn claim(&self, name: &str) -> Option<Claim<'_>> {
+        self.packed.claim(name)
+    }
+    /// The names of the claims it keeps ([`Self::claim`]), in order.
+    pub fn claim_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.packed.claim_names()
     }
     /// A claim as a header value: strings as is, numbers and booleans printed, arrays of
     /// strings joined by spaces; `None` for anything else.
     pub fn claim_text(&self, name: &str) -> Option<String> {
-        match self.claims.get(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            Value::Array(a) => a.iter().map(|v| v.as_str()).collect::<Option<Vec<_>>>().map(|v| v.join(" ")),
-            _ => None,
-        }
+        self.claim(name).map(|c| c.text())
     }
     /// `sub`, if present.
     pub fn subject(&self) -> Option<&str> {
-        self.claims.get("sub").and_then(Value::as_str)
+        self.text_claim("sub")
     }
     /// `iss`, if present.
     pub fn issuer(&self) -> Option<&str> {
-        self.claims.get("iss").and_then(Value::as_str)
+        self.text_claim("iss")
+    }
+    /// `jti`, if present.
+    pub fn jti(&self) -> Option<&str> {
+        self.text_claim("jti")
+    }
+    /// `iat` (a number, already checked), if present.
+    pub fn issued_at(&self) -> Option<f64> {
+        match self.claim("iat")? {
+            Claim::Number(n) => n.as_f64(),
+            _ => None,
+        }
+    }
+    fn text_claim(&self, name: &str) -> Option<&str> {
+        match self.claim(name)? {
+            Claim::Text(s) => Some(s),
+            _ => None,
+        }
     }
     /// `exp` in whole seconds, if present.
     pub fn expires_at(&self) -> Option<i64> {
-        self.expires_at
+        self.packed.expires_at()
     }
     /// The algorithm that verified it.
     pub fn alg(&self) -> Algorithm {
-        self.alg
+        self.packed.alg()
     }
     /// The key id that verified it.
     pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
+        self.packed.kid()
     }
-    /// Scopes from `scope` (space-separated) and `scp` (array or string).
-    pub fn scopes(&self) -> &[String] {
-        &self.scopes
+    /// Scopes from `scope` (space-separated) and `scp` (array or string), sorted, each once.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.packed.scopes()
+    }
+    /// The form the token cache keeps.
+    pub fn cached(&self) -> CachedToken {
+        CachedToken(self.packed.clone())
     }
 
     /// Checks a route requirement against the token's scopes.
     pub fn authorize(&self, requirement: &Requirement) -> Result<(), AuthError> {
-        super::scope::require_scopes(&self.scopes, requirement)
+        super::scope::require_scopes(|s| self.scopes().any(|h| h == s), requirement)
     }
 }
 
@@ -396,7 +453,8 @@ impl<'t> PendingToken<'t> {
         Ok(SignatureJob { alg, key, signing_input: self.token.signing_input.as_bytes(), signature: sig, compact: self.token.raw, token_id: self.id })
     }
 
-    /// Checks the claims and returns the verified token (the claims move into it, uncopied).
+    /// Checks the claims and returns the verified token: the facts decisions read packed, the
+    /// payload moved in (uncopied) for display.
     /// `proof` must come from this token's job.
     pub fn finish<'p>(self, proof: SignatureProof, key: &Jwk, rules: impl Into<TokenRules<'p>>, now: i64) -> Result<VerifiedToken, AuthError> {
         let rules = rules.into();
@@ -467,14 +525,16 @@ impl<'t> PendingToken<'t> {
                 return Err(AuthError::MalformedClaims("aud is not a string or array of strings"));
             }
         }
-        Ok(VerifiedToken {
-            issuer_index: self.issuer_index,
+        let packed = Packed::new(&Facts {
             alg: self.token.header.alg,
-            kid: key.kid.clone(),
+            issuer_index: self.issuer_index,
             expires_at: exp.map(|e| e as i64),
-            scopes: scopes.into(),
-            claims: Arc::new(self.token.claims),
-        })
+            kid: key.kid.as_deref(),
+            scopes: &scopes,
+            claims: c,
+            keep: rules.claims,
+        });
+        Ok(VerifiedToken { packed, payload: Some(Arc::new(self.token.claims)) })
     }
 }
 

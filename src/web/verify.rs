@@ -63,7 +63,13 @@ fn js_field(config_field: &str) -> String {
 pub fn verify(token: &str, policy: &Policy, now: i64) -> Result<Map<String, Value>, WebError> {
     let gate = Gate::new(policy.clone());
     let (verified, _) = gate.verify_inline(token, NativeBackend, now, false);
-    Ok(verified?.claims().clone())
+    payload(verified?)
+}
+
+/// The whole payload of a token just verified (the gate here is fresh: never a cache hit, whose
+/// token keeps only the claims the policy reads).
+fn payload(verified: crate::core::verify::VerifiedToken) -> Result<Map<String, Value>, WebError> {
+    verified.claims().cloned().ok_or_else(|| crate::core::error::AuthError::Internal.into())
 }
 
 /// One step of [`explain`].
@@ -121,7 +127,7 @@ fn explain_steps(token: &str, policy: &Value, jwks: Value, now: i64, steps: &mut
             Err(e) => step(steps, s.name, Err(&WebError::from(e))),
         }
     }
-    Ok(verified?.claims().clone())
+    payload(verified?)
 }
 
 #[cfg(test)]

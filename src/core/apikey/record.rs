@@ -139,7 +139,7 @@ impl VerifiedApiKey {
     }
     /// Checks a route requirement against the key's scopes.
     pub fn authorize(&self, requirement: &Requirement) -> Result<(), AuthError> {
-        crate::core::scope::require_scopes(&self.scopes, requirement)
+        crate::core::scope::require_scopes(|s| self.scopes.iter().any(|h| h == s), requirement)
     }
 }
 

@@ -40,7 +40,7 @@ async fn authorize(headers: &[(String, String)], io: &WorkerIo, gate: &Gate, now
         .verify_jwt(io, presented, &crate::core::token_cache::token_hash(presented), now, &mut log)
         .await
         .map_err(|e| format!("admin JWT refused: {}", e.code()))?;
-    if !token.scopes().iter().any(|s| s == scope) {
+    if !token.scopes().any(|s| s == scope) {
         return Err(format!("admin JWT lacks the {scope} scope"));
     }
     if policy.revocations.enabled {
