@@ -7,6 +7,9 @@
 //! and the time of a hit (`Gate::verify_inline` on a cached token: SHA-256 of the token, the
 //! lookup, the log fields) is measured.
 //!
+//! The cache's own estimate of the bytes it holds (`TokenCache::bytes`, what
+//! `token_cache.max_bytes` bounds) is printed next to the allocator's count.
+//!
 //! Two policies: the default one (forward_claims sub, iss, scope; no claim-keyed limit) and one
 //! that forwards all 13 claims, so the cache must keep every claim. Native 64-bit: pointers and
 //! `usize` are twice their wasm32 size, so the Worker's figure is at most this one.
@@ -112,7 +115,7 @@ fn main() {
     let x = b64(key.pk.as_ref());
     let tokens: Vec<String> = (0..TOKENS).map(|i| token(&key, i, now)).collect();
     println!("{TOKENS} tokens of {TOKEN_BYTES} bytes, 13 claims; live heap of the token cache (native 64-bit)");
-    println!("{:<34} {:>12} {:>10} {:>10}", "policy", "cache MiB", "B/entry", "hit ns");
+    println!("{:<34} {:>10} {:>8} {:>10} {:>7}", "policy", "cache MiB", "B/entry", "estimate B", "hit ns");
     for (name, forward_all) in [("default (forwards sub, iss, scope)", false), ("forwards all 13 claims", true)] {
         // The same gate without a cache: what the rest of the state costs.
         let base = LIVE.load(Ordering::Relaxed);
@@ -131,6 +134,9 @@ fn main() {
         let cache = LIVE.load(Ordering::Relaxed) - base - rest;
         assert_eq!(gate.state().cached_tokens(), TOKENS, "every token is cached");
         let ns = hit_ns(&gate, &tokens, now);
-        println!("{name:<34} {:>12.2} {:>10.0} {:>10.0}", cache as f64 / (1 << 20) as f64, cache as f64 / TOKENS as f64, ns);
+        // The cache's own count (what `token_cache.max_bytes` bounds), per entry.
+        let estimate = gate.state().cached_token_bytes() as f64 / TOKENS as f64;
+        let per_entry = cache as f64 / TOKENS as f64;
+        println!("{name:<34} {:>10.2} {per_entry:>8.0} {estimate:>10.0} {ns:>7.0}", cache as f64 / (1 << 20) as f64);
     }
 }

@@ -623,7 +623,7 @@ impl Gate {
             let exp = v.expires_at().map_or("no exp".into(), |e| format!("exp in {} s", e - now));
             format!("exp, nbf, iat, lifetime, iss and aud pass at now={now}; {exp}")
         })?;
-        self.state.tokens.borrow_mut().insert(*hash, verified.clone(), key.fingerprint.clone(), now);
+        self.state.tokens.borrow_mut().insert(*hash, &verified, &key.fingerprint, now);
         log.iss = verified.issuer().map(str::to_owned);
         log.sub = verified.subject().map(str::to_owned);
         Ok(verified)

@@ -90,6 +90,11 @@ impl IsolateState {
         self.tokens.borrow().len()
     }
 
+    /// Bytes the cached verified tokens hold ([`TokenCache::bytes`]).
+    pub fn cached_token_bytes(&self) -> usize {
+        self.tokens.borrow().bytes()
+    }
+
     /// Number of cached API key lookups.
     pub fn cached_keys(&self) -> usize {
         self.keys.borrow().len()
