@@ -996,6 +996,118 @@ fn jwt_token_cache_hit_skips_the_signature() {
     assert_eq!(rf.log.token_cache, Some("miss"));
 }
 
+/// What a decision produced, everything but whether the token cache was hit: for a forward, the
+/// method, the origin request, the rate-limit headers and the decision record; for a refusal, the
+/// response and the record.
+fn decision_summary(o: Outcome<'_>) -> Value {
+    let log = |l: &edgeward::core::log::DecisionLog<'_>| {
+        let mut v = serde_json::to_value(l).unwrap();
+        v.as_object_mut().unwrap().remove("token_cache");
+        v
+    };
+    match o {
+        Outcome::Forward(f) => json!({"forward": {"method": f.method, "url": f.plan.url, "headers": f.plan.headers,
+            "authenticated": f.authenticated, "limit_headers": f.limit_headers, "log": log(&f.log)}}),
+        Outcome::Refuse(r) => json!({"refuse": {"status": r.response.status, "headers": r.response.headers, "body": r.response.body, "log": log(&r.log)}}),
+        Outcome::Admin(a) => panic!("unexpected admin call {}", a.path),
+    }
+}
+
+#[test]
+fn a_cache_hit_decides_exactly_as_a_fresh_verification() {
+    // A typical IdP's 13 claims plus the ones this policy limits and forwards by (a plan, a tier,
+    // a boolean, a list, an object no reader takes).
+    let t = ed_token(json!({
+        "aud": AUD, "nbf": NOW - 10, "jti": "5b0c7e1a-3f4d-4c2b-9a8e-d1f2e3c4b5a6", "azp": "spa-client",
+        "scope": "openid profile email admin", "email": "jane@example.com", "name": "Jane Doe", "given_name": "Jane",
+        "family_name": "Doe", "plan": "pro", "tier": "gold", "email_verified": true, "groups": ["staff", "ops"],
+        "address": {"country": "NZ"},
+    }));
+    let mut d = doc();
+    d["forward_claims"] = json!({"x-user": "sub", "x-issuer": "iss", "x-email": "email", "x-name": "name", "x-exp": "exp",
+        "x-verified": "email_verified", "x-groups": "groups", "x-scope": "scope", "x-address": "address", "x-absent": "nickname"});
+    d["rate_limits"] = json!({"rules": [
+        per_sub_rule(json!({})),
+        {"name": "per-plan", "key": "claim:plan", "rate": 100, "period_secs": 60, "burst": 5,
+            "tier_claim": "tier", "tiers": {"gold": {"rate": 1000, "period_secs": 60, "burst": 3}}},
+        {"name": "per-client", "key": "client_id", "rate": 100, "period_secs": 60, "burst": 4},
+    ]});
+    d["revocations"] = json!({"enabled": true});
+    let requests = || {
+        vec![
+            req("GET", "/api/x").bearer(&t).client_ip("203.0.113.7"),
+            // Route scopes: one held, one not; a sensitive route asks the ledger.
+            req("POST", "/admin/x").bearer(&t),
+            req("GET", "/billing/x").bearer(&t),
+            // The per-sub burst of 2 is spent by now.
+            req("GET", "/api/y").bearer(&t),
+            req("GET", "/api/z").bearer(&t),
+        ]
+    };
+    // (revocation, whether it revokes the token)
+    let revoked_by = [
+        (None, false),
+        (Some(Target::Jti { iss: INLINE_ISS.into(), jti: "5b0c7e1a-3f4d-4c2b-9a8e-d1f2e3c4b5a6".into() }), true),
+        (Some(Target::SubjectBefore { iss: INLINE_ISS.into(), sub: "user-1".into(), before: NOW - 5 }), true),
+        (Some(Target::SubjectBefore { iss: INLINE_ISS.into(), sub: "user-1".into(), before: NOW - 15 }), false),
+        (Some(Target::Kid { kid: "ed-1".into() }), true),
+    ];
+    for (target, revoked) in revoked_by {
+        let mut uncached = d.clone();
+        uncached["token_cache"] = json!({"capacity": 0});
+        let (fresh, cached) = (gate(&uncached), gate(&d));
+        let (io_fresh, io_cached) = (FakeIo::new(), FakeIo::new());
+        for io in [&io_fresh, &io_cached] {
+            publish_revocations(io, 1, target.iter().cloned().collect());
+        }
+        // The first request fills the cache; every later one is a hit there, a verification here.
+        let mut outcomes = Vec::new();
+        for (i, r) in requests().iter().enumerate() {
+            let a = decide(&fresh, &io_fresh, r);
+            let b = decide(&cached, &io_cached, r);
+            let cache = |o: &Outcome<'_>| match o {
+                Outcome::Forward(f) => f.log.token_cache,
+                Outcome::Refuse(r) => r.log.token_cache,
+                Outcome::Admin(_) => None,
+            };
+            assert_eq!((cache(&a), cache(&b)), (Some("miss"), Some(if i == 0 { "miss" } else { "hit" })), "{target:?} {}", r.url);
+            let (a, b) = (decision_summary(a), decision_summary(b));
+            assert_eq!(a, b, "{target:?} {}", r.url);
+            outcomes.push(a.pointer("/refuse/log/reason").and_then(Value::as_str).unwrap_or("forward").to_string());
+        }
+        let expected: &[&str] = if revoked { &["token_revoked"; 5] } else { &["forward", "forward", "insufficient_scope", "rate_limited", "rate_limited"] };
+        assert_eq!(outcomes, expected, "{target:?}");
+        assert_eq!(*io_fresh.ledger_facts.borrow(), *io_cached.ledger_facts.borrow(), "the ledger is asked the same");
+        assert_eq!(io_fresh.count("verify_signature"), 5);
+        assert_eq!(io_cached.count("verify_signature"), 1);
+    }
+
+    // The scenario means something: claims forwarded, tiers and limits applied, scopes checked.
+    let g = gate(&d);
+    let io = FakeIo::new();
+    publish_revocations(&io, 1, vec![]);
+    let first = forwarded(decide(&g, &io, &req("GET", "/api/x").bearer(&t)));
+    let h = &first.plan.headers;
+    assert_eq!(
+        [hdr(h, "x-user"), hdr(h, "x-issuer"), hdr(h, "x-email"), hdr(h, "x-exp"), hdr(h, "x-verified"), hdr(h, "x-scope")],
+        [Some("user-1"), Some(INLINE_ISS), Some("jane@example.com"), Some(&*(NOW + 600).to_string()), Some("true"), Some("openid profile email admin")]
+    );
+    assert_eq!(hdr_all(h, "x-groups"), [r#""staff", "ops""#]);
+    assert_eq!((hdr(h, "x-address"), hdr(h, "x-absent")), (None, None), "an object and an absent claim are not forwarded");
+    let v = g.verify_inline(&t, NativeBackend, NOW, false).0.unwrap();
+    assert_eq!(v.claims(), None, "a hit keeps no payload");
+    let kept: Vec<&str> = v.claim_names().collect();
+    assert_eq!(
+        kept,
+        ["azp", "email", "email_verified", "exp", "groups", "iat", "iss", "jti", "name", "plan", "scope", "sub", "tier"],
+        "aud, nbf, given_name, family_name and the object are not read"
+    );
+    let buckets = g.policy().rate_limits.buckets("/api/x", edgeward::core::identity::Identity::Token(&v), None);
+    // A rule whose key claim is missing does not apply; the gold tier's rate is 1000.
+    assert_eq!(buckets.iter().map(|b| (b.rule.as_str(), b.quota.rate)).collect::<Vec<_>>(), [("per-sub", 60), ("per-plan", 1000), ("per-client", 100)]);
+    assert!(v.authorize(&edgeward::core::access::Requirement::Token { scopes: vec!["admin".into(), "email".into()] }).is_ok());
+}
+
 #[test]
 fn revocation_snapshot_revokes_tokens_cached_ones_included() {
     let gate = gate(&doc());
