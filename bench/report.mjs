@@ -116,7 +116,7 @@ const hitRatio = m.hit.us / m.algs.RS256.jose_us;
 out('### 2. Repeated token (token-cache hit) vs jose RS256');
 out();
 out(`Route \`/__edgeward/bench?mode=hit\`: the token is verified once and cached; then n = ${m.k_hit} times`
-  + ` \`token_hash\` (SHA-256 of the token) + \`TokenCache\` lookup (a clone of the cached \`VerifiedToken\`, its claims shared) + route`
+  + ` \`token_hash\` (SHA-256 of the token) + \`TokenCache\` lookup (the cached token's packed facts, shared) + route`
   + ` authorization, as the gate does for a repeated token. Same method as above; median of ${m.rounds} rounds`
   + ` (${m.hit.rounds.map(f2).join(', ')} µs).`);
 out();
