@@ -181,7 +181,7 @@ def config_seeds():
         "jwks_cache": {"min_ttl_secs": 60, "max_ttl_secs": 3600, "unknown_kid_cooldown_secs": 10, "max_stale_secs": 600, "fetch_timeout_ms": 2000},
         "cookies": {"mode": "fix", "same_site": "Strict", "script_readable": ["ui"], "max_age_secs": 3600},
         "csrf": {"enabled": True, "allowed_origins": ["https://app.example"], "header": "x-csrf", "cookie": "__Host-csrf"},
-        "token_cache": {"capacity": 100, "max_ttl_secs": 60},
+        "token_cache": {"capacity": 100, "max_ttl_secs": 60, "max_bytes": 65536},
         "rate_limits": {"mode": "local", "ip_pre_auth": {"rate": 100, "period_secs": 60, "burst": 20}, "ipv6_prefix_len": 56, "local_capacity": 1000,
                         "rules": [{"name": "per-sub", "key": "sub", "rate": 10, "period_secs": 1, "burst": 5, "path": "/api/*", "tier_claim": "plan",
                                    "tiers": {"pro": {"rate": 100, "period_secs": 1, "burst": 50}}}]},
@@ -207,6 +207,7 @@ def config_seeds():
         dict(base, rate_limits={"rules": [{"name": "x", "key": "claim:", "rate": 1, "period_secs": 1, "burst": 1}]}),
         dict(base, upstream_credentials={"u": {"header": "host", "secret": "S"}}),
         dict(base, rate_limits={"local_capacity": 0}),
+        dict(base, token_cache={"max_bytes": 0}),
     ]
     for i, b in enumerate(bad):
         write(t, f"bad_{i}", js(b))
