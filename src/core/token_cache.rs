@@ -6,8 +6,9 @@
 //!   `exp`, scopes and the claims the policy reads), never the whole payload.
 //! - Two bounds, whichever is reached first evicts the least recently used entries: `capacity`
 //!   entries and `max_bytes` bytes ([`TokenCache::bytes`]: an estimate of the heap each entry
-//!   holds, its share of the hash table included). Each insertion evicts at most what it adds;
-//!   nothing scans the cache on the request path.
+//!   holds, its share of the hash table included). An insertion evicts from the least recent
+//!   end only until both bounds hold again (the bytes it adds, and no more); nothing scans the
+//!   cache on the request path.
 //! - An entry never outlives its token: it expires at `exp` (not `exp + leeway`), or earlier at
 //!   insertion + `max_ttl_secs`.
 //! - When an issuer's keys change (rotation, a key removed from the JWKS), entries verified by a
