@@ -14,40 +14,18 @@
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
 use edgeward::core::ratelimit::{Bucket, LocalLimiter, RateLimitConfig, RateLimitPolicy, DEFAULT_LOCAL_CAPACITY};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
+#[path = "support/counting.rs"]
+mod counting;
+use counting::{mib, LIVE};
 
 const CLIENTS: usize = 1_000_000;
 const CHUNK: usize = 10_000;
 const RUNS: usize = 7;
-
-fn mib(b: isize) -> f64 {
-    b as f64 / (1024.0 * 1024.0)
-}
 
 /// One pass of the stream through a fresh limiter.
 struct Pass {

@@ -17,35 +17,12 @@ use edgeward::core::ratelimit::{Bucket, Decision};
 use edgeward::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target, SNAPSHOT_KEY};
 use edgeward::core::verify::{SignatureJob, SignatureProof};
 use jwt_simple::prelude::*;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::Ordering;
 
-struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-/// The high-water mark of LIVE: wasm linear memory grows to the peak and never shrinks.
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(l.size() as isize, Ordering::Relaxed) + l.size() as isize;
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let delta = new as isize - l.size() as isize;
-        let live = LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
+#[path = "support/counting.rs"]
+mod counting;
+use counting::{mib, LIVE, PEAK};
 
 const PEPPER: &str = "bench-pepper-bench-pepper-bench-pepper";
 const TOKENS: usize = 10_000;
@@ -101,10 +78,6 @@ fn random64(seed: u64) -> [u8; 64] {
         x ^= x << 17;
         x as u8
     })
-}
-
-fn mib(b: isize) -> f64 {
-    b as f64 / (1 << 20) as f64
 }
 
 fn main() {
