@@ -22,7 +22,6 @@
 //! every reader treats it as absent.
 
 use super::alg::Algorithm;
-use super::ratelimit::{LimitKey, Rule};
 use serde_json::{Map, Number, Value};
 use std::sync::Arc;
 
@@ -31,24 +30,17 @@ use std::sync::Arc;
 pub const ALWAYS_READ: [&str; 4] = ["iat", "iss", "jti", "sub"];
 
 /// The names of the claims a decision reads after verification under a policy, sorted, each
-/// once: [`ALWAYS_READ`], every `forward_claims` claim, `azp` and `client_id` for a
-/// `client_id`-keyed limit, each `claim:NAME` limit key, and each `tier_claim`
-/// (`tier_claims`: the rules' as configured). `exp`, `kid`, `alg` and the scopes (from `scope`
-/// and `scp`) are kept on their own.
+/// once: [`ALWAYS_READ`], every `forward_claims` claim, and the claims the rate limits read
+/// (`limit_claims`: `azp` and `client_id` for a `client_id`-keyed limit, each `claim:NAME` limit
+/// key, each `tier_claim`; see `RateLimitPolicy::claims_read`). `exp`, `kid`, `alg` and the
+/// scopes (from `scope` and `scp`) are kept on their own.
 ///
 /// Every reader of a token's claims on the request path is listed here; one that is not would
 /// read nothing, on a fresh verification and a cache hit alike.
-pub fn claims_read<'a>(forward_claims: &[(String, String)], rules: &[Rule], tier_claims: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+pub fn claims_read(forward_claims: &[(String, String)], limit_claims: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut names: Vec<String> = ALWAYS_READ.iter().map(|s| (*s).to_string()).collect();
     names.extend(forward_claims.iter().map(|(_, c)| c.clone()));
-    for r in rules {
-        match &r.key {
-            LimitKey::Client => names.extend(["azp".to_string(), "client_id".to_string()]),
-            LimitKey::Claim(c) => names.push(c.clone()),
-            LimitKey::Subject | LimitKey::Ip | LimitKey::ApiKey => {}
-        }
-    }
-    names.extend(tier_claims.into_iter().map(str::to_owned));
+    names.extend(limit_claims);
     names.sort();
     names.dedup();
     names
@@ -391,17 +383,8 @@ mod tests {
     #[test]
     fn claims_read_lists_every_reader() {
         let forward = vec![("x-a".to_string(), "email".to_string()), ("x-b".to_string(), "sub".to_string())];
-        let rl = super::super::ratelimit::RateLimitConfig {
-            rules: serde_json::from_value(json!([
-                {"name": "c", "key": "client_id", "rate": 1, "period_secs": 1, "burst": 1},
-                {"name": "p", "key": "claim:plan", "rate": 1, "period_secs": 1, "burst": 1, "tier_claim": "tier", "tiers": {"gold": {"rate": 2, "period_secs": 1, "burst": 1}}},
-            ]))
-            .unwrap(),
-            ..Default::default()
-        };
-        let tiers: Vec<String> = rl.rules.iter().filter_map(|r| r.tier_claim.clone()).collect();
-        let rules = rl.validate().unwrap().rules;
-        assert_eq!(claims_read(&forward, &rules, tiers.iter().map(String::as_str)), ["azp", "client_id", "email", "iat", "iss", "jti", "plan", "sub", "tier"]);
-        assert_eq!(claims_read(&[], &[], []), ALWAYS_READ);
+        let limits = ["plan", "azp", "tier", "client_id", "plan"].map(str::to_string);
+        assert_eq!(claims_read(&forward, limits), ["azp", "client_id", "email", "iat", "iss", "jti", "plan", "sub", "tier"]);
+        assert_eq!(claims_read(&[], []), ALWAYS_READ);
     }
 }

@@ -478,7 +478,6 @@ impl EdgewardConfig {
             .chain(upstream_credentials.values().map(|u| &u.header))
             .map(|h| super::canonical::folded_header_name(h))
             .collect();
-        let tier_claims: Vec<String> = self.rate_limits.rules.iter().filter_map(|r| r.tier_claim.clone()).collect();
         let rate_limits = self.rate_limits.validate()?.with_case_insensitive(request.case_insensitive || routes.any_case_insensitive());
         if rate_limits.ip_pre_auth.is_none() && routes.rules().iter().any(|r| r.auth != Accepts::Jwt && !r.public) {
             warnings.push(
@@ -486,7 +485,7 @@ impl EdgewardConfig {
             );
         }
         self.jwks_cache.validate()?;
-        let token_claims = super::claims::claims_read(&forward_claims, &rate_limits.rules, tier_claims.iter().map(String::as_str));
+        let token_claims = super::claims::claims_read(&forward_claims, rate_limits.claims_read());
         Ok(Policy {
             issuers,
             leeway_secs: i64::from(self.leeway_secs),

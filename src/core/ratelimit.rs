@@ -331,6 +331,22 @@ impl Default for RateLimitPolicy {
 }
 
 impl RateLimitPolicy {
+    /// The token claims the rules read after verification: `azp` and `client_id` for a
+    /// `client_id`-keyed limit, each `claim:NAME` key, each `tier_claim` (what a verified token
+    /// must keep for them; see `claims::claims_read`).
+    pub fn claims_read(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for r in &self.rules {
+            match &r.key {
+                LimitKey::Client => names.extend(["azp".to_string(), "client_id".to_string()]),
+                LimitKey::Claim(c) => names.push(c.clone()),
+                LimitKey::Subject | LimitKey::Ip | LimitKey::ApiKey => {}
+            }
+            names.extend(r.tier_claim.clone());
+        }
+        names
+    }
+
     /// Path rules follow the route table's case rule (`request.case_insensitive`).
     pub fn with_case_insensitive(mut self, default: bool) -> RateLimitPolicy {
         for r in &mut self.rules {
@@ -574,6 +590,21 @@ impl LocalLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_claims_the_rules_read() {
+        let rl = RateLimitConfig {
+            rules: serde_json::from_value(serde_json::json!([
+                {"name": "c", "key": "client_id", "rate": 1, "period_secs": 1, "burst": 1},
+                {"name": "p", "key": "claim:plan", "rate": 1, "period_secs": 1, "burst": 1, "tier_claim": "tier", "tiers": {"gold": {"rate": 2, "period_secs": 1, "burst": 1}}},
+                {"name": "s", "key": "sub", "rate": 1, "period_secs": 1, "burst": 1},
+            ]))
+            .unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(rl.validate().unwrap().claims_read(), ["azp", "client_id", "plan", "tier"]);
+        assert!(RateLimitConfig::default().validate().unwrap().claims_read().is_empty());
+    }
 
     #[test]
     fn burst_then_steady_rate() {
