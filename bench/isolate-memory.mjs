@@ -10,13 +10,15 @@
 // Run from the repository root after `bash scripts/build-worker` (the production gate in build/;
 // `bench/isolate-memory` does both). The gate's state is filled the way requests fill it:
 //   (1) after the first requests (a token and the probe token; the snapshot read finds nothing),
-//   (2) after the revocation snapshot (100,000 active entries, the compact `revocations:v2`
-//       format of src/core/revocation.rs) is written into wrangler's local KV with
-//       `wrangler kv key put --local` and the gate has re-read it (its background re-read, every
-//       `revocations.refresh_secs` = 10 s by default; confirmed by a probe token whose `jti` is in
-//       the snapshot turning from 200 to 401). The gate keeps re-reading it every 10 s while the
-//       rest loads (each re-read builds a new set next to the live one), as a deployed gate does,
-//       so the figures after step 2 include those re-reads,
+//   (2) after the revocation list (100,000 active entries) is published the way the ledger
+//       publishes it — the sharded snapshot of src/core/revocation.rs (format 3: a manifest,
+//       `revocations:v3`, and one value per shard of at most 65,536 entries) written into
+//       wrangler's local KV with `wrangler kv bulk put --local` — and the gate has read it (its
+//       background re-read, every `revocations.refresh_secs` = 10 s by default; confirmed by a
+//       probe token whose `jti` is in the list turning from 200 to 401); then after one more
+//       revocation republished in its shard only (a second probe turning 401): the refresh
+//       reads that one shard. The gate keeps re-reading the manifest every 10 s while the rest
+//       loads, as a deployed gate does,
 //   (3) after 10,000 distinct RS256 tokens with a typical IdP's 13 claims (iss, sub, aud, exp,
 //       iat, nbf, jti, azp, scope, email, name, given_name, family_name; the payload of
 //       examples/bench_token_cache.rs) each verified once (the JWKS from a loopback server),
@@ -313,11 +315,10 @@ function idOf(tag, parts) {
 }
 
 /**
- * The compact snapshot (`EWRV`, format 2, version, count; records kind u8 | id u64 | expires i64
- * [| before i64]), n entries: as examples/bench_memory.rs, 1 in 10 a subject watermark, 1 in 10 a
- * kid, the rest `jti`s; plus the probe token's jti. Sorted by (kind, id) as the ledger writes it.
+ * The revocation records, n entries: as examples/bench_memory.rs, 1 in 10 a subject watermark,
+ * 1 in 10 a kid, the rest `jti`s; the last one the probe token's jti.
  */
-function makeSnapshot(n, now, probeJti) {
+function makeRecords(n, now, probeJti) {
   const recs = [];
   for (let i = 0; i < n - 1; i++) {
     if (i % 10 === 0) recs.push({ kind: 2, id: idOf('sub', [ISSUER, `user-${i}`]), before: now - 60 });
@@ -325,25 +326,64 @@ function makeSnapshot(n, now, probeJti) {
     else recs.push({ kind: 1, id: idOf('jti', [ISSUER, `${i.toString(16).padStart(32, '0')}`]) });
   }
   recs.push({ kind: 1, id: idOf('jti', [ISSUER, probeJti]) });
-  recs.sort((a, b) => a.kind - b.kind || Buffer.compare(a.id, b.id));
-  const size = 17 + recs.reduce((s, r) => s + (r.kind === 2 ? 25 : 17), 0);
-  const buf = Buffer.alloc(size);
-  buf.write('EWRV', 0, 'latin1');
-  buf.writeUInt8(2, 4);
-  buf.writeBigUInt64BE(1n, 5);
-  buf.writeUInt32BE(recs.length, 13);
-  let o = 17;
-  for (const r of recs) {
-    buf.writeUInt8(r.kind, o);
-    r.id.copy(buf, o + 1);
-    buf.writeBigInt64BE(BigInt(now + 86400), o + 9);
-    o += 17;
-    if (r.kind === 2) {
-      buf.writeBigInt64BE(BigInt(r.before), o);
-      o += 8;
+  return recs;
+}
+
+/** src/core/revocation.rs `shard_bits_for(count, 0)`: 65,536 entries per shard at most. */
+const shardBits = (count) => {
+  let bits = 0;
+  while (bits < 8 && count > 65536 * 2 ** bits) bits++;
+  return bits;
+};
+const shardOf = (id, bits) => (bits === 0 ? 0 : id[0] >> (8 - bits));
+
+/**
+ * The sharded publication the ledger writes (src/core/revocation.rs, format 3): one shard value
+ * per index (`EWRS`, 3, version u64, bits u8, index u16, count u32; records kind u8 | id u64 |
+ * expires i64 [| before i64] sorted by (kind, id)) under `revocations:v3:{bits}:{index}:{version}`,
+ * and the manifest (`EWRM`, 3, version u64, bits u8; per shard version u64 | count u32) under
+ * `revocations:v3`. `shardVersions[i]` is shard i's version (all `version` when absent); only
+ * the shards at `version` are returned as values. Returns { entries (for `kv bulk put`), bytes }.
+ */
+function shardedPublication(recs, now, version, bits, shardVersions) {
+  const per = Array.from({ length: 2 ** bits }, () => []);
+  for (const r of recs) per[shardOf(r.id, bits)].push(r);
+  const manifest = Buffer.alloc(14 + 12 * per.length);
+  manifest.write('EWRM', 0, 'latin1');
+  manifest.writeUInt8(3, 4);
+  manifest.writeBigUInt64BE(BigInt(version), 5);
+  manifest.writeUInt8(bits, 13);
+  const entries = [];
+  let bytes = 0;
+  per.forEach((list, i) => {
+    const v = shardVersions?.[i] ?? version;
+    manifest.writeBigUInt64BE(BigInt(v), 14 + 12 * i);
+    manifest.writeUInt32BE(list.length, 22 + 12 * i);
+    if (v !== version || list.length === 0) return;
+    list.sort((a, b) => a.kind - b.kind || Buffer.compare(a.id, b.id));
+    const buf = Buffer.alloc(20 + list.reduce((s, r) => s + (r.kind === 2 ? 25 : 17), 0));
+    buf.write('EWRS', 0, 'latin1');
+    buf.writeUInt8(3, 4);
+    buf.writeBigUInt64BE(BigInt(v), 5);
+    buf.writeUInt8(bits, 13);
+    buf.writeUInt16BE(i, 14);
+    buf.writeUInt32BE(list.length, 16);
+    let o = 20;
+    for (const r of list) {
+      buf.writeUInt8(r.kind, o);
+      r.id.copy(buf, o + 1);
+      buf.writeBigInt64BE(BigInt(now + 86400), o + 9);
+      o += 17;
+      if (r.kind === 2) {
+        buf.writeBigInt64BE(BigInt(r.before), o);
+        o += 8;
+      }
     }
-  }
-  return buf;
+    bytes += buf.length;
+    entries.push({ key: `revocations:v3:${bits}:${i}:${v}`, value: buf.toString('base64'), base64: true });
+  });
+  entries.push({ key: 'revocations:v3', value: manifest.toString('base64'), base64: true });
+  return { entries, bytes: bytes + manifest.length };
 }
 
 // ------------------------------------------------------------------------------------------
@@ -392,6 +432,8 @@ async function main() {
   const tokens = Array.from({ length: N_TOKENS }, (_, i) => makeToken(pem, i, now));
   const probeJti = 'probe-revoked-0001';
   const probe = makeToken(pem, N_TOKENS + 1, now, probeJti);
+  const probe2Jti = 'probe-revoked-0002';
+  const probe2 = makeToken(pem, N_TOKENS + 2, now, probe2Jti);
   const tokenBytes = [...new Set(tokens.map((t) => t.length))];
 
   const jwksBody = Buffer.from(JSON.stringify({ keys: [jwk] }));
@@ -466,21 +508,37 @@ async function main() {
   if (p0.status !== 200) throw new Error(`probe before the snapshot: ${p0.status} ${p0.text.slice(0, 300)}`);
   await snap('after the first request (2 tokens, empty revocation list)');
 
-  // (2) the revocation snapshot.
-  const snapshot = makeSnapshot(N_REVOCATIONS, now, probeJti);
-  const snapFile = path.join(dir, 'revocations.bin');
-  fs.writeFileSync(snapFile, snapshot);
-  log(`writing the revocation snapshot (${N_REVOCATIONS} entries, ${snapshot.length} bytes) into the local KV (wrangler kv key put --local)`);
-  wranglerRun(['kv', 'key', 'put', 'revocations:v2', '--path', snapFile, ...kvArgs]);
-  const deadline = Date.now() + 60000;
-  let probeStatus;
-  for (;;) {
-    await sleep(1000); // past refresh_secs (10 s), a request schedules a background re-read
-    probeStatus = (await request(g.port, { headers: bearer(probe) })).status;
-    if (probeStatus === 401) break;
-    if (Date.now() > deadline) throw new Error(`the gate did not pick up the revocation snapshot in 60 s (probe: ${probeStatus})`);
-  }
-  await snap(`+ ${N_REVOCATIONS.toLocaleString('en-US')} revocations (snapshot read)`);
+  // (2) the revocation list, as the ledger publishes it (sharded).
+  const records = makeRecords(N_REVOCATIONS, now, probeJti);
+  const bits = shardBits(records.length);
+  const pub1 = shardedPublication(records, now, 1, bits);
+  const putBulk = (entries, name) => {
+    const f = path.join(dir, name);
+    fs.writeFileSync(f, JSON.stringify(entries));
+    wranglerRun(['kv', 'bulk', 'put', f, ...kvArgs]);
+  };
+  log(`writing the revocation list (${N_REVOCATIONS} entries in ${2 ** bits} shards, ${pub1.bytes} bytes) into the local KV (wrangler kv bulk put --local)`);
+  putBulk(pub1.entries, 'revocations-1.json');
+  const waitFor = async (token, status, what) => {
+    const deadline = Date.now() + 60000;
+    for (;;) {
+      await sleep(1000); // past refresh_secs (10 s), a request schedules a background re-read
+      const got = (await request(g.port, { headers: bearer(token) })).status;
+      if (got === status) return;
+      if (Date.now() > deadline) throw new Error(`the gate did not pick up ${what} in 60 s (probe: ${got})`);
+    }
+  };
+  await waitFor(probe, 401, 'the revocation list');
+  await snap(`+ ${N_REVOCATIONS.toLocaleString('en-US')} revocations (${2 ** bits} shards read)`);
+  // One more revocation (the second probe's jti): the ledger republishes its shard only, and the
+  // gate's refresh reads that one shard beside the live set.
+  records.push({ kind: 1, id: idOf('jti', [ISSUER, probe2Jti]) });
+  const changed = shardOf(records.at(-1).id, bits);
+  const pub2 = shardedPublication(records, now, 2, bits, Array.from({ length: 2 ** bits }, (_, i) => (i === changed ? 2 : 1)));
+  putBulk(pub2.entries, 'revocations-2.json');
+  await waitFor(probe2, 401, 'the one-shard change');
+  await snap('+ 1 revocation (one shard re-read)');
+  const snapshot = { length: pub1.bytes };
 
   // (3) distinct tokens.
   const tokenSecs = await sendAll(g, tokens.slice(1).map((t) => ({ headers: bearer(t), expect: 200 })), 'tokens');

@@ -26,7 +26,10 @@ use edgeward::core::jwks_cache::FetchOutcome;
 use edgeward::core::log::CredentialSource;
 use edgeward::core::pipeline::{jwks_snapshot_key, Forward, Gate, Incoming, OriginCookies, Outcome, Refusal};
 use edgeward::core::ratelimit::{Bucket, Decision, LocalLimiter};
-use edgeward::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target, SNAPSHOT_KEY};
+use edgeward::core::revocation::{
+    encode_shard, shard_key, shard_of, sharded_snapshot, Manifest, Record, Revocation, RevocationSet, RevocationSnapshot, ShardRef, Target, MANIFEST_KEY,
+    SNAPSHOT_KEY,
+};
 use edgeward::core::verify::{SignatureJob, SignatureProof};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -374,10 +377,22 @@ fn store_record(io: &FakeIo, k: &str, rec: &KeyRecord) {
     io.kv.borrow_mut().insert(storage_key(k), serde_json::to_vec(rec).unwrap());
 }
 
-/// A compact revocation snapshot holding `targets` (version `version`), under `SNAPSHOT_KEY`.
+fn revocations_of(targets: Vec<Target>) -> Vec<Revocation> {
+    targets.into_iter().map(|target| Revocation { target, reason: "test".into(), created_at: NOW - 5, expires_at: NOW + 86_400 }).collect()
+}
+
+/// The sharded revocation snapshot holding `targets` at `version`, as the ledger publishes it:
+/// the manifest under `MANIFEST_KEY` and its shards.
 fn publish_revocations(io: &FakeIo, version: u64, targets: Vec<Target>) {
-    let entries = targets.into_iter().map(|target| Revocation { target, reason: "test".into(), created_at: NOW - 5, expires_at: NOW + 86_400 }).collect();
-    let set = RevocationSet::from_snapshot(&RevocationSnapshot { version, entries }, NOW);
+    let (manifest, shards) = sharded_snapshot(version, revocations_of(targets).iter().map(Revocation::record).collect(), NOW);
+    let mut kv = io.kv.borrow_mut();
+    kv.insert(MANIFEST_KEY.into(), manifest.encode());
+    kv.extend(shards);
+}
+
+/// The format-2 single-value snapshot an earlier ledger published (no manifest).
+fn publish_legacy_revocations(io: &FakeIo, version: u64, targets: Vec<Target>) {
+    let set = RevocationSet::from_snapshot(&RevocationSnapshot { version, entries: revocations_of(targets) }, NOW);
     io.kv.borrow_mut().insert(SNAPSHOT_KEY.into(), set.to_compact());
 }
 
@@ -790,7 +805,15 @@ fn api_key_accepted_cache_hit_vs_miss_and_record_ttl() {
     let fwd = forwarded(decide(&gate, &io, &r));
     assert_eq!((fwd.log.key_cache, fwd.log.kv_reads, fwd.log.key_id.as_deref()), (Some("miss"), 1, Some(rec.id.as_str())));
     assert_eq!(fwd.log.credential, Some(CredentialSource::ApiKey));
-    assert_eq!(io.take_calls(), vec![format!("kv_read {}", storage_key(&k)), format!("kv_read {SNAPSHOT_KEY}"), "kv_read revocations:v1".to_string()]);
+    assert_eq!(
+        io.take_calls(),
+        vec![
+            format!("kv_read {}", storage_key(&k)),
+            format!("kv_read {MANIFEST_KEY}"),
+            format!("kv_read {SNAPSHOT_KEY}"),
+            "kv_read revocations:v1".to_string()
+        ]
+    );
     let h = &fwd.plan.headers;
     assert_eq!(fwd.plan.url, format!("{ORIGIN}/partner/reports?month=11"));
     assert_eq!(hdr(h, "x-api-key"), None, "the client's key never reaches the origin");
@@ -1128,7 +1151,11 @@ fn revocation_snapshot_revokes_tokens_cached_ones_included() {
         Www::Is("Bearer realm=\"edgeward\", error=\"invalid_token\", error_description=\"token revoked\""),
     );
     assert_eq!(rf.log.token_cache, Some("miss"));
-    assert_eq!(io.take_calls(), vec!["verify_signature".to_string(), format!("kv_read {SNAPSHOT_KEY}")], "the compact snapshot, read once");
+    assert_eq!(
+        io.take_calls(),
+        vec!["verify_signature".to_string(), format!("kv_read {MANIFEST_KEY}"), format!("kv_read {}", shard_key(0, 0, 7))],
+        "the manifest and its one shard, read once"
+    );
     assert_eq!(gate.state().revocations(), 2);
     // "Log out everywhere": tokens of user-2 issued before the watermark.
     refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"sub": "user-2"})))), 401, "token_revoked", Www::InvalidToken);
@@ -1156,7 +1183,7 @@ fn revocation_snapshot_revokes_tokens_cached_ones_included() {
     for t in tasks {
         run_ready(gate.run_deferred(&io, t)).unwrap();
     }
-    assert_eq!(io.take_calls(), vec![format!("kv_read {SNAPSHOT_KEY}")]);
+    assert_eq!(io.take_calls(), vec![format!("kv_read {MANIFEST_KEY}"), format!("kv_read {}", shard_key(0, 0, 8))]);
     let rf = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&later)), 401, "token_revoked", Www::InvalidToken);
     assert_eq!(rf.log.token_cache, Some("hit"), "revocation is checked on cache hits too");
 }
@@ -1204,6 +1231,144 @@ fn revocations_unavailable_without_kv_or_past_max_age() {
     let io = FakeIo::new();
     io.kv_state.set(Kv::Failing);
     refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 503, "revocations_unavailable", Www::Absent);
+}
+
+/// A sharded publication by hand: `2^bits` shards, `changed` (indexes) at `version`, the others
+/// as `prev` had them (or at version 1). Returns the manifest written.
+fn publish_shards(io: &FakeIo, version: u64, bits: u8, targets: &[Target], prev: Option<&Manifest>, changed: &[usize]) -> Manifest {
+    let records: Vec<Record> = revocations_of(targets.to_vec()).iter().map(Revocation::record).collect();
+    let mut shards = vec![ShardRef::default(); 1 << bits];
+    for (i, slot) in shards.iter_mut().enumerate() {
+        let mut mine: Vec<Record> = records.iter().copied().filter(|r| shard_of(r.id, bits) == i).collect();
+        let v = match prev {
+            Some(p) if !changed.contains(&i) => p.shards[i].version,
+            _ => version,
+        };
+        *slot = ShardRef { version: v, count: mine.len() as u32 };
+        if !mine.is_empty() && v == version {
+            io.kv.borrow_mut().insert(shard_key(bits, i, v), encode_shard(v, bits, i, &mut mine));
+        }
+    }
+    let m = Manifest { version, bits, shards };
+    io.kv.borrow_mut().insert(MANIFEST_KEY.into(), m.encode());
+    m
+}
+
+/// Issue 21: the edge reads the sharded snapshot shard by shard, and a refresh reads only the
+/// shards whose version changed; empty shards are never read; a shard the manifest names but KV
+/// does not have yet (or a corrupt one) keeps the last copy and is retried; an older manifest
+/// than the one held changes nothing; a re-sharded list is rebuilt beside the live one.
+#[test]
+fn sharded_revocations_are_read_shard_by_shard() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    // Jtis spread over 4 shards, none in the shard of "t-2" to start with.
+    let jti = |j: &str| Target::Jti { iss: INLINE_ISS.into(), jti: j.into() };
+    let shard_of_jti = |j: &str| shard_of(jti(j).id_u64(), 2);
+    let probe = "t-2";
+    let others: Vec<String> = (0..200).map(|i| format!("x-{i}")).filter(|j| shard_of_jti(j) != shard_of_jti(probe)).take(12).collect();
+    // One entry shares the probe's shard, so that shard is never empty.
+    let buddy = (0..200).map(|i| format!("y-{i}")).find(|j| shard_of_jti(j) == shard_of_jti(probe)).unwrap();
+    let mut targets: Vec<Target> = others.iter().chain([&buddy]).map(|j| jti(j)).collect();
+    let m1 = publish_shards(&io, 1, 2, &targets, None, &[0, 1, 2, 3]);
+    let empty = m1.shards.iter().filter(|s| s.count == 0).count();
+    let t_probe = ed_token(json!({"jti": probe}));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t_probe)));
+    let calls = io.take_calls();
+    assert_eq!(calls.iter().filter(|c| c.starts_with("kv_read revocations:v3:")).count(), 4 - empty, "every non-empty shard once: {calls:?}");
+    assert_eq!(gate.state().revocations(), 13);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"jti": others[0].clone()})))), 401, "token_revoked", Www::InvalidToken);
+
+    // The probe is revoked: only its shard changes.
+    targets.push(jti(probe));
+    let changed = shard_of_jti(probe);
+    let m2 = publish_shards(&io, 2, 2, &targets, Some(&m1), &[changed]);
+    io.take_calls();
+    io.advance_secs(10);
+    let refresh = |io: &FakeIo| {
+        forwarded(decide(&gate, io, &req("GET", "/public/x")));
+        let _ = decide(&gate, io, &req("GET", "/api/x").bearer(&t_probe));
+        for t in io.take_deferred() {
+            run_ready(gate.run_deferred(io, t)).unwrap();
+        }
+    };
+    refresh(&io);
+    assert_eq!(io.take_calls(), vec![format!("kv_read {MANIFEST_KEY}"), format!("kv_read {}", shard_key(2, changed, 2))]);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t_probe)), 401, "token_revoked", Www::InvalidToken);
+    assert_eq!(gate.state().revocations(), 14);
+
+    // A manifest naming a shard KV does not serve yet: the read fails, the copy held stays.
+    targets.pop();
+    let m3 = publish_shards(&io, 3, 2, &targets, Some(&m2), &[changed]);
+    io.kv.borrow_mut().remove(&shard_key(2, changed, 3));
+    io.advance_secs(10);
+    refresh(&io);
+    assert_eq!(io.events("revocations_read_failed").len(), 1);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t_probe)), 401, "token_revoked", Www::InvalidToken);
+    // A corrupt one (another shard's bytes under its key) is refused the same way.
+    let wrong = io.kv.borrow().get(&shard_key(2, m3.shards.iter().position(|s| s.count > 0 && s.version == 1).unwrap(), 1)).cloned().unwrap();
+    io.kv.borrow_mut().insert(shard_key(2, changed, 3), wrong);
+    io.advance_secs(10);
+    refresh(&io);
+    assert_eq!(io.events("revocations_read_failed").len(), 2);
+    // Then it arrives: the probe passes again.
+    publish_shards(&io, 3, 2, &targets, Some(&m2), &[changed]);
+    io.advance_secs(10);
+    refresh(&io);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t_probe))).authenticated);
+
+    // An older manifest (a KV cache behind) changes nothing and reads no shard.
+    io.kv.borrow_mut().insert(MANIFEST_KEY.into(), m1.encode());
+    io.take_calls();
+    io.advance_secs(10);
+    refresh(&io);
+    assert_eq!(io.take_calls(), vec![format!("kv_read {MANIFEST_KEY}")]);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t_probe))).authenticated);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"jti": others[1].clone()})))), 401, "token_revoked", Www::InvalidToken);
+
+    // Re-sharded into one shard: rebuilt; the same verdicts.
+    targets.push(jti(probe));
+    publish_shards(&io, 4, 0, &targets, None, &[0]);
+    io.advance_secs(10);
+    refresh(&io);
+    assert_eq!(gate.state().revocations(), 14);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t_probe)), 401, "token_revoked", Www::InvalidToken);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"jti": "fine"}))))).authenticated);
+}
+
+/// Without a manifest (a ledger of an earlier version), the format-2 single value is read; once
+/// a manifest exists it is what counts.
+#[test]
+fn the_single_value_snapshot_is_read_without_a_manifest() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    publish_legacy_revocations(&io, 5, vec![Target::Jti { iss: INLINE_ISS.into(), jti: "old".into() }]);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"jti": "old"})))), 401, "token_revoked", Www::InvalidToken);
+    assert_eq!(io.take_calls(), vec!["verify_signature".to_string(), format!("kv_read {MANIFEST_KEY}"), format!("kv_read {SNAPSHOT_KEY}")]);
+    publish_revocations(&io, 6, vec![Target::Jti { iss: INLINE_ISS.into(), jti: "new".into() }]);
+    io.advance_secs(301);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"jti": "new"})))), 401, "token_revoked", Www::InvalidToken);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"jti": "old"}))))).authenticated);
+}
+
+/// A first read that cannot complete (a shard missing) leaves the isolate without a list: it
+/// fails closed rather than check against part of one.
+#[test]
+fn a_partial_first_read_fails_closed() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let m = publish_shards(&io, 1, 1, &[Target::Kid { kid: "a".into() }, Target::Kid { kid: "b".into() }, Target::Kid { kid: "c".into() }], None, &[0, 1]);
+    let missing = m.shards.iter().position(|s| s.count > 0).unwrap();
+    io.kv.borrow_mut().remove(&m.shard_key(missing));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({})))), 503, "revocations_unavailable", Www::Absent);
+    assert_eq!(gate.state().revocations(), 0);
+
+    // Empty shards are not read: one entry in four shards is one shard read.
+    let gate = Gate::new(policy(&doc()));
+    let io = FakeIo::new();
+    publish_shards(&io, 1, 2, &[Target::Kid { kid: "a".into() }], None, &[0, 1, 2, 3]);
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({})))));
+    assert_eq!(io.take_calls().iter().filter(|c| c.starts_with("kv_read revocations:v3:")).count(), 1);
 }
 
 /// An isolate that served nothing for longer than `max_age_secs` while KV stayed healthy has an
@@ -1542,6 +1707,7 @@ fn jwks_fetched_once_persisted_and_restored_by_a_fresh_isolate() {
             format!("kv_read {snapshot_key}"),
             format!("fetch_jwks {JWKS_URI}"),
             "verify_signature".into(),
+            format!("kv_read {MANIFEST_KEY}"),
             format!("kv_read {SNAPSHOT_KEY}"),
             "kv_read revocations:v1".into(),
         ]
@@ -1724,7 +1890,7 @@ fn io_calls_per_request_for_the_common_cases() {
     let k = api_key(20);
     store_record(&io, &k, &record_for(&k, 20));
     let jwt = es_token(0, "es-1", json!({}));
-    let revocation_reads = vec![format!("kv_read {SNAPSHOT_KEY}"), "kv_read revocations:v1".to_string()];
+    let revocation_reads = vec![format!("kv_read {MANIFEST_KEY}"), format!("kv_read {SNAPSHOT_KEY}"), "kv_read revocations:v1".to_string()];
 
     // Public: none.
     forwarded(decide(&gate, &io, &req("GET", "/public/a")));

@@ -201,3 +201,175 @@ fn malformed_compact_snapshots_are_refused() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The sharded snapshot (format 3)
+// ---------------------------------------------------------------------------------------------
+
+use edgeward::core::revocation::{
+    decode_shard, encode_shard, shard_bits_for, shard_of, shard_range, sharded_snapshot, Manifest, Record, ShardRef, KIND_JTI, MAX_SHARD_BITS, SHARD_TARGET,
+};
+
+#[test]
+fn shards_partition_the_id_space() {
+    for bits in 0..=MAX_SHARD_BITS {
+        let n = 1usize << bits;
+        let mut next = 0u64;
+        for i in 0..n {
+            let (lo, hi) = shard_range(bits, i);
+            assert_eq!(lo, next, "bits {bits}: shard {i} starts where the last ended");
+            assert_eq!((shard_of(lo, bits), shard_of(hi, bits)), (i, i));
+            next = hi.wrapping_add(1);
+        }
+        assert_eq!(next, 0, "bits {bits}: the last shard ends at u64::MAX");
+    }
+}
+
+#[test]
+fn shard_count_follows_the_list_with_hysteresis() {
+    assert_eq!(shard_bits_for(0, 0), 0);
+    assert_eq!(shard_bits_for(SHARD_TARGET, 0), 0);
+    assert_eq!(shard_bits_for(SHARD_TARGET + 1, 0), 1);
+    assert_eq!(shard_bits_for(1_000_000, 0), 4, "a million entries: 16 shards of about 62,500");
+    assert_eq!(shard_bits_for(usize::MAX, 0), MAX_SHARD_BITS);
+    // Shrinks only below a quarter of the target per shard.
+    assert_eq!(shard_bits_for(SHARD_TARGET / 2, 1), 1);
+    assert_eq!(shard_bits_for(SHARD_TARGET / 4 - 1, 1), 0);
+    assert_eq!(shard_bits_for(1_000_000, 4), 4);
+    assert_eq!(shard_bits_for(200_000, 4), 4);
+    assert_eq!(shard_bits_for(100_000, 4), 3);
+}
+
+#[test]
+fn manifest_round_trip_and_refusals() {
+    let m = Manifest {
+        version: 9,
+        bits: 2,
+        shards: vec![ShardRef { version: 9, count: 3 }, ShardRef::default(), ShardRef { version: 4, count: 1 }, ShardRef { version: 9, count: 0 }],
+    };
+    let b = m.encode();
+    assert_eq!(b.len(), 14 + 4 * 12);
+    assert_eq!(Manifest::decode(&b).unwrap(), m);
+    assert_eq!((m.len(), m.shard_key(2).as_str()), (4, "revocations:v3:2:2:4"));
+    let mut bad_bits = b.clone();
+    bad_bits[13] = MAX_SHARD_BITS + 1;
+    let mut other_bits = b.clone();
+    other_bits[13] = 3;
+    let mut format = b.clone();
+    format[4] = 2;
+    for (i, c) in [vec![], b[..13].to_vec(), b[..b.len() - 1].to_vec(), [b.clone(), vec![0]].concat(), bad_bits, other_bits, format].iter().enumerate() {
+        assert!(Manifest::decode(c).is_err(), "case {i} refused");
+    }
+    for n in 0..b.len() {
+        let _ = Manifest::decode(&b[..n]);
+    }
+}
+
+fn records(n: usize) -> Vec<Record> {
+    (0..n).map(|i| rev(Target::Jti { iss: ISS.into(), jti: format!("j{i}") }, NOW + 100 + i as i64).record()).collect()
+}
+
+#[test]
+fn shard_round_trip_and_refusals() {
+    let bits = 2;
+    let all = records(40);
+    let i = shard_of(all[0].id, bits);
+    let mut mine: Vec<Record> = all.iter().copied().filter(|r| shard_of(r.id, bits) == i).collect();
+    let b = encode_shard(7, bits, i, &mut mine);
+    let s = decode_shard(&b, bits, i, 7, NOW).unwrap();
+    assert_eq!(s.len(), mine.len());
+    assert!(s.heap_bytes() >= 12 * mine.len());
+    // Expired entries are dropped when read.
+    let later = decode_shard(&b, bits, i, 7, mine.iter().map(|r| r.expires_at).min().unwrap()).unwrap();
+    assert_eq!(later.len(), mine.len() - 1);
+    // Another version, place or layout than the manifest names: refused.
+    assert!(decode_shard(&b, bits, i, 8, NOW).is_err());
+    assert!(decode_shard(&b, bits, (i + 1) % 4, 7, NOW).is_err());
+    assert!(decode_shard(&b, 3, i, 7, NOW).is_err());
+    // A record outside the shard's range: refused.
+    let foreign = all.iter().copied().find(|r| shard_of(r.id, bits) != i).unwrap();
+    let mut with_foreign = [mine.clone(), vec![foreign]].concat();
+    assert!(decode_shard(&encode_shard(7, bits, i, &mut with_foreign), bits, i, 7, NOW).is_err());
+    // Every truncation and single-byte corruption: an error or a shard, never a panic.
+    for n in 0..b.len() {
+        assert!(decode_shard(&b[..n], bits, i, 7, NOW).is_err());
+        for v in [0u8, 0xff, 0x02] {
+            let mut c = b.clone();
+            c[n] = v;
+            let _ = decode_shard(&c, bits, i, 7, NOW);
+        }
+    }
+}
+
+/// The sharded publication, read shard by shard, gives the verdicts of the full list.
+#[test]
+fn sharded_snapshot_gives_the_same_verdicts() {
+    let entries = mixed();
+    let full = set(entries.clone());
+    for bits in [0u8, 1, 3] {
+        let recs: Vec<Record> = entries.iter().map(Revocation::record).collect();
+        // Lay the records out in 2^bits shards by hand (sharded_snapshot picks bits from the length).
+        let mut shards = Vec::new();
+        let mut m = Manifest { version: 7, bits, shards: vec![] };
+        for i in 0..1usize << bits {
+            let mut mine: Vec<Record> = recs.iter().copied().filter(|r| shard_of(r.id, bits) == i).collect();
+            m.shards.push(ShardRef { version: 7, count: mine.len() as u32 });
+            shards.push(encode_shard(7, bits, i, &mut mine));
+        }
+        let mut s = RevocationSet::for_manifest(&m);
+        assert_eq!(s.stale_shards(&m).unwrap().len(), 1 << bits, "nothing read yet");
+        for (i, b) in shards.iter().enumerate() {
+            assert!(s.install(i, 7, decode_shard(b, bits, i, 7, NOW).unwrap()));
+        }
+        s.set_version(7);
+        assert_eq!(s.stale_shards(&m).unwrap(), Vec::<usize>::new());
+        assert_eq!((s.len(), s.kinds(), s.version(), s.shards()), (full.len(), full.kinds(), 7, 1 << bits));
+        assert_eq!(s.to_compact(), full.to_compact(), "bits {bits}: the same list");
+        assert!(!s.install(1 << bits, 7, Default::default()), "no such shard");
+        // An older shard does not replace a newer one.
+        s.install(0, 6, Default::default());
+        assert_eq!(s.len(), full.len());
+        assert_eq!(RevocationSet::default().stale_shards(&m).is_none(), bits != 0, "another layout is rebuilt");
+    }
+    let (m, values) =
+        sharded_snapshot(3, records(10).into_iter().chain(std::iter::once(Record { kind: KIND_JTI, id: 1, expires_at: NOW, before: 0 })).collect(), NOW);
+    assert_eq!((m.bits, m.len(), values.len()), (0, 10, 1), "ten live entries: one shard (the expired one left out)");
+    assert_eq!(values[0].0, m.shard_key(0));
+}
+
+#[test]
+fn natural_expiry_is_when_no_matching_token_can_verify() {
+    let jti = Target::Jti { iss: ISS.into(), jti: "a".into() };
+    let sub = Target::SubjectBefore { iss: ISS.into(), sub: "s".into(), before: NOW - 100 };
+    assert_eq!(jti.natural_expiry(Some(NOW + 600), NOW, 60, Some(86_400)), Some(NOW + 660), "the token's exp plus leeway");
+    assert_eq!(jti.natural_expiry(None, NOW, 60, Some(86_400)), Some(NOW + 86_400 + 120));
+    assert_eq!(jti.natural_expiry(None, NOW, 60, None), None, "unlimited lifetimes: no bound");
+    assert_eq!(sub.natural_expiry(None, NOW, 60, Some(3_600)), Some(NOW - 100 + 3_600 + 120));
+    assert_eq!(sub.natural_expiry(Some(NOW), NOW, 60, None), None);
+    assert_eq!(Target::Kid { kid: "k".into() }.natural_expiry(Some(NOW + 5), NOW, 60, Some(60)), None);
+    assert_eq!(Target::ApiKey { key_id: "k".into() }.natural_expiry(None, NOW, 60, Some(60)), None);
+}
+
+#[test]
+fn ledger_lookups_are_the_ids_a_check_reads() {
+    let f = TokenFacts { iss: ISS, jti: Some("j"), sub: Some("s"), iat: None, kid: Some("k"), api_key: None };
+    let ids: Vec<u64> = f.lookups().into_iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        ids,
+        [
+            Target::Jti { iss: ISS.into(), jti: "j".into() }.id_u64(),
+            Target::SubjectBefore { iss: ISS.into(), sub: "s".into(), before: 0 }.id_u64(),
+            Target::Kid { kid: "k".into() }.id_u64()
+        ]
+    );
+    let key = TokenFacts { iss: "", jti: None, sub: None, iat: None, kid: None, api_key: Some("key_1") };
+    assert_eq!(key.lookups(), [(4, Target::ApiKey { key_id: "key_1".into() }.id_u64())]);
+    // The ledger's check: the rows of those ids, as a one-shard set, gives the full set's verdict.
+    let full = set(mixed());
+    for facts in [f, key, TokenFacts { iss: "", jti: None, sub: None, iat: None, kid: None, api_key: Some("key_2") }] {
+        let ids: Vec<u64> = facts.lookups().into_iter().map(|(_, id)| id).collect();
+        let rows: Vec<Record> = mixed().iter().map(Revocation::record).filter(|r| ids.contains(&r.id)).collect();
+        let small = RevocationSet::from_records(7, rows, NOW);
+        assert_eq!(small.check_parts(&facts, NOW).is_err(), full.check_parts(&facts, NOW).is_err());
+    }
+}

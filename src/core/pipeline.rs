@@ -30,7 +30,9 @@ use super::log::CredentialSource;
 use super::log::{fingerprint, fingerprint_of_digest, DecisionLog, Step};
 use super::ratelimit::{Bucket, Decision, LimitMode, OnUnavailable};
 use super::request::{extract_credential, plan_forward, split_url, Credential, ForwardPlan, RequestView};
-use super::revocation::{RevocationSet, RevocationSnapshot, LEGACY_SNAPSHOT_KEY, MAX_SNAPSHOT_BYTES, SNAPSHOT_KEY};
+use super::revocation::{
+    decode_shard, Manifest, RevocationSet, RevocationSnapshot, Shard, LEGACY_SNAPSHOT_KEY, MANIFEST_KEY, MAX_MANIFEST_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_KEY,
+};
 use super::state::{CachedKey, IsolateState};
 use super::token::UnverifiedToken;
 use super::token_cache::{token_hash, TokenHash};
@@ -379,13 +381,19 @@ impl Gate {
     /// Step 8 for an authenticated principal: the edge copy of the revocation set, and on
     /// `sensitive` routes the ledger itself (unreachable: fail closed).
     pub async fn check_revocations<I: GateIo>(&self, io: &I, who: Identity<'_>, sensitive: bool, now: i64) -> Result<(), AuthError> {
-        let revoked = self.revocation_set(io, now).await?;
-        match who {
-            Identity::Token(t) => revoked.check(t, now)?,
-            Identity::ApiKey(k) if revoked.api_key_revoked(k.id(), now) => return Err(AuthError::ApiKeyInvalid(ApiKeyFailure::Revoked)),
-            Identity::ApiKey(_) => {}
+        if !self.policy.revocations.enabled {
+            return Ok(());
         }
-        if self.policy.revocations.enabled && sensitive {
+        self.revocations_ready(io, now).await?;
+        {
+            let edge = self.state.revocations.borrow();
+            match who {
+                Identity::Token(t) => edge.set.check(t, now)?,
+                Identity::ApiKey(k) if edge.set.api_key_revoked(k.id(), now) => return Err(AuthError::ApiKeyInvalid(ApiKeyFailure::Revoked)),
+                Identity::ApiKey(_) => {}
+            }
+        }
+        if sensitive {
             self.check_ledger(io, who).await?;
         }
         Ok(())
@@ -755,14 +763,12 @@ impl Gate {
 
     // ---- revocations ------------------------------------------------------------------------
 
-    /// The revocation set for this request: loaded on first use (and when the copy is older
-    /// than `max_age_secs`), refreshed in the background when older than `refresh_secs`. Fails
-    /// closed when no copy at most `max_age_secs` old can be had.
-    async fn revocation_set<I: GateIo>(&self, io: &I, now: i64) -> Result<Rc<RevocationSet>, AuthError> {
+    /// Makes sure the edge copy of the revocation set may be used for this request: loaded on
+    /// first use (and when the copy is older than `max_age_secs`), refreshed in the background
+    /// when older than `refresh_secs`. Fails closed when no copy at most `max_age_secs` old can be
+    /// had. The caller then reads `state.revocations` (never across an await).
+    async fn revocations_ready<I: GateIo>(&self, io: &I, now: i64) -> Result<(), AuthError> {
         let cfg = &self.policy.revocations;
-        if !cfg.enabled {
-            return Ok(Rc::new(RevocationSet::default()));
-        }
         if !io.has_kv() {
             return Err(AuthError::RevocationsUnavailable);
         }
@@ -781,38 +787,96 @@ impl Gate {
                 io.defer(Deferred::RefreshRevocations);
             }
         }
-        let e = self.state.revocations.borrow();
-        match e.loaded_at {
-            Some(t) if now - t <= i64::from(cfg.max_age_secs) => Ok(e.set.clone()),
+        match self.state.revocations.borrow().loaded_at {
+            Some(t) if now - t <= i64::from(cfg.max_age_secs) => Ok(()),
             _ => Err(AuthError::RevocationsUnavailable),
         }
     }
 
+    /// Reads the published revocation list: the sharded snapshot's manifest, then only the
+    /// shards whose version changed, one at a time, each installed as soon as it is read (so a
+    /// refresh holds at most one shard beside the live set, and requests interleave with it).
+    /// Without a manifest (a ledger of an earlier version), the format-2 snapshot, else the JSON
+    /// one. A failed read keeps what the isolate has, and it is not marked fresh.
     async fn load_revocations<I: GateIo>(&self, io: &I, now: i64) {
-        // Read capped at KV's own value limit (the snapshot is written by the control Worker,
-        // never by a client).
-        let read = match io.kv_read(SNAPSHOT_KEY, MAX_SNAPSHOT_BYTES).await {
-            Ok(Some(b)) => RevocationSet::from_compact(&b, now).map_err(|e| e.to_string()),
+        // Read capped (the values are written by the control Worker, never by a client).
+        let read = match io.kv_read(MANIFEST_KEY, MAX_MANIFEST_BYTES).await {
+            Ok(Some(b)) => match Manifest::decode(&b) {
+                Ok(m) => self.load_shards(io, &m, now).await,
+                Err(e) => Err(e.to_string()),
+            },
+            Ok(None) => self.load_single(io, now).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match read {
+            Ok(()) => self.state.revocations.borrow_mut().loaded_at = Some(now),
+            Err(err) => io.log(Level::Warn, &json!({"event": "revocations_read_failed", "error": err})),
+        }
+    }
+
+    async fn load_shards<I: GateIo>(&self, io: &I, m: &Manifest, now: i64) -> Result<(), String> {
+        let stale = {
+            let e = self.state.revocations.borrow();
+            if e.loaded_at.is_some() && m.version < e.set.version() {
+                // An older manifest than the one already read (a KV cache behind another): the
+                // copy held is newer.
+                return Ok(());
+            }
+            e.set.stale_shards(m)
+        };
+        // Laid out differently (the first read, or the ledger re-sharded): built beside the live
+        // set, which serves requests until the new one is complete.
+        let mut fresh = stale.is_none().then(|| RevocationSet::for_manifest(m));
+        let wanted = stale.unwrap_or_else(|| (0..m.shards.len()).collect());
+        for i in wanted {
+            let r = m.shards[i];
+            let shard = if r.count == 0 {
+                Shard::default()
+            } else {
+                let key = m.shard_key(i);
+                match io.kv_read(&key, MAX_SNAPSHOT_BYTES).await {
+                    Ok(Some(b)) => decode_shard(&b, m.bits, i, r.version, now).map_err(|e| format!("{key}: {e}"))?,
+                    // Named by the manifest but not readable here yet (KV replicates each key on
+                    // its own): the next refresh tries again.
+                    Ok(None) => return Err(format!("{key}: not found")),
+                    Err(e) => return Err(format!("{key}: {e}")),
+                }
+            };
+            match fresh.as_mut() {
+                Some(f) => f.install(i, r.version, shard),
+                None => self.state.revocations.borrow_mut().set.install(i, r.version, shard),
+            };
+        }
+        let mut e = self.state.revocations.borrow_mut();
+        if let Some(mut f) = fresh {
+            f.set_version(m.version);
+            if f.version() >= e.set.version() || e.loaded_at.is_none() {
+                e.set = f;
+            }
+        } else {
+            e.set.set_version(m.version);
+        }
+        Ok(())
+    }
+
+    async fn load_single<I: GateIo>(&self, io: &I, now: i64) -> Result<(), String> {
+        let set = match io.kv_read(SNAPSHOT_KEY, MAX_SNAPSHOT_BYTES).await {
+            Ok(Some(b)) => RevocationSet::from_compact(&b, now).map_err(|e| e.to_string())?,
             Ok(None) => match io.kv_read(LEGACY_SNAPSHOT_KEY, MAX_SNAPSHOT_BYTES).await {
                 Ok(Some(b)) => std::str::from_utf8(&b)
                     .map_err(|e| e.to_string())
                     .and_then(|t| super::json::from_text::<RevocationSnapshot>(t).map_err(|e| format!("bad snapshot: {e}")))
-                    .map(|s| RevocationSet::from_snapshot(&s, now)),
-                Ok(None) => Ok(RevocationSet::default()),
-                Err(e) => Err(e.to_string()),
+                    .map(|s| RevocationSet::from_snapshot(&s, now))?,
+                Ok(None) => RevocationSet::default(),
+                Err(e) => return Err(e.to_string()),
             },
-            Err(e) => Err(e.to_string()),
+            Err(e) => return Err(e.to_string()),
         };
-        match read {
-            Ok(set) => {
-                let mut e = self.state.revocations.borrow_mut();
-                if set.version() >= e.set.version() || e.loaded_at.is_none() {
-                    e.set = Rc::new(set);
-                }
-                e.loaded_at = Some(now);
-            }
-            Err(err) => io.log(Level::Warn, &json!({"event": "revocations_read_failed", "error": err})),
+        let mut e = self.state.revocations.borrow_mut();
+        if set.version() >= e.set.version() || e.loaded_at.is_none() {
+            e.set = set;
         }
+        Ok(())
     }
 
     // ---- after the decision -------------------------------------------------------------------

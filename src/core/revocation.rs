@@ -45,8 +45,7 @@ use super::error::AuthError;
 use super::verify::VerifiedToken;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashSet;
 
 /// The 64-bit id of a canonical target: the first 8 bytes of SHA-256 of `tag`, then each part
 /// preceded by a newline (`"jti\n{iss}\n{jti}"`), big-endian. Hashes the parts in place, so the
@@ -120,6 +119,27 @@ impl Target {
             Target::SubjectBefore { .. } => "subject_before",
             Target::Kid { .. } => "kid",
             Target::ApiKey { .. } => "api_key",
+        }
+    }
+}
+
+impl Target {
+    /// The expiry a revocation of this target gets when the operator gives none: the last
+    /// moment a token it matches can still verify. A `jti` entry outlives its token's `exp`
+    /// (`token_exp`, when known) by the leeway; otherwise, like a subject watermark, it outlives
+    /// the longest token lifetime (`max_lifetime_secs`) counted from when the token was issued
+    /// at the latest (`now` for a `jti`, `before` for a watermark), plus the leeway twice (a
+    /// token's `iat` may be ahead by it, its `exp` is honoured for it after). `None` when no
+    /// bound follows (a key id or API key, or unlimited lifetimes without `token_exp`): then
+    /// the operator must give one. For tokens without `iat`, whose lifetime is counted from
+    /// each verification, only `token_exp` gives a bound that holds.
+    pub fn natural_expiry(&self, token_exp: Option<i64>, now: i64, leeway: i64, max_lifetime: Option<i64>) -> Option<i64> {
+        match self {
+            Target::Jti { .. } => {
+                token_exp.map(|e| e.saturating_add(leeway)).or_else(|| max_lifetime.map(|l| now.saturating_add(l).saturating_add(2 * leeway)))
+            }
+            Target::SubjectBefore { before, .. } => max_lifetime.map(|l| before.saturating_add(l).saturating_add(2 * leeway)),
+            Target::Kid { .. } | Target::ApiKey { .. } => None,
         }
     }
 }
@@ -214,113 +234,487 @@ pub struct TokenFacts<'a> {
     pub api_key: Option<&'a str>,
 }
 
+impl TokenFacts<'_> {
+    /// The (kind, id) pairs a check of these facts looks up: what the ledger's strict check
+    /// reads from its storage (at most four rows).
+    pub fn lookups(&self) -> Vec<(u8, u64)> {
+        let mut out = Vec::with_capacity(4);
+        if let Some(jti) = self.jti {
+            out.push((KIND_JTI, id_of("jti", &[self.iss, jti])));
+        }
+        if let Some(sub) = self.sub {
+            out.push((KIND_SUBJECT, id_of("sub", &[self.iss, sub])));
+        }
+        if let Some(kid) = self.kid {
+            out.push((KIND_KID, id_of("kid", &[kid])));
+        }
+        if let Some(key) = self.api_key {
+            out.push((KIND_API_KEY, id_of("api_key", &[key])));
+        }
+        out
+    }
+}
+
 /// Why a compact snapshot was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed revocation snapshot: {0}")]
 pub struct SnapshotError(pub &'static str);
 
-/// Magic of the compact snapshot.
-/// KV key of the published compact snapshot.
+/// KV key of the sharded snapshot's manifest (format 3, see the module docs).
+pub const MANIFEST_KEY: &str = "revocations:v3";
+/// KV key of the single-value compact snapshot (format 2): read when no manifest exists (a
+/// ledger not yet upgraded), and still written by the ledger while the list is at most
+/// [`LEGACY_MAX_ENTRIES`] long, for gates of earlier versions during an upgrade.
 pub const SNAPSHOT_KEY: &str = "revocations:v2";
-/// KV key of the JSON snapshot earlier versions published: read only while the compact one does
-/// not exist yet (a ledger that has not been written to since the upgrade).
+/// KV key of the JSON snapshot the first versions published: read only when neither compact
+/// form exists.
 pub const LEGACY_SNAPSHOT_KEY: &str = "revocations:v1";
-/// Largest revocation snapshot read: Workers KV's value limit (25 MiB).
+/// Largest revocation value read: Workers KV's value limit (25 MiB).
 pub const MAX_SNAPSHOT_BYTES: usize = 25 << 20;
+/// Largest manifest: 2^[`MAX_SHARD_BITS`] shards of 12 bytes after an 18-byte header.
+pub const MAX_MANIFEST_BYTES: usize = 18 + (12 << MAX_SHARD_BITS);
+/// The ledger publishes the format-2 snapshot too while the list has at most this many entries.
+pub const LEGACY_MAX_ENTRIES: usize = 100_000;
+/// A shard holds about this many entries at most (1.1 MB): the ledger picks the number of
+/// shards from the list's length ([`shard_bits_for`]).
+pub const SHARD_TARGET: usize = 65_536;
+/// At most 2^8 = 256 shards (16.7 million entries at [`SHARD_TARGET`], 280 MB).
+pub const MAX_SHARD_BITS: u8 = 8;
+
+/// Record kinds of the compact formats.
+pub const KIND_JTI: u8 = 1;
+/// A subject watermark (its record carries `before`).
+pub const KIND_SUBJECT: u8 = 2;
+/// A key id.
+pub const KIND_KID: u8 = 3;
+/// An API key id.
+pub const KIND_API_KEY: u8 = 4;
 
 const MAGIC: &[u8; 4] = b"EWRV";
-/// Format of the compact snapshot this build reads and writes.
+const MANIFEST_MAGIC: &[u8; 4] = b"EWRM";
+const SHARD_MAGIC: &[u8; 4] = b"EWRS";
+/// Format of the single-value compact snapshot.
 pub const COMPACT_FORMAT: u8 = 2;
+/// Format of the sharded snapshot (manifest and shards).
+pub const SHARDED_FORMAT: u8 = 3;
 const HEADER_LEN: usize = 4 + 1 + 8 + 4;
+const SHARD_HEADER_LEN: usize = 4 + 1 + 8 + 1 + 2 + 4;
 
-/// Ids are already uniform (SHA-256 prefixes): hash tables keyed by them need no rehashing.
-#[derive(Default)]
-struct IdHasher(u64);
+/// One revocation as the edge holds it: kind, target id, expiry and (subjects only) `before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Record {
+    /// [`KIND_JTI`], [`KIND_SUBJECT`], [`KIND_KID`] or [`KIND_API_KEY`].
+    pub kind: u8,
+    /// [`Target::id_u64`].
+    pub id: u64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// `before` of a subject watermark (0 for the other kinds).
+    pub before: i64,
+}
 
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
+impl Revocation {
+    /// This revocation's compact record.
+    pub fn record(&self) -> Record {
+        let (kind, before) = match &self.target {
+            Target::Jti { .. } => (KIND_JTI, 0),
+            Target::SubjectBefore { before, .. } => (KIND_SUBJECT, *before),
+            Target::Kid { .. } => (KIND_KID, 0),
+            Target::ApiKey { .. } => (KIND_API_KEY, 0),
+        };
+        Record { kind, id: self.target.id_u64(), expires_at: self.expires_at, before }
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
+}
+
+/// The shard (of `2^bits`) holding `id`: its top `bits` bits.
+pub fn shard_of(id: u64, bits: u8) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        (id >> (64 - u32::from(bits.min(MAX_SHARD_BITS)))) as usize
+    }
+}
+
+/// The ids shard `index` of `2^bits` holds: `lo..=hi`.
+pub fn shard_range(bits: u8, index: usize) -> (u64, u64) {
+    if bits == 0 {
+        return (0, u64::MAX);
+    }
+    let shift = 64 - u32::from(bits.min(MAX_SHARD_BITS));
+    let lo = (index as u64) << shift;
+    (lo, lo | (u64::MAX >> (64 - shift)))
+}
+
+/// How many shards (as bits) a list of `count` entries is published in, given the current
+/// `bits`: grows when a shard would average more than [`SHARD_TARGET`] entries, shrinks only
+/// below a quarter of that (so a list near a boundary is not re-sharded back and forth).
+pub fn shard_bits_for(count: usize, current: u8) -> u8 {
+    let mut bits = current.min(MAX_SHARD_BITS);
+    while bits < MAX_SHARD_BITS && count > SHARD_TARGET << bits {
+        bits += 1;
+    }
+    while bits > 0 && count < (SHARD_TARGET << (bits - 1)) / 4 {
+        bits -= 1;
+    }
+    bits
+}
+
+/// KV key of shard `index` (of `2^bits`) as published at ledger version `version`. Each
+/// published shard is a new key, so an isolate never reads a shard newer or older than the
+/// manifest that named it; the ledger deletes a replaced key some minutes later.
+pub fn shard_key(bits: u8, index: usize, version: u64) -> String {
+    format!("{MANIFEST_KEY}:{bits}:{index}:{version}")
+}
+
+/// One shard as the manifest names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShardRef {
+    /// Ledger version at which the shard was last published (0: never; then it is empty).
+    pub version: u64,
+    /// Entries in it.
+    pub count: u32,
+}
+
+/// The sharded snapshot's manifest: which version of each shard is current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Ledger version.
+    pub version: u64,
+    /// `2^bits` shards.
+    pub bits: u8,
+    /// One per shard, by index.
+    pub shards: Vec<ShardRef>,
+}
+
+impl Manifest {
+    /// Binary, big-endian: `"EWRM" | 3 | version u64 | bits u8 | (version u64 | count u32) per shard`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(14 + 12 * self.shards.len());
+        out.extend_from_slice(MANIFEST_MAGIC);
+        out.push(SHARDED_FORMAT);
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.push(self.bits);
+        for s in &self.shards {
+            out.extend_from_slice(&s.version.to_be_bytes());
+            out.extend_from_slice(&s.count.to_be_bytes());
+        }
+        out
+    }
+
+    /// Reads a manifest; anything malformed is an error.
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, SnapshotError> {
+        if bytes.len() < 14 || &bytes[..4] != MANIFEST_MAGIC {
+            return Err(SnapshotError("not an Edgeward revocation manifest"));
+        }
+        if bytes[4] != SHARDED_FORMAT {
+            return Err(SnapshotError("unsupported manifest format"));
+        }
+        let bits = bytes[13];
+        if bits > MAX_SHARD_BITS {
+            return Err(SnapshotError("too many shards"));
+        }
+        let n = 1usize << bits;
+        if bytes.len() != 14 + 12 * n {
+            return Err(SnapshotError("manifest length disagrees with its shard count"));
+        }
+        let shards = bytes[14..].chunks_exact(12).map(|c| ShardRef { version: be_u64(&c[..8]), count: be_u32(&c[8..]) }).collect();
+        Ok(Manifest { version: be_u64(&bytes[5..13]), bits, shards })
+    }
+
+    /// KV key of shard `index`.
+    pub fn shard_key(&self, index: usize) -> String {
+        shard_key(self.bits, index, self.shards.get(index).map_or(0, |s| s.version))
+    }
+
+    /// Total entries.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.count as usize).sum()
+    }
+
+    /// True if no shard holds anything.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_be_bytes(a)
+}
+
+fn put_record(out: &mut Vec<u8>, r: &Record) {
+    out.push(r.kind);
+    out.extend_from_slice(&r.id.to_be_bytes());
+    out.extend_from_slice(&r.expires_at.to_be_bytes());
+    if r.kind == KIND_SUBJECT {
+        out.extend_from_slice(&r.before.to_be_bytes());
+    }
+}
+
+/// Shard `index` (of `2^bits`) at `version`, its records sorted by (kind, id): binary,
+/// `"EWRS" | 3 | version u64 | bits u8 | index u16 | count u32 | records` (records as in format 2).
+/// Every record's id must lie in the shard's range (the ledger selects them so).
+pub fn encode_shard(version: u64, bits: u8, index: usize, records: &mut [Record]) -> Vec<u8> {
+    records.sort_unstable();
+    let mut out = Vec::with_capacity(SHARD_HEADER_LEN + records.len() * 25);
+    out.extend_from_slice(SHARD_MAGIC);
+    out.push(SHARDED_FORMAT);
+    out.extend_from_slice(&version.to_be_bytes());
+    out.push(bits);
+    out.extend_from_slice(&u16::try_from(index).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(&u32::try_from(records.len()).unwrap_or(u32::MAX).to_be_bytes());
+    for r in records.iter() {
+        put_record(&mut out, r);
+    }
+    out
+}
+
+/// Reads `count` records from `bytes` (which must hold exactly them), keeping those live at
+/// `now`; every id must lie in `range`.
+fn read_records(bytes: &[u8], count: usize, range: (u64, u64), now: i64) -> Result<Vec<Record>, SnapshotError> {
+    // Every record is at least 17 bytes: refuse a count the bytes cannot hold before allocating.
+    if count > bytes.len() / 17 {
+        return Err(SnapshotError("count exceeds the data"));
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut i = 0;
+    for _ in 0..count {
+        let rec = bytes.get(i..i + 17).ok_or(SnapshotError("truncated record"))?;
+        let (kind, id, expires_at) = (rec[0], be_u64(&rec[1..9]), be_u64(&rec[9..17]) as i64);
+        i += 17;
+        let before = match kind {
+            KIND_SUBJECT => {
+                let b = bytes.get(i..i + 8).ok_or(SnapshotError("truncated record"))?;
+                i += 8;
+                be_u64(b) as i64
+            }
+            KIND_JTI | KIND_KID | KIND_API_KEY => 0,
+            _ => return Err(SnapshotError("unknown record kind")),
+        };
+        if id < range.0 || id > range.1 {
+            return Err(SnapshotError("record outside its shard"));
+        }
+        if expires_at > now {
+            out.push(Record { kind, id, expires_at, before });
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+    if i != bytes.len() {
+        return Err(SnapshotError("trailing bytes"));
+    }
+    Ok(out)
+}
+
+/// Reads shard `index` of `2^bits` published at `version` (what the manifest names), keeping
+/// the entries live at `now`. A shard whose header names another place or version is refused.
+pub fn decode_shard(bytes: &[u8], bits: u8, index: usize, version: u64, now: i64) -> Result<Shard, SnapshotError> {
+    if bytes.len() < SHARD_HEADER_LEN || &bytes[..4] != SHARD_MAGIC {
+        return Err(SnapshotError("not an Edgeward revocation shard"));
+    }
+    if bytes[4] != SHARDED_FORMAT {
+        return Err(SnapshotError("unsupported shard format"));
+    }
+    if be_u64(&bytes[5..13]) != version || bytes[13] != bits || usize::from(u16::from_be_bytes([bytes[14], bytes[15]])) != index {
+        return Err(SnapshotError("shard is not the one the manifest names"));
+    }
+    let count = be_u32(&bytes[16..20]) as usize;
+    let records = read_records(&bytes[SHARD_HEADER_LEN..], count, shard_range(bits, index), now)?;
+    Ok(Shard::from_records(records, now))
+}
+
+/// Expiry as the edge stores it: Unix seconds in 32 bits (saturating: until 2106).
+fn exp32(e: i64) -> u32 {
+    e.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// One kind's entries of one shard: ids sorted, with their expiries beside them (12 bytes per
+/// entry; looked up by binary search).
+#[derive(Debug, Clone, Default)]
+struct Table {
+    ids: Vec<u64>,
+    expires: Vec<u32>,
+}
+
+impl Table {
+    fn with_capacity(n: usize) -> Table {
+        Table { ids: Vec::with_capacity(n), expires: Vec::with_capacity(n) }
+    }
+
+    fn find(&self, id: u64) -> Option<usize> {
+        self.ids.binary_search(&id).ok()
+    }
+
+    fn live(&self, id: u64, now: i64) -> bool {
+        self.find(id).is_some_and(|i| i64::from(self.expires[i]) > now)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.ids.capacity() * 8 + self.expires.capacity() * 4
     }
 }
 
-type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
-
-/// The in-memory set the hot path checks: per kind, target id → expiry (and `before` for
-/// subjects). Built from the full entries ([`RevocationSet::from_snapshot`]) or from the compact
-/// snapshot ([`RevocationSet::from_compact`]); both give the same verdicts.
+/// The entries of one shard, per kind (see [`RevocationSet`]).
 #[derive(Debug, Clone, Default)]
-pub struct RevocationSet {
-    version: u64,
-    jti: IdMap<i64>,
-    subject_before: IdMap<(i64, i64)>,
-    kid: IdMap<i64>,
-    api_key: IdMap<i64>,
+pub struct Shard {
+    jti: Table,
+    subject: Table,
+    /// `before` of each subject watermark, beside `subject`.
+    before: Vec<i64>,
+    kid: Table,
+    api_key: Table,
 }
 
-impl RevocationSet {
-    /// Builds the set from a snapshot, dropping entries already expired at `now`.
-    pub fn from_snapshot(snap: &RevocationSnapshot, now: i64) -> RevocationSet {
-        let mut s = RevocationSet { version: snap.version, ..Default::default() };
-        for r in snap.entries.iter().filter(|r| r.expires_at > now) {
-            let id = r.target.id_u64();
-            match &r.target {
-                Target::Jti { .. } => s.jti.insert(id, r.expires_at),
-                Target::SubjectBefore { before, .. } => {
-                    s.add_watermark(id, *before, r.expires_at);
-                    None
+impl Shard {
+    /// Builds a shard from records in any order, dropping those expired at `now` and merging
+    /// duplicates (the later watermark wins with its expiry; otherwise the later expiry).
+    pub fn from_records(mut records: Vec<Record>, now: i64) -> Shard {
+        records.retain(|r| r.expires_at > now);
+        // Sorted by kind, id, then the winner first: the latest `before`, then the latest expiry.
+        records.sort_unstable_by(|a, b| (a.kind, a.id).cmp(&(b.kind, b.id)).then((b.before, b.expires_at).cmp(&(a.before, a.expires_at))));
+        records.dedup_by_key(|r| (r.kind, r.id));
+        let count = |k: u8| records.iter().filter(|r| r.kind == k).count();
+        let mut s = Shard {
+            jti: Table::with_capacity(count(KIND_JTI)),
+            subject: Table::with_capacity(count(KIND_SUBJECT)),
+            before: Vec::with_capacity(count(KIND_SUBJECT)),
+            kid: Table::with_capacity(count(KIND_KID)),
+            api_key: Table::with_capacity(count(KIND_API_KEY)),
+        };
+        for r in &records {
+            let t = match r.kind {
+                KIND_JTI => &mut s.jti,
+                KIND_SUBJECT => {
+                    s.before.push(r.before);
+                    &mut s.subject
                 }
-                Target::Kid { .. } => s.kid.insert(id, r.expires_at),
-                Target::ApiKey { .. } => s.api_key.insert(id, r.expires_at),
+                KIND_KID => &mut s.kid,
+                _ => &mut s.api_key,
             };
+            t.ids.push(r.id);
+            t.expires.push(exp32(r.expires_at));
         }
         s
     }
 
-    /// Two watermarks for one subject: the later wins (with its expiry).
-    fn add_watermark(&mut self, id: u64, before: i64, expires_at: i64) {
-        let e = self.subject_before.entry(id).or_insert((before, expires_at));
-        if before > e.0 {
-            *e = (before, expires_at);
-        }
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.jti.ids.len() + self.subject.ids.len() + self.kid.ids.len() + self.api_key.ids.len()
     }
 
-    /// The compact snapshot of this set (see the module docs), records sorted by (kind, id).
-    pub fn to_compact(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + self.len() * 17 + self.subject_before.len() * 8);
-        out.extend_from_slice(MAGIC);
-        out.push(COMPACT_FORMAT);
-        out.extend_from_slice(&self.version.to_be_bytes());
-        out.extend_from_slice(&u32::try_from(self.len()).unwrap_or(u32::MAX).to_be_bytes());
-        fn put<V: Copy + Ord>(out: &mut Vec<u8>, kind: u8, map: &IdMap<V>, tail: impl Fn(V) -> (i64, Option<i64>)) {
-            let mut ids: Vec<(u64, V)> = map.iter().map(|(k, v)| (*k, *v)).collect();
-            ids.sort_unstable();
-            for (id, v) in ids {
-                let (exp, before) = tail(v);
-                out.push(kind);
-                out.extend_from_slice(&id.to_be_bytes());
-                out.extend_from_slice(&exp.to_be_bytes());
-                if let Some(b) = before {
-                    out.extend_from_slice(&b.to_be_bytes());
+    /// True if it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Heap bytes it holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.jti.heap_bytes() + self.subject.heap_bytes() + self.before.capacity() * 8 + self.kid.heap_bytes() + self.api_key.heap_bytes()
+    }
+
+    fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        fn table(kind: u8, t: &Table) -> impl Iterator<Item = Record> + '_ {
+            t.ids.iter().zip(&t.expires).map(move |(id, e)| Record { kind, id: *id, expires_at: i64::from(*e), before: 0 })
+        }
+        let subjects = self.subject.ids.iter().zip(&self.subject.expires).zip(&self.before);
+        table(KIND_JTI, &self.jti)
+            .chain(subjects.map(|((id, e), b)| Record { kind: KIND_SUBJECT, id: *id, expires_at: i64::from(*e), before: *b }))
+            .chain(table(KIND_KID, &self.kid))
+            .chain(table(KIND_API_KEY, &self.api_key))
+    }
+
+    /// Which kinds it holds: jti, subject, kid, API key.
+    fn present(&self) -> [bool; 4] {
+        [!self.jti.ids.is_empty(), !self.subject.ids.is_empty(), !self.kid.ids.is_empty(), !self.api_key.ids.is_empty()]
+    }
+}
+
+/// One shard of the set and the version it was published at (0: not read).
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    version: u64,
+    shard: Shard,
+}
+
+/// The in-memory set the hot path checks: `2^bits` shards (by the top bits of the target id),
+/// each holding per kind a sorted table of ids with their expiries (and `before` for subjects),
+/// 12 bytes per entry (20 for a subject); a lookup is a binary search in one shard's table. Built
+/// from the sharded snapshot one shard at a time ([`RevocationSet::install`]), or as one shard
+/// from the format-2 snapshot ([`RevocationSet::from_compact`]) or full entries
+/// ([`RevocationSet::from_snapshot`]); all give the same verdicts.
+#[derive(Debug, Clone)]
+pub struct RevocationSet {
+    version: u64,
+    bits: u8,
+    slots: Vec<Slot>,
+    /// Whether any shard holds a jti, a subject, a kid, an API key: a kind nobody revoked is
+    /// not looked up (no id computed for it).
+    present: [bool; 4],
+}
+
+impl Default for RevocationSet {
+    fn default() -> Self {
+        RevocationSet { version: 0, bits: 0, slots: vec![Slot::default()], present: [false; 4] }
+    }
+}
+
+impl RevocationSet {
+    /// One shard holding `records` (expired ones at `now` dropped), at `version`.
+    pub fn from_records(version: u64, records: Vec<Record>, now: i64) -> RevocationSet {
+        let shard = Shard::from_records(records, now);
+        RevocationSet { version, bits: 0, present: shard.present(), slots: vec![Slot { version, shard }] }
+    }
+
+    /// Builds the set from a snapshot, dropping entries already expired at `now`.
+    pub fn from_snapshot(snap: &RevocationSnapshot, now: i64) -> RevocationSet {
+        RevocationSet::from_records(snap.version, snap.entries.iter().map(Revocation::record).collect(), now)
+    }
+
+    /// An empty set laid out for `m`'s shards, none read yet (see [`RevocationSet::install`]).
+    pub fn for_manifest(m: &Manifest) -> RevocationSet {
+        RevocationSet { version: 0, bits: m.bits, slots: vec![Slot::default(); m.shards.len()], present: [false; 4] }
+    }
+
+    /// The shards of `m` this set does not hold at the version `m` names (`None`: laid out
+    /// differently, so it must be rebuilt with [`RevocationSet::for_manifest`]).
+    pub fn stale_shards(&self, m: &Manifest) -> Option<Vec<usize>> {
+        (self.bits == m.bits && self.slots.len() == m.shards.len())
+            .then(|| m.shards.iter().zip(&self.slots).enumerate().filter(|(_, (r, s))| r.version != s.version).map(|(i, _)| i).collect())
+    }
+
+    /// Puts `shard`, published at `version`, in place `index`; a shard older than the one held
+    /// is ignored (two refreshes that overlap). False if `index` is out of range.
+    pub fn install(&mut self, index: usize, version: u64, shard: Shard) -> bool {
+        match self.slots.get_mut(index) {
+            Some(s) => {
+                if version >= s.version {
+                    *s = Slot { version, shard };
                 }
+                self.present = [0, 1, 2, 3].map(|k| self.slots.iter().any(|s| s.shard.present()[k]));
+                true
             }
+            None => false,
         }
-        put(&mut out, 1, &self.jti, |e| (e, None));
-        put(&mut out, 2, &self.subject_before, |(before, e)| (e, Some(before)));
-        put(&mut out, 3, &self.kid, |e| (e, None));
-        put(&mut out, 4, &self.api_key, |e| (e, None));
-        out
     }
 
-    /// Reads a compact snapshot, dropping entries already expired at `now`. Anything malformed is
-    /// an error (never a panic); the caller keeps its previous set.
+    /// Marks the set complete at manifest version `version` (every shard installed).
+    pub fn set_version(&mut self, version: u64) {
+        self.version = self.version.max(version);
+    }
+
+    /// The single-value compact snapshot (format 2) of this set: see the module docs.
+    pub fn to_compact(&self) -> Vec<u8> {
+        let mut records: Vec<Record> = self.slots.iter().flat_map(|s| s.shard.records()).collect();
+        encode_compact(self.version, &mut records)
+    }
+
+    /// Reads a format-2 compact snapshot, dropping entries already expired at `now`. Anything
+    /// malformed is an error (never a panic); the caller keeps its previous set.
     pub fn from_compact(bytes: &[u8], now: i64) -> Result<RevocationSet, SnapshotError> {
         if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
             return Err(SnapshotError("not an Edgeward revocation snapshot"));
@@ -328,48 +722,10 @@ impl RevocationSet {
         if bytes[4] != COMPACT_FORMAT {
             return Err(SnapshotError("unsupported snapshot format"));
         }
-        let u64_at = |i: usize| -> Result<u64, SnapshotError> {
-            bytes.get(i..i + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or(SnapshotError("truncated record"))
-        };
-        let version = u64_at(5)?;
-        let count = bytes.get(13..17).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or(SnapshotError("truncated header"))? as usize;
-        // Every record is at least 17 bytes: refuse a count the bytes cannot hold before allocating.
-        if count > (bytes.len() - HEADER_LEN) / 17 {
-            return Err(SnapshotError("count exceeds the data"));
-        }
-        let mut s = RevocationSet { version, ..Default::default() };
-        let mut i = HEADER_LEN;
-        for _ in 0..count {
-            let kind = *bytes.get(i).ok_or(SnapshotError("truncated record"))?;
-            let id = u64_at(i + 1)?;
-            let expires_at = u64_at(i + 9)? as i64;
-            i += 17;
-            let live = expires_at > now;
-            match kind {
-                1 if live => {
-                    s.jti.insert(id, expires_at);
-                }
-                2 => {
-                    let before = u64_at(i)? as i64;
-                    i += 8;
-                    if live {
-                        s.add_watermark(id, before, expires_at);
-                    }
-                }
-                3 if live => {
-                    s.kid.insert(id, expires_at);
-                }
-                4 if live => {
-                    s.api_key.insert(id, expires_at);
-                }
-                1 | 3 | 4 => {}
-                _ => return Err(SnapshotError("unknown record kind")),
-            }
-        }
-        if i != bytes.len() {
-            return Err(SnapshotError("trailing bytes"));
-        }
-        Ok(s)
+        let version = be_u64(&bytes[5..13]);
+        let count = be_u32(&bytes[13..17]) as usize;
+        let records = read_records(&bytes[HEADER_LEN..], count, (0, u64::MAX), now)?;
+        Ok(RevocationSet::from_records(version, records, now))
     }
 
     /// The snapshot version this set came from.
@@ -377,14 +733,28 @@ impl RevocationSet {
         self.version
     }
 
-    /// Number of active entries.
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Number of entries held (some may have expired since they were read).
     pub fn len(&self) -> usize {
-        self.jti.len() + self.subject_before.len() + self.kid.len() + self.api_key.len()
+        self.slots.iter().map(|s| s.shard.len()).sum()
     }
 
     /// True if nothing is revoked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Heap bytes the set holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>() + self.slots.iter().map(|s| s.shard.heap_bytes()).sum::<usize>()
+    }
+
+    fn shard(&self, id: u64) -> Option<&Shard> {
+        self.slots.get(shard_of(id, self.bits)).map(|s| &s.shard)
     }
 
     /// Refuses a verified token that is revoked at `now`.
@@ -397,28 +767,33 @@ impl RevocationSet {
 
     /// The same check on the facts of a token (what the ledger's strict mode receives).
     pub fn check_parts(&self, t: &TokenFacts<'_>, now: i64) -> Result<(), AuthError> {
-        // An empty table is not consulted (no id computed for it).
-        let live = |exp: &i64| *exp > now;
-        if let Some(jti) = t.jti.filter(|_| !self.jti.is_empty()) {
-            if self.jti.get(&id_of("jti", &[t.iss, jti])).is_some_and(live) {
+        let [jti, sub, kid, key] = self.present;
+        if let Some(j) = t.jti.filter(|_| jti) {
+            let id = id_of("jti", &[t.iss, j]);
+            if self.shard(id).is_some_and(|s| s.jti.live(id, now)) {
                 return Err(AuthError::TokenRevoked);
             }
         }
-        if let Some(sub) = t.sub.filter(|_| !self.subject_before.is_empty()) {
-            if let Some((before, exp)) = self.subject_before.get(&id_of("sub", &[t.iss, sub])) {
-                // A token without iat cannot prove it was issued after the watermark.
-                if *exp > now && t.iat.is_none_or(|iat| iat < *before as f64) {
-                    return Err(AuthError::TokenRevoked);
+        if let Some(s) = t.sub.filter(|_| sub) {
+            let id = id_of("sub", &[t.iss, s]);
+            if let Some(sh) = self.shard(id) {
+                if let Some(i) = sh.subject.find(id) {
+                    let (exp, before) = (i64::from(sh.subject.expires[i]), sh.before[i]);
+                    // A token without iat cannot prove it was issued after the watermark.
+                    if exp > now && t.iat.is_none_or(|iat| iat < before as f64) {
+                        return Err(AuthError::TokenRevoked);
+                    }
                 }
             }
         }
-        if let Some(kid) = t.kid.filter(|_| !self.kid.is_empty()) {
-            if self.kid.get(&id_of("kid", &[kid])).is_some_and(live) {
+        if let Some(k) = t.kid.filter(|_| kid) {
+            let id = id_of("kid", &[k]);
+            if self.shard(id).is_some_and(|s| s.kid.live(id, now)) {
                 return Err(AuthError::TokenRevoked);
             }
         }
-        if let Some(id) = t.api_key {
-            if self.api_key_revoked(id, now) {
+        if let Some(k) = t.api_key.filter(|_| key) {
+            if self.api_key_revoked(k, now) {
                 return Err(AuthError::ApiKeyInvalid(super::error::ApiKeyFailure::Revoked));
             }
         }
@@ -427,24 +802,58 @@ impl RevocationSet {
 
     /// True if the API key id is revoked at `now`.
     pub fn api_key_revoked(&self, key_id: &str, now: i64) -> bool {
-        !self.api_key.is_empty() && self.api_key.get(&id_of("api_key", &[key_id])).is_some_and(|e| *e > now)
+        if !self.present[3] {
+            return false;
+        }
+        let id = id_of("api_key", &[key_id]);
+        self.shard(id).is_some_and(|s| s.api_key.live(id, now))
     }
 
     /// Distinct kinds present (for logs).
     pub fn kinds(&self) -> HashSet<&'static str> {
         let mut k = HashSet::new();
-        if !self.jti.is_empty() {
-            k.insert("jti");
-        }
-        if !self.subject_before.is_empty() {
-            k.insert("subject_before");
-        }
-        if !self.kid.is_empty() {
-            k.insert("kid");
-        }
-        if !self.api_key.is_empty() {
-            k.insert("api_key");
+        for s in &self.slots {
+            for (name, t) in [("jti", &s.shard.jti), ("subject_before", &s.shard.subject), ("kid", &s.shard.kid), ("api_key", &s.shard.api_key)] {
+                if !t.ids.is_empty() {
+                    k.insert(name);
+                }
+            }
         }
         k
     }
+}
+
+/// The format-2 compact snapshot of `records` at `version` (sorted here): see the module docs.
+pub fn encode_compact(version: u64, records: &mut [Record]) -> Vec<u8> {
+    records.sort_unstable();
+    let mut out = Vec::with_capacity(HEADER_LEN + records.len() * 25);
+    out.extend_from_slice(MAGIC);
+    out.push(COMPACT_FORMAT);
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&u32::try_from(records.len()).unwrap_or(u32::MAX).to_be_bytes());
+    for r in records.iter() {
+        put_record(&mut out, r);
+    }
+    out
+}
+
+/// The whole sharded publication of `records` at `version` (expired ones at `now` left out):
+/// the manifest and each non-empty shard's KV key and value, laid out as the ledger lays out a
+/// list of that length. Tests, benchmarks and tools use it to publish a list at once.
+pub fn sharded_snapshot(version: u64, records: Vec<Record>, now: i64) -> (Manifest, Vec<(String, Vec<u8>)>) {
+    let live: Vec<Record> = records.into_iter().filter(|r| r.expires_at > now).collect();
+    let bits = shard_bits_for(live.len(), 0);
+    let mut per_shard: Vec<Vec<Record>> = vec![Vec::new(); 1 << bits];
+    for r in live {
+        per_shard[shard_of(r.id, bits)].push(r);
+    }
+    let mut shards = Vec::with_capacity(per_shard.len());
+    let mut values = Vec::new();
+    for (i, mut recs) in per_shard.into_iter().enumerate() {
+        shards.push(ShardRef { version, count: u32::try_from(recs.len()).unwrap_or(u32::MAX) });
+        if !recs.is_empty() {
+            values.push((shard_key(bits, i, version), encode_shard(version, bits, i, &mut recs)));
+        }
+    }
+    (Manifest { version, bits, shards }, values)
 }

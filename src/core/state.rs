@@ -35,7 +35,7 @@ pub(crate) struct CachedKey {
 /// The isolate's copy of the published revocation set.
 #[derive(Debug)]
 pub(crate) struct EdgeRevocations {
-    pub(crate) set: Rc<RevocationSet>,
+    pub(crate) set: RevocationSet,
     /// When the snapshot was last read successfully (None: never).
     pub(crate) loaded_at: Option<i64>,
     /// When a read was last started.
@@ -65,7 +65,7 @@ impl IsolateState {
             tokens: RefCell::new(TokenCache::new(&policy.token_cache)),
             jwks: RefCell::new(jwks),
             keys: RefCell::new(LruCache::new(NonZeroUsize::new(policy.api_keys.cache_capacity).unwrap_or(NonZeroUsize::MIN))),
-            revocations: RefCell::new(EdgeRevocations { set: Rc::new(RevocationSet::default()), loaded_at: None, attempted_at: None }),
+            revocations: RefCell::new(EdgeRevocations { set: RevocationSet::default(), loaded_at: None, attempted_at: None }),
             limiter: RefCell::new(LocalLimiter::new(policy.rate_limits.local_capacity)),
         }
     }

@@ -115,10 +115,43 @@ describe('revocations', { timeout: 300_000 }, () => {
     const batches = published().slice(publishedBefore);
     const last = batches.at(-1);
     assert.ok(last && last.entries === before + 200, `the last publish holds every entry: ${JSON.stringify(last)}`);
-    // Compact: a 17-byte header, 17 bytes per entry, 8 more for the one subject watermark above.
-    assert.equal(last.bytes, 17 + 17 * last.entries + 8, 'compact snapshot size');
+    // One shard (at most 65,536 entries per shard), rewritten whole: a 20-byte header, 17 bytes
+    // per entry, 8 more for the one subject watermark above.
+    assert.equal(last.shards, 1, JSON.stringify(last));
+    assert.equal(last.bytes, 20 + 17 * last.entries + 8, 'compact shard size');
     const limit = Math.ceil((Date.now() - started) / 500) + 1;
     assert.ok(batches.length >= 1 && batches.length <= limit, `${batches.length} KV writes for 200 changes (at most one per 500 ms: ≤ ${limit})`);
+  });
+
+  it('a batch is one all-or-nothing call; a jti needs no expiry (the token lifetime bounds it)', async () => {
+    const before = (await admin('GET', '/revocations')).json().total;
+    const items = Array.from({ length: 1000 }, (_, i) => ({ target: { kind: 'jti', iss: jwks.issuer, jti: `batch-${i}` }, reason: 'batch' }));
+    const victim = await h.mintToken(key, { issuer: jwks.issuer, claims: { jti: 'batch-999' } });
+    assert.equal((await worker.request({ path: '/api/x', headers: h.bearer(victim) })).status, 200);
+    const r = await admin('POST', '/revocations/batch', { items });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual([r.json().created, r.json().updated, r.json().unchanged], [1000, 0, 0]);
+    const again = await admin('POST', '/revocations/batch', { items: items.slice(0, 10) });
+    // The same targets again: no new entry (a natural expiry computed a second later extends them).
+    assert.deepEqual([again.json().created, again.json().updated + again.json().unchanged], [0, 10], 'idempotent');
+    // One bad item (a kid needs an expiry) writes nothing, and names the item.
+    const bad = await admin('POST', '/revocations/batch', { items: [{ target: { kind: 'jti', iss: jwks.issuer, jti: 'never-1' } }, { target: { kind: 'kid', kid: 'never-k' } }] });
+    assert.equal(bad.status, 400, bad.text);
+    assert.deepEqual([bad.json().index, bad.json().field], [1, 'expires_at']);
+    for (const body of [{ items: [] }, { items: Array.from({ length: 1001 }, () => items[0]) }, { nope: 1 }]) {
+      assert.equal((await admin('POST', '/revocations/batch', body)).status, 400);
+    }
+    assert.equal((await admin('GET', '/revocations')).json().total, before + 1000, 'nothing of the bad batches was written');
+    // The natural expiry: now + max_lifetime_secs (86400) + twice the leeway (60); with the
+    // token's exp, that exp + leeway.
+    const page = (await admin('GET', '/revocations?limit=1000')).json();
+    const mine = page.items.find((x) => x.revocation.target.jti === 'batch-0');
+    assert.equal(mine.revocation.expires_at - mine.revocation.created_at, 86400 + 120);
+    const exp = h.nowSecs() + 300;
+    const withExp = await admin('POST', '/revocations', { target: { kind: 'jti', iss: jwks.issuer, jti: 'with-exp' }, token_exp: exp });
+    assert.equal(withExp.status, 201, withExp.text);
+    assert.equal(withExp.json().revocation.expires_at, exp + 60);
+    await untilRefused([victim]);
   });
 
   it('the CLI revokes and lists through the admin API', async () => {

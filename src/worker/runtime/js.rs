@@ -187,11 +187,6 @@ impl DoStorage {
         call_text(&self.0, "delete", &Array::of1(&arr)).await.map(|_| ())
     }
 
-    /// Writes every member of `entries` (one atomic call).
-    pub async fn put_all(&self, entries: &Object) -> Result<(), IoError> {
-        call_text(&self.0, "put", &Array::of1(entries)).await.map(|_| ())
-    }
-
     /// Sets the object's alarm `in_ms` from now.
     pub async fn set_alarm_in(&self, in_ms: u64) -> Result<(), IoError> {
         let at = worker::js_sys::Date::now() + in_ms as f64;
