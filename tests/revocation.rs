@@ -373,3 +373,35 @@ fn ledger_lookups_are_the_ids_a_check_reads() {
         assert_eq!(small.check_parts(&facts, NOW).is_err(), full.check_parts(&facts, NOW).is_err());
     }
 }
+
+/// Any input order gives the same tables and the same bytes: the records are sorted (by kind,
+/// then id) and duplicates merged whatever order they arrive in.
+#[test]
+fn record_order_does_not_matter() {
+    let mut recs: Vec<Record> = records(500);
+    recs.extend(mixed().iter().map(Revocation::record));
+    let sorted = RevocationSet::from_records(1, recs.clone(), NOW).to_compact();
+    // A deterministic shuffle (xorshift), then reversed, then with every record twice.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..recs.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        recs.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    assert_eq!(RevocationSet::from_records(1, recs.clone(), NOW).to_compact(), sorted);
+    recs.reverse();
+    assert_eq!(RevocationSet::from_records(1, recs.clone(), NOW).to_compact(), sorted);
+    let twice = [recs.clone(), recs].concat();
+    assert_eq!(RevocationSet::from_records(1, twice, NOW).to_compact(), sorted);
+    // And the bytes are in (kind, id) order.
+    let back = RevocationSet::from_compact(&sorted, NOW).unwrap();
+    assert_eq!(back.len(), 500 + 5, "the expired one and the earlier watermark of the same subject merged away");
+    let mut ids = Vec::new();
+    let mut i = 17;
+    while i < sorted.len() {
+        ids.push((sorted[i], u64::from_be_bytes(sorted[i + 1..i + 9].try_into().unwrap())));
+        i += if sorted[i] == 2 { 25 } else { 17 };
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+}
