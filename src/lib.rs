@@ -37,7 +37,8 @@
 //!   admin API requests go, unchanged, through the `EDGEWARD_CONTROL` service binding to the
 //!   control Worker.
 //! - `worker::control` (feature `control`): the control plane, the admin API and the Durable
-//!   Objects (`RateLimiter`, `RevocationLedger`, on Durable Object storage through its JS API).
+//!   Objects (`RateLimiter`; `RevocationLedger`, one SQLite row per revocation, publishing the
+//!   sharded snapshot the gate reads).
 //!   Built with it, the Worker is the control Worker (and also a complete single Worker: gate and
 //!   control plane).
 //! - `web` (feature `web`): the JS package (wasm-bindgen); `verify` and `explain` run the

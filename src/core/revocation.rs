@@ -1,25 +1,58 @@
-//! The revocation list, as the edge holds it: a compact, versioned snapshot of every active
-//! revocation, checked in memory on every request (cached tokens included). Pure: `now` is a
-//! parameter; replication (ledger Durable Object → KV → isolates) is the adapter's job.
+//! The revocation list, as the edge holds it: a compact, versioned, sharded snapshot of every
+//! active revocation, checked in memory on every request (cached tokens included). Pure: `now`
+//! is a parameter; replication (ledger Durable Object → KV → isolates) is the adapters' job.
 //!
-//! # The compact snapshot
+//! # The compact records
 //!
 //! The ledger keeps every [`Revocation`] in full (target, reason, times) for the admin API; the
-//! edge needs only membership and expiry. So what is replicated ([`RevocationSet::to_compact`],
-//! read back by [`RevocationSet::from_compact`]) holds per entry only the kind, the target's
-//! 64-bit id ([`Target::id_u64`], the first 8 bytes of SHA-256 of the canonical target), the
-//! expiry and, for a subject watermark, `before`. Binary, big-endian:
+//! edge needs only membership and expiry. So what is replicated holds per entry ([`Record`])
+//! only the kind, the target's 64-bit id ([`Target::id_u64`], the first 8 bytes of SHA-256 of
+//! the canonical target), the expiry and, for a subject watermark, `before`. Binary, big-endian:
 //!
 //! ```text
-//! header  "EWRV" | format u8 = 2 | version u64 | count u32
 //! record  kind u8 (1 jti, 2 subject_before, 3 kid, 4 api_key) | id u64 | expires_at i64
 //!         [| before i64, subject_before only]
 //! ```
 //!
-//! 17 bytes per entry (25 for a subject watermark) instead of ~157 bytes of JSON. Records are
-//! sorted by (kind, id), so the same list always encodes to the same bytes. Anything else —
-//! wrong magic or format, unknown kind, truncated or trailing bytes, a count that disagrees — is
-//! refused with a [`SnapshotError`], never a panic; the edge then keeps its last good copy.
+//! 17 bytes per entry (25 for a subject watermark) instead of ~157 bytes of JSON, sorted by
+//! (kind, id), so the same list always encodes to the same bytes.
+//!
+//! # The sharded snapshot (format 3, what the ledger publishes)
+//!
+//! The id space is cut into `2^bits` shards by the ids' top bits ([`shard_of`], bits 0..=8,
+//! chosen from the list's length by [`shard_bits_for`]: at most [`SHARD_TARGET`] entries per
+//! shard on average). Each shard is one KV value under [`shard_key`]`(bits, index, version)`; a
+//! manifest under [`MANIFEST_KEY`] names each shard's version and length:
+//!
+//! ```text
+//! manifest  "EWRM" | 3 | version u64 | bits u8 | (version u64 | count u32) × 2^bits
+//! shard     "EWRS" | 3 | version u64 | bits u8 | index u16 | count u32 | records
+//! ```
+//!
+//! A change republishes only its shard (under a new key, so a manifest never names a value it
+//! did not see written) and the manifest; an isolate re-reads the manifest and fetches only the
+//! shards whose version changed ([`RevocationSet::stale_shards`], [`RevocationSet::install`]),
+//! never more than one shard beside its live set. An empty shard is not written or read. A
+//! shard whose header names another place or version, or holding an id outside its range, is
+//! refused.
+//!
+//! # The single-value snapshot (format 2, what earlier ledgers published)
+//!
+//! ```text
+//! header  "EWRV" | format u8 = 2 | version u64 | count u32, then the records
+//! ```
+//!
+//! Read when there is no manifest ([`RevocationSet::from_compact`]), and still written by the
+//! ledger while the list is short ([`LEGACY_MAX_ENTRIES`]) for gates not yet upgraded.
+//!
+//! In either format anything malformed — wrong magic or format, unknown kind, truncated or
+//! trailing bytes, a count that disagrees — is refused with a [`SnapshotError`], never a panic;
+//! the edge then keeps its last good copy.
+//!
+//! # In memory
+//!
+//! Per shard and kind, the ids sorted in one vector and their expiries (32-bit seconds) in
+//! another: 12 bytes per entry, 20 for a watermark; a lookup is one binary search.
 //!
 //! A token is checked by computing the same ids from its facts (`iss`+`jti`, `iss`+`sub`, `kid`,
 //! API key id) and looking them up in per-kind tables.
