@@ -16,6 +16,19 @@ pub fn fingerprint_of_digest(sha256: &[u8; 32]) -> String {
     format!("sha256:{}", hex::encode(&sha256[..8]))
 }
 
+/// The number 16 lowercase hex digits spell (a [`fingerprint`]'s digits, or a bucket key's), if
+/// `hex` is exactly that.
+pub(crate) fn hex64(hex: &str) -> Option<u64> {
+    let lower_hex = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    lower_hex.then(|| u64::from_str_radix(hex, 16).ok()).flatten()
+}
+
+/// The first 8 bytes of SHA-256 of `bytes`, big-endian: the 64-bit tag of any other text.
+pub(crate) fn sha256_64(bytes: &[u8]) -> u64 {
+    let d = Sha256::digest(bytes);
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
 /// Where the credential was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

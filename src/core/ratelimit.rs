@@ -10,10 +10,10 @@
 
 use super::access::Requirement;
 use super::identity::Identity;
+use super::log::{hex64, sha256_64};
 use super::route::RouteTable;
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -473,14 +473,9 @@ fn split_key(key: &str) -> (&str, Slot) {
     let (rule, rest) = key.split_once(':').unwrap_or(("", key));
     let written = rest.split_once(':').and_then(|(kind, hex)| {
         let kind = KeyKind::ALL.iter().position(|k| k.as_str() == kind)?;
-        let lower_hex = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        let fingerprint = if lower_hex { u64::from_str_radix(hex, 16).ok()? } else { return None };
-        Some(Slot { kind: kind as u8 + 1, fingerprint })
+        Some(Slot { kind: kind as u8 + 1, fingerprint: hex64(hex)? })
     });
-    let slot = written.unwrap_or_else(|| {
-        let d = Sha256::digest(rest.as_bytes());
-        Slot { kind: 0, fingerprint: u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) }
-    });
+    let slot = written.unwrap_or_else(|| Slot { kind: 0, fingerprint: sha256_64(rest.as_bytes()) });
     (rule, slot)
 }
 

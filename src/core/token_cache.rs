@@ -14,6 +14,7 @@
 //! - When an issuer's keys change (rotation, a key removed from the JWKS), entries verified by a
 //!   key that is gone are dropped ([`TokenCache::retain_keys`]).
 
+use super::log::{hex64, sha256_64};
 use super::verify::{CachedToken, VerifiedToken};
 use lru::LruCache;
 use serde::Deserialize;
@@ -87,13 +88,7 @@ impl Entry {
 /// A key fingerprint (`sha256:` + 16 hex digits) as the 64 bits it spells; any other text by the
 /// first 64 bits of its SHA-256.
 fn key_tag(fingerprint: &str) -> u64 {
-    match fingerprint.strip_prefix("sha256:").filter(|h| h.len() == 16).and_then(|h| u64::from_str_radix(h, 16).ok()) {
-        Some(t) => t,
-        None => {
-            let d = Sha256::digest(fingerprint.as_bytes());
-            u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
-        }
-    }
+    fingerprint.strip_prefix("sha256:").and_then(hex64).unwrap_or_else(|| sha256_64(fingerprint.as_bytes()))
 }
 
 /// The cache.
