@@ -1526,6 +1526,30 @@ fn pre_auth_ip_limit_comes_before_the_credential() {
     refused(decide(&gate, &io, &req("GET", "/partner/x").client_ip("2001:db8:0:1::3")), 429, "rate_limited", Www::Absent);
 }
 
+/// Issue 21: a rule's key table at `local_capacity` drops its least recently used key even while
+/// that key's window is open; the gate says so, at most once a minute.
+#[test]
+fn live_limiter_evictions_are_logged_once_a_minute() {
+    let gate = gate(&doc_with("rate_limits", json!({"local_capacity": 2, "ip_pre_auth": {"rate": 1, "period_secs": 3600, "burst": 5}})));
+    let io = FakeIo::new();
+    let from = |i: u32| req("GET", "/api/x").bearer("garbage").client_ip(&format!("198.51.100.{i}"));
+    for i in 0..2 {
+        refused(decide(&gate, &io, &from(i)), 401, "malformed_token", Www::InvalidToken);
+    }
+    assert!(io.events("rate_limiter_evicting_live").is_empty(), "below the capacity nothing is evicted");
+    for i in 2..6 {
+        refused(decide(&gate, &io, &from(i)), 401, "malformed_token", Www::InvalidToken);
+    }
+    let ev = io.events("rate_limiter_evicting_live");
+    assert_eq!(ev.len(), 1, "once a minute: {ev:?}");
+    assert_eq!(ev[0].0, Level::Warn);
+    assert_eq!((ev[0].1["rule"].as_str(), ev[0].1["evicted_live"].as_u64(), ev[0].1["capacity"].as_u64()), (Some("ip_pre_auth"), Some(1), Some(2)));
+    io.advance_secs(61);
+    refused(decide(&gate, &io, &from(7)), 401, "malformed_token", Www::InvalidToken);
+    let ev = io.events("rate_limiter_evicting_live");
+    assert_eq!((ev.len(), ev[1].1["evicted_live"].as_u64(), ev[1].1["since_last"].as_u64()), (2, Some(5), Some(4)));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cookies and CSRF
 // ---------------------------------------------------------------------------------------------

@@ -457,7 +457,7 @@ impl Gate {
         let rl = &self.policy.rate_limits;
         let mut tightest: Option<(&Bucket, Decision)> = None;
         for b in buckets {
-            let local = || self.state.limiter.borrow_mut().check(b, now_ms);
+            let local = || self.local_limit(io, b, now_ms);
             let remote = match (rl.mode, b.binding.as_deref()) {
                 (LimitMode::Local, _) => None,
                 // The pre-auth IP bucket has no binding: it is kept in the isolate.
@@ -491,6 +491,26 @@ impl Gate {
             }
         }
         Ok(tightest)
+    }
+
+    /// One request against the isolate's own limiter. When it has had to drop keys whose window
+    /// was still open (a rule's key table full: many distinct clients, or a client rotating
+    /// addresses), that is logged — `rate_limiter_evicting_live`, with the count so far — at most
+    /// once a minute, so an operator sees that `rate_limits.local_capacity` is reached.
+    fn local_limit<I: GateIo>(&self, io: &I, b: &Bucket, now_ms: i64) -> Decision {
+        let (d, evicted) = {
+            let mut l = self.state.limiter.borrow_mut();
+            (l.check(b, now_ms), l.evicted_live())
+        };
+        let (reported, at) = self.state.evictions_reported.get();
+        if evicted > reported && now_ms - at >= 60_000 {
+            self.state.evictions_reported.set((evicted, now_ms));
+            io.log(
+                Level::Warn,
+                &json!({"event": "rate_limiter_evicting_live", "rule": b.rule, "evicted_live": evicted, "since_last": evicted - reported, "capacity": self.policy.rate_limits.local_capacity}),
+            );
+        }
+        d
     }
 
     /// The route's origin credential as (header, value), for an authenticated request on a route

@@ -13,7 +13,7 @@ use super::ratelimit::LocalLimiter;
 use super::revocation::RevocationSet;
 use super::token_cache::TokenCache;
 use lru::LruCache;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::num::NonZeroUsize;
 use std::rc::Rc;
 
@@ -51,6 +51,8 @@ pub struct IsolateState {
     pub(crate) keys: RefCell<LruCache<[u8; 32], CachedKey>>,
     pub(crate) revocations: RefCell<EdgeRevocations>,
     pub(crate) limiter: RefCell<LocalLimiter>,
+    /// Live-key evictions of the limiter last logged, and when (ms; see `Gate::local_limit`).
+    pub(crate) evictions_reported: Cell<(u64, i64)>,
 }
 
 impl IsolateState {
@@ -67,6 +69,7 @@ impl IsolateState {
             keys: RefCell::new(LruCache::new(NonZeroUsize::new(policy.api_keys.cache_capacity).unwrap_or(NonZeroUsize::MIN))),
             revocations: RefCell::new(EdgeRevocations { set: RevocationSet::default(), loaded_at: None, attempted_at: None }),
             limiter: RefCell::new(LocalLimiter::new(policy.rate_limits.local_capacity)),
+            evictions_reported: Cell::new((0, i64::MIN / 2)),
         }
     }
 
