@@ -453,7 +453,7 @@ fn hdr_all<'h>(headers: &'h [(String, String)], name: &str) -> Vec<&'h str> {
 fn forwarded<'a>(o: Outcome<'a>) -> Box<Forward<'a>> {
     match o {
         Outcome::Forward(f) => f,
-        Outcome::Refuse(r) => panic!("expected a forward, got {} {:?} ({:?})", r.response.status, r.log.reason, r.log.detail),
+        Outcome::Refuse(r) | Outcome::Answer(r) => panic!("expected a forward, got {} {:?} ({:?})", r.response.status, r.log.reason, r.log.detail),
         Outcome::Admin(a) => panic!("expected a forward, got an admin call for {}", a.path),
     }
 }
@@ -509,6 +509,7 @@ fn refused<'a>(o: Outcome<'a>, status: u16, code: &'static str, www: Www<'_>) ->
             r
         }
         Outcome::Forward(f) => panic!("expected {status} {code}, got a forward to {}", f.plan.url),
+        Outcome::Answer(r) => panic!("expected {status} {code}, got the gate's own {}", r.response.status),
         Outcome::Admin(a) => panic!("expected {status} {code}, got an admin call for {}", a.path),
     }
 }
@@ -1032,6 +1033,7 @@ fn decision_summary(o: Outcome<'_>) -> Value {
         Outcome::Forward(f) => json!({"forward": {"method": f.method, "url": f.plan.url, "headers": f.plan.headers,
             "authenticated": f.authenticated, "limit_headers": f.limit_headers, "log": log(&f.log)}}),
         Outcome::Refuse(r) => json!({"refuse": {"status": r.response.status, "headers": r.response.headers, "body": r.response.body, "log": log(&r.log)}}),
+        Outcome::Answer(r) => json!({"answer": {"status": r.response.status, "headers": r.response.headers, "log": log(&r.log)}}),
         Outcome::Admin(a) => panic!("unexpected admin call {}", a.path),
     }
 }
@@ -1090,7 +1092,7 @@ fn a_cache_hit_decides_exactly_as_a_fresh_verification() {
             let b = decide(&cached, &io_cached, r);
             let cache = |o: &Outcome<'_>| match o {
                 Outcome::Forward(f) => f.log.token_cache,
-                Outcome::Refuse(r) => r.log.token_cache,
+                Outcome::Refuse(r) | Outcome::Answer(r) => r.log.token_cache,
                 Outcome::Admin(_) => None,
             };
             assert_eq!((cache(&a), cache(&b)), (Some("miss"), Some(if i == 0 { "miss" } else { "hit" })), "{target:?} {}", r.url);
@@ -1551,6 +1553,150 @@ fn live_limiter_evictions_are_logged_once_a_minute() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// CORS
+// ---------------------------------------------------------------------------------------------
+
+const APP: &str = "https://app.example";
+
+fn cors_doc() -> Value {
+    let mut d = doc_with("cors", json!({"allowed_origins": [APP], "allow_credentials": true, "max_age_secs": 300}));
+    d["csrf"] = json!({"allowed_origins": [APP]});
+    d["rate_limits"] = json!({"ip_pre_auth": {"rate": 60, "period_secs": 60, "burst": 3}});
+    d["routes"].as_array_mut().unwrap().insert(0, json!({"path": "/nocors/*", "cors": false}));
+    d
+}
+
+fn preflight(path: &str, origin: &str, method: &str, headers: Option<&str>) -> Req {
+    let r = req("OPTIONS", path).header("origin", origin).header("access-control-request-method", method).client_ip(CLIENT_IP);
+    match headers {
+        Some(h) => r.header("access-control-request-headers", h),
+        None => r,
+    }
+}
+
+/// Issue 20: a preflight is answered at the edge without a credential or any I/O, from an
+/// allowed origin for allowed methods and headers only; every answer to an allowed origin —
+/// refusals included — carries the CORS headers, and the origin's response gets them in place of
+/// its own; a route with `cors: false` is left alone.
+#[test]
+fn cors_preflights_and_headers_on_every_answer() {
+    let gate = gate(&cors_doc());
+    let io = FakeIo::new();
+    let r = preflight("/api/x", APP, "POST", Some("Authorization, Content-Type, X-CSRF-Token"));
+    let Outcome::Answer(a) = decide(&gate, &io, &r) else { panic!("a preflight is answered by the gate") };
+    let h = &a.response.headers;
+    assert_eq!(a.response.status, 204);
+    assert_eq!(
+        [
+            hdr(h, "access-control-allow-origin"),
+            hdr(h, "access-control-allow-methods"),
+            hdr(h, "access-control-allow-headers"),
+            hdr(h, "access-control-max-age"),
+            hdr(h, "access-control-allow-credentials"),
+            hdr(h, "vary")
+        ],
+        [
+            Some(APP),
+            Some("GET, HEAD, POST, PUT, PATCH, DELETE"),
+            Some("authorization, content-type, x-csrf-token, dpop"),
+            Some("300"),
+            Some("true"),
+            Some("Origin")
+        ]
+    );
+    assert_eq!(hdr(h, "x-request-id"), Some(r.id.as_str()));
+    assert_eq!((a.log.decision, a.log.status), ("preflight", 204));
+    assert!(io.take_calls().is_empty(), "no credential, no I/O");
+
+    // Refused preflights: another origin, method or header. No allow header: the browser blocks.
+    for (what, p) in [
+        ("origin", preflight("/api/x", "https://evil.example", "GET", None)),
+        ("method", preflight("/api/x", APP, "PROPFIND", None)),
+        ("header", preflight("/api/x", APP, "GET", Some("authorization, x-evil"))),
+    ] {
+        io.advance_secs(1);
+        let rf = refused(decide(&gate, &io, &p), 403, "cors_rejected", Www::Absent);
+        assert!(rf.response.headers.iter().all(|(k, _)| !k.starts_with("access-control-")), "{what}: {:?}", rf.response.headers);
+        assert_eq!(hdr(&rf.response.headers, "vary"), Some("Origin"), "{what}");
+        assert!(rf.log.detail.as_deref().is_some_and(|d| d.contains(what)), "{what}: {:?}", rf.log.detail);
+    }
+    // Preflights count against ip_pre_auth like any request without a credential (burst 3).
+    for _ in 0..3 {
+        let _ = decide(&gate, &io, &preflight("/api/x", APP, "GET", None));
+    }
+    refused(decide(&gate, &io, &preflight("/api/x", APP, "GET", None)), 429, "rate_limited", Www::Absent);
+
+    // A refusal to an allowed origin is readable by the app: 401 with its challenge exposed.
+    let gate = Gate::new(policy(&cors_doc()));
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").header("origin", APP)), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+    let h = &rf.response.headers;
+    assert_eq!((hdr(h, "access-control-allow-origin"), hdr(h, "access-control-allow-credentials"), hdr(h, "vary")), (Some(APP), Some("true"), Some("Origin")));
+    assert_eq!(hdr(h, "access-control-expose-headers"), Some("www-authenticate, retry-after, ratelimit, ratelimit-policy, x-request-id"));
+    // Another origin: nothing to read. No Origin at all (not a browser's cross-origin call): no CORS headers.
+    let other =
+        refused(decide(&gate, &io, &req("GET", "/api/x").header("origin", "https://evil.example")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+    assert_eq!((hdr(&other.response.headers, "access-control-allow-origin"), hdr(&other.response.headers, "vary")), (None, Some("Origin")));
+    let plain = refused(decide(&gate, &io, &req("GET", "/api/x")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+    assert!(plain.response.headers.iter().all(|(k, _)| !k.starts_with("access-control-") && k != "vary"));
+
+    // A forwarded request: the origin's response gets the gate's CORS headers instead of its own.
+    let mut fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({}))).header("origin", APP)));
+    let edits = gate.respond(&io, &mut fwd, 200, OriginCookies::Each(vec![]), None, NOW);
+    assert!(edits.replace_cors);
+    assert_eq!(hdr(&edits.set, "access-control-allow-origin"), Some(APP));
+    assert_eq!(edits.append, vec![("vary".to_string(), "Origin".to_string())]);
+    let mut public = forwarded(decide(&gate, &io, &req("GET", "/public/x")));
+    let edits = gate.respond(&io, &mut public, 200, OriginCookies::Each(vec![]), None, NOW);
+    assert!(
+        edits.replace_cors && edits.append.is_empty() && hdr(&edits.set, "access-control-allow-origin").is_none(),
+        "no Origin: none of the origin's CORS headers either"
+    );
+
+    // `cors: false` on a route: its preflight is an ordinary OPTIONS request (here refused for
+    // want of a token), and the origin's own CORS headers pass.
+    let rf = refused(decide(&gate, &io, &preflight("/nocors/x", APP, "GET", None)), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+    assert!(rf.response.headers.iter().all(|(k, _)| !k.starts_with("access-control-")));
+    let mut fwd = forwarded(decide(&gate, &io, &req("GET", "/nocors/x").bearer(&ed_token(json!({"sub": "u-9"}))).header("origin", APP)));
+    let edits = gate.respond(&io, &mut fwd, 200, OriginCookies::Each(vec![]), None, NOW);
+    assert!(!edits.replace_cors && edits.append.is_empty());
+
+    // Without a cors section nothing changes: a preflight needs a credential like any request.
+    let plain_gate = gate_without_cors();
+    refused(decide(&plain_gate, &io, &preflight("/api/x", APP, "GET", None)), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+}
+
+fn gate_without_cors() -> Gate {
+    Gate::new(policy(&doc()))
+}
+
+#[test]
+fn cors_configuration_is_checked() {
+    let bad = |cors: Value| Policy::from_json(&doc_with("cors", cors).to_string()).unwrap_err().field;
+    assert_eq!(bad(json!({"allowed_origins": ["*"], "allow_credentials": true})), "cors.allowed_origins");
+    assert_eq!(bad(json!({"allowed_origins": ["https://app.example/"]})), "cors.allowed_origins[0]");
+    assert_eq!(bad(json!({"allowed_origins": ["app.example"]})), "cors.allowed_origins[0]");
+    assert_eq!(bad(json!({"allowed_origins": []})), "cors.allowed_origins");
+    assert_eq!(bad(json!({"allowed_origins": [APP], "allowed_methods": ["G T"]})), "cors.allowed_methods[0]");
+    assert_eq!(bad(json!({"allowed_origins": [APP], "allowed_headers": ["a:b"]})), "cors.allowed_headers[0]");
+    assert_eq!(bad(json!({"allowed_origins": [APP], "max_age_secs": 86401})), "cors.max_age_secs");
+    assert_eq!(bad(json!({"allowed_origins": [APP], "nope": 1})), "cors");
+    // "*" without credentials: any origin may read, answered with "*".
+    let star = Gate::new(policy(&doc_with("cors", json!({"allowed_origins": ["*"]}))));
+    let rf = refused(
+        decide(&star, &FakeIo::new(), &req("GET", "/api/x").header("origin", "https://any.example")),
+        401,
+        "missing_token",
+        Www::Is("Bearer realm=\"edgeward\""),
+    );
+    assert_eq!(hdr(&rf.response.headers, "access-control-allow-origin"), Some("*"));
+    assert_eq!(hdr(&rf.response.headers, "access-control-allow-credentials"), None);
+    // CORS does not widen CSRF: an origin allowed with credentials but not for CSRF is a warning.
+    let p = policy(&doc_with("cors", json!({"allowed_origins": [APP], "allow_credentials": true})));
+    assert!(p.warnings.iter().any(|w| w.contains(APP) && w.contains("csrf.allowed_origins")), "{:?}", p.warnings);
+    assert!(!policy(&cors_doc()).warnings.iter().any(|w| w.contains("csrf.allowed_origins")));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Cookies and CSRF
 // ---------------------------------------------------------------------------------------------
 
@@ -1950,6 +2096,7 @@ fn io_calls_per_request_for_the_common_cases() {
 
 /// The tests whose refusals are checked with `refused`/`check_refusal` (each records its codes).
 const REFUSAL_TESTS: &[fn()] = &[
+    cors_preflights_and_headers_on_every_answer,
     route_methods_head_as_get_and_extension_methods,
     route_auth_kinds_and_credential_not_accepted,
     admin_prefix_is_the_control_planes,

@@ -16,6 +16,7 @@ use super::access::Accepts;
 use super::apikey::KeyEnv;
 use super::canonical::{is_tchar, PathRules, RequestPolicy};
 use super::cookie::{CookiePolicy, CsrfPolicy};
+use super::cors::{CorsConfig, CorsPolicy};
 use super::jwks_cache::JwksCacheConfig;
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
 use super::request::{validate_forward_claims, validate_request_id_header, validate_token_places, CredentialPlaces, ForwardRules, RESERVED_HEADER_PREFIX};
@@ -73,6 +74,9 @@ pub struct EdgewardConfig {
     /// CSRF protection for cookie-authenticated requests.
     #[serde(default)]
     pub csrf: CsrfPolicy,
+    /// CORS answered at the edge; absent = no CORS headers.
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
     /// Verified-token cache.
     #[serde(default)]
     pub token_cache: TokenCacheConfig,
@@ -255,6 +259,8 @@ pub struct Policy {
     pub cookies: CookiePolicy,
     /// CSRF policy.
     pub csrf: CsrfPolicy,
+    /// CORS, if configured.
+    pub cors: Option<CorsPolicy>,
     /// Verified-token cache.
     pub token_cache: TokenCacheConfig,
     /// Rate limits.
@@ -330,6 +336,7 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("jwks_cache", probe::<JwksCacheConfig>),
         ("cookies", probe::<CookiePolicy>),
         ("csrf", probe::<CsrfPolicy>),
+        ("cors", probe::<Option<CorsConfig>>),
         ("token_cache", probe::<TokenCacheConfig>),
         ("rate_limits", probe::<RateLimitConfig>),
         ("revocations", probe::<RevocationConfig>),
@@ -417,6 +424,17 @@ impl EdgewardConfig {
         let request_id_header = validate_request_id_header(&self.request_id_header)?;
         self.cookies.validate()?;
         self.csrf.validate()?;
+        let cors = match self.cors {
+            Some(c) => Some(c.validate(&self.csrf.header, &request_id_header)?),
+            None => None,
+        };
+        if let Some(c) = &cors {
+            for o in c.not_csrf_allowed(&self.csrf.allowed_origins) {
+                warnings.push(format!(
+                    "cors allows credentials from {o}, which csrf.allowed_origins does not list: cookie-authenticated unsafe requests from it are refused (csrf_rejected)"
+                ));
+            }
+        }
         self.token_cache.validate()?;
         if !self.admin.path_prefix.starts_with('/') || self.admin.path_prefix.len() < 2 || self.admin.path_prefix.ends_with('/') {
             return Err(ConfigError::new("admin.path_prefix", "a path like /__edgeward/admin"));
@@ -503,6 +521,7 @@ impl EdgewardConfig {
             jwks_cache: self.jwks_cache,
             cookies: self.cookies,
             csrf: self.csrf,
+            cors,
             token_cache: self.token_cache,
             rate_limits,
             revocations: self.revocations,

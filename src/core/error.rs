@@ -118,6 +118,9 @@ pub enum AuthError {
     /// A cookie-authenticated unsafe request without a same-origin signal or CSRF token.
     #[error("cross-site request refused")]
     CsrfRejected,
+    /// A CORS preflight from an origin, or for a method or headers, that `cors` does not allow.
+    #[error("CORS preflight refused")]
+    CorsRejected,
     /// Over a rate limit.
     #[error("rate limit {rule} exceeded")]
     RateLimited {
@@ -333,6 +336,7 @@ impl AuthError {
             TokenRevoked => "token_revoked",
             InsufficientScope { .. } => "insufficient_scope",
             CsrfRejected => "csrf_rejected",
+            CorsRejected => "cors_rejected",
             RateLimited { .. } => "rate_limited",
             RateLimiterUnavailable => "rate_limiter_unavailable",
             RevocationsUnavailable => "revocations_unavailable",
@@ -387,6 +391,7 @@ impl AuthError {
             | TokenRevoked
             | InsufficientScope { .. }
             | CsrfRejected
+            | CorsRejected
             | RateLimited { .. }
             | MissingApiKey
             | MissingCredential
@@ -428,6 +433,7 @@ impl AuthError {
             AuthError::MissingToken => (401, None, "authentication required".into()),
             AuthError::InsufficientScope { .. } => (403, Some("insufficient_scope"), self.to_string()),
             AuthError::CsrfRejected => (403, None, "cross-site request refused: same-origin signal or CSRF token required".into()),
+            AuthError::CorsRejected => (403, None, "CORS preflight refused: origin, method or headers not allowed".into()),
             AuthError::RateLimited { .. } => (429, None, "too many requests; retry later".into()),
             AuthError::RevocationsUnavailable => (503, None, "revocation list unavailable; retry later".into()),
             AuthError::RateLimiterUnavailable => (503, None, "rate limiter unavailable; retry later".into()),

@@ -7,6 +7,7 @@ pub mod canonical;
 pub mod claims;
 pub mod config;
 pub mod cookie;
+pub mod cors;
 pub mod crypto;
 pub mod error;
 pub mod identity;

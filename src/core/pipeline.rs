@@ -21,6 +21,7 @@ use super::access::{Accepts, Requirement};
 use super::apikey::{hash_storage_key, key_hash, KeyRecord, PresentedKey, VerifiedApiKey, PEPPER_SECRET};
 use super::config::Policy;
 use super::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
+use super::cors::{is_preflight, requested_method, CorsPolicy, Preflight};
 use super::error::{ApiKeyFailure, AuthError};
 use super::identity::Identity;
 use super::io::{Deferred, GateIo, Level};
@@ -72,6 +73,9 @@ pub struct Incoming<'a> {
 pub enum Outcome<'a> {
     /// Answer with this error.
     Refuse(Refusal<'a>),
+    /// The gate's own answer that is not an error (an allowed CORS preflight's `204`): sent and
+    /// logged like a refusal.
+    Answer(Refusal<'a>),
     /// An admin API call (under `admin.path_prefix`): the control plane's to answer.
     Admin(AdminCall<'a>),
     /// Send this to the origin.
@@ -131,6 +135,9 @@ pub struct Forward<'a> {
     pub limit_headers: Vec<(String, String)>,
     /// Whether a CSRF cookie is to be set on the response.
     pub mint_csrf: bool,
+    /// CORS headers for the response (`Some`, possibly empty: the origin's own
+    /// `Access-Control-*` headers are replaced by these), or `None` when CORS does not apply.
+    pub cors: Option<Vec<(String, String)>>,
     /// The decision record (finished by [`Gate::respond`] or [`Gate::origin_failed`]).
     pub log: DecisionLog<'a>,
 }
@@ -163,6 +170,11 @@ pub enum OriginCookies {
 pub struct ResponseEdits {
     /// Headers to set (replacing the origin's).
     pub set: Vec<(String, String)>,
+    /// Headers to append to the origin's (`Vary: Origin`).
+    pub append: Vec<(String, String)>,
+    /// Remove every `Access-Control-*` header of the origin's first (the gate's CORS headers,
+    /// in `set`, are the only ones).
+    pub replace_cors: bool,
     /// `Some`: every `Set-Cookie` of the origin is replaced by these.
     pub set_cookies: Option<Vec<String>>,
 }
@@ -263,8 +275,48 @@ impl Gate {
         Outcome::Refuse(Refusal { response, log })
     }
 
-    /// Decides one request (see the module docs for the steps).
+    /// Decides one request (see the module docs for the steps). With `cors` configured, a
+    /// refusal carries the CORS headers for the request's `Origin` (so a browser app can read
+    /// it), and so will the origin's response (see [`Gate::respond`]).
     pub async fn decide<'a, I: GateIo>(&self, io: &I, req: &Incoming<'a>) -> Outcome<'a> {
+        let mut out = self.decide_request(io, req).await;
+        if let Outcome::Refuse(r) = &mut out {
+            // (A refused preflight has its own: no allow headers.)
+            if let Some(c) = self.cors_for(&r.log.method, &r.log.path).filter(|_| !is_preflight(&r.log.method, req.headers)) {
+                r.response.headers.extend(c.response_headers(req.headers));
+            }
+        }
+        out
+    }
+
+    /// The CORS policy for a request to `path` by `method`, unless unset or off for its route.
+    fn cors_for(&self, method: &str, path: &str) -> Option<&CorsPolicy> {
+        self.policy.cors.as_ref().filter(|_| self.policy.routes.rule(method, path).is_none_or(|r| r.cors))
+    }
+
+    /// A CORS preflight, answered here: counted by `rate_limits.ip_pre_auth` like any request
+    /// without a credential, then `204` with the allow headers or `403 cors_rejected`.
+    async fn preflight<'a, I: GateIo>(&self, io: &I, c: &CorsPolicy, req: &Incoming<'a>, client_ip: Option<IpAddr>, mut log: DecisionLog<'a>) -> Outcome<'a> {
+        if let Err(e) = self.pre_auth_limit(io, client_ip, req.now_ms).await {
+            return self.refuse(&e, log);
+        }
+        match c.preflight(req.headers) {
+            Preflight::Allowed(mut headers) => {
+                headers.push((self.policy.request_id_header.clone(), log.request_id.to_string()));
+                log.decision = "preflight";
+                log.status = 204;
+                Outcome::Answer(Refusal { response: ErrorResponse { status: 204, headers, body: String::new() }, log })
+            }
+            Preflight::Refused(why) => {
+                log.detail = Some(why.to_string());
+                let mut response = refusal(&AuthError::CorsRejected, Some(&self.policy), &mut log);
+                response.headers.push(("vary".into(), "Origin".into()));
+                Outcome::Refuse(Refusal { response, log })
+            }
+        }
+    }
+
+    async fn decide_request<'a, I: GateIo>(&self, io: &I, req: &Incoming<'a>) -> Outcome<'a> {
         let policy = &self.policy;
         let now = secs(req.now_ms);
         // Until the request is canonical, the log shows (a bounded prefix of) what was received.
@@ -290,6 +342,11 @@ impl Gate {
         let prefix = policy.admin.path_prefix.as_str();
         if canon.path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
             return Outcome::Admin(AdminCall { path: canon.path, query: query.to_string(), client_ip, log });
+        }
+        if is_preflight(&canon.method, req.headers) {
+            if let Some(c) = requested_method(req.headers).and_then(|m| self.cors_for(m, &canon.path)) {
+                return self.preflight(io, c, req, client_ip, log).await;
+            }
         }
         let view = RequestView { method: &canon.method, path: &canon.path, query, headers: req.headers, client_ip, origin };
         let (principal, limit_headers) = match self.gate(io, &view, now, req.now_ms, &mut log).await {
@@ -319,7 +376,8 @@ impl Gate {
         };
         let mint_csrf = log.credential == Some(CredentialSource::Cookie) && policy.csrf.enabled && request_cookie(&view, &policy.csrf.cookie).is_none();
         let authenticated = who.is_some();
-        Outcome::Forward(Box::new(Forward { method: canon.method, plan, authenticated, limit_headers, mint_csrf, log }))
+        let cors = self.cors_for(&canon.method, &canon.path).map(|c| c.response_headers(req.headers));
+        Outcome::Forward(Box::new(Forward { method: canon.method, plan, authenticated, limit_headers, mint_csrf, cors, log }))
     }
 
     /// Steps 3–10: the principal (None on a public route) and the rate-limit headers.
@@ -953,7 +1011,10 @@ impl Gate {
         }
         fwd.log.decision = if fwd.authenticated { "accept" } else { "public" };
         fwd.log.status = status;
-        ResponseEdits { set, set_cookies }
+        let replace_cors = fwd.cors.is_some();
+        let (append, cors): (Vec<_>, Vec<_>) = fwd.cors.take().unwrap_or_default().into_iter().partition(|(k, _)| k == "vary");
+        set.extend(cors);
+        ResponseEdits { set, append, replace_cors, set_cookies }
     }
 
     fn enforce_cookies<I: GateIo>(&self, io: &I, list: &[String], rid: &str, now: i64) -> Vec<String> {

@@ -254,6 +254,7 @@ impl RateLimitConfig {
                         auth: Default::default(),
                         upstream_credential: None,
                         case_insensitive: None,
+                        cors: true,
                     }])
                     .map_err(|(_, m)| (f("path"), m))?,
                 ),

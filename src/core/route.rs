@@ -40,6 +40,14 @@ pub struct Route {
     /// (Express's default, ASP.NET, IIS); absent = `request.case_insensitive`.
     #[serde(default)]
     pub case_insensitive: Option<bool>,
+    /// Answer CORS for this rule's paths when the `cors` section is set (default true); `false`
+    /// leaves preflights to the rule like any request and adds no CORS headers.
+    #[serde(default = "yes")]
+    pub cors: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The validated route table.

@@ -33,7 +33,7 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     }
     let io = WorkerIo::new(env, Some(Rc::new(ctx)), gate.clone());
     match gate.decide(&io, &incoming).await {
-        Outcome::Refuse(r) => Ok(send_refusal(r)),
+        Outcome::Refuse(r) | Outcome::Answer(r) => Ok(send_refusal(r)),
         Outcome::Forward(fwd) => Ok(forward(req, &gate, &io, fwd).await),
         #[cfg(feature = "control")]
         Outcome::Admin(call) => {
@@ -107,8 +107,19 @@ async fn forward(req: Request, gate: &crate::core::pipeline::Gate, io: &WorkerIo
     let edits = gate.respond(io, &mut fwd, inner.status(), set_cookies(&from), csrf_random.flatten(), runtime::now_secs());
     let relayed = (|| {
         let h = web_sys::Headers::new_with_headers(&from).map_err(|_| "headers".to_string())?;
+        if edits.replace_cors {
+            // The gate's CORS headers are the only ones: the origin's go first.
+            let names: Vec<String> =
+                h.keys().into_iter().filter_map(|k| k.ok()?.as_string()).filter(|k| k.len() > 15 && k[..15].eq_ignore_ascii_case("access-control-")).collect();
+            for k in names {
+                let _ = h.delete(&k);
+            }
+        }
         for (k, v) in &edits.set {
             let _ = h.set(k, v);
+        }
+        for (k, v) in &edits.append {
+            let _ = h.append(k, v);
         }
         if let Some(list) = &edits.set_cookies {
             let _ = h.delete("set-cookie");
