@@ -635,7 +635,10 @@ export async function startOrigin() {
         bodyLength: body.length,
         bodySha256: crypto.createHash('sha256').update(body).digest('hex'),
       });
+      // An origin that answers CORS itself (the gate's `cors` replaces these): under /cors-origin/.
+      const ownCors = req.url.includes('/cors-origin/') ? { 'access-control-allow-origin': '*', 'access-control-allow-methods': 'TRACE', vary: 'Accept-Encoding' } : {};
       res.writeHead(status, {
+        ...ownCors,
         'content-type': 'application/json',
         'x-origin-header': 'origin-value',
         'x-origin-seq': String(requests.length),
