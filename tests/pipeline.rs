@@ -785,6 +785,50 @@ fn origin_unreachable_is_a_502_without_detail() {
     assert_eq!((rf.log.iss.as_deref(), rf.log.credential), (Some(INLINE_ISS), Some(CredentialSource::Header)), "the record keeps who it was");
 }
 
+/// Issue 20: a route may name its own origin — a URL, or `service:NAME`, a service binding
+/// (then the request keeps the gate's own URL) — and its own timeout; past the timeout the
+/// adapter gets `504 origin_timeout`, readable cross-origin like any refusal.
+#[test]
+fn per_route_origins_and_timeouts() {
+    let mut d = doc_with("cors", json!({"allowed_origins": [APP]}));
+    d["origin_timeout_ms"] = json!(5000);
+    let routes = d["routes"].as_array_mut().unwrap();
+    routes.insert(0, json!({"path": "/reports/*", "origin": "https://reports.internal/v2/", "timeout_ms": 120000}));
+    routes.insert(0, json!({"path": "/worker/*", "origin": "service:API_WORKER"}));
+    let gate = gate(&d);
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/reports/q1?x=1").bearer(&t)));
+    assert_eq!((fwd.plan.url.as_str(), fwd.plan.service.as_deref(), fwd.timeout_ms), ("https://reports.internal/v2/reports/q1?x=1", None, 120_000));
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/worker/a").bearer(&t)));
+    assert_eq!((fwd.plan.service.as_deref(), fwd.timeout_ms), (Some("API_WORKER"), 5000));
+    assert!(fwd.plan.url.ends_with("/worker/a") && !fwd.plan.url.starts_with(ORIGIN), "{}", fwd.plan.url);
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/api/a").bearer(&t).header("origin", APP)));
+    assert_eq!((fwd.plan.service.as_deref(), fwd.timeout_ms), (None, 5000));
+    assert!(fwd.plan.url.starts_with(ORIGIN));
+    let rf = gate.origin_timed_out(*fwd, 5003);
+    check_refusal(&rf, 504, "origin_timeout", Www::Absent, "x-request-id");
+    assert_eq!(rf.log.detail.as_deref(), Some("no response headers after 5003 ms (timeout 5000 ms)"));
+    assert_eq!(hdr(&rf.response.headers, "access-control-allow-origin"), Some(APP), "readable by the app");
+
+    let bad = |d: Value| Policy::from_json(&d.to_string()).unwrap_err();
+    for (route, field) in [
+        (json!({"path": "/x/*", "origin": "ftp://x"}), "routes[0]"),
+        (json!({"path": "/x/*", "origin": "https://x/?q"}), "routes[0]"),
+        (json!({"path": "/x/*", "origin": "service:"}), "routes[0]"),
+        (json!({"path": "/x/*", "origin": "service:a-b"}), "routes[0]"),
+        (json!({"path": "/x/*", "timeout_ms": 99}), "routes[0]"),
+        (json!({"path": "/x/*", "timeout_ms": 600001}), "routes[0]"),
+    ] {
+        let mut d = doc();
+        d["routes"] = json!([route.clone()]);
+        assert_eq!(bad(d).field, field, "{route}");
+    }
+    assert_eq!(bad(doc_with("origin_timeout_ms", json!(0))).field, "origin_timeout_ms");
+    assert_eq!(bad(doc_with("origin", json!("service:has space"))).field, "origin");
+    assert_eq!(policy(&doc_with("origin", json!("service:API"))).origin, "service:API", "the top-level origin may be a binding too");
+}
+
 // `admin_unavailable` (503: an admin call to a gate without its EDGEWARD_CONTROL binding) is the
 // Worker adapter's: the pipeline hands admin calls over as `Outcome::Admin`
 // (`admin_prefix_is_the_control_planes`) and never produces it.
@@ -2096,6 +2140,7 @@ fn io_calls_per_request_for_the_common_cases() {
 
 /// The tests whose refusals are checked with `refused`/`check_refusal` (each records its codes).
 const REFUSAL_TESTS: &[fn()] = &[
+    per_route_origins_and_timeouts,
     cors_preflights_and_headers_on_every_answer,
     route_methods_head_as_get_and_extension_methods,
     route_auth_kinds_and_credential_not_accepted,

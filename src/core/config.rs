@@ -19,8 +19,10 @@ use super::cookie::{CookiePolicy, CsrfPolicy};
 use super::cors::{CorsConfig, CorsPolicy};
 use super::jwks_cache::JwksCacheConfig;
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
+use super::request::validate_origin;
 use super::request::{validate_forward_claims, validate_request_id_header, validate_token_places, CredentialPlaces, ForwardRules, RESERVED_HEADER_PREFIX};
 use super::route::{Route, RouteTable};
+use super::route::{MAX_TIMEOUT_MS, MIN_TIMEOUT_MS};
 use super::token_cache::TokenCacheConfig;
 use super::verify::{IssuerConfig, IssuerPolicy, TokenRules};
 use serde::Deserialize;
@@ -45,8 +47,13 @@ pub struct EdgewardConfig {
     /// Largest token accepted, in bytes (default 16384).
     #[serde(default = "d_max_token_bytes")]
     pub max_token_bytes: usize,
-    /// Where approved requests go (absolute `http(s)` URL; its path is a prefix).
+    /// Where approved requests go (absolute `http(s)` URL, its path a prefix; or `service:NAME`);
+    /// per route `routes[].origin`.
     pub origin: String,
+    /// Past this many milliseconds without the origin's response headers: `504 origin_timeout`
+    /// (default 30000; per route `routes[].timeout_ms`).
+    #[serde(default = "d_origin_timeout")]
+    pub origin_timeout_ms: u32,
     /// Route rules, first match wins; unmatched paths need a valid token.
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -183,6 +190,10 @@ fn d_leeway() -> u32 {
 fn d_max_lifetime() -> Option<u64> {
     Some(86_400)
 }
+fn d_origin_timeout() -> u32 {
+    30_000
+}
+
 fn d_true() -> bool {
     true
 }
@@ -233,6 +244,8 @@ pub struct Policy {
     pub max_lifetime_secs: Option<i64>,
     /// Require `exp`.
     pub require_exp: bool,
+    /// Origin timeout (ms) for routes that do not set one.
+    pub origin_timeout_ms: u32,
     /// Token size limit.
     pub max_token_bytes: usize,
     /// Origin URL without a trailing slash.
@@ -327,6 +340,7 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("require_exp", probe::<bool>),
         ("max_token_bytes", probe::<usize>),
         ("origin", probe::<String>),
+        ("origin_timeout_ms", probe::<u32>),
         ("routes", probe::<Vec<Route>>),
         ("realm", probe::<String>),
         ("cookie_name", probe::<Option<String>>),
@@ -401,9 +415,9 @@ impl EdgewardConfig {
         if self.max_token_bytes < 64 || self.max_token_bytes > 1 << 20 {
             return Err(ConfigError::new("max_token_bytes", "must be between 64 and 1048576"));
         }
-        let origin = self.origin.trim_end_matches('/').to_string();
-        if !(origin.starts_with("https://") || origin.starts_with("http://")) || origin.contains(['?', '#']) {
-            return Err(ConfigError::new("origin", "must be an absolute http(s) URL without query or fragment"));
+        let origin = validate_origin(&self.origin).map_err(|m| ConfigError::new("origin", m))?;
+        if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&self.origin_timeout_ms) {
+            return Err(ConfigError::new("origin_timeout_ms", format!("between {MIN_TIMEOUT_MS} and {MAX_TIMEOUT_MS}")));
         }
         let routes = RouteTable::new(self.routes).map_err(|(i, m)| ConfigError::new(format!("routes[{i}]"), m))?;
         if self.realm.chars().any(|c| !(' '..='~').contains(&c)) {
@@ -511,6 +525,7 @@ impl EdgewardConfig {
             require_exp: self.require_exp,
             max_token_bytes: self.max_token_bytes,
             origin,
+            origin_timeout_ms: self.origin_timeout_ms,
             routes,
             realm: self.realm,
             cookie_name: self.cookie_name,

@@ -143,6 +143,9 @@ pub enum AuthError {
     /// The origin did not answer.
     #[error("origin unreachable")]
     OriginUnreachable,
+    /// The origin did not send its response headers within the route's timeout.
+    #[error("origin timed out")]
+    OriginTimeout,
     /// A gate built without the control plane could not reach it (the `EDGEWARD_CONTROL`
     /// service binding is missing or did not answer) for an admin API request.
     #[error("admin API unavailable")]
@@ -342,6 +345,7 @@ impl AuthError {
             RevocationsUnavailable => "revocations_unavailable",
             JwksUnavailable => "jwks_unavailable",
             OriginUnreachable => "origin_unreachable",
+            OriginTimeout => "origin_timeout",
             AdminUnavailable => "admin_unavailable",
             ConfigInvalid => "config_invalid",
             Internal => "internal_error",
@@ -366,7 +370,9 @@ impl AuthError {
     pub fn side(&self) -> Side {
         use AuthError::*;
         match self {
-            JwksUnavailable | OriginUnreachable | AdminUnavailable | RateLimiterUnavailable | RevocationsUnavailable | ApiKeysUnavailable => Side::Upstream,
+            JwksUnavailable | OriginUnreachable | OriginTimeout | AdminUnavailable | RateLimiterUnavailable | RevocationsUnavailable | ApiKeysUnavailable => {
+                Side::Upstream
+            }
             ConfigInvalid | Internal => Side::Internal,
             MissingToken
             | TokenTooLarge { .. }
@@ -439,6 +445,7 @@ impl AuthError {
             AuthError::RateLimiterUnavailable => (503, None, "rate limiter unavailable; retry later".into()),
             AuthError::JwksUnavailable => (503, None, "issuer keys are unavailable; retry later".into()),
             AuthError::OriginUnreachable => (502, None, "the origin did not answer".into()),
+            AuthError::OriginTimeout => (504, None, "the origin did not answer in time".into()),
             AuthError::AdminUnavailable => (503, None, "the admin API is unavailable; retry later".into()),
             AuthError::ConfigInvalid => (500, None, "gateway configuration is invalid".into()),
             AuthError::Internal => (500, None, "internal error".into()),

@@ -30,7 +30,7 @@ use super::jwks_cache::{FetchOutcome, FetchPlan, JwksSnapshot, Trigger, MAX_JWKS
 use super::log::CredentialSource;
 use super::log::{fingerprint, fingerprint_of_digest, DecisionLog, Step};
 use super::ratelimit::{Bucket, Decision, LimitMode, OnUnavailable};
-use super::request::{extract_credential, plan_forward, split_url, Credential, ForwardPlan, RequestView};
+use super::request::{extract_credential, plan_forward, split_url, Credential, ForwardPlan, ForwardRules, RequestView};
 use super::revocation::{
     decode_shard, Manifest, RevocationSet, RevocationSnapshot, Shard, LEGACY_SNAPSHOT_KEY, MANIFEST_KEY, MAX_MANIFEST_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_KEY,
 };
@@ -135,6 +135,9 @@ pub struct Forward<'a> {
     pub limit_headers: Vec<(String, String)>,
     /// Whether a CSRF cookie is to be set on the response.
     pub mint_csrf: bool,
+    /// How long to wait for the origin's response headers (ms): the route's `timeout_ms`, else
+    /// `origin_timeout_ms`. Past it: [`Gate::origin_timed_out`].
+    pub timeout_ms: u32,
     /// CORS headers for the response (`Some`, possibly empty: the origin's own
     /// `Access-Control-*` headers are replaced by these), or `None` when CORS does not apply.
     pub cors: Option<Vec<(String, String)>>,
@@ -370,14 +373,20 @@ impl Gate {
                 return self.refuse(&AuthError::ConfigInvalid, log);
             }
         };
-        let plan = match plan_forward(&view, who, upstream.as_ref().map(|(h, v)| (h.as_str(), v.as_str())), policy, req.request_id) {
+        let rule = policy.routes.rule(view.method, view.path);
+        let mut rules = ForwardRules::from(policy);
+        if let Some(o) = rule.and_then(|r| r.origin.as_deref()) {
+            rules.origin = o;
+        }
+        let timeout_ms = rule.and_then(|r| r.timeout_ms).unwrap_or(policy.origin_timeout_ms);
+        let plan = match plan_forward(&view, who, upstream.as_ref().map(|(h, v)| (h.as_str(), v.as_str())), rules, req.request_id) {
             Ok(p) => p,
             Err(e) => return self.refuse(&e, log),
         };
         let mint_csrf = log.credential == Some(CredentialSource::Cookie) && policy.csrf.enabled && request_cookie(&view, &policy.csrf.cookie).is_none();
         let authenticated = who.is_some();
         let cors = self.cors_for(&canon.method, &canon.path).map(|c| c.response_headers(req.headers));
-        Outcome::Forward(Box::new(Forward { method: canon.method, plan, authenticated, limit_headers, mint_csrf, cors, log }))
+        Outcome::Forward(Box::new(Forward { method: canon.method, plan, authenticated, limit_headers, mint_csrf, timeout_ms, cors, log }))
     }
 
     /// Steps 3–10: the principal (None on a public route) and the rate-limit headers.
@@ -1044,9 +1053,23 @@ impl Gate {
 
     /// The origin could not be reached: the 502 and the finished record.
     pub fn origin_failed<'a>(&self, fwd: Forward<'a>, detail: String) -> Refusal<'a> {
+        self.origin_error(fwd, &AuthError::OriginUnreachable, detail)
+    }
+
+    /// The origin sent no response headers within `fwd.timeout_ms` (the adapter has cancelled
+    /// its request): `504 origin_timeout`, the wait in the log.
+    pub fn origin_timed_out<'a>(&self, fwd: Forward<'a>, waited_ms: i64) -> Refusal<'a> {
+        let detail = format!("no response headers after {waited_ms} ms (timeout {} ms)", fwd.timeout_ms);
+        self.origin_error(fwd, &AuthError::OriginTimeout, detail)
+    }
+
+    fn origin_error<'a>(&self, fwd: Forward<'a>, e: &AuthError, detail: String) -> Refusal<'a> {
+        let cors = fwd.cors;
         let mut log = fwd.log;
         log.detail = Some(detail);
-        let response = refusal(&AuthError::OriginUnreachable, Some(&self.policy), &mut log);
+        let mut response = refusal(e, Some(&self.policy), &mut log);
+        // Readable by a browser app like any other refusal.
+        response.headers.extend(cors.unwrap_or_default());
         Refusal { response, log }
     }
 }

@@ -255,6 +255,8 @@ impl RateLimitConfig {
                         upstream_credential: None,
                         case_insensitive: None,
                         cors: true,
+                        origin: None,
+                        timeout_ms: None,
                     }])
                     .map_err(|(_, m)| (f("path"), m))?,
                 ),

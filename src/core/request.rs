@@ -62,7 +62,7 @@ pub struct CredentialPlaces<'p> {
 /// into it (`plan_forward(&view, identity, upstream, &policy, request_id)`).
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardRules<'p> {
-    /// The origin URL, without a trailing slash.
+    /// The origin: a URL without a trailing slash, or `service:NAME` ([`validate_origin`]).
     pub origin: &'p str,
     /// The `request` section (underscore headers, method overrides, `X-Forwarded-*`, claim values).
     pub request: &'p RequestPolicy,
@@ -210,11 +210,29 @@ fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
 const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
 
+/// Checks an origin as configured (`origin`, `routes[].origin`): an absolute `http(s)` URL
+/// without query or fragment (its path is a prefix; a trailing `/` is dropped), or
+/// `service:NAME`, a service binding to another Worker. The normalized form, or what is wrong.
+pub fn validate_origin(o: &str) -> Result<String, &'static str> {
+    if let Some(name) = o.strip_prefix("service:") {
+        let ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        return if ok { Ok(o.to_string()) } else { Err("service:NAME needs a binding name (letters, digits, _)") };
+    }
+    let origin = o.trim_end_matches('/');
+    let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) || origin.contains(['?', '#']) || origin.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err("must be an absolute http(s) URL without query or fragment, or service:NAME");
+    }
+    Ok(origin.to_string())
+}
+
 /// The request to send to the origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardPlan {
     /// Absolute URL.
     pub url: String,
+    /// The service binding to send it through (`service:NAME` origins); `None`: fetch `url`.
+    pub service: Option<String>,
     /// Headers, in order (names lower case).
     pub headers: Vec<(String, String)>,
 }
@@ -310,7 +328,11 @@ pub fn plan_forward<'p>(
         headers.push((h.to_ascii_lowercase(), v.to_string()));
     }
     headers.push((rules.request_id_header.to_string(), request_id.to_string()));
-    let mut url = format!("{}{}", rules.origin, if req.path.is_empty() { "/" } else { req.path });
+    // A service binding receives the request under the gate's own URL (the Worker behind it
+    // routes by path); any other origin is its URL plus the canonical path.
+    let service = rules.origin.strip_prefix("service:");
+    let base = if service.is_some() { req.origin } else { rules.origin };
+    let mut url = format!("{}{}", base, if req.path.is_empty() { "/" } else { req.path });
     let query: Vec<&str> = canonical::query_pairs(req.query)
         .filter(|(_, name)| {
             let Some(name) = name else { return true };
@@ -326,7 +348,7 @@ pub fn plan_forward<'p>(
         url.push('?');
         url.push_str(&query.join("&"));
     }
-    Ok(ForwardPlan { url, headers })
+    Ok(ForwardPlan { url, headers, service: service.map(str::to_string) })
 }
 
 /// Splits an absolute request URL, as the runtime hands it over (already normalized by its URL

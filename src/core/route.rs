@@ -44,7 +44,20 @@ pub struct Route {
     /// leaves preflights to the rule like any request and adds no CORS headers.
     #[serde(default = "yes")]
     pub cors: bool,
+    /// Where this rule's requests go: an absolute `http(s)` URL or `service:NAME` (a service
+    /// binding to another Worker); absent = the top-level `origin`.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// Past this many milliseconds without the origin's response headers: `504
+    /// origin_timeout`; absent = `origin_timeout_ms`.
+    #[serde(default)]
+    pub timeout_ms: Option<u32>,
 }
+
+/// Shortest accepted origin timeout (ms).
+pub const MIN_TIMEOUT_MS: u32 = 100;
+/// Longest accepted origin timeout (ms): ten minutes.
+pub const MAX_TIMEOUT_MS: u32 = 600_000;
 
 fn yes() -> bool {
     true
@@ -89,6 +102,12 @@ impl RouteTable {
             }
             if r.public && (!r.scopes.is_empty() || r.sensitive) {
                 return Err((i, "a public route cannot require scopes".into()));
+            }
+            if let Some(o) = &r.origin {
+                r.origin = Some(super::request::validate_origin(o).map_err(|m| (i, format!("origin {m}")))?);
+            }
+            if r.timeout_ms.is_some_and(|t| !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&t)) {
+                return Err((i, format!("timeout_ms must be between {MIN_TIMEOUT_MS} and {MAX_TIMEOUT_MS}")));
             }
             if r.public && r.upstream_credential.is_some() {
                 return Err((i, "a public route cannot inject an upstream credential (anyone could use it)".into()));

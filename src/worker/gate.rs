@@ -73,10 +73,14 @@ async fn to_control_plane(req: Request, env: &Env, gate: &crate::core::pipeline:
     }
 }
 
-/// Sends the planned request to the origin and relays its response with the pipeline's edits.
+/// Sends the planned request to the origin (its URL, or the service binding a `service:NAME`
+/// origin names) and relays its response with the pipeline's edits. No response headers within
+/// the route's timeout: the origin request is aborted and the client gets `504 origin_timeout`.
 async fn forward(req: Request, gate: &crate::core::pipeline::Gate, io: &WorkerIo, mut fwd: Box<Forward<'_>>) -> Response {
+    use futures_util::future::{select, Either};
     use worker::web_sys;
-    let sent = async {
+    let abort = web_sys::AbortController::new().ok();
+    let built = (|| {
         let headers = web_sys::Headers::new().map_err(|_| IoError::Failed("headers".into()))?;
         for (k, v) in &fwd.plan.headers {
             // A header value the runtime refuses is dropped rather than failing the request.
@@ -86,18 +90,43 @@ async fn forward(req: Request, gate: &crate::core::pipeline::Gate, io: &WorkerIo
         init.set_method(&fwd.method);
         init.set_headers(&headers);
         init.set_redirect(web_sys::RequestRedirect::Manual);
+        if let Some(a) = &abort {
+            init.set_signal(Some(&a.signal()));
+        }
         if !matches!(fwd.method.as_str(), "GET" | "HEAD") {
             if let Some(body) = req.inner().body() {
                 init.set_body(&body);
             }
         }
-        let out = web_sys::Request::new_with_str_and_init(&fwd.plan.url, &init).map_err(|e| IoError::Failed(format!("bad origin request: {e:?}")))?;
-        let resp = worker::Fetch::Request(Request::from(out)).send().await.map_err(|e| IoError::Failed(format!("origin fetch failed: {e}")))?;
-        Ok::<web_sys::Response, IoError>(resp.into())
-    };
-    let inner = match sent.await {
+        web_sys::Request::new_with_str_and_init(&fwd.plan.url, &init).map_err(|e| IoError::Failed(format!("bad origin request: {e:?}")))
+    })();
+    let out = match built {
         Ok(r) => r,
         Err(e) => return send_refusal(gate.origin_failed(*fwd, e.to_string())),
+    };
+    let service = fwd.plan.service.clone();
+    let sent = async move {
+        let resp = match &service {
+            Some(name) => {
+                let binding = io.env().service(name).map_err(|_| IoError::NotBound("service"))?;
+                binding.fetch_request(Request::from(out)).await.map_err(|e| IoError::Failed(format!("service {name} failed: {e}")))?
+            }
+            None => worker::Fetch::Request(Request::from(out)).send().await.map_err(|e| IoError::Failed(format!("origin fetch failed: {e}")))?,
+        };
+        Ok::<web_sys::Response, IoError>(resp.into())
+    };
+    let started = now_ms();
+    let timer = worker::Delay::from(std::time::Duration::from_millis(u64::from(fwd.timeout_ms)));
+    let raced = select(Box::pin(sent), timer).await;
+    let inner = match raced {
+        Either::Left((Ok(r), _)) => r,
+        Either::Left((Err(e), _)) => return send_refusal(gate.origin_failed(*fwd, e.to_string())),
+        Either::Right(_) => {
+            if let Some(a) = &abort {
+                a.abort();
+            }
+            return send_refusal(gate.origin_timed_out(*fwd, now_ms() - started));
+        }
     };
     let from = inner.headers();
     let csrf_random = fwd.mint_csrf.then(|| {
