@@ -34,7 +34,9 @@ use edgeward::core::verify::{SignatureJob, SignatureProof};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 
 // ---------------------------------------------------------------------------------------------
 // The fake I/O
@@ -90,6 +92,8 @@ struct FakeIo {
     binding: Cell<Binding>,
     deferred: RefCell<Vec<Deferred>>,
     logs: RefCell<Vec<(Level, Value)>>,
+    /// A KV key whose reads stay pending until cleared (a slow read, for interleavings).
+    blocked: RefCell<Option<String>>,
 }
 
 impl FakeIo {
@@ -109,6 +113,7 @@ impl FakeIo {
             binding: Cell::new(Binding::Allow),
             deferred: RefCell::new(Vec::new()),
             logs: RefCell::new(Vec::new()),
+            blocked: RefCell::new(None),
         }
     }
 
@@ -183,6 +188,7 @@ impl GateIo for FakeIo {
         }
     }
     async fn kv_read(&self, key: &str, max_bytes: usize) -> Result<Option<Vec<u8>>, IoError> {
+        std::future::poll_fn(|_| if self.blocked.borrow().as_deref() == Some(key) { Poll::Pending } else { Poll::Ready(()) }).await;
         self.record(format!("kv_read {key}"));
         match self.kv_state.get() {
             Kv::Unbound => Err(IoError::NotBound("KV")),
@@ -1397,6 +1403,66 @@ fn the_single_value_snapshot_is_read_without_a_manifest() {
     assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"jti": "old"}))))).authenticated);
 }
 
+/// Found in review: a refresh that overlaps another could install one layout's shards into the
+/// other's set. Reads are one at a time now: a refresh started while one is in flight does
+/// nothing, and the slow one completes into the layout it read.
+#[test]
+fn overlapping_refreshes_do_not_mix_layouts() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let jti = |j: &str| Target::Jti { iss: INLINE_ISS.into(), jti: j.into() };
+    let probe = (0..1000).map(|i| format!("p-{i}")).find(|j| shard_of(jti(j).id_u64(), 1) == 0 && shard_of(jti(j).id_u64(), 2) == 1).unwrap();
+    let mut targets: Vec<Target> = (0..40).map(|i| jti(&format!("x-{i}"))).collect();
+    targets.push(jti(&probe));
+    let t_probe = ed_token(json!({"jti": probe.clone()}));
+    let m4 = publish_shards(&io, 4, 1, &targets, None, &[0, 1]);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t_probe)), 401, "token_revoked", Www::InvalidToken);
+    targets.push(jti("new-one"));
+    publish_shards(&io, 9, 1, &targets, Some(&m4), &[0, 1]);
+    io.advance_secs(11);
+    *io.blocked.borrow_mut() = Some(shard_key(1, 0, 9));
+    let mut slow = std::pin::pin!(gate.run_deferred(&io, Deferred::RefreshRevocations));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(slow.as_mut().poll(&mut cx).is_pending());
+    // An older manifest in another layout, read by a second refresh: it does not start.
+    targets.pop();
+    publish_shards(&io, 5, 2, &targets, None, &[0, 1, 2, 3]);
+    io.advance_secs(1);
+    io.take_calls();
+    run_ready(gate.run_deferred(&io, Deferred::RefreshRevocations)).unwrap();
+    assert!(io.take_calls().is_empty(), "no second read while one is in flight");
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t_probe)), 401, "token_revoked", Www::InvalidToken);
+    *io.blocked.borrow_mut() = None;
+    assert!(slow.as_mut().poll(&mut cx).is_ready());
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t_probe)), 401, "token_revoked", Www::InvalidToken);
+    assert_eq!(gate.state().revocations(), 42, "the slow refresh's list (v9) in full");
+}
+
+/// Found in review: while an isolate's first read is in flight, other requests got 503. They
+/// wait for that read and share its result.
+#[test]
+fn requests_wait_for_the_first_read_in_flight() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let m = publish_shards(&io, 3, 1, &[Target::Kid { kid: "a".into() }, Target::Kid { kid: "b".into() }, Target::Kid { kid: "c".into() }], None, &[0, 1]);
+    *io.blocked.borrow_mut() = Some(m.shard_key(m.shards.iter().position(|s| s.count > 0).unwrap()));
+    let (r1, r2) = (req("GET", "/api/x").bearer(&ed_token(json!({}))), req("GET", "/api/y").bearer(&ed_token(json!({"sub": "u-2"}))));
+    let (in1, in2) = (r1.incoming(io.now_ms()), r2.incoming(io.now_ms()));
+    let mut first = std::pin::pin!(gate.decide(&io, &in1));
+    let mut second = std::pin::pin!(gate.decide(&io, &in2));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(first.as_mut().poll(&mut cx).is_pending());
+    assert!(second.as_mut().poll(&mut cx).is_pending(), "waits instead of 503");
+    let before = io.take_calls();
+    assert_eq!(before.iter().filter(|c| *c == &format!("kv_read {MANIFEST_KEY}")).count(), 1, "one read started: {before:?}");
+    *io.blocked.borrow_mut() = None;
+    let Poll::Ready(o1) = first.as_mut().poll(&mut cx) else { panic!("the first completes") };
+    let Poll::Ready(o2) = second.as_mut().poll(&mut cx) else { panic!("the second completes") };
+    assert!(forwarded(o1).authenticated && forwarded(o2).authenticated);
+    let shard_reads = before.iter().chain(io.take_calls().iter()).filter(|c| c.starts_with("kv_read revocations:v3:")).count();
+    assert_eq!(shard_reads, m.shards.iter().filter(|s| s.count > 0).count(), "each shard read once, for both requests");
+}
+
 /// A first read that cannot complete (a shard missing) leaves the isolate without a list: it
 /// fails closed rather than check against part of one.
 #[test]
@@ -1589,7 +1655,7 @@ fn live_limiter_evictions_are_logged_once_a_minute() {
     let ev = io.events("rate_limiter_evicting_live");
     assert_eq!(ev.len(), 1, "once a minute: {ev:?}");
     assert_eq!(ev[0].0, Level::Warn);
-    assert_eq!((ev[0].1["rule"].as_str(), ev[0].1["evicted_live"].as_u64(), ev[0].1["capacity"].as_u64()), (Some("ip_pre_auth"), Some(1), Some(2)));
+    assert_eq!((ev[0].1["evicted_live"].as_u64(), ev[0].1["capacity_per_rule"].as_u64()), (Some(1), Some(2)));
     io.advance_secs(61);
     refused(decide(&gate, &io, &from(7)), 401, "malformed_token", Www::InvalidToken);
     let ev = io.events("rate_limiter_evicting_live");
@@ -1681,7 +1747,8 @@ fn cors_preflights_and_headers_on_every_answer() {
         refused(decide(&gate, &io, &req("GET", "/api/x").header("origin", "https://evil.example")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
     assert_eq!((hdr(&other.response.headers, "access-control-allow-origin"), hdr(&other.response.headers, "vary")), (None, Some("Origin")));
     let plain = refused(decide(&gate, &io, &req("GET", "/api/x")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
-    assert!(plain.response.headers.iter().all(|(k, _)| !k.starts_with("access-control-") && k != "vary"));
+    assert!(plain.response.headers.iter().all(|(k, _)| !k.starts_with("access-control-")));
+    assert_eq!(hdr(&plain.response.headers, "vary"), Some("Origin"), "a cache must not serve it to a CORS call");
 
     // A forwarded request: the origin's response gets the gate's CORS headers instead of its own.
     let mut fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({}))).header("origin", APP)));
@@ -1691,10 +1758,12 @@ fn cors_preflights_and_headers_on_every_answer() {
     assert_eq!(edits.append, vec![("vary".to_string(), "Origin".to_string())]);
     let mut public = forwarded(decide(&gate, &io, &req("GET", "/public/x")));
     let edits = gate.respond(&io, &mut public, 200, OriginCookies::Each(vec![]), None, NOW);
-    assert!(
-        edits.replace_cors && edits.append.is_empty() && hdr(&edits.set, "access-control-allow-origin").is_none(),
-        "no Origin: none of the origin's CORS headers either"
-    );
+    assert!(edits.replace_cors && hdr(&edits.set, "access-control-allow-origin").is_none(), "no Origin: none of the origin's CORS headers either");
+    assert_eq!(edits.append, vec![("vary".to_string(), "Origin".to_string())]);
+    // The gate's own 502 is readable by the app too.
+    let fwd = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"sub": "u-5"}))).header("origin", APP)));
+    let down = gate.origin_failed(*fwd, "down".into());
+    assert_eq!(hdr(&down.response.headers, "access-control-allow-origin"), Some(APP));
 
     // `cors: false` on a route: its preflight is an ordinary OPTIONS request (here refused for
     // want of a token), and the origin's own CORS headers pass.
@@ -1703,6 +1772,20 @@ fn cors_preflights_and_headers_on_every_answer() {
     let mut fwd = forwarded(decide(&gate, &io, &req("GET", "/nocors/x").bearer(&ed_token(json!({"sub": "u-9"}))).header("origin", APP)));
     let edits = gate.respond(&io, &mut fwd, 200, OriginCookies::Each(vec![]), None, NOW);
     assert!(!edits.replace_cors && edits.append.is_empty());
+
+    // Found in review: a `cors: false` rule for some methods only. Its preflight (asking for
+    // POST) is left alone all the way: forwarded as an ordinary request, the origin's CORS
+    // headers kept, though the OPTIONS request itself matches a CORS rule.
+    let mut d = cors_doc();
+    let routes = d["routes"].as_array_mut().unwrap();
+    routes.insert(0, json!({"path": "/legacy/*", "methods": ["POST"], "public": true, "cors": false}));
+    routes.insert(1, json!({"path": "/legacy/*", "public": true}));
+    let legacy = Gate::new(policy(&d));
+    let mut fwd = forwarded(decide(&legacy, &io, &preflight("/legacy/x", APP, "POST", None)));
+    let edits = legacy.respond(&io, &mut fwd, 204, OriginCookies::Each(vec![]), None, NOW);
+    assert!(!edits.replace_cors && edits.append.is_empty());
+    let Outcome::Answer(a) = decide(&legacy, &io, &preflight("/legacy/x", APP, "GET", None)) else { panic!("GET is a CORS rule's: answered") };
+    assert_eq!(a.response.status, 204);
 
     // Without a cors section nothing changes: a preflight needs a credential like any request.
     let plain_gate = gate_without_cors();

@@ -319,16 +319,23 @@ fn sharded_snapshot_gives_the_same_verdicts() {
         let mut s = RevocationSet::for_manifest(&m);
         assert_eq!(s.stale_shards(&m).unwrap().len(), 1 << bits, "nothing read yet");
         for (i, b) in shards.iter().enumerate() {
-            assert!(s.install(i, 7, decode_shard(b, bits, i, 7, NOW).unwrap()));
+            assert!(!s.install(bits + 1, i, 7, Default::default()), "another layout's shard is refused");
+            assert!(s.install(bits, i, 7, decode_shard(b, bits, i, 7, NOW).unwrap()));
         }
         s.set_version(7);
         assert_eq!(s.stale_shards(&m).unwrap(), Vec::<usize>::new());
         assert_eq!((s.len(), s.kinds(), s.version(), s.shards()), (full.len(), full.kinds(), 7, 1 << bits));
         assert_eq!(s.to_compact(), full.to_compact(), "bits {bits}: the same list");
-        assert!(!s.install(1 << bits, 7, Default::default()), "no such shard");
+        assert!(!s.install(bits, 1 << bits, 7, Default::default()), "no such shard");
         // An older shard does not replace a newer one.
-        s.install(0, 6, Default::default());
+        s.install(bits, 0, 6, Default::default());
         assert_eq!(s.len(), full.len());
+        // The same verdicts as the full list, through lookups.
+        for when in [NOW, NOW + 5, NOW + 40, NOW + 200] {
+            for f in facts_to_check() {
+                assert_eq!(s.check_parts(&f, when).map_err(|e| e.code()), full.check_parts(&f, when).map_err(|e| e.code()), "bits {bits} at {when}: {f:?}");
+            }
+        }
         assert_eq!(RevocationSet::default().stale_shards(&m).is_none(), bits != 0, "another layout is rebuilt");
     }
     let (m, values) =
@@ -374,6 +381,22 @@ fn ledger_lookups_are_the_ids_a_check_reads() {
     }
 }
 
+/// Facts that hit and miss every kind of `mixed()`.
+fn facts_to_check() -> Vec<TokenFacts<'static>> {
+    let sub: &'static str = Box::leak(claims()["sub"].as_str().unwrap().to_string().into_boxed_str());
+    vec![
+        TokenFacts { iss: ISS, jti: Some("abc"), sub: None, iat: None, kid: None, api_key: None },
+        TokenFacts { iss: ISS, jti: Some("abd"), sub: None, iat: None, kid: None, api_key: None },
+        TokenFacts { iss: ISS, jti: Some("gone"), sub: None, iat: None, kid: None, api_key: None },
+        TokenFacts { iss: ISS, jti: None, sub: Some(sub), iat: Some((NOW - 50) as f64), kid: None, api_key: None },
+        TokenFacts { iss: ISS, jti: None, sub: Some(sub), iat: Some((NOW - 5) as f64), kid: None, api_key: None },
+        TokenFacts { iss: ISS, jti: None, sub: Some("other"), iat: None, kid: None, api_key: None },
+        TokenFacts { iss: ISS, jti: None, sub: None, iat: None, kid: Some("k-old"), api_key: None },
+        TokenFacts { iss: "", jti: None, sub: None, iat: None, kid: None, api_key: Some("key_1") },
+        TokenFacts { iss: "", jti: None, sub: None, iat: None, kid: None, api_key: Some("key_2") },
+    ]
+}
+
 /// Any input order gives the same tables and the same bytes: the records are sorted (by kind,
 /// then id) and duplicates merged whatever order they arrive in.
 #[test]
@@ -392,8 +415,15 @@ fn record_order_does_not_matter() {
     assert_eq!(RevocationSet::from_records(1, recs.clone(), NOW).to_compact(), sorted);
     recs.reverse();
     assert_eq!(RevocationSet::from_records(1, recs.clone(), NOW).to_compact(), sorted);
-    let twice = [recs.clone(), recs].concat();
+    let twice = [recs.clone(), recs.clone()].concat();
     assert_eq!(RevocationSet::from_records(1, twice, NOW).to_compact(), sorted);
+    // Every entry is found by lookup (a table out of order would miss some: binary search).
+    let shuffled = RevocationSet::from_records(1, recs, NOW);
+    for i in 0..500 {
+        let jti = format!("j{i}");
+        let f = TokenFacts { iss: ISS, jti: Some(&jti), sub: None, iat: None, kid: None, api_key: None };
+        assert!(shuffled.check_parts(&f, NOW).is_err(), "{jti} is found");
+    }
     // And the bytes are in (kind, id) order.
     let back = RevocationSet::from_compact(&sorted, NOW).unwrap();
     assert_eq!(back.len(), 500 + 5, "the expired one and the earlier watermark of the same subject merged away");

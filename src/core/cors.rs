@@ -11,7 +11,7 @@
 //! `Access-Control-Expose-Headers` and, when configured, `Access-Control-Allow-Credentials`, so
 //! an app can read a `401` and its `WWW-Authenticate` and refresh its token
 //! ([`CorsPolicy::response_headers`]). The origin's own `Access-Control-*` headers are replaced
-//! by the gate's: one source of truth. `Vary: Origin` is set whenever the answer depends on it.
+//! by the gate's: one source of truth. `Vary: Origin` is set on every response of a CORS route.
 //!
 //! CORS does not widen CSRF: a cookie-authenticated unsafe request from another origin passes
 //! the CSRF check only if that origin is in `csrf.allowed_origins` (the configuration warns
@@ -203,11 +203,11 @@ impl CorsPolicy {
     }
 
     /// The CORS headers of any other response to a request with these headers: the allow
-    /// headers when its `Origin` is allowed, `Vary: Origin` whenever it has one (the answer
-    /// depends on it), nothing without one.
+    /// headers when its `Origin` is allowed, and always `Vary: Origin` (the answer depends on
+    /// it: a cache must not give the answer to a request without `Origin` to a CORS call).
     pub fn response_headers(&self, headers: &[(String, String)]) -> Vec<(String, String)> {
-        let Some(origin) = header(headers, "origin") else { return Vec::new() };
         let mut out = vec![("vary".to_string(), "Origin".to_string())];
+        let Some(origin) = header(headers, "origin") else { return out };
         if let Some(allow) = self.allow_origin(origin) {
             out.push(("access-control-allow-origin".into(), allow.to_string()));
             out.push(("access-control-expose-headers".into(), self.expose.clone()));
@@ -224,6 +224,7 @@ impl CorsPolicy {
         if !self.credentials {
             return Vec::new();
         }
-        self.origins.iter().filter(|o| !csrf_origins.iter().any(|c| c.eq_ignore_ascii_case(o))).map(String::as_str).collect()
+        // Exact, as the CSRF check compares (an origin listed in another case there never matches).
+        self.origins.iter().filter(|o| !csrf_origins.iter().any(|c| c == *o)).map(String::as_str).collect()
     }
 }

@@ -34,11 +34,12 @@ use super::request::{extract_credential, plan_forward, split_url, Credential, Fo
 use super::revocation::{
     decode_shard, Manifest, RevocationSet, RevocationSnapshot, Shard, LEGACY_SNAPSHOT_KEY, MANIFEST_KEY, MAX_MANIFEST_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_KEY,
 };
-use super::state::{CachedKey, IsolateState};
+use super::state::{CachedKey, EdgeRevocations, IsolateState};
 use super::token::UnverifiedToken;
 use super::token_cache::{token_hash, TokenHash};
 use super::verify::{PendingToken, VerifiedToken};
 use serde_json::json;
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -285,14 +286,15 @@ impl Gate {
         let mut out = self.decide_request(io, req).await;
         if let Outcome::Refuse(r) = &mut out {
             // (A refused preflight has its own: no allow headers.)
-            if let Some(c) = self.cors_for(&r.log.method, &r.log.path).filter(|_| !is_preflight(&r.log.method, req.headers)) {
+            if let Some(c) = self.cors_for(cors_method(&r.log.method, req.headers), &r.log.path).filter(|_| !is_preflight(&r.log.method, req.headers)) {
                 r.response.headers.extend(c.response_headers(req.headers));
             }
         }
         out
     }
 
-    /// The CORS policy for a request to `path` by `method`, unless unset or off for its route.
+    /// The CORS policy for a request to `path` by `method` (for a preflight, the method it asks
+    /// for: [`cors_method`]), unless unset or off for its route.
     fn cors_for(&self, method: &str, path: &str) -> Option<&CorsPolicy> {
         self.policy.cors.as_ref().filter(|_| self.policy.routes.rule(method, path).is_none_or(|r| r.cors))
     }
@@ -385,7 +387,7 @@ impl Gate {
         };
         let mint_csrf = log.credential == Some(CredentialSource::Cookie) && policy.csrf.enabled && request_cookie(&view, &policy.csrf.cookie).is_none();
         let authenticated = who.is_some();
-        let cors = self.cors_for(&canon.method, &canon.path).map(|c| c.response_headers(req.headers));
+        let cors = self.cors_for(cors_method(&canon.method, req.headers), &canon.path).map(|c| c.response_headers(req.headers));
         Outcome::Forward(Box::new(Forward { method: canon.method, plan, authenticated, limit_headers, mint_csrf, timeout_ms, cors, log }))
     }
 
@@ -562,7 +564,8 @@ impl Gate {
 
     /// One request against the isolate's own limiter. When it has had to drop keys whose window
     /// was still open (a rule's key table full: many distinct clients, or a client rotating
-    /// addresses), that is logged — `rate_limiter_evicting_live`, with the count so far — at most
+    /// addresses), that is logged — `rate_limiter_evicting_live`, with the count so far over all
+    /// rules — at most
     /// once a minute, so an operator sees that `rate_limits.local_capacity` is reached.
     fn local_limit<I: GateIo>(&self, io: &I, b: &Bucket, now_ms: i64) -> Decision {
         let (d, evicted) = {
@@ -574,7 +577,7 @@ impl Gate {
             self.state.evictions_reported.set((evicted, now_ms));
             io.log(
                 Level::Warn,
-                &json!({"event": "rate_limiter_evicting_live", "rule": b.rule, "evicted_live": evicted, "since_last": evicted - reported, "capacity": self.policy.rate_limits.local_capacity}),
+                &json!({"event": "rate_limiter_evicting_live", "evicted_live": evicted, "since_last": evicted - reported, "capacity_per_rule": self.policy.rate_limits.local_capacity}),
             );
         }
         d
@@ -864,15 +867,20 @@ impl Gate {
             (e.loaded_at, e.attempted_at)
         };
         let stale = loaded_at.is_none_or(|t| now - t >= i64::from(cfg.refresh_secs));
+        // A copy too old to be used (or none yet) is needed now; a merely stale one is refreshed
+        // in the background.
+        let needed_now = loaded_at.is_none_or(|t| now - t > i64::from(cfg.max_age_secs));
         if stale && attempted_at.is_none_or(|t| now - t >= 1) {
             self.state.revocations.borrow_mut().attempted_at = Some(now);
-            // A copy too old to be used (an isolate idle past `max_age_secs`) is re-read now,
-            // like the first; a merely stale one in the background.
-            if loaded_at.is_none_or(|t| now - t > i64::from(cfg.max_age_secs)) {
+            if needed_now {
                 self.load_revocations(io, now).await;
             } else {
                 io.defer(Deferred::RefreshRevocations);
             }
+        }
+        if needed_now && self.state.revocations.borrow().loading {
+            // Another request's read is in flight: its result is this request's too.
+            LoadFinished(&self.state.revocations).await;
         }
         match self.state.revocations.borrow().loaded_at {
             Some(t) if now - t <= i64::from(cfg.max_age_secs) => Ok(()),
@@ -886,6 +894,9 @@ impl Gate {
     /// Without a manifest (a ledger of an earlier version), the format-2 snapshot, else the JSON
     /// one. A failed read keeps what the isolate has, and it is not marked fresh.
     async fn load_revocations<I: GateIo>(&self, io: &I, now: i64) {
+        // One read at a time; the guard ends it (and wakes the waiting requests) however this
+        // future ends, completed or dropped.
+        let Some(_guard) = LoadGuard::start(&self.state.revocations) else { return };
         // Read capped (the values are written by the control Worker, never by a client).
         let read = match io.kv_read(MANIFEST_KEY, MAX_MANIFEST_BYTES).await {
             Ok(Some(b)) => match Manifest::decode(&b) {
@@ -929,10 +940,13 @@ impl Gate {
                     Err(e) => return Err(format!("{key}: {e}")),
                 }
             };
-            match fresh.as_mut() {
-                Some(f) => f.install(i, r.version, shard),
-                None => self.state.revocations.borrow_mut().set.install(i, r.version, shard),
+            let installed = match fresh.as_mut() {
+                Some(f) => f.install(m.bits, i, r.version, shard),
+                None => self.state.revocations.borrow_mut().set.install(m.bits, i, r.version, shard),
             };
+            if !installed {
+                return Err("the list's layout changed during the read".into());
+            }
         }
         let mut e = self.state.revocations.borrow_mut();
         if let Some(mut f) = fresh {
@@ -1077,6 +1091,61 @@ impl Gate {
 /// KV key of issuer `uri`'s JWKS snapshot.
 pub fn jwks_snapshot_key(uri: &str) -> String {
     format!("jwks:v1:{}", fingerprint(uri.as_bytes()).trim_start_matches("sha256:"))
+}
+
+/// The method whose route rule decides CORS for a request: for a preflight, the method it asks
+/// for (a preflight left to a `cors: false` rule is then left alone all the way to the origin).
+fn cors_method<'m>(method: &'m str, headers: &'m [(String, String)]) -> &'m str {
+    if is_preflight(method, headers) {
+        requested_method(headers).unwrap_or(method)
+    } else {
+        method
+    }
+}
+
+/// Ends the revocation read in flight when dropped: clears `loading` and wakes the requests
+/// waiting for it.
+struct LoadGuard<'s>(&'s RefCell<EdgeRevocations>);
+
+impl<'s> LoadGuard<'s> {
+    /// `None` if a read is already in flight.
+    fn start(state: &'s RefCell<EdgeRevocations>) -> Option<LoadGuard<'s>> {
+        let mut e = state.borrow_mut();
+        if e.loading {
+            return None;
+        }
+        e.loading = true;
+        Some(LoadGuard(state))
+    }
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        let waiters = {
+            let mut e = self.0.borrow_mut();
+            e.loading = false;
+            std::mem::take(&mut e.waiters)
+        };
+        for w in waiters {
+            w.wake();
+        }
+    }
+}
+
+/// Ready when no revocation read is in flight.
+struct LoadFinished<'s>(&'s RefCell<EdgeRevocations>);
+
+impl std::future::Future for LoadFinished<'_> {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let mut e = self.0.borrow_mut();
+        if e.loading {
+            e.waiters.push(cx.waker().clone());
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    }
 }
 
 impl DecisionLog<'_> {

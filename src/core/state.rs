@@ -40,6 +40,11 @@ pub(crate) struct EdgeRevocations {
     pub(crate) loaded_at: Option<i64>,
     /// When a read was last started.
     pub(crate) attempted_at: Option<i64>,
+    /// A read is in flight: no second one starts (one at a time, so at most one read's
+    /// transient memory), and requests that need its result wait for it.
+    pub(crate) loading: bool,
+    /// Requests waiting for the read in flight.
+    pub(crate) waiters: Vec<std::task::Waker>,
 }
 
 /// Everything the gate keeps between requests (see the module docs).
@@ -67,7 +72,13 @@ impl IsolateState {
             tokens: RefCell::new(TokenCache::new(&policy.token_cache)),
             jwks: RefCell::new(jwks),
             keys: RefCell::new(LruCache::new(NonZeroUsize::new(policy.api_keys.cache_capacity).unwrap_or(NonZeroUsize::MIN))),
-            revocations: RefCell::new(EdgeRevocations { set: RevocationSet::default(), loaded_at: None, attempted_at: None }),
+            revocations: RefCell::new(EdgeRevocations {
+                set: RevocationSet::default(),
+                loaded_at: None,
+                attempted_at: None,
+                loading: false,
+                waiters: Vec::new(),
+            }),
             limiter: RefCell::new(LocalLimiter::new(policy.rate_limits.local_capacity)),
             evictions_reported: Cell::new((0, i64::MIN / 2)),
         }
