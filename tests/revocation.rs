@@ -351,7 +351,9 @@ fn natural_expiry_is_when_no_matching_token_can_verify() {
     assert_eq!(jti.natural_expiry(Some(NOW + 600), NOW, 60, Some(86_400)), Some(NOW + 660), "the token's exp plus leeway");
     assert_eq!(jti.natural_expiry(None, NOW, 60, Some(86_400)), Some(NOW + 86_400 + 120));
     assert_eq!(jti.natural_expiry(None, NOW, 60, None), None, "unlimited lifetimes: no bound");
-    assert_eq!(sub.natural_expiry(None, NOW, 60, Some(3_600)), Some(NOW - 100 + 3_600 + 120));
+    assert_eq!(sub.natural_expiry(None, NOW, 60, Some(3_600)), Some(NOW + 3_600 + 120), "from now: before is past");
+    let ahead = Target::SubjectBefore { iss: ISS.into(), sub: "s".into(), before: NOW + 500 };
+    assert_eq!(ahead.natural_expiry(None, NOW, 60, Some(3_600)), Some(NOW + 500 + 3_600 + 120), "from before: it is ahead");
     assert_eq!(sub.natural_expiry(Some(NOW), NOW, 60, None), None);
     assert_eq!(Target::Kid { kid: "k".into() }.natural_expiry(Some(NOW + 5), NOW, 60, Some(60)), None);
     assert_eq!(Target::ApiKey { key_id: "k".into() }.natural_expiry(None, NOW, 60, Some(60)), None);

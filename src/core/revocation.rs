@@ -162,18 +162,22 @@ impl Target {
     /// The expiry a revocation of this target gets when the operator gives none: the last
     /// moment a token it matches can still verify. A `jti` entry outlives its token's `exp`
     /// (`token_exp`, when known) by the leeway; otherwise, like a subject watermark, it outlives
-    /// the longest token lifetime (`max_lifetime_secs`) counted from when the token was issued
-    /// at the latest (`now` for a `jti`, `before` for a watermark), plus the leeway twice (a
-    /// token's `iat` may be ahead by it, its `exp` is honoured for it after). `None` when no
-    /// bound follows (a key id or API key, or unlimited lifetimes without `token_exp`): then
-    /// the operator must give one. For tokens without `iat`, whose lifetime is counted from
-    /// each verification, only `token_exp` gives a bound that holds.
+    /// the longest token lifetime (`max_lifetime`) counted from when the token was issued at
+    /// the latest (`now` for a `jti`; `before`, or now if later, for a watermark), plus the
+    /// leeway twice (a token's `iat` may be ahead by it, its `exp` is honoured for it after).
+    /// `None` when no bound follows (a key id or API key, or no lifetime bound without
+    /// `token_exp`; the ledger passes none when tokens without `exp` are accepted): then the
+    /// operator must give one. A token without `iat` has its lifetime counted from each
+    /// verification: the bound holds for one that verifies when it is revoked; one that does
+    /// not verify yet (its `exp` beyond the lifetime) is bounded only by `token_exp`.
     pub fn natural_expiry(&self, token_exp: Option<i64>, now: i64, leeway: i64, max_lifetime: Option<i64>) -> Option<i64> {
         match self {
             Target::Jti { .. } => {
                 token_exp.map(|e| e.saturating_add(leeway)).or_else(|| max_lifetime.map(|l| now.saturating_add(l).saturating_add(2 * leeway)))
             }
-            Target::SubjectBefore { before, .. } => max_lifetime.map(|l| before.saturating_add(l).saturating_add(2 * leeway)),
+            // From `before`, or from now if that is later: a token without `iat` that verifies
+            // now has its `exp` within the lifetime of now.
+            Target::SubjectBefore { before, .. } => max_lifetime.map(|l| (*before).max(now).saturating_add(l).saturating_add(2 * leeway)),
             Target::Kid { .. } | Target::ApiKey { .. } => None,
         }
     }

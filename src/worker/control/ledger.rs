@@ -14,7 +14,10 @@
 //! change sets an alarm [`PUBLISH_DELAY_MS`] later, which prunes expired rows, publishes every
 //! changed ("dirty") shard, then the manifest (and, while the list has at most
 //! `LEGACY_MAX_ENTRIES` entries, the format-2 single value earlier gates read). A failed publish
-//! sets its own retry. Replaced shard keys are deleted [`GARBAGE_DELAY_SECS`] later (a gate may
+//! sets its own retry; a write that finds a dirty shard (say, one whose publish could not be
+//! scheduled) schedules one, and so does the first call after a restart. Expired rows are
+//! deleted at each publish; their shard is republished (smaller) only once a quarter of its
+//! entries have expired, since the edge ignores expired entries anyway. Replaced shard keys are deleted [`GARBAGE_DELAY_SECS`] later (a gate may
 //! still hold the manifest that named them). With nothing to publish, the alarm is set for the
 //! next expiry, so expired rows leave storage without any write.
 //!
@@ -46,6 +49,9 @@ const PUBLISH_RETRY_MS: u64 = 5_000;
 /// A replaced shard's KV key is deleted this long after: longer than any gate keeps using a
 /// manifest (`refresh_secs`, plus KV's own caching of about a minute).
 pub const GARBAGE_DELAY_SECS: i64 = 600;
+/// `garbage.after` of a replaced shard key while the manifest that replaces it is not written.
+/// (The largest integer a JS number holds exactly: SQL values pass through JS.)
+const GARBAGE_PENDING: i64 = (1 << 53) - 1;
 /// With nothing to publish, the next prune is at the next expiry, but not sooner than this.
 const PRUNE_MIN_SECS: i64 = 60;
 /// Most revocations one batch call adds.
@@ -224,7 +230,8 @@ impl RevocationLedger {
             }
         }
         self.ready.set(true);
-        Ok(())
+        // A change stored before a restart whose publish was never scheduled (or was lost).
+        self.schedule_if_dirty().await
     }
 
     fn upsert(&self, r: &Revocation) -> worker::Result<()> {
@@ -255,6 +262,14 @@ impl RevocationLedger {
         }))
     }
 
+    /// Schedules a publish if any shard is dirty.
+    async fn schedule_if_dirty(&self) -> worker::Result<()> {
+        if self.one_int("SELECT count(*) FROM dirty", vec![])?.unwrap_or(0) > 0 {
+            self.schedule_publish().await?;
+        }
+        Ok(())
+    }
+
     async fn schedule_publish(&self) -> worker::Result<()> {
         if !self.publish_pending.get() {
             // Stored durably with the alarm: a restart of the object still publishes.
@@ -266,8 +281,8 @@ impl RevocationLedger {
 
     /// Validates and merges one new revocation into storage (synchronous: a batch is one
     /// atomic write). `Ok((id, created, changed))`, or the 400 answer.
-    fn add(&self, new: NewRevocation, now: i64, bounds: (i64, Option<i64>)) -> Result<(String, bool, bool), serde_json::Value> {
-        let expires_at = match new.expires_at.or_else(|| new.target.natural_expiry(new.token_exp, now, bounds.0, bounds.1)) {
+    fn add(&self, new: NewRevocation, now: i64, bounds: Option<(i64, Option<i64>)>) -> Result<(String, bool, bool), serde_json::Value> {
+        let expires_at = match new.expires_at.or_else(|| bounds.and_then(|(leeway, life)| new.target.natural_expiry(new.token_exp, now, leeway, life))) {
             Some(e) => e,
             None => {
                 return Err(
@@ -305,11 +320,13 @@ impl RevocationLedger {
         Ok((id, existing.is_none(), changed))
     }
 
-    /// The configured leeway and longest token lifetime (for [`Target::natural_expiry`]).
-    fn bounds(&self) -> (i64, Option<i64>) {
+    /// The configured leeway and longest token lifetime (for [`Target::natural_expiry`]). The
+    /// lifetime bounds nothing when tokens without `exp` are accepted (`require_exp: false`:
+    /// such a token never expires); without a valid configuration no expiry is implied at all.
+    fn bounds(&self) -> Option<(i64, Option<i64>)> {
         match &crate::worker::runtime::isolate(&self.env).gate {
-            Ok(g) => (g.policy().leeway_secs, g.policy().max_lifetime_secs),
-            Err(_) => (0, None),
+            Ok(g) => Some((g.policy().leeway_secs, g.policy().max_lifetime_secs.filter(|_| g.policy().require_exp))),
+            Err(_) => None,
         }
     }
 
@@ -324,11 +341,19 @@ impl RevocationLedger {
         let now = now_secs();
         let kv = kv_binding(&self.env).ok_or_else(|| err("no EDGEWARD_KV binding"))?;
         let old_bits = self.bits()?;
-        // Prune: the shards of expired rows are dirty (their values shrink), then the rows go.
-        let expired = self.rows("SELECT DISTINCT substr(id, 1, 2) FROM revocations WHERE expires_at <= ?", vec![now.into()])?;
-        for r in &expired {
+        // Prune: expired rows go. The edge ignores expired entries already, so a shard is
+        // republished for them (to shrink it) only once a quarter of what it holds has expired:
+        // expiries spread over time do not rewrite every shard at every prune.
+        let mut expired_per_shard = std::collections::BTreeMap::<usize, i64>::new();
+        for r in self.rows("SELECT substr(id, 1, 2), count(*) FROM revocations WHERE expires_at <= ? GROUP BY 1", vec![now.into()])? {
             let prefix = u64::from_str_radix(text(r.first()), 16).unwrap_or(0);
-            self.touch(shard_of(prefix << 56, old_bits))?;
+            *expired_per_shard.entry(shard_of(prefix << 56, old_bits)).or_default() += int(r.get(1));
+        }
+        for (idx, n) in expired_per_shard {
+            let held = self.one_int("SELECT count FROM shards WHERE idx = ?", vec![(idx as i64).into()])?.unwrap_or(0);
+            if n * 4 >= held.max(1) {
+                self.touch(idx)?;
+            }
         }
         let pruned = self.sql.exec("DELETE FROM revocations WHERE expires_at <= ?", vec![now.into()])?;
         let _ = pruned.raw().count();
@@ -342,7 +367,7 @@ impl RevocationLedger {
             for r in &published {
                 if int(r.get(2)) > 0 {
                     let key = shard_key(old_bits, int(r.first()) as usize, int(r.get(1)) as u64);
-                    self.rows("INSERT OR REPLACE INTO garbage (key, after) VALUES (?, ?)", vec![key.into(), (now + GARBAGE_DELAY_SECS).into()])?;
+                    self.rows("INSERT OR REPLACE INTO garbage (key, after) VALUES (?, ?)", vec![key.into(), GARBAGE_PENDING.into()])?;
                 }
             }
             self.rows("DELETE FROM shards", vec![])?;
@@ -373,7 +398,7 @@ impl RevocationLedger {
             )?;
             if let Some(o) = old.first().filter(|o| int(o.get(1)) > 0 && int(o.first()) as u64 != version) {
                 let key = shard_key(bits, *idx, int(o.first()) as u64);
-                self.rows("INSERT OR REPLACE INTO garbage (key, after) VALUES (?, ?)", vec![key.into(), (now + GARBAGE_DELAY_SECS).into()])?;
+                self.rows("INSERT OR REPLACE INTO garbage (key, after) VALUES (?, ?)", vec![key.into(), GARBAGE_PENDING.into()])?;
             }
             // A change made while the shard was being written has a later version: it stays dirty.
             self.rows("DELETE FROM dirty WHERE idx = ? AND version <= ?", vec![(*idx as i64).into(), (version as i64).into()])?;
@@ -387,6 +412,8 @@ impl RevocationLedger {
         }
         let manifest = Manifest { version, bits, shards };
         kv.put_bytes(MANIFEST_KEY, &manifest.encode()).await.map_err(err)?;
+        // The replaced keys' delay runs from now, when no new manifest names them any more.
+        self.rows("UPDATE garbage SET after = ? WHERE after = ?", vec![(now_secs() + GARBAGE_DELAY_SECS).into(), GARBAGE_PENDING.into()])?;
         if count <= LEGACY_MAX_ENTRIES {
             // For gates of earlier versions (during an upgrade): the whole list in one value.
             let mut all = self.records("WHERE expires_at > ?", vec![now.into()])?;
@@ -411,7 +438,7 @@ impl RevocationLedger {
             return self.schedule_publish().await;
         }
         let next_expiry = self.one_int("SELECT min(expires_at) FROM revocations", vec![])?;
-        let next_garbage = self.one_int("SELECT min(after) FROM garbage", vec![])?;
+        let next_garbage = self.one_int("SELECT min(after) FROM garbage WHERE after < ?", vec![GARBAGE_PENDING.into()])?;
         if let Some(at) = next_expiry.into_iter().chain(next_garbage).min() {
             let in_ms = (at.max(now + PRUNE_MIN_SECS) - now) as u64 * 1000;
             if !self.publish_pending.get() {
@@ -467,13 +494,13 @@ impl DurableObject for RevocationLedger {
                     Ok(n) => n,
                     Err(e) => return bad_request(e),
                 };
-                let (id, created, changed) = match self.add(new, now, self.bounds()) {
+                let (id, created, _changed) = match self.add(new, now, self.bounds()) {
                     Ok(r) => r,
                     Err(answer) => return json_response(if answer["code"] == "internal" { 500 } else { 400 }, &answer),
                 };
-                if changed {
-                    self.schedule_publish().await?;
-                }
+                // Also when nothing changed: an earlier change whose publish could not be
+                // scheduled is published now.
+                self.schedule_if_dirty().await?;
                 json_response(
                     if created { 201 } else { 200 },
                     &serde_json::json!({"id": id, "created": created, "version": self.version()?, "revocation": self.get(&id)?}),
@@ -494,7 +521,7 @@ impl DurableObject for RevocationLedger {
                 // Validated before anything is written: a bad item writes nothing.
                 let bounds = self.bounds();
                 for (i, n) in news.iter().enumerate() {
-                    let expires_at = n.expires_at.or_else(|| n.target.natural_expiry(n.token_exp, now, bounds.0, bounds.1));
+                    let expires_at = n.expires_at.or_else(|| bounds.and_then(|(leeway, life)| n.target.natural_expiry(n.token_exp, now, leeway, life)));
                     let r = Revocation { target: n.target.clone(), reason: n.reason.clone(), created_at: now, expires_at: expires_at.unwrap_or(0) };
                     if let Err(e) = r.validate(now) {
                         let (field, message) = if expires_at.is_none() {
@@ -514,9 +541,7 @@ impl DurableObject for RevocationLedger {
                         Err(answer) => return json_response(500, &answer),
                     }
                 }
-                if created + updated > 0 {
-                    self.schedule_publish().await?;
-                }
+                self.schedule_if_dirty().await?;
                 json_response(200, &serde_json::json!({"created": created, "updated": updated, "unchanged": unchanged, "version": self.version()?}))
             }
             "check" => {
@@ -560,7 +585,7 @@ impl DurableObject for RevocationLedger {
                 if cmd.op == "remove" {
                     self.rows("DELETE FROM revocations WHERE id = ?", vec![id.as_str().into()])?;
                     self.touch(shard_of_hex(&id, self.bits()?))?;
-                    self.schedule_publish().await?;
+                    self.schedule_if_dirty().await?;
                 }
                 json_response(200, &serde_json::json!({"id": id, "revocation": r, "removed": cmd.op == "remove", "version": self.version()?}))
             }
