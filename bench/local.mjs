@@ -3,7 +3,7 @@
 // (as scripts/env.sh does for the shell scripts), the processes and temporary directories a
 // bench starts (removed on the way out), `wrangler dev` itself, a Chrome DevTools protocol client
 // for wrangler's inspector (`--inspector-port`), and the isolate memory measurement made through
-// it. Used by run.mjs, gate-throughput.mjs and isolate-memory.mjs
+// it. Used by run.mjs, gate-throughput.mjs, isolate-memory.mjs and ledger-memory.mjs
 // (gate-throughput.mjs runs its bench on import, so what the others share lives here).
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -124,9 +124,9 @@ function get(port, p, timeoutMs) {
  * port accepts TCP (polled every 20 ms; no fixed sleeps) — and, with `waitReadyLine`, once it
  * printed "Ready on http://…" (which needs `logLevel` info or above) — with
  * { label, port, inspector, pgid, t0, readyMs, readyLineMs, output(), stop() }. `output()` is
- * the last 100-200 KB of wrangler's output.
+ * the last 100-200 KB of wrangler's output; `onOutput(chunk, 'stdout' | 'stderr')` sees all of it.
  */
-export async function startWrangler(label, configFile, vars, { logLevel = 'warn', persist, waitReadyLine = false } = {}) {
+export async function startWrangler(label, configFile, vars, { logLevel = 'warn', persist, waitReadyLine = false, onOutput } = {}) {
   const port = await freePort();
   const inspector = await freePort();
   const persistTo = persist ?? tempDir(`persist-${label}`);
@@ -140,12 +140,13 @@ export async function startWrangler(label, configFile, vars, { logLevel = 'warn'
   const child = spawn(WRANGLER, argv, { cwd: ROOT, env: childEnv(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   groups.add(child.pid);
   let output = '';
-  const keep = (c) => {
+  const keep = (stream) => (c) => {
     output += c;
     if (output.length > 200000) output = output.slice(-100000);
+    onOutput?.(c.toString('utf8'), stream);
   };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
+  child.stdout.on('data', keep('stdout'));
+  child.stderr.on('data', keep('stderr'));
   let exited = false;
   const exit = new Promise((resolve) => child.on('exit', () => {
     exited = true;
@@ -174,6 +175,7 @@ export async function startWrangler(label, configFile, vars, { logLevel = 'warn'
   return {
     label, port, inspector, pgid: child.pid, t0, readyMs, readyLineMs,
     output: () => output,
+    exited: () => exited,
     async stop() {
       try {
         process.kill(-child.pid, 'SIGKILL');
@@ -186,9 +188,12 @@ export async function startWrangler(label, configFile, vars, { logLevel = 'warn'
   };
 }
 
-/** Runs a wrangler command to completion (`wrangler kv …`); throws with its output if it fails. Returns its stdout. */
-export function wranglerRun(argv) {
-  const r = spawnSync(WRANGLER, argv, { cwd: ROOT, env: childEnv(), encoding: 'utf8', maxBuffer: 64 * MiB });
+/**
+ * Runs a wrangler command to completion (`wrangler kv …`); throws with its output if it fails.
+ * Returns its stdout (a Buffer with `encoding: 'buffer'`).
+ */
+export function wranglerRun(argv, { encoding = 'utf8' } = {}) {
+  const r = spawnSync(WRANGLER, argv, { cwd: ROOT, env: childEnv(), encoding, maxBuffer: 64 * MiB });
   if (r.status !== 0) throw new Error(`wrangler ${argv.slice(0, 3).join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }
@@ -197,14 +202,14 @@ export function wranglerRun(argv) {
 // Chrome DevTools protocol over wrangler's inspector
 // ------------------------------------------------------------------------------------------
 
-/** The inspector's first target with a WebSocket URL. */
-export async function inspectorTarget(port) {
+/** The inspector's targets (`/json`), once it lists one with a WebSocket URL. */
+export async function inspectorTargets(port) {
   const deadline = Date.now() + 30000;
   for (;;) {
     try {
       const r = await get(port, '/json', 3000);
-      const t = JSON.parse(r.text).find((x) => x.webSocketDebuggerUrl);
-      if (t) return t;
+      const list = JSON.parse(r.text).filter((x) => x.webSocketDebuggerUrl);
+      if (list.length) return list;
     } catch {
       /* not yet */
     }
@@ -213,11 +218,17 @@ export async function inspectorTarget(port) {
   }
 }
 
+/** The inspector's first target with a WebSocket URL. */
+export async function inspectorTarget(port) {
+  return (await inspectorTargets(port))[0];
+}
+
 /**
  * A DevTools client on `url`: send(method, params, timeoutMs = `timeoutMs`), sendRetry (the same,
- * sent again when no answer comes), the execution contexts announced so far (`contexts`).
+ * sent again when no answer comes), the execution contexts announced so far (`contexts`);
+ * `onEvent(method, params)` sees every event.
  */
-export function cdp(url, { timeoutMs: defaultTimeoutMs = 20000, log = () => {} } = {}) {
+export function cdp(url, { timeoutMs: defaultTimeoutMs = 20000, log = () => {}, onEvent } = {}) {
   if (typeof WebSocket !== 'function') throw new Error(`this Node (${process.version}) has no built-in WebSocket client`);
   // wrangler's inspector proxy accepts only local (or DevTools) Origins; undici's WebSocket takes
   // extra headers as a non-standard option.
@@ -228,6 +239,7 @@ export function cdp(url, { timeoutMs: defaultTimeoutMs = 20000, log = () => {} }
   ws.addEventListener('message', (ev) => {
     const msg = JSON.parse(typeof ev.data === 'string' ? ev.data : Buffer.from(ev.data).toString('utf8'));
     if (msg.method === 'Runtime.executionContextCreated') contexts.push(msg.params.context);
+    if (msg.method && onEvent) onEvent(msg.method, msg.params);
     if (msg.id && pending.has(msg.id)) {
       const { resolve, reject } = pending.get(msg.id);
       pending.delete(msg.id);
@@ -269,19 +281,20 @@ export function cdp(url, { timeoutMs: defaultTimeoutMs = 20000, log = () => {} }
 }
 
 /**
- * A DevTools session on the inspector's target, with the Runtime domain on and its execution
- * context announced: what isolateMemory() measures through. Keep one for the run (the proxy
- * announces the context once).
+ * A DevTools session on an inspector target (default: the first), with the Runtime domain on
+ * and its execution context announced: what isolateMemory() measures through. Keep one for the
+ * run (the proxy announces the context once).
  */
-export async function runtimeSession(inspectorPort, { timeoutMs = 30000 } = {}) {
-  const t = await inspectorTarget(inspectorPort);
-  const c = cdp(t.webSocketDebuggerUrl, { timeoutMs });
+export async function runtimeSession(inspectorPort, { target, timeoutMs = 30000, onEvent } = {}) {
+  const t = target ?? (await inspectorTarget(inspectorPort));
+  const c = cdp(t.webSocketDebuggerUrl, { timeoutMs, onEvent });
   await c.open;
   await c.send('Runtime.enable');
   for (let i = 0; c.contexts.length === 0; i++) {
     if (i > 100) throw new Error('no execution context announced after Runtime.enable');
     await sleep(50);
   }
+  c.target = t;
   return c;
 }
 
