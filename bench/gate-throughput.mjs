@@ -30,18 +30,14 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { childEnv, freePort as freePortOn } from './local.mjs';
+import { HOST, cdp as cdpClient, cleanup, cleanupOnExit, inspectorTarget, sleep, startWrangler, tempDir } from './local.mjs';
 import { generateKeyPair, exportJWK, SignJWT } from 'jose';
 import { deriveWranglerConfig, tomlString } from '../scripts/wrangler-derive.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const HOST = '127.0.0.1';
-const freePort = () => freePortOn(HOST);
-const WRANGLER = path.join(ROOT, 'node_modules', '.bin', 'wrangler');
 const ISSUER = 'https://issuer.gatebench.invalid';
 const AUDIENCE = 'api://gatebench';
 const KID = 'gatebench-rs256';
@@ -81,34 +77,12 @@ const median = (xs) => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------------------------------
-// Processes and temporary directories: everything started here is removed on the way out.
+// Processes and temporary directories (bench/local.mjs): everything started here is removed on
+// the way out, and wrangler's scratch directory beside the jose gate's config.
 // ------------------------------------------------------------------------------------------
-const groups = new Set();
-const tempDirs = new Set();
-function cleanup() {
-  for (const pid of groups) {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-  groups.clear();
-  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
-  // wrangler's scratch directory beside the jose gate's config.
-  fs.rmSync(path.join(ROOT, 'bench', 'jose-gate', '.wrangler'), { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.once(sig, () => process.exit(130));
-
-function tempDir(label) {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), `edgeward-gatebench-${label}-`));
-  tempDirs.add(d);
-  return d;
-}
+cleanupOnExit({ prefix: 'edgeward-gatebench', also: () => fs.rmSync(path.join(ROOT, 'bench', 'jose-gate', '.wrangler'), { recursive: true, force: true }) });
 
 /** One request on a new connection; resolves { status, text, headers, ms } (ms: send → last byte). */
 function request(port, { path: p = REQ_PATH, headers = {}, timeoutMs = 60000 } = {}) {
@@ -127,82 +101,6 @@ function request(port, { path: p = REQ_PATH, headers = {}, timeoutMs = 60000 } =
     req.on('error', reject);
     req.end();
   });
-}
-
-/** Resolves true once a TCP connection to the port succeeds (closed at once), false if refused. */
-function tryConnect(port) {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: HOST, port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/**
- * Starts `wrangler dev` (its own process group). Resolves once its port accepts TCP (polled every
- * 20 ms; no fixed sleeps), with { port, inspector, pgid, t0, readyMs, output(), stop() }.
- */
-async function startWrangler(label, configFile, vars, { logLevel = 'warn', persist, waitReadyLine = false } = {}) {
-  const port = await freePort();
-  const inspector = await freePort();
-  const persistTo = persist ?? tempDir(`persist-${label}`);
-  const argv = ['dev', '--config', configFile, '--ip', HOST, '--port', String(port), '--inspector-port', String(inspector),
-    '--persist-to', persistTo, '--show-interactive-dev-session=false',
-    // 'warn' hides the Worker's console.log lines from wrangler's output (the lines are still
-    // written: they reach wrangler over the inspector). 'log' prints them (cold starts check them).
-    '--log-level', logLevel];
-  for (const [k, v] of Object.entries(vars)) argv.push('--var', `${k}:${v}`);
-  const t0 = performance.now();
-  const child = spawn(WRANGLER, argv, { cwd: ROOT, env: childEnv(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  groups.add(child.pid);
-  let output = '';
-  const keep = (c) => {
-    output += c;
-    if (output.length > 200000) output = output.slice(-100000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  let exited = false;
-  const exit = new Promise((resolve) => child.on('exit', () => {
-    exited = true;
-    resolve();
-  }));
-  const deadline = Date.now() + 120000;
-  for (;;) {
-    if (exited) throw new Error(`wrangler dev (${label}) exited:\n${output.slice(-4000)}`);
-    if (await tryConnect(port)) break;
-    if (Date.now() > deadline) throw new Error(`wrangler dev (${label}) did not open its port in 120 s:\n${output.slice(-4000)}`);
-    await sleep(20);
-  }
-  const readyMs = performance.now() - t0;
-  // wrangler's proxy Worker opens the port before the Worker itself is loaded, and holds requests
-  // until it is; wrangler prints "Ready on http://…" once it is (needs --log-level info or above).
-  let readyLineMs = null;
-  if (waitReadyLine) {
-    for (;;) {
-      if (/Ready on http/.test(output)) break;
-      if (exited) throw new Error(`wrangler dev (${label}) exited:\n${output.slice(-4000)}`);
-      if (Date.now() > deadline) throw new Error(`wrangler dev (${label}) not ready in 120 s:\n${output.slice(-4000)}`);
-      await sleep(10);
-    }
-    readyLineMs = performance.now() - t0;
-  }
-  return {
-    label, port, inspector, pgid: child.pid, t0, readyMs, readyLineMs,
-    output: () => output,
-    async stop() {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-      await Promise.race([exit, sleep(5000)]);
-      groups.delete(child.pid);
-    },
-  };
 }
 
 // ------------------------------------------------------------------------------------------
@@ -487,69 +385,8 @@ async function coldStart(tokens, jwks, origin) {
 // ------------------------------------------------------------------------------------------
 // 3. CPU profile over wrangler's inspector (Chrome DevTools protocol)
 // ------------------------------------------------------------------------------------------
-async function inspectorTarget(port) {
-  const deadline = Date.now() + 30000;
-  for (;;) {
-    try {
-      const r = await request(port, { path: '/json', timeoutMs: 3000 });
-      const list = JSON.parse(r.text);
-      const t = list.find((x) => x.webSocketDebuggerUrl);
-      if (t) return t;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() > deadline) throw new Error(`no inspector target on port ${port}`);
-    await sleep(200);
-  }
-}
-
-function cdp(url) {
-  if (typeof WebSocket !== 'function') throw new Error(`this Node (${process.version}) has no built-in WebSocket client`);
-  // wrangler's inspector proxy accepts only local (or DevTools) Origins; undici's WebSocket takes
-  // extra headers as a non-standard option.
-  const ws = new WebSocket(url, { headers: { origin: 'http://127.0.0.1' } });
-  let id = 0;
-  const pending = new Map();
-  ws.addEventListener('message', (ev) => {
-    const msg = JSON.parse(typeof ev.data === 'string' ? ev.data : Buffer.from(ev.data).toString('utf8'));
-    if (msg.id && pending.has(msg.id)) {
-      const { resolve, reject } = pending.get(msg.id);
-      pending.delete(msg.id);
-      if (msg.error) reject(new Error(`${JSON.stringify(msg.error)}`));
-      else resolve(msg.result);
-    }
-  });
-  const open = new Promise((resolve, reject) => {
-    ws.addEventListener('open', resolve, { once: true });
-    ws.addEventListener('error', (e) => reject(new Error(`inspector WebSocket: ${e.message ?? 'error'}`)), { once: true });
-  });
-  return {
-    open,
-    send(method, params = {}, timeoutMs = 20000) {
-      const n = ++id;
-      ws.send(JSON.stringify({ id: n, method, params }));
-      return new Promise((resolve, reject) => {
-        pending.set(n, { resolve, reject });
-        setTimeout(() => {
-          if (pending.delete(n)) reject(new Error(`${method}: no answer in ${timeoutMs / 1000} s`));
-        }, timeoutMs);
-      });
-    },
-    /** The same, sent again when no answer comes (wrangler's inspector proxy can drop a message
-     * while it reconnects to the runtime). */
-    async sendRetry(method, params = {}, tries = 3) {
-      for (let i = 1; ; i++) {
-        try {
-          return await this.send(method, params, 10000);
-        } catch (e) {
-          if (i >= tries || !/no answer/.test(e.message)) throw e;
-          log(`${method}: no answer, sending it again`);
-        }
-      }
-    },
-    close: () => ws.close(),
-  };
-}
+// inspectorTarget and the DevTools client: bench/local.mjs.
+const cdp = (url) => cdpClient(url, { log });
 
 /**
  * A readable name for a profile frame: Rust hashes dropped; JavaScript functions with their place

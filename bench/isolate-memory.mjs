@@ -29,25 +29,19 @@
 // wasm memory never shrinks: each figure is linear memory's high-water mark so far.
 // Every request must get the expected status (200 from the loopback origin); requests go with
 // --conc in flight. Keys, tokens and the pepper are generated per run; everything listens on
-// 127.0.0.1. The helpers (wrangler start, CDP client) are minimal copies of
-// bench/gate-throughput.mjs's (that file runs its bench on import).
+// 127.0.0.1. The helpers (wrangler start, CDP client, the measurement) are bench/local.mjs's.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { childEnv, freePort as freePortOn } from './local.mjs';
+import { HOST, cleanupOnExit, isolateMemory, runtimeSession, sleep, startWrangler as startWranglerIn, tempDir, wranglerRun } from './local.mjs';
 import { generateKeyPair, exportJWK } from 'jose';
 import { deriveWranglerConfig, tomlString } from '../scripts/wrangler-derive.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const HOST = '127.0.0.1';
-const freePort = () => freePortOn(HOST);
-const WRANGLER = path.join(ROOT, 'node_modules', '.bin', 'wrangler');
 const ISSUER = 'https://issuer.example.com/oauth2/default';
 const AUDIENCE = 'https://api.example.com';
 const KID = 'k1';
@@ -73,32 +67,11 @@ const OUT = opt('out', null);
 const COMMAND = opt('command', `node bench/isolate-memory.mjs${args.length ? ` ${args.join(' ')}` : ''}`);
 
 const log = (...a) => console.error('[isolate-memory]', ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------------------------------
-// Processes and temporary directories (removed on the way out)
+// Processes and temporary directories (bench/local.mjs: removed on the way out)
 // ------------------------------------------------------------------------------------------
-const groups = new Set();
-const tempDirs = new Set();
-function cleanup() {
-  for (const pid of groups) {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-  groups.clear();
-  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.once(sig, () => process.exit(130));
-
-function tempDir(label) {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), `edgeward-isomem-${label}-`));
-  tempDirs.add(d);
-  return d;
-}
+cleanupOnExit({ prefix: 'edgeward-isomem' });
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONC });
 function request(port, { path: p = '/api/resource', headers = {}, timeoutMs = 60000, keepAlive = true } = {}) {
@@ -115,105 +88,14 @@ function request(port, { path: p = '/api/resource', headers = {}, timeoutMs = 60
   });
 }
 
-function tryConnect(port) {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: HOST, port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** `wrangler dev` in its own process group; resolves once it prints "Ready on". */
-async function startWrangler(configFile, vars, persistTo) {
-  const port = await freePort();
-  const inspector = await freePort();
-  const argv = ['dev', '--config', configFile, '--ip', HOST, '--port', String(port), '--inspector-port', String(inspector),
-    '--persist-to', persistTo, '--show-interactive-dev-session=false', '--log-level', 'info'];
-  for (const [k, v] of Object.entries(vars)) argv.push('--var', `${k}:${v}`);
-  const child = spawn(WRANGLER, argv, { cwd: ROOT, env: childEnv(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  groups.add(child.pid);
-  let output = '';
-  const keep = (c) => {
-    output += c;
-    if (output.length > 200000) output = output.slice(-100000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  let exited = false;
-  child.on('exit', () => (exited = true));
-  const deadline = Date.now() + 120000;
-  for (;;) {
-    if (exited) throw new Error(`wrangler dev exited:\n${output.slice(-4000)}`);
-    if ((await tryConnect(port)) && /Ready on http/.test(output)) break;
-    if (Date.now() > deadline) throw new Error(`wrangler dev not ready in 120 s:\n${output.slice(-4000)}`);
-    await sleep(50);
-  }
-  return { port, inspector, pgid: child.pid, output: () => output };
-}
-
-function wranglerRun(argv) {
-  const r = spawnSync(WRANGLER, argv, { cwd: ROOT, env: childEnv(), encoding: 'utf8', maxBuffer: 64 * MiB });
-  if (r.status !== 0) throw new Error(`wrangler ${argv.slice(0, 3).join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+/** `wrangler dev` (bench/local.mjs) in its own process group; resolves once it prints "Ready on". */
+function startWrangler(configFile, vars, persistTo) {
+  return startWranglerIn('isomem', configFile, vars, { logLevel: 'info', persist: persistTo, waitReadyLine: true });
 }
 
 // ------------------------------------------------------------------------------------------
-// CDP over wrangler's inspector (as bench/gate-throughput.mjs)
+// The measurement, over wrangler's inspector (bench/local.mjs)
 // ------------------------------------------------------------------------------------------
-async function inspectorTarget(port) {
-  const deadline = Date.now() + 30000;
-  for (;;) {
-    try {
-      const r = await request(port, { path: '/json', timeoutMs: 3000, keepAlive: false });
-      const t = JSON.parse(r.text).find((x) => x.webSocketDebuggerUrl);
-      if (t) return t;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() > deadline) throw new Error(`no inspector target on port ${port}`);
-    await sleep(200);
-  }
-}
-
-function cdp(url) {
-  if (typeof WebSocket !== 'function') throw new Error(`this Node (${process.version}) has no built-in WebSocket client`);
-  const ws = new WebSocket(url, { headers: { origin: 'http://127.0.0.1' } });
-  let id = 0;
-  const pending = new Map();
-  const contexts = [];
-  ws.addEventListener('message', (ev) => {
-    const msg = JSON.parse(typeof ev.data === 'string' ? ev.data : Buffer.from(ev.data).toString('utf8'));
-    if (msg.method === 'Runtime.executionContextCreated') contexts.push(msg.params.context);
-    if (msg.id && pending.has(msg.id)) {
-      const { resolve, reject } = pending.get(msg.id);
-      pending.delete(msg.id);
-      if (msg.error) reject(new Error(`${JSON.stringify(msg.error)}`));
-      else resolve(msg.result);
-    }
-  });
-  const open = new Promise((resolve, reject) => {
-    ws.addEventListener('open', resolve, { once: true });
-    ws.addEventListener('error', (e) => reject(new Error(`inspector WebSocket: ${e.message ?? 'error'}`)), { once: true });
-  });
-  return {
-    open,
-    contexts,
-    send(method, params = {}, timeoutMs = 30000) {
-      const n = ++id;
-      ws.send(JSON.stringify({ id: n, method, params }));
-      return new Promise((resolve, reject) => {
-        pending.set(n, { resolve, reject });
-        setTimeout(() => {
-          if (pending.delete(n)) reject(new Error(`${method}: no answer in ${timeoutMs / 1000} s`));
-        }, timeoutMs);
-      });
-    },
-    close: () => ws.close(),
-  };
-}
-
 /**
  * JS heap after a full GC, and the byte length of every WebAssembly.Memory in the isolate.
  * workerd runs the inspector's `HeapProfiler.collectGarbage` as a task of the isolate, which it
@@ -222,44 +104,11 @@ function cdp(url) {
  */
 let session = null; // one DevTools connection for the run (the proxy announces the context once)
 async function measure(g) {
-  if (!session) {
-    const target = await inspectorTarget(g.inspector);
-    const c = cdp(target.webSocketDebuggerUrl);
-    await c.open;
-    await c.send('Runtime.enable');
-    for (let i = 0; c.contexts.length === 0; i++) {
-      if (i > 100) throw new Error('no execution context announced after Runtime.enable');
-      await sleep(50);
-    }
-    session = c;
-  }
-  const c = session;
-  {
-    const contextId = c.contexts.at(-1).id;
-    for (let round = 0; round < 2; round++) {
-      const gc = c.send('HeapProfiler.collectGarbage', {}, 60000);
-      await sleep(200);
-      const r = await request(g.port, { path: '/api/resource', keepAlive: false });
-      if (r.status !== 401) throw new Error(`the GC trigger request got ${r.status}`);
-      await gc;
-    }
-    const heap = await c.send('Runtime.getHeapUsage');
-    const proto = await c.send('Runtime.evaluate', { expression: 'WebAssembly.Memory.prototype', contextId, objectGroup: 'isomem' });
-    const { objects } = await c.send('Runtime.queryObjects', { prototypeObjectId: proto.result.objectId, objectGroup: 'isomem' }, 60000);
-    const sizes = await c.send('Runtime.callFunctionOn', {
-      objectId: objects.objectId, functionDeclaration: 'function () { return Array.from(this, (m) => m.buffer.byteLength); }',
-      returnByValue: true, objectGroup: 'isomem',
-    });
-    await c.send('Runtime.releaseObjectGroup', { objectGroup: 'isomem' }).catch(() => {});
-    const wasm = sizes.result.value;
-    return {
-      js_used: heap.usedSize, js_total: heap.totalSize,
-      // This V8 also reports these (not part of the sum): memory the runtime (workerd) accounts
-      // to the isolate, and ArrayBuffer backing stores (the wasm memory is not among them).
-      embedder_used: heap.embedderHeapUsedSize ?? null, backing_storage: heap.backingStorageSize ?? null,
-      wasm_memories: wasm, wasm_bytes: wasm.reduce((a, b) => a + b, 0),
-    };
-  }
+  session ??= await runtimeSession(g.inspector);
+  return isolateMemory(session, async () => {
+    const r = await request(g.port, { path: '/api/resource', keepAlive: false });
+    if (r.status !== 401) throw new Error(`the GC trigger request got ${r.status}`);
+  });
 }
 
 // ------------------------------------------------------------------------------------------
