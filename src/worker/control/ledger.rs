@@ -44,6 +44,10 @@ use worker::{console_error, console_log, console_warn, durable_object, DurableOb
 /// How long after the first unpublished change the ledger publishes: one publish per burst of
 /// changes, at most one per interval.
 pub const PUBLISH_DELAY_MS: u64 = 500;
+/// After a publish that rewrote n shards, the next waits (n − 1) × this: a change to one shard
+/// is published 500 ms after it, while a bulk import (each batch touching every shard) is
+/// published about every 30 s at 16 shards instead of rewriting all of them every few seconds.
+pub const DAMPING_MS_PER_SHARD: u64 = 2_000;
 /// Retry interval of a failed publish.
 const PUBLISH_RETRY_MS: u64 = 5_000;
 /// A replaced shard's KV key is deleted this long after: longer than any gate keeps using a
@@ -97,6 +101,9 @@ pub struct RevocationLedger {
     ready: Cell<bool>,
     /// A publish alarm is set and has not started yet.
     publish_pending: Cell<bool>,
+    /// No publish before this (ms): a publish that rewrote many shards (a bulk import touches
+    /// them all) holds the next one back ([`DAMPING_MS_PER_SHARD`]).
+    next_publish_ms: Cell<f64>,
 }
 
 fn json_response(status: u16, v: &serde_json::Value) -> worker::Result<Response> {
@@ -272,8 +279,9 @@ impl RevocationLedger {
 
     async fn schedule_publish(&self) -> worker::Result<()> {
         if !self.publish_pending.get() {
+            let held_back = (self.next_publish_ms.get() - worker::js_sys::Date::now()).max(0.0) as u64;
             // Stored durably with the alarm: a restart of the object still publishes.
-            self.storage()?.set_alarm_in(PUBLISH_DELAY_MS).await.map_err(err)?;
+            self.storage()?.set_alarm_in(PUBLISH_DELAY_MS.max(held_back)).await.map_err(err)?;
             self.publish_pending.set(true);
         }
         Ok(())
@@ -424,9 +432,11 @@ impl RevocationLedger {
             kv.delete(key).await.map_err(err)?;
             self.rows("DELETE FROM garbage WHERE key = ?", vec![key.as_str().into()])?;
         }
+        let hold_ms = DAMPING_MS_PER_SHARD * dirty.len().saturating_sub(1) as u64;
+        self.next_publish_ms.set(worker::js_sys::Date::now() + hold_ms as f64);
         console_log!(
             "{}",
-            serde_json::json!({"event": "revocations_published", "version": version, "entries": count, "shards": 1usize << bits, "shards_written": dirty.len(), "bytes": written, "pruned": pruned, "garbage_deleted": due.len()})
+            serde_json::json!({"event": "revocations_published", "version": version, "entries": count, "shards": 1usize << bits, "shards_written": dirty.len(), "bytes": written, "pruned": pruned, "garbage_deleted": due.len(), "next_publish_held_ms": hold_ms})
         );
         self.next_alarm(now).await
     }
@@ -466,7 +476,14 @@ impl RevocationLedger {
 impl DurableObject for RevocationLedger {
     fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
-        RevocationLedger { sql, storage: DoStorage::of(state), env, ready: Cell::new(false), publish_pending: Cell::new(false) }
+        RevocationLedger {
+            sql,
+            storage: DoStorage::of(state),
+            env,
+            ready: Cell::new(false),
+            publish_pending: Cell::new(false),
+            next_publish_ms: Cell::new(0.0),
+        }
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
