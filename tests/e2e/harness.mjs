@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { before, after } from 'node:test';
 import { generateKeyPair, exportJWK, SignJWT, CompactSign, base64url } from 'jose';
 import { writeControlConfig } from '../../scripts/control-config.mjs';
+import { deriveWranglerConfig, tomlString } from '../../scripts/wrangler-derive.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const AUDIENCE = 'api://demo';
@@ -276,16 +277,33 @@ export function allWranglerOutput() {
  * Resolves once GET / yields any HTTP response. Throws with the captured output otherwise.
  * `wranglerConfig`: another, single-Worker, wrangler config (path relative to the repository
  * root), such as the bench build's `build-bench/wrangler.toml`; it must already be built.
+ * `serviceWorkers`: more Workers in the same workerd, each `{ binding, name, script }` (a JS
+ * module's text), bound to the gate as service `binding` (for `service:NAME` origins).
  */
-export async function startWrangler({ label = 'worker', config, persistTo, readyTimeoutMs = 60000, vars = {}, wranglerConfig } = {}) {
+export async function startWrangler({ label = 'worker', config, persistTo, readyTimeoutMs = 60000, vars = {}, wranglerConfig, serviceWorkers = [] } = {}) {
   if (!wranglerConfig) await ensureBuilt();
   const port = await freePort();
   const inspectorPort = await freePort();
   const persistDir = persistTo ?? makeTempDir(`persist-${label}`);
   const configText = typeof config === 'string' ? config : JSON.stringify(config);
+  let gateConfig = 'wrangler.toml';
+  const extra = [];
+  if (serviceWorkers.length) {
+    // The gate's own config (already built: no [build]) with one more service binding each.
+    const dir = makeTempDir(`services-${label}`);
+    const bindings = serviceWorkers.map((w) => `\n[[services]]\nbinding = ${tomlString(w.binding)}\nservice = ${tomlString(w.name)}\n`).join('');
+    gateConfig = path.join(dir, 'gate.toml');
+    fs.writeFileSync(gateConfig, deriveWranglerConfig('wrangler.toml', { drop: ['build'], main: path.join(ROOT, 'build', 'index.js') }) + bindings);
+    for (const w of serviceWorkers) {
+      fs.writeFileSync(path.join(dir, `${w.name}.mjs`), w.script);
+      const cfg = path.join(dir, `${w.name}.toml`);
+      fs.writeFileSync(cfg, `name = ${tomlString(w.name)}\nmain = ${tomlString(path.join(dir, `${w.name}.mjs`))}\ncompatibility_date = "2025-11-01"\n`);
+      extra.push(cfg);
+    }
+  }
   const configs = wranglerConfig
     ? [wranglerConfig]
-    : ['wrangler.toml', writeControlConfig(path.join(makeTempDir(`control-${label}`), 'control.toml'), { EDGEWARD_CONFIG: configText, ...vars })];
+    : [gateConfig, writeControlConfig(path.join(makeTempDir(`control-${label}`), 'control.toml'), { EDGEWARD_CONFIG: configText, ...vars }), ...extra];
   const args = [
     'dev',
     ...configs.flatMap((c) => ['--config', c]),
@@ -780,13 +798,13 @@ export const testId = () => crypto.randomUUID();
  * - `rawConfig`: the whole EDGEWARD_CONFIG instead (string, object or function of the stack);
  *   `baseConfig` is not used.
  * - `worker: false`: start() leaves wrangler to the test (`stack.startWorker()`).
- * - `persistTo`, `vars`, `readyTimeoutMs`: as for `startWrangler`. Every worker of the stack
+ * - `persistTo`, `vars`, `readyTimeoutMs`, `serviceWorkers`: as for `startWrangler`. Every worker of the stack
  *   shares one persist dir, so `restart()` keeps KV and Durable Object state.
  *
  * The stack: `{ jwks, origin, worker, workers, keys, config, persistDir, start(),
  * startWorker(overrides), restart(overrides), stop() }`; `worker` is the newest worker.
  */
-export function createStack({ label, keys = [], jwks = true, origin = true, config = {}, rawConfig, worker = true, persistTo, vars = {}, readyTimeoutMs } = {}) {
+export function createStack({ label, keys = [], jwks = true, origin = true, config = {}, rawConfig, worker = true, persistTo, vars = {}, readyTimeoutMs, serviceWorkers = [] } = {}) {
   assert.ok(label, 'a stack needs a label');
   const specs = keys.map((k) => (typeof k === 'string' ? { alg: k } : k));
   const fromStack = (v) => (typeof v === 'function' ? v(stack) : v);
@@ -811,7 +829,7 @@ export function createStack({ label, keys = [], jwks = true, origin = true, conf
     },
     /** Starts another `wrangler dev` with the stack's config, persist dir and vars (or `overrides`). */
     async startWorker(overrides = {}) {
-      const w = await startWrangler({ label, config: stack.config, persistTo: stack.persistDir, vars, readyTimeoutMs, ...overrides });
+      const w = await startWrangler({ label, config: stack.config, persistTo: stack.persistDir, vars, readyTimeoutMs, serviceWorkers, ...overrides });
       stack.workers.push(w);
       stack.worker = w;
       return w;

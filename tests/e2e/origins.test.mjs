@@ -1,6 +1,7 @@
 // Edgeward end to end, issue 20: per-route origins and origin timeouts, under wrangler dev. A
-// route's own origin URL gets its requests (its path a prefix); an origin that never answers is
-// a 504 origin_timeout after the route's timeout_ms, and the gate aborts its request to it; other
+// route's own origin URL gets its requests (its path a prefix); a `service:NAME` origin is another
+// Worker in the same workerd behind a service binding; an origin that never answers is a 504
+// origin_timeout after the route's timeout_ms, and the gate aborts its request to it; other
 // routes keep the top-level origin.
 
 import { describe, it, before, after } from 'node:test';
@@ -29,11 +30,21 @@ async function startHangingOrigin() {
   };
 }
 
+/** The Worker behind the service binding: echoes what it received. */
+const API_WORKER = `export default {
+  async fetch(req) {
+    const headers = Object.fromEntries(req.headers);
+    return Response.json({ from: 'api-worker', method: req.method, url: req.url, headers }, { headers: { 'x-from': 'api-worker' } });
+  },
+};
+`;
+
 describe('origins: per-route origins and timeouts', { timeout: 240_000 }, () => {
   let hanging; let second;
   const stack = h.useStack({
     label: 'origins',
     keys: ['ES256'],
+    serviceWorkers: [{ binding: 'API_WORKER', name: 'edgeward-e2e-api', script: API_WORKER }],
     config: async () => {
       hanging = await startHangingOrigin();
       second = await h.startOrigin();
@@ -43,12 +54,14 @@ describe('origins: per-route origins and timeouts', { timeout: 240_000 }, () => 
           { path: '/public/*', public: true },
           { path: '/slow/*', public: true, origin: hanging.url, timeout_ms: 1500 },
           { path: '/reports/*', public: true, origin: `${second.url}/v2/` },
+          { path: '/svc/*', origin: 'service:API_WORKER' },
+          { path: '/nobinding/*', public: true, origin: 'service:NOT_BOUND' },
         ],
       };
     },
   });
-  let origin; let worker;
-  before(() => ({ origin, worker } = stack));
+  let origin; let worker; let jwks; let key;
+  before(() => ({ origin, worker, jwks, keys: [key] } = stack));
   after(async () => {
     await hanging?.stop();
     await second?.stop();
@@ -76,5 +89,22 @@ describe('origins: per-route origins and timeouts', { timeout: 240_000 }, () => 
     const id2 = h.testId();
     assert.equal((await worker.request({ path: '/public/a', headers: { 'x-test-id': id2 } })).status, 200);
     assert.ok(origin.find(id2), 'the top-level origin');
+  });
+
+  it('a service:NAME origin is the Worker behind that binding, given the canonical request and the verified identity', async () => {
+    const token = await h.mintToken(key, { issuer: jwks.issuer, claims: { sub: 'svc-user' } });
+    const r = await worker.request({ path: '/svc/a/./b?q=1', headers: h.bearer(token) });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers['x-from'], 'api-worker');
+    const seen = r.json();
+    assert.equal(seen.from, 'api-worker');
+    assert.equal(new URL(seen.url).pathname, '/svc/a/b', 'the canonical path');
+    assert.equal(new URL(seen.url).search, '?q=1');
+    assert.equal(seen.headers['x-edgeward-sub'], 'svc-user');
+    assert.equal(seen.headers.authorization, undefined, 'the credential is not forwarded');
+    assert.ok(r.headers['x-request-id']);
+    // A binding the gate does not have: 502, with the reason in the log only.
+    const missing = await worker.request({ path: '/nobinding/x' });
+    h.assertError(missing, { status: 502, code: 'origin_unreachable' });
   });
 });
