@@ -176,6 +176,7 @@ fn every_command_and_subcommand_has_help_and_version() {
         "keys rotate",
         "path",
         "revocations",
+        "revocations import",
         "revocations list",
         "revocations remove",
         "revoke",

@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! edgeward verify --config FILE --token-file FILE [--now UNIX_SECONDS] [--explain]
-//! edgeward revoke jti --iss ISS --jti JTI          ADMIN [--reason TEXT] [--expires-in SECS]
+//! edgeward revoke jti --iss ISS --jti JTI [--token-exp UNIX] ADMIN [--reason TEXT] [--expires-in SECS]
 //! edgeward revoke sub --iss ISS --sub SUB [--before UNIX] ADMIN [...]
 //! edgeward revoke kid --kid KID                    ADMIN [...]
 //! edgeward revoke api-key --key-id ID              ADMIN [...]
 //! edgeward revocations list [--limit N]            ADMIN
 //! edgeward revocations remove ID                   ADMIN
+//! edgeward revocations import FILE|-               ADMIN   (JSON lines, sent 1,000 per call)
 //! edgeward keys create --owner OWNER [--scope S]... [--tier T] [--allow-ip CIDR]...
 //!                      [--expires-in SECS | --expires-at UNIX] [--not-before UNIX] [--description TEXT] ADMIN
 //! edgeward keys list [--limit N]                   ADMIN
@@ -31,7 +32,8 @@
 //!
 //! `revoke` and `revocations` talk to the gateway's admin API and print its JSON answer (`list`:
 //! one JSON object per revocation per line, all pages); exit status 0 done, 1 refused by the API
-//! (4xx), 2 usage error, 3 gateway unreachable or failing (5xx). `keys` likewise (`create` and
+//! (4xx), 2 usage error (or, for `revocations import`, a line that is not a JSON object: nothing
+//! is sent), 3 gateway unreachable or failing (5xx). `keys` likewise (`create` and
 //! `rotate` print the new key once, in the `key` member). `keys check` prints
 //! `{"valid": bool, ...}` and exits 0 valid, 1 invalid.
 //!
@@ -132,7 +134,7 @@ struct RevokeArgs {
     /// Free-text reason stored with the revocation [default: empty]
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
-    /// Lifetime of the revocation, in seconds [default: 86460 (a day and a minute) for jti, 2592000 (30 days) otherwise]
+    /// Lifetime of the revocation, in seconds [default: for jti and sub, until no matching token can still verify (the gateway works it out from its configuration); 2592000 (30 days) for kid and api-key]
     #[arg(long, value_name = "SECS", value_parser = positive_secs)]
     expires_in: Option<i64>,
     #[command(flatten)]
@@ -150,6 +152,9 @@ enum RevokeTarget {
         /// The token's jti claim
         #[arg(long, value_name = "JTI")]
         jti: String,
+        /// The token's exp claim, if known: the revocation then lasts until it (plus the leeway)
+        #[arg(long, value_name = "UNIX")]
+        token_exp: Option<i64>,
         #[command(flatten)]
         common: RevokeArgs,
     },
@@ -205,6 +210,19 @@ enum Revocations {
         /// The revocation's id (hexadecimal, as list prints it)
         #[arg(value_name = "ID", value_parser = revocation_id)]
         id: String,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Add many revocations: JSON lines, each one as the admin API takes it
+    /// ({"target": {...}, "reason", "expires_at"?, "token_exp"?}), sent 1,000 per batch call.
+    /// Every line is read and checked first: a line that is not a JSON object sends nothing.
+    /// Prints each batch's answer; stops at the first batch the API refuses (the earlier ones
+    /// are stored; the import is idempotent, so it can be run again).
+    #[command(after_help = ADMIN_HELP)]
+    Import {
+        /// The file, or - for stdin
+        #[arg(value_name = "FILE")]
+        file: String,
         #[command(flatten)]
         admin: Admin,
     },
@@ -508,23 +526,71 @@ mod admin {
             &target;
         let admin = Admin::from(&common.admin)?;
         let now = now_secs()?;
-        // A jti entry only needs to outlive the token (default maximum lifetime: a day).
-        let ttl = common.expires_in.unwrap_or(if matches!(target, RevokeTarget::Jti { .. }) { 86_400 + 60 } else { 30 * 86_400 });
+        // A jti or subject entry need only outlive the tokens it matches: without --expires-in the
+        // gateway works that out from its configuration (and the token's exp, when given).
+        let natural = matches!(target, RevokeTarget::Jti { .. } | RevokeTarget::Sub { .. });
+        let expires_at = common.expires_in.or((!natural).then_some(30 * 86_400)).map(|ttl| now + ttl);
         let reason = common.reason.clone().unwrap_or_default();
+        let mut token_exp = None;
         let target = match target {
-            RevokeTarget::Jti { iss, jti, .. } => json!({"kind": "jti", "iss": iss, "jti": jti}),
+            RevokeTarget::Jti { iss, jti, token_exp: exp, .. } => {
+                token_exp = exp;
+                json!({"kind": "jti", "iss": iss, "jti": jti})
+            }
             RevokeTarget::Sub { iss, sub, before, .. } => json!({"kind": "subject_before", "iss": iss, "sub": sub, "before": before.unwrap_or(now)}),
             RevokeTarget::Kid { kid, .. } => json!({"kind": "kid", "kid": kid}),
             RevokeTarget::ApiKey { key_id, .. } => json!({"kind": "api_key", "key_id": key_id}),
         };
-        let body = json!({"target": target, "reason": reason, "expires_at": now + ttl});
+        let mut body = json!({"target": target, "reason": reason});
+        if let Some(e) = expires_at {
+            body["expires_at"] = json!(e);
+        }
+        if let Some(e) = token_exp {
+            body["token_exp"] = json!(e);
+        }
         let (status, v) = admin.call("POST", "/revocations", Some(&body))?;
         finish(status, &v)
+    }
+
+    /// `revocations import`: every line checked first, then batches of 1,000.
+    fn import(file: &str, admin: &Admin) -> Result<ExitCode, Failure> {
+        let text = if file == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| ("input", format!("cannot read stdin: {e}"), None))?;
+            s
+        } else {
+            std::fs::read_to_string(file).map_err(|e| ("input", format!("cannot read {file}: {e}"), None))?
+        };
+        let mut items = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            match serde_json::from_str::<Value>(line) {
+                Ok(v) if v.is_object() => items.push(v),
+                _ => return Err(("input", format!("line {}: not a JSON object", i + 1), Some(format!("line {}", i + 1)))),
+            }
+        }
+        let (mut created, mut updated, mut unchanged) = (0u64, 0u64, 0u64);
+        for (b, chunk) in items.chunks(1000).enumerate() {
+            let (status, v) = admin.call("POST", "/revocations/batch", Some(&json!({"items": chunk})))?;
+            if status != 200 {
+                // Which input item was refused, counted from the first (not from the batch).
+                let mut v = v;
+                if let Some(i) = v["index"].as_u64() {
+                    v["item"] = json!(b as u64 * 1000 + i + 1);
+                }
+                v["stored_before"] = json!(created + updated + unchanged);
+                return finish(status, &v);
+            }
+            created += v["created"].as_u64().unwrap_or(0);
+            updated += v["updated"].as_u64().unwrap_or(0);
+            unchanged += v["unchanged"].as_u64().unwrap_or(0);
+        }
+        finish(200, &json!({"items": items.len(), "created": created, "updated": updated, "unchanged": unchanged}))
     }
 
     pub fn revocations(r: Revocations) -> Result<ExitCode, Failure> {
         match r {
             Revocations::List { limit, admin } => list_all(&Admin::from(&admin)?, "/revocations", limit),
+            Revocations::Import { file, admin } => import(&file, &Admin::from(&admin)?),
             Revocations::Remove { id, admin } => {
                 let (status, v) = Admin::from(&admin)?.call("DELETE", &format!("/revocations/{id}"), None)?;
                 finish(status, &v)

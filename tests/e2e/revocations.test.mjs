@@ -179,6 +179,28 @@ describe('revocations', { timeout: 300_000 }, () => {
     assert.equal(status, 1, 'refused by the API → exit 1');
     const removed = JSON.parse(execFileSync(bin, ['revocations', 'remove', added.id, '--url', worker.url, '--admin-token-file', (fs.writeFileSync(tokenFile, ADMIN), tokenFile)], { encoding: 'utf8' }));
     assert.equal(removed.removed, true);
+    // Without --expires-in a jti revocation takes its natural expiry (here from --token-exp).
+    const exp = h.nowSecs() + 600;
+    const natural = JSON.parse(execFileSync(bin, ['revoke', 'jti', '--iss', jwks.issuer, '--jti', 'cli-natural', '--token-exp', String(exp), ...adminArgs], { encoding: 'utf8' }));
+    assert.equal(natural.revocation.expires_at, exp + 60);
+    // Import: JSON lines, every line checked before anything is sent.
+    const jsonl = Array.from({ length: 1205 }, (_, i) => JSON.stringify({ target: { kind: 'jti', iss: jwks.issuer, jti: `import-${i}` }, reason: 'import' }));
+    const file = path.join(h.makeTempDir('cli-import'), 'revocations.jsonl');
+    fs.writeFileSync(file, `${jsonl.join('\n')}\n`);
+    const totalBefore = (await admin('GET', '/revocations')).json().total;
+    const imported = JSON.parse(execFileSync(bin, ['revocations', 'import', file, ...adminArgs], { encoding: 'utf8' }));
+    assert.deepEqual([imported.items, imported.created], [1205, 1205], 'two batch calls');
+    assert.equal((await admin('GET', '/revocations')).json().total, totalBefore + 1205);
+    fs.writeFileSync(file, `${jsonl[0]}\nnot json\n`);
+    let bad;
+    try {
+      execFileSync(bin, ['revocations', 'import', file, ...adminArgs], { encoding: 'utf8', stdio: 'pipe' });
+    } catch (e) {
+      bad = e;
+    }
+    assert.equal(bad?.status, 2, 'a line that is not JSON: nothing sent');
+    assert.match(bad.stdout, /line 2/);
+    assert.equal((await admin('GET', '/revocations')).json().total, totalBefore + 1205);
   });
 
   it('the list survives a restart of wrangler dev', async () => {
