@@ -351,6 +351,12 @@ export async function startWrangler({ label = 'worker', config, persistTo, ready
         await sleep(100);
       }
     },
+    /** Kills wrangler and workerd at once (SIGKILL: a crash, nothing flushed), then stops as usual. */
+    kill: async () => {
+      if (!server.stopped && !server.exited) killGroup(child.pid, 'SIGKILL');
+      await Promise.race([exitPromise, sleep(3000)]);
+      await server.stop();
+    },
     stop: async () => {
       if (!server.stopped) {
         server.stopped = true;
