@@ -38,7 +38,7 @@
 //!   control Worker.
 //! - `worker::control` (feature `control`): the control plane, the admin API and the Durable
 //!   Objects (`RateLimiter`; `RevocationLedger`, one SQLite row per revocation, publishing the
-//!   sharded snapshot the gate reads).
+//!   sharded snapshot the gate reads; `KeyWriter`, the single writer of each API key's record).
 //!   Built with it, the Worker is the control Worker (and also a complete single Worker: gate and
 //!   control plane).
 //! - `web` (feature `web`): the JS package (wasm-bindgen); `verify` and `explain` run the

@@ -11,7 +11,7 @@ mod gate;
 pub mod runtime;
 
 #[cfg(feature = "control")]
-pub use control::{RateLimiter, RevocationLedger};
+pub use control::{KeyWriter, RateLimiter, RevocationLedger};
 pub use gate::CONTROL_BINDING;
 pub use runtime::{CONFIG_VAR, KV_BINDING};
 

@@ -296,6 +296,24 @@ describe('API keys', { timeout: 300_000 }, () => {
     assert.equal((await admin('GET', `/keys/${created.id}`)).status, 404);
   });
 
+  it('a rotation racing a disable ends as one of the two orders would: never active again', async () => {
+    // Each key's writes go through its own writer (the KeyWriter Durable Object), one at a time.
+    for (let round = 0; round < 6; round++) {
+      const k = await create({ description: `race ${round}` });
+      const [rot, dis] = await Promise.all([
+        admin('POST', `/keys/${k.id}/rotate`, { overlap_secs: 60 }),
+        admin('POST', `/keys/${k.id}/disable`, {}),
+      ]);
+      if (rot.status === 200) keys.push(rot.json().key);
+      assert.equal(dis.status, 200, dis.text);
+      assert.ok([200, 409].includes(rot.status), rot.text);
+      const now = (await admin('GET', `/keys/${k.id}`)).json();
+      assert.equal(now.status, 'disabled', `round ${round}: the disable is not lost (rotate ${rot.status})`);
+      // Rotate first: two secrets; disable first: the rotation was refused and one secret is left.
+      assert.equal(now.secrets.length, rot.status === 200 ? 2 : 1, JSON.stringify(now));
+    }
+  });
+
   it('no log line contains a key, the pepper or an origin secret', async () => {
     assert.ok(keys.length >= 10, 'keys were tracked');
     // Every earlier request has been answered; once the decision line of one more request is in the

@@ -136,95 +136,128 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
             answer(200, "key_list", None, serde_json::json!({"items": items, "next_cursor": next}))
         }
         (_, [id, ..]) if !is_key_id(id) => answer(404, "key", None, serde_json::json!({"code": "not_found", "message": "no such key"})),
-        (m, [id, tail @ ..]) => {
-            let op: &'static str = match (m, tail) {
-                ("GET", []) => "key_get",
-                ("DELETE", []) => "key_delete",
-                ("POST", ["rotate"]) => "key_rotate",
-                ("POST", ["disable"]) => "key_disable",
-                _ => return answer(404, "unknown", None, serde_json::json!({"code": "not_found", "message": "no such admin route"})),
+        ("GET", [id, tail @ ..]) => key_op(body, "GET", id, tail, policy, env, &kv, &pepper, now).await,
+        (m, [id, tail @ ..]) => match super::keywriter::ask(env, m, id, &tail.join("/"), body.as_ref(), now).await {
+            Some(a) => a,
+            // No EDGEWARD_KEYS binding (a deployment configured before it existed): written here,
+            // as before, without serialization per key.
+            None => key_op(body, m, id, tail, policy, env, &kv, &pepper, now).await,
+        },
+        _ => answer(404, "unknown", None, serde_json::json!({"code": "not_found", "message": "no such admin route"})),
+    }
+}
+
+/// [`key_op`] in the key's writer: the configuration, KV and pepper of its own isolate.
+pub(super) async fn in_writer(body: Option<serde_json::Value>, m: &str, id: &str, tail: &[&str], env: &Env, now: i64) -> AdminAnswer {
+    let iso = crate::worker::runtime::isolate(env);
+    let Ok(gate) = &iso.gate else { return unavailable("keys", "invalid configuration") };
+    let Some(kv) = kv_binding(env) else { return unavailable("keys", "no EDGEWARD_KV binding") };
+    let pepper = env.secret(crate::core::apikey::PEPPER_SECRET).ok().map(|s| s.to_string().into_bytes()).filter(|p| p.len() >= 32);
+    let Some(pepper) = pepper else { return unavailable("keys", "the EDGEWARD_API_KEY_PEPPER secret is missing or shorter than 32 characters") };
+    key_op(body, m, id, tail, gate.policy(), env, &kv, &pepper, now).await
+}
+
+/// One operation on key `id` (`GET`, `DELETE`, `POST rotate`, `POST disable`). The writes run
+/// in that key's `KeyWriter` Durable Object (see `keywriter`), one at a time.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn key_op(
+    body: Option<serde_json::Value>,
+    m: &str,
+    id: &str,
+    tail: &[&str],
+    policy: &Policy,
+    env: &Env,
+    kv: &KvStore,
+    pepper: &[u8],
+    now: i64,
+) -> AdminAnswer {
+    let kv = kv.clone();
+    let pepper = pepper.to_vec();
+    let op: &'static str = match (m, tail) {
+        ("GET", []) => "key_get",
+        ("DELETE", []) => "key_delete",
+        ("POST", ["rotate"]) => "key_rotate",
+        ("POST", ["disable"]) => "key_disable",
+        _ => return answer(404, "unknown", None, serde_json::json!({"code": "not_found", "message": "no such admin route"})),
+    };
+    let mut rec = match read(&kv, id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return answer(404, op, Some(id), serde_json::json!({"code": "not_found", "message": "no such key"})),
+        Err(e) => return unavailable(op, e),
+    };
+    match op {
+        "key_get" => answer(200, op, Some(id), rec.public_view(now)),
+        "key_delete" => {
+            let Ok(revoked) = revoke_first(policy, env, id, now).await else {
+                return unavailable(op, "the revocation ledger could not record the key id; nothing deleted");
             };
-            let mut rec = match read(&kv, id).await {
-                Ok(Some(r)) => r,
-                Ok(None) => return answer(404, op, Some(id), serde_json::json!({"code": "not_found", "message": "no such key"})),
-                Err(e) => return unavailable(op, e),
-            };
-            match op {
-                "key_get" => answer(200, op, Some(id), rec.public_view(now)),
-                "key_delete" => {
-                    let Ok(revoked) = revoke_first(policy, env, id, now).await else {
-                        return unavailable(op, "the revocation ledger could not record the key id; nothing deleted");
-                    };
-                    for s in &rec.secrets {
-                        if let Err(e) = kv.delete(&hash_storage_key(&s.hash)).await {
-                            return unavailable(op, e);
-                        }
-                    }
-                    if let Err(e) = kv.delete(&id_storage_key(id)).await {
-                        return unavailable(op, e);
-                    }
-                    answer(200, op, Some(id), serde_json::json!({"id": id, "deleted": true, "revoked": revoked}))
-                }
-                "key_disable" => {
-                    // Revoked first: if the ledger cannot record it, nothing changes (503); if KV
-                    // then fails, the key is already refused everywhere (the safe side).
-                    let Ok(revoked) = revoke_first(policy, env, id, now).await else {
-                        return unavailable(op, "the revocation ledger could not record the key id; nothing changed");
-                    };
-                    let was = rec.status;
-                    rec.status = KeyStatus::Disabled;
-                    if let Err(e) = write(&kv, &rec).await {
-                        return unavailable(op, e);
-                    }
-                    let mut view = rec.public_view(now);
-                    view["changed"] = (was != KeyStatus::Disabled).into();
-                    view["revoked"] = revoked.into();
-                    answer(200, op, Some(id), view)
-                }
-                _ => {
-                    // Rotation: {"overlap_secs": N} (default 86400) or {"old_until": T}.
-                    let body = body.unwrap_or_else(|| serde_json::json!({}));
-                    let Some(obj) = body.as_object() else { return bad(op, "body", "a JSON object") };
-                    if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "overlap_secs" | "old_until")) {
-                        return bad(op, k, "unknown field (overlap_secs or old_until)");
-                    }
-                    let old_until = match (obj.get("overlap_secs"), obj.get("old_until")) {
-                        (Some(_), Some(_)) => return bad(op, "overlap_secs", "give overlap_secs or old_until, not both"),
-                        (Some(v), None) => match v.as_i64().filter(|s| (0..=30 * 86_400).contains(s)) {
-                            Some(s) => now + s,
-                            None => return bad(op, "overlap_secs", "0 to 2592000 seconds"),
-                        },
-                        (None, Some(v)) => match v.as_i64().filter(|t| *t >= now && *t <= now + 30 * 86_400) {
-                            Some(t) => t,
-                            None => return bad(op, "old_until", "a Unix time from now to 30 days ahead"),
-                        },
-                        (None, None) => now + 86_400,
-                    };
-                    if rec.status == KeyStatus::Disabled {
-                        return answer(409, op, Some(id), serde_json::json!({"code": "conflict", "message": "a disabled key cannot be rotated"}));
-                    }
-                    if rec.secrets.iter().filter(|s| s.not_after.is_none_or(|t| t > now)).count() >= MAX_SECRETS {
-                        return answer(
-                            409,
-                            op,
-                            Some(id),
-                            serde_json::json!({"code": "conflict", "message": "too many rotations in flight; wait for an overlap to end"}),
-                        );
-                    }
-                    let Some((key, hash)) = new_secret(policy, &pepper) else { return unavailable(op, "no randomness") };
-                    let dropped = rec.rotate(&hash, old_until, now);
-                    if let Err(e) = write(&kv, &rec).await {
-                        return unavailable(op, e);
-                    }
-                    for h in dropped {
-                        let _ = kv.delete(&hash_storage_key(&h)).await;
-                    }
-                    let mut view = rec.public_view(now);
-                    view["key"] = key.into();
-                    answer(200, op, Some(id), view)
+            for s in &rec.secrets {
+                if let Err(e) = kv.delete(&hash_storage_key(&s.hash)).await {
+                    return unavailable(op, e);
                 }
             }
+            if let Err(e) = kv.delete(&id_storage_key(id)).await {
+                return unavailable(op, e);
+            }
+            answer(200, op, Some(id), serde_json::json!({"id": id, "deleted": true, "revoked": revoked}))
         }
-        _ => answer(404, "unknown", None, serde_json::json!({"code": "not_found", "message": "no such admin route"})),
+        "key_disable" => {
+            // Revoked first: if the ledger cannot record it, nothing changes (503); if KV
+            // then fails, the key is already refused everywhere (the safe side).
+            let Ok(revoked) = revoke_first(policy, env, id, now).await else {
+                return unavailable(op, "the revocation ledger could not record the key id; nothing changed");
+            };
+            let was = rec.status;
+            rec.status = KeyStatus::Disabled;
+            if let Err(e) = write(&kv, &rec).await {
+                return unavailable(op, e);
+            }
+            let mut view = rec.public_view(now);
+            view["changed"] = (was != KeyStatus::Disabled).into();
+            view["revoked"] = revoked.into();
+            answer(200, op, Some(id), view)
+        }
+        _ => {
+            // Rotation: {"overlap_secs": N} (default 86400) or {"old_until": T}.
+            let body = body.unwrap_or_else(|| serde_json::json!({}));
+            let Some(obj) = body.as_object() else { return bad(op, "body", "a JSON object") };
+            if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "overlap_secs" | "old_until")) {
+                return bad(op, k, "unknown field (overlap_secs or old_until)");
+            }
+            let old_until = match (obj.get("overlap_secs"), obj.get("old_until")) {
+                (Some(_), Some(_)) => return bad(op, "overlap_secs", "give overlap_secs or old_until, not both"),
+                (Some(v), None) => match v.as_i64().filter(|s| (0..=30 * 86_400).contains(s)) {
+                    Some(s) => now + s,
+                    None => return bad(op, "overlap_secs", "0 to 2592000 seconds"),
+                },
+                (None, Some(v)) => match v.as_i64().filter(|t| *t >= now && *t <= now + 30 * 86_400) {
+                    Some(t) => t,
+                    None => return bad(op, "old_until", "a Unix time from now to 30 days ahead"),
+                },
+                (None, None) => now + 86_400,
+            };
+            if rec.status == KeyStatus::Disabled {
+                return answer(409, op, Some(id), serde_json::json!({"code": "conflict", "message": "a disabled key cannot be rotated"}));
+            }
+            if rec.secrets.iter().filter(|s| s.not_after.is_none_or(|t| t > now)).count() >= MAX_SECRETS {
+                return answer(
+                    409,
+                    op,
+                    Some(id),
+                    serde_json::json!({"code": "conflict", "message": "too many rotations in flight; wait for an overlap to end"}),
+                );
+            }
+            let Some((key, hash)) = new_secret(policy, &pepper) else { return unavailable(op, "no randomness") };
+            let dropped = rec.rotate(&hash, old_until, now);
+            if let Err(e) = write(&kv, &rec).await {
+                return unavailable(op, e);
+            }
+            for h in dropped {
+                let _ = kv.delete(&hash_storage_key(&h)).await;
+            }
+            let mut view = rec.public_view(now);
+            view["key"] = key.into();
+            answer(200, op, Some(id), view)
+        }
     }
 }
