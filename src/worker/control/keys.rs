@@ -14,7 +14,8 @@ use crate::core::apikey::{
 use crate::core::config::Policy;
 use crate::core::io::IoError;
 use crate::worker::runtime::js::KvStore;
-use crate::worker::runtime::kv_binding;
+use crate::worker::runtime::{kv_binding, post_request};
+use serde::{Deserialize, Serialize};
 use worker::{console_error, Env};
 
 fn answer(status: u16, op: &'static str, id: Option<&str>, body: serde_json::Value) -> AdminAnswer {
@@ -137,7 +138,7 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
         }
         (_, [id, ..]) if !is_key_id(id) => answer(404, "key", None, serde_json::json!({"code": "not_found", "message": "no such key"})),
         ("GET", [id, tail @ ..]) => key_op(body, "GET", id, tail, policy, env, &kv, &pepper, now).await,
-        (m, [id, tail @ ..]) => match super::keywriter::ask(env, m, id, &tail.join("/"), body.as_ref(), now).await {
+        (m, [id, tail @ ..]) => match ask_writer(env, m, id, &tail.join("/"), body.as_ref(), now).await {
             Some(a) => a,
             // No EDGEWARD_KEYS binding (a deployment configured before it existed): written here,
             // as before, without serialization per key.
@@ -260,4 +261,68 @@ pub(super) async fn key_op(
             answer(200, op, Some(id), view)
         }
     }
+}
+
+// ---- the client side of the key writer (`keywriter`, which calls `in_writer` back) ----
+
+/// Name of the Durable Object binding (control Worker).
+pub const KEYS_BINDING: &str = "EDGEWARD_KEYS";
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct WriterAsk {
+    pub(super) method: String,
+    pub(super) id: String,
+    pub(super) tail: String,
+    #[serde(default)]
+    pub(super) body: Option<serde_json::Value>,
+    pub(super) now: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct WriterAnswer {
+    pub(super) status: u16,
+    pub(super) op: String,
+    #[serde(default)]
+    pub(super) id: Option<String>,
+    pub(super) body: serde_json::Value,
+}
+
+/// The audit log's name of an operation (the writer's answer carries it as text).
+fn op_name(op: &str) -> &'static str {
+    match op {
+        "key_get" => "key_get",
+        "key_delete" => "key_delete",
+        "key_rotate" => "key_rotate",
+        "key_disable" => "key_disable",
+        "keys" => "keys",
+        _ => "unknown",
+    }
+}
+
+/// Runs a write on key `id` in its writer (the `KeyWriter` Durable Object named `id`). `None`
+/// when the binding is not configured.
+pub async fn ask_writer(env: &Env, method: &str, id: &str, tail: &str, body: Option<&serde_json::Value>, now: i64) -> Option<AdminAnswer> {
+    let ns = env.durable_object(KEYS_BINDING).ok()?;
+    let ask = WriterAsk { method: method.into(), id: id.into(), tail: tail.into(), body: body.cloned(), now };
+    let answered = async {
+        let stub = ns.get_by_name(id)?;
+        let text = serde_json::to_string(&ask)?;
+        let req = post_request("https://keys/op", &text).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let mut resp = stub.fetch_with_request(req).await?;
+        let text = resp.text().await?;
+        worker::Result::Ok(serde_json::from_str::<WriterAnswer>(&text)?)
+    };
+    Some(match answered.await {
+        Ok(a) => AdminAnswer { status: a.status, op: op_name(&a.op), id: a.id, body: a.body },
+        Err(e) => {
+            let e: worker::Error = e;
+            worker::console_error!("{}", serde_json::json!({"event": "api_key_admin_error", "op": "key_writer", "error": e.to_string()}));
+            AdminAnswer {
+                status: 503,
+                op: "keys",
+                id: Some(id.to_string()),
+                body: serde_json::json!({"code": "api_keys_unavailable", "message": "key store unavailable; retry later"}),
+            }
+        }
+    })
 }
