@@ -33,7 +33,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST, cdp as cdpClient, cleanup, cleanupOnExit, inspectorTarget, sleep, startWrangler, tempDir } from './local.mjs';
+import { HOST, cdp as cdpClient, cleanup, cleanupOnExit, httpRequest, inspectorTarget, sleep, startWrangler, tempDir } from './local.mjs';
 import { generateKeyPair, exportJWK, SignJWT } from 'jose';
 import { deriveWranglerConfig, tomlString } from '../scripts/wrangler-derive.mjs';
 
@@ -84,24 +84,8 @@ const median = (xs) => {
 // ------------------------------------------------------------------------------------------
 cleanupOnExit({ prefix: 'edgeward-gatebench', also: () => fs.rmSync(path.join(ROOT, 'bench', 'jose-gate', '.wrangler'), { recursive: true, force: true }) });
 
-/** One request on a new connection; resolves { status, text, headers, ms } (ms: send → last byte). */
-function request(port, { path: p = REQ_PATH, headers = {}, timeoutMs = 60000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const req = http.request({ host: HOST, port, path: p, headers, agent: false }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => resolve({
-        status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString('utf8'),
-        ms: Number(process.hrtime.bigint() - t0) / 1e6,
-      }));
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET ${p} timed out`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** One request on a new connection (bench/local.mjs): { status, text, headers, ms }. */
+const request = (port, { path = REQ_PATH, headers = {}, timeoutMs = 60000 } = {}) => httpRequest(port, { path, headers, timeoutMs });
 
 // ------------------------------------------------------------------------------------------
 // Keys, JWKS server, origin

@@ -37,7 +37,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST, cleanupOnExit, isolateMemory, runtimeSession, sleep, startWrangler as startWranglerIn, tempDir, wranglerRun } from './local.mjs';
+import { HOST, cleanupOnExit, httpRequest, isolateMemory, runtimeSession, sleep, startWrangler as startWranglerIn, tempDir, wranglerRun } from './local.mjs';
 import { generateKeyPair, exportJWK } from 'jose';
 import { deriveWranglerConfig, tomlString } from '../scripts/wrangler-derive.mjs';
 
@@ -74,19 +74,9 @@ const log = (...a) => console.error('[isolate-memory]', ...a);
 cleanupOnExit({ prefix: 'edgeward-isomem' });
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONC });
-function request(port, { path: p = '/api/resource', headers = {}, timeoutMs = 60000, keepAlive = true } = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: HOST, port, path: p, headers, agent: keepAlive ? agent : false }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET ${p} timed out`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** One request (bench/local.mjs), on the kept-alive agent unless `keepAlive` is false. */
+const request = (port, { path = '/api/resource', headers = {}, timeoutMs = 60000, keepAlive = true } = {}) =>
+  httpRequest(port, { path, headers, timeoutMs, agent: keepAlive ? agent : false });
 
 /** `wrangler dev` (bench/local.mjs) in its own process group; resolves once it prints "Ready on". */
 function startWrangler(configFile, vars, persistTo) {

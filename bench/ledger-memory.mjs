@@ -43,7 +43,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST, cleanupOnExit, inspectorTargets, isolateMemory, runtimeSession, sleep, startWrangler, tempDir, wranglerRun } from './local.mjs';
+import { HOST, cleanupOnExit, httpRequest, inspectorTargets, isolateMemory, runtimeSession, sleep, startWrangler, tempDir, wranglerRun } from './local.mjs';
 import { generateKeyPair, exportJWK } from 'jose';
 import { writeControlConfig } from '../scripts/control-config.mjs';
 
@@ -77,29 +77,15 @@ cleanupOnExit({ prefix: 'edgeward-ledgermem' });
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONC });
 /** One request; resolves { status, text, json }. */
-function request(port, { method = 'GET', path: p, headers = {}, body, timeoutMs = 300000, keepAlive = true }) {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? null : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
-    const h = data ? { ...headers, 'content-type': 'application/json', 'content-length': data.length } : headers;
-    const req = http.request({ host: HOST, port, method, path: p, headers: h, agent: keepAlive ? agent : false }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json = null;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          /* not JSON */
-        }
-        resolve({ status: res.statusCode, text, json });
-      });
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${p} timed out`)));
-    req.on('error', reject);
-    req.end(data ?? undefined);
-  });
+async function request(port, { method = 'GET', path, headers = {}, body, timeoutMs = 300000, keepAlive = true }) {
+  const r = await httpRequest(port, { method, path, headers, body, timeoutMs, agent: keepAlive ? agent : false });
+  let json = null;
+  try {
+    json = JSON.parse(r.text);
+  } catch {
+    /* not JSON */
+  }
+  return { ...r, json };
 }
 
 // ------------------------------------------------------------------------------------------

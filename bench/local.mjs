@@ -99,18 +99,27 @@ export function tryConnect(port, host = HOST) {
   });
 }
 
-/** One GET on a new connection: { status, text }. */
-function get(port, p, timeoutMs) {
+/**
+ * One HTTP request to HOST:port; resolves { status, headers, text, ms } (ms: send → last byte).
+ * `body`, a string or a JSON value, is sent as JSON. `agent` false: a new connection.
+ */
+export function httpRequest(port, { method = 'GET', path: p = '/', headers = {}, body, timeoutMs = 30000, agent = false } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: HOST, port, path: p, agent: false }, (res) => {
+    const data = body === undefined ? null : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+    const h = data ? { ...headers, 'content-type': 'application/json', 'content-length': data.length } : headers;
+    const t0 = process.hrtime.bigint();
+    const req = http.request({ host: HOST, port, method, path: p, headers: h, agent }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () => resolve({
+        status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString('utf8'),
+        ms: Number(process.hrtime.bigint() - t0) / 1e6,
+      }));
     });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET ${p} timed out`)));
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${p} timed out`)));
     req.on('error', reject);
-    req.end();
+    req.end(data ?? undefined);
   });
 }
 
@@ -207,7 +216,7 @@ export async function inspectorTargets(port) {
   const deadline = Date.now() + 30000;
   for (;;) {
     try {
-      const r = await get(port, '/json', 3000);
+      const r = await httpRequest(port, { path: '/json', timeoutMs: 3000 });
       const list = JSON.parse(r.text).filter((x) => x.webSocketDebuggerUrl);
       if (list.length) return list;
     } catch {
