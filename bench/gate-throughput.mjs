@@ -33,7 +33,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST, cdp as cdpClient, cleanup, cleanupOnExit, httpRequest, inspectorTarget, sleep, startWrangler, tempDir } from './local.mjs';
+import { HOST, options, cdp as cdpClient, cleanup, cleanupOnExit, httpRequest, inspectorTarget, sleep, startWrangler, tempDir } from './local.mjs';
 import { generateKeyPair, exportJWK, SignJWT } from 'jose';
 import { deriveWranglerConfig, tomlString } from '../scripts/wrangler-derive.mjs';
 
@@ -46,15 +46,7 @@ const REQ_PATH = '/api/resource';
 // ------------------------------------------------------------------------------------------
 // Options
 // ------------------------------------------------------------------------------------------
-const args = process.argv.slice(2);
-const KNOWN = ['secs', 'rounds', 'conns', 'cold', 'profile-secs', 'only', 'out', 'md', 'gate-dir', 'names-dir', 'profile-out', 'command', 'build-note'];
-for (let i = 0; i < args.length; i += 2) {
-  if (!args[i].startsWith('--') || !KNOWN.includes(args[i].slice(2)) || args[i + 1] === undefined) {
-    console.error(`usage: node bench/gate-throughput.mjs [--${KNOWN.join(' V] [--')} V]  (bad: ${args[i]})`);
-    process.exit(2);
-  }
-}
-const opt = (name, dflt) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : dflt);
+const { args, opt } = options('gate-throughput.mjs', ['secs', 'rounds', 'conns', 'cold', 'profile-secs', 'only', 'out', 'md', 'gate-dir', 'names-dir', 'profile-out', 'command', 'build-note']);
 const SECS = Number(opt('secs', 10)); // wrk duration per run
 const ROUNDS = Number(opt('rounds', 4)); // rounds of A, B, C
 const CONNS = Number(opt('conns', 16));

@@ -37,7 +37,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST, cleanupOnExit, httpRequest, isolateMemory, runtimeSession, sleep, startWrangler as startWranglerIn, tempDir, wranglerRun } from './local.mjs';
+import { HOST, options, cleanupOnExit, httpRequest, isolateMemory, runtimeSession, sleep, startWrangler as startWranglerIn, tempDir, wranglerRun } from './local.mjs';
 import { generateKeyPair, exportJWK } from 'jose';
 import { deriveWranglerConfig, tomlString } from '../scripts/wrangler-derive.mjs';
 
@@ -47,15 +47,7 @@ const AUDIENCE = 'https://api.example.com';
 const KID = 'k1';
 const MiB = 1024 * 1024;
 
-const args = process.argv.slice(2);
-const KNOWN = ['tokens', 'keys', 'revocations', 'conc', 'gate-dir', 'out', 'command', 'target-mib'];
-for (let i = 0; i < args.length; i += 2) {
-  if (!args[i].startsWith('--') || !KNOWN.includes(args[i].slice(2)) || args[i + 1] === undefined) {
-    console.error(`usage: node bench/isolate-memory.mjs [--${KNOWN.join(' V] [--')} V]  (bad: ${args[i]})`);
-    process.exit(2);
-  }
-}
-const opt = (name, dflt) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : dflt);
+const { args, opt } = options('isolate-memory.mjs', ['tokens', 'keys', 'revocations', 'conc', 'gate-dir', 'out', 'command', 'target-mib']);
 const N_TOKENS = Number(opt('tokens', 10000));
 const N_KEYS = Number(opt('keys', 10000));
 const N_REVOCATIONS = Number(opt('revocations', 100000));

@@ -43,7 +43,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST, cleanupOnExit, httpRequest, inspectorTargets, isolateMemory, runtimeSession, sleep, startWrangler, tempDir, wranglerRun } from './local.mjs';
+import { HOST, options, cleanupOnExit, httpRequest, inspectorTargets, isolateMemory, runtimeSession, sleep, startWrangler, tempDir, wranglerRun } from './local.mjs';
 import { generateKeyPair, exportJWK } from 'jose';
 import { writeControlConfig } from '../scripts/control-config.mjs';
 
@@ -55,15 +55,7 @@ const ADMIN = '/__edgeward/admin';
 const BATCH = 1000; // the ledger's MAX_BATCH
 const MiB = 1024 * 1024;
 
-const args = process.argv.slice(2);
-const KNOWN = ['revocations', 'conc', 'control-dir', 'out', 'command', 'target-mib'];
-for (let i = 0; i < args.length; i += 2) {
-  if (!args[i].startsWith('--') || !KNOWN.includes(args[i].slice(2)) || args[i + 1] === undefined) {
-    console.error(`usage: node bench/ledger-memory.mjs [--${KNOWN.join(' V] [--')} V]  (bad: ${args[i]})`);
-    process.exit(2);
-  }
-}
-const opt = (name, dflt) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : dflt);
+const { args, opt } = options('ledger-memory.mjs', ['revocations', 'conc', 'control-dir', 'out', 'command', 'target-mib']);
 const N = Number(opt('revocations', 1000000));
 const CONC = Number(opt('conc', 4));
 const TARGET_MIB = Number(opt('target-mib', 64)); // issue 21: ledger ≤ 64 MiB at 1,000,000

@@ -20,6 +20,22 @@ export const HOST = '127.0.0.1';
 export const WRANGLER = path.join(ROOT, 'node_modules', '.bin', 'wrangler');
 const MiB = 1024 * 1024;
 
+/**
+ * The `--name value` options of `script` (every name in `known`, each followed by a value;
+ * anything else prints the usage and exits 2): `{ args, opt(name, default) }`.
+ */
+export function options(script, known) {
+  const args = process.argv.slice(2);
+  for (let i = 0; i < args.length; i += 2) {
+    if (!args[i].startsWith('--') || !known.includes(args[i].slice(2)) || args[i + 1] === undefined) {
+      console.error(`usage: node bench/${script} [--${known.join(' V] [--')} V]  (bad: ${args[i]})`);
+      process.exit(2);
+    }
+  }
+  const opt = (name, dflt) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : dflt);
+  return { args, opt };
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** A port free on `host` right now. */
