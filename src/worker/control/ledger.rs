@@ -287,9 +287,9 @@ impl RevocationLedger {
         Ok(())
     }
 
-    /// Validates and merges one new revocation into storage (synchronous: a batch is one
-    /// atomic write). `Ok((id, created, changed))`, or the 400 answer.
-    fn add(&self, new: NewRevocation, now: i64, bounds: Option<(i64, Option<i64>)>) -> Result<(String, bool, bool), serde_json::Value> {
+    /// Checks one new revocation and sets its expiry (given, or natural): the revocation, or the
+    /// 400 answer.
+    fn prepare(new: NewRevocation, now: i64, bounds: Option<(i64, Option<i64>)>) -> Result<Revocation, serde_json::Value> {
         let expires_at = match new.expires_at.or_else(|| bounds.and_then(|(leeway, life)| new.target.natural_expiry(new.token_exp, now, leeway, life))) {
             Some(e) => e,
             None => {
@@ -299,9 +299,15 @@ impl RevocationLedger {
             }
         };
         let r = Revocation { target: new.target, reason: new.reason, created_at: now, expires_at };
-        if let Err(e) = r.validate(now) {
-            return Err(serde_json::json!({"code": "bad_request", "field": e.field, "message": e.message}));
+        match r.validate(now) {
+            Ok(()) => Ok(r),
+            Err(e) => Err(serde_json::json!({"code": "bad_request", "field": e.field, "message": e.message})),
         }
+    }
+
+    /// Merges a checked revocation into storage (synchronous: a batch is one write without
+    /// awaits). `Ok((id, created, changed))`, or the 500 answer.
+    fn store(&self, r: Revocation, now: i64) -> Result<(String, bool, bool), serde_json::Value> {
         let id = r.target.id();
         let internal = |e: worker::Error| serde_json::json!({"code": "internal", "message": e.to_string()});
         let existing = self.get(&id).map_err(internal)?.filter(|o| o.expires_at > now);
@@ -511,9 +517,12 @@ impl DurableObject for RevocationLedger {
                     Ok(n) => n,
                     Err(e) => return bad_request(e),
                 };
-                let (id, created, _changed) = match self.add(new, now, self.bounds()) {
-                    Ok(r) => r,
-                    Err(answer) => return json_response(if answer["code"] == "internal" { 500 } else { 400 }, &answer),
+                let (id, created, _changed) = match Self::prepare(new, now, self.bounds()) {
+                    Err(answer) => return json_response(400, &answer),
+                    Ok(r) => match self.store(r, now) {
+                        Ok(stored) => stored,
+                        Err(answer) => return json_response(500, &answer),
+                    },
                 };
                 // Also when nothing changed: an earlier change whose publish could not be
                 // scheduled is published now.
@@ -535,23 +544,21 @@ impl DurableObject for RevocationLedger {
                         Err(e) => return json_response(400, &serde_json::json!({"code": "bad_request", "index": i, "message": e.to_string()})),
                     }
                 }
-                // Validated before anything is written: a bad item writes nothing.
+                // Every item checked before anything is written: a bad item writes nothing.
                 let bounds = self.bounds();
-                for (i, n) in news.iter().enumerate() {
-                    let expires_at = n.expires_at.or_else(|| bounds.and_then(|(leeway, life)| n.target.natural_expiry(n.token_exp, now, leeway, life)));
-                    let r = Revocation { target: n.target.clone(), reason: n.reason.clone(), created_at: now, expires_at: expires_at.unwrap_or(0) };
-                    if let Err(e) = r.validate(now) {
-                        let (field, message) = if expires_at.is_none() {
-                            ("expires_at", "required for this target (no bound follows from the configuration)")
-                        } else {
-                            (e.field, e.message)
-                        };
-                        return json_response(400, &serde_json::json!({"code": "bad_request", "index": i, "field": field, "message": message}));
+                let mut checked = Vec::with_capacity(news.len());
+                for (i, n) in news.into_iter().enumerate() {
+                    match Self::prepare(n, now, bounds) {
+                        Ok(r) => checked.push(r),
+                        Err(mut answer) => {
+                            answer["index"] = i.into();
+                            return json_response(400, &answer);
+                        }
                     }
                 }
                 let (mut created, mut updated, mut unchanged) = (0, 0, 0);
-                for n in news {
-                    match self.add(n, now, bounds) {
+                for r in checked {
+                    match self.store(r, now) {
                         Ok((_, true, _)) => created += 1,
                         Ok((_, false, true)) => updated += 1,
                         Ok(_) => unchanged += 1,
@@ -627,28 +634,15 @@ pub async fn revoke_api_key(env: &Env, key_id: &str, until: i64) -> bool {
 /// Handles `{prefix}/revocations[...]` (authorization and audit are the caller's).
 pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str, query: &str, env: &Env) -> AdminAnswer {
     let cmd = match (method, rest.trim_end_matches('/')) {
-        ("POST", "/revocations/batch") => match body {
-            Some(body) if body.is_object() => serde_json::json!({"op": "add_many", "body": body}),
-            _ => {
-                return AdminAnswer {
-                    status: 400,
-                    op: "add_many",
-                    id: None,
-                    body: serde_json::json!({"code": "bad_request", "message": "body must be a JSON object"}),
+        ("POST", r @ ("/revocations" | "/revocations/batch")) => {
+            let op = if r == "/revocations" { "add" } else { "add_many" };
+            match body {
+                Some(body) if body.is_object() => serde_json::json!({"op": op, "body": body}),
+                _ => {
+                    return AdminAnswer { status: 400, op, id: None, body: serde_json::json!({"code": "bad_request", "message": "body must be a JSON object"}) }
                 }
             }
-        },
-        ("POST", "/revocations") => match body {
-            Some(body) if body.is_object() => serde_json::json!({"op": "add", "body": body}),
-            _ => {
-                return AdminAnswer {
-                    status: 400,
-                    op: "add",
-                    id: None,
-                    body: serde_json::json!({"code": "bad_request", "message": "body must be a JSON object"}),
-                }
-            }
-        },
+        }
         ("GET", "/revocations") => {
             let cursor = query_param(query, "cursor");
             let limit = query_param(query, "limit").and_then(|v| v.parse::<usize>().ok());
