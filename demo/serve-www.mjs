@@ -2,8 +2,9 @@
 // Loopback only, GET/HEAD only, no directory listings, nothing outside the root. Used by the demo
 // and by the browser test (tests/www/).
 //
-// Usage: node demo/serve-www.mjs [port=8790] [issuerPort]
-//   With issuerPort, prints a link that pre-fills the demo issuer's JWKS URL, issuer and audience.
+// Usage: node demo/serve-www.mjs [port=8790] [issuerPort] [gatewayPort]
+//   With issuerPort, prints a link that pre-fills the demo issuer's JWKS URL, issuer and audience;
+//   with gatewayPort too, the gate panel's URL (the demo gate's /api/hello).
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
@@ -73,6 +74,7 @@ export function serveWww({ root = DEFAULT_ROOT, port = 8790, host = '127.0.0.1' 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const port = Number(process.argv[2] ?? 8790);
   const issuerPort = process.argv[3] ? Number(process.argv[3]) : null;
+  const gatewayPort = process.argv[4] ? Number(process.argv[4]) : null;
   try {
     await fs.access(path.join(DEFAULT_ROOT, 'pkg', 'edgeward.js'));
   } catch {
@@ -84,6 +86,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   if (issuerPort) {
     const issuer = `http://127.0.0.1:${issuerPort}`;
     const q = new URLSearchParams({ jwks_uri: `${issuer}/.well-known/jwks.json`, issuer, audience: 'api://demo' });
+    if (gatewayPort) q.set('gate', `http://127.0.0.1:${gatewayPort}/api/hello`);
     url += `?${q}`;
   }
   console.log(`Edgeward in the browser (www/): ${url}`);

@@ -3,6 +3,7 @@
 import init, {
   verify, explain, decodeUnverified, refreshAt, lintSetCookie, pkcePair, randomToken, nonce, checkApiKey,
 } from './pkg/edgeward.js';
+import { callApi } from './gate-call.js';
 
 const $ = (id) => document.getElementById(id);
 const nowSecs = () => Math.floor(Date.now() / 1000);
@@ -217,6 +218,89 @@ function runPkce() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Call an API behind the gate from this origin: callApi (gate-call.js) with the browser's fetch,
+// wrapped only to show each request and the refresh as they happen. Tokens are not shown.
+// ---------------------------------------------------------------------------------------------
+
+async function runGateCall() {
+  const url = $('gate-url').value.trim();
+  const first = $('gate-token').value.trim();
+  const log = (step, text) => $('gate-log').append(el('li', { dataset: { step } }, text));
+  const outcome = (status, verdict, title, message) => {
+    const out = $('gate-outcome');
+    out.dataset.verdict = verdict;
+    $('gate-status').textContent = title;
+    $('gate-message').textContent = message;
+    out.dataset.status = String(status); // set last: the test waits for it
+  };
+  $('gate-log').replaceChildren();
+  $('gate-body').textContent = '';
+  delete $('gate-outcome').dataset.status;
+  delete $('gate-outcome').dataset.retryAfter;
+  $('gate-result').hidden = false;
+
+  if (!first) {
+    outcome('error', 'reject', 'No token', 'paste an access token (an expired one shows the refresh)');
+    return;
+  }
+  let calls = 0;
+  const shownFetch = async (u, init) => {
+    calls += 1; // callApi calls at most twice: the second time after refreshToken()
+    const which = calls === 1 ? 'the access token' : 'the refreshed token';
+    let res;
+    try {
+      res = await fetch(u, init);
+    } catch (e) {
+      log('blocked', `${init.method ?? 'GET'} with ${which}: no response (${e.message})`);
+      throw e;
+    }
+    const challenge = res.headers.get('www-authenticate');
+    const seen = res.status === 401 ? ` · WWW-Authenticate: ${challenge ?? '(not readable)'}` : '';
+    log('call', `${init.method ?? 'GET'} with ${which} → ${res.status}${seen}`);
+    return res;
+  };
+  let refreshes = 0;
+  const refreshToken = async () => {
+    refreshes += 1;
+    const next = $('gate-refreshed').value.trim();
+    log('refresh', next ? 'refreshToken() → a new token' : 'refreshToken() → nothing to return');
+    if (!next) throw new Error('refreshToken() has no token to return: paste one in "Token the app\'s refreshToken() returns"');
+    return next;
+  };
+
+  let r;
+  try {
+    r = await callApi(url, { token: first, refreshToken, init: { method: 'GET', cache: 'no-store' }, fetch: shownFetch });
+  } catch (e) {
+    const blocked = e instanceof TypeError;
+    outcome('error', 'reject', blocked ? 'No response' : 'Error', blocked
+      ? `the browser blocked the call or nothing answered: is the gate running, and is ${location.origin} in its cors.allowed_origins?`
+      : e.message);
+    return;
+  }
+  const { response, retryAfterSecs } = r;
+  const body = await response.text().catch(() => '');
+  $('gate-body').textContent = body.length > 2000 ? `${body.slice(0, 2000)}…` : body;
+  const challenge = response.headers.get('www-authenticate');
+  let message;
+  if (response.ok) {
+    message = refreshes ? 'accepted after one refresh' : 'accepted';
+  } else if (response.status === 429) {
+    message = retryAfterSecs === null ? 'rate limited; no readable Retry-After' : `rate limited: retry after ${retryAfterSecs} s`;
+    $('gate-outcome').dataset.retryAfter = String(retryAfterSecs);
+  } else if (response.status === 401 && refreshes) {
+    message = 'the refreshed token was refused too: not retried again (sign in again)';
+  } else if (response.status === 401 && challenge === null) {
+    message = 'WWW-Authenticate is not readable from this origin (the gate\'s cors section exposes it), so no refresh';
+  } else if (response.status === 401) {
+    message = 'no error="invalid_token" in the challenge (no usable token was sent): not refreshed';
+  } else {
+    message = 'refused (see the body)';
+  }
+  outcome(response.status, response.ok ? 'accept' : 'reject', String(response.status), message);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Start: load the module, prefill from the query string (the demo links here with its issuer).
 // ---------------------------------------------------------------------------------------------
 
@@ -228,7 +312,7 @@ try {
 }
 
 const params = new URLSearchParams(location.search);
-for (const [param, id] of [['jwks_uri', 'jwks-url'], ['issuer', 'issuer'], ['audience', 'audiences'], ['algorithms', 'algorithms']]) {
+for (const [param, id] of [['jwks_uri', 'jwks-url'], ['issuer', 'issuer'], ['audience', 'audiences'], ['algorithms', 'algorithms'], ['gate', 'gate-url']]) {
   if (params.has(param)) $(id).value = params.get(param);
 }
 
@@ -236,6 +320,8 @@ $('verify-form').addEventListener('submit', (e) => { e.preventDefault(); runVeri
 $('cookie-form').addEventListener('submit', (e) => { e.preventDefault(); runCookieLint(); });
 $('pkce-button').addEventListener('click', runPkce);
 $('apikey-input').addEventListener('input', runKeyCheck);
-for (const id of ['verify-button', 'cookie-button', 'pkce-button', 'apikey-input']) $(id).disabled = false;
+$('gate-form').addEventListener('submit', (e) => { e.preventDefault(); runGateCall(); });
+$('gate-origin').textContent = location.origin;
+for (const id of ['verify-button', 'cookie-button', 'pkce-button', 'apikey-input', 'gate-button']) $(id).disabled = false;
 $('load-status').textContent = 'Ready.';
 document.body.dataset.ready = 'true';

@@ -1,6 +1,11 @@
 // Browser test of www/: the page loads the `edgeward` package (WebAssembly) in headless Chromium
 // and shows the gate's verdicts. Serves www/ and a JWKS (with CORS, as real issuers do) on
 // 127.0.0.1; keys are generated here. Screenshots go to tests/artifacts/www/.
+// The "Call an API behind the gate" panel is driven against a stand-in gate: a loopback server on
+// its own port (another origin), answering preflights and refusals with the headers the gate's
+// `cors` section sends (Access-Control-Allow-Origin, -Expose-Headers with WWW-Authenticate and
+// Retry-After). The browser's fetch and its CORS checks are real; the gate is not (no wrangler
+// here): tests/e2e/cors-browser.test.mjs checks the real gate sends those headers.
 // Needs www/pkg (scripts/build-web) and /usr/bin/chromium (or EDGEWARD_CHROMIUM).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,8 +31,9 @@ const AUDIENCE = 'api://demo';
 const now = () => Math.floor(Date.now() / 1000);
 const listen = (server) => new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 
-let browser, www, issuerServer, issuer, jwks, keys;
+let browser, www, issuerServer, issuer, jwks, keys, fakeGate, fakeGateUrl;
 const pageErrors = [];
+const gateCalls = []; // the stand-in gate's non-preflight requests: {path, authorization}
 
 before(async () => {
   assert.ok(fs.existsSync(path.join(ROOT, 'www', 'pkg', 'edgeward_bg.wasm')), 'www/pkg is missing: run scripts/build-web');
@@ -46,6 +52,8 @@ before(async () => {
   }));
   issuer = `http://127.0.0.1:${issuerServer.address().port}`;
   www = await serveWww({ port: 0 });
+  fakeGate = await listen(http.createServer(standInGate(`http://127.0.0.1:${www.address().port}`)));
+  fakeGateUrl = `http://127.0.0.1:${fakeGate.address().port}`;
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
 });
 
@@ -53,7 +61,43 @@ after(async () => {
   await browser?.close();
   www?.close();
   issuerServer?.close();
+  fakeGate?.close();
 });
+
+// The stand-in gate. Paths choose the answer:
+//   /api/items    200 for FRESH, else 401 error="invalid_token" (an expired token)
+//   /always-401   401 error="invalid_token" whatever the token (the refreshed one is refused too)
+//   /limited      429 with Retry-After: 17
+//   /no-error     401 `Bearer realm="edgeward"` only (what the gate says when no token came)
+//   /unexposed    401 error="invalid_token", but no Access-Control-Expose-Headers
+//   /stranger     the preflight is refused (403, no allow header), as for an origin not allowed
+const FRESH = 'fresh-token-after-refresh';
+const EXPIRED_CHALLENGE = 'Bearer realm="edgeward", error="invalid_token", error_description="token expired"';
+function standInGate(allowedOrigin) {
+  return (req, res) => {
+    const { pathname } = new URL(req.url, 'http://gate');
+    const allowed = req.headers.origin === allowedOrigin && pathname !== '/stranger';
+    const cors = allowed ? { 'access-control-allow-origin': allowedOrigin, vary: 'Origin' } : { vary: 'Origin' };
+    if (req.method === 'OPTIONS') {
+      if (!allowed) return res.writeHead(403, { 'content-type': 'application/json' }).end('{"code":"cors_rejected"}');
+      return res.writeHead(204, {
+        ...cors,
+        'access-control-allow-methods': 'GET, HEAD, POST, PUT, PATCH, DELETE',
+        'access-control-allow-headers': 'authorization, content-type, x-csrf-token, dpop',
+        'access-control-max-age': '0',
+      }).end();
+    }
+    gateCalls.push({ path: pathname, authorization: req.headers.authorization ?? null });
+    if (allowed && pathname !== '/unexposed') cors['access-control-expose-headers'] = 'www-authenticate, retry-after, ratelimit, ratelimit-policy, x-request-id';
+    const json = { 'content-type': 'application/json', ...cors };
+    const refuse = (challenge, code) => res.writeHead(401, { ...json, 'www-authenticate': challenge }).end(JSON.stringify({ code }));
+    const fresh = req.headers.authorization === `Bearer ${FRESH}`;
+    if (pathname === '/api/items' && fresh) return res.writeHead(200, json).end('{"items":["a","b"]}');
+    if (pathname === '/limited') return res.writeHead(429, { ...json, 'retry-after': '17' }).end('{"code":"rate_limited"}');
+    if (pathname === '/no-error') return refuse('Bearer realm="edgeward"', 'missing_token');
+    return refuse(EXPIRED_CHALLENGE, 'expired');
+  };
+}
 
 function mint(claims = {}, { iat = now() - 60, exp = now() + 3600 } = {}) {
   return new SignJWT({ scope: 'read', ...claims })
@@ -63,11 +107,12 @@ function mint(claims = {}, { iat = now() - 60, exp = now() + 3600 } = {}) {
     .sign(keys.privateKey);
 }
 
-/** Opens the page (optionally pre-filled from the query string) and waits for the module. */
-async function openPage(query = {}) {
+/** Opens the page (optionally pre-filled from the query string) and waits for the module.
+ * `expectedConsole`: console errors the browser itself logs for a test's refusals, not counted. */
+async function openPage(query = {}, { expectedConsole = null } = {}) {
   const page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
   page.on('pageerror', (e) => pageErrors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  page.on('console', (m) => { if (m.type() === 'error' && !expectedConsole?.test(m.text())) pageErrors.push(m.text()); });
   const url = `http://127.0.0.1:${www.address().port}/?${new URLSearchParams(query)}`;
   await page.goto(url);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
@@ -98,6 +143,33 @@ async function verifyOnPage(page, token, { jwksText } = {}) {
     countdown: document.getElementById('countdown').textContent,
   }));
 }
+
+/** Fills the gate panel, clicks Call and returns what the panel shows; `gateCalls` then holds the
+ * requests the stand-in gate received (preflights aside). */
+async function callGateOnPage(page, path, { token = 'expired-token', refreshed = FRESH } = {}) {
+  await page.fill('#gate-url', `${fakeGateUrl}${path}`);
+  await page.fill('#gate-token', token);
+  await page.fill('#gate-refreshed', refreshed);
+  gateCalls.length = 0;
+  await page.click('#gate-button');
+  await page.waitForSelector('#gate-outcome[data-status]', { timeout: 10_000 });
+  return page.evaluate(() => {
+    const items = [...document.querySelectorAll('#gate-log li')];
+    const out = document.getElementById('gate-outcome');
+    return {
+      status: out.dataset.status,
+      verdict: out.dataset.verdict,
+      retryAfter: out.dataset.retryAfter ?? null,
+      message: document.getElementById('gate-message').textContent,
+      body: document.getElementById('gate-body').textContent,
+      steps: items.map((li) => li.dataset.step),
+      log: items.map((li) => li.textContent),
+    };
+  });
+}
+
+// Chromium logs each refused response (and a blocked call) as a console error; those are expected.
+const REFUSALS = /^(Failed to load resource: (the server responded with a status of (401|403|429)|net::ERR_FAILED)|Access to fetch at .* has been blocked by CORS policy)/;
 
 describe('www/ in headless Chromium', () => {
   test('a known-good token (keys from the JWKS URL) is accepted, with claims and a live countdown', async () => {
@@ -195,6 +267,85 @@ describe('www/ in headless Chromium', () => {
     assert.notEqual(await page.textContent('#pkce-verifier'), verifier, 'a fresh verifier each time');
     await page.locator('#pkce').screenshot({ path: path.join(ARTIFACTS, 'pkce.png') });
     await page.close();
+  });
+
+  test('gate panel: a 401 invalid_token is refreshed once and retried with the new token, then 200', async () => {
+    const page = await openPage({}, { expectedConsole: REFUSALS });
+    assert.equal(await page.inputValue('#gate-url'), 'http://127.0.0.1:8787/api/hello', 'the default gate URL');
+    const r = await callGateOnPage(page, '/api/items');
+    assert.equal(r.status, '200', JSON.stringify(r));
+    assert.equal(r.verdict, 'accept');
+    assert.deepEqual(r.steps, ['call', 'refresh', 'call'], 'one refresh, one retry');
+    assert.match(r.log[0], /→ 401 · WWW-Authenticate: Bearer realm="edgeward", error="invalid_token"/, 'the page read the challenge cross-origin');
+    assert.match(r.log[2], /with the refreshed token → 200$/);
+    assert.deepEqual(gateCalls, [
+      { path: '/api/items', authorization: 'Bearer expired-token' },
+      { path: '/api/items', authorization: `Bearer ${FRESH}` },
+    ]);
+    assert.equal(r.message, 'accepted after one refresh');
+    assert.equal(r.body, '{"items":["a","b"]}');
+    await page.locator('#gate').screenshot({ path: path.join(ARTIFACTS, 'gate-refresh.png') });
+    await page.close();
+  });
+
+  test('gate panel: a 401 after the refresh is not retried again', async () => {
+    const page = await openPage({}, { expectedConsole: REFUSALS });
+    const r = await callGateOnPage(page, '/always-401');
+    assert.equal(r.status, '401', JSON.stringify(r));
+    assert.deepEqual(r.steps, ['call', 'refresh', 'call']);
+    assert.deepEqual(gateCalls.map((c) => c.authorization), ['Bearer expired-token', `Bearer ${FRESH}`]);
+    assert.match(r.message, /not retried again/);
+    await page.close();
+  });
+
+  test('gate panel: a 429 shows its Retry-After, with no refresh', async () => {
+    const page = await openPage({}, { expectedConsole: REFUSALS });
+    const r = await callGateOnPage(page, '/limited', { token: FRESH });
+    assert.equal(r.status, '429', JSON.stringify(r));
+    assert.equal(r.retryAfter, '17');
+    assert.equal(r.message, 'rate limited: retry after 17 s');
+    assert.deepEqual(r.steps, ['call']);
+    assert.equal(gateCalls.length, 1);
+    await page.locator('#gate').screenshot({ path: path.join(ARTIFACTS, 'gate-429.png') });
+    await page.close();
+  });
+
+  test('gate panel: no refresh for a 401 without error="invalid_token", nor when WWW-Authenticate is not exposed', async () => {
+    const page = await openPage({}, { expectedConsole: REFUSALS });
+    const noError = await callGateOnPage(page, '/no-error');
+    assert.equal(noError.status, '401', JSON.stringify(noError));
+    assert.deepEqual(noError.steps, ['call']);
+    assert.equal(gateCalls.length, 1);
+    // The same challenge as /api/items, but without Access-Control-Expose-Headers the browser
+    // hides it from the page: what the gate's expose_headers default is for.
+    const hidden = await callGateOnPage(page, '/unexposed');
+    assert.equal(hidden.status, '401', JSON.stringify(hidden));
+    assert.deepEqual(hidden.steps, ['call']);
+    assert.match(hidden.log[0], /WWW-Authenticate: \(not readable\)$/);
+    assert.match(hidden.message, /not readable from this origin/);
+    assert.equal(gateCalls.length, 1);
+    await page.close();
+  });
+
+  test('gate panel: a refused preflight blocks the call before it is sent', async () => {
+    const page = await openPage({}, { expectedConsole: REFUSALS });
+    const r = await callGateOnPage(page, '/stranger');
+    assert.equal(r.status, 'error', JSON.stringify(r));
+    assert.deepEqual(r.steps, ['blocked']);
+    assert.match(r.message, /cors\.allowed_origins/);
+    assert.deepEqual(gateCalls, [], 'only the preflight reached the gate');
+    await page.close();
+  });
+
+  test("gate panel: gate-call.js runs the package README's callApi, character for character", () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'src', 'web', 'README.md'), 'utf8');
+    const section = readme.split('\n## Calling an API behind the gate from another origin\n')[1];
+    assert.ok(section, 'the README section exists');
+    const block = section.match(/```js\n([\s\S]*?)```/)[1];
+    // From the comment above the function to its closing brace.
+    const fn = block.match(/\/\/ `refreshToken\(\)`[\s\S]*?\nexport async function callApi[\s\S]*?\n\}\n/)?.[0];
+    assert.ok(fn, 'callApi in the README block');
+    assert.ok(fs.readFileSync(path.join(ROOT, 'www', 'gate-call.js'), 'utf8').includes(fn), 'www/gate-call.js differs from the README');
   });
 
   test('no page errors', () => {
