@@ -10,7 +10,7 @@
 //! ## What it is
 //! - [`core`]: a **sans-I/O core** that owns the whole decision. Parsing, key selection, claim
 //!   policy, the JWKS cache policy, the verified-token cache, GCRA rate limiting, cookie and CSRF
-//!   rules, the revocation set, API keys (format, checksum, records, checks), credential
+//!   rules, CORS, the WebSocket upgrade and when a socket must end, the revocation set, API keys (format, checksum, records, checks), credential
 //!   extraction, the forwarding plan and the error mapping are pure functions of (input, state,
 //!   `now`); [`core::pipeline::Gate`] strings them into the one request path, from a request as
 //!   received to a decision (refuse, admin call, or forward with a plan, the response edits and
@@ -62,18 +62,23 @@
 //!                 ▼
 //!          admin.path_prefix? ──► admin call (the control plane: its own auth and audit)
 //!                 ▼
+//!          CORS preflight on a cors route ──► 204 │ 403 (after the per-IP limit; no credential)
+//!          WebSocket upgrade, not a GET on a websocket rule ──► 400
+//!                 ▼
 //!              route rule (HEAD as GET) ──public───────────────────────────────┐
 //!                 │ token needed                                            │
 //!                 ▼                                                         │
 //!          per-IP limit (before any parsing)                      ──► 429   │
 //!                 ▼                                                         │
-//!          extract credential (Bearer │ cookie │ query │ API key)  ──none──► 401
+//!          extract credential (Bearer │ cookie │ query │ API key │ on an upgrade, the
+//!                 │                edgeward.bearer. subprotocol)  ──none──► 401
 //!                 │ (kind the route does not take (auth: jwt│api_key│either) ──► 401)
 //!                 ├─ API key: format + CRC32 checksum (no lookup)  ──► 401  │
 //!                 │    └► HMAC(pepper) ─► isolate cache │ one KV read ─► KeyRecord::check
 //!                 │       (status, validity, rotation overlap ──► 401; IP ranges ──► 403)
 //!                 │       ─► VerifiedApiKey ─► revocations ─► authorize ─► limits ─┐
-//!                 │ (cookie + unsafe method: same-origin or CSRF token ──► 403)
+//!                 │ (cookie + unsafe method: same-origin or CSRF token ──► 403;
+//!                 │  cookie + upgrade: Origin the gate's or csrf.allowed_origins ──► 403)
 //!                 ▼                                                         │
 //!          verified-token cache (SHA-256 of token) ──hit──► revocations ┐│
 //!                 ▼                                                         │
@@ -103,7 +108,10 @@
 //!                        credential, request id ──► origin + canonical path (502 if down)
 //!                 ▼
 //!          response (Gate::respond): every Set-Cookie brought to policy, RateLimit headers,
-//!                        request id, a CSRF cookie when due
+//!                        request id, a CSRF cookie when due, the CORS headers
+//!                 ▼
+//!          a WebSocket: the origin's 101 relayed, frames both ways; Gate::watch_socket on one
+//!                        timer per socket: exp │ revoked ──► close 1008 (list unavailable: 1011)
 //! ```
 //! Only [`core::verify::PendingToken::finish`] makes a [`core::verify::VerifiedToken`], and it
 //! needs the [`core::verify::SignatureProof`] that only a signature backend in this crate makes,

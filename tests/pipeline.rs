@@ -31,6 +31,7 @@ use edgeward::core::revocation::{
     SNAPSHOT_KEY,
 };
 use edgeward::core::verify::{SignatureJob, SignatureProof};
+use edgeward::core::websocket::{CloseReason, SocketCheck};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
@@ -276,7 +277,10 @@ fn doc() -> Value {
             {"path": "/admin/*", "methods": ["POST"], "scopes": ["admin"]},
             {"path": "/billing/*", "scopes": ["billing"], "sensitive": true},
             {"path": "/partner/*", "auth": "api_key", "upstream_credential": "partner_origin"},
-            {"path": "/svc/*", "auth": "either"}
+            {"path": "/svc/*", "auth": "either"},
+            {"path": "/ws/*", "websocket": true},
+            {"path": "/ws-keys/*", "websocket": true, "auth": "api_key"},
+            {"path": "/ws-public/*", "websocket": true, "public": true}
         ],
         "upstream_credentials": {
             "partner_origin": {"header": "Authorization", "value": "Bearer {secret}", "secret": PARTNER_SECRET_NAME}
@@ -518,6 +522,196 @@ fn refused<'a>(o: Outcome<'a>, status: u16, code: &'static str, www: Www<'_>) ->
         Outcome::Answer(r) => panic!("expected {status} {code}, got the gate's own {}", r.response.status),
         Outcome::Admin(a) => panic!("expected {status} {code}, got an admin call for {}", a.path),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSockets
+// ---------------------------------------------------------------------------------------------
+
+/// A browser's upgrade request for `path`.
+fn upgrade(path: &str) -> Req {
+    req("GET", path)
+        .header("Upgrade", "websocket")
+        .header("Connection", "Upgrade")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Extensions", "permessage-deflate")
+}
+
+fn watch(gate: &Gate, io: &FakeIo, f: &Forward<'_>) -> SocketCheck {
+    run_ready(gate.watch_socket(io, f.socket.as_ref().expect("a WebSocket forward"), io.now_ms())).unwrap()
+}
+
+#[test]
+fn websocket_upgrades_only_where_allowed() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    // A route without `websocket`: refused before any credential is looked at, never forwarded.
+    refused(decide(&gate, &io, &upgrade("/api/chat").bearer(&t)), 400, "websocket_not_allowed", Www::Absent);
+    refused(decide(&gate, &io, &upgrade("/public/feed")), 400, "websocket_not_allowed", Www::Absent);
+    // Any spelling of the token among others; not as a POST.
+    refused(decide(&gate, &io, &req("GET", "/api/chat").header("upgrade", "foo, WebSocket").bearer(&t)), 400, "websocket_not_allowed", Www::Absent);
+    let mut post = upgrade("/ws/chat").bearer(&t);
+    post.method = "POST".into();
+    refused(decide(&gate, &io, &post), 400, "websocket_not_allowed", Www::Absent);
+    // Another upgrade (h2c) is not a WebSocket: its header is dropped as hop-by-hop.
+    let f = forwarded(decide(&gate, &io, &req("GET", "/api/x").header("Upgrade", "h2c").bearer(&t)));
+    assert_eq!(hdr(&f.plan.headers, "upgrade"), None);
+    assert!(f.socket.is_none());
+    // On a websocket route: checked like any request (no credential: 401), then forwarded as an
+    // upgrade without the client's one-hop handshake headers.
+    refused(decide(&gate, &io, &upgrade("/ws/chat")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+    let f = forwarded(decide(&gate, &io, &upgrade("/ws/chat").bearer(&t)));
+    assert!(f.socket.is_some() && f.authenticated);
+    assert_eq!(hdr_all(&f.plan.headers, "upgrade"), vec!["websocket"]);
+    for h in ["sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "authorization", "connection"] {
+        assert_eq!(hdr(&f.plan.headers, h), None, "{h}");
+    }
+    assert_eq!(f.plan.url, format!("{ORIGIN}/ws/chat"));
+    // A plain request on a websocket route is a plain request.
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/ws/chat").bearer(&t))).socket.is_none());
+    // A public websocket route needs no credential; its socket has nothing to watch.
+    let f = forwarded(decide(&gate, &io, &upgrade("/ws-public/feed")));
+    assert_eq!(watch(&gate, &io, &f), SocketCheck::Open { recheck_at_ms: None });
+    // Scopes, rate limits and the rest apply to the upgrade as to any request.
+    refused(decide(&gate, &io, &upgrade("/ws/chat").bearer(&ed_token(json!({"exp": NOW - 100})))), 401, "expired", Www::InvalidToken);
+}
+
+#[test]
+fn websocket_token_in_a_subprotocol() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    let offer = |protocols: &str| upgrade("/ws/chat").header("Sec-WebSocket-Protocol", protocols);
+    // The browser's way: the token as a subprotocol entry, removed before forwarding.
+    let f = forwarded(decide(&gate, &io, &offer(&format!("chat.v2, edgeward.bearer.{t}"))));
+    assert_eq!(f.log.credential, Some(CredentialSource::Subprotocol));
+    assert_eq!(hdr_all(&f.plan.headers, "sec-websocket-protocol"), vec!["chat.v2"]);
+    assert!(!format!("{:?}", f.plan).contains(&t), "the token never reaches the origin");
+    // Alone, the origin would have nothing to select: refused.
+    refused(decide(&gate, &io, &offer(&format!("edgeward.bearer.{t}"))), 400, "websocket_protocol_required", Www::Absent);
+    // Two different tokens, or a header token with another subprotocol token: ambiguous.
+    let other = ed_token(json!({"sub": "user-9"}));
+    refused(decide(&gate, &io, &offer(&format!("chat, edgeward.bearer.{t}, edgeward.bearer.{other}"))), 401, "malformed_token", Www::InvalidToken);
+    refused(decide(&gate, &io, &offer(&format!("chat, edgeward.bearer.{t}")).bearer(&other)), 401, "malformed_token", Www::InvalidToken);
+    // A bad token there is refused like any bad token.
+    refused(decide(&gate, &io, &offer(&format!("chat, edgeward.bearer.{}", flip_signature_byte(&t, 0, 1)))), 401, "bad_signature", Www::InvalidToken);
+    // Not an upgrade: the entry is no credential, and it is still never forwarded.
+    refused(
+        decide(&gate, &io, &req("GET", "/ws/chat").header("Sec-WebSocket-Protocol", &format!("chat, edgeward.bearer.{t}"))),
+        401,
+        "missing_token",
+        Www::Is("Bearer realm=\"edgeward\""),
+    );
+    let f = forwarded(decide(&gate, &io, &req("GET", "/public/x").header("Sec-WebSocket-Protocol", &format!("edgeward.bearer.{t}"))));
+    assert_eq!(hdr(&f.plan.headers, "sec-websocket-protocol"), None);
+    // API keys come through their header, as on any route.
+    let k = api_key(41);
+    let io_k = FakeIo::with_pepper();
+    store_record(&io_k, &k, &record_for(&k, 41));
+    let f = forwarded(decide(&gate, &io_k, &upgrade("/ws-keys/feed").api_key(&k)));
+    assert!(f.socket.is_some());
+    assert_eq!(hdr(&f.plan.headers, "x-api-key"), None);
+}
+
+#[test]
+fn websocket_with_the_token_cookie_needs_an_allowed_origin() {
+    let d = doc_with("csrf", json!({"allowed_origins": ["https://app.example"]}));
+    let gate = gate(&d);
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    let cookie = format!("__Host-session={t}");
+    // Cross-site WebSocket hijacking: a page elsewhere opens a socket and the browser sends the
+    // cookie (CORS does not apply to upgrades).
+    for origin in [Some("https://evil.example"), None, Some("null")] {
+        let mut r = upgrade("/ws/chat").header("Cookie", &cookie);
+        if let Some(o) = origin {
+            r = r.header("Origin", o);
+        }
+        refused(decide(&gate, &io, &r), 403, "csrf_rejected", Www::Absent);
+    }
+    for origin in [EDGE, "https://app.example"] {
+        let f = forwarded(decide(&gate, &io, &upgrade("/ws/chat").header("Cookie", &cookie).header("Origin", origin)));
+        assert!(f.socket.is_some(), "{origin}");
+        assert_eq!(hdr(&f.plan.headers, "cookie"), None, "the token cookie never reaches the origin");
+    }
+    // A header token from another origin is not ambient authority: not refused.
+    assert!(forwarded(decide(&gate, &io, &upgrade("/ws/chat").bearer(&t).header("Origin", "https://evil.example"))).socket.is_some());
+}
+
+#[test]
+fn websocket_ends_at_exp_and_on_revocation() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    publish_revocations(&io, 1, vec![]);
+    let t = ed_token(json!({"jti": "sock-1", "exp": NOW + 25}));
+    let f = forwarded(decide(&gate, &io, &upgrade("/ws/chat").bearer(&t)));
+    io.take_calls();
+    // Next look: when the edge copy of the revocation list goes stale (refresh_secs 10), not
+    // later; at `exp` at the latest.
+    assert_eq!(watch(&gate, &io, &f), SocketCheck::Open { recheck_at_ms: Some((NOW + 10) * 1000) });
+    assert!(io.take_calls().is_empty(), "a fresh copy is not re-read");
+    io.advance_secs(10);
+    // Stale: re-read here (a socket has no later request to refresh it for it), not deferred.
+    assert_eq!(watch(&gate, &io, &f), SocketCheck::Open { recheck_at_ms: Some((NOW + 20) * 1000) });
+    assert_eq!(io.take_calls(), vec![format!("kv_read {MANIFEST_KEY}")]);
+    assert!(io.take_deferred().is_empty());
+    // Revoked: the next check ends it.
+    publish_revocations(&io, 2, vec![Target::Jti { iss: INLINE_ISS.into(), jti: "sock-1".into() }]);
+    io.advance_secs(10);
+    assert_eq!(watch(&gate, &io, &f), SocketCheck::Close(CloseReason::TokenRevoked));
+    assert_eq!((CloseReason::TokenRevoked.code(), CloseReason::TokenRevoked.text()), (1008, "token_revoked"));
+
+    // Expiry: the check is due at `exp` itself (leeway does not extend a live socket).
+    let g2 = Gate::new(policy(&doc()));
+    let io2 = FakeIo::new();
+    publish_revocations(&io2, 1, vec![]);
+    let f2 = forwarded(decide(&g2, &io2, &upgrade("/ws/chat").bearer(&ed_token(json!({"exp": NOW + 5})))));
+    assert_eq!(watch(&g2, &io2, &f2), SocketCheck::Open { recheck_at_ms: Some((NOW + 5) * 1000) });
+    io2.now_ms.set((NOW + 5) * 1000 - 1);
+    assert!(matches!(watch(&g2, &io2, &f2), SocketCheck::Open { .. }));
+    io2.now_ms.set((NOW + 5) * 1000);
+    assert_eq!(watch(&g2, &io2, &f2), SocketCheck::Close(CloseReason::TokenExpired));
+
+    // No list past max_age_secs: the gate cannot tell, so the socket ends (1011).
+    let g3 = Gate::new(policy(&doc()));
+    let io3 = FakeIo::new();
+    publish_revocations(&io3, 1, vec![]);
+    let f3 = forwarded(decide(&g3, &io3, &upgrade("/ws/chat").bearer(&ed_token(json!({"exp": NOW + 3600})))));
+    io3.kv_state.set(Kv::Failing);
+    io3.advance_secs(301);
+    assert_eq!(watch(&g3, &io3, &f3), SocketCheck::Close(CloseReason::RevocationsUnavailable));
+    assert_eq!(CloseReason::RevocationsUnavailable.code(), 1011);
+
+    // Without revocations, only the expiry is watched.
+    let g4 = Gate::new(policy(&doc_with("revocations", json!({"enabled": false}))));
+    let io4 = FakeIo::new();
+    let f4 = forwarded(decide(&g4, &io4, &upgrade("/ws/chat").bearer(&ed_token(json!({"exp": NOW + 60})))));
+    assert_eq!(watch(&g4, &io4, &f4), SocketCheck::Open { recheck_at_ms: Some((NOW + 60) * 1000) });
+}
+
+#[test]
+fn websocket_with_an_api_key_ends_at_its_expiry_or_revocation() {
+    let gate = gate(&doc());
+    let io = FakeIo::with_pepper();
+    publish_revocations(&io, 1, vec![]);
+    let k = api_key(43);
+    let mut rec = record_for(&k, 43);
+    rec.expires_at = Some(NOW + 30);
+    store_record(&io, &k, &rec);
+    let f = forwarded(decide(&gate, &io, &upgrade("/ws-keys/feed").api_key(&k)));
+    assert_eq!(watch(&gate, &io, &f), SocketCheck::Open { recheck_at_ms: Some((NOW + 10) * 1000) });
+    io.now_ms.set((NOW + 30) * 1000);
+    assert_eq!(watch(&gate, &io, &f), SocketCheck::Close(CloseReason::ApiKeyExpired));
+    // Revoked by id.
+    let k2 = api_key(44);
+    let rec2 = record_for(&k2, 44);
+    store_record(&io, &k2, &rec2);
+    let f2 = forwarded(decide(&gate, &io, &upgrade("/ws-keys/feed").api_key(&k2)));
+    publish_revocations(&io, 2, vec![Target::ApiKey { key_id: rec2.id.clone() }]);
+    io.advance_secs(10);
+    assert_eq!(watch(&gate, &io, &f2), SocketCheck::Close(CloseReason::ApiKeyRevoked));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2223,6 +2417,8 @@ fn io_calls_per_request_for_the_common_cases() {
 
 /// The tests whose refusals are checked with `refused`/`check_refusal` (each records its codes).
 const REFUSAL_TESTS: &[fn()] = &[
+    websocket_upgrades_only_where_allowed,
+    websocket_token_in_a_subprotocol,
     per_route_origins_and_timeouts,
     cors_preflights_and_headers_on_every_answer,
     route_methods_head_as_get_and_extension_methods,

@@ -565,7 +565,12 @@ impl<'p> From<&'p Policy> for TokenRules<'p> {
 
 impl<'p> From<&'p Policy> for CredentialPlaces<'p> {
     fn from(p: &'p Policy) -> CredentialPlaces<'p> {
-        CredentialPlaces { api_key_header: &p.api_keys.header, cookie_name: p.cookie_name.as_deref(), query_param: p.query_param.as_deref() }
+        CredentialPlaces {
+            api_key_header: &p.api_keys.header,
+            cookie_name: p.cookie_name.as_deref(),
+            query_param: p.query_param.as_deref(),
+            websocket_protocol: false,
+        }
     }
 }
 

@@ -121,6 +121,12 @@ pub enum AuthError {
     /// A CORS preflight from an origin, or for a method or headers, that `cors` does not allow.
     #[error("CORS preflight refused")]
     CorsRejected,
+    /// A WebSocket upgrade on a route without `websocket: true`, or not a `GET`.
+    #[error("WebSocket upgrade not allowed on this route")]
+    WebSocketNotAllowed,
+    /// A token sent as the `edgeward.bearer.` subprotocol with no other subprotocol offered.
+    #[error("the token subprotocol needs another subprotocol beside it")]
+    WebSocketProtocolRequired,
     /// Over a rate limit.
     #[error("rate limit {rule} exceeded")]
     RateLimited {
@@ -340,6 +346,8 @@ impl AuthError {
             InsufficientScope { .. } => "insufficient_scope",
             CsrfRejected => "csrf_rejected",
             CorsRejected => "cors_rejected",
+            WebSocketNotAllowed => "websocket_not_allowed",
+            WebSocketProtocolRequired => "websocket_protocol_required",
             RateLimited { .. } => "rate_limited",
             RateLimiterUnavailable => "rate_limiter_unavailable",
             RevocationsUnavailable => "revocations_unavailable",
@@ -398,6 +406,8 @@ impl AuthError {
             | InsufficientScope { .. }
             | CsrfRejected
             | CorsRejected
+            | WebSocketNotAllowed
+            | WebSocketProtocolRequired
             | RateLimited { .. }
             | MissingApiKey
             | MissingCredential
@@ -454,6 +464,10 @@ impl AuthError {
             AuthError::PathTooLong { .. } => (414, None, "the path is too long".into()),
             AuthError::BadMethod => (400, None, "malformed method".into()),
             AuthError::MethodNotAllowed => (405, None, "this method is not allowed".into()),
+            AuthError::WebSocketNotAllowed => (400, None, "this route does not take WebSocket upgrades".into()),
+            AuthError::WebSocketProtocolRequired => {
+                (400, None, "a token sent as a WebSocket subprotocol needs another subprotocol for the origin to select".into())
+            }
             AuthError::MethodOverride => (400, None, "method override headers and parameters are refused".into()),
             AuthError::AmbiguousQuery => (400, None, "the token parameter appears under another spelling of its name".into()),
             AuthError::ClaimNotForwardable { .. } => (403, None, "a claim of this token cannot be forwarded to the origin".into()),

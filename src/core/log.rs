@@ -39,6 +39,8 @@ pub enum CredentialSource {
     Cookie,
     /// The configured query parameter.
     Query,
+    /// A WebSocket upgrade's `Sec-WebSocket-Protocol` entry `edgeward.bearer.<JWT>`.
+    Subprotocol,
     /// An API key: the configured header (default `X-API-Key`) or `Authorization: ApiKey`.
     ApiKey,
 }

@@ -27,3 +27,4 @@ pub mod state;
 pub mod token;
 pub mod token_cache;
 pub mod verify;
+pub mod websocket;

@@ -6,16 +6,19 @@
 //! The steps, in order (the README's "What is checked, in order" is this list):
 //! 1. the canonical request ([`Policy::canonical_request`]): refused before anything else;
 //! 2. the admin prefix: an admin call, not a gate decision;
-//! 3. the route rule: public routes are forwarded without a credential;
-//! 4. the per-IP pre-authentication limit;
-//! 5. the credential (exactly one; of a kind the route takes);
-//! 6. a cookie JWT on an unsafe method: CSRF;
-//! 7. verification: API key (format, checksum, peppered hash lookup, record) or JWT (token cache,
+//! 3. a CORS preflight on a CORS route: answered here, never forwarded;
+//! 4. a WebSocket upgrade: only on a `websocket` route, as a `GET`;
+//! 5. the route rule: public routes are forwarded without a credential;
+//! 6. the per-IP pre-authentication limit;
+//! 7. the credential (exactly one; of a kind the route takes);
+//! 8. a cookie JWT on an unsafe method: CSRF; on a WebSocket upgrade: its `Origin`;
+//! 9. verification: API key (format, checksum, peppered hash lookup, record) or JWT (token cache,
 //!    parse, issuer, keys, signature, claims: [`Gate::verify_jwt`]);
-//! 8. revocations (the edge copy; the ledger itself on `sensitive` routes);
-//! 9. route scopes;
-//! 10. rate limits;
-//! 11. the forwarding plan (the route's origin credential, verified claims).
+//! 10. revocations (the edge copy; the ledger itself on `sensitive` routes);
+//! 11. route scopes;
+//! 12. rate limits;
+//! 13. the forwarding plan (the route's origin credential, verified claims; for a WebSocket, the
+//!     upgrade, and the watch that ends the socket with its credential: [`Gate::watch_socket`]).
 
 use super::access::{Accepts, Requirement};
 use super::apikey::{hash_storage_key, key_hash, KeyRecord, PresentedKey, VerifiedApiKey, PEPPER_SECRET};
@@ -30,7 +33,7 @@ use super::jwks_cache::{FetchOutcome, FetchPlan, JwksSnapshot, Trigger, MAX_JWKS
 use super::log::CredentialSource;
 use super::log::{fingerprint, fingerprint_of_digest, DecisionLog, Step};
 use super::ratelimit::{Bucket, Decision, LimitMode, OnUnavailable};
-use super::request::{extract_credential, plan_forward, split_url, Credential, ForwardPlan, ForwardRules, RequestView};
+use super::request::{extract_credential, plan_forward, split_url, Credential, CredentialPlaces, ForwardPlan, ForwardRules, RequestView};
 use super::revocation::{
     decode_shard, Manifest, RevocationSet, RevocationSnapshot, Shard, LEGACY_SNAPSHOT_KEY, MANIFEST_KEY, MAX_MANIFEST_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_KEY,
 };
@@ -38,6 +41,7 @@ use super::state::{CachedKey, EdgeRevocations, IsolateState};
 use super::token::UnverifiedToken;
 use super::token_cache::{token_hash, TokenHash};
 use super::verify::{PendingToken, VerifiedToken};
+use super::websocket::{self, CloseReason, SocketCheck};
 use serde_json::json;
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -139,6 +143,8 @@ pub struct Forward<'a> {
     /// How long to wait for the origin's response headers (ms): the route's `timeout_ms`, else
     /// `origin_timeout_ms`. Past it: [`Gate::origin_timed_out`].
     pub timeout_ms: u32,
+    /// A WebSocket upgrade: what the adapter needs to end the socket with its credential.
+    pub socket: Option<SocketWatch>,
     /// CORS headers for the response (`Some`, possibly empty: the origin's own
     /// `Access-Control-*` headers are replaced by these), or `None` when CORS does not apply.
     pub cors: Option<Vec<(String, String)>>,
@@ -184,6 +190,7 @@ pub struct ResponseEdits {
 }
 
 /// Who a request was authenticated as (owned; [`Identity`] borrows it).
+#[derive(Debug)]
 enum Principal {
     Token(Box<VerifiedToken>),
     Key(VerifiedApiKey),
@@ -196,6 +203,22 @@ impl Principal {
             Principal::Key(k) => Identity::ApiKey(k),
         }
     }
+
+    /// When it stops being valid (Unix seconds): a token's `exp`, a key's expiry.
+    fn expires_at(&self) -> Option<i64> {
+        match self {
+            Principal::Token(t) => t.expires_at(),
+            Principal::Key(k) => k.expires_at(),
+        }
+    }
+}
+
+/// An approved WebSocket: its credential, kept to end the socket when it expires or is revoked
+/// ([`Gate::watch_socket`]).
+#[derive(Debug)]
+pub struct SocketWatch {
+    principal: Option<Principal>,
+    sensitive: bool,
 }
 
 /// What an unknown-`kid` refetch found.
@@ -353,8 +376,12 @@ impl Gate {
                 return self.preflight(io, c, req, client_ip, log).await;
             }
         }
+        let upgrade = websocket::is_upgrade(req.headers);
+        if upgrade && !(canon.method == "GET" && policy.routes.rule(&canon.method, &canon.path).is_some_and(|r| r.websocket)) {
+            return self.refuse(&AuthError::WebSocketNotAllowed, log);
+        }
         let view = RequestView { method: &canon.method, path: &canon.path, query, headers: req.headers, client_ip, origin };
-        let (principal, limit_headers) = match self.gate(io, &view, now, req.now_ms, &mut log).await {
+        let (principal, limit_headers) = match self.gate(io, &view, upgrade, now, req.now_ms, &mut log).await {
             Ok(v) => v,
             Err(e) => {
                 let mut response = refusal(&e, Some(policy), &mut log);
@@ -381,21 +408,27 @@ impl Gate {
             rules.origin = o;
         }
         let timeout_ms = rule.and_then(|r| r.timeout_ms).unwrap_or(policy.origin_timeout_ms);
-        let plan = match plan_forward(&view, who, upstream.as_ref().map(|(h, v)| (h.as_str(), v.as_str())), rules, req.request_id) {
+        let mut plan = match plan_forward(&view, who, upstream.as_ref().map(|(h, v)| (h.as_str(), v.as_str())), rules, req.request_id) {
             Ok(p) => p,
             Err(e) => return self.refuse(&e, log),
         };
-        let mint_csrf = log.credential == Some(CredentialSource::Cookie) && policy.csrf.enabled && request_cookie(&view, &policy.csrf.cookie).is_none();
         let authenticated = who.is_some();
+        let socket = upgrade.then(|| {
+            websocket::origin_handshake(&mut plan.headers);
+            SocketWatch { principal, sensitive: rule.is_some_and(|r| r.sensitive) }
+        });
+        let mint_csrf = log.credential == Some(CredentialSource::Cookie) && policy.csrf.enabled && request_cookie(&view, &policy.csrf.cookie).is_none();
         let cors = self.cors_for(cors_method(&canon.method, req.headers), &canon.path).map(|c| c.response_headers(req.headers));
-        Outcome::Forward(Box::new(Forward { method: canon.method, plan, authenticated, limit_headers, mint_csrf, timeout_ms, cors, log }))
+        Outcome::Forward(Box::new(Forward { method: canon.method, plan, authenticated, limit_headers, mint_csrf, timeout_ms, socket, cors, log }))
     }
 
-    /// Steps 3–10: the principal (None on a public route) and the rate-limit headers.
+    /// Steps 5–12: the principal (None on a public route) and the rate-limit headers.
+    /// `upgrade`: a WebSocket upgrade (on a route that takes it).
     async fn gate<I: GateIo>(
         &self,
         io: &I,
         view: &RequestView<'_>,
+        upgrade: bool,
         now: i64,
         now_ms: i64,
         log: &mut DecisionLog<'_>,
@@ -407,7 +440,9 @@ impl Gate {
         }
         self.pre_auth_limit(io, view.client_ip, now_ms).await?;
         let accepts = policy.routes.accepts(view.method, view.path);
-        let Some(Credential { token, source }) = extract_credential(view, policy)? else {
+        let mut places = CredentialPlaces::from(policy);
+        places.websocket_protocol = upgrade;
+        let Some(Credential { token, source }) = extract_credential(view, places)? else {
             return Err(match accepts {
                 Accepts::Jwt => AuthError::MissingToken,
                 Accepts::ApiKey => AuthError::MissingApiKey,
@@ -434,6 +469,9 @@ impl Gate {
                 }
                 if source == CredentialSource::Cookie {
                     check_csrf(view, &policy.csrf)?;
+                    if upgrade {
+                        websocket::check_cookie_origin(view.headers, view.origin, &policy.csrf.allowed_origins)?;
+                    }
                 }
                 Principal::Token(Box::new(self.verify_jwt(io, &token, &hash, now, log).await?))
             }
@@ -492,6 +530,44 @@ impl Gate {
                 Err(AuthError::RevocationsUnavailable)
             }
         }
+    }
+
+    /// Whether an open WebSocket may stay open, and when to ask again: closed at its
+    /// credential's expiry (`exp` itself, no leeway), or when the credential is revoked, or when
+    /// the revocation list cannot be had (fail closed). The list is re-read here when stale (a
+    /// socket has no later request to refresh it), and the next check is when it next goes
+    /// stale: a revocation ends the socket within `revocations.refresh_secs` (plus a second) of
+    /// reaching the edge's KV. One timer per socket, never per message.
+    pub async fn watch_socket<I: GateIo>(&self, io: &I, w: &SocketWatch, now_ms: i64) -> SocketCheck {
+        let Some(p) = &w.principal else { return SocketCheck::Open { recheck_at_ms: None } };
+        let key = matches!(p, Principal::Key(_));
+        let expires_ms = p.expires_at().map(|s| s.saturating_mul(1000));
+        if expires_ms.is_some_and(|e| now_ms >= e) {
+            return SocketCheck::Close(if key { CloseReason::ApiKeyExpired } else { CloseReason::TokenExpired });
+        }
+        let cfg = &self.policy.revocations;
+        if !cfg.enabled {
+            return SocketCheck::Open { recheck_at_ms: expires_ms };
+        }
+        let now = secs(now_ms);
+        let (loaded_at, attempted_at, loading) = {
+            let e = self.state.revocations.borrow();
+            (e.loaded_at, e.attempted_at, e.loading)
+        };
+        if loading {
+            LoadFinished(&self.state.revocations).await;
+        } else if loaded_at.is_none_or(|t| now - t >= i64::from(cfg.refresh_secs)) && attempted_at.is_none_or(|t| now - t >= 1) && io.has_kv() {
+            self.state.revocations.borrow_mut().attempted_at = Some(now);
+            self.load_revocations(io, now).await;
+        }
+        match self.check_revocations(io, p.identity(), w.sensitive, now).await {
+            Ok(()) => {}
+            Err(AuthError::RevocationsUnavailable) => return SocketCheck::Close(CloseReason::RevocationsUnavailable),
+            Err(_) => return SocketCheck::Close(if key { CloseReason::ApiKeyRevoked } else { CloseReason::TokenRevoked }),
+        }
+        let loaded = self.state.revocations.borrow().loaded_at.unwrap_or(now);
+        let stale_at_ms = (loaded + i64::from(cfg.refresh_secs)).max(now + 1).saturating_mul(1000);
+        SocketCheck::Open { recheck_at_ms: Some(expires_ms.map_or(stale_at_ms, |e| e.min(stale_at_ms))) }
     }
 
     /// The per-IP limit checked before any credential is read (`rate_limits.ip_pre_auth`), for

@@ -257,6 +257,7 @@ impl RateLimitConfig {
                         cors: true,
                         origin: None,
                         timeout_ms: None,
+                        websocket: false,
                     }])
                     .map_err(|(_, m)| (f("path"), m))?,
                 ),

@@ -56,6 +56,9 @@ pub struct CredentialPlaces<'p> {
     pub cookie_name: Option<&'p str>,
     /// The query parameter that may carry the token.
     pub query_param: Option<&'p str>,
+    /// A WebSocket upgrade on a route that takes it: the `edgeward.bearer.` subprotocol entry
+    /// ([`super::websocket::protocol_credential`]) may carry the token.
+    pub websocket_protocol: bool,
 }
 
 /// What [`plan_forward`] reads from the configuration. The validated configuration converts
@@ -129,7 +132,8 @@ pub fn validate_request_id_header(name: &str) -> Result<String, (String, String)
 }
 
 /// Finds the credential: `Authorization: Bearer`, the configured cookie, the configured query
-/// parameter, or an API key (the configured header or `Authorization: ApiKey`). A request that
+/// parameter, the `edgeward.bearer.` WebSocket subprotocol (on an upgrade, when the caller says
+/// so), or an API key (the configured header or `Authorization: ApiKey`). A request that
 /// carries credentials in more than one place, or several different ones, is refused (RFC 6750
 /// §2: clients must use one method).
 pub fn extract_credential<'p>(req: &RequestView<'_>, places: impl Into<CredentialPlaces<'p>>) -> Result<Option<Credential>, AuthError> {
@@ -181,6 +185,11 @@ pub fn extract_credential<'p>(req: &RequestView<'_>, places: impl Into<Credentia
             } else if name.eq_ignore_ascii_case(q) {
                 return Err(AuthError::AmbiguousQuery);
             }
+        }
+    }
+    if places.websocket_protocol {
+        if let Some(t) = super::websocket::protocol_credential(req.headers)? {
+            found.push(Credential { token: t.to_string(), source: CredentialSource::Subprotocol });
         }
     }
     match found.len() {
@@ -238,7 +247,7 @@ pub struct ForwardPlan {
 }
 
 /// Plans the origin request: the client's credential is removed in every form (bearer token,
-/// cookie, query parameter, API key header); client headers that read as one the gate protects
+/// cookie, query parameter, API key header, WebSocket subprotocol entry); client headers that read as one the gate protects
 /// (identity headers, `x-edgeward-*`, the request id, `forward_claims` targets, upstream
 /// credential and API key headers), once lower-cased with `_` read as `-`, are removed, and per
 /// `request.underscore_headers` every header with `_`; hop-by-hop headers and those named in
@@ -289,6 +298,13 @@ pub fn plan_forward<'p>(
                 }
                 continue;
             }
+        }
+        if n == "sec-websocket-protocol" {
+            // The token subprotocol never reaches the origin, upgrade or not.
+            if let Some(kept) = super::websocket::protocols_without_credential(value) {
+                headers.push((n, kept));
+            }
+            continue;
         }
         headers.push((n, value.clone()));
     }

@@ -52,6 +52,10 @@ pub struct Route {
     /// origin_timeout`; absent = `origin_timeout_ms`.
     #[serde(default)]
     pub timeout_ms: Option<u32>,
+    /// Take WebSocket upgrades ([`super::websocket`]); without it an upgrade is refused
+    /// (`websocket_not_allowed`), never forwarded.
+    #[serde(default)]
+    pub websocket: bool,
 }
 
 /// Shortest accepted origin timeout (ms).
@@ -108,6 +112,9 @@ impl RouteTable {
             }
             if r.timeout_ms.is_some_and(|t| !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&t)) {
                 return Err((i, format!("timeout_ms must be between {MIN_TIMEOUT_MS} and {MAX_TIMEOUT_MS}")));
+            }
+            if r.websocket && r.methods.as_ref().is_some_and(|m| !m.iter().any(|x| x.eq_ignore_ascii_case("GET"))) {
+                return Err((i, "websocket needs GET among the rule's methods (an upgrade is a GET)".into()));
             }
             if r.public && r.upstream_credential.is_some() {
                 return Err((i, "a public route cannot inject an upstream credential (anyone could use it)".into()));

@@ -118,9 +118,15 @@ pub struct VerifiedApiKey {
     owner: String,
     scopes: Vec<String>,
     tier: Option<String>,
+    expires_at: Option<i64>,
 }
 
 impl VerifiedApiKey {
+    /// When it stops being usable (Unix seconds): the key's expiry or the end of this secret's
+    /// rotation overlap, whichever is first.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.expires_at
+    }
     /// The key id.
     pub fn id(&self) -> &str {
         &self.id
@@ -179,6 +185,10 @@ impl KeyRecord {
                 return Err(AuthError::IpNotAllowed);
             }
         }
-        Ok(VerifiedApiKey { id: self.id.clone(), owner: self.owner.clone(), scopes: self.scopes.clone(), tier: self.tier.clone() })
+        let expires_at = match (self.expires_at, secret.not_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(VerifiedApiKey { id: self.id.clone(), owner: self.owner.clone(), scopes: self.scopes.clone(), tier: self.tier.clone(), expires_at })
     }
 }
