@@ -76,7 +76,7 @@ async fn to_control_plane(req: Request, env: &Env, gate: &crate::core::pipeline:
 /// Sends the planned request to the origin (its URL, or the service binding a `service:NAME`
 /// origin names) and relays its response with the pipeline's edits. No response headers within
 /// the route's timeout: the origin request is aborted and the client gets `504 origin_timeout`.
-async fn forward(req: Request, gate: &crate::core::pipeline::Gate, io: &WorkerIo, mut fwd: Box<Forward<'_>>) -> Response {
+async fn forward(req: Request, gate: &Rc<crate::core::pipeline::Gate>, io: &WorkerIo, mut fwd: Box<Forward<'_>>) -> Response {
     use futures_util::future::{select, Either};
     use worker::web_sys;
     let abort = web_sys::AbortController::new().ok();
@@ -93,7 +93,7 @@ async fn forward(req: Request, gate: &crate::core::pipeline::Gate, io: &WorkerIo
         if let Some(a) = &abort {
             init.set_signal(Some(&a.signal()));
         }
-        if !matches!(fwd.method.as_str(), "GET" | "HEAD") {
+        if !matches!(fwd.method.as_str(), "GET" | "HEAD") && fwd.socket.is_none() {
             if let Some(body) = req.inner().body() {
                 init.set_body(&body);
             }
@@ -133,9 +133,21 @@ async fn forward(req: Request, gate: &crate::core::pipeline::Gate, io: &WorkerIo
         let mut b = [0u8; 32];
         getrandom::fill(&mut b).is_ok().then_some(b)
     });
-    let edits = gate.respond(io, &mut fwd, inner.status(), set_cookies(&from), csrf_random.flatten(), runtime::now_secs());
+    // An accepted upgrade: the origin's socket, relayed through a pair of the gate's own.
+    let origin_socket = fwd.socket.as_ref().and_then(|_| {
+        use worker::js_sys::Reflect;
+        Reflect::get(&inner, &worker::wasm_bindgen::JsValue::from_str("webSocket")).ok().filter(|w| w.is_object())
+    });
+    let status = if origin_socket.is_some() { 101 } else { inner.status() };
+    let edits = gate.respond(io, &mut fwd, status, set_cookies(&from), csrf_random.flatten(), runtime::now_secs());
     let relayed = (|| {
         let h = web_sys::Headers::new_with_headers(&from).map_err(|_| "headers".to_string())?;
+        if origin_socket.is_some() {
+            // The runtime makes the client's handshake; the origin's was another hop's.
+            for k in ["upgrade", "connection", "sec-websocket-accept", "sec-websocket-extensions"] {
+                let _ = h.delete(k);
+            }
+        }
         if edits.replace_cors {
             // The gate's CORS headers are the only ones: the origin's go first.
             let names: Vec<String> =
@@ -157,9 +169,21 @@ async fn forward(req: Request, gate: &crate::core::pipeline::Gate, io: &WorkerIo
             }
         }
         let rinit = web_sys::ResponseInit::new();
-        rinit.set_status(inner.status());
-        rinit.set_status_text(&inner.status_text());
+        rinit.set_status(status);
         rinit.set_headers(&h);
+        if let (Some(origin), Some(watch)) = (&origin_socket, fwd.socket.take()) {
+            let opened = super::socket::Opened {
+                gate: gate.clone(),
+                io: WorkerIo::new(io.env().clone(), None, gate.clone()),
+                watch,
+                request_id: fwd.log.request_id.to_string(),
+                path: fwd.log.path.clone(),
+            };
+            let client = super::socket::relay(origin, opened).map_err(|e| format!("WebSocket relay failed: {e:?}"))?;
+            let _ = worker::js_sys::Reflect::set(&rinit, &worker::wasm_bindgen::JsValue::from_str("webSocket"), &client);
+            return web_sys::Response::new_with_opt_str_and_init(None, &rinit).map_err(|e| format!("relay failed: {e:?}"));
+        }
+        rinit.set_status_text(&inner.status_text());
         web_sys::Response::new_with_opt_readable_stream_and_init(inner.body().as_ref(), &rinit).map_err(|e| format!("relay failed: {e:?}"))
     })();
     match relayed {

@@ -9,6 +9,7 @@ mod bench;
 pub mod control;
 mod gate;
 pub mod runtime;
+mod socket;
 
 #[cfg(feature = "control")]
 pub use control::{KeyWriter, RateLimiter, RevocationLedger};
