@@ -184,7 +184,14 @@ async fn forward(req: Request, gate: &Rc<crate::core::pipeline::Gate>, io: &Work
             return web_sys::Response::new_with_opt_str_and_init(None, &rinit).map_err(|e| format!("relay failed: {e:?}"));
         }
         rinit.set_status_text(&inner.status_text());
-        web_sys::Response::new_with_opt_readable_stream_and_init(inner.body().as_ref(), &rinit).map_err(|e| format!("relay failed: {e:?}"))
+        let body = inner.body().map(|b| {
+            // Relayed chunk by chunk so that an origin failing mid-body is seen: the client's
+            // response is aborted, never ended short and clean, and it is logged.
+            let watched = edgeward_watch_body(&b, fwd.log.request_id, &fwd.log.path, status);
+            io.wait_until(watched.done());
+            watched.readable()
+        });
+        web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &rinit).map_err(|e| format!("relay failed: {e:?}"))
     })();
     match relayed {
         Ok(r) => {
@@ -193,6 +200,58 @@ async fn forward(req: Request, gate: &Rc<crate::core::pipeline::Gate>, io: &Work
         }
         Err(detail) => send_refusal(gate.origin_failed(*fwd, detail)),
     }
+}
+
+#[worker::wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function edgeward_watch_body(body, request_id, path, status) {
+  const Pipe = globalThis.IdentityTransformStream ?? TransformStream;
+  const { readable, writable } = new Pipe();
+  const reader = body.getReader();
+  const writer = writable.getWriter();
+  // A read that fails is the origin's failure (logged; the client's response is aborted, never
+  // ended short and clean); a write that fails, or the client's side closing, is the client
+  // leaving (the origin's body is cancelled at once, which cancels its fetch). A native pipe
+  // cannot tell the two apart: both error the origin's body the same way.
+  let clientGone = false;
+  writer.closed.catch((e) => {
+    clientGone = true;
+    reader.cancel(e).catch(() => {});
+  });
+  const done = (async () => {
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        if (clientGone) return;
+        writer.abort(e).catch(() => {});
+        const error = String((e && e.message) || e).slice(0, 200);
+        console.error(JSON.stringify({ event: 'origin_aborted', request_id, path, status, error }));
+        return;
+      }
+      if (chunk.done) {
+        await writer.close().catch(() => {});
+        return;
+      }
+      try {
+        await writer.write(chunk.value);
+      } catch (e) {
+        clientGone = true;
+        reader.cancel(e).catch(() => {});
+        return;
+      }
+    }
+  })();
+  return { readable, done };
+}
+"#)]
+extern "C" {
+    type WatchedBody;
+    fn edgeward_watch_body(body: &worker::web_sys::ReadableStream, request_id: &str, path: &str, status: u16) -> WatchedBody;
+    #[wasm_bindgen(method, getter)]
+    fn readable(this: &WatchedBody) -> worker::web_sys::ReadableStream;
+    #[wasm_bindgen(method, getter)]
+    fn done(this: &WatchedBody) -> worker::js_sys::Promise;
 }
 
 /// The origin's `Set-Cookie` headers one by one (`Headers.getSetCookie`).

@@ -30,6 +30,72 @@ async function startHangingOrigin() {
   };
 }
 
+/**
+ * An origin that fails mid-body (`/break/…`: headers and one chunk, then the connection is
+ * destroyed) and one that streams slowly (`/slowstream/…`: a chunk every 50 ms, for 20 s),
+ * recording when each connection closes.
+ */
+async function startBreakingOrigin() {
+  const seen = [];
+  const srv = http.createServer((req, res) => {
+    const entry = { url: req.url, closedAt: null, chunks: 0 };
+    seen.push(entry);
+    req.socket.on('close', () => {
+      entry.closedAt = Date.now();
+    });
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    if (req.url.startsWith('/break/')) {
+      res.write('partial-body-', () => setImmediate(() => req.socket.destroy()));
+      return;
+    }
+    const timer = setInterval(() => {
+      entry.chunks += 1;
+      if (entry.chunks > 400) {
+        clearInterval(timer);
+        res.end('end');
+      } else {
+        res.write(`chunk-${entry.chunks}\n`);
+      }
+    }, 50);
+    req.socket.on('close', () => clearInterval(timer));
+  });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return {
+    seen,
+    url: `http://127.0.0.1:${srv.address().port}`,
+    stop: () => new Promise((resolve) => {
+      srv.closeAllConnections();
+      srv.close(resolve);
+    }),
+  };
+}
+
+/** GET through the gate with a raw client: resolves when the response ends or breaks. */
+function rawGet(worker, path, { leaveAfterFirstChunk = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${worker.url}${path}`, (res) => {
+      const chunks = [];
+      let settled = false;
+      const done = (how) => {
+        if (settled) return;
+        settled = true;
+        resolve({ how, status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), complete: res.complete });
+      };
+      res.on('data', (c) => {
+        chunks.push(c);
+        if (leaveAfterFirstChunk) {
+          req.destroy();
+          done('left');
+        }
+      });
+      res.on('end', () => done('end'));
+      res.on('error', () => done('error'));
+      res.on('close', () => done(res.complete ? 'end' : 'aborted'));
+    });
+    req.on('error', (e) => (leaveAfterFirstChunk ? null : reject(e)));
+  });
+}
+
 /** The Worker behind the service binding: echoes what it received. */
 const API_WORKER = `export default {
   async fetch(req) {
@@ -40,7 +106,7 @@ const API_WORKER = `export default {
 `;
 
 describe('origins: per-route origins and timeouts', { timeout: 240_000 }, () => {
-  let hanging; let second;
+  let hanging; let second; let breaking;
   const stack = h.useStack({
     label: 'origins',
     keys: ['ES256'],
@@ -48,11 +114,14 @@ describe('origins: per-route origins and timeouts', { timeout: 240_000 }, () => 
     config: async () => {
       hanging = await startHangingOrigin();
       second = await h.startOrigin();
+      breaking = await startBreakingOrigin();
       return {
         origin_timeout_ms: 20000,
         routes: [
           { path: '/public/*', public: true },
           { path: '/slow/*', public: true, origin: hanging.url, timeout_ms: 1500 },
+          { path: '/break/*', public: true, origin: breaking.url },
+          { path: '/slowstream/*', public: true, origin: breaking.url },
           { path: '/reports/*', public: true, origin: `${second.url}/v2/` },
           { path: '/svc/*', origin: 'service:API_WORKER' },
           { path: '/nobinding/*', public: true, origin: 'service:NOT_BOUND' },
@@ -65,6 +134,29 @@ describe('origins: per-route origins and timeouts', { timeout: 240_000 }, () => 
   after(async () => {
     await hanging?.stop();
     await second?.stop();
+    await breaking?.stop();
+  });
+
+  it('an origin that fails mid-body aborts the client\'s response (never a clean, short 200) and is logged as origin_aborted', async () => {
+    const r = await rawGet(worker, '/break/report');
+    assert.equal(r.status, 200);
+    assert.equal(r.complete, false, `the response must not end cleanly (it ended "${r.how}" with ${JSON.stringify(r.body)})`);
+    assert.notEqual(r.how, 'end');
+    const rid = r.headers['x-request-id'];
+    const line = await worker.waitForJsonLine((o) => o.event === 'origin_aborted' && o.request_id === rid, 5000);
+    assert.ok(line, 'an origin_aborted line for the request');
+    assert.equal(line.path, '/break/report');
+    assert.equal(line.status, 200);
+  });
+
+  it('a client that leaves mid-body cancels the origin fetch (not logged as origin_aborted)', async () => {
+    const r = await rawGet(worker, '/slowstream/feed', { leaveAfterFirstChunk: true });
+    assert.equal(r.status, 200);
+    const entry = breaking.seen.findLast((e) => e.url === '/slowstream/feed');
+    await h.until(() => entry.closedAt, { timeoutMs: 10_000, what: 'the gate to close its connection to the origin' });
+    assert.ok(entry.chunks < 200, `the origin stopped early (${entry.chunks} chunks sent)`);
+    const rid = r.headers['x-request-id'];
+    assert.equal(worker.jsonLines().find((o) => o.event === 'origin_aborted' && o.request_id === rid), undefined);
   });
 
   it('an origin that never answers is a 504 after the route timeout, and the gate hangs up on it', async () => {

@@ -54,6 +54,16 @@ impl WorkerIo {
         &self.env
     }
 
+    /// Keeps the request's context alive until `p` settles (`ctx.waitUntil`); without a context
+    /// (already in the background), nothing to extend.
+    pub fn wait_until(&self, p: worker::js_sys::Promise) {
+        if let Some(ctx) = &self.ctx {
+            ctx.wait_until(async move {
+                let _ = super::promise::settle(&p).await;
+            });
+        }
+    }
+
     fn kv(&self) -> Option<&KvStore> {
         self.kv.get_or_init(|| kv_binding(&self.env)).as_ref()
     }
