@@ -120,8 +120,14 @@ fn main() {
     ];
     let gate = Gate::new(p);
     let io = InlineIo { backend: NativeBackend, now_ms: now * 1000, trace: false };
-    let incoming =
-        Incoming { method: "GET", url: "https://edge.example/api/resource?a=1", headers: &headers, request_id: "0123456789abcdef", now_ms: now * 1000 };
+    let incoming = Incoming {
+        method: "GET",
+        url: "https://edge.example/api/resource?a=1",
+        headers: &headers,
+        request_id: "0123456789abcdef",
+        client_cert_sha256: None,
+        now_ms: now * 1000,
+    };
     match run_ready(gate.decide(&io, &incoming)) {
         Some(Outcome::Forward(_)) => {}
         Some(Outcome::Refuse(r)) => panic!("the cached decision was refused: {:?}", r.log.reason),

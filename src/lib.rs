@@ -10,7 +10,8 @@
 //! ## What it is
 //! - [`core`]: a **sans-I/O core** that owns the whole decision. Parsing, key selection, claim
 //!   policy, the JWKS cache policy, the verified-token cache, GCRA rate limiting, cookie and CSRF
-//!   rules, CORS, the WebSocket upgrade and when a socket must end, the revocation set, API keys (format, checksum, records, checks), credential
+//!   rules, CORS, the WebSocket upgrade and when a socket must end, DPoP proofs and
+//!   certificate-bound tokens, the revocation set, API keys (format, checksum, records, checks), credential
 //!   extraction, the forwarding plan and the error mapping are pure functions of (input, state,
 //!   `now`); [`core::pipeline::Gate`] strings them into the one request path, from a request as
 //!   received to a decision (refuse, admin call, or forward with a plan, the response edits and
@@ -70,7 +71,7 @@
 //!                 ▼                                                         │
 //!          per-IP limit (before any parsing)                      ──► 429   │
 //!                 ▼                                                         │
-//!          extract credential (Bearer │ cookie │ query │ API key │ on an upgrade, the
+//!          extract credential (Bearer │ DPoP │ cookie │ query │ API key │ on an upgrade, the
 //!                 │                edgeward.bearer. subprotocol)  ──none──► 401
 //!                 │ (kind the route does not take (auth: jwt│api_key│either) ──► 401)
 //!                 ├─ API key: format + CRC32 checksum (no lookup)  ──► 401  │
@@ -95,6 +96,10 @@
 //!          SignatureJob ──► backend (WebCrypto │ jwt-simple) ──► SignatureProof
 //!                 ▼                                                         │
 //!          PendingToken::finish (exp, nbf, iat, lifetime, iss, aud) ──► 401 │
+//!                 ▼                                                         │
+//!          sender constraint: cnf["x5t#S256"] = the verified client certificate;
+//!                 │  cnf.jkt: Authorization: DPoP + one proof (core::dpop: typ, alg, jwk header
+//!                 │  → PendingProof → backend, htm, htu, nonce, iat, jti replay, ath, jkt) ──► 401
 //!                 ▼                                                         │
 //!          VerifiedToken ──► revocation snapshot (jti │ sub before │ kid)  ──► 401
 //!                 ▼            (+ the ledger itself on sensitive routes)         │

@@ -280,7 +280,9 @@ fn doc() -> Value {
             {"path": "/svc/*", "auth": "either"},
             {"path": "/ws/*", "websocket": true},
             {"path": "/ws-keys/*", "websocket": true, "auth": "api_key"},
-            {"path": "/ws-public/*", "websocket": true, "public": true}
+            {"path": "/ws-public/*", "websocket": true, "public": true},
+            {"path": "/dpop-only/*", "dpop": "required"},
+            {"path": "/no-dpop/*", "dpop": "disabled"}
         ],
         "upstream_credentials": {
             "partner_origin": {"header": "Authorization", "value": "Bearer {secret}", "secret": PARTNER_SECRET_NAME}
@@ -419,11 +421,12 @@ struct Req {
     url: String,
     headers: Vec<(String, String)>,
     id: String,
+    cert: Option<String>,
 }
 
 fn req(method: &str, path_and_query: &str) -> Req {
     let n = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
-    Req { method: method.into(), url: format!("{EDGE}{path_and_query}"), headers: Vec::new(), id: format!("req-{n:06}") }
+    Req { method: method.into(), url: format!("{EDGE}{path_and_query}"), headers: Vec::new(), id: format!("req-{n:06}"), cert: None }
 }
 
 impl Req {
@@ -441,7 +444,7 @@ impl Req {
         self.header("CF-Connecting-IP", ip)
     }
     fn incoming(&self, now_ms: i64) -> Incoming<'_> {
-        Incoming { method: &self.method, url: &self.url, headers: &self.headers, request_id: &self.id, now_ms }
+        Incoming { method: &self.method, url: &self.url, headers: &self.headers, request_id: &self.id, now_ms, client_cert_sha256: self.cert.as_deref() }
     }
 }
 
@@ -473,6 +476,8 @@ fn forwarded<'a>(o: Outcome<'a>) -> Box<Forward<'a>> {
 enum Www<'s> {
     Absent,
     Is(&'s str),
+    /// Starts with this.
+    Starts(&'s str),
     /// `Bearer realm="edgeward", error="invalid_token", error_description=…`
     InvalidToken,
 }
@@ -498,6 +503,7 @@ fn check_refusal(r: &Refusal<'_>, status: u16, code: &'static str, www: Www<'_>,
     match (www, hdr(h, "www-authenticate")) {
         (Www::Absent, None) => {}
         (Www::Is(want), Some(got)) => assert_eq!(got, want),
+        (Www::Starts(want), Some(got)) => assert!(got.starts_with(want), "{code}: {got}"),
         (Www::InvalidToken, Some(got)) => assert!(got.starts_with(INVALID_TOKEN_CHALLENGE), "{got}"),
         (want, got) => panic!("{code}: WWW-Authenticate {got:?}, expected {want:?}"),
     }
@@ -522,6 +528,199 @@ fn refused<'a>(o: Outcome<'a>, status: u16, code: &'static str, www: Www<'_>) ->
         Outcome::Answer(r) => panic!("expected {status} {code}, got the gate's own {}", r.response.status),
         Outcome::Admin(a) => panic!("expected {status} {code}, got an admin call for {}", a.path),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sender-constrained tokens: DPoP (RFC 9449) and certificate-bound (RFC 8705)
+// ---------------------------------------------------------------------------------------------
+
+const DPOP_ALGS: &str = "algs=\"ES256 ES384 PS256 RS256 EdDSA\"";
+
+fn jkt_of(k: &TestKey) -> String {
+    edgeward::core::jwk::thumbprint(&edgeward::core::jwk::parse_public_jwk(&k.public_jwk()).unwrap())
+}
+
+#[allow(clippy::too_many_arguments)]
+/// A DPoP proof (EdDSA) by `k` for `method` and `htu`, bound to `token`, at `iat`; `header` and
+/// `claims` patch the standard ones (`null` removes).
+fn dpop_proof(k: &TestKey, method: &str, htu: &str, token: &str, iat: i64, jti: &str, header: Value, claims: Value) -> String {
+    use sha2::Digest;
+    let h = with(json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": k.public_jwk()}), header);
+    let ath = b64(&sha2::Sha256::digest(token.as_bytes()));
+    let c = with(json!({"htm": method, "htu": htu, "iat": iat, "jti": jti, "ath": ath}), claims);
+    k.sign_raw(&h.to_string(), &c.to_string())
+}
+
+fn dpop_req(path: &str, token: &str, proof: &str) -> Req {
+    req("GET", path).header("Authorization", &format!("DPoP {token}")).header("DPoP", proof)
+}
+
+#[test]
+fn dpop_bound_token_with_its_proof() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let k = key_seeded(EdDSA, 21);
+    let t = ed_token(json!({"cnf": {"jkt": jkt_of(&k)}}));
+    let p = dpop_proof(&k, "GET", &format!("{EDGE}/api/orders"), &t, NOW, "p-1", json!({}), json!({}));
+    let f = forwarded(decide(&gate, &io, &dpop_req("/api/orders?page=2", &t, &p)));
+    assert_eq!(f.log.credential, Some(CredentialSource::Dpop));
+    assert_eq!(hdr(&f.plan.headers, "x-edgeward-cnf"), Some("dpop"));
+    assert_eq!(hdr(&f.plan.headers, "x-edgeward-jkt"), Some(jkt_of(&k).as_str()));
+    for h in ["authorization", "dpop"] {
+        assert_eq!(hdr(&f.plan.headers, h), None, "{h} never reaches the origin");
+    }
+    // The same proof again: a replay.
+    let rf =
+        refused(decide(&gate, &io, &dpop_req("/api/orders", &t, &p)), 401, "dpop_replay", Www::Starts("DPoP realm=\"edgeward\", error=\"invalid_dpop_proof\""));
+    assert!(hdr(&rf.response.headers, "www-authenticate").is_some_and(|w| w.ends_with(DPOP_ALGS)));
+    // A fresh proof, for the same token (a cache hit): accepted; the proof is checked every time.
+    let p2 = dpop_proof(&k, "GET", &format!("{EDGE}/api/orders"), &t, NOW, "p-2", json!({}), json!({}));
+    assert_eq!(forwarded(decide(&gate, &io, &dpop_req("/api/orders", &t, &p2))).log.token_cache, Some("hit"));
+    // htu is compared canonically (the route decision's spelling), without query or fragment;
+    // the scheme and host without case and default port.
+    let p3 = dpop_proof(&k, "GET", "HTTPS://Edge.Example:443/api/./orders%7e?x=1#f", &t, NOW, "p-3", json!({}), json!({}));
+    forwarded(decide(&gate, &io, &dpop_req("/api/orders~", &t, &p3)));
+    // An expired token with DPoP is challenged in the DPoP scheme.
+    let old = ed_token(json!({"cnf": {"jkt": jkt_of(&k)}, "iat": NOW - 1000, "exp": NOW - 500}));
+    let p4 = dpop_proof(&k, "GET", &format!("{EDGE}/api/orders"), &old, NOW, "p-4", json!({}), json!({}));
+    refused(decide(&gate, &io, &dpop_req("/api/orders", &old, &p4)), 401, "expired", Www::Starts("DPoP realm=\"edgeward\", error=\"invalid_token\""));
+}
+
+#[test]
+fn dpop_each_failed_check_has_its_code() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let k = key_seeded(EdDSA, 22);
+    let t = ed_token(json!({"cnf": {"jkt": jkt_of(&k)}}));
+    let htu = format!("{EDGE}/api/x");
+    let mut n = 0;
+    let mut proof = |header: Value, claims: Value| {
+        n += 1;
+        dpop_proof(&k, "GET", &htu, &t, NOW, &format!("j-{n}"), header, claims)
+    };
+    let mut private = k.public_jwk();
+    private["d"] = json!(b64(&[7u8; 32]));
+    let other = key_seeded(EdDSA, 23);
+    let wrong_sig = {
+        let good = proof(json!({}), json!({}));
+        let (h, c, _) = segments(&good);
+        format!("{h}.{c}.{}", b64(&other.signature(format!("{h}.{c}").as_bytes())))
+    };
+    let cases: Vec<(&str, Vec<String>, &'static str)> = vec![
+        ("no proof", vec![], "dpop_proof_missing"),
+        ("two proofs", vec![proof(json!({}), json!({})), proof(json!({}), json!({}))], "dpop_proof_multiple"),
+        ("not a JWT", vec!["abc.def".into()], "dpop_proof_malformed"),
+        ("typ JWT", vec![proof(json!({"typ": "JWT"}), json!({}))], "dpop_typ"),
+        ("no typ", vec![proof(json!({"typ": null}), json!({}))], "dpop_typ"),
+        ("alg none", vec![proof(json!({"alg": "none"}), json!({}))], "dpop_alg"),
+        ("alg not allowed", vec![proof(json!({"alg": "ES512"}), json!({}))], "dpop_alg"),
+        ("no jwk", vec![proof(json!({"jwk": null}), json!({}))], "dpop_jwk"),
+        ("private jwk", vec![proof(json!({"jwk": private}), json!({}))], "dpop_jwk"),
+        ("symmetric jwk", vec![proof(json!({"jwk": {"kty": "oct", "k": b64(&[1u8; 32])}}), json!({}))], "dpop_jwk"),
+        ("jwk of another type than alg", vec![proof(json!({"jwk": key_seeded(ES256, 1).public_jwk()}), json!({}))], "dpop_jwk"),
+        ("another key signed it", vec![wrong_sig], "dpop_signature"),
+        ("htm", vec![proof(json!({}), json!({"htm": "POST"}))], "dpop_htm"),
+        ("htu path", vec![proof(json!({}), json!({"htu": format!("{EDGE}/api/y")}))], "dpop_htu"),
+        ("htu host", vec![proof(json!({}), json!({"htu": "https://evil.example/api/x"}))], "dpop_htu"),
+        ("no htu", vec![proof(json!({}), json!({"htu": null}))], "dpop_htu"),
+        ("iat old", vec![proof(json!({}), json!({"iat": NOW - 61}))], "dpop_iat"),
+        ("iat future", vec![proof(json!({}), json!({"iat": NOW + 61}))], "dpop_iat"),
+        ("no jti", vec![proof(json!({}), json!({"jti": null}))], "dpop_jti"),
+        ("ath of another token", vec![proof(json!({}), json!({"ath": b64(&[0u8; 32])}))], "dpop_ath"),
+        ("no ath", vec![proof(json!({}), json!({"ath": null}))], "dpop_ath"),
+    ];
+    for (what, proofs, code) in cases {
+        let mut r = req("GET", "/api/x").header("Authorization", &format!("DPoP {t}"));
+        for p in &proofs {
+            r = r.header("DPoP", p);
+        }
+        let rf = refused(decide(&gate, &io, &r), 401, code, Www::Starts("DPoP realm=\"edgeward\", error=\"invalid_dpop_proof\""));
+        assert!(rf.log.detail.is_some(), "{what}");
+    }
+    // The token bound to another key than the proof's.
+    let t_other = ed_token(json!({"cnf": {"jkt": jkt_of(&other)}}));
+    let p = dpop_proof(&k, "GET", &htu, &t_other, NOW, "j-x", json!({}), json!({}));
+    refused(decide(&gate, &io, &dpop_req("/api/x", &t_other, &p)), 401, "dpop_key_mismatch", Www::Starts("DPoP realm="));
+    // An unbound token sent with a proof: nothing binds them.
+    let plain = ed_token(json!({}));
+    let p = dpop_proof(&k, "GET", &htu, &plain, NOW, "j-y", json!({}), json!({}));
+    refused(decide(&gate, &io, &dpop_req("/api/x", &plain, &p)), 401, "dpop_key_mismatch", Www::Starts("DPoP realm="));
+}
+
+#[test]
+fn dpop_route_modes_and_downgrade() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let k = key_seeded(EdDSA, 24);
+    let bound = ed_token(json!({"cnf": {"jkt": jkt_of(&k)}}));
+    // A bound token as a bearer token: no downgrade, anywhere.
+    for path in ["/api/x", "/no-dpop/x", "/dpop-only/x"] {
+        refused(decide(&gate, &io, &req("GET", path).bearer(&bound)), 401, "dpop_bound_token_as_bearer", Www::InvalidToken);
+    }
+    // `required`: a plain bearer token is refused with the DPoP challenge.
+    let plain = ed_token(json!({}));
+    refused(decide(&gate, &io, &req("GET", "/dpop-only/x").bearer(&plain)), 401, "dpop_required", Www::Is(&format!("DPoP realm=\"edgeward\", {DPOP_ALGS}")));
+    let p = dpop_proof(&k, "GET", &format!("{EDGE}/dpop-only/x"), &bound, NOW, "m-1", json!({}), json!({}));
+    forwarded(decide(&gate, &io, &dpop_req("/dpop-only/x", &bound, &p)));
+    // `allowed` (default): plain bearer tokens pass as before.
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&plain))).authenticated);
+    // `disabled`: the DPoP scheme is refused.
+    let p = dpop_proof(&k, "GET", &format!("{EDGE}/no-dpop/x"), &bound, NOW, "m-2", json!({}), json!({}));
+    refused(decide(&gate, &io, &dpop_req("/no-dpop/x", &bound, &p)), 401, "dpop_not_accepted", Www::Starts("DPoP realm=\"edgeward\""));
+    // A token bound by a method the gate does not enforce is refused, not taken as a bearer token.
+    let other_cnf = ed_token(json!({"cnf": {"jwk": {"kty": "EC"}}}));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&other_cnf)), 401, "cnf_unsupported", Www::InvalidToken);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&ed_token(json!({"cnf": "x"})))), 401, "malformed_claims", Www::InvalidToken);
+}
+
+#[test]
+fn dpop_server_nonces() {
+    let gate = gate(&doc_with("dpop", json!({"nonce": true})));
+    let io = FakeIo::new();
+    let k = key_seeded(EdDSA, 25);
+    let t = ed_token(json!({"cnf": {"jkt": jkt_of(&k)}}));
+    let htu = format!("{EDGE}/api/x");
+    // Without the secret the gate cannot make nonces: closed.
+    let p = dpop_proof(&k, "GET", &htu, &t, NOW, "n-0", json!({}), json!({}));
+    refused(decide(&gate, &io, &dpop_req("/api/x", &t, &p)), 500, "config_invalid", Www::Absent);
+    io.set_secret("EDGEWARD_DPOP_NONCE_SECRET", "nonce-secret-0123456789abcdef0123456789");
+    // No nonce: the challenge carries one.
+    let p = dpop_proof(&k, "GET", &htu, &t, NOW, "n-1", json!({}), json!({}));
+    let rf =
+        refused(decide(&gate, &io, &dpop_req("/api/x", &t, &p)), 401, "dpop_nonce_required", Www::Starts("DPoP realm=\"edgeward\", error=\"use_dpop_nonce\""));
+    let nonce = hdr(&rf.response.headers, "dpop-nonce").expect("a DPoP-Nonce header").to_string();
+    let p = dpop_proof(&k, "GET", &htu, &t, NOW, "n-2", json!({}), json!({"nonce": nonce}));
+    forwarded(decide(&gate, &io, &dpop_req("/api/x", &t, &p)));
+    // A forged or stale nonce: challenged again.
+    let p = dpop_proof(&k, "GET", &htu, &t, NOW, "n-3", json!({}), json!({"nonce": b64(&[0u8; 24])}));
+    refused(decide(&gate, &io, &dpop_req("/api/x", &t, &p)), 401, "dpop_nonce_required", Www::Starts("DPoP realm="));
+    io.advance_secs(601);
+    let t2 = ed_token(json!({"cnf": {"jkt": jkt_of(&k)}, "iat": io.now_secs() - 10, "exp": io.now_secs() + 600}));
+    let p = dpop_proof(&k, "GET", &htu, &t2, io.now_secs(), "n-4", json!({}), json!({"nonce": nonce}));
+    refused(decide(&gate, &io, &dpop_req("/api/x", &t2, &p)), 401, "dpop_nonce_required", Www::Starts("DPoP realm="));
+}
+
+#[test]
+fn certificate_bound_tokens() {
+    use sha2::Digest;
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let cert_der = b"a client certificate";
+    let fp = sha2::Sha256::digest(cert_der);
+    let t = ed_token(json!({"cnf": {"x5t#S256": b64(&fp)}}));
+    // Without the certificate it is bound to (none, or another one): refused.
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&t)), 401, "certificate_mismatch", Www::InvalidToken);
+    let mut other = req("GET", "/api/x").bearer(&t);
+    other.cert = Some(hex::encode(sha2::Sha256::digest(b"another certificate")));
+    refused(decide(&gate, &io, &other), 401, "certificate_mismatch", Www::InvalidToken);
+    // A header claiming a certificate is not a certificate.
+    let spoof = req("GET", "/api/x").bearer(&t).header("cf-client-cert-sha256", &hex::encode(fp));
+    refused(decide(&gate, &io, &spoof), 401, "certificate_mismatch", Www::InvalidToken);
+    let mut ok = req("GET", "/api/x").bearer(&t);
+    ok.cert = Some(hex::encode(fp));
+    let f = forwarded(decide(&gate, &io, &ok));
+    assert_eq!(hdr(&f.plan.headers, "x-edgeward-cnf"), Some("mtls"));
+    assert_eq!(hdr(&f.plan.headers, "x-edgeward-x5t-s256"), Some(b64(&fp).as_str()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2417,6 +2616,11 @@ fn io_calls_per_request_for_the_common_cases() {
 
 /// The tests whose refusals are checked with `refused`/`check_refusal` (each records its codes).
 const REFUSAL_TESTS: &[fn()] = &[
+    dpop_bound_token_with_its_proof,
+    dpop_each_failed_check_has_its_code,
+    dpop_route_modes_and_downgrade,
+    dpop_server_nonces,
+    certificate_bound_tokens,
     websocket_upgrades_only_where_allowed,
     websocket_token_in_a_subprotocol,
     per_route_origins_and_timeouts,

@@ -29,8 +29,13 @@ use std::sync::Arc;
 /// revocations, the ledger, `sub`-keyed limits), `jti` and `iat` (revocations, the ledger).
 pub const ALWAYS_READ: [&str; 4] = ["iat", "iss", "jti", "sub"];
 
+/// The confirmation members of `cnf` (RFC 7800) a decision reads, kept under these flattened
+/// names: the DPoP key thumbprint (RFC 9449) and the client certificate thumbprint (RFC 8705).
+/// Only the nested members are read under these names, never a top-level claim so named.
+pub const CONFIRMATION: [&str; 2] = ["cnf.jkt", "cnf.x5t#S256"];
+
 /// The names of the claims a decision reads after verification under a policy, sorted, each
-/// once: [`ALWAYS_READ`], every `forward_claims` claim, and the claims the rate limits read
+/// once: [`ALWAYS_READ`], [`CONFIRMATION`], every `forward_claims` claim, and the claims the rate limits read
 /// (`limit_claims`: `azp` and `client_id` for a `client_id`-keyed limit, each `claim:NAME` limit
 /// key, each `tier_claim`; see `RateLimitPolicy::claims_read`). `exp`, `kid`, `alg` and the
 /// scopes (from `scope` and `scp`) are kept on their own.
@@ -38,7 +43,7 @@ pub const ALWAYS_READ: [&str; 4] = ["iat", "iss", "jti", "sub"];
 /// Every reader of a token's claims on the request path is listed here; one that is not would
 /// read nothing, on a fresh verification and a cache hit alike.
 pub fn claims_read(forward_claims: &[(String, String)], limit_claims: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut names: Vec<String> = ALWAYS_READ.iter().map(|s| (*s).to_string()).collect();
+    let mut names: Vec<String> = ALWAYS_READ.iter().chain(&CONFIRMATION).map(|s| (*s).to_string()).collect();
     names.extend(forward_claims.iter().map(|(_, c)| c.clone()));
     names.extend(limit_claims);
     names.sort();
@@ -121,7 +126,11 @@ impl Packed {
             string(&mut b, s);
         }
         for name in f.keep {
-            let Some(v) = f.claims.get(name) else { continue };
+            let found = match name.strip_prefix("cnf.") {
+                Some(member) if CONFIRMATION.contains(&name.as_str()) => f.claims.get("cnf").and_then(|c| c.get(member)),
+                _ => f.claims.get(name),
+            };
+            let Some(v) = found else { continue };
             let at = b.len();
             string(&mut b, name);
             match v {
@@ -384,7 +393,9 @@ mod tests {
     fn claims_read_lists_every_reader() {
         let forward = vec![("x-a".to_string(), "email".to_string()), ("x-b".to_string(), "sub".to_string())];
         let limits = ["plan", "azp", "tier", "client_id", "plan"].map(str::to_string);
-        assert_eq!(claims_read(&forward, limits), ["azp", "client_id", "email", "iat", "iss", "jti", "plan", "sub", "tier"]);
-        assert_eq!(claims_read(&[], []), ALWAYS_READ);
+        assert_eq!(claims_read(&forward, limits), ["azp", "client_id", "cnf.jkt", "cnf.x5t#S256", "email", "iat", "iss", "jti", "plan", "sub", "tier"]);
+        let mut base: Vec<&str> = ALWAYS_READ.iter().chain(&CONFIRMATION).copied().collect();
+        base.sort_unstable();
+        assert_eq!(claims_read(&[], []), base);
     }
 }

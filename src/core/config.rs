@@ -17,6 +17,7 @@ use super::apikey::KeyEnv;
 use super::canonical::{is_tchar, PathRules, RequestPolicy};
 use super::cookie::{CookiePolicy, CsrfPolicy};
 use super::cors::{CorsConfig, CorsPolicy};
+use super::dpop::{DpopConfig, DpopPolicy};
 use super::jwks_cache::JwksCacheConfig;
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
 use super::request::validate_origin;
@@ -84,6 +85,9 @@ pub struct EdgewardConfig {
     /// CORS answered at the edge; absent = no CORS headers.
     #[serde(default)]
     pub cors: Option<CorsConfig>,
+    /// DPoP proofs (RFC 9449).
+    #[serde(default)]
+    pub dpop: DpopConfig,
     /// Verified-token cache.
     #[serde(default)]
     pub token_cache: TokenCacheConfig,
@@ -274,6 +278,8 @@ pub struct Policy {
     pub csrf: CsrfPolicy,
     /// CORS, if configured.
     pub cors: Option<CorsPolicy>,
+    /// DPoP.
+    pub dpop: DpopPolicy,
     /// Verified-token cache.
     pub token_cache: TokenCacheConfig,
     /// Rate limits.
@@ -351,6 +357,7 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("cookies", probe::<CookiePolicy>),
         ("csrf", probe::<CsrfPolicy>),
         ("cors", probe::<Option<CorsConfig>>),
+        ("dpop", probe::<DpopConfig>),
         ("token_cache", probe::<TokenCacheConfig>),
         ("rate_limits", probe::<RateLimitConfig>),
         ("revocations", probe::<RevocationConfig>),
@@ -438,6 +445,7 @@ impl EdgewardConfig {
         let request_id_header = validate_request_id_header(&self.request_id_header)?;
         self.cookies.validate()?;
         self.csrf.validate()?;
+        let dpop = self.dpop.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
         let cors = match self.cors {
             Some(c) => Some(c.validate(&self.csrf.header, &request_id_header)?),
             None => None,
@@ -537,6 +545,7 @@ impl EdgewardConfig {
             cookies: self.cookies,
             csrf: self.csrf,
             cors,
+            dpop,
             token_cache: self.token_cache,
             rate_limits,
             revocations: self.revocations,

@@ -121,6 +121,30 @@ pub enum AuthError {
     /// A CORS preflight from an origin, or for a method or headers, that `cors` does not allow.
     #[error("CORS preflight refused")]
     CorsRejected,
+    /// The token's `cnf` names a confirmation method the gate does not enforce (only `jkt` and
+    /// `x5t#S256`): accepting it as a bearer token would drop its binding.
+    #[error("token bound by an unsupported confirmation method")]
+    UnsupportedConfirmation,
+    /// A certificate-bound token (`cnf["x5t#S256"]`, RFC 8705) without the client certificate
+    /// it is bound to (none, not verified by the platform, or another one).
+    #[error("token is bound to another client certificate")]
+    CertificateMismatch,
+    /// The DPoP proof (RFC 9449) is missing or fails a check.
+    #[error("DPoP proof refused: {0}")]
+    Dpop(DpopFailure),
+    /// The route wants DPoP server nonces and the proof has none, or a stale one: the client
+    /// retries with this fresh nonce.
+    #[error("DPoP nonce required")]
+    DpopNonce(String),
+    /// A route with `dpop: "required"` and a token that is not sent as a DPoP-bound token.
+    #[error("DPoP required")]
+    DpopRequired,
+    /// A DPoP-bound token (`cnf.jkt`) sent as a bearer token: no downgrade.
+    #[error("DPoP-bound token sent as a bearer token")]
+    DpopBoundAsBearer,
+    /// `Authorization: DPoP` on a route with `dpop: "disabled"`.
+    #[error("DPoP is not accepted on this route")]
+    DpopNotAccepted,
     /// A WebSocket upgrade on a route without `websocket: true`, or not a `GET`.
     #[error("WebSocket upgrade not allowed on this route")]
     WebSocketNotAllowed,
@@ -239,6 +263,75 @@ pub enum ApiKeyFailure {
     Revoked,
 }
 
+/// Which check of a DPoP proof (RFC 9449 §4.3) failed; each has its own code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DpopFailure {
+    /// No `DPoP` header with a bound token or `Authorization: DPoP`.
+    #[error("no DPoP proof")]
+    Missing,
+    /// More than one `DPoP` header (or several proofs in one).
+    #[error("more than one DPoP proof")]
+    Multiple,
+    /// Not a compact JWS with a strict JSON header and claims.
+    #[error("the proof is not a well-formed JWT")]
+    Malformed,
+    /// `typ` is not `dpop+jwt`.
+    #[error("typ is not dpop+jwt")]
+    Typ,
+    /// `alg` is symmetric, `none` or not in `dpop.algorithms`.
+    #[error("alg is not an allowed asymmetric algorithm")]
+    Alg,
+    /// No `jwk` header, a private or unsupported key, or one that does not fit `alg`.
+    #[error("jwk is missing, not a public key, or does not fit alg")]
+    Jwk,
+    /// The signature does not verify with the proof's key.
+    #[error("signature does not verify")]
+    Signature,
+    /// `htm` is not the request's method.
+    #[error("htm is not the request method")]
+    Htm,
+    /// `htu` is not the request's URL (without query and fragment), compared canonically.
+    #[error("htu is not the request URL")]
+    Htu,
+    /// `iat` missing or outside `dpop.iat_window_secs` of now.
+    #[error("iat is missing or outside the accepted window")]
+    Iat,
+    /// `jti` missing or not a string.
+    #[error("jti is missing")]
+    Jti,
+    /// This proof's `jti` was seen already.
+    #[error("the proof was used already")]
+    Replay,
+    /// `ath` missing or not the hash of the access token.
+    #[error("ath is not the hash of the access token")]
+    Ath,
+    /// The token's `cnf.jkt` is not the thumbprint of the proof's key.
+    #[error("the token is bound to another key")]
+    KeyMismatch,
+}
+
+impl DpopFailure {
+    /// The stable reason code.
+    pub fn code(self) -> &'static str {
+        match self {
+            DpopFailure::Missing => "dpop_proof_missing",
+            DpopFailure::Multiple => "dpop_proof_multiple",
+            DpopFailure::Malformed => "dpop_proof_malformed",
+            DpopFailure::Typ => "dpop_typ",
+            DpopFailure::Alg => "dpop_alg",
+            DpopFailure::Jwk => "dpop_jwk",
+            DpopFailure::Signature => "dpop_signature",
+            DpopFailure::Htm => "dpop_htm",
+            DpopFailure::Htu => "dpop_htu",
+            DpopFailure::Iat => "dpop_iat",
+            DpopFailure::Jti => "dpop_jti",
+            DpopFailure::Replay => "dpop_replay",
+            DpopFailure::Ath => "dpop_ath",
+            DpopFailure::KeyMismatch => "dpop_key_mismatch",
+        }
+    }
+}
+
 /// Why a key's text is refused before any lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
@@ -346,6 +439,13 @@ impl AuthError {
             InsufficientScope { .. } => "insufficient_scope",
             CsrfRejected => "csrf_rejected",
             CorsRejected => "cors_rejected",
+            UnsupportedConfirmation => "cnf_unsupported",
+            CertificateMismatch => "certificate_mismatch",
+            Dpop(f) => f.code(),
+            DpopNonce(_) => "dpop_nonce_required",
+            DpopRequired => "dpop_required",
+            DpopBoundAsBearer => "dpop_bound_token_as_bearer",
+            DpopNotAccepted => "dpop_not_accepted",
             WebSocketNotAllowed => "websocket_not_allowed",
             WebSocketProtocolRequired => "websocket_protocol_required",
             RateLimited { .. } => "rate_limited",
@@ -408,6 +508,13 @@ impl AuthError {
             | CorsRejected
             | WebSocketNotAllowed
             | WebSocketProtocolRequired
+            | UnsupportedConfirmation
+            | CertificateMismatch
+            | Dpop(_)
+            | DpopNonce(_)
+            | DpopRequired
+            | DpopBoundAsBearer
+            | DpopNotAccepted
             | RateLimited { .. }
             | MissingApiKey
             | MissingCredential
@@ -464,6 +571,42 @@ impl AuthError {
             AuthError::PathTooLong { .. } => (414, None, "the path is too long".into()),
             AuthError::BadMethod => (400, None, "malformed method".into()),
             AuthError::MethodNotAllowed => (405, None, "this method is not allowed".into()),
+            AuthError::Dpop(f) => {
+                let message = format!("DPoP proof refused: {f}");
+                let www = format!("DPoP realm={realm}, error=\"invalid_dpop_proof\", error_description={}", quote(&message));
+                return Rejection {
+                    status: 401,
+                    code: self.code(),
+                    rfc_error: Some("invalid_dpop_proof"),
+                    message,
+                    www_authenticate: Some(www),
+                    side: self.side(),
+                };
+            }
+            AuthError::DpopNonce(_) => {
+                let message = "a DPoP server nonce is required: retry with the one in DPoP-Nonce".to_string();
+                let www = format!("DPoP realm={realm}, error=\"use_dpop_nonce\", error_description={}", quote(&message));
+                return Rejection {
+                    status: 401,
+                    code: self.code(),
+                    rfc_error: Some("use_dpop_nonce"),
+                    message,
+                    www_authenticate: Some(www),
+                    side: self.side(),
+                };
+            }
+            AuthError::DpopRequired => {
+                let message = "this route takes DPoP-bound tokens only".to_string();
+                return Rejection {
+                    status: 401,
+                    code: self.code(),
+                    rfc_error: None,
+                    message,
+                    www_authenticate: Some(format!("DPoP realm={realm}")),
+                    side: self.side(),
+                };
+            }
+            AuthError::DpopNotAccepted => (401, None, self.to_string()),
             AuthError::WebSocketNotAllowed => (400, None, "this route does not take WebSocket upgrades".into()),
             AuthError::WebSocketProtocolRequired => {
                 (400, None, "a token sent as a WebSocket subprotocol needs another subprotocol for the origin to select".into())
@@ -492,6 +635,9 @@ impl AuthError {
             | AuthError::IssuedInFuture { .. }
             | AuthError::LifetimeTooLong { .. }
             | AuthError::AudienceMismatch
+            | AuthError::UnsupportedConfirmation
+            | AuthError::CertificateMismatch
+            | AuthError::DpopBoundAsBearer
             | AuthError::TokenRevoked => (401, Some("invalid_token"), self.public_description()),
         };
         let www_authenticate = match (status, rfc_error) {

@@ -103,6 +103,9 @@ pub struct Jwk {
     /// SHA-256 fingerprint of the key material (`sha256:` + 16 hex digits); identifies the key in
     /// caches and logs without revealing it.
     pub fingerprint: String,
+    /// Taken from a message (a DPoP proof's `jwk`), not configuration: used once, never cached
+    /// (a client choosing keys could otherwise churn the cache of the issuers' keys).
+    pub from_message: bool,
 }
 
 impl Jwk {
@@ -223,6 +226,33 @@ fn strip_leading_zeros(mut v: Vec<u8>) -> Vec<u8> {
 }
 
 /// Parses one JWK. `Ok(None)`: a well-formed key of a type Edgeward does not verify with.
+/// A public key taken from a message rather than configuration (a DPoP proof's `jwk` header):
+/// an asymmetric signature key with no private member, under the rules of a fetched key (never
+/// `oct`). The error says what is wrong.
+pub fn parse_public_jwk(v: &Value) -> Result<Jwk, String> {
+    if v.as_object().is_some_and(|o| ["d", "p", "q", "dp", "dq", "qi", "k"].iter().any(|m| o.contains_key(*m))) {
+        return Err("the key has private members".into());
+    }
+    let mut key = parse_jwk(v, KeySource::Fetched)?.ok_or_else(|| "not a signature key type Edgeward uses".to_string())?;
+    key.from_message = true;
+    Ok(key)
+}
+
+/// The JWK SHA-256 thumbprint (RFC 7638), base64url: the hash of the key's required members,
+/// in lexicographic order, without whitespace.
+pub fn thumbprint(key: &Jwk) -> String {
+    use sha2::{Digest, Sha256};
+    let m = &key.json;
+    let s = |name: &str| m.get(name).and_then(Value::as_str).unwrap_or("");
+    let canonical = match &key.material {
+        KeyMaterial::Rsa { .. } => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, s("e"), s("n")),
+        KeyMaterial::Ec { .. } => format!(r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#, s("crv"), s("x"), s("y")),
+        KeyMaterial::Ed25519 { .. } => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, s("x")),
+        KeyMaterial::Oct { .. } => format!(r#"{{"k":"{}","kty":"oct"}}"#, s("k")),
+    };
+    super::json::b64url_encode(&Sha256::digest(canonical.as_bytes()))
+}
+
 fn parse_jwk(v: &Value, source: KeySource) -> Result<Option<Jwk>, String> {
     let o = v.as_object().ok_or("not a JSON object")?;
     let kty = opt_str(o, "kty")?.ok_or("\"kty\" missing")?;
@@ -305,7 +335,7 @@ fn parse_jwk(v: &Value, source: KeySource) -> Result<Option<Jwk>, String> {
     let public: Map<String, Value> =
         o.iter().filter(|(k, _)| matches!(k.as_str(), "kty" | "crv" | "n" | "e" | "x" | "y" | "k")).map(|(k, v)| (k.clone(), v.clone())).collect();
     let fingerprint = super::log::fingerprint(serde_json::to_string(&public).unwrap_or_default().as_bytes());
-    Ok(Some(Jwk { kid, alg, key_use, key_ops, material, json: public, fingerprint }))
+    Ok(Some(Jwk { kid, alg, key_use, key_ops, material, json: public, fingerprint, from_message: false }))
 }
 
 #[cfg(test)]
@@ -318,6 +348,27 @@ mod tests {
         let mut n = vec![0xffu8; bits / 8];
         n[0] = 0xc1;
         b64url_encode(&n)
+    }
+
+    #[test]
+    fn rfc7638_thumbprint_example() {
+        // RFC 7638 §3.1.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let key = parse_public_jwk(&json!({"kty": "RSA", "n": n, "e": "AQAB", "alg": "RS256", "kid": "2011-04-29"})).unwrap();
+        assert_eq!(thumbprint(&key), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        // Members other than the required ones do not count.
+        let bare = parse_public_jwk(&json!({"e": "AQAB", "kty": "RSA", "n": n})).unwrap();
+        assert_eq!(thumbprint(&bare), thumbprint(&key));
+    }
+
+    #[test]
+    fn public_jwk_from_a_message() {
+        assert!(parse_public_jwk(&json!({"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"})).is_err());
+        let mut ec = json!({"kty": "EC", "crv": "P-256", "x": b64url_encode(&[1u8; 32]), "y": b64url_encode(&[2u8; 32])});
+        assert!(parse_public_jwk(&ec).is_ok());
+        ec["d"] = json!(b64url_encode(&[3u8; 32]));
+        assert_eq!(parse_public_jwk(&ec).unwrap_err(), "the key has private members");
+        assert!(parse_public_jwk(&json!({"kty": "OKP", "crv": "X25519", "x": b64url_encode(&[1u8; 32])})).is_err());
     }
 
     #[test]

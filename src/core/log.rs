@@ -35,6 +35,8 @@ pub(crate) fn sha256_64(bytes: &[u8]) -> u64 {
 pub enum CredentialSource {
     /// `Authorization: Bearer`.
     Header,
+    /// `Authorization: DPoP` (a DPoP-bound token with its proof).
+    Dpop,
     /// The configured cookie.
     Cookie,
     /// The configured query parameter.

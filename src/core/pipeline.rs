@@ -25,6 +25,8 @@ use super::apikey::{hash_storage_key, key_hash, KeyRecord, PresentedKey, Verifie
 use super::config::Policy;
 use super::cookie::{check_csrf, clearing_cookie, csrf_cookie, enforce, request_cookie, CookieAction};
 use super::cors::{is_preflight, requested_method, CorsPolicy, Preflight};
+use super::dpop::{self, DpopMode};
+use super::error::DpopFailure;
 use super::error::{ApiKeyFailure, AuthError};
 use super::identity::Identity;
 use super::io::{Deferred, GateIo, Level};
@@ -71,6 +73,10 @@ pub struct Incoming<'a> {
     pub request_id: &'a str,
     /// When the request arrived (ms since the Unix epoch).
     pub now_ms: i64,
+    /// The SHA-256 fingerprint (hex) of the client certificate the platform verified for this
+    /// connection (mutual TLS), if any: what certificate-bound tokens are checked against. Never
+    /// taken from a header.
+    pub client_cert_sha256: Option<&'a str>,
 }
 
 /// What to do with a request.
@@ -213,6 +219,14 @@ impl Principal {
     }
 }
 
+/// What the request's connection adds to its headers: a WebSocket upgrade (on a route that takes
+/// it), and the client certificate the platform verified.
+#[derive(Debug, Clone, Copy)]
+struct Connection<'r> {
+    upgrade: bool,
+    client_cert: Option<&'r str>,
+}
+
 /// An approved WebSocket: its credential, kept to end the socket when it expires or is revoked
 /// ([`Gate::watch_socket`]).
 #[derive(Debug)]
@@ -231,6 +245,13 @@ enum Refetch {
 /// Every key the issuer may verify with: inline keys first, then fetched ones.
 pub fn issuer_keys<'k>(policy: &'k Policy, fetched: Option<&'k KeySet>, issuer: usize) -> impl Iterator<Item = &'k Jwk> + Clone {
     policy.issuers[issuer].inline_keys.keys.iter().chain(fetched.into_iter().flat_map(|s| s.keys.iter()))
+}
+
+/// A client certificate's SHA-256 thumbprint as `cnf["x5t#S256"]` spells it (base64url), from
+/// the platform's hex fingerprint; `None` if that is not 64 hex digits.
+fn cert_thumbprint(hex_fp: &str) -> Option<String> {
+    let b = hex::decode(hex_fp.trim()).ok().filter(|b| b.len() == 32)?;
+    Some(super::json::b64url_encode(&b))
 }
 
 fn secs(ms: i64) -> i64 {
@@ -266,8 +287,21 @@ pub fn refusal(e: &AuthError, policy: Option<&Policy>, log: &mut DecisionLog<'_>
         ("cache-control".to_string(), "no-store".to_string()),
         (policy.map_or("x-request-id", |p| p.request_id_header.as_str()).to_string(), log.request_id.to_string()),
     ];
-    if let Some(w) = r.www_authenticate {
+    if let Some(mut w) = r.www_authenticate {
+        // A token sent with DPoP is challenged in that scheme (RFC 9449 §7.1), with the
+        // algorithms a proof may use.
+        if log.credential == Some(CredentialSource::Dpop) {
+            if let Some(rest) = w.strip_prefix("Bearer ") {
+                w = format!("DPoP {rest}");
+            }
+        }
+        if let (true, Some(p)) = (w.starts_with("DPoP "), policy) {
+            w.push_str(&format!(", algs=\"{}\"", p.dpop.algs()));
+        }
         headers.push(("www-authenticate".into(), w));
+    }
+    if let AuthError::DpopNonce(n) = e {
+        headers.push(("dpop-nonce".into(), n.clone()));
     }
     match e {
         AuthError::RateLimited { retry_after_secs, headers: h, .. } => {
@@ -381,7 +415,8 @@ impl Gate {
             return self.refuse(&AuthError::WebSocketNotAllowed, log);
         }
         let view = RequestView { method: &canon.method, path: &canon.path, query, headers: req.headers, client_ip, origin };
-        let (principal, limit_headers) = match self.gate(io, &view, upgrade, now, req.now_ms, &mut log).await {
+        let conn = Connection { upgrade, client_cert: req.client_cert_sha256 };
+        let (principal, limit_headers) = match self.gate(io, &view, conn, now, req.now_ms, &mut log).await {
             Ok(v) => v,
             Err(e) => {
                 let mut response = refusal(&e, Some(policy), &mut log);
@@ -428,7 +463,7 @@ impl Gate {
         &self,
         io: &I,
         view: &RequestView<'_>,
-        upgrade: bool,
+        conn: Connection<'_>,
         now: i64,
         now_ms: i64,
         log: &mut DecisionLog<'_>,
@@ -441,7 +476,7 @@ impl Gate {
         self.pre_auth_limit(io, view.client_ip, now_ms).await?;
         let accepts = policy.routes.accepts(view.method, view.path);
         let mut places = CredentialPlaces::from(policy);
-        places.websocket_protocol = upgrade;
+        places.websocket_protocol = conn.upgrade;
         let Some(Credential { token, source }) = extract_credential(view, places)? else {
             return Err(match accepts {
                 Accepts::Jwt => AuthError::MissingToken,
@@ -469,11 +504,13 @@ impl Gate {
                 }
                 if source == CredentialSource::Cookie {
                     check_csrf(view, &policy.csrf)?;
-                    if upgrade {
+                    if conn.upgrade {
                         websocket::check_cookie_origin(view.headers, view.origin, &policy.csrf.allowed_origins)?;
                     }
                 }
-                Principal::Token(Box::new(self.verify_jwt(io, &token, &hash, now, log).await?))
+                let verified = self.verify_jwt(io, &token, &hash, now, log).await?;
+                self.check_binding(io, view, source, &token, &verified, conn.client_cert, now, log).await?;
+                Principal::Token(Box::new(verified))
             }
         };
         // One tail for both kinds: revocations (snapshot, and the ledger on sensitive routes),
@@ -483,6 +520,72 @@ impl Gate {
         who.authorize(&requirement)?;
         let limits = self.limits(io, view, who, now_ms).await?;
         Ok((Some(principal), limits))
+    }
+
+    /// A sender-constrained token's proof of possession: a certificate-bound token
+    /// (`cnf["x5t#S256"]`) only over a connection with that client certificate; a DPoP-bound one
+    /// (`cnf.jkt`) only as `Authorization: DPoP` with a valid proof ([`super::dpop`]), never as a
+    /// bearer token; the route's `dpop` mode. Runs on every request, cache hits included (a
+    /// proof is good for one request).
+    #[allow(clippy::too_many_arguments)]
+    async fn check_binding<I: GateIo>(
+        &self,
+        io: &I,
+        view: &RequestView<'_>,
+        source: CredentialSource,
+        raw: &str,
+        t: &VerifiedToken,
+        client_cert: Option<&str>,
+        now: i64,
+        log: &mut DecisionLog<'_>,
+    ) -> Result<(), AuthError> {
+        let policy = &self.policy;
+        if let Some(x5t) = t.cert_thumbprint() {
+            if client_cert.and_then(cert_thumbprint).as_deref() != Some(x5t) {
+                return Err(AuthError::CertificateMismatch);
+            }
+        }
+        let mode = policy.routes.dpop(view.method, view.path);
+        if source != CredentialSource::Dpop {
+            if t.dpop_jkt().is_some() {
+                return Err(AuthError::DpopBoundAsBearer);
+            }
+            return if mode == DpopMode::Required { Err(AuthError::DpopRequired) } else { Ok(()) };
+        }
+        if mode == DpopMode::Disabled {
+            return Err(AuthError::DpopNotAccepted);
+        }
+        let d = &policy.dpop;
+        let pending = dpop::parse_proof(dpop::the_proof(view.headers)?, d)?;
+        let job = pending.job().ok_or(AuthError::Dpop(DpopFailure::Signature))?;
+        let proof = io.verify_signature(&job).await.map_err(|e| if e == AuthError::BadSignature { AuthError::Dpop(DpopFailure::Signature) } else { e })?;
+        let (claims, key) = pending.finish(proof)?;
+        let secret = match &d.nonce_secret {
+            None => None,
+            Some(name) => match io.secret(name).filter(|s| s.len() >= 32) {
+                Some(s) => Some(s),
+                None => {
+                    log.detail = Some(format!("dpop.nonce is on and the Worker secret {name} is missing or shorter than 32 characters"));
+                    return Err(AuthError::ConfigInvalid);
+                }
+            },
+        };
+        let nonces = secret.as_deref().map(|s| dpop::Nonces::new(s.as_bytes(), d.nonce_slot_secs));
+        let nonce_check = nonces.as_ref().map(|n| move |got: Option<&str>| if got.is_some_and(|g| n.accepts(g, now)) { Ok(()) } else { Err(n.current(now)) });
+        let ctx = dpop::ProofContext { method: view.method, origin: view.origin, path: view.path, token: raw, now };
+        let checked = dpop::check_claims(
+            &claims,
+            &key,
+            &ctx,
+            t.dpop_jkt(),
+            d,
+            |p| super::canonical::canonical_path(p, &policy.path_rules).ok(),
+            nonce_check.as_ref().map(|c| c as dpop::NonceCheck<'_>),
+        )?;
+        if !self.state.dpop_replay.borrow_mut().first_use(&checked, now) {
+            return Err(AuthError::Dpop(DpopFailure::Replay));
+        }
+        Ok(())
     }
 
     /// Step 8 for an authenticated principal: the edge copy of the revocation set, and on

@@ -258,6 +258,7 @@ impl RateLimitConfig {
                         origin: None,
                         timeout_ms: None,
                         websocket: false,
+                        dpop: Default::default(),
                     }])
                     .map_err(|(_, m)| (f("path"), m))?,
                 ),

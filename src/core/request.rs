@@ -148,6 +148,12 @@ pub fn extract_credential<'p>(req: &RequestView<'_>, places: impl Into<Credentia
                 return Err(AuthError::MalformedToken);
             }
             found.push(Credential { token: token.to_string(), source: CredentialSource::Header });
+        } else if scheme.eq_ignore_ascii_case("dpop") {
+            let token = rest.trim();
+            if token.is_empty() {
+                return Err(AuthError::MalformedToken);
+            }
+            found.push(Credential { token: token.to_string(), source: CredentialSource::Dpop });
         } else if scheme.eq_ignore_ascii_case("apikey") {
             let key = rest.trim();
             if key.is_empty() {
@@ -278,6 +284,7 @@ pub fn plan_forward<'p>(
             || connection_listed.contains(&n)
             || n == "host"
             || n == "authorization"
+            || n == "dpop"
             || n.starts_with(RESERVED_HEADER_PREFIX)
             || rules.protected_headers.contains(&n)
             || canonical::FORWARDED_HEADERS.contains(&n.as_str())
@@ -332,6 +339,16 @@ pub fn plan_forward<'p>(
         headers.push(("x-edgeward-auth".into(), v.kind().into()));
         if let Some(id) = v.api_key_id() {
             headers.push(("x-edgeward-key-id".into(), id.into()));
+        }
+        // A sender-constrained token got here only with its proof of possession checked.
+        if let Identity::Token(t) = v {
+            if let Some(jkt) = t.dpop_jkt() {
+                headers.push(("x-edgeward-cnf".into(), "dpop".into()));
+                headers.push(("x-edgeward-jkt".into(), jkt.into()));
+            } else if let Some(x5t) = t.cert_thumbprint() {
+                headers.push(("x-edgeward-cnf".into(), "mtls".into()));
+                headers.push(("x-edgeward-x5t-s256".into(), x5t.into()));
+            }
         }
         for (header, claim) in rules.forward_claims {
             if let Some(value) = v.claim_value(claim) {

@@ -56,6 +56,9 @@ pub struct Route {
     /// (`websocket_not_allowed`), never forwarded.
     #[serde(default)]
     pub websocket: bool,
+    /// DPoP on this rule ([`super::dpop`]): `required`, `allowed` (default) or `disabled`.
+    #[serde(default)]
+    pub dpop: super::dpop::DpopMode,
 }
 
 /// Shortest accepted origin timeout (ms).
@@ -192,6 +195,11 @@ impl RouteTable {
     /// True if the first rule matching the request is marked `sensitive`.
     pub fn is_sensitive(&self, method: &str, path: &str) -> bool {
         self.rule(method, path).is_some_and(|r| r.sensitive)
+    }
+
+    /// The request's rule's `dpop` (unmatched paths: `allowed`).
+    pub fn dpop(&self, method: &str, path: &str) -> super::dpop::DpopMode {
+        self.rule(method, path).map_or_else(Default::default, |r| r.dpop)
     }
 
     /// Which credentials the request's route takes (unmatched paths: JWTs).

@@ -58,6 +58,8 @@ pub struct IsolateState {
     pub(crate) limiter: RefCell<LocalLimiter>,
     /// Live-key evictions of the limiter last logged, and when (ms; see `Gate::local_limit`).
     pub(crate) evictions_reported: Cell<(u64, i64)>,
+    /// The DPoP proofs accepted, until each could no longer be accepted anyway.
+    pub(crate) dpop_replay: RefCell<super::dpop::ReplayCache>,
 }
 
 impl IsolateState {
@@ -80,6 +82,7 @@ impl IsolateState {
                 waiters: Vec::new(),
             }),
             limiter: RefCell::new(LocalLimiter::new(policy.rate_limits.local_capacity)),
+            dpop_replay: RefCell::new(super::dpop::ReplayCache::new(policy.dpop.replay_capacity)),
             evictions_reported: Cell::new((0, i64::MIN / 2)),
         }
     }

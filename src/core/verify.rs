@@ -238,6 +238,63 @@ impl SignatureProof {
     }
 }
 
+/// The job for `token`'s signature under `key` (which must fit its `alg`); `None` when the
+/// signature is not of the length the algorithm and key make.
+fn signature_job<'a>(token: &'a UnverifiedToken<'_>, key: &'a Jwk, token_id: u64) -> Option<SignatureJob<'a>> {
+    let alg = token.header.alg;
+    let sig = &token.signature;
+    let expected = match (&key.material, alg.key_family()) {
+        (KeyMaterial::Rsa { n, .. }, KeyFamily::Rsa) => n.len(),
+        (KeyMaterial::Ec { curve, .. }, KeyFamily::Ec(_)) => 2 * curve.coordinate_len(),
+        (KeyMaterial::Ed25519 { .. }, KeyFamily::Ed25519) => 64,
+        (KeyMaterial::Oct { .. }, KeyFamily::Oct) => alg.hash_len(),
+        _ => return None,
+    };
+    (sig.len() == expected).then(|| SignatureJob { alg, key, signing_input: token.signing_input.as_bytes(), signature: sig, compact: token.raw, token_id })
+}
+
+/// A proof JWT signed by a key it carries itself — a DPoP proof (RFC 9449), whose `jwk` header is
+/// the one key ever taken from a message, and only to check that very proof — awaiting its
+/// signature check. Only [`PendingProof::finish`] with the [`SignatureProof`] of its own job
+/// yields its claims.
+#[derive(Debug)]
+pub struct PendingProof<'t> {
+    token: UnverifiedToken<'t>,
+    /// Boxed: its address, which a [`SignatureProof`] names, must not change when the proof moves.
+    key: Box<Jwk>,
+    id: u64,
+}
+
+impl<'t> PendingProof<'t> {
+    /// A parsed proof and the public key from its header (which must fit its `alg`).
+    pub fn new(token: UnverifiedToken<'t>, key: Jwk) -> Result<PendingProof<'t>, AuthError> {
+        if key.misfit(token.header.alg).is_some() || key.material.family() == KeyFamily::Oct {
+            return Err(AuthError::Internal);
+        }
+        Ok(PendingProof { token, key: Box::new(key), id: NEXT_TOKEN_ID.fetch_add(1, Ordering::Relaxed) })
+    }
+
+    /// The proof's key.
+    pub fn key(&self) -> &Jwk {
+        &self.key
+    }
+
+    /// The signature check to run; `None` when the signature has the wrong length.
+    pub fn job(&self) -> Option<SignatureJob<'_>> {
+        signature_job(&self.token, &self.key, self.id)
+    }
+
+    /// The proof's claims, once `proof` (from this proof's own job) says its signature verifies.
+    pub fn finish(self, proof: SignatureProof) -> Result<(Map<String, Value>, Jwk), AuthError> {
+        let signature = (self.token.signature.as_ptr() as usize, self.token.signature.len());
+        let signing_input = (self.token.signing_input.as_ptr() as usize, self.token.signing_input.len());
+        if proof.token_id != self.id || proof.signature != signature || proof.signing_input != signing_input || proof.key != &*self.key as *const Jwk as usize {
+            return Err(AuthError::Internal);
+        }
+        Ok((self.token.claims, *self.key))
+    }
+}
+
 /// A token whose signature and claims passed every check. Only [`PendingToken::finish`] makes one
 /// (and [`CachedToken::token`], from one `finish` made).
 ///
@@ -301,6 +358,15 @@ impl VerifiedToken {
     /// strings joined by spaces; `None` for anything else.
     pub fn claim_text(&self, name: &str) -> Option<String> {
         self.claim(name).map(|c| c.text())
+    }
+    /// The DPoP key thumbprint the token is bound to (`cnf.jkt`, RFC 9449), if any.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.text_claim("cnf.jkt")
+    }
+    /// The client certificate thumbprint the token is bound to (`cnf["x5t#S256"]`, RFC 8705), if
+    /// any.
+    pub fn cert_thumbprint(&self) -> Option<&str> {
+        self.text_claim("cnf.x5t#S256")
     }
     /// `sub`, if present.
     pub fn subject(&self) -> Option<&str> {
@@ -435,22 +501,10 @@ impl<'t> PendingToken<'t> {
     /// The signature job for `key`, after checking the signature has the exact length the
     /// algorithm and key demand (ECDSA: raw R‖S, never DER).
     pub fn job<'a>(&'a self, key: &'a Jwk) -> Result<SignatureJob<'a>, AuthError> {
-        let alg = self.token.header.alg;
-        if key.misfit(alg).is_some() {
+        if key.misfit(self.token.header.alg).is_some() {
             return Err(AuthError::Internal);
         }
-        let sig = &self.token.signature;
-        let expected = match (&key.material, alg.key_family()) {
-            (KeyMaterial::Rsa { n, .. }, KeyFamily::Rsa) => n.len(),
-            (KeyMaterial::Ec { curve, .. }, KeyFamily::Ec(_)) => 2 * curve.coordinate_len(),
-            (KeyMaterial::Ed25519 { .. }, KeyFamily::Ed25519) => 64,
-            (KeyMaterial::Oct { .. }, KeyFamily::Oct) => alg.hash_len(),
-            _ => return Err(AuthError::Internal),
-        };
-        if sig.len() != expected {
-            return Err(AuthError::BadSignature);
-        }
-        Ok(SignatureJob { alg, key, signing_input: self.token.signing_input.as_bytes(), signature: sig, compact: self.token.raw, token_id: self.id })
+        signature_job(&self.token, key, self.id).ok_or(AuthError::BadSignature)
     }
 
     /// Checks the claims and returns the verified token: the facts decisions read packed, the
@@ -473,6 +527,7 @@ impl<'t> PendingToken<'t> {
             }
         }
         let scopes = scopes(c)?;
+        confirmation(c)?;
         let leeway = rules.leeway_secs as f64;
         let nowf = now as f64;
         match exp {
@@ -553,6 +608,22 @@ fn numeric(c: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, Au
         },
         Some(_) => Err(AuthError::MalformedClaims(msg)),
     }
+}
+
+/// Checks `cnf` (RFC 7800): absent, or an object whose members are confirmation methods the gate
+/// enforces — `jkt` (DPoP) and `x5t#S256` (a client certificate), non-empty strings. A token
+/// bound by any other method is refused: accepting it as a bearer token would drop its binding.
+fn confirmation(c: &Map<String, Value>) -> Result<(), AuthError> {
+    let Some(cnf) = c.get("cnf") else { return Ok(()) };
+    let o = cnf.as_object().ok_or(AuthError::MalformedClaims("cnf is not an object"))?;
+    for (k, v) in o {
+        match k.as_str() {
+            "jkt" | "x5t#S256" if v.as_str().is_some_and(|s| !s.is_empty()) => {}
+            "jkt" | "x5t#S256" => return Err(AuthError::MalformedClaims("a cnf member is not a non-empty string")),
+            _ => return Err(AuthError::UnsupportedConfirmation),
+        }
+    }
+    Ok(())
 }
 
 fn scopes(c: &Map<String, Value>) -> Result<Vec<String>, AuthError> {

@@ -22,7 +22,8 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     let method = req.inner().method();
     let url = req.inner().url();
     let headers: Vec<(String, String)> = req.headers().entries().collect();
-    let incoming = Incoming { method: &method, url: &url, headers: &headers, request_id: &rid, now_ms: start };
+    let cert = client_certificate(&req);
+    let incoming = Incoming { method: &method, url: &url, headers: &headers, request_id: &rid, now_ms: start, client_cert_sha256: cert.as_deref() };
     let gate = match &iso.gate {
         Ok(g) => g.clone(),
         Err(e) => return Ok(send_refusal(Refusal::unconfigured(&incoming, e.to_string()))),
@@ -252,6 +253,19 @@ extern "C" {
     fn readable(this: &WatchedBody) -> worker::web_sys::ReadableStream;
     #[wasm_bindgen(method, getter)]
     fn done(this: &WatchedBody) -> worker::js_sys::Promise;
+}
+
+/// The SHA-256 fingerprint (hex) of the client certificate Cloudflare verified for this
+/// connection (`request.cf.tlsClientAuth`: `certVerified` is `SUCCESS`), if any.
+fn client_certificate(req: &Request) -> Option<String> {
+    use worker::js_sys::Reflect;
+    use worker::wasm_bindgen::JsValue;
+    let get = |o: &JsValue, k: &str| Reflect::get(o, &JsValue::from_str(k)).ok().filter(|v| !v.is_undefined() && !v.is_null());
+    let auth = get(req.inner().as_ref(), "cf").and_then(|cf| get(&cf, "tlsClientAuth"))?;
+    if get(&auth, "certVerified")?.as_string()? != "SUCCESS" {
+        return None;
+    }
+    get(&auth, "certFingerprintSHA256")?.as_string().filter(|f| f.len() == 64)
 }
 
 /// The origin's `Set-Cookie` headers one by one (`Headers.getSetCookie`).

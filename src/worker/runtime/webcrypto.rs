@@ -96,11 +96,7 @@ pub(crate) async fn import(job: &SignatureJob<'_>, import_alg: &Object) -> Resul
     if let Some(key) = with_cached(job, |r| r.key.clone()) {
         return Ok(key);
     }
-    let jwk_text = serde_json::to_string(job.key.to_json()).map_err(|_| JsValue::from_str("jwk"))?;
-    let jwk = js_sys::JSON::parse(&jwk_text)?;
-    let usages = Array::of1(&JsValue::from_str("verify"));
-    let args = Array::of5(&JsValue::from_str("jwk"), &jwk, import_alg, &JsValue::FALSE, &usages);
-    let crypto_key = call(&subtle()?, "importKey", &args).await?;
+    let crypto_key = import_key(job, import_alg).await?;
     if let Some((_, verify_alg)) = params(job.alg, &job.key.material) {
         KEYS.with(|m| {
             let mut m = m.borrow_mut();
@@ -113,6 +109,15 @@ pub(crate) async fn import(job: &SignatureJob<'_>, import_alg: &Object) -> Resul
         });
     }
     Ok(crypto_key)
+}
+
+/// `crypto.subtle.importKey("jwk", …)` of `job`'s key, for verification.
+async fn import_key(job: &SignatureJob<'_>, import_alg: &Object) -> Result<JsValue, JsValue> {
+    let jwk_text = serde_json::to_string(job.key.to_json()).map_err(|_| JsValue::from_str("jwk"))?;
+    let jwk = js_sys::JSON::parse(&jwk_text)?;
+    let usages = Array::of1(&JsValue::from_str("verify"));
+    let args = Array::of5(&JsValue::from_str("jwk"), &jwk, import_alg, &JsValue::FALSE, &usages);
+    call(&subtle()?, "importKey", &args).await
 }
 
 /// Starts `crypto.subtle.verify` for `job` with its cached key; `None` when the key is not imported.
@@ -131,6 +136,15 @@ pub async fn verify(job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError>
             Ok(SignatureProof::for_job(job))
         } else {
             Err(AuthError::BadSignature)
+        };
+    }
+    if job.key.from_message {
+        // A DPoP proof's own key: imported for this one check, never cached.
+        let Some((import_alg, verify_alg)) = params(job.alg, &job.key.material) else { return Err(AuthError::BadSignature) };
+        let key = import_key(job, &import_alg).await.map_err(|_| AuthError::BadSignature)?;
+        return match super::promise::verify(&verify_alg, &key, job.signature, job.signing_input).await {
+            Ok(_) => Ok(SignatureProof::for_job(job)),
+            Err(_) => Err(AuthError::BadSignature),
         };
     }
     let pending = match start_verify(job) {
