@@ -891,6 +891,78 @@ fn websocket_ends_at_exp_and_on_revocation() {
 }
 
 #[test]
+fn websocket_upgrades_the_runtime_would_not_take_are_refused() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    // workerd takes an upgrade only when the one `Upgrade` value is `websocket`: anything else
+    // naming it would open the origin's socket and then fail the client's. Refused, on any route.
+    let spellings: [&[&str]; 4] = [&["websocket, h2c"], &["h2c, websocket"], &["websocket", "websocket"], &["websocket", "h2c"]];
+    for ups in spellings {
+        let mut r = req("GET", "/ws/chat").bearer(&t);
+        for u in ups {
+            r = r.header("Upgrade", u);
+        }
+        refused(decide(&gate, &io, &r), 400, "websocket_not_allowed", Www::Absent);
+    }
+    // A token already at its exp (within leeway at the check) opens no socket: it would be closed
+    // at once.
+    let at_exp = ed_token(json!({"iat": NOW - 100, "exp": NOW}));
+    refused(decide(&gate, &io, &upgrade("/ws/chat").bearer(&at_exp)), 401, "expired", Www::InvalidToken);
+    assert!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&at_exp))).authenticated, "a plain request within leeway passes");
+}
+
+#[test]
+fn websocket_token_entries_never_reach_the_origin_in_any_spelling() {
+    let gate = gate(&doc_with("request", json!({"underscore_headers": "keep"})));
+    let io = FakeIo::new();
+    let mine = ed_token(json!({}));
+    let unchecked = ed_token(json!({"sub": "someone-else", "iat": NOW - 7200, "exp": NOW - 3600}));
+    // Under an underscore name (read as `HTTP_SEC_WEBSOCKET_PROTOCOL` by CGI-style origins).
+    let f = forwarded(decide(&gate, &io, &upgrade("/ws/chat").bearer(&mine).header("Sec_WebSocket_Protocol", &format!("chat, edgeward.bearer.{unchecked}"))));
+    assert!(!format!("{:?}", f.plan).contains(&unchecked), "{:?}", f.plan.headers);
+    // The prefix in another case, or inside another entry: refused, never forwarded.
+    for entry in [format!("Edgeward.Bearer.{unchecked}"), format!("EDGEWARD.BEARER.{unchecked}"), format!("v1 edgeward.bearer.{unchecked}")] {
+        let r = upgrade("/ws/chat").bearer(&mine).header("Sec-WebSocket-Protocol", &format!("chat, {entry}"));
+        refused(decide(&gate, &io, &r), 401, "malformed_token", Www::InvalidToken);
+        let plain = req("GET", "/public/x").header("Sec-WebSocket-Protocol", &format!("chat, {entry}"));
+        let f = forwarded(decide(&gate, &io, &plain));
+        assert_eq!(hdr(&f.plan.headers, "sec-websocket-protocol"), Some("chat"));
+    }
+}
+
+#[test]
+fn websocket_watch_never_waits_on_another_read_nor_for_long() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    publish_revocations(&io, 1, vec![]);
+    let a = forwarded(decide(&gate, &io, &upgrade("/ws/a").bearer(&ed_token(json!({"jti": "a"})))));
+    let b = forwarded(decide(&gate, &io, &upgrade("/ws/b").bearer(&ed_token(json!({"jti": "b"})))));
+    assert_eq!(watch(&gate, &io, &a), watch(&gate, &io, &b), "every socket of the isolate is due at the same moment");
+    io.advance_secs(10);
+    // a's watch starts the read (slow); b's decides on the copy it has and looks again in a
+    // second, rather than waiting to be resumed by a's (in a's request's context).
+    *io.blocked.borrow_mut() = Some(MANIFEST_KEY.to_string());
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut wa = std::pin::pin!(gate.watch_socket(&io, a.socket.as_ref().unwrap(), io.now_ms()));
+    assert!(wa.as_mut().poll(&mut cx).is_pending(), "a's watch reads the list");
+    let mut wb = std::pin::pin!(gate.watch_socket(&io, b.socket.as_ref().unwrap(), io.now_ms()));
+    assert_eq!(wb.as_mut().poll(&mut cx), Poll::Ready(SocketCheck::Open { recheck_at_ms: Some((NOW + 11) * 1000) }));
+    *io.blocked.borrow_mut() = None;
+    assert!(wa.as_mut().poll(&mut cx).is_ready());
+    // However far the credential's expiry, the next look is within an hour (a JS timer cannot
+    // wait past 24.8 days).
+    let g2 = Gate::new(policy(&doc_with("revocations", json!({"enabled": false}))));
+    let io2 = FakeIo::with_pepper();
+    let k = api_key(45);
+    let mut rec = record_for(&k, 45);
+    rec.expires_at = Some(NOW + 90 * 86_400);
+    store_record(&io2, &k, &rec);
+    let f = forwarded(decide(&g2, &io2, &upgrade("/ws-keys/feed").api_key(&k)));
+    assert_eq!(watch(&g2, &io2, &f), SocketCheck::Open { recheck_at_ms: Some(NOW * 1000 + 3_600_000) });
+}
+
+#[test]
 fn websocket_with_an_api_key_ends_at_its_expiry_or_revocation() {
     let gate = gate(&doc());
     let io = FakeIo::with_pepper();
@@ -2622,6 +2694,8 @@ const REFUSAL_TESTS: &[fn()] = &[
     dpop_server_nonces,
     certificate_bound_tokens,
     websocket_upgrades_only_where_allowed,
+    websocket_upgrades_the_runtime_would_not_take_are_refused,
+    websocket_token_entries_never_reach_the_origin_in_any_spelling,
     websocket_token_in_a_subprotocol,
     per_route_origins_and_timeouts,
     cors_preflights_and_headers_on_every_answer,

@@ -410,10 +410,11 @@ impl Gate {
                 return self.preflight(io, c, req, client_ip, log).await;
             }
         }
-        let upgrade = websocket::is_upgrade(req.headers);
-        if upgrade && !(canon.method == "GET" && policy.routes.rule(&canon.method, &canon.path).is_some_and(|r| r.websocket)) {
-            return self.refuse(&AuthError::WebSocketNotAllowed, log);
-        }
+        let upgrade = match websocket::upgrade(req.headers) {
+            websocket::Upgrade::None => false,
+            websocket::Upgrade::WebSocket if canon.method == "GET" && policy.routes.rule(&canon.method, &canon.path).is_some_and(|r| r.websocket) => true,
+            websocket::Upgrade::WebSocket | websocket::Upgrade::Unusable => return self.refuse(&AuthError::WebSocketNotAllowed, log),
+        };
         let view = RequestView { method: &canon.method, path: &canon.path, query, headers: req.headers, client_ip, origin };
         let conn = Connection { upgrade, client_cert: req.client_cert_sha256 };
         let (principal, limit_headers) = match self.gate(io, &view, conn, now, req.now_ms, &mut log).await {
@@ -448,6 +449,10 @@ impl Gate {
             Err(e) => return self.refuse(&e, log),
         };
         let authenticated = who.is_some();
+        if let Some(exp) = principal.as_ref().and_then(Principal::expires_at).filter(|e| upgrade && e.saturating_mul(1000) <= req.now_ms) {
+            // Within leeway at the check, but a socket would be closed at once: not opened at all.
+            return self.refuse(&AuthError::Expired { now, exp }, log);
+        }
         let socket = upgrade.then(|| {
             websocket::origin_handshake(&mut plan.headers);
             SocketWatch { principal, sensitive: rule.is_some_and(|r| r.sensitive) }
@@ -595,18 +600,21 @@ impl Gate {
             return Ok(());
         }
         self.revocations_ready(io, now).await?;
-        {
-            let edge = self.state.revocations.borrow();
-            match who {
-                Identity::Token(t) => edge.set.check(t, now)?,
-                Identity::ApiKey(k) if edge.set.api_key_revoked(k.id(), now) => return Err(AuthError::ApiKeyInvalid(ApiKeyFailure::Revoked)),
-                Identity::ApiKey(_) => {}
-            }
-        }
+        self.check_edge_copy(who, now)?;
         if sensitive {
             self.check_ledger(io, who).await?;
         }
         Ok(())
+    }
+
+    /// The isolate's copy of the revocation list, as it is (its readiness is the caller's).
+    fn check_edge_copy(&self, who: Identity<'_>, now: i64) -> Result<(), AuthError> {
+        let edge = self.state.revocations.borrow();
+        match who {
+            Identity::Token(t) => edge.set.check(t, now),
+            Identity::ApiKey(k) if edge.set.api_key_revoked(k.id(), now) => Err(AuthError::ApiKeyInvalid(ApiKeyFailure::Revoked)),
+            Identity::ApiKey(_) => Ok(()),
+        }
     }
 
     /// Asks the revocation ledger itself (strict mode: `sensitive` routes, admin JWTs).
@@ -642,35 +650,60 @@ impl Gate {
     /// stale: a revocation ends the socket within `revocations.refresh_secs` (plus a second) of
     /// reaching the edge's KV. One timer per socket, never per message.
     pub async fn watch_socket<I: GateIo>(&self, io: &I, w: &SocketWatch, now_ms: i64) -> SocketCheck {
+        // Never later than an hour: a JS timer cannot wait much longer than 24 days, and nothing
+        // here should depend on one that long.
+        const LONGEST_WAIT_MS: i64 = 3_600_000;
         let Some(p) = &w.principal else { return SocketCheck::Open { recheck_at_ms: None } };
         let key = matches!(p, Principal::Key(_));
         let expires_ms = p.expires_at().map(|s| s.saturating_mul(1000));
         if expires_ms.is_some_and(|e| now_ms >= e) {
             return SocketCheck::Close(if key { CloseReason::ApiKeyExpired } else { CloseReason::TokenExpired });
         }
+        let longest = now_ms.saturating_add(LONGEST_WAIT_MS);
         let cfg = &self.policy.revocations;
         if !cfg.enabled {
-            return SocketCheck::Open { recheck_at_ms: expires_ms };
+            return SocketCheck::Open { recheck_at_ms: Some(expires_ms.map_or(longest, |e| e.min(longest))) };
         }
         let now = secs(now_ms);
         let (loaded_at, attempted_at, loading) = {
             let e = self.state.revocations.borrow();
             (e.loaded_at, e.attempted_at, e.loading)
         };
-        if loading {
-            LoadFinished(&self.state.revocations).await;
-        } else if loaded_at.is_none_or(|t| now - t >= i64::from(cfg.refresh_secs)) && attempted_at.is_none_or(|t| now - t >= 1) && io.has_kv() {
-            self.state.revocations.borrow_mut().attempted_at = Some(now);
-            self.load_revocations(io, now).await;
+        // A watch never waits on a read another request or socket started (it would be resumed
+        // in that one's context, whose timers and sockets are not its own): it reads the list
+        // itself, or decides on the copy it has and looks again in a second.
+        let stale = loaded_at.is_none_or(|t| now - t >= i64::from(cfg.refresh_secs));
+        let mut again_soon = false;
+        if stale {
+            if loading || attempted_at.is_some_and(|t| now - t < 1) || !io.has_kv() {
+                again_soon = true;
+            } else {
+                self.state.revocations.borrow_mut().attempted_at = Some(now);
+                self.load_revocations(io, now).await;
+            }
         }
-        match self.check_revocations(io, p.identity(), w.sensitive, now).await {
+        let loaded_at = self.state.revocations.borrow().loaded_at;
+        match loaded_at {
+            Some(t) if now - t <= i64::from(cfg.max_age_secs) => {}
+            // Nothing usable yet, and a read under way: look again shortly.
+            _ if again_soon && self.state.revocations.borrow().loading => {}
+            _ => return SocketCheck::Close(CloseReason::RevocationsUnavailable),
+        }
+        let verdict = match self.check_edge_copy(p.identity(), now) {
+            Ok(()) if w.sensitive => self.check_ledger(io, p.identity()).await,
+            other => other,
+        };
+        match verdict {
             Ok(()) => {}
             Err(AuthError::RevocationsUnavailable) => return SocketCheck::Close(CloseReason::RevocationsUnavailable),
             Err(_) => return SocketCheck::Close(if key { CloseReason::ApiKeyRevoked } else { CloseReason::TokenRevoked }),
         }
-        let loaded = self.state.revocations.borrow().loaded_at.unwrap_or(now);
-        let stale_at_ms = (loaded + i64::from(cfg.refresh_secs)).max(now + 1).saturating_mul(1000);
-        SocketCheck::Open { recheck_at_ms: Some(expires_ms.map_or(stale_at_ms, |e| e.min(stale_at_ms))) }
+        let next_s = match self.state.revocations.borrow().loaded_at {
+            Some(t) if !again_soon => (t + i64::from(cfg.refresh_secs)).max(now + 1),
+            _ => now + 1,
+        };
+        let next = next_s.saturating_mul(1000).min(longest);
+        SocketCheck::Open { recheck_at_ms: Some(expires_ms.map_or(next, |e| e.min(next))) }
     }
 
     /// The per-IP limit checked before any credential is read (`rate_limits.ip_pre_auth`), for

@@ -279,6 +279,7 @@ pub fn plan_forward<'p>(
     let mut headers: Vec<(String, String)> = Vec::with_capacity(req.headers.len() + 8);
     for (name, value) in req.headers {
         let n = folded_header_name(name);
+        let subprotocols = n == "sec-websocket-protocol";
         let drop = (rp.underscore_headers == UnderscoreHeaders::Drop && name.contains('_'))
             || HOP_BY_HOP.contains(&n.as_str())
             || connection_listed.contains(&n)
@@ -306,7 +307,7 @@ pub fn plan_forward<'p>(
                 continue;
             }
         }
-        if n == "sec-websocket-protocol" {
+        if subprotocols {
             // The token subprotocol never reaches the origin, upgrade or not.
             if let Some(kept) = super::websocket::protocols_without_credential(value) {
                 headers.push((n, kept));

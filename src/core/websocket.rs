@@ -31,10 +31,34 @@ fn values<'h>(headers: &'h [(String, String)], name: &'h str) -> impl Iterator<I
     headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
-/// Whether the request asks for a WebSocket (`Upgrade: websocket`, in any case, among other
-/// tokens). Other upgrades (`h2c`) are not: their header is dropped as hop-by-hop.
-pub fn is_upgrade(headers: &[(String, String)]) -> bool {
-    values(headers, "upgrade").flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+/// What a request's `Upgrade` header asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    /// No WebSocket (no `Upgrade`, or another protocol such as `h2c`: dropped as hop-by-hop).
+    None,
+    /// A WebSocket: one `Upgrade` header whose whole value is `websocket` (in any case), as the
+    /// runtime itself takes it.
+    WebSocket,
+    /// `websocket` among other tokens or in several `Upgrade` headers: the runtime would not take
+    /// it as a WebSocket, so it is refused rather than half-served.
+    Unusable,
+}
+
+/// What the request's `Upgrade` headers ask for.
+pub fn upgrade(headers: &[(String, String)]) -> Upgrade {
+    let all: Vec<&str> = values(headers, "upgrade").collect();
+    let mentions = all.iter().flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case("websocket"));
+    match all.as_slice() {
+        _ if !mentions => Upgrade::None,
+        [v] if v.trim().eq_ignore_ascii_case("websocket") => Upgrade::WebSocket,
+        _ => Upgrade::Unusable,
+    }
+}
+
+/// Whether a subprotocol entry is (or hides) the token prefix, in any case: such an entry is
+/// never forwarded.
+fn names_bearer(entry: &str) -> bool {
+    entry.to_ascii_lowercase().contains(BEARER_PROTOCOL_PREFIX)
 }
 
 /// The token a browser put in `Sec-WebSocket-Protocol` (`edgeward.bearer.<JWT>`), if any.
@@ -45,6 +69,10 @@ pub fn protocol_credential(headers: &[(String, String)]) -> Result<Option<&str>,
     let mut token: Option<&str> = None;
     let mut others = 0;
     for entry in values(headers, "sec-websocket-protocol").flat_map(|v| v.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
+        if names_bearer(entry) && !entry.starts_with(BEARER_PROTOCOL_PREFIX) {
+            // Another case of the prefix, or the prefix inside another entry: never a guess.
+            return Err(AuthError::MalformedToken);
+        }
         match entry.strip_prefix(BEARER_PROTOCOL_PREFIX) {
             Some("") => return Err(AuthError::MalformedToken),
             Some(t) if token.is_some_and(|seen| seen != t) => return Err(AuthError::MalformedToken),
@@ -58,9 +86,10 @@ pub fn protocol_credential(headers: &[(String, String)]) -> Result<Option<&str>,
     }
 }
 
-/// A `Sec-WebSocket-Protocol` value without its credential entries; `None` when nothing is left.
+/// A `Sec-WebSocket-Protocol` value without its credential entries (the prefix in any case,
+/// anywhere in an entry); `None` when nothing is left.
 pub fn protocols_without_credential(value: &str) -> Option<String> {
-    let kept: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty() && !e.starts_with(BEARER_PROTOCOL_PREFIX)).collect();
+    let kept: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty() && !names_bearer(e)).collect();
     (!kept.is_empty()).then(|| kept.join(", "))
 }
 
@@ -201,11 +230,19 @@ mod tests {
     }
 
     #[test]
-    fn upgrade_is_recognized_in_any_case_among_tokens() {
-        assert!(is_upgrade(&h(&[("Upgrade", "websocket")])));
-        assert!(is_upgrade(&h(&[("upgrade", "foo, WebSocket")])));
-        assert!(!is_upgrade(&h(&[("upgrade", "h2c")])));
-        assert!(!is_upgrade(&h(&[("connection", "upgrade")])));
+    fn upgrade_is_taken_as_the_runtime_takes_it() {
+        assert_eq!(upgrade(&h(&[("Upgrade", "websocket")])), Upgrade::WebSocket);
+        assert_eq!(upgrade(&h(&[("upgrade", " WebSocket ")])), Upgrade::WebSocket);
+        for bad in [
+            vec![("upgrade", "foo, WebSocket")],
+            vec![("upgrade", "websocket, h2c")],
+            vec![("upgrade", "websocket"), ("Upgrade", "websocket")],
+            vec![("upgrade", "h2c"), ("Upgrade", "websocket")],
+        ] {
+            assert_eq!(upgrade(&h(&bad)), Upgrade::Unusable, "{bad:?}");
+        }
+        assert_eq!(upgrade(&h(&[("upgrade", "h2c")])), Upgrade::None);
+        assert_eq!(upgrade(&h(&[("connection", "upgrade")])), Upgrade::None);
     }
 
     #[test]
@@ -220,12 +257,16 @@ mod tests {
         assert_eq!(protocol_credential(&two), Ok(Some("x")));
         let diff = h(&[("sec-websocket-protocol", "chat, edgeward.bearer.x, edgeward.bearer.y")]);
         assert_eq!(protocol_credential(&diff), Err(AuthError::MalformedToken));
+        for odd in ["chat, Edgeward.Bearer.x", "chat, EDGEWARD.BEARER.x", "chat, v1 edgeward.bearer.x"] {
+            assert_eq!(protocol_credential(&h(&[("sec-websocket-protocol", odd)])), Err(AuthError::MalformedToken), "{odd}");
+        }
     }
 
     #[test]
     fn credential_entries_are_removed() {
         assert_eq!(protocols_without_credential("chat, edgeward.bearer.a.b.c,v2").as_deref(), Some("chat, v2"));
         assert_eq!(protocols_without_credential("edgeward.bearer.a.b.c"), None);
+        assert_eq!(protocols_without_credential("chat, Edgeward.Bearer.x, v1 EDGEWARD.BEARER.y").as_deref(), Some("chat"));
     }
 
     #[test]

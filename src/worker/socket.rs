@@ -39,14 +39,21 @@ export function edgeward_relay(client, origin, onEnd) {
     s.ended = true;
     onEnd(kind, code, reason);
   };
+  // Binary frames as ArrayBuffers, whatever the compatibility date's default.
+  client.binaryType = 'arraybuffer';
+  origin.binaryType = 'arraybuffer';
   pipe(client, origin, 0);
   pipe(origin, client, 2);
   client.addEventListener('close', (e) => end('client_closed', e.code, e.reason));
   origin.addEventListener('close', (e) => end('origin_closed', e.code, e.reason));
   client.addEventListener('error', () => end('client_error', 1006, ''));
   origin.addEventListener('error', () => end('origin_error', 1006, ''));
-  client.accept();
-  origin.accept();
+  try {
+    client.accept();
+    origin.accept();
+  } catch {
+    return null;
+  }
   return s;
 }
 export function edgeward_relay_close(s, side, code, reason) {
@@ -110,14 +117,18 @@ pub(crate) fn relay(origin: &JsValue, opened: Opened) -> Result<JsValue, JsValue
     let on_end = {
         let (shared, state) = (shared.clone(), state.clone());
         Closure::<dyn FnMut(String, u16, String)>::new(move |kind: String, code: u16, reason: String| {
-            let (ending, other) = match kind.as_str() {
-                "client_closed" => (Ending::ClientClosed, ORIGIN),
-                "origin_closed" => (Ending::OriginClosed, CLIENT),
-                "client_error" => (Ending::ClientError, ORIGIN),
-                _ => (Ending::OriginError, CLIENT),
+            let (ending, closer, other) = match kind.as_str() {
+                "client_closed" => (Ending::ClientClosed, CLIENT, ORIGIN),
+                "origin_closed" => (Ending::OriginClosed, ORIGIN, CLIENT),
+                "client_error" => (Ending::ClientError, CLIENT, ORIGIN),
+                _ => (Ending::OriginError, ORIGIN, CLIENT),
             };
             let sent = relayed_close_code(code);
-            edgeward_relay_close(&state.borrow(), other, u32::from(sent.unwrap_or(0)), &reason);
+            let code = u32::from(sent.unwrap_or(0));
+            // The close goes on to the other side, and is answered on the side that sent it (the
+            // runtime does not answer a Close frame itself at this compatibility date).
+            edgeward_relay_close(&state.borrow(), other, code, &reason);
+            edgeward_relay_close(&state.borrow(), closer, code, &reason);
             let waker = {
                 let mut s = shared.borrow_mut();
                 s.ended = Some((ending, sent, None));
@@ -129,6 +140,14 @@ pub(crate) fn relay(origin: &JsValue, opened: Opened) -> Result<JsValue, JsValue
         })
     };
     let relay_state = edgeward_relay(&server_end, origin, on_end.as_ref().unchecked_ref());
+    if !relay_state.is_object() {
+        // The relay could not start (accept threw): the origin's socket is closed, not left open.
+        let _ = Reflect::get(origin, &JsValue::from_str("close"))
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok())
+            .map(|f| f.call2(origin, &JsValue::from(1011), &JsValue::from_str("relay failed")));
+        return Err(JsValue::from_str("the WebSocket relay did not start"));
+    }
     *state.borrow_mut() = relay_state.clone();
     executor::spawn(watch(opened, shared, relay_state, on_end));
     Ok(client_end)
@@ -149,7 +168,8 @@ async fn watch(o: Opened, shared: Rc<RefCell<Shared>>, relay: JsValue, on_end: C
         };
         match recheck_at_ms {
             Some(at) => {
-                let wait = std::time::Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+                // At most what a JS timer takes (the core never asks for more than an hour).
+                let wait = std::time::Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0).min(i32::MAX as u64));
                 if let Either::Right(_) = select(worker::Delay::from(wait), Ended(&shared)).await {
                     break None;
                 }

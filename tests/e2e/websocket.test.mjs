@@ -129,11 +129,17 @@ describe('websocket: upgrades, frames, closes, the token subprotocol, expiry and
     c.ws.close(4002, 'done here');
     await h.until(() => seen.closed, { timeoutMs: 5000, what: 'the origin to see the close' });
     assert.deepEqual([seen.closed.code, seen.closed.reason], [4002, 'done here']);
+    // The gate answers the client's close (a clean close, not a timeout with 1006).
+    const mine = await closed(c, 5000);
+    assert.equal(mine.code, 4002);
     // The origin closes: the client sees its code and reason.
     const c2 = await connect(worker, '/ws/echo', { headers: h.bearer(t) });
     c2.ws.send('close:4001:origin says bye');
     const cl = await closed(c2);
     assert.deepEqual([cl.code, cl.reason], [4001, 'origin says bye']);
+    const originSide = wsOrigin.upgrades.at(-1);
+    await h.until(() => originSide.closed, { timeoutMs: 5000, what: 'the origin\'s close to be answered' });
+    assert.equal(originSide.closed.code, 4001, 'the origin\'s close is answered cleanly');
     // One line per socket at its end, with its traffic; never the token.
     const line = await worker.waitForJsonLine((o) => o.event === 'websocket_closed' && o.ended === 'client_closed', 5000);
     assert.equal(line.code, 4002);
@@ -209,6 +215,21 @@ describe('websocket: upgrades, frames, closes, the token subprotocol, expiry and
     assert.equal(seen.closed.code, 1008);
     const line = await worker.waitForJsonLine((o) => o.event === 'websocket_closed' && o.reason === 'token_expired', 5000);
     assert.equal(line.ended, 'gate');
+  });
+
+  it('each socket keeps its own watch: one ending does not stop another from closing at its exp', async () => {
+    // Every socket of the isolate re-reads the revocation list at the same moments; a watch that
+    // waited on another socket's read would run on in that socket's request, and stop when it ends.
+    const a = await connect(worker, '/ws/a', { headers: h.bearer(await token({ exp: h.nowSecs() + 600 })) });
+    const expB = h.nowSecs() + 5;
+    const b = await connect(worker, '/ws/b', { headers: h.bearer(await token({ exp: expB })) });
+    assert.ok(a.ws && b.ws);
+    await h.until(() => Date.now() >= (expB - 2) * 1000, { timeoutMs: 10_000, intervalMs: 100, what: 'a few list refreshes' });
+    a.ws.close(1000);
+    await closed(a, 5000);
+    const cl = await closed(b, 10_000);
+    assert.deepEqual([cl.code, cl.reason], [1008, 'token_expired']);
+    assert.ok(cl.at < expB * 1000 + 2000, `closed ${cl.at - expB * 1000} ms after exp`);
   });
 
   it('ends the socket when its token is revoked, within refresh_secs + 2 s of the revocation', async () => {
