@@ -186,9 +186,9 @@ async fn forward(req: Request, gate: &Rc<crate::core::pipeline::Gate>, io: &Work
         }
         rinit.set_status_text(&inner.status_text());
         let body = inner.body().map(|b| {
-            // Relayed chunk by chunk so that an origin failing mid-body is seen: the client's
-            // response is aborted, never ended short and clean, and it is logged.
-            let watched = edgeward_watch_body(&b, fwd.log.request_id, &fwd.log.path, status);
+            // Piped so that an origin failing mid-body is seen: the client's response is
+            // aborted, never ended short and clean, and it is logged.
+            let watched = edgeward_watch_body(&b, &req.inner().signal(), fwd.log.request_id, &fwd.log.path, status);
             io.wait_until(watched.done());
             watched.readable()
         });
@@ -204,51 +204,24 @@ async fn forward(req: Request, gate: &Rc<crate::core::pipeline::Gate>, io: &Work
 }
 
 #[worker::wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
-export function edgeward_watch_body(body, request_id, path, status) {
+export function edgeward_watch_body(body, signal, request_id, path, status) {
   const Pipe = globalThis.IdentityTransformStream ?? TransformStream;
   const { readable, writable } = new Pipe();
-  const reader = body.getReader();
-  const writer = writable.getWriter();
-  // A read that fails is the origin's failure (logged; the client's response is aborted, never
-  // ended short and clean); a write that fails, or the client's side closing, is the client
-  // leaving (the origin's body is cancelled at once, which cancels its fetch). A native pipe
-  // cannot tell the two apart: both error the origin's body the same way.
-  let clientGone = false;
-  writer.closed.catch((e) => {
-    clientGone = true;
-    reader.cancel(e).catch(() => {});
+  // A native pipe (no JS per chunk). When it fails, either the origin failed mid-body (the
+  // client's response is aborted, never ended short and clean: logged) or the client went away
+  // (request.signal, with the enable_request_signal flag; the pipe has cancelled the origin's
+  // body, and so its fetch). The pipe's error alone cannot tell: both look the same.
+  const done = body.pipeTo(writable).catch((e) => {
+    if (signal && signal.aborted) return;
+    const error = String((e && e.message) || e).slice(0, 200);
+    console.error(JSON.stringify({ event: 'origin_aborted', request_id, path, status, error }));
   });
-  const done = (async () => {
-    for (;;) {
-      let chunk;
-      try {
-        chunk = await reader.read();
-      } catch (e) {
-        if (clientGone) return;
-        writer.abort(e).catch(() => {});
-        const error = String((e && e.message) || e).slice(0, 200);
-        console.error(JSON.stringify({ event: 'origin_aborted', request_id, path, status, error }));
-        return;
-      }
-      if (chunk.done) {
-        await writer.close().catch(() => {});
-        return;
-      }
-      try {
-        await writer.write(chunk.value);
-      } catch (e) {
-        clientGone = true;
-        reader.cancel(e).catch(() => {});
-        return;
-      }
-    }
-  })();
   return { readable, done };
 }
 "#)]
 extern "C" {
     type WatchedBody;
-    fn edgeward_watch_body(body: &worker::web_sys::ReadableStream, request_id: &str, path: &str, status: u16) -> WatchedBody;
+    fn edgeward_watch_body(body: &worker::web_sys::ReadableStream, signal: &worker::web_sys::AbortSignal, request_id: &str, path: &str, status: u16) -> WatchedBody;
     #[wasm_bindgen(method, getter)]
     fn readable(this: &WatchedBody) -> worker::web_sys::ReadableStream;
     #[wasm_bindgen(method, getter)]
