@@ -724,6 +724,88 @@ fn certificate_bound_tokens() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Issuers found by discovery
+// ---------------------------------------------------------------------------------------------
+
+const DISC_ISS: &str = "https://login.example/tenant-1";
+
+fn discovery_doc() -> Value {
+    json!({
+        "issuers": [{"issuer": DISC_ISS, "audiences": [AUD], "algorithms": ["ES256"], "discovery": true}],
+        "origin": ORIGIN,
+    })
+}
+
+fn disc_token() -> String {
+    key_seeded(ES256, 31).sign(Some("d-1"), &claims_of(DISC_ISS, json!({})))
+}
+
+fn serve_metadata(io: &FakeIo, url: &str, issuer: &str, jwks_uri: &str) {
+    io.serve_jwks(url, JwksAnswer::Doc { status: 200, cache_control: Some("max-age=900".into()), body: json!({"issuer": issuer, "jwks_uri": jwks_uri}).to_string() });
+}
+
+#[test]
+fn discovery_finds_the_keys_once_and_a_fresh_isolate_reads_its_snapshot() {
+    let d = discovery_doc();
+    let gate = Gate::new(policy(&d));
+    let io = FakeIo::new();
+    let oidc = format!("{DISC_ISS}/.well-known/openid-configuration");
+    serve_metadata(&io, &oidc, DISC_ISS, "https://keys.login.example/t1/jwks");
+    io.serve_jwks("https://keys.login.example/t1/jwks", jwks_doc(vec![key_seeded(ES256, 31).jwk("d-1", json!({"alg": "ES256"}))]));
+    let f = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&disc_token())));
+    assert_eq!(f.log.jwks_fetches, 2, "the metadata, then the keys");
+    let calls = io.take_calls();
+    assert!(calls.starts_with(&[format!("kv_read {}", edgeward::core::pipeline::discovery_snapshot_key(DISC_ISS)), format!("fetch_jwks {oidc}")]), "{calls:?}");
+    assert!(calls.contains(&"fetch_jwks https://keys.login.example/t1/jwks".to_string()));
+    // Fresh: the next token fetches nothing.
+    let t2 = key_seeded(ES256, 31).sign(Some("d-1"), &claims_of(DISC_ISS, json!({"sub": "other"})));
+    assert_eq!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t2))).log.jwks_fetches, 0);
+    // The metadata and keys are snapshotted; a fresh isolate reads them and fetches nothing.
+    for t in io.take_deferred() {
+        run_ready(gate.run_deferred(&io, t)).unwrap();
+    }
+    let fresh = Gate::new(policy(&d));
+    io.take_calls();
+    let f = forwarded(decide(&fresh, &io, &req("GET", "/api/x").bearer(&disc_token())));
+    assert_eq!(f.log.jwks_fetches, 0, "{:?}", io.take_calls());
+    assert!(io.events("discovery_snapshot_restore").iter().any(|(_, e)| e["fresh"] == true));
+}
+
+#[test]
+fn discovery_refuses_metadata_for_another_issuer_and_falls_back_to_rfc8414() {
+    let d = discovery_doc();
+    let gate = Gate::new(policy(&d));
+    let io = FakeIo::new();
+    // Mix-up: the metadata names another issuer (its keys would be someone else's).
+    serve_metadata(&io, &format!("{DISC_ISS}/.well-known/openid-configuration"), "https://login.example/tenant-2", "https://keys.login.example/t2/jwks");
+    io.serve_jwks("https://keys.login.example/t2/jwks", jwks_doc(vec![key_seeded(ES256, 31).jwk("d-1", json!({"alg": "ES256"}))]));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&disc_token())), 503, "jwks_unavailable", Www::Absent);
+    assert!(io.events("discovery_failed")[0].1["error"].as_str().is_some_and(|e| e.contains("another issuer")));
+    assert!(!io.take_calls().contains(&"fetch_jwks https://keys.login.example/t2/jwks".to_string()), "its keys are never fetched");
+    // No OpenID document (404): the RFC 8414 one, its well-known name before the issuer's path.
+    let g2 = Gate::new(policy(&d));
+    let io2 = FakeIo::new();
+    io2.serve_jwks(&format!("{DISC_ISS}/.well-known/openid-configuration"), JwksAnswer::Doc { status: 404, cache_control: None, body: String::new() });
+    serve_metadata(&io2, "https://login.example/.well-known/oauth-authorization-server/tenant-1", DISC_ISS, "https://keys.login.example/t1/jwks");
+    io2.serve_jwks("https://keys.login.example/t1/jwks", jwks_doc(vec![key_seeded(ES256, 31).jwk("d-1", json!({"alg": "ES256"}))]));
+    forwarded(decide(&g2, &io2, &req("GET", "/api/x").bearer(&disc_token())));
+    // An insecure jwks_uri in the metadata is refused like a configured one.
+    let g3 = Gate::new(policy(&d));
+    let io3 = FakeIo::new();
+    serve_metadata(&io3, &format!("{DISC_ISS}/.well-known/openid-configuration"), DISC_ISS, "http://keys.login.example/jwks");
+    refused(decide(&g3, &io3, &req("GET", "/api/x").bearer(&disc_token())), 503, "jwks_unavailable", Www::Absent);
+    // Configuration: discovery needs the issuer, and takes jwks_uri from it.
+    for (issuer, what) in [
+        (json!({"issuer": null, "algorithms": ["ES256"], "discovery": true}), "issuers[0].discovery"),
+        (json!({"issuer": DISC_ISS, "jwks_uri": "https://k.example/jwks", "algorithms": ["ES256"], "discovery": true}), "issuers[0].discovery"),
+        (json!({"issuer": "http://login.example", "algorithms": ["ES256"], "discovery": true}), "issuers[0].issuer"),
+    ] {
+        let e = Policy::from_json(&json!({"issuers": [issuer], "origin": ORIGIN}).to_string()).unwrap_err();
+        assert_eq!(e.field, what);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // WebSockets
 // ---------------------------------------------------------------------------------------------
 

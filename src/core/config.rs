@@ -372,6 +372,7 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("jwks_uri", probe::<Option<String>>),
         ("algorithms", probe::<Vec<String>>),
         ("allow_insecure_jwks_uri", probe::<bool>),
+        ("discovery", probe::<bool>),
     ];
     for required in ["issuers", "origin"] {
         if !map.contains_key(required) {

@@ -73,6 +73,11 @@ pub enum Deferred {
     },
     /// Re-read the revocation snapshot from KV.
     RefreshRevocations,
+    /// Write issuer `issuer`'s discovered metadata to KV.
+    PersistDiscovery {
+        /// Issuer index.
+        issuer: usize,
+    },
 }
 
 impl Deferred {
@@ -81,6 +86,7 @@ impl Deferred {
         match self {
             Deferred::RefreshJwks { .. } => "refresh_jwks",
             Deferred::PersistJwks { .. } => "persist_jwks",
+            Deferred::PersistDiscovery { .. } => "persist_discovery",
             Deferred::RefreshRevocations => "refresh_revocations",
         }
     }

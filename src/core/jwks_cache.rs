@@ -287,27 +287,7 @@ impl IssuerKeyCache {
 
     /// TTL from `Cache-Control`, clamped to the configured bounds.
     pub fn ttl_from(&self, cache_control: Option<&str>) -> i64 {
-        let min = i64::from(self.cfg.min_ttl_secs);
-        let max = i64::from(self.cfg.max_ttl_secs);
-        let mut max_age: Option<i64> = None;
-        for d in cache_control.unwrap_or("").split(',') {
-            let d = d.trim();
-            let (name, value) = d.split_once('=').unwrap_or((d, ""));
-            match name.trim().to_ascii_lowercase().as_str() {
-                "no-store" | "no-cache" => return min,
-                "max-age" => {
-                    let v = value.trim().trim_matches('"');
-                    // RFC 9111 §1.2.2: a delta-seconds too large to represent means "very large".
-                    max_age = match v.parse::<u64>() {
-                        Ok(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
-                        Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Some(i64::MAX),
-                        Err(_) => None,
-                    };
-                }
-                _ => {}
-            }
-        }
-        max_age.unwrap_or(min).clamp(min, max)
+        ttl_from(&self.cfg, cache_control)
     }
 
     /// Takes keys obtained elsewhere (already parsed) as if fetched at `now`, fresh for the
@@ -356,4 +336,30 @@ impl IssuerKeyCache {
             _ => false,
         }
     }
+}
+
+/// TTL from a response's `Cache-Control` (`max-age`; `no-store`/`no-cache`: the minimum),
+/// clamped to `cfg`'s bounds: for JWKS documents and issuer metadata alike.
+pub fn ttl_from(cfg: &JwksCacheConfig, cache_control: Option<&str>) -> i64 {
+    let min = i64::from(cfg.min_ttl_secs);
+    let max = i64::from(cfg.max_ttl_secs);
+    let mut max_age: Option<i64> = None;
+    for d in cache_control.unwrap_or("").split(',') {
+        let d = d.trim();
+        let (name, value) = d.split_once('=').unwrap_or((d, ""));
+        match name.trim().to_ascii_lowercase().as_str() {
+            "no-store" | "no-cache" => return min,
+            "max-age" => {
+                let v = value.trim().trim_matches('"');
+                // RFC 9111 §1.2.2: a delta-seconds too large to represent means "very large".
+                max_age = match v.parse::<u64>() {
+                    Ok(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+                    Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Some(i64::MAX),
+                    Err(_) => None,
+                };
+            }
+            _ => {}
+        }
+    }
+    max_age.unwrap_or(min).clamp(min, max)
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod cookie;
 pub mod cors;
 pub mod crypto;
+pub mod discovery;
 pub mod dpop;
 pub mod error;
 pub mod identity;

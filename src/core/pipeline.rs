@@ -903,7 +903,10 @@ impl Gate {
         log.alg = Some(pending.alg().name());
         log.kid = pending.kid().map(|k| k.chars().take(64).collect());
         let i = pending.issuer_index();
-        let has_uri = policy.issuers[i].jwks_uri.is_some();
+        let has_uri = policy.issuers[i].jwks_uri.is_some() || policy.issuers[i].discovery;
+        if policy.issuers[i].discovery {
+            self.discover(io, i, now, &mut log.jwks_fetches).await;
+        }
         let fetched = if has_uri { self.keys_for_request(io, i, now, &mut log.jwks_fetches).await } else { None };
         // The key is borrowed from the policy's inline keys or a shared fetched set, never copied.
         let refetched;
@@ -958,7 +961,8 @@ impl Gate {
 
     /// The issuer's usable fetched keys for this request, fetching or restoring as the cache plans.
     async fn keys_for_request<I: GateIo>(&self, io: &I, i: usize, now: i64, fetches: &mut u32) -> Option<Arc<KeySet>> {
-        let uri = self.policy.issuers[i].jwks_uri.as_deref()?;
+        let uri = self.jwks_uri(i, now)?;
+        let uri = uri.as_str();
         let first_use = self.state.with_jwks(i, |s| !std::mem::replace(&mut s.snapshot_checked, true) && s.cache.keys(now).is_none()).unwrap_or(false);
         if first_use && io.has_kv() {
             self.restore_snapshot(io, i, uri, now).await;
@@ -980,7 +984,8 @@ impl Gate {
 
     /// Called when the token's `kid` is not among the keys: refetch if the cooldown allows.
     async fn refetch_for_unknown_kid<I: GateIo>(&self, io: &I, i: usize, now: i64, fetches: &mut u32) -> Refetch {
-        let Some(uri) = self.policy.issuers[i].jwks_uri.as_deref() else { return Refetch::CoolingDown };
+        let Some(uri) = self.jwks_uri(i, now) else { return Refetch::IssuerDown };
+        let uri = uri.as_str();
         match self.state.with_jwks(i, |s| s.cache.plan(now, Trigger::UnknownKid)) {
             Some(FetchPlan::Now) => {
                 *fetches += 1;
@@ -1037,6 +1042,82 @@ impl Gate {
         let level = if report.ok { Level::Info } else { Level::Warn };
         io.log(level, &json!({"event": "jwks_fetch", "jwks_uri": uri, "report": report, "purged_tokens": purged}));
         snap
+    }
+
+    /// Issuer `i`'s JWKS URL: configured, or discovered and still usable.
+    fn jwks_uri(&self, i: usize, now: i64) -> Option<String> {
+        let iss = self.policy.issuers.get(i)?;
+        if let Some(u) = &iss.jwks_uri {
+            return Some(u.clone());
+        }
+        let d = self.state.discovery.borrow();
+        d.get(i)?.usable(now, &self.policy.jwks_cache).filter(|_| iss.discovery).map(|m| m.jwks_uri.clone())
+    }
+
+    /// For an issuer with `discovery`: its metadata made fresh — from the KV snapshot on the
+    /// isolate's first use, else fetched (at most once per cooldown) — or the last good one kept
+    /// while refetches fail. A fetched document is snapshotted to KV (deferred).
+    async fn discover<I: GateIo>(&self, io: &I, i: usize, now: i64, fetches: &mut u32) {
+        let iss = &self.policy.issuers[i];
+        let Some(issuer) = iss.issuer.as_deref().filter(|_| iss.discovery) else { return };
+        let cfg = &self.policy.jwks_cache;
+        let (fresh, first, may) = {
+            let all = self.state.discovery.borrow();
+            let Some(d) = all.get(i) else { return };
+            (d.fresh(now), d.metadata.is_none() && d.attempted_at.is_none(), d.may_fetch(now, cfg))
+        };
+        if fresh {
+            return;
+        }
+        if first && io.has_kv() {
+            if let Ok(Some(b)) = io.kv_read(&discovery_snapshot_key(issuer), 64 * 1024).await {
+                let restored = std::str::from_utf8(&b).ok().and_then(|t| super::json::from_text::<super::discovery::Discovered>(t).ok());
+                if let Some(m) = restored.as_ref().and_then(|d| d.metadata.as_ref()) {
+                    self.state.set_jwks_uri(i, &m.jwks_uri, cfg);
+                }
+                if let Some(d) = restored {
+                    let fresh = d.fresh(now);
+                    self.state.discovery.borrow_mut()[i] = d;
+                    io.log(Level::Info, &json!({"event": "discovery_snapshot_restore", "issuer": issuer, "fresh": fresh}));
+                    if fresh {
+                        return;
+                    }
+                }
+            }
+        }
+        if !may {
+            return;
+        }
+        self.state.discovery.borrow_mut()[i].attempted_at = Some(now);
+        *fetches += 1;
+        let mut result = Err(String::new());
+        for url in super::discovery::metadata_urls(issuer) {
+            result = match io.fetch_jwks(&url, cfg.fetch_timeout_ms).await {
+                FetchOutcome::Response { status: 200, cache_control, body } => super::discovery::parse_metadata(&body, issuer, iss.allow_insecure)
+                    .map(|m| (m, super::jwks_cache::ttl_from(cfg, cache_control.as_deref())))
+                    .map_err(|e| format!("{url}: {e}")),
+                FetchOutcome::Response { status, .. } => Err(format!("{url}: HTTP {status}")),
+                FetchOutcome::Failed(e) => Err(format!("{url}: {e}")),
+            };
+            // Only a missing document sends the gate to the other well-known name.
+            if !matches!(&result, Err(e) if e.ends_with("HTTP 404")) {
+                break;
+            }
+        }
+        match result {
+            Ok((metadata, ttl)) => {
+                self.state.set_jwks_uri(i, &metadata.jwks_uri, cfg);
+                io.log(Level::Info, &json!({"event": "discovery", "issuer": issuer, "jwks_uri": metadata.jwks_uri, "ttl_secs": ttl}));
+                {
+                    let mut all = self.state.discovery.borrow_mut();
+                    all[i] = super::discovery::Discovered { metadata: Some(metadata), fetched_at: now, ttl_secs: ttl, attempted_at: Some(now) };
+                }
+                if io.has_kv() {
+                    io.defer(Deferred::PersistDiscovery { issuer: i });
+                }
+            }
+            Err(error) => io.log(Level::Warn, &json!({"event": "discovery_failed", "issuer": issuer, "error": error})),
+        }
     }
 
     async fn restore_snapshot<I: GateIo>(&self, io: &I, i: usize, uri: &str, now: i64) {
@@ -1198,7 +1279,8 @@ impl Gate {
     pub async fn run_deferred<I: GateIo>(&self, io: &I, task: Deferred) {
         match task {
             Deferred::RefreshJwks { issuer } => {
-                let Some(uri) = self.policy.issuers.get(issuer).and_then(|i| i.jwks_uri.as_deref()) else { return };
+                let Some(uri) = self.jwks_uri(issuer, secs(io.now_ms())) else { return };
+                let uri = uri.as_str();
                 let outcome = io.fetch_jwks(uri, self.policy.jwks_cache.fetch_timeout_ms).await;
                 if let Some(snap) = self.apply(io, issuer, uri, outcome) {
                     if io.has_kv() {
@@ -1207,11 +1289,20 @@ impl Gate {
                 }
             }
             Deferred::PersistJwks { issuer, snapshot } => {
-                if let Some(uri) = self.policy.issuers.get(issuer).and_then(|i| i.jwks_uri.as_deref()) {
-                    self.persist(io, uri, &snapshot).await;
+                if let Some(uri) = self.jwks_uri(issuer, secs(io.now_ms())) {
+                    self.persist(io, &uri, &snapshot).await;
                 }
             }
             Deferred::RefreshRevocations => self.load_revocations(io, secs(io.now_ms())).await,
+            Deferred::PersistDiscovery { issuer } => {
+                let (Some(iss), Some(d)) = (self.policy.issuers.get(issuer).and_then(|i| i.issuer.as_deref()), self.state.discovery.borrow().get(issuer).cloned()) else {
+                    return;
+                };
+                let Ok(text) = serde_json::to_string(&d) else { return };
+                if let Err(e) = io.kv_write(&discovery_snapshot_key(iss), text.as_bytes()).await {
+                    io.log(Level::Warn, &json!({"event": "discovery_snapshot_write_failed", "error": e.to_string()}));
+                }
+            }
         }
     }
 
@@ -1300,7 +1391,12 @@ impl Gate {
     }
 }
 
-/// KV key of issuer `uri`'s JWKS snapshot.
+/// The KV key of issuer `issuer`'s discovered metadata.
+pub fn discovery_snapshot_key(issuer: &str) -> String {
+    format!("discovery:v1:{}", &fingerprint(issuer.as_bytes())["sha256:".len()..])
+}
+
+/// The KV key of the JWKS snapshot of `uri`.
 pub fn jwks_snapshot_key(uri: &str) -> String {
     format!("jwks:v1:{}", fingerprint(uri.as_bytes()).trim_start_matches("sha256:"))
 }

@@ -58,6 +58,8 @@ pub struct IsolateState {
     pub(crate) limiter: RefCell<LocalLimiter>,
     /// Live-key evictions of the limiter last logged, and when (ms; see `Gate::local_limit`).
     pub(crate) evictions_reported: Cell<(u64, i64)>,
+    /// Per issuer: its discovered metadata (issuers with `discovery` only).
+    pub(crate) discovery: RefCell<Vec<super::discovery::Discovered>>,
     /// The DPoP proofs accepted, until each could no longer be accepted anyway.
     pub(crate) dpop_replay: RefCell<super::dpop::ReplayCache>,
 }
@@ -83,11 +85,23 @@ impl IsolateState {
             }),
             limiter: RefCell::new(LocalLimiter::new(policy.rate_limits.local_capacity)),
             dpop_replay: RefCell::new(super::dpop::ReplayCache::new(policy.dpop.replay_capacity)),
+            discovery: RefCell::new(vec![Default::default(); policy.issuers.len()]),
             evictions_reported: Cell::new((0, i64::MIN / 2)),
         }
     }
 
     /// Runs `f` on issuer `i`'s JWKS slot, if it has one.
+    /// Points issuer `i`'s key cache at `uri` (a discovered `jwks_uri`): a new, empty cache when
+    /// it had none or another URL.
+    pub(crate) fn set_jwks_uri(&self, i: usize, uri: &str, cfg: &super::jwks_cache::JwksCacheConfig) {
+        let mut slots = self.jwks.borrow_mut();
+        if let Some(slot) = slots.get_mut(i) {
+            if slot.as_ref().is_none_or(|s| s.cache.jwks_uri() != uri) {
+                *slot = Some(JwksSlot { cache: IssuerKeyCache::new(uri.to_string(), cfg.clone()), snapshot_checked: false });
+            }
+        }
+    }
+
     pub(crate) fn with_jwks<T>(&self, i: usize, f: impl FnOnce(&mut JwksSlot) -> T) -> Option<T> {
         self.jwks.borrow_mut().get_mut(i).and_then(Option::as_mut).map(f)
     }

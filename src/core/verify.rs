@@ -47,6 +47,9 @@ pub struct IssuerConfig {
     /// in clear can be replaced by anyone on the path).
     #[serde(default)]
     pub allow_insecure_jwks_uri: bool,
+    /// Take `jwks_uri` from the issuer's metadata ([`super::discovery`]) instead of giving it.
+    #[serde(default)]
+    pub discovery: bool,
 }
 
 /// A validated issuer ([`IssuerPolicy::validate_all`]).
@@ -62,6 +65,10 @@ pub struct IssuerPolicy {
     pub inline_keys: KeySet,
     /// Allowed algorithms.
     pub algorithms: Vec<Algorithm>,
+    /// `jwks_uri` comes from the issuer's metadata ([`super::discovery`]).
+    pub discovery: bool,
+    /// Plain-http key URLs off loopback accepted (`allow_insecure_jwks_uri`).
+    pub allow_insecure: bool,
 }
 
 impl IssuerPolicy {
@@ -99,17 +106,23 @@ impl IssuerPolicy {
             if sym > 0 && sym < algorithms.len() {
                 return Err(field_error(f("algorithms"), "HMAC (HS*) and asymmetric algorithms cannot be mixed for one issuer"));
             }
+            if ic.discovery {
+                let Some(iss) = &ic.issuer else { return Err(field_error(f("discovery"), "discovery needs the issuer's exact URL in issuer")) };
+                if ic.jwks_uri.is_some() {
+                    return Err(field_error(f("discovery"), "discovery takes jwks_uri from the issuer's metadata: give one or the other"));
+                }
+                if let Some(problem) = jwks_uri_problem(iss, ic.allow_insecure_jwks_uri) {
+                    return Err(field_error(f("issuer"), format!("discovery fetches the metadata from the issuer's URL, which {problem}")));
+                }
+                if sym > 0 {
+                    return Err(field_error(f("discovery"), "HMAC secrets are only taken from inline jwks, never fetched"));
+                }
+            }
             if let Some(uri) = &ic.jwks_uri {
-                if !(uri.starts_with("https://") || uri.starts_with("http://")) {
-                    return Err(field_error(f("jwks_uri"), "must be an http(s) URL"));
+                if let Some(problem) = jwks_uri_problem(uri, ic.allow_insecure_jwks_uri) {
+                    return Err(field_error(f("jwks_uri"), problem));
                 }
                 if uri.starts_with("http://") && !is_loopback_url(uri) {
-                    if !ic.allow_insecure_jwks_uri {
-                        return Err(field_error(
-                            f("jwks_uri"),
-                            "http:// is refused (anyone on the path could replace the keys): use https://, or set allow_insecure_jwks_uri",
-                        ));
-                    }
                     insecure
                         .push(format!("issuers[{i}].jwks_uri is fetched over plain http (allow_insecure_jwks_uri): anyone on the path can replace the keys"));
                 }
@@ -121,10 +134,10 @@ impl IssuerPolicy {
                 Some(doc) => KeySet::parse(doc, KeySource::Inline).map_err(|e| field_error(f("jwks"), e.to_string()))?,
                 None => KeySet::default(),
             };
-            if ic.jwks_uri.is_none() && ic.jwks.is_none() {
+            if ic.jwks_uri.is_none() && ic.jwks.is_none() && !ic.discovery {
                 return Err(field_error(f("jwks_uri"), "give jwks_uri, jwks, or both"));
             }
-            if inline_keys.has_symmetric() && ic.jwks_uri.is_some() {
+            if inline_keys.has_symmetric() && (ic.jwks_uri.is_some() || ic.discovery) {
                 return Err(field_error(f("jwks"), "symmetric keys cannot be mixed with a fetched JWKS"));
             }
             for k in &inline_keys.keys {
@@ -138,7 +151,15 @@ impl IssuerPolicy {
                     return Err(field_error(format!("issuers[{i}].audiences[{j}]"), "must not be empty"));
                 }
             }
-            issuers.push(IssuerPolicy { issuer: ic.issuer, audiences: ic.audiences, jwks_uri: ic.jwks_uri, inline_keys, algorithms });
+            issuers.push(IssuerPolicy {
+                issuer: ic.issuer,
+                audiences: ic.audiences,
+                jwks_uri: ic.jwks_uri,
+                inline_keys,
+                algorithms,
+                discovery: ic.discovery,
+                allow_insecure: ic.allow_insecure_jwks_uri,
+            });
         }
         let mut seen = std::collections::HashSet::new();
         for (i, p) in issuers.iter().enumerate() {
@@ -157,6 +178,18 @@ fn field_error(field: impl Into<String>, message: impl Into<String>) -> (String,
 }
 
 /// True for an `http://` URL whose host is loopback (`localhost`, `127.0.0.0/8`, `[::1]`).
+/// Why `uri` may not be fetched for keys, if it may not: not an http(s) URL, or plain http off
+/// loopback without `allow_insecure_jwks_uri`.
+pub fn jwks_uri_problem(uri: &str, allow_insecure: bool) -> Option<&'static str> {
+    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+        return Some("must be an http(s) URL");
+    }
+    if uri.starts_with("http://") && !is_loopback_url(uri) && !allow_insecure {
+        return Some("http:// is refused (anyone on the path could replace the keys): use https://, or set allow_insecure_jwks_uri");
+    }
+    None
+}
+
 fn is_loopback_url(uri: &str) -> bool {
     let Some(rest) = uri.strip_prefix("http://") else { return false };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");

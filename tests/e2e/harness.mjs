@@ -587,6 +587,8 @@ function loopbackServer(handler) {
 export async function startJwksServer({ keys = [] } = {}) {
   let jwks = { keys: [...keys] };
   let count = 0;
+  let metadataCount = 0;
+  let metadataIssuer = null;
   const fetchTimes = [];
 
   const srv = loopbackServer((req, res) => {
@@ -599,11 +601,27 @@ export async function startJwksServer({ keys = [] } = {}) {
       res.end(body);
       return;
     }
+    if (req.method === 'GET' && url.pathname === '/.well-known/openid-configuration') {
+      // Issuer metadata (OpenID Connect Discovery), for issuers configured with `discovery`.
+      metadataCount += 1;
+      const body = JSON.stringify({ issuer: metadataIssuer ?? api.issuer, jwks_uri: api.jwksUri });
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found');
   });
 
   const api = {
+    /** Metadata documents served. */
+    get metadataCount() {
+      return metadataCount;
+    },
+    /** Makes the metadata name another issuer (a mix-up), or its own again (`null`). */
+    setMetadataIssuer(issuer) {
+      metadataIssuer = issuer;
+    },
     get port() {
       return srv.port;
     },
