@@ -741,7 +741,10 @@ fn disc_token() -> String {
 }
 
 fn serve_metadata(io: &FakeIo, url: &str, issuer: &str, jwks_uri: &str) {
-    io.serve_jwks(url, JwksAnswer::Doc { status: 200, cache_control: Some("max-age=900".into()), body: json!({"issuer": issuer, "jwks_uri": jwks_uri}).to_string() });
+    io.serve_jwks(
+        url,
+        JwksAnswer::Doc { status: 200, cache_control: Some("max-age=900".into()), body: json!({"issuer": issuer, "jwks_uri": jwks_uri}).to_string() },
+    );
 }
 
 #[test]

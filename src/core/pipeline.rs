@@ -1295,7 +1295,9 @@ impl Gate {
             }
             Deferred::RefreshRevocations => self.load_revocations(io, secs(io.now_ms())).await,
             Deferred::PersistDiscovery { issuer } => {
-                let (Some(iss), Some(d)) = (self.policy.issuers.get(issuer).and_then(|i| i.issuer.as_deref()), self.state.discovery.borrow().get(issuer).cloned()) else {
+                let (Some(iss), Some(d)) =
+                    (self.policy.issuers.get(issuer).and_then(|i| i.issuer.as_deref()), self.state.discovery.borrow().get(issuer).cloned())
+                else {
                     return;
                 };
                 let Ok(text) = serde_json::to_string(&d) else { return };

@@ -221,7 +221,13 @@ export function edgeward_watch_body(body, signal, request_id, path, status) {
 "#)]
 extern "C" {
     type WatchedBody;
-    fn edgeward_watch_body(body: &worker::web_sys::ReadableStream, signal: &worker::web_sys::AbortSignal, request_id: &str, path: &str, status: u16) -> WatchedBody;
+    fn edgeward_watch_body(
+        body: &worker::web_sys::ReadableStream,
+        signal: &worker::web_sys::AbortSignal,
+        request_id: &str,
+        path: &str,
+        status: u16,
+    ) -> WatchedBody;
     #[wasm_bindgen(method, getter)]
     fn readable(this: &WatchedBody) -> worker::web_sys::ReadableStream;
     #[wasm_bindgen(method, getter)]
