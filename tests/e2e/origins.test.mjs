@@ -1,4 +1,5 @@
-// Edgeward end to end, issue 20: per-route origins and origin timeouts, under wrangler dev. A
+// Edgeward end to end, issue 20: per-route origins and origin timeouts, streaming and origin
+// failures, under wrangler dev. A
 // route's own origin URL gets its requests (its path a prefix); a `service:NAME` origin is another
 // Worker in the same workerd behind a service binding; an origin that never answers is a 504
 // origin_timeout after the route's timeout_ms, and the gate aborts its request to it; other
@@ -6,6 +7,7 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import http from 'node:http';
 import * as h from './harness.mjs';
 
@@ -43,6 +45,46 @@ async function startBreakingOrigin() {
     req.socket.on('close', () => {
       entry.closedAt = Date.now();
     });
+    if (req.url.startsWith('/sse/')) {
+      // Server-Sent Events: three events 300 ms apart, each send time recorded.
+      entry.sent = [];
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
+      let n = 0;
+      const send = () => {
+        n += 1;
+        entry.sent.push(Date.now());
+        res.write(`id: ${n}\ndata: event ${n}\n\n`);
+        if (n === 3) res.end();
+        else setTimeout(send, 300);
+      };
+      send();
+      return;
+    }
+    if (req.url.startsWith('/big/')) {
+      // 32 MiB in 64 KiB chunks, generated as sent, with backpressure; or an upload's hash.
+      const hash = crypto.createHash('sha256');
+      if (req.method === 'POST') {
+        let n = 0;
+        req.on('data', (c) => { n += c.length; hash.update(c); });
+        req.on('end', () => {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ bytes: n, sha256: hash.digest('hex') }));
+        });
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(32 * 1024 * 1024) });
+      let i = 0;
+      const pump = () => {
+        while (i < 512) {
+          const chunk = Buffer.alloc(65536, i % 251);
+          i += 1;
+          if (!res.write(chunk)) return res.once('drain', pump);
+        }
+        return res.end();
+      };
+      pump();
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/plain' });
     if (req.url.startsWith('/break/')) {
       res.write('partial-body-', () => setImmediate(() => req.socket.destroy()));
@@ -122,6 +164,8 @@ describe('origins: per-route origins and timeouts', { timeout: 240_000 }, () => 
           { path: '/slow/*', public: true, origin: hanging.url, timeout_ms: 1500 },
           { path: '/break/*', public: true, origin: breaking.url },
           { path: '/slowstream/*', public: true, origin: breaking.url },
+          { path: '/sse/*', public: true, origin: breaking.url },
+          { path: '/big/*', public: true, origin: breaking.url },
           { path: '/reports/*', public: true, origin: `${second.url}/v2/` },
           { path: '/svc/*', origin: 'service:API_WORKER' },
           { path: '/nobinding/*', public: true, origin: 'service:NOT_BOUND' },
@@ -147,6 +191,70 @@ describe('origins: per-route origins and timeouts', { timeout: 240_000 }, () => 
     assert.ok(line, 'an origin_aborted line for the request');
     assert.equal(line.path, '/break/report');
     assert.equal(line.status, 200);
+  });
+
+  it('Server-Sent Events arrive as sent: each event before the origin sends the next', async () => {
+    const arrived = [];
+    await new Promise((resolve, reject) => {
+      http.get(`${worker.url}/sse/feed`, (res) => {
+        assert.equal(res.statusCode, 200);
+        assert.match(res.headers['content-type'], /text\/event-stream/);
+        let buf = '';
+        res.on('data', (c) => {
+          buf += c.toString('utf8');
+          for (let k = buf.indexOf('\n\n'); k >= 0; k = buf.indexOf('\n\n')) {
+            arrived.push(Date.now());
+            buf = buf.slice(k + 2);
+          }
+        });
+        res.on('end', resolve);
+        res.on('error', reject);
+      }).on('error', reject);
+    });
+    const sent = breaking.seen.findLast((e) => e.url === '/sse/feed').sent;
+    assert.equal(arrived.length, 3);
+    for (let i = 0; i < 2; i += 1) assert.ok(arrived[i] < sent[i + 1], `event ${i + 1} arrived ${arrived[i] - sent[i + 1]} ms after event ${i + 2} was sent`);
+  });
+
+  it('32 MiB stream down and up intact, and an origin 5xx is relayed as it is', async () => {
+    const down = await new Promise((resolve, reject) => {
+      http.get(`${worker.url}/big/file`, (res) => {
+        const hash = crypto.createHash('sha256');
+        let n = 0;
+        res.on('data', (c) => { n += c.length; hash.update(c); });
+        res.on('end', () => resolve({ n, sha: hash.digest('hex'), complete: res.complete }));
+        res.on('error', reject);
+      }).on('error', reject);
+    });
+    const want = crypto.createHash('sha256');
+    for (let i = 0; i < 512; i += 1) want.update(Buffer.alloc(65536, i % 251));
+    assert.deepEqual(down, { n: 32 * 1024 * 1024, sha: want.digest('hex'), complete: true });
+    const up = await new Promise((resolve, reject) => {
+      const req = http.request(`${worker.url}/big/upload`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' } }, (res) => {
+        let body = '';
+        res.on('data', (c) => { body += c; });
+        res.on('end', () => resolve(JSON.parse(body)));
+      });
+      req.on('error', reject);
+      let i = 0;
+      const pump = () => {
+        while (i < 512) {
+          const chunk = Buffer.alloc(65536, (i * 7) % 251);
+          i += 1;
+          if (!req.write(chunk)) return req.once('drain', pump);
+        }
+        return req.end();
+      };
+      pump();
+    });
+    assert.equal(up.bytes, 32 * 1024 * 1024);
+    const want2 = crypto.createHash('sha256');
+    for (let i = 0; i < 512; i += 1) want2.update(Buffer.alloc(65536, (i * 7) % 251));
+    assert.equal(up.sha256, want2.digest('hex'));
+    // The origin's own 5xx, with its body: relayed unchanged (not the gate's error).
+    const r = await worker.request({ path: '/public/status/503' });
+    assert.equal(r.status, 503);
+    assert.equal(r.json().origin, 'edgeward-e2e-origin');
   });
 
   it('a client that leaves mid-body cancels the origin fetch (not logged as origin_aborted)', async () => {
