@@ -78,6 +78,9 @@ enum Binding {
     Unreachable,
 }
 
+/// What the fake introspection endpoint answers for a token: (status, body), or a failure.
+type IntrospectionAnswer = Result<(u16, String), String>;
+
 /// A `GateIo` on a fixed clock that records every call and answers as scripted.
 struct FakeIo {
     now_ms: Cell<i64>,
@@ -95,6 +98,9 @@ struct FakeIo {
     logs: RefCell<Vec<(Level, Value)>>,
     /// A KV key whose reads stay pending until cleared (a slow read, for interleavings).
     blocked: RefCell<Option<String>>,
+    /// Introspection answers by token; every call's (endpoint, form, authorization).
+    introspection: RefCell<HashMap<String, IntrospectionAnswer>>,
+    introspected: RefCell<Vec<(String, String, Option<String>)>>,
 }
 
 impl FakeIo {
@@ -115,6 +121,8 @@ impl FakeIo {
             deferred: RefCell::new(Vec::new()),
             logs: RefCell::new(Vec::new()),
             blocked: RefCell::new(None),
+            introspection: RefCell::new(HashMap::new()),
+            introspected: RefCell::new(Vec::new()),
         }
     }
 
@@ -186,6 +194,17 @@ impl GateIo for FakeIo {
             Some(JwksAnswer::Doc { status, cache_control, body }) => FetchOutcome::Response { status, cache_control, body },
             Some(JwksAnswer::Fail(e)) => FetchOutcome::Failed(e),
             None => FetchOutcome::Failed(format!("no route to {uri}")),
+        }
+    }
+    async fn introspect(&self, endpoint: &str, form: &str, authorization: Option<&str>, timeout_ms: u32) -> Result<(u16, String), IoError> {
+        assert!(timeout_ms > 0, "a call always has a timeout");
+        self.record(format!("introspect {endpoint}"));
+        self.introspected.borrow_mut().push((endpoint.into(), form.into(), authorization.map(str::to_owned)));
+        let token = form.split('&').find_map(|p| p.strip_prefix("token=")).unwrap_or("").to_string();
+        match self.introspection.borrow().get(&token).cloned() {
+            Some(Ok(a)) => Ok(a),
+            Some(Err(e)) => Err(IoError::Failed(e)),
+            None => Ok((200, r#"{"active":false}"#.into())),
         }
     }
     async fn kv_read(&self, key: &str, max_bytes: usize) -> Result<Option<Vec<u8>>, IoError> {
@@ -721,6 +740,94 @@ fn certificate_bound_tokens() {
     let f = forwarded(decide(&gate, &io, &ok));
     assert_eq!(hdr(&f.plan.headers, "x-edgeward-cnf"), Some("mtls"));
     assert_eq!(hdr(&f.plan.headers, "x-edgeward-x5t-s256"), Some(b64(&fp).as_str()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opaque tokens (RFC 7662 introspection)
+// ---------------------------------------------------------------------------------------------
+
+const OPAQUE_ISS: &str = "https://as.example";
+const INTROSPECT: &str = "https://as.example/oauth2/introspect";
+
+fn opaque_doc(auth: &str) -> Value {
+    json!({
+        "issuers": [
+            {"issuer": OPAQUE_ISS, "audiences": [AUD], "introspection": {"endpoint": INTROSPECT, "client_id": "edge gate", "client_secret": "INTROSPECTION_SECRET", "auth": auth, "cache_ttl_secs": 30, "negative_cache_ttl_secs": 5}},
+            {"issuer": "https://other-as.example", "token_prefix": "oth_", "introspection": {"endpoint": "https://other-as.example/introspect", "client_id": "g", "client_secret": "INTROSPECTION_SECRET"}}
+        ],
+        "origin": ORIGIN,
+        "forward_claims": {"x-user": "sub"},
+        "routes": [{"path": "/admin/*", "scopes": ["admin"]}]
+    })
+}
+
+fn active(io: &FakeIo, token: &str, claims: Value) {
+    let answer = with(json!({"active": true, "sub": "opaque-user", "aud": AUD, "exp": NOW + 600, "iat": NOW - 5, "scope": "read"}), claims);
+    io.introspection.borrow_mut().insert(token.into(), Ok((200, answer.to_string())));
+}
+
+#[test]
+fn introspected_opaque_tokens() {
+    let gate = gate(&opaque_doc("client_secret_basic"));
+    let io = FakeIo::new();
+    // Without the client secret: closed.
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("op_abc")), 500, "config_invalid", Www::Absent);
+    io.set_secret("INTROSPECTION_SECRET", "s3cret:with/odd=chars");
+    // Active: the answer's claims decide, and it is cached for cache_ttl_secs.
+    active(&io, "op_abc", json!({}));
+    let f = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer("op_abc")));
+    assert_eq!(hdr(&f.plan.headers, "x-user"), Some("opaque-user"));
+    assert_eq!((f.log.iss.as_deref(), f.log.token_cache), (Some(OPAQUE_ISS), Some("miss")));
+    let (endpoint, form, auth) = io.introspected.borrow()[0].clone();
+    assert_eq!(endpoint, INTROSPECT);
+    assert_eq!(form, "token=op_abc&token_type_hint=access_token");
+    // RFC 6749 §2.3.1: id and secret form-encoded, then Basic.
+    let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "edge%20gate:s3cret%3Awith%2Fodd%3Dchars");
+    assert_eq!(auth, Some(format!("Basic {basic}")));
+    assert_eq!(forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer("op_abc"))).log.token_cache, Some("hit"));
+    assert_eq!(io.introspected.borrow().len(), 1, "cached");
+    io.advance_secs(31);
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer("op_abc")));
+    assert_eq!(io.introspected.borrow().len(), 2, "cache_ttl_secs passed: asked again");
+    // Scopes from the answer.
+    refused(
+        decide(&gate, &io, &req("GET", "/admin/x").bearer("op_abc")),
+        403,
+        "insufficient_scope",
+        Www::Starts("Bearer realm=\"edgeward\", error=\"insufficient_scope\""),
+    );
+    // Inactive: refused and remembered for negative_cache_ttl_secs.
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("op_gone")), 401, "token_inactive", Www::InvalidToken);
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("op_gone")), 401, "token_inactive", Www::InvalidToken);
+    assert_eq!(io.introspected.borrow().iter().filter(|c| c.1.contains("op_gone")).count(), 1);
+    // The answer's claims are checked like a signed token's.
+    active(&io, "op_old", json!({"exp": io.now_secs() - 100}));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("op_old")), 401, "expired", Www::InvalidToken);
+    active(&io, "op_aud", json!({"aud": "someone-else"}));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("op_aud")), 401, "audience_mismatch", Www::InvalidToken);
+    active(&io, "op_iss", json!({"iss": "https://evil.example"}));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("op_iss")), 401, "issuer_mismatch", Www::InvalidToken);
+    // A DPoP-bound opaque token as a bearer token: no downgrade.
+    active(&io, "op_bound", json!({"cnf": {"jkt": "abc"}}));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("op_bound")), 401, "dpop_bound_token_as_bearer", Www::InvalidToken);
+    // The endpoint failing, erring or answering nonsense: 503, never an accept.
+    io.introspection.borrow_mut().insert("op_down".into(), Err("timed out".into()));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("op_down")), 503, "introspection_unavailable", Www::Absent);
+    io.introspection.borrow_mut().insert("op_500".into(), Ok((500, "oops".into())));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("op_500")), 503, "introspection_unavailable", Www::Absent);
+    io.introspection.borrow_mut().insert("op_weird".into(), Ok((200, r#"{"active":"yes"}"#.into())));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("op_weird")), 503, "introspection_unavailable", Www::Absent);
+    // With several introspecting issuers, token_prefix picks one.
+    io.introspection.borrow_mut().insert("oth_1".into(), Ok((200, json!({"active": true, "sub": "o", "exp": io.now_secs() + 60}).to_string())));
+    forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer("oth_1")));
+    assert_eq!(io.introspected.borrow().last().unwrap().0, "https://other-as.example/introspect");
+    // client_secret_post: the credentials in the form, no Authorization.
+    let post = Gate::new(policy(&opaque_doc("client_secret_post")));
+    active(&io, "op_post", json!({}));
+    forwarded(decide(&post, &io, &req("GET", "/api/x").bearer("op_post")));
+    let (_, form, auth) = io.introspected.borrow().last().unwrap().clone();
+    assert_eq!((form.as_str(), auth), ("token=op_post&token_type_hint=access_token&client_id=edge%20gate&client_secret=s3cret%3Awith%2Fodd%3Dchars", None));
+    assert!(!io.logs.borrow().iter().any(|(_, e)| e.to_string().contains("s3cret")), "the secret is never logged");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2773,6 +2880,7 @@ fn io_calls_per_request_for_the_common_cases() {
 
 /// The tests whose refusals are checked with `refused`/`check_refusal` (each records its codes).
 const REFUSAL_TESTS: &[fn()] = &[
+    introspected_opaque_tokens,
     dpop_bound_token_with_its_proof,
     dpop_each_failed_check_has_its_code,
     dpop_route_modes_and_downgrade,

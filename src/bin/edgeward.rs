@@ -736,7 +736,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
                 "reason": null,
                 "token_fp": fp,
                 "now": now,
-                "alg": v.alg().name(),
+                "alg": v.alg().map(|a| a.name()),
                 "kid": v.kid(),
                 "claims": v.claims(),
             });

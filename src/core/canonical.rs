@@ -701,3 +701,17 @@ pub enum ClaimValue<'a> {
     /// An array of strings.
     List(Vec<&'a str>),
 }
+
+/// `application/x-www-form-urlencoded` encoding of one value: unreserved characters as they are,
+/// every other byte percent-encoded (a space as `%20`, which every form decoder reads).
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

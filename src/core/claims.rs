@@ -77,6 +77,8 @@ impl Claim<'_> {
     }
 }
 
+/// The `alg` byte of a token verified by introspection.
+const OPAQUE: u8 = u8::MAX;
 const TEXT: u8 = 1;
 const UINT: u8 = 2;
 const INT: u8 = 3;
@@ -91,7 +93,8 @@ pub(crate) struct Packed(Arc<[u8]>);
 
 /// What [`Packed::new`] packs.
 pub(crate) struct Facts<'a> {
-    pub(crate) alg: Algorithm,
+    /// `None` for a token verified by introspection (no signature checked here).
+    pub(crate) alg: Option<Algorithm>,
     pub(crate) issuer_index: usize,
     pub(crate) expires_at: Option<i64>,
     pub(crate) kid: Option<&'a str>,
@@ -105,7 +108,7 @@ pub(crate) struct Facts<'a> {
 impl Packed {
     pub(crate) fn new(f: &Facts<'_>) -> Packed {
         let mut b = Vec::with_capacity(64);
-        b.push(Algorithm::ALL.iter().position(|a| *a == f.alg).unwrap_or(0) as u8);
+        b.push(f.alg.and_then(|alg| Algorithm::ALL.iter().position(|a| *a == alg)).map_or(OPAQUE, |i| i as u8));
         varint(&mut b, f.issuer_index);
         match f.expires_at {
             None => b.push(0),
@@ -165,8 +168,8 @@ impl Packed {
         2 * word + self.0.len().div_ceil(word) * word
     }
 
-    pub(crate) fn alg(&self) -> Algorithm {
-        Algorithm::ALL[usize::from(self.0[0])]
+    pub(crate) fn alg(&self) -> Option<Algorithm> {
+        Algorithm::ALL.get(usize::from(self.0[0])).copied()
     }
 
     pub(crate) fn issuer_index(&self) -> usize {
@@ -347,7 +350,15 @@ mod tests {
         let keep: Vec<String> = keep.iter().map(|s| (*s).to_string()).collect();
         let claims = payload.as_object().unwrap().clone();
         let scopes = vec!["a b".to_string(), "read".to_string()];
-        Packed::new(&Facts { alg: Algorithm::ES256, issuer_index: 300, expires_at: Some(-5), kid: Some("kï"), scopes: &scopes, claims: &claims, keep: &keep })
+        Packed::new(&Facts {
+            alg: Some(Algorithm::ES256),
+            issuer_index: 300,
+            expires_at: Some(-5),
+            kid: Some("kï"),
+            scopes: &scopes,
+            claims: &claims,
+            keep: &keep,
+        })
     }
 
     #[test]
@@ -359,7 +370,7 @@ mod tests {
         });
         let keep = ["e", "el", "f", "i", "l", "mixed", "missing", "no", "null", "obj", "s", "t", "u", "z"];
         let p = pack(payload.clone(), &keep);
-        assert_eq!((p.alg(), p.issuer_index(), p.expires_at(), p.kid()), (Algorithm::ES256, 300, Some(-5), Some("kï")));
+        assert_eq!((p.alg(), p.issuer_index(), p.expires_at(), p.kid()), (Some(Algorithm::ES256), 300, Some(-5), Some("kï")));
         assert_eq!(p.scopes().collect::<Vec<_>>(), ["a b", "read"]);
         assert_eq!(p.claim_names().collect::<Vec<_>>(), ["e", "el", "f", "i", "l", "no", "s", "t", "u", "z"], "other shapes and unkept claims are left out");
         for name in keep {
@@ -383,8 +394,8 @@ mod tests {
         let long = "x".repeat(70_000);
         let claims = json!({"sub": long}).as_object().unwrap().clone();
         let keep = vec!["sub".to_string()];
-        let p = Packed::new(&Facts { alg: Algorithm::HS512, issuer_index: 0, expires_at: None, kid: None, scopes: &[], claims: &claims, keep: &keep });
-        assert_eq!((p.alg(), p.issuer_index(), p.expires_at(), p.kid(), p.scopes().count()), (Algorithm::HS512, 0, None, None, 0));
+        let p = Packed::new(&Facts { alg: Some(Algorithm::HS512), issuer_index: 0, expires_at: None, kid: None, scopes: &[], claims: &claims, keep: &keep });
+        assert_eq!((p.alg(), p.issuer_index(), p.expires_at(), p.kid(), p.scopes().count()), (Some(Algorithm::HS512), 0, None, None, 0));
         assert_eq!(p.claim("sub"), Some(Claim::Text(&long)));
         assert!(p.heap_bytes() >= 70_000 && p.heap_bytes() % std::mem::size_of::<usize>() == 0);
     }

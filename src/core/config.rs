@@ -373,6 +373,8 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("algorithms", probe::<Vec<String>>),
         ("allow_insecure_jwks_uri", probe::<bool>),
         ("discovery", probe::<bool>),
+        ("introspection", probe::<Option<super::verify::IntrospectionConfig>>),
+        ("token_prefix", probe::<Option<String>>),
     ];
     for required in ["issuers", "origin"] {
         if !map.contains_key(required) {

@@ -121,6 +121,12 @@ pub enum AuthError {
     /// A CORS preflight from an origin, or for a method or headers, that `cors` does not allow.
     #[error("CORS preflight refused")]
     CorsRejected,
+    /// An opaque token its issuer's introspection endpoint answered `active: false` for.
+    #[error("token is not active")]
+    TokenInactive,
+    /// The introspection endpoint did not answer in time, or not with a usable answer.
+    #[error("token introspection unavailable")]
+    IntrospectionUnavailable,
     /// The token's `cnf` names a confirmation method the gate does not enforce (only `jkt` and
     /// `x5t#S256`): accepting it as a bearer token would drop its binding.
     #[error("token bound by an unsupported confirmation method")]
@@ -439,6 +445,8 @@ impl AuthError {
             InsufficientScope { .. } => "insufficient_scope",
             CsrfRejected => "csrf_rejected",
             CorsRejected => "cors_rejected",
+            TokenInactive => "token_inactive",
+            IntrospectionUnavailable => "introspection_unavailable",
             UnsupportedConfirmation => "cnf_unsupported",
             CertificateMismatch => "certificate_mismatch",
             Dpop(f) => f.code(),
@@ -478,9 +486,14 @@ impl AuthError {
     pub fn side(&self) -> Side {
         use AuthError::*;
         match self {
-            JwksUnavailable | OriginUnreachable | OriginTimeout | AdminUnavailable | RateLimiterUnavailable | RevocationsUnavailable | ApiKeysUnavailable => {
-                Side::Upstream
-            }
+            IntrospectionUnavailable
+            | JwksUnavailable
+            | OriginUnreachable
+            | OriginTimeout
+            | AdminUnavailable
+            | RateLimiterUnavailable
+            | RevocationsUnavailable
+            | ApiKeysUnavailable => Side::Upstream,
             ConfigInvalid | Internal => Side::Internal,
             MissingToken
             | TokenTooLarge { .. }
@@ -508,6 +521,7 @@ impl AuthError {
             | CorsRejected
             | WebSocketNotAllowed
             | WebSocketProtocolRequired
+            | TokenInactive
             | UnsupportedConfirmation
             | CertificateMismatch
             | Dpop(_)
@@ -561,6 +575,7 @@ impl AuthError {
             AuthError::RevocationsUnavailable => (503, None, "revocation list unavailable; retry later".into()),
             AuthError::RateLimiterUnavailable => (503, None, "rate limiter unavailable; retry later".into()),
             AuthError::JwksUnavailable => (503, None, "issuer keys are unavailable; retry later".into()),
+            AuthError::IntrospectionUnavailable => (503, None, "the token could not be checked with its issuer; retry later".into()),
             AuthError::OriginUnreachable => (502, None, "the origin did not answer".into()),
             AuthError::OriginTimeout => (504, None, "the origin did not answer in time".into()),
             AuthError::AdminUnavailable => (503, None, "the admin API is unavailable; retry later".into()),
@@ -635,6 +650,7 @@ impl AuthError {
             | AuthError::IssuedInFuture { .. }
             | AuthError::LifetimeTooLong { .. }
             | AuthError::AudienceMismatch
+            | AuthError::TokenInactive
             | AuthError::UnsupportedConfirmation
             | AuthError::CertificateMismatch
             | AuthError::DpopBoundAsBearer

@@ -92,6 +92,9 @@ impl Deferred {
     }
 }
 
+/// Largest introspection answer read.
+pub const MAX_INTROSPECTION_BYTES: usize = 64 * 1024;
+
 /// Where the ledger is asked (strict mode on `sensitive` routes): the message the gate sends the
 /// control plane's `RevocationLedger` (`{"op": "check", "body": facts}`; a stable contract).
 pub type LedgerFacts = serde_json::Value;
@@ -123,6 +126,14 @@ pub trait GateIo {
     async fn kv_read(&self, key: &str, max_bytes: usize) -> Result<Option<Vec<u8>>, IoError>;
     /// Writes a KV value.
     async fn kv_write(&self, key: &str, value: &[u8]) -> Result<(), IoError>;
+    /// POSTs a token introspection request (RFC 7662): `form` as
+    /// `application/x-www-form-urlencoded`, with `authorization` when given; the status and the
+    /// body (at most [`MAX_INTROSPECTION_BYTES`]), within `timeout_ms`. Where there is no network
+    /// (the CLI, the JS package): not bound.
+    async fn introspect(&self, endpoint: &str, form: &str, authorization: Option<&str>, timeout_ms: u32) -> Result<(u16, String), IoError> {
+        let _ = (endpoint, form, authorization, timeout_ms);
+        Err(IoError::NotBound("introspection"))
+    }
     /// Checks one signature ([`super::crypto::SignatureBackend`], possibly asynchronous).
     async fn verify_signature(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError>;
     /// Asks the revocation ledger whether the facts are revoked (`Ok(true)`: revoked).

@@ -513,7 +513,12 @@ impl Gate {
                         websocket::check_cookie_origin(view.headers, view.origin, &policy.csrf.allowed_origins)?;
                     }
                 }
-                let verified = self.verify_jwt(io, &token, &hash, now, log).await?;
+                let opaque = token.bytes().filter(|b| *b == b'.').count() != 2;
+                let verified = if opaque && policy.issuers.iter().any(|i| i.introspection.is_some()) {
+                    self.introspect(io, &token, &hash, now, log).await?
+                } else {
+                    self.verify_jwt(io, &token, &hash, now, log).await?
+                };
                 self.check_binding(io, view, source, &token, &verified, conn.client_cert, now, log).await?;
                 Principal::Token(Box::new(verified))
             }
@@ -890,7 +895,7 @@ impl Gate {
             log.iss = verified.issuer().map(str::to_owned);
             log.sub = verified.subject().map(str::to_owned);
             log.kid = verified.kid().map(|k| k.chars().take(64).collect());
-            log.alg = Some(verified.alg().name());
+            log.alg = verified.alg().map(|a| a.name());
             let _ = log.step(io.tracing(), "cache", Ok(()), |_| "verified-token cache hit".into());
             return Ok(verified);
         }
@@ -939,6 +944,81 @@ impl Gate {
         self.state.tokens.borrow_mut().insert(*hash, &verified, &key.fingerprint, now);
         log.iss = verified.issuer().map(str::to_owned);
         log.sub = verified.subject().map(str::to_owned);
+        Ok(verified)
+    }
+
+    /// An opaque token (not a compact JWS), checked by its issuer's introspection endpoint
+    /// (RFC 7662; with several introspecting issuers, the one whose `token_prefix` it has). An
+    /// active answer's claims go through the same checks as a signed token's and it is cached by
+    /// the token's hash for `cache_ttl_secs` (never past its `exp`); an inactive one is
+    /// `token_inactive`, remembered for `negative_cache_ttl_secs`; an endpoint that fails or
+    /// times out is `503 introspection_unavailable`, never an accept.
+    async fn introspect<I: GateIo>(&self, io: &I, token: &str, hash: &TokenHash, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
+        let policy = &self.policy;
+        if token.len() > policy.max_token_bytes {
+            return Err(AuthError::TokenTooLarge { len: token.len(), max: policy.max_token_bytes });
+        }
+        let cached = self.state.tokens.borrow_mut().get(hash, now);
+        if let Some(v) = cached {
+            log.token_cache = Some("hit");
+            log.iss = v.issuer().map(str::to_owned);
+            log.sub = v.subject().map(str::to_owned);
+            return Ok(v);
+        }
+        log.token_cache = Some("miss");
+        if self.state.inactive.borrow_mut().get(hash).is_some_and(|until| *until > now) {
+            return Err(AuthError::TokenInactive);
+        }
+        let introspecting = || policy.issuers.iter().enumerate().filter(|(_, i)| i.introspection.is_some());
+        let by_prefix = introspecting().find(|(_, i)| i.token_prefix.as_deref().is_some_and(|p| token.starts_with(p)));
+        let unprefixed: Vec<usize> = introspecting().filter(|(_, i)| i.token_prefix.is_none()).map(|(n, _)| n).collect();
+        let i = match (by_prefix, unprefixed.as_slice()) {
+            (Some((n, _)), _) => n,
+            (None, [n]) => *n,
+            _ => return Err(AuthError::IssuerMismatch),
+        };
+        let Some(cfg) = policy.issuers[i].introspection.as_ref() else { return Err(AuthError::Internal) };
+        let Some(secret) = io.secret(&cfg.client_secret).filter(|s| !s.is_empty()) else {
+            log.detail = Some(format!("the Worker secret {} (introspection client secret) is not set", cfg.client_secret));
+            return Err(AuthError::ConfigInvalid);
+        };
+        let enc = super::canonical::form_encode;
+        let (form, authorization) = match cfg.auth {
+            super::verify::ClientAuth::ClientSecretBasic => {
+                let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{}:{}", enc(&cfg.client_id), enc(&secret)));
+                (format!("token={}&token_type_hint=access_token", enc(token)), Some(format!("Basic {basic}")))
+            }
+            super::verify::ClientAuth::ClientSecretPost => {
+                (format!("token={}&token_type_hint=access_token&client_id={}&client_secret={}", enc(token), enc(&cfg.client_id), enc(&secret)), None)
+            }
+        };
+        log.iss = policy.issuers[i].issuer.clone();
+        let unavailable = |log: &mut DecisionLog<'_>, detail: String| {
+            log.detail = Some(detail);
+            AuthError::IntrospectionUnavailable
+        };
+        let (status, body) = match io.introspect(&cfg.endpoint, &form, authorization.as_deref(), cfg.timeout_ms).await {
+            Ok(a) => a,
+            Err(e) => return Err(unavailable(log, format!("introspection failed: {e}"))),
+        };
+        if status != 200 {
+            return Err(unavailable(log, format!("the introspection endpoint answered {status}")));
+        }
+        let Ok(answer) = super::json::parse_strict_object(body.as_bytes()) else {
+            return Err(unavailable(log, "the introspection answer is not a JSON object".into()));
+        };
+        match answer.get("active") {
+            Some(serde_json::Value::Bool(true)) => {}
+            Some(serde_json::Value::Bool(false)) => {
+                let until = now.saturating_add(i64::from(cfg.negative_cache_ttl_secs));
+                self.state.inactive.borrow_mut().put(*hash, until);
+                return Err(AuthError::TokenInactive);
+            }
+            _ => return Err(unavailable(log, "the introspection answer has no boolean active".into())),
+        }
+        let verified = VerifiedToken::from_introspection(answer, i, policy, now)?;
+        log.sub = verified.subject().map(str::to_owned);
+        self.state.tokens.borrow_mut().insert_for(*hash, &verified, &format!("introspection:{i}"), now, i64::from(cfg.cache_ttl_secs));
         Ok(verified)
     }
 

@@ -47,6 +47,9 @@ pub(crate) struct EdgeRevocations {
     pub(crate) waiters: Vec<std::task::Waker>,
 }
 
+/// Inactive opaque tokens remembered per isolate.
+pub const INACTIVE_CAPACITY: usize = 10_000;
+
 /// Everything the gate keeps between requests (see the module docs).
 #[derive(Debug)]
 pub struct IsolateState {
@@ -58,6 +61,8 @@ pub struct IsolateState {
     pub(crate) limiter: RefCell<LocalLimiter>,
     /// Live-key evictions of the limiter last logged, and when (ms; see `Gate::local_limit`).
     pub(crate) evictions_reported: Cell<(u64, i64)>,
+    /// Opaque tokens their issuer answered inactive for, by hash, until when (seconds).
+    pub(crate) inactive: RefCell<LruCache<[u8; 32], i64>>,
     /// Per issuer: its discovered metadata (issuers with `discovery` only).
     pub(crate) discovery: RefCell<Vec<super::discovery::Discovered>>,
     /// The DPoP proofs accepted, until each could no longer be accepted anyway.
@@ -86,6 +91,7 @@ impl IsolateState {
             limiter: RefCell::new(LocalLimiter::new(policy.rate_limits.local_capacity)),
             dpop_replay: RefCell::new(super::dpop::ReplayCache::new(policy.dpop.replay_capacity)),
             discovery: RefCell::new(vec![Default::default(); policy.issuers.len()]),
+            inactive: RefCell::new(LruCache::new(NonZeroUsize::new(INACTIVE_CAPACITY).unwrap_or(NonZeroUsize::MIN))),
             evictions_reported: Cell::new((0, i64::MIN / 2)),
         }
     }

@@ -126,8 +126,14 @@ impl TokenCache {
     /// recently used entries while either bound is exceeded. A token whose entry alone exceeds
     /// `max_bytes` is not cached.
     pub fn insert(&mut self, hash: TokenHash, token: &VerifiedToken, key_fingerprint: &str, now: i64) {
+        self.insert_for(hash, token, key_fingerprint, now, self.max_ttl_secs);
+    }
+
+    /// [`Self::insert`] for at most `ttl_secs` (and never past `max_ttl_secs` or the token's
+    /// `exp`): an introspection answer's `cache_ttl_secs`.
+    pub fn insert_for(&mut self, hash: TokenHash, token: &VerifiedToken, key_fingerprint: &str, now: i64, ttl_secs: i64) {
         let Some(lru) = self.lru.as_mut() else { return };
-        let cap = now.saturating_add(self.max_ttl_secs);
+        let cap = now.saturating_add(self.max_ttl_secs.min(ttl_secs));
         let expires_at = token.expires_at().map_or(cap, |exp| exp.min(cap));
         let entry = Entry { token: token.cached(), key: key_tag(key_fingerprint), expires_at };
         let size = entry.bytes();

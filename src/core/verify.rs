@@ -41,7 +41,8 @@ pub struct IssuerConfig {
     /// Inline JWK Set.
     #[serde(default)]
     pub jwks: Option<Value>,
-    /// Allowed `alg` values.
+    /// Allowed `alg` values (may be empty for an issuer of opaque tokens only).
+    #[serde(default)]
     pub algorithms: Vec<String>,
     /// Accept an `http://` `jwks_uri` on a host other than loopback (default false: keys fetched
     /// in clear can be replaced by anyone on the path).
@@ -50,6 +51,58 @@ pub struct IssuerConfig {
     /// Take `jwks_uri` from the issuer's metadata ([`super::discovery`]) instead of giving it.
     #[serde(default)]
     pub discovery: bool,
+    /// Opaque (not JWT) tokens of this issuer are checked by its introspection endpoint
+    /// (RFC 7662).
+    #[serde(default)]
+    pub introspection: Option<IntrospectionConfig>,
+    /// With several introspecting issuers: the prefix of this one's opaque tokens.
+    #[serde(default)]
+    pub token_prefix: Option<String>,
+}
+
+/// How the client authenticates to the introspection endpoint.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret (form-encoded first, RFC 6749 §2.3.1).
+    #[default]
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
+/// `issuers[].introspection` (RFC 7662).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// The endpoint (https, or http on loopback).
+    pub endpoint: String,
+    /// The gate's client id at the authorization server.
+    pub client_id: String,
+    /// The name of the Worker secret holding the client secret.
+    pub client_secret: String,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    #[serde(default)]
+    pub auth: ClientAuth,
+    /// How long an active answer is reused (seconds; never past the token's `exp`).
+    #[serde(default = "introspection_cache_ttl")]
+    pub cache_ttl_secs: u32,
+    /// How long an inactive answer is reused (seconds).
+    #[serde(default = "introspection_negative_ttl")]
+    pub negative_cache_ttl_secs: u32,
+    /// The endpoint's answer within this, or `503 introspection_unavailable`.
+    #[serde(default = "introspection_timeout")]
+    pub timeout_ms: u32,
+}
+
+fn introspection_cache_ttl() -> u32 {
+    60
+}
+fn introspection_negative_ttl() -> u32 {
+    10
+}
+fn introspection_timeout() -> u32 {
+    3000
 }
 
 /// A validated issuer ([`IssuerPolicy::validate_all`]).
@@ -69,6 +122,10 @@ pub struct IssuerPolicy {
     pub discovery: bool,
     /// Plain-http key URLs off loopback accepted (`allow_insecure_jwks_uri`).
     pub allow_insecure: bool,
+    /// Opaque tokens checked by introspection.
+    pub introspection: Option<IntrospectionConfig>,
+    /// The prefix of this issuer's opaque tokens.
+    pub token_prefix: Option<String>,
 }
 
 impl IssuerPolicy {
@@ -90,8 +147,22 @@ impl IssuerPolicy {
                 Some(s) if s.is_empty() => return Err(field_error(f("issuer"), "must not be empty")),
                 _ => {}
             }
-            if ic.algorithms.is_empty() {
+            if ic.algorithms.is_empty() && ic.introspection.is_none() {
                 return Err(field_error(f("algorithms"), "list at least one algorithm"));
+            }
+            if let Some(intro) = &ic.introspection {
+                if ic.issuer.is_none() {
+                    return Err(field_error(f("introspection"), "introspection needs the issuer's exact URL in issuer"));
+                }
+                if let Some(problem) = jwks_uri_problem(&intro.endpoint, ic.allow_insecure_jwks_uri) {
+                    return Err(field_error(f("introspection.endpoint"), problem));
+                }
+                if intro.client_id.is_empty() || intro.client_secret.is_empty() {
+                    return Err(field_error(f("introspection"), "client_id and client_secret (the name of a Worker secret) are required"));
+                }
+                if !(100..=30_000).contains(&intro.timeout_ms) || intro.cache_ttl_secs > 3600 || intro.negative_cache_ttl_secs > 3600 {
+                    return Err(field_error(f("introspection"), "timeout_ms 100-30000, cache_ttl_secs and negative_cache_ttl_secs at most 3600"));
+                }
             }
             let mut algorithms = Vec::new();
             for (j, name) in ic.algorithms.iter().enumerate() {
@@ -134,7 +205,7 @@ impl IssuerPolicy {
                 Some(doc) => KeySet::parse(doc, KeySource::Inline).map_err(|e| field_error(f("jwks"), e.to_string()))?,
                 None => KeySet::default(),
             };
-            if ic.jwks_uri.is_none() && ic.jwks.is_none() && !ic.discovery {
+            if ic.jwks_uri.is_none() && ic.jwks.is_none() && !ic.discovery && ic.introspection.is_none() {
                 return Err(field_error(f("jwks_uri"), "give jwks_uri, jwks, or both"));
             }
             if inline_keys.has_symmetric() && (ic.jwks_uri.is_some() || ic.discovery) {
@@ -159,6 +230,8 @@ impl IssuerPolicy {
                 algorithms,
                 discovery: ic.discovery,
                 allow_insecure: ic.allow_insecure_jwks_uri,
+                introspection: ic.introspection,
+                token_prefix: ic.token_prefix,
             });
         }
         let mut seen = std::collections::HashSet::new();
@@ -430,8 +503,8 @@ impl VerifiedToken {
     pub fn expires_at(&self) -> Option<i64> {
         self.packed.expires_at()
     }
-    /// The algorithm that verified it.
-    pub fn alg(&self) -> Algorithm {
+    /// The algorithm that verified it (`None`: verified by introspection).
+    pub fn alg(&self) -> Option<Algorithm> {
         self.packed.alg()
     }
     /// The key id that verified it.
@@ -551,70 +624,9 @@ impl<'t> PendingToken<'t> {
             return Err(AuthError::Internal);
         }
         let c = &self.token.claims;
-        let exp = numeric(c, "exp")?;
-        let nbf = numeric(c, "nbf")?;
-        let iat = numeric(c, "iat")?;
-        for name in ["sub", "jti"] {
-            if c.get(name).is_some_and(|v| !v.is_string()) {
-                return Err(AuthError::MalformedClaims(if name == "sub" { "sub is not a string" } else { "jti is not a string" }));
-            }
-        }
-        let scopes = scopes(c)?;
-        confirmation(c)?;
-        let leeway = rules.leeway_secs as f64;
-        let nowf = now as f64;
-        match exp {
-            None if rules.require_exp => return Err(AuthError::MissingExp),
-            Some(exp) if nowf >= exp + leeway => return Err(AuthError::Expired { now, exp: exp as i64 }),
-            _ => {}
-        }
-        if let Some(nbf) = nbf {
-            if nbf > nowf + leeway {
-                return Err(AuthError::NotYetValid { now, nbf: nbf as i64 });
-            }
-        }
-        if let Some(iat) = iat {
-            if iat > nowf + leeway {
-                return Err(AuthError::IssuedInFuture { now, iat: iat as i64 });
-            }
-        }
-        if let (Some(max), Some(exp)) = (rules.max_lifetime_secs, exp) {
-            let lifetime = exp - iat.unwrap_or(nowf);
-            if lifetime > max as f64 {
-                return Err(AuthError::LifetimeTooLong { lifetime: lifetime as i64, max });
-            }
-        }
-        let issuer = &rules.issuers[self.issuer_index];
-        if let Some(expected) = &issuer.issuer {
-            if c.get("iss").and_then(Value::as_str) != Some(expected.as_str()) {
-                return Err(AuthError::IssuerMismatch);
-            }
-        }
-        if !issuer.audiences.is_empty() {
-            let ok = match c.get("aud") {
-                Some(Value::String(a)) => issuer.audiences.iter().any(|x| x == a),
-                Some(Value::Array(items)) => {
-                    let mut any = false;
-                    for v in items {
-                        let a = v.as_str().ok_or(AuthError::MalformedClaims("aud is not a string or array of strings"))?;
-                        any |= issuer.audiences.iter().any(|x| x == a);
-                    }
-                    any
-                }
-                None => false,
-                Some(_) => return Err(AuthError::MalformedClaims("aud is not a string or array of strings")),
-            };
-            if !ok {
-                return Err(AuthError::AudienceMismatch);
-            }
-        } else if let Some(v) = c.get("aud") {
-            let shape_ok = v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
-            if !shape_ok {
-                return Err(AuthError::MalformedClaims("aud is not a string or array of strings"));
-            }
-        }
+        let (exp, scopes) = check_claims(c, self.issuer_index, &rules, now)?;
         let packed = Packed::new(&Facts {
-            alg: self.token.header.alg,
+            alg: Some(self.token.header.alg),
             issuer_index: self.issuer_index,
             expires_at: exp.map(|e| e as i64),
             kid: key.kid.as_deref(),
@@ -640,6 +652,97 @@ fn numeric(c: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, Au
             _ => Err(AuthError::MalformedClaims(msg)),
         },
         Some(_) => Err(AuthError::MalformedClaims(msg)),
+    }
+}
+
+/// The claim checks every verified token passes, from a signed JWT or an introspection answer:
+/// types, `exp` (required unless `require_exp` is off), `nbf`, `iat`, lifetime, `iss`, `aud`,
+/// `cnf`. Returns `exp` and the scopes.
+fn check_claims(c: &Map<String, Value>, issuer_index: usize, rules: &TokenRules<'_>, now: i64) -> Result<(Option<f64>, Vec<String>), AuthError> {
+    let exp = numeric(c, "exp")?;
+    let nbf = numeric(c, "nbf")?;
+    let iat = numeric(c, "iat")?;
+    for name in ["sub", "jti"] {
+        if c.get(name).is_some_and(|v| !v.is_string()) {
+            return Err(AuthError::MalformedClaims(if name == "sub" { "sub is not a string" } else { "jti is not a string" }));
+        }
+    }
+    let scopes = scopes(c)?;
+    confirmation(c)?;
+    let leeway = rules.leeway_secs as f64;
+    let nowf = now as f64;
+    match exp {
+        None if rules.require_exp => return Err(AuthError::MissingExp),
+        Some(exp) if nowf >= exp + leeway => return Err(AuthError::Expired { now, exp: exp as i64 }),
+        _ => {}
+    }
+    if let Some(nbf) = nbf {
+        if nbf > nowf + leeway {
+            return Err(AuthError::NotYetValid { now, nbf: nbf as i64 });
+        }
+    }
+    if let Some(iat) = iat {
+        if iat > nowf + leeway {
+            return Err(AuthError::IssuedInFuture { now, iat: iat as i64 });
+        }
+    }
+    if let (Some(max), Some(exp)) = (rules.max_lifetime_secs, exp) {
+        let lifetime = exp - iat.unwrap_or(nowf);
+        if lifetime > max as f64 {
+            return Err(AuthError::LifetimeTooLong { lifetime: lifetime as i64, max });
+        }
+    }
+    let issuer = &rules.issuers[issuer_index];
+    if let Some(expected) = &issuer.issuer {
+        if c.get("iss").and_then(Value::as_str) != Some(expected.as_str()) {
+            return Err(AuthError::IssuerMismatch);
+        }
+    }
+    if !issuer.audiences.is_empty() {
+        let ok = match c.get("aud") {
+            Some(Value::String(a)) => issuer.audiences.iter().any(|x| x == a),
+            Some(Value::Array(items)) => {
+                let mut any = false;
+                for v in items {
+                    let a = v.as_str().ok_or(AuthError::MalformedClaims("aud is not a string or array of strings"))?;
+                    any |= issuer.audiences.iter().any(|x| x == a);
+                }
+                any
+            }
+            None => false,
+            Some(_) => return Err(AuthError::MalformedClaims("aud is not a string or array of strings")),
+        };
+        if !ok {
+            return Err(AuthError::AudienceMismatch);
+        }
+    } else if let Some(v) = c.get("aud") {
+        let shape_ok = v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+        if !shape_ok {
+            return Err(AuthError::MalformedClaims("aud is not a string or array of strings"));
+        }
+    }
+    Ok((exp, scopes))
+}
+
+impl VerifiedToken {
+    /// An opaque token the issuer's introspection endpoint answered `active` for (RFC 7662):
+    /// its answer's claims go through the same checks as a signed token's ([`check_claims`]); a
+    /// missing `iss` is the issuer's own. Only the pipeline, after its call to the endpoint,
+    /// makes one.
+    pub(crate) fn from_introspection<'p>(
+        mut answer: Map<String, Value>,
+        issuer_index: usize,
+        rules: impl Into<TokenRules<'p>>,
+        now: i64,
+    ) -> Result<VerifiedToken, AuthError> {
+        let rules = rules.into();
+        if let (None, Some(iss)) = (answer.get("iss"), rules.issuers.get(issuer_index).and_then(|i| i.issuer.clone())) {
+            answer.insert("iss".into(), Value::String(iss));
+        }
+        let (exp, scopes) = check_claims(&answer, issuer_index, &rules, now)?;
+        let packed =
+            Packed::new(&Facts { alg: None, issuer_index, expires_at: exp.map(|e| e as i64), kid: None, scopes: &scopes, claims: &answer, keep: rules.claims });
+        Ok(VerifiedToken { packed, payload: Some(Arc::new(answer)) })
     }
 }
 

@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(field(json!({"issuer": "x", "algorithms": ["EdDSA"], "leewaySecs": -1}), jwks.clone()), "leewaySecs");
         assert_eq!(field(json!({"issuer": "x", "algorithms": ["EdDSA"], "leeway": 1}), jwks.clone()), "leeway");
         assert_eq!(field(json!({"algorithms": ["EdDSA"]}), jwks.clone()), "issuer");
-        assert_eq!(field(json!({"issuer": "x"}), jwks.clone()), "policy", "missing algorithms is reported on the policy");
+        assert_eq!(field(json!({"issuer": "x"}), jwks.clone()), "algorithms", "missing algorithms is reported on algorithms");
         assert_eq!(field(json!({"issuer": "x", "algorithms": ["EdDSA"]}), json!({"nokeys": []})), "jwks");
         assert_eq!(field(json!({"issuer": "x", "algorithms": ["EdDSA"], "audiences": [""]}), jwks.clone()), "audiences[0]");
         assert_eq!(field(json!(["issuer"]), jwks), "policy");

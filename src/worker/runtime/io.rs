@@ -118,6 +118,40 @@ impl GateIo for WorkerIo {
         webcrypto::verify(job).await
     }
 
+    async fn introspect(&self, endpoint: &str, form: &str, authorization: Option<&str>, timeout_ms: u32) -> Result<(u16, String), IoError> {
+        use worker::web_sys;
+        let failed = |e: String| IoError::Failed(e);
+        let headers = web_sys::Headers::new().map_err(|_| failed("headers".into()))?;
+        let _ = headers.set("content-type", "application/x-www-form-urlencoded");
+        let _ = headers.set("accept", "application/json");
+        if let Some(a) = authorization {
+            let _ = headers.set("authorization", a);
+        }
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        init.set_headers(&headers);
+        init.set_body(&worker::wasm_bindgen::JsValue::from_str(form));
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+        let req = web_sys::Request::new_with_str_and_init(endpoint, &init).map_err(|e| failed(format!("bad introspection request: {e:?}")))?;
+        let call = async {
+            let resp: web_sys::Response = worker::Fetch::Request(Request::from(req)).send().await.map_err(|e| IoError::Failed(e.to_string()))?.into();
+            let status = resp.status();
+            let body = match resp.body() {
+                Some(stream) => match read_capped(&stream, crate::core::io::MAX_INTROSPECTION_BYTES).await? {
+                    Capped::Whole(b) => String::from_utf8(b).map_err(|_| IoError::BadAnswer("not UTF-8".into()))?,
+                    Capped::TooLarge(_) => return Err(IoError::TooLarge(crate::core::io::MAX_INTROSPECTION_BYTES)),
+                },
+                None => String::new(),
+            };
+            Ok((status, body))
+        };
+        let timer = worker::Delay::from(Duration::from_millis(u64::from(timeout_ms)));
+        match select(Box::pin(call), timer).await {
+            Either::Left((r, _)) => r,
+            Either::Right(_) => Err(IoError::Failed(format!("no answer within {timeout_ms} ms"))),
+        }
+    }
+
     async fn ask_ledger(&self, facts: &LedgerFacts) -> Result<bool, IoError> {
         let mut resp = ask_ledger(&self.env, serde_json::json!({"op": "check", "body": facts})).await.map_err(|e| IoError::Failed(e.to_string()))?;
         if resp.status_code() != 200 {
