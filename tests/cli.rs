@@ -261,3 +261,74 @@ fn explain_lists_the_steps_taken() {
         assert_eq!(with, without);
     }
 }
+
+/// A DPoP proof (EdDSA, by the Ed25519 key of `seed`) for `method` and `htu`, bound to `token`.
+fn dpop_proof(seed: u8, method: &str, htu: &str, token: &str, iat: u64) -> (String, String) {
+    use sha2::Digest;
+    let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([seed; 32]));
+    let b64 = |b: &[u8]| Base64UrlSafeNoPadding::encode_to_string(b).unwrap();
+    let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&kp.pk[..])});
+    let jkt = edgeward::core::jwk::thumbprint(&edgeward::core::jwk::parse_public_jwk(&jwk).unwrap());
+    let header = serde_json::json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk});
+    let claims =
+        serde_json::json!({"htm": method, "htu": htu, "iat": iat, "jti": format!("cli-{seed}-{iat}"), "ath": b64(&sha2::Sha256::digest(token.as_bytes()))});
+    let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let sig = kp.sk.sign(input.as_bytes(), None);
+    (format!("{input}.{}", b64(&sig[..])), jkt)
+}
+
+#[test]
+fn verify_checks_a_dpop_proof_as_the_gate_does() {
+    let f = Fixture::new("dpop");
+    let (_, jkt) = dpop_proof(9, "GET", "https://api.test/orders", "", NOW);
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Cnf {
+        cnf: serde_json::Value,
+    }
+    let token = f
+        .key
+        .sign(
+            Claims::with_custom_claims(Cnf { cnf: serde_json::json!({"jkt": jkt}) }, Duration::from_secs(1))
+                .with_issuer("https://issuer.test")
+                .with_audience("api://cli")
+                .with_subject("alice")
+                .tap_times(NOW),
+        )
+        .unwrap();
+    let now = NOW.to_string();
+    // Without its proof, a bound token is what the gate refuses as a bearer token.
+    let (code, v) = f.run(&token, &["--now", &now]);
+    assert_eq!((code, v["reason"].as_str()), (1, Some("dpop_bound_token_as_bearer")));
+    let (proof, _) = dpop_proof(9, "GET", "https://api.test/orders", &token, NOW);
+    let pf = f.dir.join("proof.txt");
+    std::fs::write(&pf, &proof).unwrap();
+    let pf = pf.to_str().unwrap();
+    let (code, v) = f.run(&token, &["--now", &now, "--dpop-proof", pf, "--method", "get", "--url", "https://api.test/orders?x=1"]);
+    assert_eq!((code, v["verdict"].as_str(), v["dpop"]["jkt"].as_str()), (0, Some("accept"), Some(jkt.as_str())), "{v}");
+    let (code, v) = f.run(&token, &["--now", &now, "--dpop-proof", pf, "--method", "POST", "--url", "https://api.test/orders"]);
+    assert_eq!((code, v["reason"].as_str()), (1, Some("dpop_htm")));
+    let (code, v) = f.run(&token, &["--now", &now, "--dpop-proof", pf, "--method", "GET", "--url", "https://api.test/other"]);
+    assert_eq!((code, v["reason"].as_str()), (1, Some("dpop_htu")));
+    // A proof by another key.
+    let (other, _) = dpop_proof(10, "GET", "https://api.test/orders", &token, NOW);
+    std::fs::write(f.dir.join("other.txt"), &other).unwrap();
+    let (code, v) =
+        f.run(&token, &["--now", &now, "--dpop-proof", f.dir.join("other.txt").to_str().unwrap(), "--method", "GET", "--url", "https://api.test/orders"]);
+    assert_eq!((code, v["reason"].as_str()), (1, Some("dpop_key_mismatch")));
+    // --dpop-proof needs --method and --url.
+    let (code, _, _) = edgeward(&["verify", "--config", "c.json", "--token-file", "t", "--dpop-proof", pf]);
+    assert_eq!(code, 2);
+}
+
+trait TapTimes {
+    fn tap_times(self, now: u64) -> Self;
+}
+
+impl<T> TapTimes for JWTClaims<T> {
+    fn tap_times(mut self, now: u64) -> Self {
+        self.issued_at = Some(Duration::from_secs(now - 10));
+        self.expires_at = Some(Duration::from_secs(now + 600));
+        self.invalid_before = None;
+        self
+    }
+}

@@ -112,6 +112,15 @@ struct VerifyArgs {
     /// Add "steps" to the verdict: each verification step taken, {"step", "result": "pass"|"fail", "detail"}
     #[arg(long)]
     explain: bool,
+    /// File holding a DPoP proof for the token (RFC 9449): checked as the gate checks it, for --method and --url
+    #[arg(long, value_name = "FILE", requires_all = ["method", "url"])]
+    dpop_proof: Option<String>,
+    /// The request method the DPoP proof is for
+    #[arg(long, value_name = "METHOD", requires = "dpop_proof")]
+    method: Option<String>,
+    /// The request URL the DPoP proof is for (absolute)
+    #[arg(long, value_name = "URL", requires = "dpop_proof")]
+    url: Option<String>,
 }
 
 /// How to reach the admin API: every command but verify, path and keys check needs it.
@@ -717,7 +726,11 @@ fn path(args: PathArgs) -> Result<ExitCode, Failure> {
 }
 
 fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
-    let VerifyArgs { config, token_file, now, explain } = args;
+    let VerifyArgs { config, token_file, now, explain, dpop_proof, method, url } = args;
+    let proof = match &dpop_proof {
+        Some(f) => Some(std::fs::read_to_string(f).map_err(|e| usage(format!("cannot read {f}: {e}")))?.trim().to_string()),
+        None => None,
+    };
     let text = std::fs::read_to_string(&config).map_err(|e| ("config_invalid", format!("cannot read {config}: {e}"), None))?;
     let policy = Policy::from_json(&text).map_err(|e| ("config_invalid", e.to_string(), Some(e.field.clone())))?;
     let token = std::fs::read_to_string(&token_file).map_err(|e| usage(format!("cannot read {token_file}: {e}")))?;
@@ -728,10 +741,20 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
     };
     let fp = fingerprint(token.as_bytes());
     let realm = policy.realm.clone();
-    let (verdict, log) = Gate::new(policy).verify_inline(token, NativeBackend, now, explain);
+    let gate = Gate::new(policy);
+    let (verdict, log) = gate.verify_inline(token, NativeBackend, now, explain);
+    // As the gate decides: a DPoP-bound token needs its proof; without one it is a bearer token.
+    let verdict = verdict.and_then(|v| match (&proof, v.dpop_jkt()) {
+        (None, None) => Ok((v, None)),
+        (None, Some(_)) => Err(edgeward::core::error::AuthError::DpopBoundAsBearer),
+        (Some(p), _) => {
+            let (m, u) = (method.as_deref().unwrap_or("GET"), url.as_deref().unwrap_or(""));
+            gate.check_dpop_inline(p, &m.to_ascii_uppercase(), u, token, &v, NativeBackend, now).map(|c| (v, Some(c.jkt)))
+        }
+    });
     let (mut out, code) = match verdict {
-        Ok(v) => {
-            let out = json!({
+        Ok((v, jkt)) => {
+            let mut out = json!({
                 "verdict": "accept",
                 "reason": null,
                 "token_fp": fp,
@@ -740,6 +763,9 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
                 "kid": v.kid(),
                 "claims": v.claims(),
             });
+            if let Some(jkt) = jkt {
+                out["dpop"] = json!({"jkt": jkt});
+            }
             (out, ExitCode::SUCCESS)
         }
         Err(e) => {

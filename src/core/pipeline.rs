@@ -1022,6 +1022,31 @@ impl Gate {
         Ok(verified)
     }
 
+    /// A DPoP proof checked offline (the CLI's `verify --dpop-proof`), as the request path checks
+    /// it ([`super::dpop`]) for `method` and the absolute `url`, with a synchronous `backend`; no
+    /// server nonce and no replay cache (there is no other request to compare with).
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_dpop_inline<B: super::crypto::SignatureBackend>(
+        &self,
+        proof: &str,
+        method: &str,
+        url: &str,
+        token: &str,
+        verified: &VerifiedToken,
+        backend: B,
+        now: i64,
+    ) -> Result<dpop::CheckedProof, AuthError> {
+        let policy = &self.policy;
+        let (origin, raw_path, query) = split_url(url).ok_or(AuthError::Internal)?;
+        let canon = policy.canonical_request(method, raw_path, query, &[])?;
+        let pending = dpop::parse_proof(proof, &policy.dpop)?;
+        let job = pending.job().ok_or(AuthError::Dpop(DpopFailure::Signature))?;
+        let signed = backend.verify(&job).map_err(|e| if e == AuthError::BadSignature { AuthError::Dpop(DpopFailure::Signature) } else { e })?;
+        let (claims, key) = pending.finish(signed)?;
+        let ctx = dpop::ProofContext { method: &canon.method, origin, path: &canon.path, token, now };
+        dpop::check_claims(&claims, &key, &ctx, verified.dpop_jkt(), &policy.dpop, |p| super::canonical::canonical_path(p, &policy.path_rules).ok(), None)
+    }
+
     /// Verifies `token` at `now` with the policy's inline keys and `backend`: the JWT step of
     /// the pipeline, for callers without a network (the CLI's `verify`, the JS package's
     /// `verify`/`explain`). With `trace`, the record's [`DecisionLog::trace`] lists the steps taken.
