@@ -82,6 +82,8 @@
 //!                 │  cookie + upgrade: Origin the gate's or csrf.allowed_origins ──► 403)
 //!                 ▼                                                         │
 //!          verified-token cache (SHA-256 of token) ──hit──► revocations ┐│
+//!                 │ opaque token (not a JWS) of an introspecting issuer: RFC 7662 call
+//!                 │   (active ─► the same claim checks; inactive ──► 401; down ──► 503) ─┘
 //!                 ▼                                                         │
 //!          UnverifiedToken::parse  (size, 3×base64url, strict JSON,         │
 //!                 │                 alg ≠ none, no crit/b64/zip)  ──► 401   │
@@ -89,6 +91,8 @@
 //!          PendingToken::new  (iss → issuer, alg allow-list)      ──► 401   │
 //!                 ▼                                                         │
 //!          issuer keys: inline + JWKS cache ◄── fetch / KV snapshot         │
+//!                 │   (jwks_uri configured, or from discovered metadata whose
+//!                 │    issuer must be the configured one)                   │
 //!                 │   (no usable key ──► 503)                               │
 //!                 ▼                                                         │
 //!          select_key (kid, kty/crv/alg/use/key_ops fit)           ──► 401  │
