@@ -101,6 +101,9 @@ struct FakeIo {
     /// Introspection answers by token; every call's (endpoint, form, authorization).
     introspection: RefCell<HashMap<String, IntrospectionAnswer>>,
     introspected: RefCell<Vec<(String, String, Option<String>)>>,
+    /// The replay Durable Object: claimed keys until when; or unreachable.
+    claimed: RefCell<HashMap<u64, i64>>,
+    replay_down: Cell<bool>,
 }
 
 impl FakeIo {
@@ -123,6 +126,8 @@ impl FakeIo {
             blocked: RefCell::new(None),
             introspection: RefCell::new(HashMap::new()),
             introspected: RefCell::new(Vec::new()),
+            claimed: RefCell::new(HashMap::new()),
+            replay_down: Cell::new(false),
         }
     }
 
@@ -206,6 +211,19 @@ impl GateIo for FakeIo {
             Some(Err(e)) => Err(IoError::Failed(e)),
             None => Ok((200, r#"{"active":false}"#.into())),
         }
+    }
+    async fn claim_once(&self, key: u64, until: i64) -> Result<bool, IoError> {
+        self.record(format!("claim_once {key:016x}"));
+        if self.replay_down.get() {
+            return Err(IoError::Failed("replay object unreachable".into()));
+        }
+        let now = self.now_secs();
+        let mut claimed = self.claimed.borrow_mut();
+        if claimed.get(&key).is_some_and(|u| *u >= now) {
+            return Ok(false);
+        }
+        claimed.insert(key, until);
+        Ok(true)
     }
     async fn kv_read(&self, key: &str, max_bytes: usize) -> Result<Option<Vec<u8>>, IoError> {
         std::future::poll_fn(|_| if self.blocked.borrow().as_deref() == Some(key) { Poll::Pending } else { Poll::Ready(()) }).await;
@@ -717,6 +735,30 @@ fn dpop_server_nonces() {
     let t2 = ed_token(json!({"cnf": {"jkt": jkt_of(&k)}, "iat": io.now_secs() - 10, "exp": io.now_secs() + 600}));
     let p = dpop_proof(&k, "GET", &htu, &t2, io.now_secs(), "n-4", json!({}), json!({"nonce": nonce}));
     refused(decide(&gate, &io, &dpop_req("/api/x", &t2, &p)), 401, "dpop_nonce_required", Www::Starts("DPoP realm="));
+}
+
+#[test]
+fn dpop_exact_replay_across_isolates() {
+    let d = doc_with("dpop", json!({"replay": "exact"}));
+    let (a, b) = (gate(&d), gate(&d));
+    let io = FakeIo::new();
+    let k = key_seeded(EdDSA, 26);
+    let t = ed_token(json!({"cnf": {"jkt": jkt_of(&k)}}));
+    let p = dpop_proof(&k, "GET", &format!("{EDGE}/api/x"), &t, NOW, "x-1", json!({}), json!({}));
+    forwarded(decide(&a, &io, &dpop_req("/api/x", &t, &p)));
+    assert!(io.take_calls().iter().any(|c| c.starts_with("claim_once ")));
+    // Another isolate (its own replay cache, empty): the Durable Object has seen it.
+    refused(decide(&b, &io, &dpop_req("/api/x", &t, &p)), 401, "dpop_replay", Www::Starts("DPoP realm="));
+    // Unreachable: closed.
+    io.replay_down.set(true);
+    let p2 = dpop_proof(&k, "GET", &format!("{EDGE}/api/x"), &t, NOW, "x-2", json!({}), json!({}));
+    refused(decide(&b, &io, &dpop_req("/api/x", &t, &p2)), 503, "dpop_replay_unavailable", Www::Absent);
+    // The default (isolate) never asks.
+    let iso = gate(&doc());
+    let p3 = dpop_proof(&k, "GET", &format!("{EDGE}/api/x"), &t, NOW, "x-3", json!({}), json!({}));
+    io.take_calls();
+    forwarded(decide(&iso, &io, &dpop_req("/api/x", &t, &p3)));
+    assert!(!io.take_calls().iter().any(|c| c.starts_with("claim_once ")));
 }
 
 #[test]
@@ -2885,6 +2927,7 @@ const REFUSAL_TESTS: &[fn()] = &[
     dpop_each_failed_check_has_its_code,
     dpop_route_modes_and_downgrade,
     dpop_server_nonces,
+    dpop_exact_replay_across_isolates,
     certificate_bound_tokens,
     websocket_upgrades_only_where_allowed,
     websocket_upgrades_the_runtime_would_not_take_are_refused,

@@ -54,6 +54,9 @@ pub enum ReplayScope {
     /// is not caught.
     #[default]
     Isolate,
+    /// In the isolate first, then once more in a sharded Durable Object keyed by the replay key,
+    /// for the proof's window: a proof is accepted once, in every isolate and location.
+    Exact,
 }
 
 /// The `dpop` section.
@@ -102,6 +105,8 @@ pub struct DpopPolicy {
     pub iat_window_secs: i64,
     /// Replay cache capacity per isolate.
     pub replay_capacity: usize,
+    /// Also ask the replay Durable Object (`dpop.replay: "exact"`).
+    pub replay_exact: bool,
     /// The nonce secret's name, when nonces are required.
     pub nonce_secret: Option<String>,
     /// Nonce slot (seconds).
@@ -116,6 +121,7 @@ impl Default for DpopPolicy {
             algorithms: vec![Algorithm::ES256],
             iat_window_secs: 60,
             replay_capacity: 100_000,
+            replay_exact: false,
             nonce_secret: None,
             nonce_slot_secs: 300,
             max_proof_bytes: 8192,
@@ -153,6 +159,7 @@ impl DpopConfig {
             algorithms,
             iat_window_secs: i64::from(self.iat_window_secs),
             replay_capacity: self.replay_capacity,
+            replay_exact: self.replay == ReplayScope::Exact,
             nonce_secret: self.nonce.then_some(self.nonce_secret),
             nonce_slot_secs: i64::from(self.nonce_slot_secs),
             max_proof_bytes: self.max_proof_bytes,

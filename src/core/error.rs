@@ -121,6 +121,9 @@ pub enum AuthError {
     /// A CORS preflight from an origin, or for a method or headers, that `cors` does not allow.
     #[error("CORS preflight refused")]
     CorsRejected,
+    /// `dpop.replay: "exact"` and the replay Durable Object is unreachable: fail closed.
+    #[error("DPoP replay check unavailable")]
+    DpopReplayUnavailable,
     /// An opaque token its issuer's introspection endpoint answered `active: false` for.
     #[error("token is not active")]
     TokenInactive,
@@ -446,6 +449,7 @@ impl AuthError {
             CsrfRejected => "csrf_rejected",
             CorsRejected => "cors_rejected",
             TokenInactive => "token_inactive",
+            DpopReplayUnavailable => "dpop_replay_unavailable",
             IntrospectionUnavailable => "introspection_unavailable",
             UnsupportedConfirmation => "cnf_unsupported",
             CertificateMismatch => "certificate_mismatch",
@@ -487,6 +491,7 @@ impl AuthError {
         use AuthError::*;
         match self {
             IntrospectionUnavailable
+            | DpopReplayUnavailable
             | JwksUnavailable
             | OriginUnreachable
             | OriginTimeout
@@ -576,6 +581,7 @@ impl AuthError {
             AuthError::RateLimiterUnavailable => (503, None, "rate limiter unavailable; retry later".into()),
             AuthError::JwksUnavailable => (503, None, "issuer keys are unavailable; retry later".into()),
             AuthError::IntrospectionUnavailable => (503, None, "the token could not be checked with its issuer; retry later".into()),
+            AuthError::DpopReplayUnavailable => (503, None, "the DPoP proof could not be checked for replay; retry later".into()),
             AuthError::OriginUnreachable => (502, None, "the origin did not answer".into()),
             AuthError::OriginTimeout => (504, None, "the origin did not answer in time".into()),
             AuthError::AdminUnavailable => (503, None, "the admin API is unavailable; retry later".into()),

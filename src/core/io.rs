@@ -134,6 +134,13 @@ pub trait GateIo {
         let _ = (endpoint, form, authorization, timeout_ms);
         Err(IoError::NotBound("introspection"))
     }
+    /// Claims a DPoP proof's replay key until `until` (Unix seconds) in the replay Durable Object
+    /// (`dpop.replay: "exact"`): `Ok(true)` the first time, `Ok(false)` when it was claimed
+    /// before and has not expired. Where there is none: not bound.
+    async fn claim_once(&self, key: u64, until: i64) -> Result<bool, IoError> {
+        let _ = (key, until);
+        Err(IoError::NotBound("replay"))
+    }
     /// Checks one signature ([`super::crypto::SignatureBackend`], possibly asynchronous).
     async fn verify_signature(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError>;
     /// Asks the revocation ledger whether the facts are revoked (`Ok(true)`: revoked).

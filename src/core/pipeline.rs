@@ -595,6 +595,17 @@ impl Gate {
         if !self.state.dpop_replay.borrow_mut().first_use(&checked, now) {
             return Err(AuthError::Dpop(DpopFailure::Replay));
         }
+        if d.replay_exact {
+            // Once in every isolate: the replay Durable Object has the last word.
+            match io.claim_once(checked.replay_key, checked.remember_until).await {
+                Ok(true) => {}
+                Ok(false) => return Err(AuthError::Dpop(DpopFailure::Replay)),
+                Err(e) => {
+                    log.detail = Some(format!("replay check failed: {e}"));
+                    return Err(AuthError::DpopReplayUnavailable);
+                }
+            }
+        }
         Ok(())
     }
 

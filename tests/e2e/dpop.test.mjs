@@ -4,7 +4,8 @@
 // and the origin sees the binding, never the token or the proof; a replayed proof, wrong htm, htu
 // or ath, a proof by another key → 401 with a DPoP challenge; a bound token sent as Bearer → 401;
 // with server nonces on, the first proof is challenged with a DPoP-Nonce and the retry passes;
-// `dpop: "required"` refuses plain bearer tokens.
+// `dpop: "required"` refuses plain bearer tokens; with `dpop.replay: "exact"` a proof replayed to a
+// fresh isolate (the Workers restarted on the same state) is still refused.
 
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,7 +34,7 @@ describe('dpop: sender-constrained tokens through the gate', { timeout: 240_000 
     label: 'dpop',
     keys: ['ES256'],
     config: {
-      dpop: { nonce: true },
+      dpop: { nonce: true, replay: 'exact' },
       routes: [
         { path: '/public/*', public: true },
         { path: '/strict/*', dpop: 'required' },
@@ -105,6 +106,21 @@ describe('dpop: sender-constrained tokens through the gate', { timeout: 240_000 
     assert.equal(strict.headers['www-authenticate'], 'DPoP realm="edgeward", algs="ES256 ES384 PS256 RS256 EdDSA"');
     const p = await proof(k, { url: `${worker.url}/strict/x`, token: t, nonce });
     assert.equal((await call('/strict/x', t, p)).status, 200);
+  });
+
+  it('exact replay: a proof replayed to a fresh isolate is refused by the replay Durable Object', async () => {
+    const k = await clientKey();
+    const t = await bound(k);
+    const url = `${worker.url}/api/once`;
+    const p = await proof(k, { url, token: t, nonce });
+    assert.equal((await call('/api/once', t, p)).status, 200);
+    // The Workers restart on the same state and port: a fresh isolate, whose own replay cache is
+    // empty; only the Durable Object remembers the proof.
+    worker = await stack.restart({ port: new URL(worker.url).port });
+    const replay = await call('/api/once', t, p);
+    h.assertError(replay, { status: 401, code: 'dpop_replay', error: 'invalid_dpop_proof' });
+    const fresh = await proof(k, { url, token: t, nonce });
+    assert.equal((await call('/api/once', t, fresh)).status, 200, 'a fresh proof still passes');
   });
 
   it('checks an EdDSA and an RS256 proof key too (WebCrypto in the Worker)', async () => {

@@ -280,9 +280,10 @@ export function allWranglerOutput() {
  * `serviceWorkers`: more Workers in the same workerd, each `{ binding, name, script }` (a JS
  * module's text), bound to the gate as service `binding` (for `service:NAME` origins).
  */
-export async function startWrangler({ label = 'worker', config, persistTo, readyTimeoutMs = 60000, vars = {}, wranglerConfig, serviceWorkers = [] } = {}) {
+export async function startWrangler({ label = 'worker', config, persistTo, readyTimeoutMs = 60000, vars = {}, wranglerConfig, serviceWorkers = [], port: fixedPort } = {}) {
   if (!wranglerConfig) await ensureBuilt();
-  const port = await freePort();
+  // `port`: listen where a stopped worker listened (a restart the clients do not notice).
+  const port = fixedPort ?? await freePort();
   const inspectorPort = await freePort();
   const persistDir = persistTo ?? makeTempDir(`persist-${label}`);
   const configText = typeof config === 'string' ? config : JSON.stringify(config);

@@ -1,6 +1,6 @@
-//! The control plane (feature `control`): the admin API under `admin.path_prefix` and the three
-//! Durable Objects, `RevocationLedger`, `RateLimiter` and `KeyWriter` (one per API key id: the
-//! single writer of its record). None of this code is in the gate's
+//! The control plane (feature `control`): the admin API under `admin.path_prefix` and the
+//! Durable Objects, `RevocationLedger`, `RateLimiter`, `KeyWriter` (one per API key id: the
+//! single writer of its record) and `ReplayGuard` (`dpop.replay: "exact"`). None of this code is in the gate's
 //! bundle: the gate Worker (feature `worker` alone) reaches it through bindings, the Durable
 //! Objects by `script_name` (the rate limiter in `exact` mode, the ledger on `sensitive` routes:
 //! their clients are the gate's), the admin API through the `EDGEWARD_CONTROL` service binding.
@@ -14,7 +14,9 @@ mod keys;
 mod keywriter;
 mod ledger;
 mod limiter;
+mod replay;
 
 pub use keywriter::KeyWriter;
 pub use ledger::RevocationLedger;
 pub use limiter::RateLimiter;
+pub use replay::ReplayGuard;

@@ -27,6 +27,10 @@ pub const LEDGER_BINDING: &str = "EDGEWARD_LEDGER";
 pub const DO_BINDING: &str = "EDGEWARD_LIMITER";
 /// Rate-limit keys are spread over this many objects.
 const SHARDS: u64 = 32;
+/// Durable Object binding of the DPoP replay guard (`dpop.replay: "exact"`).
+pub const REPLAY_BINDING: &str = "EDGEWARD_REPLAY";
+/// DPoP replay keys are spread over this many objects (the control Worker's `replay::SHARDS`).
+const REPLAY_SHARDS: u64 = 32;
 
 /// What the gate asks the `RateLimiter` object (a contract between the two Workers).
 #[derive(Serialize, Deserialize)]
@@ -161,6 +165,22 @@ impl GateIo for WorkerIo {
         match serde_json::from_str::<serde_json::Value>(&text).map_err(|e| IoError::BadAnswer(e.to_string()))?["revoked"] {
             serde_json::Value::Bool(b) => Ok(b),
             _ => Err(IoError::BadAnswer("no \"revoked\"".into())),
+        }
+    }
+
+    async fn claim_once(&self, key: u64, until: i64) -> Result<bool, IoError> {
+        let failed = |e: worker::Error| IoError::Failed(e.to_string());
+        let ns = self.env.durable_object(REPLAY_BINDING).map_err(|_| IoError::NotBound(REPLAY_BINDING))?;
+        let stub = ns.get_by_name(&format!("replay-{}", key % REPLAY_SHARDS)).map_err(failed)?;
+        let body = serde_json::json!({"key": format!("{key:016x}"), "until": until}).to_string();
+        let mut resp = stub.fetch_with_request(post_request("https://replay/claim", &body)?).await.map_err(failed)?;
+        if resp.status_code() != 200 {
+            return Err(IoError::BadAnswer(format!("replay guard answered {}", resp.status_code())));
+        }
+        let text = resp.text().await.map_err(failed)?;
+        match serde_json::from_str::<serde_json::Value>(&text).map_err(|e| IoError::BadAnswer(e.to_string()))?["first"] {
+            serde_json::Value::Bool(b) => Ok(b),
+            _ => Err(IoError::BadAnswer("no \"first\"".into())),
         }
     }
 
