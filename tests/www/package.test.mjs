@@ -110,8 +110,8 @@ describe('edgeward package (wasm) vs tokens signed by jose', () => {
       assert.match(fs.readFileSync(path.join(dir, 'README.md'), 'utf8'), /^# edgeward \(JavaScript/);
       const dts = fs.readFileSync(path.join(dir, 'edgeward.d.ts'), 'utf8');
       for (const sig of [
-        'export function verify(token: string, jwks: Jwks, policy: VerifyPolicy, nowSecs?: number): Claims;',
-        'export function explain(token: string, jwks: Jwks, policy: VerifyPolicy, nowSecs?: number): Explanation;',
+        'export function verify<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, nowSecs?: number): Claims & C;',
+        'export function explain<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, nowSecs?: number): Explanation<C>;',
         'export function decodeUnverified(token: string): UnverifiedParts;',
         'export function refreshAt(token: string, options?: RefreshOptions): number | null;',
         'export function pkcePair(): PkcePair;',
@@ -119,7 +119,8 @@ describe('edgeward package (wasm) vs tokens signed by jose', () => {
         'export function parseRateLimit(headers: HeadersLike, nowSecs?: number): RateLimitInfo;',
         'export function checkApiKey(key: string): ApiKeyCheck;',
         'export interface ApiKeyCheck {',
-        'export interface EdgewardError extends Error {',
+        'export class EdgewardError extends Error {',
+        'export function isEdgewardError(e: unknown): e is EdgewardError;',
       ]) assert.ok(dts.includes(sig), `${dir}/edgeward.d.ts declares ${sig}`);
     }
   });
