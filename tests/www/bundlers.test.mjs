@@ -4,7 +4,7 @@
 //   esbuild  `esbuild app.js --bundle --outfile=...` (its default format for browsers: an IIFE)
 //   Vite     `vite build` of an index.html
 //   webpack  `webpack --mode production`
-//   Rollup   with @rollup/plugin-node-resolve ({ browser: true }), which any npm import needs in
+//   Rollup   with @rollup/plugin-node-resolve at its defaults, which any npm import needs in
 //            Rollup (it finds node_modules; it does nothing for .wasm); `--format es`
 // The apps (tests/www/apps/) import the default entry point; webpack and esbuild also build one
 // that `require()`s it, and Vite and webpack one on `edgeward/web`, whose .wasm they emit as an
@@ -49,7 +49,7 @@ const BUNDLERS = {
     return '<script src="app.js"></script>';
   },
   async rollup(src, entry, out) {
-    const bundle = await rollup({ input: path.join(src, entry), plugins: [nodeResolve({ browser: true })], onwarn: () => {} });
+    const bundle = await rollup({ input: path.join(src, entry), plugins: [nodeResolve()], onwarn: () => {} });
     await bundle.write({ dir: out, format: 'es' });
     await bundle.close();
     return `<script type="module" src="${entry}"></script>`;
