@@ -35,8 +35,9 @@ const HEADERS = {
   'cache-control': 'no-store',
 };
 
-/** Starts serving `root` on 127.0.0.1:`port` (0 = any free port). Resolves to the server. */
-export function serveWww({ root = DEFAULT_ROOT, port = 8790, host = '127.0.0.1' } = {}) {
+/** Starts serving `root` on 127.0.0.1:`port` (0 = any free port). Resolves to the server.
+ * `headers` replaces the page's security headers (the package tests serve apps under other CSPs). */
+export function serveWww({ root = DEFAULT_ROOT, port = 8790, host = '127.0.0.1', headers = HEADERS } = {}) {
   const base = path.resolve(root);
   const server = http.createServer(async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -59,10 +60,10 @@ export function serveWww({ root = DEFAULT_ROOT, port = 8790, host = '127.0.0.1' 
     try {
       const body = await fs.readFile(file);
       const type = TYPES[path.extname(file)] ?? 'application/octet-stream';
-      res.writeHead(200, { ...HEADERS, 'content-type': type, 'content-length': body.length });
+      res.writeHead(200, { ...headers, 'content-type': type, 'content-length': body.length });
       res.end(req.method === 'HEAD' ? undefined : body);
     } catch {
-      res.writeHead(404, HEADERS).end();
+      res.writeHead(404, headers).end();
     }
   });
   return new Promise((resolve, reject) => {

@@ -9,10 +9,15 @@
 //! [`ratelimit_headers`] (`parseRateLimit`), with the shared [`error::WebError`]. Policy
 //! decisions are the core's.
 //!
-//! Names are camelCase in JS. Errors are `Error` objects named `EdgewardError` with `code`
-//! (a Worker reason code such as `expired` or `bad_signature` for token problems, else
-//! `config_invalid`, `invalid_argument` or `random_unavailable`), and `status` (token problems:
-//! the HTTP status the Worker would answer) or `field` (`config_invalid`: the policy field).
+//! Names are camelCase in JS. Errors are instances of the package's `EdgewardError` class
+//! (`src/web/js/error.js`, a subclass of `Error`) with `code` (a Worker reason code such as
+//! `expired` or `bad_signature` for token problems, else `config_invalid`, `invalid_argument` or
+//! `random_unavailable`), and `status` (token problems: the HTTP status the Worker would answer)
+//! or `field` (`config_invalid`: the policy field).
+//!
+//! The TypeScript declarations are `TS_TYPES` plus what wasm-bindgen derives from each function;
+//! `verify` and `explain` are declared in `TS_TYPES` (generic over the claims type).
+//! scripts/pack-web.mjs turns wasm-pack's output into the npm package's entry points.
 
 pub mod cookies;
 pub mod error;
@@ -77,13 +82,13 @@ export interface ExplainStep {
 }
 
 /** Every check and its result. `verdict` and `code` are exactly what `verify` gives. */
-export interface Explanation {
+export interface Explanation<C extends object = Claims> {
   verdict: "accept" | "reject";
   code: EdgewardErrorCode | null;
   message: string | null;
   steps: ExplainStep[];
   /** The verified claims, on accept. */
-  claims: Claims | null;
+  claims: (Claims & C) | null;
   nowSecs: number;
 }
 
@@ -156,29 +161,61 @@ export type EdgewardErrorCode =
   | "config_invalid" | "invalid_argument" | "random_unavailable";
 
 /** What every function of this package throws. */
-export interface EdgewardError extends Error {
-  name: "EdgewardError";
+export class EdgewardError extends Error {
+  /** `details` as the package sets them: `status` for token errors, `field` for `config_invalid`. */
+  constructor(code: EdgewardErrorCode, message?: string, details?: { status?: number; field?: string });
+  readonly name: "EdgewardError";
   code: EdgewardErrorCode;
   /** For token errors: the HTTP status the Worker answers with (401, 503). */
   status?: number;
   /** For `config_invalid`: the policy field at fault (`algorithms[1]`, `jwks`, ...). */
   field?: string;
 }
+
+/**
+ * Whether `e` is an `EdgewardError`, for `catch (e)`: also true for one thrown by another copy of
+ * the package (`edgeward/web` next to `edgeward`, a second bundle, another realm), which
+ * `instanceof` misses.
+ */
+export function isEdgewardError(e: unknown): e is EdgewardError;
+
+/**
+ * Verifies a compact JWT with the keys of `jwks` under `policy` at `nowSecs` (default: now),
+ * exactly as the Edgeward Worker does, and returns its claims. On refusal it throws an
+ * `EdgewardError` whose `code` is the Worker's reason code (`expired`, `bad_signature`, ...);
+ * an invalid policy or key set throws `config_invalid` naming the `field`.
+ *
+ * `C` describes the claims your issuer puts in its tokens (`verify<{ roles: string[] }>(...)`).
+ * It is a type only: the signature proves who issued the claims, not their shape.
+ */
+export function verify<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, nowSecs?: number): Claims & C;
+
+/**
+ * Runs the same checks as `verify`, one by one, and reports each: for debugging. Never throws
+ * for a bad token or policy (the failing step says why); only for arguments of the wrong type.
+ */
+export function explain<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, nowSecs?: number): Explanation<C>;
 "#;
 
-/// The JS `Error` for a [`WebError`].
+// The package's error class (src/web/js/error.js), which wasm-bindgen bundles with the glue.
+#[wasm_bindgen(module = "/src/web/js/error.js")]
+extern "C" {
+    type EdgewardError;
+    #[wasm_bindgen(constructor)]
+    fn new(code: &str, message: &str, details: &Object) -> EdgewardError;
+}
+
+/// The `EdgewardError` for a [`WebError`].
 fn js_error(e: WebError) -> JsValue {
-    let err = js_sys::Error::new(&e.message);
-    err.set_name("EdgewardError");
-    // Setting a property on a fresh Error cannot fail; nothing to do if it ever did.
-    let _ = Reflect::set(&err, &"code".into(), &e.code.into());
+    let details = Object::new();
+    // Setting a property on a fresh object cannot fail; nothing to do if it ever did.
     if let Some(status) = e.status {
-        let _ = Reflect::set(&err, &"status".into(), &f64::from(status).into());
+        let _ = Reflect::set(&details, &"status".into(), &f64::from(status).into());
     }
     if let Some(field) = e.field {
-        let _ = Reflect::set(&err, &"field".into(), &field.into());
+        let _ = Reflect::set(&details, &"field".into(), &field.into());
     }
-    err.into()
+    EdgewardError::new(e.code, &e.message, &details).into()
 }
 
 fn string_arg(v: &JsValue, name: &str) -> Result<String, WebError> {
@@ -235,7 +272,8 @@ pub fn decode_unverified(#[wasm_bindgen(unchecked_param_type = "string")] token:
 /// exactly as the Edgeward Worker does, and returns its claims. On refusal it throws an
 /// `EdgewardError` whose `code` is the Worker's reason code (`expired`, `bad_signature`, ...);
 /// an invalid policy or key set throws `config_invalid` naming the `field`.
-#[wasm_bindgen(unchecked_return_type = "Claims")]
+// Declared generic over the claims type in `TS_TYPES`.
+#[wasm_bindgen(skip_typescript)]
 pub fn verify(
     #[wasm_bindgen(unchecked_param_type = "string")] token: JsValue,
     #[wasm_bindgen(unchecked_param_type = "Jwks")] jwks: JsValue,
@@ -252,7 +290,8 @@ pub fn verify(
 
 /// Runs the same checks as `verify`, one by one, and reports each: for debugging. Never throws
 /// for a bad token or policy (the failing step says why); only for arguments of the wrong type.
-#[wasm_bindgen(unchecked_return_type = "Explanation")]
+// Declared generic over the claims type in `TS_TYPES`.
+#[wasm_bindgen(skip_typescript)]
 pub fn explain(
     #[wasm_bindgen(unchecked_param_type = "string")] token: JsValue,
     #[wasm_bindgen(unchecked_param_type = "Jwks")] jwks: JsValue,

@@ -14,18 +14,12 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { generateKeyPair, exportJWK, SignJWT, base64url } from 'jose';
 import { serveWww } from '../../demo/serve-www.mjs';
+import { CHROMIUM, launchChromium } from './packed.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts', 'www');
-const CHROMIUM = process.env.EDGEWARD_CHROMIUM ?? '/usr/bin/chromium';
-// Headless Chromium as root, with nothing reaching outside hosts (see TOOLCHAIN.md).
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync',
-];
 const AUDIENCE = 'api://demo';
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -54,7 +48,7 @@ before(async () => {
   www = await serveWww({ port: 0 });
   fakeGate = await listen(http.createServer(standInGate(`http://127.0.0.1:${www.address().port}`)));
   fakeGateUrl = `http://127.0.0.1:${fakeGate.address().port}`;
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+  browser = await launchChromium();
 });
 
 after(async () => {

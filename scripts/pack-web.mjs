@@ -1,0 +1,237 @@
+#!/usr/bin/env node
+// Assembles the `edgeward` npm package from wasm-pack's `--target web` output (scripts/build-web
+// runs it): one wasm-bindgen glue and one .wasm, bundled by esbuild into an entry point per
+// runtime, so that the package works unchanged in Node (import and require) and in every
+// bundler, with no loader or plugin for the .wasm. src/web/README.md, "Entry points", is the
+// user's side of this.
+//
+//   edgeward.js       browsers and bundlers (`browser`, `default`): the .wasm inlined as hex and
+//                     instantiated synchronously at import (no fetch, no top-level await, no asset)
+//   edgeward.node.cjs Node `require`: reads edgeward_bg.wasm next to it, synchronously
+//   edgeward.node.mjs Node `import`: the CommonJS build re-exported (one instance for both)
+//   web.js            `edgeward/web`: `await init()` fetches edgeward_bg.wasm (streaming
+//                     compilation, served and cached as a file); www/pkg/ is this
+//   web.node.{mjs,cjs} `edgeward/web` in Node: ready at import, `init()` resolves at once
+//   *.d.ts, *.d.cts   types (`.d.cts` for `require`)
+//
+// Usage: node scripts/pack-web.mjs BINDGEN_DIR PKG_DIR WWW_PKG_DIR
+//        node scripts/pack-web.mjs --sizes PKG_DIR   (only print the sizes)
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// The package's metadata (the Worker's crate has its own description in Cargo.toml).
+const METADATA = {
+  description:
+    'Verify JWTs in the browser and Node exactly as the Edgeward edge gate does (the same Rust core, as WebAssembly), ' +
+    'and decode tokens for display, time refreshes, make PKCE pairs, lint Set-Cookie headers and check API keys.',
+  keywords: ['jwt', 'jwks', 'jws', 'json-web-token', 'oauth', 'oidc', 'pkce', 'set-cookie', 'api-key', 'rate-limit', 'webassembly', 'wasm'],
+  // The project's public repository; the package's sources are src/web/ there.
+  repository: { type: 'git', url: 'git+https://github.com/edgeward/edgeward.git', directory: 'src/web' },
+  homepage: 'https://github.com/edgeward/edgeward/tree/main/src/web#readme',
+  bugs: { url: 'https://github.com/edgeward/edgeward/issues' },
+};
+
+// Every file of the package: npm publishes exactly these (tests/www checks `npm pack`).
+const FILES = [
+  'LICENSE', 'README.md', 'package.json', 'edgeward_bg.wasm',
+  'edgeward.js', 'edgeward.d.ts', 'edgeward.node.cjs', 'edgeward.node.mjs', 'edgeward.d.cts',
+  'web.js', 'web.d.ts', 'web.node.mjs', 'web.node.cjs', 'web.d.cts',
+];
+
+const EXPORTS = {
+  '.': {
+    types: { import: './edgeward.d.ts', require: './edgeward.d.cts' },
+    node: { import: './edgeward.node.mjs', require: './edgeward.node.cjs' },
+    browser: './edgeward.js',
+    default: './edgeward.js',
+  },
+  './web': {
+    types: { import: './web.d.ts', require: './web.d.cts' },
+    node: { import: './web.node.mjs', require: './web.node.cjs' },
+    browser: './web.js',
+    default: './web.js',
+  },
+  './package.json': './package.json',
+};
+
+const fail = (why) => {
+  console.error(`pack-web: ${why}`);
+  process.exit(1);
+};
+
+function gzipSize(file) {
+  return execFileSync('gzip', ['-9', '-c', file], { maxBuffer: 1 << 28 }).length;
+}
+
+/** What a browser or bundled app loads per entry point, raw and `gzip -9`. */
+function printSizes(pkg) {
+  const rows = [['edgeward', ['edgeward.js']], ['edgeward/web', ['web.js', 'edgeward_bg.wasm']]];
+  for (const [entry, files] of rows) {
+    let raw = 0;
+    let gz = 0;
+    for (const f of files) {
+      raw += fs.statSync(path.join(pkg, f)).size;
+      gz += gzipSize(path.join(pkg, f));
+    }
+    console.log(`${entry}: ${files.join(' + ')}: ${raw} bytes raw, ${gz} bytes gzip -9`);
+  }
+}
+
+if (process.argv[2] === '--sizes') {
+  printSizes(process.argv[3]);
+  process.exit(0);
+}
+
+const [bindgen, pkg, wwwPkg] = process.argv.slice(2).map((p) => path.resolve(p));
+if (!wwwPkg) fail('usage: pack-web.mjs BINDGEN_DIR PKG_DIR WWW_PKG_DIR');
+
+// --- what wasm-bindgen made ----------------------------------------------------------------
+const glue = path.join(bindgen, 'edgeward.js');
+const glueText = fs.readFileSync(glue, 'utf8');
+const api = [...glueText.matchAll(/^export function (\w+)\(/gm)].map((m) => m[1]).sort();
+if (!glueText.includes('export { initSync, __wbg_init as default };') || api.length < 10) {
+  fail(`unexpected wasm-bindgen output in ${glue} (exports: ${api.join(', ')})`);
+}
+const snippets = fs.globSync('snippets/*/src/web/js/error.js', { cwd: bindgen });
+if (snippets.length !== 1) fail(`expected one error.js snippet, found ${snippets.length}`);
+const errorModule = path.join(bindgen, snippets[0]);
+const names = [...api, 'EdgewardError', 'isEdgewardError'];
+
+const dts = fs.readFileSync(path.join(bindgen, 'edgeward.d.ts'), 'utf8');
+const initAt = dts.indexOf('\nexport type InitInput');
+if (initAt < 0 || !dts.includes('export class EdgewardError') || !dts.includes('export function verify<')) {
+  fail('unexpected edgeward.d.ts from wasm-bindgen');
+}
+const { version } = JSON.parse(fs.readFileSync(path.join(bindgen, 'package.json'), 'utf8'));
+const wasm = fs.readFileSync(path.join(bindgen, 'edgeward_bg.wasm'));
+
+// --- the entry points ------------------------------------------------------------------------
+fs.rmSync(pkg, { recursive: true, force: true });
+fs.mkdirSync(pkg, { recursive: true });
+const entries = path.join(bindgen, 'entries');
+fs.mkdirSync(entries, { recursive: true });
+
+// Everything bundled sits under BINDGEN_DIR, esbuild's working directory, so the path comments it
+// writes in the output are relative to it and name no build machine directory.
+fs.copyFileSync(path.join(ROOT, 'src/web/js/hex.js'), path.join(entries, 'hex.js'));
+const imp = (file) => JSON.stringify(path.relative(entries, file).replace(/^(?!\.)/, './'));
+const reexports = (extra = '') =>
+  `export { ${api.join(', ')}${extra} } from ${imp(glue)};\nexport { EdgewardError, isEdgewardError } from ${imp(errorModule)};\n`;
+const header = (what) => `// edgeward ${version} (Apache-2.0): ${what}\n// Generated by scripts/pack-web.mjs from the Rust crate's src/web/.`;
+
+const builds = [
+  {
+    out: 'edgeward.js',
+    what: 'browsers and bundlers. The WebAssembly module is inlined (hex) and instantiated at import.',
+    banner: '/* @ts-self-types="./edgeward.d.ts" */',
+    options: { format: 'esm', platform: 'neutral' },
+    source:
+      `import { initSync } from ${imp(glue)};\nimport { fromHex } from './hex.js';\n` +
+      `initSync({ module: fromHex(${JSON.stringify(wasm.toString('hex'))}) });\n` + reexports(),
+  },
+  {
+    out: 'edgeward.node.cjs',
+    what: 'Node, require(). Reads edgeward_bg.wasm next to this file.',
+    options: { format: 'cjs', platform: 'node' },
+    source:
+      `import { initSync } from ${imp(glue)};\nimport { readFileSync } from 'node:fs';\nimport { join } from 'node:path';\n` +
+      `initSync({ module: readFileSync(join(__dirname, 'edgeward_bg.wasm')) });\n` + reexports(),
+  },
+  {
+    out: 'web.js',
+    what: '`edgeward/web`: call `await init()` (it fetches edgeward_bg.wasm) or `initSync({ module })` first.',
+    banner: '/* @ts-self-types="./web.d.ts" */',
+    options: { format: 'esm', platform: 'browser' },
+    source: reexports(', default, initSync'),
+  },
+  {
+    out: 'web.node.mjs',
+    what: '`edgeward/web` in Node: ready at import; `init()` and `initSync()` return at once.',
+    options: { format: 'esm', platform: 'node' },
+    source:
+      `import { initSync } from ${imp(glue)};\nimport { readFileSync } from 'node:fs';\n` +
+      `initSync({ module: readFileSync(new URL('./edgeward_bg.wasm', import.meta.url)) });\n` + reexports(', default, initSync'),
+  },
+  {
+    out: 'web.node.cjs',
+    what: '`edgeward/web` in Node, require(): ready at load; `init()` and `initSync()` return at once.',
+    options: { format: 'cjs', platform: 'node' },
+    source:
+      `import { initSync } from ${imp(glue)};\nimport { readFileSync } from 'node:fs';\nimport { join } from 'node:path';\n` +
+      `initSync({ module: readFileSync(join(__dirname, 'edgeward_bg.wasm')) });\n` + reexports(', default, initSync'),
+  },
+];
+for (const b of builds) {
+  const entry = path.join(entries, `${b.out}.entry.js`);
+  fs.writeFileSync(entry, b.source);
+  await esbuild.build({
+    entryPoints: [entry],
+    outfile: path.join(pkg, b.out),
+    bundle: true,
+    target: 'es2022',
+    legalComments: 'none',
+    banner: { js: [b.banner, header(b.what)].filter(Boolean).join('\n') },
+    absWorkingDir: bindgen,
+    logLevel: 'warning',
+    // CommonJS builds: the glue's `init()` finds the .wasm by import.meta.url, but there it is never
+    // reached (initialised at load, `init()` returns early), so CommonJS's empty import.meta is harmless.
+    logOverride: b.options.format === 'cjs' ? { 'empty-import-meta': 'silent' } : {},
+    ...b.options,
+  });
+}
+// Node's `import`: the CommonJS build itself, so that `import` and `require` in one process share
+// one instance (and one EdgewardError class).
+fs.writeFileSync(
+  path.join(pkg, 'edgeward.node.mjs'),
+  `${header('Node, import. The CommonJS build (edgeward.node.cjs), re-exported.')}\n` +
+    `import edgeward from './edgeward.node.cjs';\n\nexport const { ${names.join(', ')} } = edgeward;\n`,
+);
+
+// The inlined build must not reference the .wasm file: a bundler would then emit it as an asset.
+const inlined = fs.readFileSync(path.join(pkg, 'edgeward.js'), 'utf8');
+if (inlined.includes('import.meta') || inlined.includes('edgeward_bg.wasm')) fail('edgeward.js refers to the .wasm file');
+
+// --- types, package.json, README, LICENSE, the .wasm -----------------------------------------
+const typesHeader = `// edgeward ${version}: types. Generated by scripts/pack-web.mjs from src/web/ (wasm-bindgen).\n`;
+const apiTypes = typesHeader + dts.slice(0, initAt).replace(/^\/\* tslint:disable \*\/\n\/\* eslint-disable \*\/\n/, '') + '\n';
+const webTypes = typesHeader + dts.replace(/^\/\* tslint:disable \*\/\n\/\* eslint-disable \*\/\n/, '');
+for (const [file, text] of [['edgeward.d.ts', apiTypes], ['edgeward.d.cts', apiTypes], ['web.d.ts', webTypes], ['web.d.cts', webTypes]]) {
+  fs.writeFileSync(path.join(pkg, file), text);
+}
+fs.writeFileSync(path.join(pkg, 'edgeward_bg.wasm'), wasm);
+fs.copyFileSync(path.join(ROOT, 'src/web/README.md'), path.join(pkg, 'README.md'));
+fs.copyFileSync(path.join(ROOT, 'LICENSE'), path.join(pkg, 'LICENSE'));
+const manifest = {
+  name: 'edgeward',
+  version,
+  ...METADATA,
+  license: 'Apache-2.0',
+  type: 'module',
+  engines: { node: '>=20' },
+  // No module of the package does anything at import that an app could observe, so a bundler
+  // may drop what the app does not use.
+  sideEffects: false,
+  exports: EXPORTS,
+  // For tools that predate `exports`.
+  main: './edgeward.node.cjs',
+  module: './edgeward.js',
+  types: './edgeward.d.ts',
+  files: FILES.filter((f) => !['package.json', 'README.md', 'LICENSE'].includes(f)),
+};
+fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify(manifest, null, 2) + '\n');
+const made = fs.readdirSync(pkg).sort();
+if (made.join() !== [...FILES].sort().join()) fail(`pkg/ holds ${made.join(', ')}; expected ${FILES.join(', ')}`);
+
+// --- www/pkg: the page loads `edgeward/web` (as ./pkg/edgeward.js) --------------------------
+fs.rmSync(wwwPkg, { recursive: true, force: true });
+fs.mkdirSync(wwwPkg, { recursive: true });
+fs.copyFileSync(path.join(pkg, 'web.js'), path.join(wwwPkg, 'edgeward.js'));
+fs.copyFileSync(path.join(pkg, 'web.d.ts'), path.join(wwwPkg, 'web.d.ts'));
+fs.copyFileSync(path.join(pkg, 'edgeward_bg.wasm'), path.join(wwwPkg, 'edgeward_bg.wasm'));
+
+printSizes(pkg);

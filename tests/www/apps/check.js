@@ -1,0 +1,20 @@
+// What every tiny app checks (tests/www/bundlers.test.mjs builds each with a bundler's defaults):
+// once `ready` resolves, it verifies the test's token, refuses a tampered one, and puts what it saw
+// on <body data-result> (or the error on data-error).
+export function run(edgeward, ready = Promise.resolve()) {
+  const { verify, decodeUnverified, pkcePair, EdgewardError, isEdgewardError } = edgeward;
+  Promise.all([ready, fetch('./fixture.json').then((r) => r.json())])
+    .then(([, { token, tampered, jwks, policy }]) => {
+      const result = { sub: verify(token, jwks, policy).sub, alg: decodeUnverified(token).header.alg, pkce: pkcePair().method };
+      try {
+        verify(tampered, jwks, policy);
+        result.tampered = 'accepted';
+      } catch (e) {
+        result.tampered = e instanceof EdgewardError && isEdgewardError(e) ? e.code : String(e);
+      }
+      document.body.dataset.result = JSON.stringify(result);
+    })
+    .catch((e) => {
+      document.body.dataset.error = String(e?.stack ?? e);
+    });
+}

@@ -1,0 +1,149 @@
+// The packed `edgeward` package (tests/www/packed.mjs) in the bundlers a front-end uses, each with
+// its defaults — no loader, no plugin, no configuration for the .wasm — and the result run in
+// headless Chromium under a strict Content-Security-Policy (the one src/web/README.md states):
+//   esbuild  `esbuild app.js --bundle --outfile=...` (its default format for browsers: an IIFE)
+//   Vite     `vite build` of an index.html
+//   webpack  `webpack --mode production`
+//   Rollup   with @rollup/plugin-node-resolve at its defaults, which any npm import needs in
+//            Rollup (it finds node_modules; it does nothing for .wasm); `--format es`
+// The apps (tests/www/apps/) import the default entry point; webpack and esbuild also build one
+// that `require()`s it, and Vite and webpack one on `edgeward/web`, whose .wasm they emit as an
+// asset. Builds go to tests/artifacts/pkg/<bundler>-<app>/dist.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+import { build as viteBuild } from 'vite';
+import webpack from 'webpack';
+import { rollup } from 'rollup';
+import { nodeResolve } from '@rollup/plugin-node-resolve';
+import { generateKeyPair, exportJWK, SignJWT, base64url } from 'jose';
+import { serveWww } from '../../demo/serve-www.mjs';
+import { launchChromium, packed } from './packed.mjs';
+
+const APPS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'apps');
+// What the package needs from a page's CSP, and nothing more: its script, WebAssembly
+// compilation, and (the test's fixture; for `edgeward/web`, the .wasm) fetches to the origin.
+const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'";
+const CSP_WITHOUT_WASM = "default-src 'none'; script-src 'self'; connect-src 'self'";
+
+/** Each bundler: builds `entry` (in `src`) into `out`; returns the <script> tag to load it (null: it wrote index.html). */
+const BUNDLERS = {
+  async esbuild(src, entry, out) {
+    await esbuild.build({ entryPoints: [path.join(src, entry)], bundle: true, outfile: path.join(out, 'app.js'), logLevel: 'silent' });
+    return '<script src="app.js"></script>';
+  },
+  async vite(src, entry, out) {
+    fs.writeFileSync(path.join(src, 'index.html'), `<!doctype html><html><body><script type="module" src="./${entry}"></script></body></html>\n`);
+    await viteBuild({ root: src, configFile: false, logLevel: 'silent', build: { outDir: out, emptyOutDir: true } });
+    return null;
+  },
+  async webpack(src, entry, out) {
+    const compiler = webpack({ mode: 'production', context: src, entry: `./${entry}`, output: { path: out, filename: 'app.js' } });
+    const stats = await new Promise((resolve, reject) => compiler.run((err, s) => (err ? reject(err) : resolve(s))));
+    await new Promise((resolve) => compiler.close(resolve));
+    if (stats.hasErrors()) throw new Error(stats.toString('errors-only'));
+    return '<script src="app.js"></script>';
+  },
+  async rollup(src, entry, out) {
+    const bundle = await rollup({ input: path.join(src, entry), plugins: [nodeResolve()], onwarn: () => {} });
+    await bundle.write({ dir: out, format: 'es' });
+    await bundle.close();
+    return `<script type="module" src="${entry}"></script>`;
+  },
+};
+
+const CASES = [
+  ['esbuild', 'app.js'], ['vite', 'app.js'], ['webpack', 'app.js'], ['rollup', 'app.js'],
+  ['esbuild', 'app-require.cjs'], ['webpack', 'app-require.cjs'],
+  ['vite', 'app-web.js'], ['webpack', 'app-web.js'],
+];
+
+let browser, fixture;
+const servers = [];
+
+before(async () => {
+  packed();
+  const keys = await generateKeyPair('ES256', { extractable: true });
+  const jwks = { keys: [{ ...(await exportJWK(keys.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] };
+  const token = await new SignJWT({ scope: 'read' }).setProtectedHeader({ alg: 'ES256', kid: 'k1', typ: 'JWT' })
+    .setIssuer('https://id.example').setSubject('user-42').setIssuedAt().setExpirationTime('10m').sign(keys.privateKey);
+  const [h, , s] = token.split('.');
+  const tampered = `${h}.${base64url.encode(JSON.stringify({ iss: 'https://id.example', sub: 'admin', exp: 4102444800 }))}.${s}`;
+  fixture = JSON.stringify({ token, tampered, jwks, policy: { issuer: 'https://id.example', algorithms: ['ES256'] } });
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  for (const s of servers) s.close();
+});
+
+/** Builds one app with one bundler into tests/artifacts/pkg/<bundler>-<app>/dist; returns dist. */
+async function buildApp(bundler, entry) {
+  const dir = path.join(packed(), `${bundler}-${entry.replace(/\.\w+$/, '')}`);
+  const src = path.join(dir, 'src');
+  const out = path.join(dir, 'dist');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(src, { recursive: true });
+  for (const f of [entry, 'check.js']) fs.copyFileSync(path.join(APPS, f), path.join(src, f));
+  const script = await BUNDLERS[bundler](src, entry, out);
+  if (script) fs.writeFileSync(path.join(out, 'index.html'), `<!doctype html><html><body>${script}</body></html>\n`);
+  fs.writeFileSync(path.join(out, 'fixture.json'), fixture);
+  return out;
+}
+
+/** Serves `dist` under `csp`, opens it, and returns {result, error, pageErrors}. */
+async function runApp(dist, csp) {
+  const server = await serveWww({ root: dist, port: 0, headers: { 'content-security-policy': csp, 'cache-control': 'no-store' } });
+  servers.push(server);
+  const page = await browser.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  try {
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    await page.waitForFunction(() => document.body?.dataset.result || document.body?.dataset.error, null, { timeout: 15_000 }).catch(() => {});
+    const { result, error } = await page.evaluate(() => ({ ...document.body.dataset }));
+    return { result: result && JSON.parse(result), error, pageErrors };
+  } finally {
+    await page.close();
+  }
+}
+
+/** Every file an app loads, and their sizes (for the test log). */
+function sizes(dist) {
+  let raw = 0;
+  let gzip = 0;
+  for (const f of fs.readdirSync(dist, { recursive: true })) {
+    const file = path.join(dist, f);
+    if (!fs.statSync(file).isFile() || /\.(html|json)$/.test(f)) continue;
+    raw += fs.statSync(file).size;
+    gzip += execFileSync('gzip', ['-9', '-c', file], { maxBuffer: 1 << 28 }).length;
+  }
+  return `${raw} B raw, ${gzip} B gzip -9`;
+}
+
+const EXPECTED = { sub: 'user-42', alg: 'ES256', pkce: 'S256', tampered: 'bad_signature' };
+
+describe('the package in bundlers (their defaults), run in headless Chromium under a strict CSP', () => {
+  for (const [bundler, entry] of CASES) {
+    test(`${bundler}: ${entry}`, async (t) => {
+      const dist = await buildApp(bundler, entry);
+      t.diagnostic(`${bundler} ${entry}: ${sizes(dist)}`);
+      const r = await runApp(dist, CSP);
+      assert.deepEqual(r, { result: EXPECTED, error: undefined, pageErrors: [] });
+    });
+  }
+
+  test("without 'wasm-unsafe-eval' the page cannot compile the module (the CSP line is needed)", async () => {
+    for (const entry of ['app.js', 'app-web.js']) {
+      const dist = path.join(packed(), `${entry === 'app.js' ? 'esbuild' : 'vite'}-${entry.replace(/\.\w+$/, '')}`, 'dist');
+      const r = await runApp(dist, CSP_WITHOUT_WASM);
+      assert.equal(r.result, undefined, entry);
+      assert.match([...r.pageErrors, r.error].join('\n'), /WebAssembly.*(unsafe-eval|Content Security Policy)/s, entry);
+    }
+  });
+});

@@ -1,0 +1,17 @@
+// `require('edgeward')` and `require('edgeward/web')` in CommonJS TypeScript (module nodenext):
+// the types come from the package's `.d.cts` files (its `types` → `require` condition).
+import edgeward = require('edgeward');
+import web = require('edgeward/web');
+
+declare const token: string;
+const policy: edgeward.VerifyPolicy = { issuer: null, algorithms: ['EdDSA'] };
+const claims = edgeward.verify<{ roles: string[] }>(token, { keys: [] }, policy);
+claims.roles satisfies string[];
+try {
+  edgeward.decodeUnverified(token);
+} catch (e) {
+  if (edgeward.isEdgewardError(e)) e.code satisfies edgeward.EdgewardErrorCode;
+}
+web.default().then(() => web.verify(token, '{"keys":[]}', policy));
+web.initSync({ module: new Uint8Array() });
+new edgeward.EdgewardError('expired') satisfies Error;

@@ -1,0 +1,13 @@
+// `import` in Node's ES module TypeScript (module nodenext): the `types` → `import` condition.
+import { verify, isEdgewardError, type EdgewardErrorCode } from 'edgeward';
+import init, { checkApiKey } from 'edgeward/web';
+
+declare const token: string;
+const claims = verify<{ tenant: string }>(token, { keys: [] }, { issuer: null, algorithms: ['HS256'] });
+claims.tenant satisfies string;
+try {
+  await init();
+  checkApiKey(token);
+} catch (e) {
+  if (isEdgewardError(e)) e.code satisfies EdgewardErrorCode;
+}

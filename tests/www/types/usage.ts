@@ -1,0 +1,85 @@
+// Every export of `edgeward` and `edgeward/web`, used as an app would, compiled by `tsc --strict`
+// against the packed package (tests/www/types.test.mjs; nothing here runs). The
+// `@ts-expect-error` lines are mistakes the types must catch.
+import {
+  verify, explain, decodeUnverified, refreshAt, pkcePair, randomToken, nonce, checkApiKey, lintSetCookie, parseRateLimit,
+  EdgewardError, isEdgewardError,
+  type Claims, type Jwks, type VerifyPolicy, type Explanation, type EdgewardErrorCode, type UnverifiedParts,
+  type PkcePair, type ApiKeyCheck, type CookieLint, type CookiePolicy, type RateLimitInfo,
+} from 'edgeward';
+import init, { initSync, verify as verifyAfterInit, isEdgewardError as isWebError, EdgewardError as WebError } from 'edgeward/web';
+
+const policy: VerifyPolicy = { issuer: 'https://id.example', audiences: ['api://demo'], algorithms: ['RS256', 'ES256'] };
+const jwks: Jwks = { keys: [{ kty: 'EC', crv: 'P-256', x: '…', y: '…', kid: 'k1' }] };
+declare const token: string;
+
+// verify<C>: the issuer's own claims, typed; the registered ones stay typed.
+interface AppClaims {
+  roles: string[];
+  tenant: string;
+}
+const claims = verify<AppClaims>(token, jwks, policy);
+const roles: string[] = claims.roles;
+const tenant: string = claims.tenant;
+const sub: string | undefined = claims.sub;
+const exp: number | undefined = claims.exp;
+const plain: Claims = verify(token, JSON.stringify(jwks), policy, 1_800_000_000);
+// @ts-expect-error: without a claims type, an unregistered claim is `unknown`
+const untyped: string[] = plain.roles;
+// @ts-expect-error: not an algorithm Edgeward verifies
+verify(token, jwks, { issuer: null, algorithms: ['RS1'] });
+// @ts-expect-error: the policy needs algorithms
+verify(token, jwks, { issuer: null });
+
+const why: Explanation<AppClaims> = explain<AppClaims>(token, jwks, policy);
+const verdict: 'accept' | 'reject' = why.verdict;
+const explainedRoles: string[] | undefined = why.claims?.roles;
+for (const step of why.steps) step.result satisfies 'pass' | 'fail' | 'skipped';
+
+const parts: UnverifiedParts = decodeUnverified(token);
+const alg: unknown = parts.header.alg;
+const at: number | null = refreshAt(token, { skewSecs: 30, jitter: 0.2 });
+const pair: PkcePair = pkcePair();
+const method: 'S256' = pair.method;
+const state: string = randomToken(16) + randomToken() + nonce();
+const key: ApiKeyCheck = checkApiKey('ew_live_…');
+const env: 'live' | 'test' | null = key.env;
+const cookies: CookiePolicy = { mode: 'fix', sameSite: 'Lax', scriptReadable: ['csrf'], maxAgeSecs: 86_400 };
+const lint: CookieLint = lintSetCookie('sid=1; Path=/', cookies, 1_800_000_000);
+const action: 'keep' | 'fix' | 'drop' = lint.action;
+const limits: RateLimitInfo = parseRateLimit(new Headers({ 'retry-after': '5' }));
+const fromObject: number | null = parseRateLimit({ 'RateLimit-Remaining': '3', 'set-cookie': ['a', 'b'] }, 1_800_000_000).remaining;
+
+// Errors: the class, its fields, and the guard for `catch (e: unknown)`.
+try {
+  verify(token, jwks, policy);
+} catch (e) {
+  if (isEdgewardError(e)) {
+    const code: EdgewardErrorCode = e.code;
+    const status: number | undefined = e.status;
+    const field: string | undefined = e.field;
+    const name: 'EdgewardError' = e.name;
+    const message: string = e.message;
+  }
+  if (e instanceof EdgewardError) e.code satisfies EdgewardErrorCode;
+  // @ts-expect-error: `e` is unknown until narrowed
+  e.code;
+}
+const mine = new EdgewardError('expired', 'token expired', { status: 401 });
+mine satisfies Error;
+// @ts-expect-error: codes are a closed set
+new EdgewardError('nope');
+
+// edgeward/web: initialise, then the same functions.
+async function startWeb(bytes: BufferSource): Promise<void> {
+  await init();
+  await init({ module_or_path: new URL('/edgeward_bg.wasm', 'https://app.example') });
+  initSync({ module: bytes });
+  const webClaims = verifyAfterInit<AppClaims>(token, jwks, policy);
+  webClaims.roles satisfies string[];
+  const err: unknown = null;
+  if (isWebError(err)) err.code satisfies EdgewardErrorCode;
+  new WebError('expired') satisfies Error;
+}
+
+export { roles, tenant, sub, exp, untyped, verdict, explainedRoles, alg, at, method, state, env, action, limits, fromObject, startWeb };
