@@ -5,9 +5,9 @@
 //! `getrandom`), and turns errors into JS `Error` objects with a stable `code`. Every operation
 //! is plain Rust over `serde_json` values, host-tested, in the module of its concern:
 //! [`verify`](mod@verify) (`verify`, `explain`), [`cookies`] (`lintSetCookie`), [`tokens`]
-//! (`decodeUnverified`, `refreshAt`, `pkcePair`, `randomToken`, `nonce`, `checkApiKey`) and
-//! [`ratelimit_headers`] (`parseRateLimit`), with the shared [`error::WebError`]. Policy
-//! decisions are the core's.
+//! (`decodeUnverified`, `refreshAt`, `pkcePair`, `randomToken`, `nonce`, `checkApiKey`,
+//! `jwkThumbprint`) and [`ratelimit_headers`] (`parseRateLimit`), with the shared
+//! [`error::WebError`]. Policy decisions are the core's.
 //!
 //! Names are camelCase in JS. Errors are instances of the package's `EdgewardError` class
 //! (`src/web/js/error.js`, a subclass of `Error`) with `code` (a Worker reason code such as
@@ -408,6 +408,20 @@ pub fn lint_set_cookie(
 pub fn check_api_key(#[wasm_bindgen(unchecked_param_type = "string")] key: JsValue) -> Result<JsValue, JsValue> {
     let key = string_arg(&key, "key").map_err(js_error)?;
     json_out(&tokens::check_api_key(&key))
+}
+
+/// The RFC 7638 SHA-256 thumbprint (base64url) of a public JWK — a token's `cnf.jkt` for a DPoP
+/// key — computed by the gate's own code, so it is exactly what the gate compares `cnf.jkt` with.
+/// `jwk` is a JWK object (such as `crypto.subtle.exportKey("jwk", keyPair.publicKey)` gives) or
+/// its JSON text. Throws `invalid_argument` for a key the gate would refuse in a proof (private
+/// members, `oct`, an RSA modulus under 2048 bits, a curve it does not verify).
+#[wasm_bindgen(js_name = jwkThumbprint)]
+pub fn jwk_thumbprint(#[wasm_bindgen(unchecked_param_type = "JsonWebKey | string")] jwk: JsValue) -> Result<String, JsValue> {
+    let run = || {
+        let jwk = json_arg(&jwk, "jwk").map_err(|e| WebError::invalid_argument(e.message))?;
+        tokens::jwk_thumbprint(&jwk)
+    };
+    run().map_err(js_error)
 }
 
 /// Reads rate-limit response headers for client back-off: the IETF `RateLimit` and
