@@ -2,6 +2,7 @@
 // Nothing here is logged; tokens and keys are shown only where the user pasted them.
 import init, {
   verify, explain, decodeUnverified, refreshAt, lintSetCookie, pkcePair, randomToken, nonce, checkApiKey,
+  jwkThumbprint, createDpopKey, dpopProof,
 } from './pkg/edgeward.js';
 import { callApi } from './gate-call.js';
 
@@ -218,6 +219,72 @@ function runPkce() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// DPoP: a key pair (non-extractable private key) kept in IndexedDB, its thumbprint, and a proof
+// per request, shown decoded.
+// ---------------------------------------------------------------------------------------------
+
+const KEY_DB = 'edgeward-demo';
+let dpopKey = null;
+
+/** Runs `fn(store)` in a transaction on the page's one object store; resolves to the request's result. */
+function keyStore(mode, fn) {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open(KEY_DB, 1);
+    open.onupgradeneeded = () => open.result.createObjectStore('keys');
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const db = open.result;
+      const req = fn(db.transaction('keys', mode).objectStore('keys'));
+      req.onsuccess = () => { db.close(); resolve(req.result); };
+      req.onerror = () => { db.close(); reject(req.error); };
+    };
+  });
+}
+
+async function showDpopKey(keyPair, how) {
+  dpopKey = keyPair;
+  const jwk = await crypto.subtle.exportKey('jwk', keyPair.publicKey);
+  $('dpop-jkt').textContent = jwkThumbprint(jwk);
+  const info = $('dpop-key-info');
+  info.dataset.extractable = String(keyPair.privateKey.extractable);
+  info.dataset.origin = how;
+  info.textContent = `ECDSA P-256 (ES256), private key ${keyPair.privateKey.extractable ? 'extractable' : 'not extractable'}; ${how === 'stored' ? 'restored from IndexedDB' : 'new, saved in IndexedDB'}`;
+  $('dpop-key').hidden = false;
+  $('dpop-button').disabled = false;
+}
+
+async function runDpopKey() {
+  const keyPair = await createDpopKey();
+  await keyStore('readwrite', (store) => store.put(keyPair, 'dpop'));
+  await showDpopKey(keyPair, 'new');
+}
+
+async function runDpopProof() {
+  const out = $('dpop-result');
+  delete out.dataset.done;
+  out.hidden = false;
+  for (const id of ['dpop-error', 'dpop-proof', 'dpop-header', 'dpop-claims']) $(id).textContent = '';
+  try {
+    const token = $('dpop-token').value.trim();
+    const nonceValue = $('dpop-nonce').value.trim();
+    const proof = await dpopProof(dpopKey, {
+      method: $('dpop-method').value,
+      url: $('dpop-url').value.trim(),
+      ...(token ? { accessToken: token } : {}),
+      ...(nonceValue ? { nonce: nonceValue } : {}),
+    });
+    const { header, claims } = decodeUnverified(proof);
+    $('dpop-proof').textContent = proof;
+    $('dpop-header').textContent = JSON.stringify(header, null, 2);
+    $('dpop-claims').textContent = JSON.stringify(claims, null, 2);
+    out.dataset.done = 'proof';
+  } catch (e) {
+    $('dpop-error').textContent = e.code ? `${e.code}: ${e.message}` : String(e.message ?? e);
+    out.dataset.done = 'error';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Call an API behind the gate from this origin: callApi (gate-call.js) with the browser's fetch,
 // wrapped only to show each request and the refresh as they happen. Tokens are not shown.
 // ---------------------------------------------------------------------------------------------
@@ -321,7 +388,12 @@ $('cookie-form').addEventListener('submit', (e) => { e.preventDefault(); runCook
 $('pkce-button').addEventListener('click', runPkce);
 $('apikey-input').addEventListener('input', runKeyCheck);
 $('gate-form').addEventListener('submit', (e) => { e.preventDefault(); runGateCall(); });
+$('dpop-key-button').addEventListener('click', () => runDpopKey().catch((e) => { $('dpop-key-info').textContent = `no key: ${e.message}`; $('dpop-key').hidden = false; }));
+$('dpop-form').addEventListener('submit', (e) => { e.preventDefault(); runDpopProof(); });
 $('gate-origin').textContent = location.origin;
-for (const id of ['verify-button', 'cookie-button', 'pkce-button', 'apikey-input', 'gate-button']) $(id).disabled = false;
+// A DPoP key this browser kept from an earlier visit (none if IndexedDB is unavailable).
+const storedKey = await keyStore('readonly', (store) => store.get('dpop')).catch(() => undefined);
+if (storedKey) await showDpopKey(storedKey, 'stored');
+for (const id of ['verify-button', 'cookie-button', 'pkce-button', 'apikey-input', 'gate-button', 'dpop-key-button']) $(id).disabled = false;
 $('load-status').textContent = 'Ready.';
 document.body.dataset.ready = 'true';

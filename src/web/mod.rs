@@ -5,18 +5,25 @@
 //! `getrandom`), and turns errors into JS `Error` objects with a stable `code`. Every operation
 //! is plain Rust over `serde_json` values, host-tested, in the module of its concern:
 //! [`verify`](mod@verify) (`verify`, `explain`), [`cookies`] (`lintSetCookie`), [`tokens`]
-//! (`decodeUnverified`, `refreshAt`, `pkcePair`, `randomToken`, `nonce`, `checkApiKey`) and
-//! [`ratelimit_headers`] (`parseRateLimit`), with the shared [`error::WebError`]. Policy
-//! decisions are the core's.
+//! (`decodeUnverified`, `refreshAt`, `pkcePair`, `randomToken`, `nonce`, `checkApiKey`,
+//! `jwkThumbprint`) and [`ratelimit_headers`] (`parseRateLimit`), with the shared
+//! [`error::WebError`]. Policy decisions are the core's.
+//!
+//! `createDpopKey` and `dpopProof` are plain JS (`src/web/js/dpop.js`, WebCrypto: the key is a
+//! non-extractable `CryptoKey` that never enters the WebAssembly memory); scripts/pack-web.mjs
+//! bundles them into every entry point. The thumbprint that binds a token to that key is the
+//! Rust core's (`jwkThumbprint`).
 //!
 //! Names are camelCase in JS. Errors are instances of the package's `EdgewardError` class
 //! (`src/web/js/error.js`, a subclass of `Error`) with `code` (a Worker reason code such as
-//! `expired` or `bad_signature` for token problems, else `config_invalid`, `invalid_argument` or
-//! `random_unavailable`), and `status` (token problems: the HTTP status the Worker would answer)
-//! or `field` (`config_invalid`: the policy field).
+//! `expired` or `bad_signature` for token problems, else `config_invalid`, `invalid_argument`,
+//! `random_unavailable`, or `crypto_unavailable` from the DPoP functions of dpop.js), and
+//! `status` (token problems: the HTTP status the Worker would answer) or `field`
+//! (`config_invalid`: the policy field).
 //!
 //! The TypeScript declarations are `TS_TYPES` plus what wasm-bindgen derives from each function;
-//! `verify` and `explain` are declared in `TS_TYPES` (generic over the claims type).
+//! `verify` and `explain` are declared in `TS_TYPES` (generic over the claims type), and so are
+//! the JS modules' exports (`EdgewardError`, `isEdgewardError`, `createDpopKey`, `dpopProof`).
 //! scripts/pack-web.mjs turns wasm-pack's output into the npm package's entry points.
 
 pub mod cookies;
@@ -158,7 +165,7 @@ export type EdgewardErrorCode =
   | "issuer_mismatch" | "unknown_kid" | "no_matching_key" | "bad_signature" | "missing_exp"
   | "expired" | "not_yet_valid" | "issued_in_future" | "lifetime_too_long" | "audience_mismatch"
   | "jwks_unavailable" | "internal_error"
-  | "config_invalid" | "invalid_argument" | "random_unavailable";
+  | "config_invalid" | "invalid_argument" | "random_unavailable" | "crypto_unavailable";
 
 /** What every function of this package throws. */
 export class EdgewardError extends Error {
@@ -178,6 +185,35 @@ export class EdgewardError extends Error {
  * `instanceof` misses.
  */
 export function isEdgewardError(e: unknown): e is EdgewardError;
+
+/** What `dpopProof` signs for: one request, and the access token it carries. */
+export interface DpopProofOptions {
+  /** The request's method (`htm`), upper-cased. */
+  method: string;
+  /** The request's URL (`htu` is it without query and fragment); relative to the page's in browsers. */
+  url: string | URL;
+  /** The access token sent with the request (`ath` is its SHA-256); omit for a token request. */
+  accessToken?: string;
+  /** The server's nonce, from its `DPoP-Nonce` header. */
+  nonce?: string;
+}
+
+/**
+ * A new DPoP key pair: WebCrypto ECDSA P-256 (ES256). The private key is not extractable: its
+ * bytes never reach script, yet the pair can be stored in IndexedDB (it is structured-cloneable)
+ * and used after a reload. Rejects with `crypto_unavailable` without WebCrypto (an insecure
+ * context: plain `http:` other than localhost).
+ */
+export function createDpopKey(): Promise<CryptoKeyPair>;
+
+/**
+ * A DPoP proof (RFC 9449) for one request, signed with `keyPair` (from `createDpopKey`): send it
+ * as the `DPoP` header, with `Authorization: DPoP <accessToken>`. Header `typ` `dpop+jwt`, `alg`
+ * `ES256`, `jwk` the public key; claims `htm`, `htu`, `iat`, `jti` (random), `ath` (with
+ * `accessToken`), `nonce` (when given). Rejects with `invalid_argument` for a key pair or options
+ * it cannot use, `crypto_unavailable` without WebCrypto.
+ */
+export function dpopProof(keyPair: CryptoKeyPair, options: DpopProofOptions): Promise<string>;
 
 /**
  * Verifies a compact JWT with the keys of `jwks` under `policy` at `nowSecs` (default: now),
@@ -408,6 +444,20 @@ pub fn lint_set_cookie(
 pub fn check_api_key(#[wasm_bindgen(unchecked_param_type = "string")] key: JsValue) -> Result<JsValue, JsValue> {
     let key = string_arg(&key, "key").map_err(js_error)?;
     json_out(&tokens::check_api_key(&key))
+}
+
+/// The RFC 7638 SHA-256 thumbprint (base64url) of a public JWK — a token's `cnf.jkt` for a DPoP
+/// key — computed by the gate's own code, so it is exactly what the gate compares `cnf.jkt` with.
+/// `jwk` is a JWK object (such as `crypto.subtle.exportKey("jwk", keyPair.publicKey)` gives) or
+/// its JSON text. Throws `invalid_argument` for a key the gate would refuse in a proof (private
+/// members, `oct`, an RSA modulus under 2048 bits, a curve it does not verify).
+#[wasm_bindgen(js_name = jwkThumbprint)]
+pub fn jwk_thumbprint(#[wasm_bindgen(unchecked_param_type = "JsonWebKey | string")] jwk: JsValue) -> Result<String, JsValue> {
+    let run = || {
+        let jwk = json_arg(&jwk, "jwk").map_err(|e| WebError::invalid_argument(e.message))?;
+        tokens::jwk_thumbprint(&jwk)
+    };
+    run().map_err(js_error)
 }
 
 /// Reads rate-limit response headers for client back-off: the IETF `RateLimit` and

@@ -1,7 +1,7 @@
 //! The client's tokens, read or made without verifying anything: a JWT's header and claims
 //! ([`decode_unverified`]) and when to refresh it ([`refresh_at`]), random tokens and PKCE
-//! challenges ([`random_token`], [`pkce_challenge`]), and an API key's offline format check
-//! ([`check_api_key`]).
+//! challenges ([`random_token`], [`pkce_challenge`]), an API key's offline format check
+//! ([`check_api_key`]), and a DPoP key's thumbprint ([`jwk_thumbprint`]).
 
 use super::error::WebError;
 use crate::core::error::AuthError;
@@ -25,6 +25,20 @@ pub fn check_api_key(key: &str) -> Value {
             json!({"valid": false, "env": null, "reason": reason})
         }
     }
+}
+
+/// The RFC 7638 SHA-256 thumbprint (base64url) of a public JWK, by the gate's own code: the key
+/// is read as the gate reads a DPoP proof's `jwk` ([`parse_public_jwk`]) and hashed as the gate
+/// hashes it before comparing a token's `cnf.jkt` ([`thumbprint`]). A key the gate would refuse
+/// in a proof (private members, `oct`, an RSA modulus under 2048 bits, a curve it does not
+/// verify) is an `invalid_argument` here rather than a thumbprint that could never match.
+///
+/// [`parse_public_jwk`]: crate::core::jwk::parse_public_jwk
+/// [`thumbprint`]: crate::core::jwk::thumbprint
+pub fn jwk_thumbprint(jwk: &Value) -> Result<String, WebError> {
+    use crate::core::jwk::{parse_public_jwk, thumbprint};
+    let key = parse_public_jwk(jwk).map_err(|why| WebError::invalid_argument(format!("jwk: {why}")))?;
+    Ok(thumbprint(&key))
 }
 
 /// Largest token [`decode_unverified`] reads (the configuration's upper bound for
@@ -184,6 +198,32 @@ mod tests {
         assert_eq!(random_token(MAX_RANDOM_BYTES + 1, fill).unwrap_err().code, "invalid_argument");
         let failing = |_: &mut [u8]| Err(WebError { code: "random_unavailable", message: "x".into(), status: None, field: None });
         assert_eq!(random_token(8, failing).unwrap_err().code, "random_unavailable");
+    }
+
+    #[test]
+    fn jwk_thumbprints_are_the_gates() {
+        // RFC 7638 §3.1 (RSA), RFC 9449 §4.1 and §6.1 (the proof key of its examples and the
+        // `cnf.jkt` bound to it), RFC 8037 appendix A.3 (Ed25519).
+        let rsa = json!({"kty": "RSA", "e": "AQAB", "alg": "RS256", "kid": "2011-04-29", "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
+        assert_eq!(jwk_thumbprint(&rsa).unwrap(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        let ec = json!({"kty": "EC", "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs", "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA", "crv": "P-256"});
+        assert_eq!(jwk_thumbprint(&ec).unwrap(), "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+        let okp = json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        assert_eq!(jwk_thumbprint(&okp).unwrap(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        // What WebCrypto's exportKey("jwk") adds (key_ops, ext) does not count.
+        let mut exported = ec.clone();
+        exported["key_ops"] = json!(["verify"]);
+        exported["ext"] = json!(true);
+        assert_eq!(jwk_thumbprint(&exported).unwrap(), jwk_thumbprint(&ec).unwrap());
+        // Keys the gate refuses in a proof have no thumbprint here.
+        let refused = |v: Value| jwk_thumbprint(&v).unwrap_err();
+        let mut private = ec.clone();
+        private["d"] = json!(enc(&[3u8; 32]));
+        assert_eq!(refused(private).message, "jwk: the key has private members");
+        assert_eq!(refused(json!({"kty": "oct", "k": enc(&[7u8; 32])})).code, "invalid_argument");
+        assert_eq!(refused(json!({"kty": "OKP", "crv": "X25519", "x": enc(&[1u8; 32])})).code, "invalid_argument");
+        assert_eq!(refused(json!({"kty": "EC", "crv": "P-256", "x": enc(&[1u8; 31]), "y": enc(&[1u8; 32])})).code, "invalid_argument");
+        assert_eq!(refused(json!("EC")).code, "invalid_argument");
     }
 
     #[test]

@@ -172,3 +172,16 @@ fn check_api_key_flags_a_typo_offline() {
     assert_eq!(back(&check_api_key(typo.into()).unwrap())["valid"], false);
     assert!(check_api_key(JsValue::from(42)).is_err(), "a non-string is a typed error");
 }
+
+#[wasm_bindgen_test]
+fn jwk_thumbprint_takes_an_object_or_json_text() {
+    // RFC 9449 §4.1's proof key and the `cnf.jkt` of §6.1.
+    let jwk = json!({"kty": "EC", "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs", "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA", "crv": "P-256"});
+    assert_eq!(jwk_thumbprint(js(&jwk)).unwrap(), "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+    assert_eq!(jwk_thumbprint(jwk.to_string().into()).unwrap(), "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+    for bad in [JsValue::UNDEFINED, JsValue::from(42), "{".into(), js(&json!({"kty": "oct", "k": "c2VjcmV0"}))] {
+        let e = jwk_thumbprint(bad).unwrap_err();
+        assert_edgeward_error(&e, "invalid_argument");
+        assert!(prop(&e, "field").is_undefined());
+    }
+}

@@ -4,7 +4,10 @@
 //   - as npm publishes it (`npm pack --dry-run`: exactly the expected files, the metadata, no
 //     build machine path), and as a user installs it (`npm pack`, unpacked under
 //     tests/artifacts/pkg/), in Node 20 and 22, from `import` and `require`, both entry points;
-//   - its error class and guard.
+//   - its error class and guard;
+//   - DPoP: proofs made by the package (WebCrypto) verified by jose, thumbprints by the gate's Rust
+//     code against jose's and the RFCs', a non-extractable key, in Node 20 and 22; and the package
+//     README's callDpopApi against a stand-in gate that asks for a nonce.
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -12,7 +15,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { generateKeyPair, generateSecret, exportJWK, SignJWT, base64url } from 'jose';
+import crypto from 'node:crypto';
+import { generateKeyPair, generateSecret, exportJWK, SignJWT, base64url, jwtVerify, EmbeddedJWK, calculateJwkThumbprint, decodeProtectedHeader } from 'jose';
+import * as esbuild from 'esbuild';
 import { NODE20, PKG, ROOT, packed } from './packed.mjs';
 
 const ISSUER = 'https://id.example';
@@ -130,6 +135,199 @@ describe('EdgewardError and isEdgewardError', () => {
   });
 });
 
+/** A proof checked as a server would, with jose: signature by its embedded key, typ, ES256. */
+async function checkProof(proof) {
+  const { payload, protectedHeader } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] });
+  return { payload, protectedHeader, jkt: await calculateJwkThumbprint(protectedHeader.jwk, 'sha256') };
+}
+
+const sha256 = (text) => crypto.createHash('sha256').update(text).digest('base64url');
+
+// RFC 7638 §3.1: the example RSA key and its thumbprint.
+const RFC7638_KEY = {
+  kty: 'RSA', e: 'AQAB', alg: 'RS256', kid: '2011-04-29',
+  n: '0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw',
+};
+
+const rejection = async (promise) => {
+  try {
+    await promise;
+  } catch (e) {
+    assert.ok(e instanceof ew.EdgewardError, `an EdgewardError: ${e}`);
+    return e.code;
+  }
+  return 'resolved';
+};
+
+describe('DPoP: createDpopKey, dpopProof, jwkThumbprint', () => {
+  test('createDpopKey: ECDSA P-256, the private key not extractable, the public key exportable', async () => {
+    const { privateKey, publicKey } = await ew.createDpopKey();
+    assert.deepEqual([privateKey.type, privateKey.extractable, privateKey.usages], ['private', false, ['sign']]);
+    assert.deepEqual(privateKey.algorithm, { name: 'ECDSA', namedCurve: 'P-256' });
+    assert.equal(publicKey.type, 'public');
+    await assert.rejects(crypto.webcrypto.subtle.exportKey('jwk', privateKey), /not extractable/);
+    await assert.rejects(crypto.webcrypto.subtle.exportKey('pkcs8', privateKey), /not extractable/);
+    const jwk = await crypto.webcrypto.subtle.exportKey('jwk', publicKey);
+    assert.equal(jwk.d, undefined);
+    // A CryptoKeyPair is structured-cloneable (what IndexedDB stores), and signs after cloning.
+    const clone = structuredClone({ privateKey, publicKey });
+    assert.equal(clone.privateKey.extractable, false);
+    const proof = await ew.dpopProof(clone, { method: 'GET', url: 'https://api.example/x' });
+    assert.equal((await checkProof(proof)).jkt, ew.jwkThumbprint(jwk));
+  });
+
+  test('dpopProof: verified by jose (EmbeddedJWK, typ dpop+jwt), with the RFC 9449 header and claims', async () => {
+    const keyPair = await ew.createDpopKey();
+    const token = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2ln';
+    const before = Math.floor(Date.now() / 1000);
+    const proof = await ew.dpopProof(keyPair, { method: 'post', url: 'https://API.example:443/orders/7?page=2#top', accessToken: token, nonce: 'n-1' });
+    const { payload, protectedHeader, jkt } = await checkProof(proof);
+    assert.deepEqual(Object.keys(protectedHeader).sort(), ['alg', 'jwk', 'typ']);
+    assert.deepEqual([protectedHeader.typ, protectedHeader.alg], ['dpop+jwt', 'ES256']);
+    assert.deepEqual(Object.keys(protectedHeader.jwk).sort(), ['crv', 'kty', 'x', 'y'], 'the public JWK only: no key_ops, ext, d');
+    assert.deepEqual(Object.keys(payload).sort(), ['ath', 'htm', 'htu', 'iat', 'jti', 'nonce']);
+    assert.equal(payload.htm, 'POST');
+    assert.equal(payload.htu, 'https://api.example/orders/7', 'no query, no fragment, default port dropped');
+    assert.ok(payload.iat >= before && payload.iat <= Math.floor(Date.now() / 1000) + 1);
+    assert.match(payload.jti, /^[A-Za-z0-9_-]{22}$/);
+    assert.equal(payload.ath, sha256(token));
+    assert.equal(payload.nonce, 'n-1');
+    assert.equal(jkt, ew.jwkThumbprint(await crypto.webcrypto.subtle.exportKey('jwk', keyPair.publicKey)));
+    assert.equal(jkt, ew.jwkThumbprint(protectedHeader.jwk));
+
+    // Without a token or nonce (a token request): no ath, no nonce. Each proof has its own jti.
+    const bare = await ew.dpopProof(keyPair, { method: 'GET', url: new URL('https://api.example/token') });
+    const second = await checkProof(bare);
+    assert.deepEqual(Object.keys(second.payload).sort(), ['htm', 'htu', 'iat', 'jti']);
+    assert.notEqual(second.payload.jti, payload.jti);
+    assert.equal(second.jkt, jkt);
+    assert.equal(decodeProtectedHeader(bare).jwk.x, protectedHeader.jwk.x);
+  });
+
+  test('dpopProof: any ECDSA P-256 key pair that may sign (an extractable one from jose too)', async () => {
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const proof = await ew.dpopProof({ privateKey, publicKey }, { method: 'DELETE', url: 'http://127.0.0.1:8787/api/x' });
+    const { payload, jkt } = await checkProof(proof);
+    assert.deepEqual([payload.htm, payload.htu], ['DELETE', 'http://127.0.0.1:8787/api/x']);
+    assert.equal(jkt, await calculateJwkThumbprint(await exportJWK(publicKey)));
+  });
+
+  test('dpopProof: refuses what it cannot use, with invalid_argument', async () => {
+    const keyPair = await ew.createDpopKey();
+    const rsa = await generateKeyPair('RS256', { modulusLength: 2048 });
+    const p384 = await generateKeyPair('ES384');
+    const ok = { method: 'GET', url: 'https://api.example/' };
+    for (const [why, pair, options] of [
+      ['no key pair', undefined, ok], ['an RSA pair', rsa, ok], ['a P-384 pair', p384, ok],
+      ['public keys only', { privateKey: keyPair.publicKey, publicKey: keyPair.publicKey }, ok],
+      ['no options', keyPair, undefined], ['no method', keyPair, { url: ok.url }], ['a method with a space', keyPair, { ...ok, method: 'G T' }],
+      ['a relative URL outside a page', keyPair, { ...ok, url: '/api' }], ['a non-http URL', keyPair, { ...ok, url: 'ftp://api.example/' }],
+      ['an empty token', keyPair, { ...ok, accessToken: '' }], ['a numeric nonce', keyPair, { ...ok, nonce: 7 }],
+    ]) {
+      assert.equal(await rejection(ew.dpopProof(pair, options)), 'invalid_argument', why);
+    }
+  });
+
+  test('jwkThumbprint: the gate\'s thumbprint equals jose\'s for EC, RSA and OKP keys, and RFC 7638\'s example', async () => {
+    assert.equal(ew.jwkThumbprint(RFC7638_KEY), 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs');
+    assert.equal(ew.jwkThumbprint(JSON.stringify(RFC7638_KEY)), 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs', 'JSON text too');
+    assert.equal(await calculateJwkThumbprint(RFC7638_KEY), 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs');
+    for (const [alg, options] of [
+      ['ES256'], ['ES384'], ['ES512'], ['RS256', { modulusLength: 2048 }], ['PS256', { modulusLength: 4096 }], ['EdDSA', { crv: 'Ed25519' }],
+    ]) {
+      for (let i = 0; i < 3; i++) {
+        const { publicKey } = await generateKeyPair(alg, { extractable: true, ...options });
+        const jwk = await exportJWK(publicKey);
+        assert.equal(ew.jwkThumbprint(jwk), await calculateJwkThumbprint(jwk, 'sha256'), `${alg}: ${JSON.stringify(jwk)}`);
+        assert.equal(ew.jwkThumbprint({ ...jwk, kid: 'k', alg, use: 'sig' }), ew.jwkThumbprint(jwk), 'optional members do not count');
+      }
+    }
+  });
+
+  test('jwkThumbprint: a key the gate refuses in a proof is an EdgewardError, invalid_argument', async () => {
+    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const privateJwk = await exportJWK(privateKey);
+    const small = crypto.generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ format: 'jwk' });
+    for (const [why, jwk] of [
+      ['a private key', privateJwk], ['a secret', { kty: 'oct', k: base64url.encode('x'.repeat(32)) }],
+      ['X25519', { kty: 'OKP', crv: 'X25519', x: base64url.encode(new Uint8Array(32)) }],
+      ['no kty', { x: 'a' }], ['not JSON', '{'], ['nothing', undefined], ['a number', 7], ['a 1024-bit RSA key', small],
+    ]) {
+      let e;
+      try {
+        ew.jwkThumbprint(jwk);
+      } catch (err) {
+        e = err;
+      }
+      assert.ok(e instanceof ew.EdgewardError, `${why}: ${e}`);
+      assert.deepEqual([e.code, 'status' in e, 'field' in e], ['invalid_argument', false, false], why);
+      assert.match(e.message, /^jwk: /, why);
+      assert.ok(!e.message.includes(privateJwk.d), 'no key material in the message');
+    }
+  });
+});
+
+// The package README's callDpopApi, run as written, against a stand-in gate that first asks for
+// a server nonce: the first proof has none, the retry has the one from DPoP-Nonce.
+describe('the package README: callDpopApi', () => {
+  let callDpopApi;
+  before(async () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'src', 'web', 'README.md'), 'utf8');
+    const section = readme.split('\n## Calling a DPoP-protected API\n')[1];
+    assert.ok(section, 'the README section exists');
+    const block = [...section.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]).find((b) => b.includes('export async function callDpopApi'));
+    const fn = block.match(/\nexport async function callDpopApi[\s\S]*?\n\}\n/)[0];
+    const file = path.join(packed(), 'call-dpop-api.mjs');
+    fs.writeFileSync(file, `import { dpopProof } from 'edgeward';\n${fn}`);
+    ({ callDpopApi } = await import(pathToFileURL(file).href));
+  });
+
+  /** A stand-in gate: requires `nonce` in proofs; answers 200 with a next nonce. Records what it got. */
+  function standIn(nonce, seen) {
+    return async (url, init) => {
+      const { payload } = await checkProof(init.headers.dpop);
+      seen.push({ url, method: init.method, authorization: init.headers.authorization, accept: init.headers.accept, claims: payload });
+      if (payload.nonce !== nonce) {
+        return new Response('{"code":"dpop_nonce_required"}', {
+          status: 401,
+          headers: { 'www-authenticate': 'DPoP realm="edgeward", error="use_dpop_nonce", error_description="a DPoP server nonce is required"', 'dpop-nonce': nonce },
+        });
+      }
+      return new Response('{"ok":true}', { status: 200, headers: { 'dpop-nonce': `${nonce}-next` } });
+    };
+  }
+
+  test('a 401 use_dpop_nonce is retried once with the DPoP-Nonce; the next nonce is returned', async () => {
+    const keyPair = await ew.createDpopKey();
+    const seen = [];
+    const { response, nonce } = await callDpopApi('https://api.example/orders?page=1', {
+      token: 'tok', keyPair, init: { method: 'POST', headers: { accept: 'application/json' } }, fetch: standIn('n1', seen),
+    });
+    assert.equal(response.status, 200);
+    assert.equal(nonce, 'n1-next');
+    assert.equal(seen.length, 2);
+    for (const s of seen) {
+      assert.deepEqual([s.method, s.authorization, s.accept], ['POST', 'DPoP tok', 'application/json']);
+      assert.deepEqual([s.claims.htm, s.claims.htu, s.claims.ath], ['POST', 'https://api.example/orders', sha256('tok')]);
+    }
+    assert.deepEqual(seen.map((s) => s.claims.nonce), [undefined, 'n1']);
+    assert.notEqual(seen[0].claims.jti, seen[1].claims.jti);
+  });
+
+  test('a known nonce is used at once; a second refusal is returned as is', async () => {
+    const keyPair = await ew.createDpopKey();
+    const seen = [];
+    const first = await callDpopApi('https://api.example/a', { token: 't', keyPair, nonce: 'n2', fetch: standIn('n2', seen) });
+    assert.deepEqual([first.response.status, seen.length, seen[0].method, seen[0].claims.nonce], [200, 1, 'GET', 'n2']);
+    // A gate whose nonce changes on every answer: one retry, then its 401 is returned.
+    const seenRotating = [];
+    let n = 0;
+    const rotating = async (url, init) => standIn(`r${++n}`, seenRotating)(url, init);
+    const second = await callDpopApi('https://api.example/a', { token: 't', keyPair, fetch: rotating });
+    assert.deepEqual([second.response.status, seenRotating.length], [401, 2]);
+  });
+});
+
 // What a probe prints, in every runtime and module system: the runtime's own verdicts on a token
 // signed by jose, and whether errors are the package's class.
 const PROBE = `
@@ -168,6 +366,36 @@ describe('the packed package in Node 20 and 22, from import and require (resolve
           node: major, sub: 'user-42', tampered: 'bad_signature', isClass: true, guard: true, pkce: 'S256',
           exports: web ? [...api, 'initSync'].sort() : api,
         });
+      });
+    }
+  }
+});
+
+// DPoP in each runtime and module system: the probe makes a key and a proof; the test checks the
+// proof with jose and the thumbprint the package computed.
+const DPOP_PROBE = `
+  const keyPair = await ew.createDpopKey();
+  const proof = await ew.dpopProof(keyPair, { method: 'get', url: 'https://api.example/r?q=1', accessToken: 'tok', nonce: 'n' });
+  const jkt = ew.jwkThumbprint(await crypto.subtle.exportKey('jwk', keyPair.publicKey));
+  console.log(JSON.stringify({ proof, jkt, extractable: keyPair.privateKey.extractable }));`;
+const DPOP_PROBES = {
+  'import edgeward': ['dpop-probe.mjs', `import * as ew from 'edgeward';\n${DPOP_PROBE}`],
+  'require edgeward': ['dpop-probe.cjs', `const ew = require('edgeward');\n(async () => {${DPOP_PROBE}\n})();`],
+  'require edgeward/web': ['dpop-probe-web.cjs', `const ew = require('edgeward/web');\n(async () => {${DPOP_PROBE}\n})();`],
+};
+
+describe('DPoP in Node 20 and 22, from import and require', () => {
+  before(() => {
+    for (const [file, source] of Object.values(DPOP_PROBES)) fs.writeFileSync(path.join(packed(), file), source);
+  });
+  for (const [node, major] of [[NODE20, '20'], [process.execPath, '22']]) {
+    for (const [name, [file]] of Object.entries(DPOP_PROBES)) {
+      test(`Node ${major}: ${name}`, async () => {
+        const { proof, jkt, extractable } = JSON.parse(execFileSync(node, [file], { cwd: packed(), encoding: 'utf8' }));
+        const checked = await checkProof(proof);
+        assert.deepEqual([checked.payload.htm, checked.payload.htu, checked.payload.ath, checked.payload.nonce], ['GET', 'https://api.example/r', sha256('tok'), 'n']);
+        assert.equal(jkt, checked.jkt);
+        assert.equal(extractable, false);
       });
     }
   }
@@ -221,10 +449,12 @@ describe('what npm publishes', () => {
     assert.match(fs.readFileSync(path.join(PKG, 'README.md'), 'utf8'), /^# edgeward \(JavaScript/);
   });
 
-  test('the inlined build does not point a bundler at the .wasm file', () => {
+  test('the inlined build does not point a bundler at the .wasm file', async () => {
     const text = fs.readFileSync(path.join(PKG, 'edgeward.js'), 'utf8');
     assert.ok(!text.includes('import.meta') && !text.includes('edgeward_bg.wasm'));
-    assert.ok(!/\bawait\b/.test(text.replace(/^\s*(\/\/|\*).*$/gm, '')), 'no top-level await (nor any await)');
+    // esbuild refuses top-level await in CommonJS output; the `await`s inside dpop.js's async functions pass.
+    await assert.doesNotReject(esbuild.transform(text, { format: 'cjs', loader: 'js' }), 'no top-level await');
+    await assert.rejects(esbuild.transform('await 0; export {};', { format: 'cjs' }), /Top-level await/, 'the check catches one');
   });
 
   test('types: every runtime export is declared, verify and explain are generic, EdgewardError is a class', () => {
@@ -242,6 +472,9 @@ describe('what npm publishes', () => {
         'export function lintSetCookie(header: string, policy?: CookiePolicy, nowSecs?: number): CookieLint;',
         'export function parseRateLimit(headers: HeadersLike, nowSecs?: number): RateLimitInfo;',
         'export function checkApiKey(key: string): ApiKeyCheck;',
+        'export function jwkThumbprint(jwk: JsonWebKey | string): string;',
+        'export function createDpopKey(): Promise<CryptoKeyPair>;',
+        'export function dpopProof(keyPair: CryptoKeyPair, options: DpopProofOptions): Promise<string>;',
         'export class EdgewardError extends Error {',
         'export function isEdgewardError(e: unknown): e is EdgewardError;',
       ]) assert.ok(dts.includes(sig), `${file} declares ${sig}`);

@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateKeyPair, exportJWK, SignJWT, base64url } from 'jose';
+import { generateKeyPair, exportJWK, SignJWT, base64url, jwtVerify, EmbeddedJWK, calculateJwkThumbprint } from 'jose';
 import { serveWww } from '../../demo/serve-www.mjs';
 import { CHROMIUM, launchChromium } from './packed.mjs';
 
@@ -260,6 +260,64 @@ describe('www/ in headless Chromium', () => {
     await page.click('#pkce-button');
     assert.notEqual(await page.textContent('#pkce-verifier'), verifier, 'a fresh verifier each time');
     await page.locator('#pkce').screenshot({ path: path.join(ARTIFACTS, 'pkce.png') });
+    await page.close();
+  });
+
+  test('DPoP panel: a non-extractable key kept in IndexedDB, its thumbprint, proofs that jose verifies', async () => {
+    const page = await openPage();
+    assert.ok(await page.isHidden('#dpop-key'), 'no key before one is made');
+    assert.ok(await page.isDisabled('#dpop-button'));
+    await page.click('#dpop-key-button');
+    await page.waitForSelector('#dpop-key:not([hidden])');
+    const info = await page.$eval('#dpop-key-info', (e) => ({ ...e.dataset, text: e.textContent }));
+    assert.deepEqual([info.extractable, info.origin], ['false', 'new'], JSON.stringify(info));
+    const jkt = await page.textContent('#dpop-jkt');
+    assert.match(jkt, /^[A-Za-z0-9_-]{43}$/);
+
+    /** Fills the form, clicks "Make a proof", and returns the proof and the panel's decoded views. */
+    const makeProof = async ({ method = 'GET', url, token = '', nonce = '' }) => {
+      await page.selectOption('#dpop-method', method);
+      await page.fill('#dpop-url', url);
+      await page.fill('#dpop-token', token);
+      await page.fill('#dpop-nonce', nonce);
+      await page.evaluate(() => { delete document.getElementById('dpop-result').dataset.done; });
+      await page.click('#dpop-button');
+      await page.waitForSelector('#dpop-result[data-done]');
+      return page.evaluate(() => ({
+        done: document.getElementById('dpop-result').dataset.done,
+        error: document.getElementById('dpop-error').textContent,
+        proof: document.getElementById('dpop-proof').textContent,
+        header: document.getElementById('dpop-header').textContent,
+        claims: document.getElementById('dpop-claims').textContent,
+      }));
+    };
+    const token = await mint();
+    const r = await makeProof({ method: 'POST', url: 'https://api.example/orders?page=1#x', token, nonce: 'server-nonce-1' });
+    assert.equal(r.done, 'proof', r.error);
+    const { payload, protectedHeader } = await jwtVerify(r.proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] });
+    assert.deepEqual(JSON.parse(r.header), protectedHeader, 'the panel shows the proof\'s header');
+    assert.deepEqual(JSON.parse(r.claims), payload, 'and its claims');
+    assert.deepEqual([payload.htm, payload.htu, payload.nonce], ['POST', 'https://api.example/orders', 'server-nonce-1']);
+    assert.equal(payload.ath, crypto.createHash('sha256').update(token).digest('base64url'));
+    assert.ok(Math.abs(payload.iat - now()) <= 5);
+    assert.equal(jkt, await calculateJwkThumbprint(protectedHeader.jwk, 'sha256'), 'the thumbprint shown is the proof key\'s (jose agrees)');
+    await page.locator('#dpop').screenshot({ path: path.join(ARTIFACTS, 'dpop.png') });
+
+    // Reloaded, the page finds the same key in IndexedDB and signs with it.
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+    assert.deepEqual(await page.$eval('#dpop-key-info', (e) => [e.dataset.origin, e.dataset.extractable]), ['stored', 'false']);
+    assert.equal(await page.textContent('#dpop-jkt'), jkt);
+    const again = await makeProof({ url: 'https://api.example/token' });
+    const second = await jwtVerify(again.proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] });
+    assert.equal(await calculateJwkThumbprint(second.protectedHeader.jwk, 'sha256'), jkt);
+    assert.deepEqual(Object.keys(second.payload).sort(), ['htm', 'htu', 'iat', 'jti'], 'no token: no ath; no nonce');
+    assert.notEqual(second.payload.jti, payload.jti);
+
+    // A URL dpopProof cannot use: the package's error, shown.
+    const bad = await makeProof({ url: 'ftp://files.example/x' });
+    assert.equal(bad.done, 'error');
+    assert.match(bad.error, /^invalid_argument: url must be an http: or https: URL/);
     await page.close();
   });
 

@@ -1,10 +1,11 @@
 // What every tiny app checks (tests/www/bundlers.test.mjs builds each with a bundler's defaults):
-// once `ready` resolves, it verifies the test's token, refuses a tampered one, and puts what it saw
-// on <body data-result> (or the error on data-error).
+// once `ready` resolves, it verifies the test's token, refuses a tampered one, makes a DPoP key and
+// proof (checked by the test with jose) and the key's thumbprint, and puts what it saw on
+// <body data-result> (or the error on data-error).
 export function run(edgeward, ready = Promise.resolve()) {
-  const { verify, decodeUnverified, pkcePair, EdgewardError, isEdgewardError } = edgeward;
+  const { verify, decodeUnverified, pkcePair, EdgewardError, isEdgewardError, createDpopKey, dpopProof, jwkThumbprint } = edgeward;
   Promise.all([ready, fetch('./fixture.json').then((r) => r.json())])
-    .then(([, { token, tampered, jwks, policy }]) => {
+    .then(async ([, { token, tampered, jwks, policy }]) => {
       const result = { sub: verify(token, jwks, policy).sub, alg: decodeUnverified(token).header.alg, pkce: pkcePair().method };
       try {
         verify(tampered, jwks, policy);
@@ -12,6 +13,13 @@ export function run(edgeward, ready = Promise.resolve()) {
       } catch (e) {
         result.tampered = e instanceof EdgewardError && isEdgewardError(e) ? e.code : String(e);
       }
+      const keyPair = await createDpopKey();
+      result.dpop = {
+        extractable: keyPair.privateKey.extractable,
+        jkt: jwkThumbprint(await crypto.subtle.exportKey('jwk', keyPair.publicKey)),
+        // Relative to the page: htu is the page's origin and this path.
+        proof: await dpopProof(keyPair, { method: 'get', url: './api/orders?page=1', accessToken: token }),
+      };
       document.body.dataset.result = JSON.stringify(result);
     })
     .catch((e) => {

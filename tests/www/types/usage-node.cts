@@ -15,3 +15,5 @@ try {
 web.default().then(() => web.verify(token, '{"keys":[]}', policy));
 web.initSync({ module: new Uint8Array() });
 new edgeward.EdgewardError('expired') satisfies Error;
+edgeward.createDpopKey().then((keys) => edgeward.dpopProof(keys, { method: 'GET', url: 'https://api.example/', nonce: 'n' }))
+  .then((proof: string) => web.jwkThumbprint(JSON.parse(atob(proof.split('.')[0])).jwk));

@@ -1,5 +1,5 @@
 // `import` in Node's ES module TypeScript (module nodenext): the `types` → `import` condition.
-import { verify, isEdgewardError, type EdgewardErrorCode } from 'edgeward';
+import { verify, isEdgewardError, createDpopKey, dpopProof, type EdgewardErrorCode } from 'edgeward';
 import init, { checkApiKey } from 'edgeward/web';
 
 declare const token: string;
@@ -11,3 +11,5 @@ try {
 } catch (e) {
   if (isEdgewardError(e)) e.code satisfies EdgewardErrorCode;
 }
+const proof: string = await dpopProof(await createDpopKey(), { method: 'GET', url: 'https://api.example/' });
+proof satisfies string;

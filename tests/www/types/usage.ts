@@ -3,8 +3,8 @@
 // `@ts-expect-error` lines are mistakes the types must catch.
 import {
   verify, explain, decodeUnverified, refreshAt, pkcePair, randomToken, nonce, checkApiKey, lintSetCookie, parseRateLimit,
-  EdgewardError, isEdgewardError,
-  type Claims, type Jwks, type VerifyPolicy, type Explanation, type EdgewardErrorCode, type UnverifiedParts,
+  EdgewardError, isEdgewardError, jwkThumbprint, createDpopKey, dpopProof,
+  type DpopProofOptions, type Claims, type Jwks, type VerifyPolicy, type Explanation, type EdgewardErrorCode, type UnverifiedParts,
   type PkcePair, type ApiKeyCheck, type CookieLint, type CookiePolicy, type RateLimitInfo,
 } from 'edgeward';
 import init, { initSync, verify as verifyAfterInit, isEdgewardError as isWebError, EdgewardError as WebError } from 'edgeward/web';
@@ -50,6 +50,26 @@ const action: 'keep' | 'fix' | 'drop' = lint.action;
 const limits: RateLimitInfo = parseRateLimit(new Headers({ 'retry-after': '5' }));
 const fromObject: number | null = parseRateLimit({ 'RateLimit-Remaining': '3', 'set-cookie': ['a', 'b'] }, 1_800_000_000).remaining;
 
+// DPoP: a WebCrypto key pair, its thumbprint (a JWK object or its JSON text), a proof per request.
+async function dpop(accessToken: string, serverNonce?: string): Promise<Headers> {
+  const keyPair: CryptoKeyPair = await createDpopKey();
+  const jkt: string = jwkThumbprint(await crypto.subtle.exportKey('jwk', keyPair.publicKey));
+  jwkThumbprint(JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: jkt }));
+  const options: DpopProofOptions = { method: 'POST', url: new URL('https://api.example/orders'), accessToken, nonce: serverNonce };
+  const proof: string = await dpopProof(keyPair, options);
+  await dpopProof(keyPair, { method: 'GET', url: '/api/me' });
+  // @ts-expect-error: the method and URL are required
+  await dpopProof(keyPair, { accessToken });
+  // @ts-expect-error: a key pair, not a single key
+  await dpopProof(keyPair.privateKey, options);
+  // @ts-expect-error: a JWK, not a CryptoKey
+  jwkThumbprint(keyPair.publicKey);
+  // @ts-expect-error: asynchronous
+  const notYet: string = dpopProof(keyPair, options);
+  return new Headers({ authorization: `DPoP ${accessToken}`, dpop: proof, 'x-jkt': jkt, 'x-not-yet': String(notYet) });
+}
+new EdgewardError('crypto_unavailable') satisfies Error;
+
 // Errors: the class, its fields, and the guard for `catch (e: unknown)`.
 try {
   verify(token, jwks, policy);
@@ -82,4 +102,4 @@ async function startWeb(bytes: BufferSource): Promise<void> {
   new WebError('expired') satisfies Error;
 }
 
-export { roles, tenant, sub, exp, untyped, verdict, explainedRoles, alg, at, method, state, env, action, limits, fromObject, startWeb };
+export { dpop, roles, tenant, sub, exp, untyped, verdict, explainedRoles, alg, at, method, state, env, action, limits, fromObject, startWeb };
