@@ -2440,7 +2440,7 @@ fn cors_preflights_and_headers_on_every_answer() {
     let rf = refused(decide(&gate, &io, &req("GET", "/api/x").header("origin", APP)), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
     let h = &rf.response.headers;
     assert_eq!((hdr(h, "access-control-allow-origin"), hdr(h, "access-control-allow-credentials"), hdr(h, "vary")), (Some(APP), Some("true"), Some("Origin")));
-    assert_eq!(hdr(h, "access-control-expose-headers"), Some("www-authenticate, retry-after, ratelimit, ratelimit-policy, x-request-id"));
+    assert_eq!(hdr(h, "access-control-expose-headers"), Some("www-authenticate, retry-after, ratelimit, ratelimit-policy, dpop-nonce, x-request-id"));
     // Another origin: nothing to read. No Origin at all (not a browser's cross-origin call): no CORS headers.
     let other =
         refused(decide(&gate, &io, &req("GET", "/api/x").header("origin", "https://evil.example")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));

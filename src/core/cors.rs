@@ -33,7 +33,7 @@ pub struct CorsConfig {
     /// CSRF header, `dpop`).
     pub allowed_headers: Option<Vec<String>>,
     /// Response headers the app may read (default `www-authenticate`, `retry-after`,
-    /// `ratelimit`, `ratelimit-policy`, the request id header).
+    /// `ratelimit`, `ratelimit-policy`, `dpop-nonce`, the request id header).
     pub expose_headers: Option<Vec<String>>,
     /// Send `Access-Control-Allow-Credentials: true` (default false).
     pub allow_credentials: bool,
@@ -119,7 +119,7 @@ impl CorsConfig {
         let headers = list(self.allowed_headers, ["authorization", "content-type", csrf_header, "dpop"].map(String::from).to_vec(), "allowed_headers")?;
         let expose = list(
             self.expose_headers,
-            ["www-authenticate", "retry-after", "ratelimit", "ratelimit-policy", request_id_header].map(String::from).to_vec(),
+            ["www-authenticate", "retry-after", "ratelimit", "ratelimit-policy", "dpop-nonce", request_id_header].map(String::from).to_vec(),
             "expose_headers",
         )?;
         if self.max_age_secs > 86_400 {
