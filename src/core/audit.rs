@@ -811,6 +811,23 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_hashes_as_documented() {
+        // README.md, "Audit trail": entry 7's canonical text and hash.
+        let served = serde_json::json!({"v": 1, "seq": 7, "time": 1764892800, "actor": "sha256:9f86d081884c7d65", "principal": "admin_token",
+            "action": "revocation_add", "target": "5d3cc1b9fa4b2e07", "outcome": "ok", "status": 201, "reason": null,
+            "request_id": "4f1c2a9e0b7d4e55a1c3f0e2d9b8a761",
+            "detail": {"kind": "jti", "iss": "https://id.example", "jti": "abc", "expires_at": 1764979260, "reason": "laptop stolen", "created": true, "version": 12},
+            "prev": "3b0f5a3c9a1e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29180f1e2d3c4b5a6978",
+            "hash": "50a9ce9625ecdb857ecc0b07ef715edebcbdae2f4eec6dafb36c6a854c17ed7e"});
+        let e: AuditEntry = serde_json::from_value(served).unwrap();
+        let readme = include_str!("../../README.md");
+        let text = String::from_utf8(canonical_bytes(&e)).unwrap();
+        assert!(readme.contains(&format!("\n{text}\n")), "README shows the canonical text");
+        assert!(readme.contains(&e.hash), "README shows the hash");
+        assert_eq!(entry_hash(&e), e.hash);
+    }
+
+    #[test]
     fn every_entry_links_to_the_one_before() {
         let c = chain(5);
         for w in c.windows(2) {
