@@ -5,7 +5,8 @@
 // the README's encoding with JSON.stringify, independently of the Rust code. `GET /audit` pages and
 // filters; `edgeward audit --verify` passes, survives a restart, and exits 1 once a stored entry
 // is altered (or altered and rehashed, or deleted) through the test-only hook, which is refused
-// where EDGEWARD_TEST_HOOKS is not set. No entry holds a token, key or secret.
+// where EDGEWARD_TEST_HOOKS is not set; entries aged past the retention are pruned and the chain
+// verifies from the mark. No entry holds a token, key or secret.
 
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -211,7 +212,7 @@ describe('audit trail', { timeout: 300_000 }, () => {
     assert.equal(cli(worker, ['--verify']).status, 0);
   });
 
-  it('an entry altered, altered and rehashed, or deleted through the test hook fails --verify (exit 1)', async () => {
+  it('an entry altered, altered and rehashed, or deleted through the test hook fails --verify (exit 1); pruning keeps it verifiable', async () => {
     const hook = async (body) => {
       const r = await admin('POST', '/audit/test-hook', body);
       assert.equal(r.status, 200, r.text);
@@ -238,9 +239,22 @@ describe('audit trail', { timeout: 300_000 }, () => {
     assert.equal(gone.deleted, true);
     v = cli(worker, ['--verify']);
     assert.deepEqual([v.status, v.lines[0].problem, v.lines[0].seq], [1, 'gap', 2]);
+    // Retention: entries dated past admin.audit_retention_days (365) go at the next append, and
+    // the trail then starts after the last one removed: entries 1 and 3 aged (each hook call is
+    // such an append), so 1 to 3 go, the gap at 2 with them; the first entry kept links to the
+    // mark, and the chain verifies again from there.
+    const old = h.nowSecs() - 400 * 86_400;
+    await hook({ seq: 1, set: { time: old } });
+    await hook({ seq: 3, set: { time: old } });
+    const kept = await listAll();
+    assert.deepEqual(kept.pruned, { seq: 3, hash: items[2].hash });
+    assert.equal(kept.items[0].seq, 4);
+    v = cli(worker, ['--verify']);
+    assert.equal(v.status, 0, JSON.stringify(v.lines));
+    assert.deepEqual([v.lines[0].first_seq, v.lines[0].head.seq], [4, kept.head.seq]);
     // The hook's use is in the trail itself.
-    const hooks = (await listAll()).items.filter((e) => e.action === 'audit_test_hook');
-    assert.equal(hooks.length, 5);
+    const hooks = kept.items.filter((e) => e.action === 'audit_test_hook');
+    assert.equal(hooks.length, 7);
     assert.ok(hooks.every((e) => e.outcome === 'ok' && e.principal === 'admin_token'));
   });
 });

@@ -136,7 +136,10 @@ impl AuditTrail {
             vec![(entry.seq as i64).into(), entry.time.into(), serde_json::to_string(&entry)?.into()],
         )?;
         self.set_mark("head", &ChainHead { seq: entry.seq, hash: entry.hash.clone(), time: entry.time })?;
-        self.prune(now)?;
+        // The entry is stored whatever the pruning does; a failed prune is tried again next time.
+        if let Err(e) = self.prune(now) {
+            console_error!("{}", serde_json::json!({"event": "audit_prune_failed", "error": e.to_string()}));
+        }
         Ok(entry)
     }
 
@@ -167,9 +170,10 @@ impl AuditTrail {
         });
         let items = match start {
             None => Vec::new(),
-            Some(start) => {
-                self.rows("SELECT seq, entry FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?", vec![start.max(cursor as i64 + 1).into(), (limit as i64).into()])?
-            }
+            Some(start) => self.rows(
+                "SELECT seq, entry FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?",
+                vec![start.max(cursor.min(i64::MAX as u64 - 1) as i64 + 1).into(), (limit as i64).into()],
+            )?,
         };
         let next = if items.len() == limit { items.last().map(|r| int(r.first()).to_string()) } else { None };
         let entries: Vec<serde_json::Value> =
@@ -185,7 +189,8 @@ impl AuditTrail {
     }
 
     /// The test-only hook: changes (`set`, and with `rehash` recomputes its hash) or deletes one
-    /// stored entry, as an attacker with access to the storage could.
+    /// stored entry, as an attacker with access to the storage could. Setting `time` also dates
+    /// the row (what pruning reads).
     fn test_hook(&self, cmd: &Command) -> worker::Result<Response> {
         let Some(seq) = cmd.seq else { return json_response(400, &serde_json::json!({"code": "bad_request", "field": "seq", "message": "an entry's seq"})) };
         let rows = self.rows("SELECT entry FROM audit WHERE seq = ?", vec![(seq as i64).into()])?;
@@ -204,6 +209,10 @@ impl AuditTrail {
             }
         }
         self.rows("UPDATE audit SET entry = ? WHERE seq = ?", vec![entry.to_string().into(), (seq as i64).into()])?;
+        if let Some(time) = cmd.set.as_ref().and_then(|s| s.get("time")).and_then(serde_json::Value::as_i64) {
+            // The row's time too: a test can age an entry past the retention.
+            self.rows("UPDATE audit SET time = ? WHERE seq = ?", vec![time.into(), (seq as i64).into()])?;
+        }
         json_response(200, &serde_json::json!({"seq": seq, "altered": true, "entry": entry}))
     }
 }
