@@ -39,14 +39,17 @@
 //!   control Worker.
 //! - `worker::control` (feature `control`): the control plane, the admin API and the Durable
 //!   Objects (`RateLimiter`; `RevocationLedger`, one SQLite row per revocation, publishing the
-//!   sharded snapshot the gate reads; `KeyWriter`, the single writer of each API key's record).
+//!   sharded snapshot the gate reads; `KeyWriter`, the single writer of each API key's record;
+//!   `AuditTrail`, the hash-chained record of admin writes and refused admin calls, whose
+//!   entries and chain are [`core::audit`]'s).
 //!   Built with it, the Worker is the control Worker (and also a complete single Worker: gate and
 //!   control plane).
 //! - `web` (feature `web`): the JS package (wasm-bindgen); `verify` and `explain` run the
 //!   pipeline's JWT step.
 //! - `edgeward` (feature `cli`, native): the operator CLI (`verify`, `path`, `revoke`,
-//!   `revocations`, `keys`), on the same pipeline with the pure-Rust backend (jwt-simple, plus
-//!   `p521` for ES512).
+//!   `revocations`, `keys`, `audit`, whose `--verify` checks the trail's chain with
+//!   [`core::audit`]), on the same pipeline with the pure-Rust backend (jwt-simple, plus `p521`
+//!   for ES512).
 
 //! ## What it is not
 //! - It does not issue tokens, run an OAuth flow, or refresh tokens.

@@ -1217,6 +1217,17 @@ fn admin_jwt_scope_is_one_scope() {
 }
 
 #[test]
+fn admin_audit_retention_is_days_or_null() {
+    assert_eq!(policy(&base_doc()).admin.audit_retention_days, Some(365));
+    assert_eq!(policy(&doc_with(json!({"admin": {"audit_retention_days": 30}}))).admin.audit_retention_days, Some(30));
+    assert_eq!(policy(&doc_with(json!({"admin": {"audit_retention_days": null}}))).admin.audit_retention_days, None, "null keeps every entry");
+    for d in [json!(0), json!(36_501), json!(-1), json!("30")] {
+        let field = config_err(&doc_with(json!({"admin": {"audit_retention_days": d}}))).0;
+        assert!(field.starts_with("admin"), "{d}: {field}");
+    }
+}
+
+#[test]
 fn routes_auth_and_accepts() {
     let p = policy(&doc_with(json!({
         "routes": [

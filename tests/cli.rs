@@ -166,6 +166,7 @@ fn every_command_and_subcommand_has_help_and_version() {
     seen.sort();
     let expected = [
         "",
+        "audit",
         "keys",
         "keys check",
         "keys create",
@@ -213,6 +214,12 @@ fn clap_errors_are_usage_errors_exit_2() {
         vec!["revoke", "jti", "--iss", "https://i"],
         [&["revoke", "kid", "--kid", "k", "--expires-in", "0"][..], &admin].concat(),
         [&["revocations", "remove", "not-hex"][..], &admin].concat(),
+        [&["audit", "--limit", "0"][..], &admin].concat(),
+        [&["audit", "--limit", "1001"][..], &admin].concat(),
+        [&["audit", "--since", "yesterday"][..], &admin].concat(),
+        vec!["audit", "--verify"],
+        [&["audit", "--anchor", "3:abc"][..], &admin].concat(),
+        [&["audit", "--verify", "--anchor", "x:0000000000000000000000000000000000000000000000000000000000000000"][..], &admin].concat(),
     ];
     for args in cases {
         let (code, stdout, stderr) = edgeward(&args);

@@ -15,6 +15,7 @@
 //! edgeward keys get|disable|delete KEY_ID          ADMIN
 //! edgeward keys rotate KEY_ID [--overlap SECS]     ADMIN
 //! edgeward keys check KEY|-                        (offline: format and checksum; - reads stdin)
+//! edgeward audit [--since UNIX] [--verify [--anchor SEQ:HASH]...] [--limit N] ADMIN
 //! edgeward path [--config FILE] [--method M] PATH|- (offline: the canonical request; - reads
 //!                                                    one path per line from stdin)
 //!   where ADMIN is --url GATEWAY_URL --admin-token-file FILE (the admin token, or an admin JWT)
@@ -37,6 +38,14 @@
 //! `rotate` print the new key once, in the `key` member). `keys check` prints
 //! `{"valid": bool, ...}` and exits 0 valid, 1 invalid.
 //!
+//! `audit` prints the admin audit trail, one JSON entry per line, every page (from the first
+//! entry at or after `--since`); with `--verify` it reads every page instead, recomputes the hash
+//! chain (`edgeward::core::audit`) and prints one line, `{"verified": true, "entries", "first_seq",
+//! "head"}` or `{"verified": false, "problem", "seq", "message"}` (with `--anchor SEQ:HASH`, a head
+//! printed earlier must still be in the chain): exit status 0 intact, 1 a gap, an altered or
+//! malformed entry, a missing anchor, or a refusal by the API, 2 usage error, 3 gateway
+//! unreachable or failing.
+//!
 //! `path` shows what the gate decides on and forwards for a path as the gate receives it (with
 //! the configuration's `request` section and routes, or the defaults; in a Worker the runtime's
 //! URL parser has already resolved `.`/`..` segments, `%2e` ones included): one JSON line per path,
@@ -54,7 +63,7 @@ use serde_json::json;
 use std::process::ExitCode;
 
 /// Edgeward's operator CLI: verify tokens and canonical paths offline, manage revocations and API
-/// keys through a gateway's admin API.
+/// keys and read the audit trail through a gateway's admin API.
 #[derive(Parser)]
 #[command(name = "edgeward", version, propagate_version = true, args_override_self = true)]
 #[command(after_help = "Output is JSON lines on stdout. A usage error prints {\"verdict\": \"error\", \"reason\": \"usage\", ...} and exits 2.")]
@@ -80,6 +89,9 @@ enum Command {
     /// Show the canonical request the gate decides on for a path, and its route (offline).
     #[command(after_help = PATH_HELP)]
     Path(PathArgs),
+    /// Print the admin audit trail, or verify its hash chain, through the gateway's admin API.
+    #[command(after_help = AUDIT_HELP)]
+    Audit(AuditArgs),
 }
 
 const VERIFY_HELP: &str =
@@ -94,6 +106,9 @@ const NEW_KEY_HELP: &str = "Prints the admin API's JSON answer on one line, with
 Exit status: 0 done, 1 refused by the API (4xx), 2 usage error, 3 gateway unreachable or failing (5xx).";
 const CHECK_HELP: &str = "Prints one JSON line: {\"valid\": true, \"env\", \"key_fp\"} or {\"valid\": false, \"reason\": prefix|shape|checksum|environment, \"message\", \"key_fp\"}.
 Exit status: 0 valid, 1 invalid, 2 usage error.";
+const AUDIT_HELP: &str = "Prints one JSON line per entry, following every page. With --verify, prints one line instead:
+{\"verified\": true, \"entries\", \"first_seq\", \"head\": {\"seq\", \"hash\"}} or {\"verified\": false, \"problem\": gap|altered|unlinked|malformed|..., \"seq\", \"message\"}.
+Exit status: 0 done (with --verify: the chain is intact), 1 a broken chain (--verify) or refused by the API (4xx), 2 usage error, 3 gateway unreachable or failing (5xx).";
 const PATH_HELP: &str = "Prints one JSON line per path: {\"path\", \"canonical\", \"method\", \"rule\", \"requirement\"} (rule and requirement with --config)
 or {\"path\", \"refused\": CODE, \"status\", \"problem\"}. In a Worker the runtime has already resolved . and .. segments (%2e ones too).
 Exit status: 0 every path accepted, 1 any refused, 2 usage or configuration error.";
@@ -318,6 +333,24 @@ struct KeyIdArgs {
 }
 
 #[derive(Args)]
+struct AuditArgs {
+    /// Start at the first entry at or after this time, in Unix seconds [default: the oldest entry kept]
+    #[arg(long, value_name = "UNIX_SECONDS", value_parser = unix_time)]
+    since: Option<i64>,
+    /// Read every entry, recompute the hash chain and print one verdict line instead of the entries
+    #[arg(long)]
+    verify: bool,
+    /// With --verify: an entry recorded earlier (a head an earlier --verify printed, kept elsewhere), as SEQ:HASH, that the chain must still hold; repeat for several [default: none]
+    #[arg(long = "anchor", value_name = "SEQ:HASH", value_parser = anchor, requires = "verify")]
+    anchors: Vec<(u64, String)>,
+    /// Entries fetched per admin API call (1 to 1000; every page is read)
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = page_size)]
+    limit: usize,
+    #[command(flatten)]
+    admin: Admin,
+}
+
+#[derive(Args)]
 struct PathArgs {
     /// Gateway configuration (JSON) whose request section and routes apply [default: the request defaults, no routes]
     #[arg(long, value_name = "FILE")]
@@ -344,6 +377,19 @@ fn positive_secs(s: &str) -> Result<i64, String> {
 
 fn count(s: &str) -> Result<usize, String> {
     s.parse().map_err(|_| "takes a number".into())
+}
+
+fn anchor(s: &str) -> Result<(u64, String), String> {
+    let (seq, hash) = s.split_once(':').ok_or("takes SEQ:HASH")?;
+    let seq = seq.parse().map_err(|_| "takes SEQ:HASH (SEQ a number)")?;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("takes SEQ:HASH (HASH 64 hex digits)".into());
+    }
+    Ok((seq, hash.to_string()))
+}
+
+fn page_size(s: &str) -> Result<usize, String> {
+    s.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| "takes a number from 1 to 1000".into())
 }
 
 fn http_url(s: &str) -> Result<String, String> {
@@ -449,6 +495,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Revocations(r) => admin::revocations(r),
         Command::Keys(k) => admin::keys(k),
         Command::Path(a) => path(a),
+        Command::Audit(a) => admin::audit(a),
     }
 }
 
@@ -458,9 +505,10 @@ fn now_secs() -> Result<i64, Failure> {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).map_err(|_| usage("system clock is before 1970"))
 }
 
-/// `revoke`, `revocations` and `keys` (but `keys check`): the admin API over HTTP(S).
+/// `revoke`, `revocations`, `keys` (but `keys check`) and `audit`: the admin API over HTTP(S).
 mod admin {
-    use super::{now_secs, usage, Failure, Keys, Revocations, RevokeTarget};
+    use super::{now_secs, usage, AuditArgs, Failure, Keys, Revocations, RevokeTarget};
+    use edgeward::core::audit::{ChainHead, ChainVerifier, Start};
     use serde_json::{json, Value};
     use std::process::ExitCode;
 
@@ -605,6 +653,69 @@ mod admin {
                 finish(status, &v)
             }
         }
+    }
+
+    /// `audit`: every page of the trail, printed, or verified as one chain.
+    pub fn audit(args: AuditArgs) -> Result<ExitCode, Failure> {
+        let admin = Admin::from(&args.admin)?;
+        let since = args.since.map(|s| format!("&since={s}")).unwrap_or_default();
+        let mut cursor: Option<String> = None;
+        let mut verifier: Option<ChainVerifier> = None;
+        loop {
+            let cursor_param = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+            let (status, v) = admin.call("GET", &format!("/audit?limit={}{since}{cursor_param}", args.limit), None)?;
+            if status != 200 {
+                return finish(status, &v);
+            }
+            if args.verify && verifier.is_none() {
+                // From the start of what is kept: the first entry ever, or the one after the last
+                // entry removed for its age. From a time on: the first entry listed as it is.
+                let start = match (&args.since, v["pruned_through"]["seq"].as_u64(), v["pruned_through"]["hash"].as_str()) {
+                    (Some(_), ..) => Start::Trusted,
+                    (None, Some(seq), Some(hash)) => Start::After { seq, hash: hash.to_string() },
+                    (None, ..) => Start::Genesis,
+                };
+                let mut chain = ChainVerifier::new(start);
+                for (seq, hash) in &args.anchors {
+                    chain.expect(*seq, hash);
+                }
+                verifier = Some(chain);
+            }
+            for item in v["items"].as_array().into_iter().flatten() {
+                match verifier.as_mut() {
+                    Some(chain) => {
+                        if let Err(e) = chain.push(item) {
+                            return broken(&e);
+                        }
+                    }
+                    None => println!("{item}"),
+                }
+            }
+            match v["next_cursor"].as_str() {
+                Some(c) if !c.is_empty() => cursor = Some(c.to_string()),
+                _ => {
+                    let Some(chain) = verifier else { return Ok(ExitCode::SUCCESS) };
+                    // The head as the trail reported it with the last page: the entries must end there.
+                    let head = match (v["head"]["seq"].as_u64(), v["head"]["hash"].as_str()) {
+                        (Some(seq), Some(hash)) => Some(ChainHead { seq, hash: hash.to_string(), time: 0 }),
+                        _ => None,
+                    };
+                    return match chain.finish(head.as_ref()) {
+                        Ok(done) => {
+                            let head = done.head.map(|h| json!({"seq": h.seq, "hash": h.hash}));
+                            println!("{}", json!({"verified": true, "entries": done.entries, "first_seq": done.first_seq, "head": head}));
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        Err(e) => broken(&e),
+                    };
+                }
+            }
+        }
+    }
+
+    fn broken(e: &edgeward::core::audit::ChainError) -> Result<ExitCode, Failure> {
+        println!("{}", json!({"verified": false, "problem": e.code(), "seq": e.seq(), "message": e.to_string()}));
+        Ok(ExitCode::from(1))
     }
 
     pub fn keys(k: Keys) -> Result<ExitCode, Failure> {

@@ -180,11 +180,14 @@ pub struct AdminConfig {
     pub path_prefix: String,
     /// Scope an admin JWT must hold (for example `edgeward:admin`); unset = no JWT admins.
     pub jwt_scope: Option<String>,
+    /// Days the control Worker keeps an audit trail entry (default 365, 1 to 36500); `null`
+    /// keeps every entry.
+    pub audit_retention_days: Option<u32>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { path_prefix: "/__edgeward/admin".into(), jwt_scope: None }
+        AdminConfig { path_prefix: "/__edgeward/admin".into(), jwt_scope: None, audit_retention_days: Some(365) }
     }
 }
 
@@ -471,6 +474,9 @@ impl EdgewardConfig {
             if s.is_empty() || s.contains(' ') {
                 return Err(ConfigError::new("admin.jwt_scope", "one scope, non-empty, no spaces"));
             }
+        }
+        if self.admin.audit_retention_days.is_some_and(|d| d == 0 || d > 36_500) {
+            return Err(ConfigError::new("admin.audit_retention_days", "1 to 36500 days, or null to keep every entry"));
         }
         let mut api_keys = self.api_keys;
         api_keys.header = api_keys.header.to_ascii_lowercase();

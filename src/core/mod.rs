@@ -3,6 +3,7 @@
 pub mod access;
 pub mod alg;
 pub mod apikey;
+pub mod audit;
 pub mod canonical;
 pub mod claims;
 pub mod config;

@@ -1,10 +1,14 @@
-//! The admin API under `admin.path_prefix`: one authorization step and one audit log line for
-//! every call, then `/revocations…` (the ledger) or `/keys…` (API keys).
+//! The admin API under `admin.path_prefix`: one authorization step, an audit trail entry for every
+//! refused call and every admin write (`audit`), one audit log line for every call, then
+//! `/revocations…` (the ledger), `/keys…` (API keys) or `/audit…` (the trail).
 //!
 //! A caller is an admin when it presents, as `Authorization: Bearer`, either the
 //! `EDGEWARD_ADMIN_TOKEN` secret (compared in constant time) or, when `admin.jwt_scope` is set, a
 //! JWT of a configured issuer that verifies, is not revoked, and holds that scope.
 
+use super::answer::AdminAnswer;
+use super::audit;
+use crate::core::audit::{AdminAction, AuditRecord};
 use crate::core::identity::Identity;
 use crate::core::log::{fingerprint, DecisionLog};
 use crate::core::pipeline::Gate;
@@ -58,7 +62,10 @@ fn json(status: u16, body: &serde_json::Value) -> worker::Result<Response> {
     Ok(r)
 }
 
-/// Handles every request under the admin prefix.
+/// Handles every request under the admin prefix: authorizes it; records a refused call, or an
+/// admin's call that can change state (any method but GET and HEAD), in the audit trail; answers.
+/// A recorded call is answered only once its entry is stored: when the entry cannot be stored,
+/// a write is not attempted (no `EDGEWARD_AUDIT` binding) or its answer becomes a 503.
 #[allow(clippy::too_many_arguments)]
 pub async fn handle(
     mut req: Request,
@@ -74,46 +81,80 @@ pub async fn handle(
     let method = req.method().to_string().to_ascii_uppercase();
     let rest = path.strip_prefix(policy.admin.path_prefix.as_str()).unwrap_or("");
     let principal = authorize(headers, io, gate, now).await;
-    let audit = |op: &str, status: u16, id: Option<&str>| {
+    let (action, path_target) = AdminAction::classify(&method, rest);
+    let actor = bearer(headers).map(|t| fingerprint(t.as_bytes()));
+    let log = |op: &str, status: u16, id: Option<&str>, seq: Result<Option<u64>, &str>| {
         let (who, why) = match &principal {
             Ok(p) => (Some(p.as_str()), None),
             Err(e) => (None, Some(e.as_str())),
         };
         console_log!(
             "{}",
-            serde_json::json!({"event": "admin_audit", "request_id": rid, "op": op, "method": method, "path": path,
+            serde_json::json!({"event": "admin_audit", "request_id": rid, "op": op, "action": action.name(), "method": method, "path": path,
                 "authorized": principal.is_ok(), "principal": who, "denied_because": why,
-                "credential_fp": bearer(headers).map(|t| fingerprint(t.as_bytes())), "status": status, "id": id})
+                "credential_fp": actor, "status": status, "id": id,
+                "audit_seq": seq.ok().flatten(), "audit_error": seq.err()})
         );
     };
-    if principal.is_err() {
-        audit("denied", 401, None);
-        let mut r = json(401, &serde_json::json!({"code": "admin_unauthorized", "message": "admin credential required", "request_id": rid}))?;
-        let _ = r.headers_mut().set("www-authenticate", "Bearer realm=\"edgeward-admin\"");
-        return Ok(r);
+    let principal_name = match &principal {
+        Ok(p) => p.clone(),
+        Err(why) => {
+            let record = AuditRecord::denied(actor.clone(), action, path_target, why, rid);
+            match audit::append_record(env, &record).await {
+                Ok(seq) => log("denied", 401, None, Ok(Some(seq))),
+                // Nothing was done; the refusal stands, and this line records it.
+                Err(e) => log("denied", 401, None, Err(&e)),
+            }
+            let mut r = json(401, &serde_json::json!({"code": "admin_unauthorized", "message": "admin credential required", "request_id": rid}))?;
+            let _ = r.headers_mut().set("www-authenticate", "Bearer realm=\"edgeward-admin\"");
+            return Ok(r);
+        }
+    };
+    let recorded = AdminAction::records(&method);
+    if recorded && !audit::configured(env) {
+        // Nothing is written that the trail could not record.
+        let e = format!("no {} binding: admin writes are refused until the audit trail is configured", audit::AUDIT_BINDING);
+        log("audit_unavailable", 503, None, Err(&e));
+        return json(503, &serde_json::json!({"code": "audit_unavailable", "message": e, "request_id": rid}));
     }
     let body = if method == "POST" {
         let text = req.text().await.unwrap_or_default();
         if text.trim().is_empty() {
-            None
+            Ok(None)
         } else {
             match serde_json::from_slice::<serde_json::Value>(text.as_bytes()) {
-                Ok(v) if v.is_object() => Some(v),
-                _ => {
-                    audit("bad_request", 400, None);
-                    return json(400, &serde_json::json!({"code": "bad_request", "message": "body must be a JSON object", "request_id": rid}));
-                }
+                Ok(v) if v.is_object() => Ok(Some(v)),
+                _ => Err(()),
             }
         }
     } else {
-        None
+        Ok(None)
     };
-    let a = if rest == "/keys" || rest.starts_with("/keys/") {
-        super::keys::admin_op(body, &method, rest, query, policy, env, now).await
-    } else {
-        super::ledger::admin_op(body, &method, rest, query, env).await
+    let a = match body {
+        Err(()) => {
+            AdminAnswer { status: 400, op: "bad_request", id: None, body: serde_json::json!({"code": "bad_request", "message": "body must be a JSON object"}) }
+        }
+        Ok(body) if rest == "/keys" || rest.starts_with("/keys/") => super::keys::admin_op(body, &method, rest, query, policy, env, now).await,
+        Ok(body) if rest == "/audit" || rest.starts_with("/audit/") => audit::admin_op(body, &method, rest, query, env).await,
+        Ok(body) => super::ledger::admin_op(body, &method, rest, query, env).await,
     };
-    audit(a.op, a.status, a.id.as_deref());
+    let mut seq = None;
+    if recorded {
+        let record = AuditRecord::of_answer(actor.clone(), &principal_name, action, path_target, a.status, &a.body, rid);
+        match audit::append_record(env, &record).await {
+            Ok(s) => seq = Some(s),
+            Err(e) => {
+                // The call ran (ending as `a.status` says) but is not in the trail, so it is not
+                // acknowledged: its log line is its only record. (Its answer is not sent: it may
+                // hold a key shown once.) Revocations are idempotent: sending one again records it.
+                log(a.op, a.status, a.id.as_deref(), Err(&e));
+                let message =
+                    format!("the audit trail could not store this call's entry; the call itself ended with status {} (check its effect, then retry)", a.status);
+                return json(503, &serde_json::json!({"code": "audit_unavailable", "message": message, "call_status": a.status, "request_id": rid}));
+            }
+        }
+    }
+    log(a.op, a.status, a.id.as_deref(), Ok(seq));
     let mut b = a.body;
     if let Some(o) = b.as_object_mut() {
         o.entry("request_id").or_insert_with(|| rid.into());
