@@ -148,7 +148,8 @@ fn main() {
     let mut forwarded = 0;
     let mut marks = Vec::new();
     for (i, (url, headers)) in requests.iter().enumerate() {
-        let req = Incoming { method: "GET", url, headers, request_id: "0123456789abcdef0123456789abcdef", client_cert_sha256: None, now_ms: now * 1000 };
+        let req =
+            Incoming { method: "GET", url, headers, request_id: "0123456789abcdef0123456789abcdef", client_cert_sha256: None, geo: None, now_ms: now * 1000 };
         forwarded += usize::from(matches!(run_ready(gate.decide(&io, &req)), Some(Outcome::Forward(_))));
         if i == 0 || i + 1 == TOKENS {
             marks.push(LIVE.load(Ordering::Relaxed));

@@ -126,6 +126,7 @@ fn main() {
         headers: &headers,
         request_id: "0123456789abcdef",
         client_cert_sha256: None,
+        geo: None,
         now_ms: now * 1000,
     };
     match run_ready(gate.decide(&io, &incoming)) {

@@ -459,11 +459,12 @@ struct Req {
     headers: Vec<(String, String)>,
     id: String,
     cert: Option<String>,
+    geo: Option<(String, String)>,
 }
 
 fn req(method: &str, path_and_query: &str) -> Req {
     let n = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
-    Req { method: method.into(), url: format!("{EDGE}{path_and_query}"), headers: Vec::new(), id: format!("req-{n:06}"), cert: None }
+    Req { method: method.into(), url: format!("{EDGE}{path_and_query}"), headers: Vec::new(), id: format!("req-{n:06}"), cert: None, geo: None }
 }
 
 impl Req {
@@ -481,7 +482,15 @@ impl Req {
         self.header("CF-Connecting-IP", ip)
     }
     fn incoming(&self, now_ms: i64) -> Incoming<'_> {
-        Incoming { method: &self.method, url: &self.url, headers: &self.headers, request_id: &self.id, now_ms, client_cert_sha256: self.cert.as_deref() }
+        Incoming {
+            method: &self.method,
+            url: &self.url,
+            headers: &self.headers,
+            request_id: &self.id,
+            now_ms,
+            client_cert_sha256: self.cert.as_deref(),
+            geo: self.geo.as_ref().map(|(c, l)| (c.as_str(), l.as_str())),
+        }
     }
 }
 
@@ -565,6 +574,44 @@ fn refused<'a>(o: Outcome<'a>, status: u16, code: &'static str, www: Www<'_>) ->
         Outcome::Answer(r) => panic!("expected {status} {code}, got the gate's own {}", r.response.status),
         Outcome::Admin(a) => panic!("expected {status} {code}, got an admin call for {}", a.path),
     }
+}
+
+#[test]
+fn decision_records_say_who_asked_per_the_logging_section() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    let t = ed_token(json!({}));
+    let mut r = req("GET", "/public/x").client_ip("203.0.113.77").header("User-Agent", &format!("curl/8 {}", "x".repeat(400)));
+    r.geo = Some(("NL".into(), "AMS".into()));
+    let f = forwarded(decide(&gate, &io, &r));
+    assert_eq!(f.log.client_ip.as_deref(), Some("203.0.113.0/24"), "truncated by default");
+    assert_eq!(f.log.user_agent.as_ref().map(|u| u.chars().count()), Some(256));
+    assert_eq!((f.log.country.as_deref(), f.log.colo.as_deref(), f.log.rule.as_deref()), (Some("NL"), Some("AMS"), Some("/public/*")));
+    assert!(!f.log.sampled_out);
+    let line = serde_json::to_value(&f.log).unwrap();
+    assert!(line.get("sampled_out").is_none() && line["rule"] == "/public/*");
+    // Refusals carry them too, before any credential is read.
+    let rf = refused(decide(&gate, &io, &req("GET", "/api/x").client_ip("2001:db8:abcd:12::1")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+    assert_eq!(rf.log.client_ip.as_deref(), Some("2001:db8:abcd::/48"));
+    assert_eq!(rf.log.rule, None, "no rule matched /api/x");
+    // Hashed without its secret logs nothing; with it, a stable keyed hash.
+    let hashed = gate_with_logging(json!({"client_ip": "hashed"}));
+    assert_eq!(forwarded(decide(&hashed, &io, &req("GET", "/public/x").client_ip("203.0.113.77"))).log.client_ip, None);
+    io.set_secret("EDGEWARD_LOG_IP_KEY", "log-ip-key-0123456789");
+    let h1 = forwarded(decide(&hashed, &io, &req("GET", "/public/x").client_ip("203.0.113.77"))).log.client_ip.unwrap();
+    assert_eq!(forwarded(decide(&hashed, &io, &req("GET", "/api/x").bearer(&t).client_ip("203.0.113.77"))).log.client_ip.unwrap(), h1);
+    assert!(!h1.contains("203"));
+    // accepted: "none" samples out every accepted request, never a refusal.
+    let quiet = gate_with_logging(json!({"accepted": "none", "client_ip": "none"}));
+    let f = forwarded(decide(&quiet, &io, &req("GET", "/api/x").bearer(&t).client_ip("203.0.113.77")));
+    assert!(f.log.sampled_out && f.log.client_ip.is_none());
+    let rf = refused(decide(&quiet, &io, &req("GET", "/api/x")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+    assert_eq!(rf.log.decision, "reject", "a refusal is written whatever the sample");
+    assert!(Policy::from_json(&doc_with("logging", json!({"accepted": {"sample": 1.5}})).to_string()).is_err());
+}
+
+fn gate_with_logging(logging: Value) -> Gate {
+    gate(&doc_with("logging", logging))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ use super::cookie::{CookiePolicy, CsrfPolicy};
 use super::cors::{CorsConfig, CorsPolicy};
 use super::dpop::{DpopConfig, DpopPolicy};
 use super::jwks_cache::JwksCacheConfig;
+use super::logging::{LoggingConfig, LoggingPolicy};
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
 use super::request::validate_origin;
 use super::request::{validate_forward_claims, validate_request_id_header, validate_token_places, CredentialPlaces, ForwardRules, RESERVED_HEADER_PREFIX};
@@ -88,6 +89,9 @@ pub struct EdgewardConfig {
     /// DPoP proofs (RFC 9449).
     #[serde(default)]
     pub dpop: DpopConfig,
+    /// What decision records say about the client, and which accepted requests are logged.
+    #[serde(default)]
+    pub logging: LoggingConfig,
     /// Verified-token cache.
     #[serde(default)]
     pub token_cache: TokenCacheConfig,
@@ -283,6 +287,8 @@ pub struct Policy {
     pub cors: Option<CorsPolicy>,
     /// DPoP.
     pub dpop: DpopPolicy,
+    /// Decision records.
+    pub logging: LoggingPolicy,
     /// Verified-token cache.
     pub token_cache: TokenCacheConfig,
     /// Rate limits.
@@ -361,6 +367,7 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("csrf", probe::<CsrfPolicy>),
         ("cors", probe::<Option<CorsConfig>>),
         ("dpop", probe::<DpopConfig>),
+        ("logging", probe::<LoggingConfig>),
         ("token_cache", probe::<TokenCacheConfig>),
         ("rate_limits", probe::<RateLimitConfig>),
         ("revocations", probe::<RevocationConfig>),
@@ -452,6 +459,7 @@ impl EdgewardConfig {
         self.cookies.validate()?;
         self.csrf.validate()?;
         let dpop = self.dpop.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
+        let logging = self.logging.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
         let cors = match self.cors {
             Some(c) => Some(c.validate(&self.csrf.header, &request_id_header)?),
             None => None,
@@ -555,6 +563,7 @@ impl EdgewardConfig {
             csrf: self.csrf,
             cors,
             dpop,
+            logging,
             token_cache: self.token_cache,
             rate_limits,
             revocations: self.revocations,

@@ -78,6 +78,27 @@ pub struct DecisionLog<'a> {
     pub method: String,
     /// Path (canonical once the request is; until then a bounded prefix of what came).
     pub path: String,
+    /// The route rule that matched (its `path`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The client address, per `logging.client_ip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    /// The `User-Agent` (at most 256 characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The client's country, as the platform saw it (`request.cf.country`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// The data center that served it (`request.cf.colo`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colo: Option<String>,
+    /// From arrival to the record (set by the adapter when it writes the record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// An accepted request left out by `logging.accepted`'s sample (refusals are always written).
+    #[serde(skip)]
+    pub sampled_out: bool,
     /// Where the credential was found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<CredentialSource>,

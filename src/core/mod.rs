@@ -19,6 +19,7 @@ pub mod json;
 pub mod jwk;
 pub mod jwks_cache;
 pub mod log;
+pub mod logging;
 mod lookalike;
 pub mod pipeline;
 pub mod ratelimit;

@@ -77,6 +77,9 @@ pub struct Incoming<'a> {
     /// connection (mutual TLS), if any: what certificate-bound tokens are checked against. Never
     /// taken from a header.
     pub client_cert_sha256: Option<&'a str>,
+    /// The client's country and the serving data center, as the platform saw them (for the
+    /// record only).
+    pub geo: Option<(&'a str, &'a str)>,
 }
 
 /// What to do with a request.
@@ -389,6 +392,18 @@ impl Gate {
             method: log_prefix(req.method, 32).to_string(),
             ..Default::default()
         };
+        // Who asked, for the record (never for a decision: the client IP's decisions below parse
+        // it themselves).
+        let lg = &policy.logging;
+        log.sampled_out = !lg.logs_accepted(req.request_id);
+        let key = (lg.client_ip == super::logging::ClientIpMode::Hashed).then(|| io.secret(&lg.ip_hash_secret)).flatten();
+        let ip_header = req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.as_str());
+        log.client_ip = super::canonical::client_ip(ip_header).and_then(|ip| lg.client_ip(ip, key.as_deref().map(str::as_bytes)));
+        log.user_agent = req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("user-agent")).map(|(_, v)| v.chars().take(256).collect());
+        if let Some((country, colo)) = req.geo {
+            log.country = Some(country.to_string()).filter(|c| !c.is_empty());
+            log.colo = Some(colo.to_string()).filter(|c| !c.is_empty());
+        }
         let Some((origin, raw_path, query)) = split_url(req.url) else {
             return self.refuse(&AuthError::Internal, log);
         };
@@ -400,6 +415,7 @@ impl Gate {
         };
         log.method.clone_from(&canon.method);
         log.path.clone_from(&canon.path);
+        log.rule = policy.routes.rule(&canon.method, &canon.path).map(|r| r.path.clone());
         let client_ip = super::canonical::client_ip(req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.as_str()));
         let prefix = policy.admin.path_prefix.as_str();
         if canon.path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {

@@ -23,7 +23,16 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     let url = req.inner().url();
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let cert = client_certificate(&req);
-    let incoming = Incoming { method: &method, url: &url, headers: &headers, request_id: &rid, now_ms: start, client_cert_sha256: cert.as_deref() };
+    let geo = geo(&req);
+    let incoming = Incoming {
+        method: &method,
+        url: &url,
+        headers: &headers,
+        request_id: &rid,
+        now_ms: start,
+        client_cert_sha256: cert.as_deref(),
+        geo: geo.as_ref().map(|(c, l)| (c.as_str(), l.as_str())),
+    };
     let gate = match &iso.gate {
         Ok(g) => g.clone(),
         Err(e) => return Ok(send_refusal(Refusal::unconfigured(&incoming, e.to_string()))),
@@ -247,6 +256,16 @@ fn client_certificate(req: &Request) -> Option<String> {
     get(&auth, "certFingerprintSHA256")?.as_string().filter(|f| f.len() == 64)
 }
 
+/// The client's country and the serving data center (`request.cf.country`, `.colo`), for the
+/// record.
+fn geo(req: &Request) -> Option<(String, String)> {
+    use worker::js_sys::Reflect;
+    use worker::wasm_bindgen::JsValue;
+    let cf = Reflect::get(req.inner().as_ref(), &JsValue::from_str("cf")).ok().filter(|v| v.is_object())?;
+    let text = |k: &str| Reflect::get(&cf, &JsValue::from_str(k)).ok().and_then(|v| v.as_string()).unwrap_or_default();
+    Some((text("country"), text("colo")))
+}
+
 /// The origin's `Set-Cookie` headers one by one (`Headers.getSetCookie`).
 fn set_cookies(from: &worker::web_sys::Headers) -> OriginCookies {
     use worker::js_sys::{Array, Function, Reflect};
@@ -282,8 +301,15 @@ fn error_response(e: &ErrorResponse) -> Response {
     Response::from(built.unwrap_or_else(|_| web_sys::Response::error()))
 }
 
-/// One decision line (5xx on the error stream).
+/// One decision line (5xx on the error stream), with the time since arrival; an accepted request
+/// sampled out by `logging.accepted` writes none.
 pub(crate) fn emit(log: &DecisionLog<'_>) {
+    if log.sampled_out && matches!(log.decision, "accept" | "public") {
+        return;
+    }
+    let mut log = log.clone();
+    log.duration_ms = Some(now_ms() - log.ts_ms);
+    let log = &log;
     match serde_json::to_string(log) {
         Ok(s) if log.status >= 500 => console_error!("{s}"),
         Ok(s) => console_log!("{s}"),
