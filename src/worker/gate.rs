@@ -72,7 +72,7 @@ async fn to_control_plane(req: Request, env: &Env, gate: &crate::core::pipeline:
         Ok(resp) => {
             log.decision = "control";
             log.status = resp.status_code();
-            emit(&log);
+            emit(&mut log);
             resp
         }
         Err(detail) => {
@@ -205,7 +205,7 @@ async fn forward(req: Request, gate: &Rc<crate::core::pipeline::Gate>, io: &Work
     })();
     match relayed {
         Ok(r) => {
-            emit(&fwd.log);
+            emit(&mut fwd.log);
             Response::from(r)
         }
         Err(detail) => send_refusal(gate.origin_failed(*fwd, detail)),
@@ -280,8 +280,8 @@ fn set_cookies(from: &worker::web_sys::Headers) -> OriginCookies {
 }
 
 /// Emits the record and turns a refusal into the HTTP response.
-pub(crate) fn send_refusal(r: Refusal<'_>) -> Response {
-    emit(&r.log);
+pub(crate) fn send_refusal(mut r: Refusal<'_>) -> Response {
+    emit(&mut r.log);
     error_response(&r.response)
 }
 
@@ -303,13 +303,11 @@ fn error_response(e: &ErrorResponse) -> Response {
 
 /// One decision line (5xx on the error stream), with the time since arrival; an accepted request
 /// sampled out by `logging.accepted` writes none.
-pub(crate) fn emit(log: &DecisionLog<'_>) {
+pub(crate) fn emit(log: &mut DecisionLog<'_>) {
     if log.sampled_out && matches!(log.decision, "accept" | "public") {
         return;
     }
-    let mut log = log.clone();
     log.duration_ms = Some(now_ms() - log.ts_ms);
-    let log = &log;
     match serde_json::to_string(log) {
         Ok(s) if log.status >= 500 => console_error!("{s}"),
         Ok(s) => console_log!("{s}"),

@@ -21,7 +21,7 @@
 
 #![allow(missing_docs)] // the durable_object macro generates undocumented glue
 
-use super::answer::{query_param, AdminAnswer};
+use super::answer::{int, json_response, query_param, text, AdminAnswer};
 use crate::core::audit::{append, entry_hash, AuditEntry, AuditRecord, ChainHead};
 use crate::worker::runtime::{now_secs, post_request};
 use serde::Deserialize;
@@ -66,25 +66,6 @@ pub struct AuditTrail {
     sql: SqlStorage,
     env: Env,
     ready: Cell<bool>,
-}
-
-fn json_response(status: u16, v: &serde_json::Value) -> worker::Result<Response> {
-    Ok(Response::ok(v.to_string())?.with_status(status))
-}
-
-fn int(v: Option<&V>) -> i64 {
-    match v {
-        Some(V::Integer(i)) => *i,
-        Some(V::Float(f)) => *f as i64,
-        _ => 0,
-    }
-}
-
-fn text(v: Option<&V>) -> &str {
-    match v {
-        Some(V::String(s)) => s,
-        _ => "",
-    }
 }
 
 /// Whether the test-only hook is enabled in this Worker (`EDGEWARD_TEST_HOOKS=1`, as a var or a

@@ -30,7 +30,7 @@
 
 #![allow(missing_docs)] // the durable_object macro generates undocumented glue
 
-use super::answer::{query_param, AdminAnswer};
+use super::answer::{int, json_response, query_param, text, AdminAnswer};
 use crate::core::revocation::{
     encode_compact, encode_shard, shard_bits_for, shard_key, shard_of, shard_range, Manifest, Record, Revocation, RevocationSet, ShardRef, Target, TokenFacts,
     LEGACY_MAX_ENTRIES, MANIFEST_KEY, SNAPSHOT_KEY,
@@ -106,31 +106,12 @@ pub struct RevocationLedger {
     next_publish_ms: Cell<f64>,
 }
 
-fn json_response(status: u16, v: &serde_json::Value) -> worker::Result<Response> {
-    Ok(Response::ok(v.to_string())?.with_status(status))
-}
-
 fn bad_request(message: impl std::fmt::Display) -> worker::Result<Response> {
     json_response(400, &serde_json::json!({"code": "bad_request", "message": message.to_string()}))
 }
 
 fn err(e: impl std::fmt::Display) -> worker::Error {
     worker::Error::RustError(e.to_string())
-}
-
-fn int(v: Option<&V>) -> i64 {
-    match v {
-        Some(V::Integer(i)) => *i,
-        Some(V::Float(f)) => *f as i64,
-        _ => 0,
-    }
-}
-
-fn text(v: Option<&V>) -> &str {
-    match v {
-        Some(V::String(s)) => s,
-        _ => "",
-    }
 }
 
 /// 16 hex digits, as the admin API names a revocation (and the table's key).
