@@ -19,6 +19,11 @@ use serde_json::Value;
 pub struct Metadata {
     /// The issuer's JWKS.
     pub jwks_uri: String,
+    /// Its token introspection endpoint (RFC 8414 `introspection_endpoint`), kept only for an
+    /// issuer whose `introspection` names no endpoint (absent from snapshots of earlier gates:
+    /// such a snapshot is refetched for that issuer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
 }
 
 /// The metadata URLs to try, in order.
@@ -32,8 +37,10 @@ pub fn metadata_urls(issuer: &str) -> [String; 2] {
     [oidc, oauth]
 }
 
-/// Checks a metadata document served for `issuer`; the metadata, or why it is refused.
-pub fn parse_metadata(body: &str, issuer: &str, allow_insecure: bool) -> Result<Metadata, String> {
+/// Checks a metadata document served for `issuer`; the metadata, or why it is refused. With
+/// `want_introspection` (the issuer's `introspection` names no endpoint) its
+/// `introspection_endpoint` is required and held to a configured endpoint's rules.
+pub fn parse_metadata(body: &str, issuer: &str, allow_insecure: bool, want_introspection: bool) -> Result<Metadata, String> {
     let doc: Value = serde_json::from_str(body).map_err(|_| "the metadata is not JSON".to_string())?;
     let o = doc.as_object().ok_or("the metadata is not a JSON object")?;
     match o.get("issuer").and_then(Value::as_str) {
@@ -45,7 +52,16 @@ pub fn parse_metadata(body: &str, issuer: &str, allow_insecure: bool) -> Result<
     if let Some(problem) = super::verify::jwks_uri_problem(jwks_uri, allow_insecure) {
         return Err(format!("the metadata's jwks_uri: {problem}"));
     }
-    Ok(Metadata { jwks_uri: jwks_uri.to_string() })
+    let introspection_endpoint = if want_introspection {
+        let e = o.get("introspection_endpoint").and_then(Value::as_str).ok_or("the metadata has no introspection_endpoint")?;
+        if let Some(problem) = super::verify::jwks_uri_problem(e, allow_insecure) {
+            return Err(format!("the metadata's introspection_endpoint: {problem}"));
+        }
+        Some(e.to_string())
+    } else {
+        None
+    };
+    Ok(Metadata { jwks_uri: jwks_uri.to_string(), introspection_endpoint })
 }
 
 /// One issuer's discovered metadata in an isolate.
@@ -103,14 +119,32 @@ mod tests {
     fn metadata_must_name_the_issuer_exactly() {
         let iss = "https://id.example";
         let doc = |i: &str, j: &str| format!(r#"{{"issuer":"{i}","jwks_uri":"{j}"}}"#);
-        assert_eq!(parse_metadata(&doc(iss, "https://id.example/keys"), iss, false), Ok(Metadata { jwks_uri: "https://id.example/keys".into() }));
+        let m = |j: &str, e: Option<&str>| Ok(Metadata { jwks_uri: j.into(), introspection_endpoint: e.map(Into::into) });
+        assert_eq!(parse_metadata(&doc(iss, "https://id.example/keys"), iss, false, false), m("https://id.example/keys", None));
         for other in ["https://id.example/", "https://evil.example", "HTTPS://id.example"] {
-            assert!(parse_metadata(&doc(other, "https://id.example/keys"), iss, false).unwrap_err().contains("another issuer"), "{other}");
+            assert!(parse_metadata(&doc(other, "https://id.example/keys"), iss, false, false).unwrap_err().contains("another issuer"), "{other}");
         }
-        assert!(parse_metadata(&doc(iss, "http://keys.example/jwks"), iss, false).unwrap_err().contains("jwks_uri"));
-        assert!(parse_metadata(&doc(iss, "http://keys.example/jwks"), iss, true).is_ok());
-        assert!(parse_metadata(r#"{"issuer":"https://id.example"}"#, iss, false).unwrap_err().contains("no jwks_uri"));
-        assert!(parse_metadata("[]", iss, false).is_err());
+        assert!(parse_metadata(&doc(iss, "http://keys.example/jwks"), iss, false, false).unwrap_err().contains("jwks_uri"));
+        assert!(parse_metadata(&doc(iss, "http://keys.example/jwks"), iss, true, false).is_ok());
+        assert!(parse_metadata(r#"{"issuer":"https://id.example"}"#, iss, false, false).unwrap_err().contains("no jwks_uri"));
+        assert!(parse_metadata("[]", iss, false, false).is_err());
+    }
+
+    #[test]
+    fn the_introspection_endpoint_only_when_wanted_and_held_to_the_same_rules() {
+        let iss = "https://id.example";
+        let doc = |e: &str| format!(r#"{{"issuer":"{iss}","jwks_uri":"https://id.example/keys","introspection_endpoint":"{e}"}}"#);
+        let endpoint = |body: &str, want: bool, insecure: bool| parse_metadata(body, iss, insecure, want).map(|m| m.introspection_endpoint);
+        assert_eq!(endpoint(&doc("https://id.example/introspect"), true, false), Ok(Some("https://id.example/introspect".into())));
+        // Not wanted: neither kept nor checked (an issuer of JWTs only is not refused for it).
+        assert_eq!(endpoint(&doc("http://elsewhere.example/i"), false, false), Ok(None));
+        assert!(endpoint(&doc("http://elsewhere.example/i"), true, false).unwrap_err().contains("introspection_endpoint"));
+        assert!(endpoint(&doc("http://elsewhere.example/i"), true, true).is_ok());
+        let bare = format!(r#"{{"issuer":"{iss}","jwks_uri":"https://id.example/keys"}}"#);
+        assert!(endpoint(&bare, true, false).unwrap_err().contains("no introspection_endpoint"));
+        // A snapshot of an earlier gate (no field) still reads.
+        let old: Discovered = serde_json::from_str(r#"{"metadata":{"jwks_uri":"https://k"},"fetched_at":1,"ttl_secs":2}"#).unwrap();
+        assert_eq!(old.metadata.and_then(|m| m.introspection_endpoint), None);
     }
 
     #[test]
@@ -120,7 +154,7 @@ mod tests {
         assert!(!d.fresh(0) && d.may_fetch(0, &cfg) && d.usable(0, &cfg).is_none());
         d.attempted_at = Some(0);
         assert!(!d.may_fetch(5, &cfg) && d.may_fetch(10, &cfg));
-        d = Discovered { metadata: Some(Metadata { jwks_uri: "https://k".into() }), fetched_at: 100, ttl_secs: 60, attempted_at: Some(100) };
+        d = Discovered { metadata: Some(Metadata { jwks_uri: "https://k".into(), introspection_endpoint: None }), fetched_at: 100, ttl_secs: 60, attempted_at: Some(100) };
         assert!(d.fresh(159) && !d.fresh(160));
         assert!(d.usable(259, &cfg).is_some() && d.usable(260, &cfg).is_none());
     }

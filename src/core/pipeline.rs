@@ -1024,7 +1024,20 @@ impl Gate {
             log.detail = Some(detail);
             AuthError::IntrospectionUnavailable
         };
-        let (status, body) = match io.introspect(&cfg.endpoint, &form, authorization.as_deref(), cfg.timeout_ms).await {
+        let endpoint = match &cfg.endpoint {
+            Some(e) => e.clone(),
+            None => {
+                self.discover(io, i, now, &mut log.jwks_fetches).await;
+                let d = self.state.discovery.borrow();
+                let found = d.get(i).and_then(|d| d.usable(now, &policy.jwks_cache)).and_then(|m| m.introspection_endpoint.clone());
+                drop(d);
+                match found {
+                    Some(e) => e,
+                    None => return Err(unavailable(log, "the issuer's metadata (discovery), which names the introspection endpoint, is not available".into())),
+                }
+            }
+        };
+        let (status, body) = match io.introspect(&endpoint, &form, authorization.as_deref(), cfg.timeout_ms).await {
             Ok(a) => a,
             Err(e) => return Err(unavailable(log, format!("introspection failed: {e}"))),
         };
@@ -1193,6 +1206,7 @@ impl Gate {
         let iss = &self.policy.issuers[i];
         let Some(issuer) = iss.issuer.as_deref().filter(|_| iss.discovery) else { return };
         let cfg = &self.policy.jwks_cache;
+        let want_introspection = iss.introspection.as_ref().is_some_and(|c| c.endpoint.is_none());
         let (fresh, first, may) = {
             let all = self.state.discovery.borrow();
             let Some(d) = all.get(i) else { return };
@@ -1207,7 +1221,12 @@ impl Gate {
                 if let Some(m) = restored.as_ref().and_then(|d| d.metadata.as_ref()) {
                     self.state.set_jwks_uri(i, &m.jwks_uri, cfg);
                 }
-                if let Some(d) = restored {
+                if let Some(mut d) = restored {
+                    // A snapshot without the introspection endpoint this issuer needs (an earlier
+                    // gate's) serves its keys but is stale from now: refetched.
+                    if want_introspection && d.metadata.as_ref().is_some_and(|m| m.introspection_endpoint.is_none()) {
+                        d.ttl_secs = d.ttl_secs.min(now.saturating_sub(d.fetched_at));
+                    }
                     let fresh = d.fresh(now);
                     self.state.discovery.borrow_mut()[i] = d;
                     io.log(Level::Info, &json!({"event": "discovery_snapshot_restore", "issuer": issuer, "fresh": fresh}));
@@ -1225,7 +1244,7 @@ impl Gate {
         let mut result = Err(String::new());
         for url in super::discovery::metadata_urls(issuer) {
             result = match io.fetch_jwks(&url, cfg.fetch_timeout_ms).await {
-                FetchOutcome::Response { status: 200, cache_control, body } => super::discovery::parse_metadata(&body, issuer, iss.allow_insecure)
+                FetchOutcome::Response { status: 200, cache_control, body } => super::discovery::parse_metadata(&body, issuer, iss.allow_insecure, want_introspection)
                     .map(|m| (m, super::jwks_cache::ttl_from(cfg, cache_control.as_deref())))
                     .map_err(|e| format!("{url}: {e}")),
                 FetchOutcome::Response { status, .. } => Err(format!("{url}: HTTP {status}")),
@@ -1239,7 +1258,10 @@ impl Gate {
         match result {
             Ok((metadata, ttl)) => {
                 self.state.set_jwks_uri(i, &metadata.jwks_uri, cfg);
-                io.log(Level::Info, &json!({"event": "discovery", "issuer": issuer, "jwks_uri": metadata.jwks_uri, "ttl_secs": ttl}));
+                io.log(
+                    Level::Info,
+                    &json!({"event": "discovery", "issuer": issuer, "jwks_uri": metadata.jwks_uri, "introspection_endpoint": metadata.introspection_endpoint, "ttl_secs": ttl}),
+                );
                 {
                     let mut all = self.state.discovery.borrow_mut();
                     all[i] = super::discovery::Discovered { metadata: Some(metadata), fetched_at: now, ttl_secs: ttl, attempted_at: Some(now) };

@@ -75,8 +75,10 @@ pub enum ClientAuth {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionConfig {
-    /// The endpoint (https, or http on loopback).
-    pub endpoint: String,
+    /// The endpoint (https, or http on loopback). Absent with `discovery`: the metadata's
+    /// `introspection_endpoint`, held to the same rules.
+    #[serde(default)]
+    pub endpoint: Option<String>,
     /// The gate's client id at the authorization server.
     pub client_id: String,
     /// The name of the Worker secret holding the client secret.
@@ -154,8 +156,14 @@ impl IssuerPolicy {
                 if ic.issuer.is_none() {
                     return Err(field_error(f("introspection"), "introspection needs the issuer's exact URL in issuer"));
                 }
-                if let Some(problem) = jwks_uri_problem(&intro.endpoint, ic.allow_insecure_jwks_uri) {
-                    return Err(field_error(f("introspection.endpoint"), problem));
+                match &intro.endpoint {
+                    Some(endpoint) => {
+                        if let Some(problem) = jwks_uri_problem(endpoint, ic.allow_insecure_jwks_uri) {
+                            return Err(field_error(f("introspection.endpoint"), problem));
+                        }
+                    }
+                    None if ic.discovery => {}
+                    None => return Err(field_error(f("introspection.endpoint"), "required unless discovery takes it from the issuer's metadata")),
                 }
                 if intro.client_id.is_empty() || intro.client_secret.is_empty() {
                     return Err(field_error(f("introspection"), "client_id and client_secret (the name of a Worker secret) are required"));

@@ -590,6 +590,7 @@ export async function startJwksServer({ keys = [] } = {}) {
   let count = 0;
   let metadataCount = 0;
   let metadataIssuer = null;
+  let metadataExtra = {};
   const fetchTimes = [];
 
   const srv = loopbackServer((req, res) => {
@@ -605,7 +606,7 @@ export async function startJwksServer({ keys = [] } = {}) {
     if (req.method === 'GET' && url.pathname === '/.well-known/openid-configuration') {
       // Issuer metadata (OpenID Connect Discovery), for issuers configured with `discovery`.
       metadataCount += 1;
-      const body = JSON.stringify({ issuer: metadataIssuer ?? api.issuer, jwks_uri: api.jwksUri });
+      const body = JSON.stringify({ issuer: metadataIssuer ?? api.issuer, jwks_uri: api.jwksUri, ...metadataExtra });
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600', 'content-length': Buffer.byteLength(body) });
       res.end(body);
       return;
@@ -622,6 +623,10 @@ export async function startJwksServer({ keys = [] } = {}) {
     /** Makes the metadata name another issuer (a mix-up), or its own again (`null`). */
     setMetadataIssuer(issuer) {
       metadataIssuer = issuer;
+    },
+    /** More metadata fields (e.g. `introspection_endpoint`). */
+    setMetadataFields(fields) {
+      metadataExtra = { ...fields };
     },
     get port() {
       return srv.port;

@@ -12,6 +12,7 @@ import * as h from './harness.mjs';
 
 const SECRET = `intro-${crypto.randomBytes(12).toString('hex')}`;
 const ISSUER = 'https://as.e2e.example';
+let discoveredIssuer; // the JWKS server's issuer, whose metadata names the endpoint
 
 async function startIntrospection() {
   const calls = [];
@@ -30,8 +31,10 @@ async function startIntrospection() {
       }
       if (token.startsWith('op_slow')) return; // never answers
       const now = Math.floor(Date.now() / 1000);
-      const answer = token.startsWith('op_good')
-        ? { active: true, sub: `opaque-${token}`, scope: 'read', aud: h.AUDIENCE, iss: ISSUER, exp: now + 300, iat: now, client_id: 'mobile-app' }
+      const good = token.startsWith('op_good') || token.startsWith('dx_good');
+      const iss = token.startsWith('dx_') ? discoveredIssuer : ISSUER;
+      const answer = good
+        ? { active: true, sub: `opaque-${token}`, scope: 'read', aud: h.AUDIENCE, iss, exp: now + 300, iat: now, client_id: 'mobile-app' }
         : { active: false };
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(answer));
@@ -48,9 +51,15 @@ describe('introspection: opaque tokens', { timeout: 240_000 }, () => {
     keys: ['ES256'],
     config: async ({ jwks }) => {
       endpoint = await startIntrospection();
+      discoveredIssuer = jwks.issuer;
+      jwks.setMetadataFields({ introspection_endpoint: endpoint.url });
       return {
         issuers: [
-          { issuer: jwks.issuer, audiences: [h.AUDIENCE], jwks_uri: jwks.jwksUri, algorithms: ['ES256'] },
+          // Keys and the introspection endpoint both from its metadata (discovery).
+          {
+            issuer: jwks.issuer, audiences: [h.AUDIENCE], algorithms: ['ES256'], discovery: true, token_prefix: 'dx_',
+            introspection: { client_id: 'edge-gate', client_secret: 'EDGEWARD_INTROSPECTION_SECRET', timeout_ms: 800 },
+          },
           { issuer: ISSUER, audiences: [h.AUDIENCE], introspection: { endpoint: endpoint.url, client_id: 'edge-gate', client_secret: 'EDGEWARD_INTROSPECTION_SECRET', timeout_ms: 800 } },
         ],
         forward_claims: { 'x-user': 'sub' },
@@ -77,6 +86,19 @@ describe('introspection: opaque tokens', { timeout: 240_000 }, () => {
     const before = endpoint.calls.length;
     assert.equal((await worker.request({ path: '/api/x', headers: h.bearer(await h.mintToken(key, { issuer: jwks.issuer })) })).status, 200);
     assert.equal(endpoint.calls.length, before);
+  });
+
+  it('an issuer without a configured endpoint introspects at the one its metadata names', async () => {
+    const token = `dx_good_${crypto.randomUUID()}`;
+    const id = h.testId();
+    const r = await worker.request({ path: '/api/x', headers: { ...h.bearer(token), 'x-test-id': id } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(origin.find(id).headers['x-user'], `opaque-${token}`);
+    assert.equal(endpoint.calls.filter((c) => c.token === token).length, 1);
+    assert.ok(jwks.metadataCount >= 1, 'the metadata was read');
+    const line = await worker.waitForJsonLine((o) => o.event === 'discovery' && o.issuer === jwks.issuer, 4000);
+    assert.equal(line.introspection_endpoint, endpoint.url);
+    h.assertError(await worker.request({ path: '/api/x', headers: h.bearer(`dx_dead_${crypto.randomUUID()}`) }), { status: 401, code: 'token_inactive', error: 'invalid_token' });
   });
 
   it('an inactive token is refused and remembered; an endpoint that does not answer is a 503', async () => {
