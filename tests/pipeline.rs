@@ -294,6 +294,8 @@ const PEPPER: &str = "pipeline-test-pepper-0123456789abcdef";
 const PARTNER_SECRET_NAME: &str = "PARTNER_ORIGIN_TOKEN";
 const PARTNER_SECRET: &str = "origin-secret-42";
 const CLIENT_IP: &str = "203.0.113.9";
+/// The isolate's first read of the published block list (`ip_blocks`), on its first request.
+const BLOCKS_READ: &str = "kv_read ip-blocks:v1";
 const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"edgeward\", error=\"invalid_token\", error_description=";
 
 /// A realistic configuration: a fetched issuer, an inline EdDSA issuer, an HMAC issuer; public,
@@ -1004,6 +1006,155 @@ fn discovery_refuses_metadata_for_another_issuer_and_falls_back_to_rfc8414() {
     }
 }
 
+#[test]
+fn discovery_names_the_introspection_endpoint_when_the_configuration_does_not() {
+    let d = json!({
+        "issuers": [{"issuer": DISC_ISS, "audiences": [AUD], "discovery": true,
+                     "introspection": {"client_id": "gate", "client_secret": "INTROSPECTION_SECRET"}}],
+        "origin": ORIGIN,
+    });
+    let oidc = format!("{DISC_ISS}/.well-known/openid-configuration");
+    let endpoint = "https://login.example/tenant-1/introspect";
+    let serve = |io: &FakeIo, doc: Value| {
+        io.serve_jwks(&oidc, JwksAnswer::Doc { status: 200, cache_control: Some("max-age=900".into()), body: doc.to_string() });
+    };
+    let gate = Gate::new(policy(&d));
+    let io = FakeIo::new();
+    io.set_secret("INTROSPECTION_SECRET", "s");
+    // The metadata lacks the endpoint: 503, never an accept; the token is not sent anywhere.
+    serve(&io, json!({"issuer": DISC_ISS, "jwks_uri": "https://keys.login.example/jwks"}));
+    refused(decide(&gate, &io, &req("GET", "/api/x").bearer("op_1")), 503, "introspection_unavailable", Www::Absent);
+    assert!(io.introspected.borrow().is_empty());
+    assert!(io.events("discovery_failed")[0].1["error"].as_str().is_some_and(|e| e.contains("no introspection_endpoint")));
+    // An insecure one is refused like a configured one.
+    let g2 = Gate::new(policy(&d));
+    serve(&io, json!({"issuer": DISC_ISS, "jwks_uri": "https://keys.login.example/jwks", "introspection_endpoint": "http://login.example/introspect"}));
+    refused(decide(&g2, &io, &req("GET", "/api/x").bearer("op_1")), 503, "introspection_unavailable", Www::Absent);
+    assert!(io.introspected.borrow().is_empty());
+    // Named by the metadata: the token goes there, once per cache_ttl_secs as with a configured one.
+    let g3 = Gate::new(policy(&d));
+    serve(&io, json!({"issuer": DISC_ISS, "jwks_uri": "https://keys.login.example/jwks", "introspection_endpoint": endpoint}));
+    active(&io, "op_1", json!({"iss": DISC_ISS}));
+    forwarded(decide(&g3, &io, &req("GET", "/api/x").bearer("op_1")));
+    forwarded(decide(&g3, &io, &req("GET", "/api/x").bearer("op_1")));
+    assert_eq!(io.introspected.borrow().iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), [endpoint]);
+    // Its snapshot keeps the endpoint: a fresh isolate introspects without fetching the metadata.
+    for t in io.take_deferred() {
+        run_ready(g3.run_deferred(&io, t)).unwrap();
+    }
+    let g4 = Gate::new(policy(&d));
+    io.take_calls();
+    active(&io, "op_2", json!({"iss": DISC_ISS}));
+    forwarded(decide(&g4, &io, &req("GET", "/api/x").bearer("op_2")));
+    assert!(!io.take_calls().contains(&format!("fetch_jwks {oidc}")), "read from the snapshot");
+    assert_eq!(io.introspected.borrow().last().map(|c| c.0.clone()), Some(endpoint.to_string()));
+    // An earlier gate's snapshot (no endpoint) is refetched, not trusted to lack it.
+    let key = edgeward::core::pipeline::discovery_snapshot_key(DISC_ISS);
+    let old = json!({"metadata": {"jwks_uri": "https://keys.login.example/jwks"}, "fetched_at": io.now_secs(), "ttl_secs": 900});
+    run_ready(io.kv_write(&key, old.to_string().as_bytes())).unwrap().unwrap();
+    let g5 = Gate::new(policy(&d));
+    io.take_calls();
+    active(&io, "op_3", json!({"iss": DISC_ISS}));
+    forwarded(decide(&g5, &io, &req("GET", "/api/x").bearer("op_3")));
+    assert!(io.take_calls().contains(&format!("fetch_jwks {oidc}")), "refetched");
+    // Configuration: without discovery, the endpoint is required.
+    let e = Policy::from_json(
+        &json!({"issuers": [{"issuer": DISC_ISS, "introspection": {"client_id": "g", "client_secret": "S"}}], "origin": ORIGIN}).to_string(),
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "issuers[0].introspection.endpoint");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The block list
+// ---------------------------------------------------------------------------------------------
+
+fn publish_blocks(io: &FakeIo, version: u64, blocks: &[(&str, i64)]) {
+    let list = json!({"version": version, "blocks": blocks.iter().map(|(t, e)| json!({"target": t, "expires_at": e})).collect::<Vec<_>>()});
+    io.kv.borrow_mut().insert(edgeward::core::ipblock::BLOCKS_KEY.into(), list.to_string().into_bytes());
+}
+
+#[test]
+fn blocked_addresses_are_refused_before_anything_else_until_their_block_ends() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    publish_blocks(&io, 1, &[("198.51.100.7", NOW + 60), ("192.0.2.0/24", NOW + 600), ("2001:db8:1::/48", NOW + 600)]);
+    let token = es_token(1, "k1", json!({}));
+    // Refused with a credential it never reads: no key fetch, no KV read but the list's.
+    let r = refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&token).client_ip("198.51.100.7")), 403, "ip_blocked", Www::Absent);
+    assert_eq!((r.log.decision, r.log.credential), ("reject", None));
+    assert_eq!(io.take_calls(), [BLOCKS_READ]);
+    // Even on a public route, a preflight or the admin API; in a blocked prefix, IPv4 and IPv6.
+    for r in [
+        req("GET", "/public/x").client_ip("192.0.2.200"),
+        req("OPTIONS", "/api/x").client_ip("192.0.2.1").header("Origin", "https://app.example").header("Access-Control-Request-Method", "GET"),
+        req("GET", "/__edgeward/admin/revocations").client_ip("2001:db8:1:abcd::9"),
+    ] {
+        refused(decide(&gate, &io, &r), 403, "ip_blocked", Www::Absent);
+    }
+    assert!(io.take_calls().is_empty(), "the list was read once");
+    // Another address is not.
+    forwarded(decide(&gate, &io, &req("GET", "/public/x").client_ip("198.51.100.8")));
+    // A block ends at its expiry.
+    io.advance_secs(60);
+    forwarded(decide(&gate, &io, &req("GET", "/public/x").client_ip("198.51.100.7")));
+    // After refresh_secs (10) the list is re-read in the background: a new block takes effect then.
+    publish_blocks(&io, 2, &[("198.51.100.9", NOW + 3600)]);
+    forwarded(decide(&gate, &io, &req("GET", "/public/x").client_ip("198.51.100.9")));
+    let tasks = io.take_deferred();
+    assert!(tasks.iter().any(|t| t.name() == "refresh_blocks"), "{tasks:?}");
+    for t in tasks {
+        run_ready(gate.run_deferred(&io, t)).unwrap();
+    }
+    refused(decide(&gate, &io, &req("GET", "/public/x").client_ip("198.51.100.9")), 403, "ip_blocked", Www::Absent);
+    forwarded(decide(&gate, &io, &req("GET", "/public/x").client_ip("192.0.2.200")));
+    // An older list (a KV cache behind) does not replace a newer one.
+    publish_blocks(&io, 1, &[]);
+    io.advance_secs(10);
+    decide(&gate, &io, &req("GET", "/public/x").client_ip("198.51.100.1"));
+    for t in io.take_deferred() {
+        run_ready(gate.run_deferred(&io, t)).unwrap();
+    }
+    refused(decide(&gate, &io, &req("GET", "/public/x").client_ip("198.51.100.9")), 403, "ip_blocked", Www::Absent);
+    // Switched off: not read, not enforced.
+    let off = Gate::new(policy(&doc_with("ip_blocks", json!({"enabled": false}))));
+    io.take_calls();
+    forwarded(decide(&off, &io, &req("GET", "/public/x").client_ip("198.51.100.9")));
+    assert!(io.take_calls().is_empty());
+}
+
+#[test]
+fn the_block_list_fails_open_and_matches_hashed_addresses_in_hashed_mode() {
+    // KV failing: requests go on (to the checks every request gets), and it is logged.
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    io.kv_state.set(Kv::Failing);
+    forwarded(decide(&gate, &io, &req("GET", "/public/x").client_ip("198.51.100.7")));
+    assert!(io.events("ip_blocks_read_failed")[0].1["error"].as_str().is_some_and(|e| e.contains("KV is down")));
+    // Retried at most once a second while it fails, then read.
+    io.take_calls();
+    forwarded(decide(&gate, &io, &req("GET", "/public/x").client_ip("198.51.100.7")));
+    assert!(io.take_calls().is_empty());
+    io.kv_state.set(Kv::Bound);
+    publish_blocks(&io, 1, &[("198.51.100.7", NOW + 60)]);
+    io.advance_secs(1);
+    refused(decide(&gate, &io, &req("GET", "/public/x").client_ip("198.51.100.7")), 403, "ip_blocked", Www::Absent);
+    // Hashed logging: a block written as the record shows the client (an alert's subject).
+    let hashed = Gate::new(policy(&doc_with("logging", json!({"client_ip": "hashed"}))));
+    io.set_secret("EDGEWARD_LOG_IP_KEY", "a log key of some length");
+    let seen = forwarded(decide(&hashed, &io, &req("GET", "/public/x").client_ip("192.0.2.33"))).log.client_ip.unwrap();
+    publish_blocks(&io, 2, &[(seen.as_str(), NOW + 600)]);
+    let fresh = Gate::new(policy(&doc_with("logging", json!({"client_ip": "hashed"}))));
+    refused(decide(&fresh, &io, &req("GET", "/public/x").client_ip("192.0.2.33")), 403, "ip_blocked", Www::Absent);
+    forwarded(decide(&fresh, &io, &req("GET", "/public/x").client_ip("192.0.2.34")));
+    // The same hashed block means nothing to a gate that does not hash (it cannot tell).
+    forwarded(decide(&Gate::new(policy(&doc())), &io, &req("GET", "/public/x").client_ip("192.0.2.33")));
+    // Configuration.
+    assert_eq!(Policy::from_json(&doc_with("ip_blocks", json!({"refresh_secs": 0})).to_string()).unwrap_err().field, "ip_blocks.refresh_secs");
+    let e = Policy::from_json(&doc_with("ip_blocks", json!({"ttl": 3})).to_string()).unwrap_err();
+    assert!(e.field == "ip_blocks" && e.message.contains("ttl"), "{e:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // WebSockets
 // ---------------------------------------------------------------------------------------------
@@ -1383,7 +1534,7 @@ fn admin_prefix_is_the_control_planes() {
     }
     // A path that only starts with the same letters is not the admin API.
     refused(decide(&gate, &io, &req("GET", "/__edgeward/administrator")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
-    assert!(io.take_calls().is_empty());
+    assert_eq!(io.take_calls(), [BLOCKS_READ], "the isolate's first request read the block list; nothing else");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1605,6 +1756,7 @@ fn api_key_accepted_cache_hit_vs_miss_and_record_ttl() {
     assert_eq!(
         io.take_calls(),
         vec![
+            BLOCKS_READ.to_string(),
             format!("kv_read {}", storage_key(&k)),
             format!("kv_read {MANIFEST_KEY}"),
             format!("kv_read {SNAPSHOT_KEY}"),
@@ -2462,7 +2614,7 @@ fn cors_preflights_and_headers_on_every_answer() {
     );
     assert_eq!(hdr(h, "x-request-id"), Some(r.id.as_str()));
     assert_eq!((a.log.decision, a.log.status), ("preflight", 204));
-    assert!(io.take_calls().is_empty(), "no credential, no I/O");
+    assert_eq!(io.take_calls(), [BLOCKS_READ], "no credential, no I/O but the isolate's first read of the block list");
 
     // Refused preflights: another origin, method or header. No allow header: the browser blocks.
     for (what, p) in [

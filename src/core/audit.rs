@@ -322,6 +322,12 @@ pub enum AdminAction {
     KeyDelete,
     /// `GET /audit`.
     AuditList,
+    /// `POST /blocks`.
+    BlockAdd,
+    /// `GET /blocks`.
+    BlockList,
+    /// `DELETE /blocks/ID`.
+    BlockRemove,
     /// `POST /audit/test-hook` (test deployments only).
     AuditTestHook,
     /// Anything else (answered 404, or 401 when refused).
@@ -348,6 +354,9 @@ impl AdminAction {
             ("POST", ["keys", id, "disable"]) => (KeyDisable, Some(*id)),
             ("DELETE", ["keys", id]) => (KeyDelete, Some(*id)),
             ("GET", ["audit"]) => (AuditList, None),
+            ("POST", ["blocks"]) => (BlockAdd, None),
+            ("GET", ["blocks"]) => (BlockList, None),
+            ("DELETE", ["blocks", id]) => (BlockRemove, Some(*id)),
             ("POST", ["audit", "test-hook"]) => (AuditTestHook, None),
             _ => (Unknown, Some(rest)),
         };
@@ -369,6 +378,9 @@ impl AdminAction {
             AdminAction::KeyDisable => "key_disable",
             AdminAction::KeyDelete => "key_delete",
             AdminAction::AuditList => "audit_list",
+            AdminAction::BlockAdd => "block_add",
+            AdminAction::BlockList => "block_list",
+            AdminAction::BlockRemove => "block_remove",
             AdminAction::AuditTestHook => "audit_test_hook",
             AdminAction::Unknown => "unknown",
         }
@@ -410,6 +422,8 @@ impl AuditRecord {
     /// - `key_create`: `owner`, `scopes` (space-separated), `secret_fp` (the new secret's
     ///   fingerprint, as listed); `key_rotate`: `secret_fp`; `key_disable`: `changed`,
     ///   `revoked`; `key_delete`: `revoked`.
+    /// - `block_add`, `block_remove`: the block's `target`, `expires_at`, `reason`; for an add
+    ///   `created`; the list's `version` after the call.
     /// - when refused or failed: `field` and `index` (which input was refused), if given.
     pub fn of_answer(
         actor: Option<String>,
@@ -460,6 +474,10 @@ impl AuditRecord {
                 }
                 AdminAction::KeyDisable => copy(&mut detail, body, &["changed", "revoked"]),
                 AdminAction::KeyDelete => copy(&mut detail, body, &["revoked"]),
+                AdminAction::BlockAdd | AdminAction::BlockRemove => {
+                    copy(&mut detail, &body["block"], &["target", "expires_at", "reason"]);
+                    copy(&mut detail, body, &["created", "version"]);
+                }
                 _ => {}
             }
         } else {
@@ -991,6 +1009,9 @@ mod tests {
             ("DELETE", "/keys/key_0123", "key_delete", Some("key_0123")),
             ("GET", "/audit", "audit_list", None),
             ("POST", "/audit/test-hook", "audit_test_hook", None),
+            ("POST", "/blocks", "block_add", None),
+            ("GET", "/blocks", "block_list", None),
+            ("DELETE", "/blocks/203.0.113.0_24", "block_remove", Some("203.0.113.0_24")),
             ("PUT", "/revocations", "unknown", Some("/revocations")),
             ("GET", "", "unknown", Some("")),
         ];

@@ -19,6 +19,7 @@ use super::cookie::{CookiePolicy, CsrfPolicy};
 use super::cors::{CorsConfig, CorsPolicy};
 use super::dpop::{DpopConfig, DpopPolicy};
 use super::jwks_cache::JwksCacheConfig;
+use super::ipblock::IpBlocksConfig;
 use super::logging::{LoggingConfig, LoggingPolicy};
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
 use super::request::validate_origin;
@@ -92,6 +93,9 @@ pub struct EdgewardConfig {
     /// What decision records say about the client, and which accepted requests are logged.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Client addresses refused before anything else is read.
+    #[serde(default)]
+    pub ip_blocks: IpBlocksConfig,
     /// Verified-token cache.
     #[serde(default)]
     pub token_cache: TokenCacheConfig,
@@ -289,6 +293,8 @@ pub struct Policy {
     pub dpop: DpopPolicy,
     /// Decision records.
     pub logging: LoggingPolicy,
+    /// The block list.
+    pub ip_blocks: IpBlocksConfig,
     /// Verified-token cache.
     pub token_cache: TokenCacheConfig,
     /// Rate limits.
@@ -368,6 +374,7 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("cors", probe::<Option<CorsConfig>>),
         ("dpop", probe::<DpopConfig>),
         ("logging", probe::<LoggingConfig>),
+        ("ip_blocks", probe::<IpBlocksConfig>),
         ("token_cache", probe::<TokenCacheConfig>),
         ("rate_limits", probe::<RateLimitConfig>),
         ("revocations", probe::<RevocationConfig>),
@@ -460,6 +467,7 @@ impl EdgewardConfig {
         self.csrf.validate()?;
         let dpop = self.dpop.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
         let logging = self.logging.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
+        let ip_blocks = self.ip_blocks.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
         let cors = match self.cors {
             Some(c) => Some(c.validate(&self.csrf.header, &request_id_header)?),
             None => None,
@@ -564,6 +572,7 @@ impl EdgewardConfig {
             cors,
             dpop,
             logging,
+            ip_blocks,
             token_cache: self.token_cache,
             rate_limits,
             revocations: self.revocations,

@@ -118,6 +118,9 @@ pub enum AuthError {
     /// A cookie-authenticated unsafe request without a same-origin signal or CSRF token.
     #[error("cross-site request refused")]
     CsrfRejected,
+    /// The client's address is on the block list ([`super::ipblock`]).
+    #[error("client address blocked")]
+    IpBlocked,
     /// A CORS preflight from an origin, or for a method or headers, that `cors` does not allow.
     #[error("CORS preflight refused")]
     CorsRejected,
@@ -447,6 +450,7 @@ impl AuthError {
             TokenRevoked => "token_revoked",
             InsufficientScope { .. } => "insufficient_scope",
             CsrfRejected => "csrf_rejected",
+            IpBlocked => "ip_blocked",
             CorsRejected => "cors_rejected",
             TokenInactive => "token_inactive",
             DpopReplayUnavailable => "dpop_replay_unavailable",
@@ -523,6 +527,7 @@ impl AuthError {
             | TokenRevoked
             | InsufficientScope { .. }
             | CsrfRejected
+            | IpBlocked
             | CorsRejected
             | WebSocketNotAllowed
             | WebSocketProtocolRequired
@@ -575,6 +580,7 @@ impl AuthError {
             AuthError::MissingToken => (401, None, "authentication required".into()),
             AuthError::InsufficientScope { .. } => (403, Some("insufficient_scope"), self.to_string()),
             AuthError::CsrfRejected => (403, None, "cross-site request refused: same-origin signal or CSRF token required".into()),
+            AuthError::IpBlocked => (403, None, "requests from this address are blocked for now".into()),
             AuthError::CorsRejected => (403, None, "CORS preflight refused: origin, method or headers not allowed".into()),
             AuthError::RateLimited { .. } => (429, None, "too many requests; retry later".into()),
             AuthError::RevocationsUnavailable => (503, None, "revocation list unavailable; retry later".into()),

@@ -73,6 +73,8 @@ pub enum Deferred {
     },
     /// Re-read the revocation snapshot from KV.
     RefreshRevocations,
+    /// Re-read the published block list.
+    RefreshBlocks,
     /// Write issuer `issuer`'s discovered metadata to KV.
     PersistDiscovery {
         /// Issuer index.
@@ -88,6 +90,7 @@ impl Deferred {
             Deferred::PersistJwks { .. } => "persist_jwks",
             Deferred::PersistDiscovery { .. } => "persist_discovery",
             Deferred::RefreshRevocations => "refresh_revocations",
+            Deferred::RefreshBlocks => "refresh_blocks",
         }
     }
 }

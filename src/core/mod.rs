@@ -15,6 +15,7 @@ pub mod dpop;
 pub mod error;
 pub mod identity;
 pub mod io;
+pub mod ipblock;
 pub mod json;
 pub mod jwk;
 pub mod jwks_cache;

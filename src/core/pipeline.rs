@@ -4,6 +4,7 @@
 //! ([`GateIo`]): the Worker, the CLI, the JS package, the bench and the host tests all run it.
 //!
 //! The steps, in order (the README's "What is checked, in order" is this list):
+//! 0. the client's address against the block list ([`super::ipblock`]): `403 ip_blocked`;
 //! 1. the canonical request ([`Policy::canonical_request`]): refused before anything else;
 //! 2. the admin prefix: an admin call, not a gate decision;
 //! 3. a CORS preflight on a CORS route: answered here, never forwarded;
@@ -398,7 +399,8 @@ impl Gate {
         log.sampled_out = !lg.logs_accepted(req.request_id);
         let key = (lg.client_ip == super::logging::ClientIpMode::Hashed).then(|| io.secret(&lg.ip_hash_secret)).flatten();
         let ip_header = req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.as_str());
-        log.client_ip = super::canonical::client_ip(ip_header).and_then(|ip| lg.client_ip(ip, key.as_deref().map(str::as_bytes)));
+        let client_ip = super::canonical::client_ip(ip_header);
+        log.client_ip = client_ip.and_then(|ip| lg.client_ip(ip, key.as_deref().map(str::as_bytes)));
         log.user_agent = req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("user-agent")).map(|(_, v)| v.chars().take(256).collect());
         if let Some((country, colo)) = req.geo {
             log.country = Some(country.to_string()).filter(|c| !c.is_empty());
@@ -408,6 +410,13 @@ impl Gate {
             return self.refuse(&AuthError::Internal, log);
         };
         log.path = log_prefix(raw_path, 256).to_string();
+        // A blocked address is refused before anything else of its request is read.
+        if let Some(ip) = client_ip {
+            let hashed = log.client_ip.as_deref().filter(|_| lg.client_ip == super::logging::ClientIpMode::Hashed);
+            if self.ip_blocked(io, ip, hashed, now).await {
+                return self.refuse(&AuthError::IpBlocked, log);
+            }
+        }
         // One canonical request: what every rule below decides on and what the origin receives.
         let canon = match policy.canonical_request(req.method, raw_path, query, req.headers) {
             Ok(c) => c,
@@ -416,7 +425,6 @@ impl Gate {
         log.method.clone_from(&canon.method);
         log.path.clone_from(&canon.path);
         log.rule = policy.routes.rule(&canon.method, &canon.path).map(|r| r.path.clone());
-        let client_ip = super::canonical::client_ip(req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("cf-connecting-ip")).map(|(_, v)| v.as_str()));
         let prefix = policy.admin.path_prefix.as_str();
         if canon.path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
             return Outcome::Admin(AdminCall { path: canon.path, query: query.to_string(), client_ip, log });
@@ -1298,6 +1306,58 @@ impl Gate {
         }
     }
 
+    // ---- the block list ---------------------------------------------------------------------
+
+    /// Whether `ip` is on the isolate's copy of the block list ([`super::ipblock`]): read on the
+    /// isolate's first request (each request that finds no copy yet reads it itself, never waiting
+    /// on another's read) and again in the background every `ip_blocks.refresh_secs`. Fails open:
+    /// a list that cannot be read blocks nothing it did not hold already.
+    async fn ip_blocked<I: GateIo>(&self, io: &I, ip: std::net::IpAddr, hashed: Option<&str>, now: i64) -> bool {
+        let cfg = &self.policy.ip_blocks;
+        if !cfg.enabled || !io.has_kv() {
+            return false;
+        }
+        let (loaded_at, attempted_at) = {
+            let b = self.state.blocks.borrow();
+            (b.loaded_at, b.attempted_at)
+        };
+        match loaded_at {
+            None if attempted_at.is_none_or(|t| now - t >= 1) => self.load_blocks(io, now).await,
+            Some(t) if now - t >= i64::from(cfg.refresh_secs) && attempted_at.is_none_or(|a| now - a >= 1) => {
+                self.state.blocks.borrow_mut().attempted_at = Some(now);
+                io.defer(Deferred::RefreshBlocks);
+            }
+            _ => {}
+        }
+        self.state.blocks.borrow().set.blocks(ip, hashed, now)
+    }
+
+    /// Reads the published block list; installs it unless the isolate holds a newer one.
+    async fn load_blocks<I: GateIo>(&self, io: &I, now: i64) {
+        self.state.blocks.borrow_mut().attempted_at = Some(now);
+        let read = match io.kv_read(super::ipblock::BLOCKS_KEY, super::ipblock::MAX_BLOCKS_BYTES).await {
+            Ok(Some(b)) => std::str::from_utf8(&b)
+                .map_err(|e| e.to_string())
+                .and_then(|t| super::json::from_text::<super::ipblock::BlockList>(t).map_err(|e| format!("bad block list: {e}")))
+                .map(|l| super::ipblock::BlockSet::from_list(&l, now)),
+            Ok(None) => Ok((super::ipblock::BlockSet::default(), 0)),
+            Err(e) => Err(e.to_string()),
+        };
+        match read {
+            Ok((set, skipped)) => {
+                if skipped > 0 {
+                    io.log(Level::Warn, &json!({"event": "ip_blocks_skipped", "entries": skipped}));
+                }
+                let mut b = self.state.blocks.borrow_mut();
+                if b.loaded_at.is_none() || set.version() >= b.set.version() {
+                    b.set = set;
+                }
+                b.loaded_at = Some(now);
+            }
+            Err(error) => io.log(Level::Warn, &json!({"event": "ip_blocks_read_failed", "error": error})),
+        }
+    }
+
     // ---- revocations ------------------------------------------------------------------------
 
     /// Makes sure the edge copy of the revocation set may be used for this request: loaded on
@@ -1448,6 +1508,7 @@ impl Gate {
                 }
             }
             Deferred::RefreshRevocations => self.load_revocations(io, secs(io.now_ms())).await,
+            Deferred::RefreshBlocks => self.load_blocks(io, secs(io.now_ms())).await,
             Deferred::PersistDiscovery { issuer } => {
                 let (Some(iss), Some(d)) =
                     (self.policy.issuers.get(issuer).and_then(|i| i.issuer.as_deref()), self.state.discovery.borrow().get(issuer).cloned())

@@ -47,6 +47,16 @@ pub(crate) struct EdgeRevocations {
     pub(crate) waiters: Vec<std::task::Waker>,
 }
 
+/// The isolate's copy of the published block list ([`super::ipblock`]).
+#[derive(Debug, Default)]
+pub(crate) struct EdgeBlocks {
+    pub(crate) set: super::ipblock::BlockSet,
+    /// When the list was last read successfully (None: never).
+    pub(crate) loaded_at: Option<i64>,
+    /// When a read was last started.
+    pub(crate) attempted_at: Option<i64>,
+}
+
 /// Inactive opaque tokens remembered per isolate.
 pub const INACTIVE_CAPACITY: usize = 10_000;
 
@@ -58,6 +68,7 @@ pub struct IsolateState {
     pub(crate) jwks: RefCell<Vec<Option<JwksSlot>>>,
     pub(crate) keys: RefCell<LruCache<[u8; 32], CachedKey>>,
     pub(crate) revocations: RefCell<EdgeRevocations>,
+    pub(crate) blocks: RefCell<EdgeBlocks>,
     pub(crate) limiter: RefCell<LocalLimiter>,
     /// Live-key evictions of the limiter last logged, and when (ms; see `Gate::local_limit`).
     pub(crate) evictions_reported: Cell<(u64, i64)>,
@@ -88,6 +99,7 @@ impl IsolateState {
                 loading: false,
                 waiters: Vec::new(),
             }),
+            blocks: RefCell::default(),
             limiter: RefCell::new(LocalLimiter::new(policy.rate_limits.local_capacity)),
             dpop_replay: RefCell::new(super::dpop::ReplayCache::new(policy.dpop.replay_capacity)),
             discovery: RefCell::new(vec![Default::default(); policy.issuers.len()]),

@@ -183,6 +183,8 @@ impl RevocationLedger {
             "CREATE TABLE IF NOT EXISTS shards (idx INTEGER PRIMARY KEY, version INTEGER NOT NULL, count INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS dirty (idx INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS garbage (key TEXT PRIMARY KEY, after INTEGER NOT NULL) WITHOUT ROWID",
+            super::blocks::DDL[0],
+            super::blocks::DDL[1],
         ] {
             self.rows(ddl, vec![])?;
         }
@@ -334,6 +336,9 @@ impl RevocationLedger {
         // new alarm, so it is never left unpublished.
         self.publish_pending.set(false);
         let now = now_secs();
+        if super::blocks::dirty(&self.sql)? {
+            super::blocks::publish(&self.sql, &self.env, now).await?;
+        }
         let kv = kv_binding(&self.env).ok_or_else(|| err("no EDGEWARD_KV binding"))?;
         let old_bits = self.bits()?;
         // Prune: expired rows go. The edge ignores expired entries already, so a shard is
@@ -594,6 +599,17 @@ impl DurableObject for RevocationLedger {
                 }
                 json_response(200, &serde_json::json!({"id": id, "revocation": r, "removed": cmd.op == "remove", "version": self.version()?}))
             }
+            op @ ("block" | "blocks" | "unblock") => {
+                let (answer, changed) = super::blocks::command(&self.sql, op, cmd.body, cmd.id, now)?;
+                // Published before the answer; a failed write is retried by the alarm.
+                if changed {
+                    if let Err(e) = super::blocks::publish(&self.sql, &self.env, now).await {
+                        console_error!("{}", serde_json::json!({"event": "ip_blocks_publish_failed", "error": e.to_string(), "retry_in_ms": PUBLISH_RETRY_MS}));
+                        self.schedule_publish().await?;
+                    }
+                }
+                Ok(answer)
+            }
             _ => bad_request("unknown op"),
         }
     }
@@ -612,7 +628,8 @@ pub async fn revoke_api_key(env: &Env, key_id: &str, until: i64) -> bool {
     }
 }
 
-/// Handles `{prefix}/revocations[...]` (authorization and audit are the caller's).
+/// Handles `{prefix}/revocations[...]` and `{prefix}/blocks[...]` ([`super::blocks`]);
+/// authorization and audit are the caller's.
 pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str, query: &str, env: &Env) -> AdminAnswer {
     let cmd = match (method, rest.trim_end_matches('/')) {
         ("POST", r @ ("/revocations" | "/revocations/batch")) => {
@@ -630,6 +647,14 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
             serde_json::json!({"op": "list", "cursor": cursor, "limit": limit})
         }
         ("GET", r) if r.starts_with("/revocations/") => serde_json::json!({"op": "get", "id": &r["/revocations/".len()..]}),
+        ("POST", "/blocks") => match body {
+            Some(body) if body.is_object() => serde_json::json!({"op": "block", "body": body}),
+            _ => {
+                return AdminAnswer { status: 400, op: "block", id: None, body: serde_json::json!({"code": "bad_request", "message": "body must be a JSON object"}) }
+            }
+        },
+        ("GET", "/blocks") => serde_json::json!({"op": "blocks"}),
+        ("DELETE", r) if r.starts_with("/blocks/") => serde_json::json!({"op": "unblock", "id": &r["/blocks/".len()..]}),
         ("DELETE", r) if r.starts_with("/revocations/") => serde_json::json!({"op": "remove", "id": &r["/revocations/".len()..]}),
         _ => return AdminAnswer { status: 404, op: "unknown", id: None, body: serde_json::json!({"code": "not_found", "message": "no such admin route"}) },
     };
@@ -638,6 +663,9 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
         Some("add_many") => "add_many",
         Some("list") => "list",
         Some("get") => "get",
+        Some("block") => "block",
+        Some("blocks") => "blocks",
+        Some("unblock") => "unblock",
         _ => "remove",
     };
     let answered = async {

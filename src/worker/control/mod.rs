@@ -12,6 +12,7 @@
 pub mod admin;
 mod answer;
 mod audit;
+pub(crate) mod blocks;
 mod keys;
 mod keywriter;
 mod ledger;
