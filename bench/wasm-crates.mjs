@@ -3,7 +3,8 @@
 // function body's size to the crate its (mangled) name starts with, and prints the largest.
 // Proportions, not final bytes: wasm-opt shrinks everything afterwards. Generic code counts for
 // the crate that defines the generic (`core::iter::…::try_fold<edgeward::…>` is `core`), as in
-// twiggy. Run by bench/size.sh.
+// twiggy. Run by bench/size.sh. With EDGEWARD_TOP_FUNCTIONS=N, also the N largest functions
+// (mangled names, legacy mangling demangled roughly): where to look for size.
 //   node bench/wasm-crates.mjs target/wasm32-unknown-unknown/release/edgeward.wasm [top]
 
 import fs from 'node:fs';
@@ -107,6 +108,7 @@ function crateOf(name) {
 p = code;
 const count = leb();
 const byCrate = new Map();
+const fns = [];
 let total = 0;
 let described = 0;
 for (let i = 0; i < count; i++) {
@@ -119,6 +121,7 @@ for (let i = 0; i < count; i++) {
     continue;
   }
   total += size;
+  fns.push([size, name]);
   let c = crateOf(name);
   if (/^[A-Z]$/.test(c)) c = '(blanket impls on T)';
   byCrate.set(c, (byCrate.get(c) ?? 0) + size);
@@ -127,3 +130,7 @@ console.log(`code ${total} bytes (without ${described} bytes of wasm-bindgen typ
 for (const [c, size] of [...byCrate].sort((a, b) => b[1] - a[1]).slice(0, top)) {
   console.log(`crate ${c} ${size} ${((100 * size) / total).toFixed(1)}`);
 }
+const topFns = Number(process.env.EDGEWARD_TOP_FUNCTIONS ?? 0);
+const demangle = (n) => n.replace(/^_ZN/, '').replace(/17h[0-9a-f]{16}E$/, '').replace(/\$LT\$/g, '<').replace(/\$GT\$/g, '>').replace(/\$u20\$/g, ' ')
+  .replace(/\$RF\$/g, '&').replace(/\$C\$/g, ',').replace(/\.\./g, '::').replace(/(\d+)(?=[A-Za-z_<{])/g, '::');
+for (const [size, name] of fns.sort((a, b) => b[0] - a[0]).slice(0, topFns)) console.log(`fn ${size} ${demangle(name).slice(0, 160)}`);

@@ -22,7 +22,6 @@
 //! value stays under [`MAX_BLOCKS_BYTES`]. Pure: `now` is a parameter.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 /// KV key of the published block list.
@@ -158,24 +157,43 @@ pub struct BlockList {
     pub blocks: Vec<Block>,
 }
 
-/// The isolate's lookup form of a [`BlockList`]: addresses and hashed forms in hash sets, prefixes
-/// per length, each with its expiry.
+/// The isolate's lookup form of a [`BlockList`]: every block as a (kind, value) key with its
+/// expiry in one sorted vector (binary search), and the prefix lengths present per family.
 #[derive(Debug, Default)]
 pub struct BlockSet {
     version: u64,
-    exact: HashMap<IpAddr, i64>,
-    prefixes: HashMap<(bool, u8, u128), i64>,
-    /// The prefix lengths present, per family (a lookup tries each).
+    /// ((kind, value), expires_at), sorted by key, one entry per key (the latest expiry).
+    /// Kinds: [`K_V4`]/[`K_V6`] + prefix length for addresses and prefixes, [`K_HASHED`].
+    entries: Vec<((u16, u128), i64)>,
+    /// The prefix lengths present (shorter than a whole address), per family.
     lengths: [Vec<u8>; 2],
-    hashed: HashMap<[u8; 8], i64>,
+}
+
+const K_V4: u16 = 0;
+const K_V6: u16 = 256;
+const K_HASHED: u16 = 512;
+
+fn key_of(t: BlockTarget) -> (u16, u128) {
+    match t {
+        BlockTarget::Addr(ip) => {
+            let (v6, bits) = bits_of(ip);
+            if v6 {
+                (K_V6 + 128, bits)
+            } else {
+                (K_V4 + 32, bits)
+            }
+        }
+        BlockTarget::Prefix(v6, len, net) => (if v6 { K_V6 } else { K_V4 } + u16::from(len), net),
+        BlockTarget::Hashed(h) => (K_HASHED, u128::from(u64::from_be_bytes(h))),
+    }
 }
 
 impl BlockSet {
     /// Builds the lookup form; entries already expired or unreadable are left out (and counted).
     pub fn from_list(list: &BlockList, now: i64) -> (BlockSet, usize) {
-        let mut set = BlockSet { version: list.version, ..Default::default() };
         let mut skipped = 0;
-        let mut lengths: [HashSet<u8>; 2] = Default::default();
+        let mut entries = Vec::new();
+        let mut lengths: [Vec<u8>; 2] = Default::default();
         for b in list.blocks.iter().take(MAX_BLOCKS) {
             let Ok(t) = BlockTarget::parse(&b.target) else {
                 skipped += 1;
@@ -184,22 +202,19 @@ impl BlockSet {
             if b.expires_at <= now {
                 continue;
             }
-            let slot = match t {
-                BlockTarget::Addr(ip) => set.exact.entry(ip).or_default(),
-                BlockTarget::Prefix(v6, len, net) => {
-                    lengths[usize::from(v6)].insert(len);
-                    set.prefixes.entry((v6, len, net)).or_default()
-                }
-                BlockTarget::Hashed(h) => set.hashed.entry(h).or_default(),
-            };
-            *slot = (*slot).max(b.expires_at);
+            if let BlockTarget::Prefix(v6, len, _) = t {
+                lengths[usize::from(v6)].push(len);
+            }
+            entries.push((key_of(t), b.expires_at));
         }
-        for (i, l) in lengths.into_iter().enumerate() {
-            let mut v: Vec<u8> = l.into_iter().collect();
-            v.sort_unstable();
-            set.lengths[i] = v;
+        // By key, the latest expiry first; then one entry per key.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        entries.dedup_by_key(|e| e.0);
+        for l in &mut lengths {
+            l.sort_unstable();
+            l.dedup();
         }
-        (set, skipped)
+        (BlockSet { version: list.version, entries, lengths }, skipped)
     }
 
     /// The list's version.
@@ -209,31 +224,27 @@ impl BlockSet {
 
     /// Active blocks held.
     pub fn len(&self) -> usize {
-        self.exact.len() + self.prefixes.len() + self.hashed.len()
+        self.entries.len()
     }
 
     /// Whether it holds no block.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether any hashed-form block is held (only then does a lookup need the address's HMAC).
-    pub fn has_hashed(&self) -> bool {
-        !self.hashed.is_empty()
+        self.entries.is_empty()
     }
 
     /// Whether `ip` (with its `hashed` logging form, when there is one) is blocked at `now`.
     pub fn blocks(&self, ip: IpAddr, hashed: Option<&str>, now: i64) -> bool {
-        let live = |e: Option<&i64>| e.is_some_and(|e| *e > now);
-        if live(self.exact.get(&ip)) {
-            return true;
+        if self.entries.is_empty() {
+            return false;
         }
+        let live = |key: (u16, u128)| self.entries.binary_search_by(|e| e.0.cmp(&key)).is_ok_and(|i| self.entries[i].1 > now);
         let (v6, bits) = bits_of(ip);
-        if self.lengths[usize::from(v6)].iter().any(|&len| live(self.prefixes.get(&(v6, len, network(v6, len, bits))))) {
+        let (base, width) = if v6 { (K_V6, 128) } else { (K_V4, 32) };
+        if live((base + width, bits)) || self.lengths[usize::from(v6)].iter().any(|&len| live((base + u16::from(len), network(v6, len, bits)))) {
             return true;
         }
         let mut h = [0u8; 8];
-        hashed.is_some_and(|s| hex::decode_to_slice(s, &mut h).is_ok() && live(self.hashed.get(&h)))
+        hashed.is_some_and(|s| hex::decode_to_slice(s, &mut h).is_ok() && live((K_HASHED, u128::from(u64::from_be_bytes(h)))))
     }
 }
 
@@ -278,7 +289,6 @@ mod tests {
         assert!(!set.blocks(ip("192.0.2.1"), None, 100), "expired before it was read");
         assert!(set.blocks(ip("10.1.1.1"), Some("0123456789abcdef"), 100));
         assert!(!set.blocks(ip("10.1.1.1"), Some("0123456789abcdee"), 100));
-        assert!(set.has_hashed());
         // Each ends at its expiry.
         assert!(!set.blocks(ip("203.0.113.7"), None, 200));
         assert!(set.blocks(ip("198.51.100.1"), None, 299));
