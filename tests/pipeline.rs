@@ -1058,10 +1058,9 @@ fn discovery_names_the_introspection_endpoint_when_the_configuration_does_not() 
     forwarded(decide(&g5, &io, &req("GET", "/api/x").bearer("op_3")));
     assert!(io.take_calls().contains(&format!("fetch_jwks {oidc}")), "refetched");
     // Configuration: without discovery, the endpoint is required.
-    let e = Policy::from_json(
-        &json!({"issuers": [{"issuer": DISC_ISS, "introspection": {"client_id": "g", "client_secret": "S"}}], "origin": ORIGIN}).to_string(),
-    )
-    .unwrap_err();
+    let e =
+        Policy::from_json(&json!({"issuers": [{"issuer": DISC_ISS, "introspection": {"client_id": "g", "client_secret": "S"}}], "origin": ORIGIN}).to_string())
+            .unwrap_err();
     assert_eq!(e.field, "issuers[0].introspection.endpoint");
 }
 

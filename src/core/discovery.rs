@@ -154,7 +154,12 @@ mod tests {
         assert!(!d.fresh(0) && d.may_fetch(0, &cfg) && d.usable(0, &cfg).is_none());
         d.attempted_at = Some(0);
         assert!(!d.may_fetch(5, &cfg) && d.may_fetch(10, &cfg));
-        d = Discovered { metadata: Some(Metadata { jwks_uri: "https://k".into(), introspection_endpoint: None }), fetched_at: 100, ttl_secs: 60, attempted_at: Some(100) };
+        d = Discovered {
+            metadata: Some(Metadata { jwks_uri: "https://k".into(), introspection_endpoint: None }),
+            fetched_at: 100,
+            ttl_secs: 60,
+            attempted_at: Some(100),
+        };
         assert!(d.fresh(159) && !d.fresh(160));
         assert!(d.usable(259, &cfg).is_some() && d.usable(260, &cfg).is_none());
     }

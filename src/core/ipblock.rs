@@ -276,7 +276,8 @@ mod tests {
 
     #[test]
     fn addresses_prefixes_and_hashed_forms_block_until_they_expire() {
-        let l = list(&[("203.0.113.7", 200), ("198.51.100.0/24", 300), ("2001:db8:1::/48", 300), ("0123456789abcdef", 300), ("not an ip", 900), ("192.0.2.1", 50)]);
+        let l =
+            list(&[("203.0.113.7", 200), ("198.51.100.0/24", 300), ("2001:db8:1::/48", 300), ("0123456789abcdef", 300), ("not an ip", 900), ("192.0.2.1", 50)]);
         let (set, skipped) = BlockSet::from_list(&l, 100);
         assert_eq!((skipped, set.len(), set.version()), (1, 4, 3), "one unreadable, one expired");
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
@@ -302,7 +303,10 @@ mod tests {
         let l = list(&[("203.0.113.7", 200)]);
         let text = serde_json::to_string(&l).unwrap();
         assert_eq!(text, r#"{"version":3,"blocks":[{"target":"203.0.113.7","expires_at":200}]}"#);
-        let many = BlockList { version: 1, blocks: (0..MAX_BLOCKS as u32 + 5).map(|i| Block { target: std::net::Ipv4Addr::from(i).to_string(), expires_at: 10 }).collect() };
+        let many = BlockList {
+            version: 1,
+            blocks: (0..MAX_BLOCKS as u32 + 5).map(|i| Block { target: std::net::Ipv4Addr::from(i).to_string(), expires_at: 10 }).collect(),
+        };
         assert_eq!(BlockSet::from_list(&many, 0).0.len(), MAX_BLOCKS);
         assert!(serde_json::to_string(&many).unwrap().len() < MAX_BLOCKS_BYTES);
         assert_eq!(IpBlocksConfig { enabled: true, refresh_secs: 0 }.validate().unwrap_err().0, "ip_blocks.refresh_secs");

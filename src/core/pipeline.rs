@@ -1252,9 +1252,11 @@ impl Gate {
         let mut result = Err(String::new());
         for url in super::discovery::metadata_urls(issuer) {
             result = match io.fetch_jwks(&url, cfg.fetch_timeout_ms).await {
-                FetchOutcome::Response { status: 200, cache_control, body } => super::discovery::parse_metadata(&body, issuer, iss.allow_insecure, want_introspection)
-                    .map(|m| (m, super::jwks_cache::ttl_from(cfg, cache_control.as_deref())))
-                    .map_err(|e| format!("{url}: {e}")),
+                FetchOutcome::Response { status: 200, cache_control, body } => {
+                    super::discovery::parse_metadata(&body, issuer, iss.allow_insecure, want_introspection)
+                        .map(|m| (m, super::jwks_cache::ttl_from(cfg, cache_control.as_deref())))
+                        .map_err(|e| format!("{url}: {e}"))
+                }
                 FetchOutcome::Response { status, .. } => Err(format!("{url}: HTTP {status}")),
                 FetchOutcome::Failed(e) => Err(format!("{url}: {e}")),
             };

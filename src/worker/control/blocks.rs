@@ -112,7 +112,11 @@ pub fn command(sql: &SqlStorage, op: &str, body: Option<serde_json::Value>, id: 
                 return Ok((bad("bad_expiry", format!("a block ends in the future, within {} days", MAX_BLOCK_SECS / 86_400))?, false));
             }
             let id = target.id();
-            let held = rows(sql, "SELECT id, target, expires_at, created_at, reason FROM blocks WHERE id = ? AND expires_at > ?", vec![id.as_str().into(), now.into()])?;
+            let held = rows(
+                sql,
+                "SELECT id, target, expires_at, created_at, reason FROM blocks WHERE id = ? AND expires_at > ?",
+                vec![id.as_str().into(), now.into()],
+            )?;
             let active = rows(sql, "SELECT count(*) FROM blocks WHERE expires_at > ?", vec![now.into()])?.first().map_or(0, |r| int(r.first()));
             if held.is_empty() && active >= MAX_BLOCKS as i64 {
                 let message = format!("{MAX_BLOCKS} blocks are active: remove some, or block a prefix");
@@ -147,7 +151,11 @@ pub fn command(sql: &SqlStorage, op: &str, body: Option<serde_json::Value>, id: 
         }
         "unblock" => {
             let id = id.unwrap_or_default();
-            let held = rows(sql, "SELECT id, target, expires_at, created_at, reason FROM blocks WHERE id = ? AND expires_at > ?", vec![id.as_str().into(), now.into()])?;
+            let held = rows(
+                sql,
+                "SELECT id, target, expires_at, created_at, reason FROM blocks WHERE id = ? AND expires_at > ?",
+                vec![id.as_str().into(), now.into()],
+            )?;
             let Some(r) = held.first() else {
                 return Ok((json_response(404, &serde_json::json!({"code": "not_found", "message": "no such block"}))?, false));
             };

@@ -650,7 +650,12 @@ pub async fn admin_op(body: Option<serde_json::Value>, method: &str, rest: &str,
         ("POST", "/blocks") => match body {
             Some(body) if body.is_object() => serde_json::json!({"op": "block", "body": body}),
             _ => {
-                return AdminAnswer { status: 400, op: "block", id: None, body: serde_json::json!({"code": "bad_request", "message": "body must be a JSON object"}) }
+                return AdminAnswer {
+                    status: 400,
+                    op: "block",
+                    id: None,
+                    body: serde_json::json!({"code": "bad_request", "message": "body must be a JSON object"}),
+                }
             }
         },
         ("GET", "/blocks") => serde_json::json!({"op": "blocks"}),
