@@ -324,6 +324,8 @@ pub enum AdminAction {
     AuditList,
     /// `POST /audit/test-hook` (test deployments only).
     AuditTestHook,
+    /// `GET /usage`.
+    UsageQuery,
     /// Anything else (answered 404, or 401 when refused).
     Unknown,
 }
@@ -349,6 +351,7 @@ impl AdminAction {
             ("DELETE", ["keys", id]) => (KeyDelete, Some(*id)),
             ("GET", ["audit"]) => (AuditList, None),
             ("POST", ["audit", "test-hook"]) => (AuditTestHook, None),
+            ("GET", ["usage"]) => (UsageQuery, None),
             _ => (Unknown, Some(rest)),
         };
         (action, target.map(bounded))
@@ -370,6 +373,7 @@ impl AdminAction {
             AdminAction::KeyDelete => "key_delete",
             AdminAction::AuditList => "audit_list",
             AdminAction::AuditTestHook => "audit_test_hook",
+            AdminAction::UsageQuery => "usage_query",
             AdminAction::Unknown => "unknown",
         }
     }

@@ -13,6 +13,7 @@
 //! [`CredentialPlaces`], [`ForwardRules`]): no check module imports this one.
 
 use super::access::Accepts;
+use super::alerts::{AlertsConfig, AlertsPolicy};
 use super::apikey::KeyEnv;
 use super::canonical::{is_tchar, PathRules, RequestPolicy};
 use super::cookie::{CookiePolicy, CsrfPolicy};
@@ -26,6 +27,7 @@ use super::request::{validate_forward_claims, validate_request_id_header, valida
 use super::route::{Route, RouteTable};
 use super::route::{MAX_TIMEOUT_MS, MIN_TIMEOUT_MS};
 use super::token_cache::TokenCacheConfig;
+use super::usage::{ObservabilityConfig, ObservabilityPolicy};
 use super::verify::{IssuerConfig, IssuerPolicy, TokenRules};
 use serde::Deserialize;
 use serde_json::Value;
@@ -92,6 +94,12 @@ pub struct EdgewardConfig {
     /// What decision records say about the client, and which accepted requests are logged.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Usage counters: how often the gate flushes them, how long they are kept.
+    #[serde(default)]
+    pub observability: ObservabilityConfig,
+    /// Alert rules and webhooks (evaluated by the control Worker).
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// Verified-token cache.
     #[serde(default)]
     pub token_cache: TokenCacheConfig,
@@ -289,6 +297,10 @@ pub struct Policy {
     pub dpop: DpopPolicy,
     /// Decision records.
     pub logging: LoggingPolicy,
+    /// Usage counters.
+    pub observability: ObservabilityPolicy,
+    /// Alerts.
+    pub alerts: AlertsPolicy,
     /// Verified-token cache.
     pub token_cache: TokenCacheConfig,
     /// Rate limits.
@@ -368,6 +380,8 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("cors", probe::<Option<CorsConfig>>),
         ("dpop", probe::<DpopConfig>),
         ("logging", probe::<LoggingConfig>),
+        ("observability", probe::<ObservabilityConfig>),
+        ("alerts", probe::<AlertsConfig>),
         ("token_cache", probe::<TokenCacheConfig>),
         ("rate_limits", probe::<RateLimitConfig>),
         ("revocations", probe::<RevocationConfig>),
@@ -460,6 +474,8 @@ impl EdgewardConfig {
         self.csrf.validate()?;
         let dpop = self.dpop.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
         let logging = self.logging.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
+        let observability = self.observability.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
+        let alerts = self.alerts.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
         let cors = match self.cors {
             Some(c) => Some(c.validate(&self.csrf.header, &request_id_header)?),
             None => None,
@@ -542,7 +558,8 @@ impl EdgewardConfig {
             );
         }
         self.jwks_cache.validate()?;
-        let token_claims = super::claims::claims_read(&forward_claims, rate_limits.claims_read());
+        let token_claims =
+            super::claims::claims_read(&forward_claims, rate_limits.claims_read().into_iter().chain(super::usage::CLAIMS_READ.map(String::from)));
         Ok(Policy {
             issuers,
             leeway_secs: i64::from(self.leeway_secs),
@@ -564,6 +581,8 @@ impl EdgewardConfig {
             cors,
             dpop,
             logging,
+            observability,
+            alerts,
             token_cache: self.token_cache,
             rate_limits,
             revocations: self.revocations,

@@ -78,6 +78,8 @@ pub enum Deferred {
         /// Issuer index.
         issuer: usize,
     },
+    /// Send the usage counters to the control Worker ([`super::usage`]).
+    FlushUsage,
 }
 
 impl Deferred {
@@ -88,6 +90,7 @@ impl Deferred {
             Deferred::PersistJwks { .. } => "persist_jwks",
             Deferred::PersistDiscovery { .. } => "persist_discovery",
             Deferred::RefreshRevocations => "refresh_revocations",
+            Deferred::FlushUsage => "flush_usage",
         }
     }
 }
@@ -118,6 +121,17 @@ pub trait GateIo {
     /// compiler drop the step descriptions from the Worker.
     fn tracing(&self) -> bool {
         false
+    }
+    /// Whether the pipeline counts decisions in the usage counters ([`super::usage`]) and
+    /// flushes them with [`GateIo::send_usage`] (the Worker; not where nothing runs after the
+    /// answer: the CLI, the JS package).
+    fn counts_usage(&self) -> bool {
+        false
+    }
+    /// Sends one usage batch (JSON, [`super::usage::UsageBatch`]) to `UsageStore` shard `shard`.
+    async fn send_usage(&self, shard: u32, batch: &str) -> Result<(), IoError> {
+        let _ = (shard, batch);
+        Err(IoError::NotBound("usage store"))
     }
     /// GETs a JWKS document, at most [`super::jwks_cache::MAX_JWKS_BYTES`] of it, within
     /// `timeout_ms`.
