@@ -202,6 +202,10 @@ impl GateIo for FakeIo {
     fn counts_usage(&self) -> bool {
         self.usage_on.get()
     }
+    async fn sleep_ms(&self, ms: u32) {
+        self.record(format!("sleep {ms}"));
+        self.advance_secs(i64::from(ms) / 1000);
+    }
     async fn send_usage(&self, shard: u32, batch: &str) -> Result<(), IoError> {
         self.record(format!("send_usage {shard}"));
         if self.usage_down.get() {
@@ -684,12 +688,18 @@ fn every_decision_counts_under_its_subjects_and_flushes_at_most_every_flush_secs
     refused(decide(&gate, &io, &req("GET", "/api/x").client_ip(CLIENT_IP)), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
     // Public routes and preflights have no subject: not counted.
     forwarded(decide(&gate, &io, &req("GET", "/public/x").client_ip(CLIENT_IP)));
-    assert_eq!(run_flushes(&gate, &io), 0, "within flush_secs: no second flush");
     assert_eq!(gate.state().usage_entries(), 3, "alice, web-app (the first flush took the first decision), and the IP of the refusals");
-    io.advance_secs(10);
+    io.take_calls();
+    // One flush asked for since the first (not one per decision); it waits out flush_secs.
+    assert_eq!(run_flushes(&gate, &io), 1);
+    let calls = io.take_calls();
+    assert_eq!(calls.first().map(String::as_str), Some("sleep 9000"), "{calls:?}");
+    assert!(calls[1..].iter().all(|c| c.starts_with("send_usage ")), "{calls:?}");
+    assert_eq!(gate.state().usage_entries(), 0);
     let mut third = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t).client_ip(CLIENT_IP)));
     gate.respond(&io, &mut third, 200, OriginCookies::Each(vec![]), None, NOW);
     assert_eq!(run_flushes(&gate, &io), 1);
+    assert_eq!(io.take_calls().first().map(String::as_str), Some("sleep 10000"), "a whole flush_secs after the last");
     let rows = usage_rows(&io);
     let total = |kind: &str, id: &str| rows.iter().filter(|r| r.0 == kind && r.1 == id).map(|r| r.2).sum::<u64>();
     assert_eq!(total("sub", "alice"), 3, "verified, cached, and the third: every accepted decision");
@@ -717,7 +727,9 @@ fn a_failed_usage_flush_keeps_its_counts_and_revoked_keys_are_marked() {
         io.take_calls();
     }
     run_flushes(&gate, &io);
-    assert!(io.events("usage_flush_failed").iter().all(|(l, _)| *l == Level::Warn) && !io.events("usage_flush_failed").is_empty());
+    // Tried at once, then (its counts back) every flush_secs, three times in all per task.
+    assert_eq!(io.events("usage_flush_failed").len(), 3);
+    assert!(io.events("usage_flush_failed").iter().all(|(l, _)| *l == Level::Warn));
     assert!(io.usage_sent.borrow().is_empty());
     io.usage_down.set(false);
     io.advance_secs(5);

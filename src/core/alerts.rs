@@ -33,10 +33,12 @@
 //! An alert never holds a token, key or secret: subjects are key ids, subjects' `sub`, client
 //! ids and client addresses as `logging.client_ip` renders them.
 
+use super::audit::{AuditRecord, Detail, Outcome as AuditOutcome};
 use super::usage::{SubjectKind, UsageRow};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use std::collections::BTreeMap;
 
 /// Most counted moments kept per subject and rule.
 pub const MAX_EVENTS: usize = 128;
@@ -508,6 +510,67 @@ fn new_country(i: usize, rule: &Rule, days: i64, state: &mut SubjectState, row: 
     alert
 }
 
+/// The principal of the audit trail entries the alert engine writes.
+pub const AUTOMATIC_PRINCIPAL: &str = "edgeward:alerts";
+
+fn subject_target(s: &AlertSubject) -> String {
+    super::audit::bounded(&format!("{}:{}", s.kind.name(), s.id))
+}
+
+/// The audit trail entry of a fired alert (`alert_fired`; its request id is the alert id).
+pub fn audit_of_alert(a: &Alert) -> AuditRecord {
+    let mut detail = BTreeMap::from([
+        ("rule".to_string(), Detail::Text(a.rule.clone())),
+        ("count".to_string(), Detail::Int(a.count.min(i64::MAX as u64) as i64)),
+        ("window_secs".to_string(), Detail::Int(a.window_secs)),
+        ("first_seen".to_string(), Detail::Int(a.first_seen)),
+        ("last_seen".to_string(), Detail::Int(a.last_seen)),
+    ]);
+    if let Some(iss) = &a.subject.iss {
+        detail.insert("iss".into(), Detail::Text(super::audit::bounded(iss)));
+    }
+    if let Some(c) = &a.country {
+        detail.insert("country".into(), Detail::Text(super::audit::bounded(c)));
+    }
+    AuditRecord {
+        actor: None,
+        principal: Some(AUTOMATIC_PRINCIPAL.into()),
+        action: "alert_fired".into(),
+        target: Some(subject_target(&a.subject)),
+        outcome: AuditOutcome::Ok,
+        status: 200,
+        reason: None,
+        request_id: a.alert_id.clone(),
+        detail,
+    }
+}
+
+/// The audit trail entry of an alert's automatic action (`key_suspend` or `ip_block`), carried
+/// out until `expires_at` or failed with `error`.
+pub fn audit_of_action(a: &Alert, action: Action, expires_at: i64, result: &Result<(), String>) -> AuditRecord {
+    let name = match action {
+        Action::BlockIpSecs(_) => "ip_block",
+        Action::SuspendKeySecs(_) => "key_suspend",
+    };
+    let detail = BTreeMap::from([
+        ("alert_id".to_string(), Detail::Text(a.alert_id.clone())),
+        ("rule".to_string(), Detail::Text(a.rule.clone())),
+        ("expires_at".to_string(), Detail::Int(expires_at)),
+        ("automatic".to_string(), Detail::Bool(true)),
+    ]);
+    AuditRecord {
+        actor: None,
+        principal: Some(AUTOMATIC_PRINCIPAL.into()),
+        action: name.into(),
+        target: Some(super::audit::bounded(&a.subject.id)),
+        outcome: if result.is_ok() { AuditOutcome::Ok } else { AuditOutcome::Failed },
+        status: if result.is_ok() { 200 } else { 503 },
+        reason: result.as_ref().err().map(|e| super::audit::bounded(e)),
+        request_id: a.alert_id.clone(),
+        detail,
+    }
+}
+
 /// The `Edgeward-Signature` header's value for `body` sent at `t`: `t=T,v1=HEX`, HEX the
 /// HMAC-SHA-256 under `secret` of `T.body` (the receiver recomputes it, and refuses an old `t`).
 pub fn signature(secret: &[u8], t: i64, body: &str) -> String {
@@ -554,7 +617,6 @@ pub const MAX_ATTEMPTS: u32 = 8;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     const T0: i64 = 1_700_000_000;
 
@@ -730,6 +792,28 @@ mod tests {
         ] {
             assert!(serde_json::from_value::<AlertsConfig>(bad).unwrap().validate().is_err());
         }
+    }
+
+    #[test]
+    fn audit_entries_of_alerts_and_actions() {
+        let p = policy(serde_json::json!([{"rule": "revoked_use", "subjects": ["key_id"], "threshold": 1, "action": {"suspend_key_secs": 60}}]));
+        let a = observe(&p, &mut SubjectState::default(), &UsageRow { revoked: 2, ..requests("key-9", T0, 0) }, T0).remove(0);
+        let r = audit_of_alert(&a);
+        assert_eq!(
+            (r.action.as_str(), r.target.as_deref(), r.principal.as_deref(), r.request_id.as_str()),
+            ("alert_fired", Some("key_id:key-9"), Some(AUTOMATIC_PRINCIPAL), a.alert_id.as_str())
+        );
+        assert_eq!(r.detail["count"], Detail::Int(2));
+        let ok = audit_of_action(&a, Action::SuspendKeySecs(60), T0 + 60, &Ok(()));
+        assert_eq!(
+            (ok.action.as_str(), ok.target.as_deref(), ok.outcome, ok.detail["expires_at"].clone()),
+            ("key_suspend", Some("key-9"), AuditOutcome::Ok, Detail::Int(T0 + 60))
+        );
+        let failed = audit_of_action(&a, Action::BlockIpSecs(60), T0 + 60, &Err("not built".into()));
+        assert_eq!(
+            (failed.action.as_str(), failed.outcome, failed.status, failed.reason.as_deref()),
+            ("ip_block", AuditOutcome::Failed, 503, Some("not built"))
+        );
     }
 
     #[test]

@@ -128,6 +128,11 @@ pub trait GateIo {
     fn counts_usage(&self) -> bool {
         false
     }
+    /// Waits `ms` milliseconds (a deferred flush waiting for its time). Where nothing runs after
+    /// the answer: at once.
+    async fn sleep_ms(&self, ms: u32) {
+        let _ = ms;
+    }
     /// Sends one usage batch (JSON, [`super::usage::UsageBatch`]) to `UsageStore` shard `shard`.
     async fn send_usage(&self, shard: u32, batch: &str) -> Result<(), IoError> {
         let _ = (shard, batch);

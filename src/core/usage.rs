@@ -463,15 +463,25 @@ impl UsageAggregator {
         (self.in_flight.is_none() || lost) && !self.is_empty() && self.last_flush_ms.is_none_or(|t| now_ms - t >= self.flush_ms)
     }
 
-    /// [`UsageAggregator::flush_due`], and if so, notes that a flush was asked for: true once
-    /// until it starts (or, never started, for [`FLUSH_TIMEOUT_MS`]).
+    /// Whether a flush should be asked for now: there is something to send, and no flush is
+    /// asked for (or was, [`FLUSH_TIMEOUT_MS`] ago, and never started) or under way (or lost).
+    /// If so, notes that one was asked for. The flush asked for waits [`UsageAggregator::wait_ms`]
+    /// before it starts, so counts are sent at most every `flush_secs` but never later than that
+    /// after they were counted, traffic or not.
     pub fn should_flush(&mut self, now_ms: i64) -> bool {
         let asked = self.requested_ms.is_some_and(|t| now_ms - t < FLUSH_TIMEOUT_MS);
-        if asked || !self.flush_due(now_ms) {
+        let busy = self.in_flight.as_ref().is_some_and(|f| now_ms - f.started_ms < FLUSH_TIMEOUT_MS);
+        if asked || busy || self.is_empty() {
             return false;
         }
         self.requested_ms = Some(now_ms);
         true
+    }
+
+    /// How long a flush asked for at `now_ms` waits before it starts (ms): until `flush_secs`
+    /// after the last one.
+    pub fn wait_ms(&self, now_ms: i64) -> i64 {
+        self.last_flush_ms.map_or(0, |t| (t + self.flush_ms - now_ms).max(0))
     }
 
     /// Starts a flush: the batches to send, one per shard that has rows (the overflow goes with
@@ -790,7 +800,11 @@ mod tests {
         assert_eq!(b.len(), 1);
         a.record(&Observation { accepted: true, key_id: Some("k"), ..obs(t + 1000, "b") });
         assert!(!a.flush_due(t + 1000), "one under way");
+        assert!(!a.should_flush(t + 1000), "one under way: none asked for");
         a.finish_flush(&[b[0].0]);
+        assert!(a.should_flush(t + 1000), "counts waiting: a flush is asked for…");
+        assert_eq!(a.wait_ms(t + 1000), 9_000, "…to start flush_secs after the last one");
+        assert!(!a.should_flush(t + 2000), "asked for once");
         assert!(!a.flush_due(t + 9_999), "not before flush_secs");
         assert!(a.flush_due(t + 10_000));
         let again = rows(&a.start_flush(t + 10_000));
