@@ -6,6 +6,7 @@
 //! it (`issuers`: [`super::verify`]; `cookie_name`, `query_param`, `forward_claims`,
 //! `request_id_header`: [`super::request`]; `cookies`, `csrf`: [`super::cookie`]; `request`:
 //! [`super::canonical`]; `routes`: [`super::route`]; `rate_limits`: [`super::ratelimit`];
+//! `logging`: [`super::logging`]; `observability`: [`super::usage`]; `alerts`: [`super::alerts`];
 //! `token_cache`, `jwks_cache`: their caches). Here are the checks that span sections (upstream
 //! credentials against the headers the gate sets, routes against upstream credentials), the
 //! sections only the adapters use (`admin`, `revocations`, `api_keys`, `upstream_credentials`),
