@@ -128,6 +128,15 @@ pub trait GateIo {
     fn counts_usage(&self) -> bool {
         false
     }
+    /// Writes one data point to the Analytics Engine binding `EDGEWARD_ANALYTICS`, if there is
+    /// one (never awaited; where there is none: nothing).
+    fn write_data_point(&self, point: &super::usage::AnalyticsPoint) {
+        let _ = point;
+    }
+    /// Whether the Analytics Engine binding is there (so the point is made only then).
+    fn has_analytics(&self) -> bool {
+        false
+    }
     /// Waits `ms` milliseconds (a deferred flush waiting for its time). Where nothing runs after
     /// the answer: at once.
     async fn sleep_ms(&self, ms: u32) {

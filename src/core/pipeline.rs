@@ -42,7 +42,7 @@ use super::revocation::{
 use super::state::{CachedKey, EdgeRevocations, IsolateState};
 use super::token::UnverifiedToken;
 use super::token_cache::{token_hash, TokenHash};
-use super::usage::{is_auth_failure, Observation};
+use super::usage::{analytics_point, is_auth_failure, Observation};
 use super::verify::{PendingToken, VerifiedToken};
 use super::websocket::{self, CloseReason, SocketCheck};
 use serde_json::json;
@@ -1464,18 +1464,22 @@ impl Gate {
         if !io.counts_usage() {
             return;
         }
-        self.tally(log);
+        if let Some(o) = self.tally(log) {
+            if io.has_analytics() {
+                io.write_data_point(&analytics_point(&o, log.status, log.colo.as_deref(), log.rule.as_deref(), &log.method));
+            }
+        }
         if self.state.usage.borrow_mut().should_flush(log.ts_ms) {
             io.defer(Deferred::FlushUsage);
         }
     }
 
-    /// [`Gate::count`] without the flush.
-    fn tally(&self, log: &DecisionLog<'_>) {
+    /// [`Gate::count`] without the flush: what was counted, if anything.
+    pub(crate) fn tally<'l>(&self, log: &'l DecisionLog<'_>) -> Option<Observation<'l>> {
         let accepted = log.decision == "accept";
         let reason = if log.decision == "reject" { log.reason } else { None };
         if !accepted && reason.is_none() {
-            return;
+            return None;
         }
         let o = Observation {
             now_ms: log.ts_ms,
@@ -1492,6 +1496,7 @@ impl Gate {
             country: log.country.as_deref(),
         };
         self.state.usage.borrow_mut().record(&o);
+        Some(o)
     }
 
     /// Sends the usage counters, one batch per `UsageStore` shard; the shards that could not

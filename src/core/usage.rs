@@ -541,6 +541,63 @@ pub fn is_auth_failure(status: u16, code: &str) -> bool {
     (status == 401 && !matches!(code, "missing_token" | "missing_api_key" | "missing_credential")) || code == "ip_not_allowed"
 }
 
+// ---- Workers Analytics Engine ---------------------------------------------------------------
+
+/// One Analytics Engine data point (`writeDataPoint`): what the optional `EDGEWARD_ANALYTICS`
+/// binding gets for each counted decision. The schema (a contract with the operator's queries):
+///
+/// | column | value |
+/// |---|---|
+/// | `index1` | the subject: `key_id`, else `sub`, else `client_id`, else the client address as logged, else empty (the sampling key) |
+/// | `blob1` | `decision` (`accept` or `reject`) |
+/// | `blob2` | the reason code (empty when accepted) |
+/// | `blob3` | the API key id |
+/// | `blob4` | `iss` |
+/// | `blob5` | `sub` |
+/// | `blob6` | the client id (`azp` or `client_id`) |
+/// | `blob7` | the client address as `logging.client_ip` renders it |
+/// | `blob8` | the country |
+/// | `blob9` | the data center (`colo`) |
+/// | `blob10` | the route rule's `path` |
+/// | `blob11` | the method |
+/// | `double1` | the status |
+/// | `double2` | 1 if a presented credential was refused (`auth_failures`), else 0 |
+/// | `double3` | 1 if a revoked token or key was presented, else 0 |
+///
+/// Blobs are cut at 256 bytes (the platform's limit for all blobs together is larger).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnalyticsPoint {
+    /// `index1`.
+    pub indexes: [String; 1],
+    /// `blob1` … `blob11`.
+    pub blobs: Vec<String>,
+    /// `double1` … `double3`.
+    pub doubles: [f64; 3],
+}
+
+/// The data point of a counted decision ([`AnalyticsPoint`]'s schema).
+pub fn analytics_point(o: &Observation<'_>, status: u16, colo: Option<&str>, rule: Option<&str>, method: &str) -> AnalyticsPoint {
+    let text = |v: Option<&str>| cut(v.unwrap_or(""), MAX_ID_BYTES).to_string();
+    let index = o.key_id.or(o.sub).or(o.client_id).or(o.client_ip);
+    AnalyticsPoint {
+        indexes: [text(index)],
+        blobs: vec![
+            (if o.accepted { "accept" } else { "reject" }).to_string(),
+            text(o.reason),
+            text(o.key_id),
+            text(o.iss),
+            text(o.sub),
+            text(o.client_id),
+            text(o.client_ip),
+            text(o.country),
+            text(colo),
+            text(rule),
+            text(Some(method)),
+        ],
+        doubles: [f64::from(status), f64::from(u8::from(o.auth_failure)), f64::from(u8::from(o.revoked))],
+    }
+}
+
 // ---- the query ------------------------------------------------------------------------------
 
 /// A query's resolution.
@@ -878,6 +935,31 @@ mod tests {
         );
         assert_eq!(UsageBatch::parse(&text).unwrap(), b);
         assert!(UsageBatch::parse(&text.replace("\"v\":1", "\"v\":2")).unwrap_err().contains("version 2"));
+    }
+
+    #[test]
+    fn analytics_points_follow_the_schema() {
+        let o = Observation {
+            reason: Some("token_revoked"),
+            auth_failure: true,
+            revoked: true,
+            iss: Some("https://i"),
+            sub: Some("alice"),
+            client_ip: Some("203.0.113.0/24"),
+            country: Some("DE"),
+            ..obs(1_700_000_040_000, "r")
+        };
+        let p = analytics_point(&o, 401, Some("FRA"), Some("/api/*"), "GET");
+        assert_eq!(p.indexes, ["alice".to_string()], "no key id: the sub");
+        assert_eq!(p.blobs, ["reject", "token_revoked", "", "https://i", "alice", "", "203.0.113.0/24", "DE", "FRA", "/api/*", "GET"]);
+        assert_eq!(p.doubles, [401.0, 1.0, 1.0]);
+        let k = Observation { accepted: true, key_id: Some("key_1"), client_ip: Some("x"), ..obs(0, "r") };
+        let p = analytics_point(&k, 200, None, None, "POST");
+        assert_eq!((p.indexes[0].as_str(), p.blobs[0].as_str(), p.blobs[1].as_str(), p.doubles), ("key_1", "accept", "", [200.0, 0.0, 0.0]));
+        let long = "y".repeat(1000);
+        assert_eq!(analytics_point(&Observation { sub: Some(&long), ..obs(0, "r") }, 401, None, None, "GET").blobs[4].len(), MAX_ID_BYTES);
+        // Never a token: the observation holds none, and the point only copies it.
+        assert_eq!(serde_json::to_value(&p).unwrap().as_object().unwrap().len(), 3);
     }
 
     #[test]

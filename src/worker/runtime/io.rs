@@ -32,6 +32,8 @@ pub const REPLAY_BINDING: &str = "EDGEWARD_REPLAY";
 /// Durable Object binding of the usage store (control Worker), [`crate::core::usage::SHARDS`]
 /// objects `usage-N`.
 pub const USAGE_BINDING: &str = "EDGEWARD_USAGE";
+/// The optional Workers Analytics Engine binding: one data point per counted decision.
+pub const ANALYTICS_BINDING: &str = "EDGEWARD_ANALYTICS";
 /// DPoP replay keys are spread over this many objects (the control Worker's `replay::SHARDS`).
 const REPLAY_SHARDS: u64 = 32;
 
@@ -109,6 +111,18 @@ impl GateIo for WorkerIo {
 
     fn counts_usage(&self) -> bool {
         true
+    }
+
+    fn has_analytics(&self) -> bool {
+        super::js::analytics(&self.env, ANALYTICS_BINDING).is_some()
+    }
+
+    fn write_data_point(&self, point: &crate::core::usage::AnalyticsPoint) {
+        if let Some(binding) = super::js::analytics(&self.env, ANALYTICS_BINDING) {
+            if let Err(e) = super::js::write_data_point(&binding, point) {
+                console_warn!("{}", serde_json::json!({"event": "analytics_write_failed", "error": e.to_string()}));
+            }
+        }
     }
 
     async fn sleep_ms(&self, ms: u32) {
