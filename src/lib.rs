@@ -41,7 +41,9 @@
 //!   Objects (`RateLimiter`; `RevocationLedger`, one SQLite row per revocation, publishing the
 //!   sharded snapshot the gate reads; `KeyWriter`, the single writer of each API key's record;
 //!   `AuditTrail`, the hash-chained record of admin writes and refused admin calls, whose
-//!   entries and chain are [`core::audit`]'s).
+//!   entries and chain are [`core::audit`]'s; `UsageStore`, the usage counters the gate flushes
+//!   ([`core::usage`]) and the alert rules run on them ([`core::alerts`]), with the webhook
+//!   deliveries and automatic actions they queue).
 //!   Built with it, the Worker is the control Worker (and also a complete single Worker: gate and
 //!   control plane).
 //! - `web` (feature `web`): the JS package (wasm-bindgen); `verify` and `explain` run the
@@ -132,6 +134,11 @@
 //! as authenticated takes a [`core::identity::Identity`], which borrows one of the two.
 //! Every refusal is an [`core::error::AuthError`]; [`core::error::AuthError::rejection`] is the one
 //! mapping to status, `WWW-Authenticate` and the stable reason code.
+//!
+//! Every finished decision (refusal, or the origin's answer to an approved request) is then
+//! counted by [`core::pipeline::Gate::count`] in the isolate's [`core::usage::UsageAggregator`],
+//! which a deferred task ([`core::io::Deferred::FlushUsage`]) sends to the control Worker at most
+//! every `observability.flush_secs`: counting decides nothing and does no I/O on the request path.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -185,6 +185,7 @@ fn every_command_and_subcommand_has_help_and_version() {
         "revoke jti",
         "revoke kid",
         "revoke sub",
+        "usage",
         "verify",
     ];
     assert_eq!(seen, expected);
@@ -215,6 +216,11 @@ fn clap_errors_are_usage_errors_exit_2() {
         [&["revoke", "kid", "--kid", "k", "--expires-in", "0"][..], &admin].concat(),
         [&["revocations", "remove", "not-hex"][..], &admin].concat(),
         [&["audit", "--limit", "0"][..], &admin].concat(),
+        [&["usage"][..], &admin].concat(),
+        [&["usage", "--sub", "alice"][..], &admin].concat(),
+        [&["usage", "--key-id", "k", "--client-id", "c"][..], &admin].concat(),
+        [&["usage", "--key-id", "k", "--granularity", "week"][..], &admin].concat(),
+        [&["usage", "--key-id", "k", "--from", "yesterday"][..], &admin].concat(),
         [&["audit", "--limit", "1001"][..], &admin].concat(),
         [&["audit", "--since", "yesterday"][..], &admin].concat(),
         vec!["audit", "--verify"],

@@ -104,6 +104,10 @@ struct FakeIo {
     /// The replay Durable Object: claimed keys until when; or unreachable.
     claimed: RefCell<HashMap<u64, i64>>,
     replay_down: Cell<bool>,
+    /// Usage counting on (`counts_usage`), the batches sent by shard, the store unreachable.
+    usage_on: Cell<bool>,
+    usage_sent: RefCell<Vec<(u32, String)>>,
+    usage_down: Cell<bool>,
 }
 
 impl FakeIo {
@@ -128,6 +132,9 @@ impl FakeIo {
             introspected: RefCell::new(Vec::new()),
             claimed: RefCell::new(HashMap::new()),
             replay_down: Cell::new(false),
+            usage_on: Cell::new(false),
+            usage_sent: RefCell::new(Vec::new()),
+            usage_down: Cell::new(false),
         }
     }
 
@@ -191,6 +198,21 @@ impl GateIo for FakeIo {
     }
     fn has_kv(&self) -> bool {
         self.kv_state.get() != Kv::Unbound
+    }
+    fn counts_usage(&self) -> bool {
+        self.usage_on.get()
+    }
+    async fn sleep_ms(&self, ms: u32) {
+        self.record(format!("sleep {ms}"));
+        self.advance_secs(i64::from(ms) / 1000);
+    }
+    async fn send_usage(&self, shard: u32, batch: &str) -> Result<(), IoError> {
+        self.record(format!("send_usage {shard}"));
+        if self.usage_down.get() {
+            return Err(IoError::Failed("usage store unreachable".into()));
+        }
+        self.usage_sent.borrow_mut().push((shard, batch.into()));
+        Ok(())
     }
     async fn fetch_jwks(&self, uri: &str, timeout_ms: u32) -> FetchOutcome {
         assert!(timeout_ms > 0, "a fetch always has a timeout");
@@ -610,6 +632,119 @@ fn decision_records_say_who_asked_per_the_logging_section() {
     let rf = refused(decide(&quiet, &io, &req("GET", "/api/x")), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
     assert_eq!(rf.log.decision, "reject", "a refusal is written whatever the sample");
     assert!(Policy::from_json(&doc_with("logging", json!({"accepted": {"sample": 1.5}})).to_string()).is_err());
+}
+
+/// Every row the fake usage store received, as (kind, id, accepted, rejected, auth_failures,
+/// revoked), sorted.
+fn usage_rows(io: &FakeIo) -> Vec<(String, String, u64, Value, u64, u64)> {
+    let mut rows: Vec<_> = io
+        .usage_sent
+        .borrow()
+        .iter()
+        .flat_map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["rows"].as_array().unwrap().clone())
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_string(),
+                r["id"].as_str().unwrap().to_string(),
+                r["accepted"].as_u64().unwrap(),
+                r["rejected"].clone(),
+                r["auth_failures"].as_u64().unwrap(),
+                r["revoked"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    rows
+}
+
+fn run_flushes(gate: &Gate, io: &FakeIo) -> usize {
+    let tasks: Vec<Deferred> = io.take_deferred().into_iter().filter(|t| matches!(t, Deferred::FlushUsage)).collect();
+    let n = tasks.len();
+    for t in tasks {
+        run_ready(gate.run_deferred(io, t)).unwrap();
+    }
+    n
+}
+
+#[test]
+fn every_decision_counts_under_its_subjects_and_flushes_at_most_every_flush_secs() {
+    let gate = gate(&doc_with("observability", json!({"flush_secs": 10})));
+    let io = FakeIo::new();
+    io.usage_on.set(true);
+    // A JWT with a client (azp), verified then served from the cache: both count.
+    let t = ed_token(json!({"sub": "alice", "azp": "web-app"}));
+    let first = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t).client_ip(CLIENT_IP)));
+    let mut first = first;
+    gate.respond(&io, &mut first, 200, OriginCookies::Each(vec![]), None, NOW);
+    assert_eq!(first.log.client_id.as_deref(), Some("web-app"));
+    assert_eq!(run_flushes(&gate, &io), 1, "the first decision starts a flush");
+    io.advance_secs(1);
+    let mut second = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t).client_ip(CLIENT_IP)));
+    assert_eq!(second.log.token_cache, Some("hit"));
+    gate.respond(&io, &mut second, 200, OriginCookies::Each(vec![]), None, NOW);
+    // Refusals: bad signatures from one IP (auth failures), a missing token (not one).
+    let forged = flip_signature_byte(&t, 0, 1);
+    for _ in 0..3 {
+        refused(decide(&gate, &io, &req("GET", "/api/x").bearer(&forged).client_ip(CLIENT_IP)), 401, "bad_signature", Www::InvalidToken);
+    }
+    refused(decide(&gate, &io, &req("GET", "/api/x").client_ip(CLIENT_IP)), 401, "missing_token", Www::Is("Bearer realm=\"edgeward\""));
+    // Public routes and preflights have no subject: not counted.
+    forwarded(decide(&gate, &io, &req("GET", "/public/x").client_ip(CLIENT_IP)));
+    assert_eq!(gate.state().usage_entries(), 3, "alice, web-app (the first flush took the first decision), and the IP of the refusals");
+    io.take_calls();
+    // One flush asked for since the first (not one per decision); it waits out flush_secs.
+    assert_eq!(run_flushes(&gate, &io), 1);
+    let calls = io.take_calls();
+    assert_eq!(calls.first().map(String::as_str), Some("sleep 9000"), "{calls:?}");
+    assert!(calls[1..].iter().all(|c| c.starts_with("send_usage ")), "{calls:?}");
+    assert_eq!(gate.state().usage_entries(), 0);
+    let mut third = forwarded(decide(&gate, &io, &req("GET", "/api/x").bearer(&t).client_ip(CLIENT_IP)));
+    gate.respond(&io, &mut third, 200, OriginCookies::Each(vec![]), None, NOW);
+    assert_eq!(run_flushes(&gate, &io), 1);
+    assert_eq!(io.take_calls().first().map(String::as_str), Some("sleep 10000"), "a whole flush_secs after the last");
+    let rows = usage_rows(&io);
+    let total = |kind: &str, id: &str| rows.iter().filter(|r| r.0 == kind && r.1 == id).map(|r| r.2).sum::<u64>();
+    assert_eq!(total("sub", "alice"), 3, "verified, cached, and the third: every accepted decision");
+    assert_eq!(total("client_id", "web-app"), 3);
+    let ip: Vec<_> = rows.iter().filter(|r| r.0 == "ip").collect();
+    assert_eq!(ip.len(), 1);
+    assert_eq!(ip[0].1, "203.0.113.0/24", "as logging.client_ip renders it");
+    assert_eq!(ip[0].3, json!({"bad_signature": 3, "missing_token": 1}));
+    assert_eq!((ip[0].4, ip[0].5), (3, 0), "three refused credentials; a missing one is not");
+    assert_eq!(gate.state().usage_entries(), 0);
+}
+
+#[test]
+fn a_failed_usage_flush_keeps_its_counts_and_revoked_keys_are_marked() {
+    let gate = gate(&doc_with("observability", json!({"flush_secs": 5})));
+    let io = FakeIo::with_pepper();
+    io.usage_on.set(true);
+    io.usage_down.set(true);
+    let k = api_key(77);
+    let rec = record_for(&k, 7);
+    store_record(&io, &k, &rec);
+    publish_revocations(&io, 1, vec![Target::ApiKey { key_id: rec.id.clone() }]);
+    for _ in 0..2 {
+        refused(decide(&gate, &io, &req("GET", "/partner/x").api_key(&k)), 401, "api_key_invalid", Www::Starts("ApiKey realm="));
+        io.take_calls();
+    }
+    run_flushes(&gate, &io);
+    // Tried at once, then (its counts back) every flush_secs, three times in all per task.
+    assert_eq!(io.events("usage_flush_failed").len(), 3);
+    assert!(io.events("usage_flush_failed").iter().all(|(l, _)| *l == Level::Warn));
+    assert!(io.usage_sent.borrow().is_empty());
+    io.usage_down.set(false);
+    io.advance_secs(5);
+    refused(decide(&gate, &io, &req("GET", "/partner/x").api_key(&k)), 401, "api_key_invalid", Www::Starts("ApiKey realm="));
+    assert_eq!(run_flushes(&gate, &io), 1);
+    let rows = usage_rows(&io);
+    let key: Vec<_> = rows.iter().filter(|r| r.0 == "key_id").collect();
+    assert_eq!(key.len(), 1, "{rows:?}");
+    assert_eq!(
+        (key[0].1.as_str(), &key[0].3, key[0].4, key[0].5),
+        (rec.id.as_str(), &json!({"api_key_invalid": 3}), 3, 3),
+        "the two kept through the failed flush, and the third"
+    );
 }
 
 fn gate_with_logging(logging: Value) -> Gate {

@@ -16,6 +16,8 @@
 //! edgeward keys rotate KEY_ID [--overlap SECS]     ADMIN
 //! edgeward keys check KEY|-                        (offline: format and checksum; - reads stdin)
 //! edgeward audit [--since UNIX] [--verify [--anchor SEQ:HASH]...] [--limit N] ADMIN
+//! edgeward usage (--key-id ID | --sub SUB --iss ISS | --client-id ID) [--from UNIX] [--to UNIX]
+//!                [--granularity minute|hour|day] ADMIN
 //! edgeward path [--config FILE] [--method M] PATH|- (offline: the canonical request; - reads
 //!                                                    one path per line from stdin)
 //!   where ADMIN is --url GATEWAY_URL --admin-token-file FILE (the admin token, or an admin JWT)
@@ -45,6 +47,10 @@
 //! printed earlier must still be in the chain): exit status 0 intact, 1 a gap, an altered or
 //! malformed entry, a missing anchor, or a refusal by the API, 2 usage error, 3 gateway
 //! unreachable or failing.
+//!
+//! `usage` prints a subject's usage series (`GET {admin}/usage`), one JSON point per line,
+//! `{"t", "accepted", "rejected": {"reason": N}}`; exit status 0 done, 1 refused by the API (4xx:
+//! a bad parameter), 2 usage error, 3 gateway unreachable or failing.
 //!
 //! `path` shows what the gate decides on and forwards for a path as the gate receives it (with
 //! the configuration's `request` section and routes, or the defaults; in a Worker the runtime's
@@ -92,6 +98,9 @@ enum Command {
     /// Print the admin audit trail, or verify its hash chain, through the gateway's admin API.
     #[command(after_help = AUDIT_HELP)]
     Audit(AuditArgs),
+    /// Print a key's, subject's or client's usage series through the gateway's admin API.
+    #[command(after_help = USAGE_HELP)]
+    Usage(UsageArgs),
 }
 
 const VERIFY_HELP: &str =
@@ -109,6 +118,9 @@ Exit status: 0 valid, 1 invalid, 2 usage error.";
 const AUDIT_HELP: &str = "Prints one JSON line per entry, following every page. With --verify, prints one line instead:
 {\"verified\": true, \"entries\", \"first_seq\", \"head\": {\"seq\", \"hash\"}} or {\"verified\": false, \"problem\": gap|altered|unlinked|malformed|..., \"seq\", \"message\"}.
 Exit status: 0 done (with --verify: the chain is intact), 1 a broken chain (--verify) or refused by the API (4xx), 2 usage error, 3 gateway unreachable or failing (5xx).";
+const USAGE_HELP: &str = "Prints one JSON line per interval with any traffic: {\"t\": UNIX, \"accepted\": N, \"rejected\": {\"reason\": N}}.
+Minute resolution is kept for a day, hourly after (observability.retention_days in all).
+Exit status: 0 done, 1 refused by the API (4xx: a bad parameter), 2 usage error, 3 gateway unreachable or failing (5xx).";
 const PATH_HELP: &str = "Prints one JSON line per path: {\"path\", \"canonical\", \"method\", \"rule\", \"requirement\"} (rule and requirement with --config)
 or {\"path\", \"refused\": CODE, \"status\", \"problem\"}. In a Worker the runtime has already resolved . and .. segments (%2e ones too).
 Exit status: 0 every path accepted, 1 any refused, 2 usage or configuration error.";
@@ -351,6 +363,34 @@ struct AuditArgs {
 }
 
 #[derive(Args)]
+#[command(group = clap::ArgGroup::new("subject").required(true).args(["key_id", "sub", "client_id"]))]
+struct UsageArgs {
+    /// An API key's id
+    #[arg(long, value_name = "ID")]
+    key_id: Option<String>,
+    /// A token subject (with --iss)
+    #[arg(long, value_name = "SUB", requires = "iss")]
+    sub: Option<String>,
+    /// The subject's issuer
+    #[arg(long, value_name = "ISS", requires = "sub")]
+    iss: Option<String>,
+    /// An OAuth client (the azp or client_id claim)
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// From this time, in Unix seconds [default: a day before --to]
+    #[arg(long, value_name = "UNIX_SECONDS", value_parser = unix_time)]
+    from: Option<i64>,
+    /// Up to this time, in Unix seconds [default: now]
+    #[arg(long, value_name = "UNIX_SECONDS", value_parser = unix_time)]
+    to: Option<i64>,
+    /// The series' resolution
+    #[arg(long, value_name = "G", default_value = "minute", value_parser = ["minute", "hour", "day"])]
+    granularity: String,
+    #[command(flatten)]
+    admin: Admin,
+}
+
+#[derive(Args)]
 struct PathArgs {
     /// Gateway configuration (JSON) whose request section and routes apply [default: the request defaults, no routes]
     #[arg(long, value_name = "FILE")]
@@ -496,6 +536,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Keys(k) => admin::keys(k),
         Command::Path(a) => path(a),
         Command::Audit(a) => admin::audit(a),
+        Command::Usage(a) => admin::usage_series(a),
     }
 }
 
@@ -507,7 +548,7 @@ fn now_secs() -> Result<i64, Failure> {
 
 /// `revoke`, `revocations`, `keys` (but `keys check`) and `audit`: the admin API over HTTP(S).
 mod admin {
-    use super::{now_secs, usage, AuditArgs, Failure, Keys, Revocations, RevokeTarget};
+    use super::{now_secs, usage, AuditArgs, Failure, Keys, Revocations, RevokeTarget, UsageArgs};
     use edgeward::core::audit::{ChainHead, ChainVerifier, Start};
     use serde_json::{json, Value};
     use std::process::ExitCode;
@@ -711,6 +752,36 @@ mod admin {
                 }
             }
         }
+    }
+
+    /// Percent-encodes a query parameter's value (everything but RFC 3986's unreserved).
+    fn encode(v: &str) -> String {
+        v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    }
+
+    /// `usage`: the series, one point per line.
+    pub fn usage_series(args: UsageArgs) -> Result<ExitCode, Failure> {
+        let admin = Admin::from(&args.admin)?;
+        let mut q = match (&args.key_id, &args.sub, &args.client_id) {
+            (Some(k), ..) => format!("key_id={}", encode(k)),
+            (_, Some(s), _) => format!("sub={}&iss={}", encode(s), encode(args.iss.as_deref().unwrap_or(""))),
+            (.., Some(c)) => format!("client_id={}", encode(c)),
+            _ => return Err(usage("one of --key-id, --sub (with --iss) or --client-id")),
+        };
+        for (name, v) in [("from", args.from), ("to", args.to)] {
+            if let Some(v) = v {
+                q.push_str(&format!("&{name}={v}"));
+            }
+        }
+        q.push_str(&format!("&granularity={}", args.granularity));
+        let (status, v) = admin.call("GET", &format!("/usage?{q}"), None)?;
+        if status != 200 {
+            return finish(status, &v);
+        }
+        for point in v["series"].as_array().into_iter().flatten() {
+            println!("{point}");
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     fn broken(e: &edgeward::core::audit::ChainError) -> Result<ExitCode, Failure> {

@@ -330,6 +330,8 @@ pub enum AdminAction {
     BlockRemove,
     /// `POST /audit/test-hook` (test deployments only).
     AuditTestHook,
+    /// `GET /usage`.
+    UsageQuery,
     /// Anything else (answered 404, or 401 when refused).
     Unknown,
 }
@@ -358,6 +360,7 @@ impl AdminAction {
             ("GET", ["blocks"]) => (BlockList, None),
             ("DELETE", ["blocks", id]) => (BlockRemove, Some(*id)),
             ("POST", ["audit", "test-hook"]) => (AuditTestHook, None),
+            ("GET", ["usage"]) => (UsageQuery, None),
             _ => (Unknown, Some(rest)),
         };
         (action, target.map(bounded))
@@ -382,6 +385,7 @@ impl AdminAction {
             AdminAction::BlockList => "block_list",
             AdminAction::BlockRemove => "block_remove",
             AdminAction::AuditTestHook => "audit_test_hook",
+            AdminAction::UsageQuery => "usage_query",
             AdminAction::Unknown => "unknown",
         }
     }

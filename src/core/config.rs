@@ -6,6 +6,7 @@
 //! it (`issuers`: [`super::verify`]; `cookie_name`, `query_param`, `forward_claims`,
 //! `request_id_header`: [`super::request`]; `cookies`, `csrf`: [`super::cookie`]; `request`:
 //! [`super::canonical`]; `routes`: [`super::route`]; `rate_limits`: [`super::ratelimit`];
+//! `logging`: [`super::logging`]; `observability`: [`super::usage`]; `alerts`: [`super::alerts`];
 //! `token_cache`, `jwks_cache`: their caches). Here are the checks that span sections (upstream
 //! credentials against the headers the gate sets, routes against upstream credentials), the
 //! sections only the adapters use (`admin`, `revocations`, `api_keys`, `upstream_credentials`),
@@ -13,6 +14,7 @@
 //! [`CredentialPlaces`], [`ForwardRules`]): no check module imports this one.
 
 use super::access::Accepts;
+use super::alerts::{AlertsConfig, AlertsPolicy};
 use super::apikey::KeyEnv;
 use super::canonical::{is_tchar, PathRules, RequestPolicy};
 use super::cookie::{CookiePolicy, CsrfPolicy};
@@ -27,6 +29,7 @@ use super::request::{validate_forward_claims, validate_request_id_header, valida
 use super::route::{Route, RouteTable};
 use super::route::{MAX_TIMEOUT_MS, MIN_TIMEOUT_MS};
 use super::token_cache::TokenCacheConfig;
+use super::usage::{ObservabilityConfig, ObservabilityPolicy};
 use super::verify::{IssuerConfig, IssuerPolicy, TokenRules};
 use serde::Deserialize;
 use serde_json::Value;
@@ -96,6 +99,12 @@ pub struct EdgewardConfig {
     /// Client addresses refused before anything else is read.
     #[serde(default)]
     pub ip_blocks: IpBlocksConfig,
+    /// Usage counters: how often the gate flushes them, how long they are kept.
+    #[serde(default)]
+    pub observability: ObservabilityConfig,
+    /// Alert rules and webhooks (evaluated by the control Worker).
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// Verified-token cache.
     #[serde(default)]
     pub token_cache: TokenCacheConfig,
@@ -295,6 +304,10 @@ pub struct Policy {
     pub logging: LoggingPolicy,
     /// The block list.
     pub ip_blocks: IpBlocksConfig,
+    /// Usage counters.
+    pub observability: ObservabilityPolicy,
+    /// Alerts.
+    pub alerts: AlertsPolicy,
     /// Verified-token cache.
     pub token_cache: TokenCacheConfig,
     /// Rate limits.
@@ -375,6 +388,8 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("dpop", probe::<DpopConfig>),
         ("logging", probe::<LoggingConfig>),
         ("ip_blocks", probe::<IpBlocksConfig>),
+        ("observability", probe::<ObservabilityConfig>),
+        ("alerts", probe::<AlertsConfig>),
         ("token_cache", probe::<TokenCacheConfig>),
         ("rate_limits", probe::<RateLimitConfig>),
         ("revocations", probe::<RevocationConfig>),
@@ -468,6 +483,8 @@ impl EdgewardConfig {
         let dpop = self.dpop.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
         let logging = self.logging.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
         let ip_blocks = self.ip_blocks.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
+        let observability = self.observability.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
+        let alerts = self.alerts.validate().map_err(|(f, m)| ConfigError::new(&f, m))?;
         let cors = match self.cors {
             Some(c) => Some(c.validate(&self.csrf.header, &request_id_header)?),
             None => None,
@@ -550,7 +567,8 @@ impl EdgewardConfig {
             );
         }
         self.jwks_cache.validate()?;
-        let token_claims = super::claims::claims_read(&forward_claims, rate_limits.claims_read());
+        let token_claims =
+            super::claims::claims_read(&forward_claims, rate_limits.claims_read().into_iter().chain(super::usage::CLAIMS_READ.map(String::from)));
         Ok(Policy {
             issuers,
             leeway_secs: i64::from(self.leeway_secs),
@@ -573,6 +591,8 @@ impl EdgewardConfig {
             dpop,
             logging,
             ip_blocks,
+            observability,
+            alerts,
             token_cache: self.token_cache,
             rate_limits,
             revocations: self.revocations,

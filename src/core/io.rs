@@ -80,6 +80,8 @@ pub enum Deferred {
         /// Issuer index.
         issuer: usize,
     },
+    /// Send the usage counters to the control Worker ([`super::usage`]).
+    FlushUsage,
 }
 
 impl Deferred {
@@ -91,6 +93,7 @@ impl Deferred {
             Deferred::PersistDiscovery { .. } => "persist_discovery",
             Deferred::RefreshRevocations => "refresh_revocations",
             Deferred::RefreshBlocks => "refresh_blocks",
+            Deferred::FlushUsage => "flush_usage",
         }
     }
 }
@@ -121,6 +124,31 @@ pub trait GateIo {
     /// compiler drop the step descriptions from the Worker.
     fn tracing(&self) -> bool {
         false
+    }
+    /// Whether the pipeline counts decisions in the usage counters ([`super::usage`]) and
+    /// flushes them with [`GateIo::send_usage`] (the Worker; not where nothing runs after the
+    /// answer: the CLI, the JS package).
+    fn counts_usage(&self) -> bool {
+        false
+    }
+    /// Writes one data point to the Analytics Engine binding `EDGEWARD_ANALYTICS`, if there is
+    /// one (never awaited; where there is none: nothing).
+    fn write_data_point(&self, point: &super::usage::AnalyticsPoint) {
+        let _ = point;
+    }
+    /// Whether the Analytics Engine binding is there (so the point is made only then).
+    fn has_analytics(&self) -> bool {
+        false
+    }
+    /// Waits `ms` milliseconds (a deferred flush waiting for its time). Where nothing runs after
+    /// the answer: at once.
+    async fn sleep_ms(&self, ms: u32) {
+        let _ = ms;
+    }
+    /// Sends one usage batch (JSON, [`super::usage::UsageBatch`]) to `UsageStore` shard `shard`.
+    async fn send_usage(&self, shard: u32, batch: &str) -> Result<(), IoError> {
+        let _ = (shard, batch);
+        Err(IoError::NotBound("usage store"))
     }
     /// GETs a JWKS document, at most [`super::jwks_cache::MAX_JWKS_BYTES`] of it, within
     /// `timeout_ms`.

@@ -99,6 +99,9 @@ pub struct DecisionLog<'a> {
     /// An accepted request left out by `logging.accepted`'s sample (refusals are always written).
     #[serde(skip)]
     pub sampled_out: bool,
+    /// The refusal was of a revoked token or API key (for the usage counters; not written).
+    #[serde(skip)]
+    pub revoked: bool,
     /// Where the credential was found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<CredentialSource>,
@@ -111,6 +114,9 @@ pub struct DecisionLog<'a> {
     /// Verified subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// The verified token's client (`azp`, else `client_id`; at most 256 characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     /// Key id used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,

@@ -1,6 +1,7 @@
 //! The sans-I/O core: pure functions of (input, state, `now`). It names no runtime.
 
 pub mod access;
+pub mod alerts;
 pub mod alg;
 pub mod apikey;
 pub mod audit;
@@ -31,5 +32,6 @@ mod scope;
 pub mod state;
 pub mod token;
 pub mod token_cache;
+pub mod usage;
 pub mod verify;
 pub mod websocket;

@@ -43,6 +43,7 @@ use super::revocation::{
 use super::state::{CachedKey, EdgeRevocations, IsolateState};
 use super::token::UnverifiedToken;
 use super::token_cache::{token_hash, TokenHash};
+use super::usage::{analytics_point, is_auth_failure, Observation};
 use super::verify::{PendingToken, VerifiedToken};
 use super::websocket::{self, CloseReason, SocketCheck};
 use serde_json::json;
@@ -53,6 +54,10 @@ use std::sync::Arc;
 
 /// Largest API key record read from KV.
 const MAX_KEY_RECORD_BYTES: usize = 256 * 1024;
+/// Longest a deferred usage flush waits for its time (ms).
+pub const MAX_FLUSH_WAIT_MS: i64 = 25_000;
+/// Most flushes one deferred usage flush makes.
+const FLUSH_ROUNDS: usize = 3;
 
 /// A policy and the isolate state built for it: what a runtime keeps per configuration.
 #[derive(Debug)]
@@ -258,6 +263,16 @@ fn cert_thumbprint(hex_fp: &str) -> Option<String> {
     Some(super::json::b64url_encode(&b))
 }
 
+/// Who a verified token names, for the record (and the usage counters): its issuer (when it
+/// has one), `sub`, and the client (`azp`, else `client_id`).
+fn identify(log: &mut DecisionLog<'_>, v: &VerifiedToken) {
+    if let Some(iss) = v.issuer() {
+        log.iss = Some(iss.to_owned());
+    }
+    log.sub = v.subject().map(str::to_owned);
+    log.client_id = v.claim_text("azp").or_else(|| v.claim_text("client_id")).map(|c| c.chars().take(256).collect());
+}
+
 fn secs(ms: i64) -> i64 {
     ms.div_euclid(1000)
 }
@@ -279,6 +294,7 @@ pub fn refusal(e: &AuthError, policy: Option<&Policy>, log: &mut DecisionLog<'_>
     log.decision = "reject";
     log.status = r.status;
     log.reason = Some(r.code);
+    log.revoked = matches!(e, AuthError::TokenRevoked | AuthError::ApiKeyInvalid(ApiKeyFailure::Revoked));
     if log.detail.is_none() {
         log.detail = Some(e.to_string());
     }
@@ -345,6 +361,9 @@ impl Gate {
     /// it), and so will the origin's response (see [`Gate::respond`]).
     pub async fn decide<'a, I: GateIo>(&self, io: &I, req: &Incoming<'a>) -> Outcome<'a> {
         let mut out = self.decide_request(io, req).await;
+        if let Outcome::Refuse(r) | Outcome::Answer(r) = &out {
+            self.count(io, &r.log);
+        }
         if let Outcome::Refuse(r) = &mut out {
             // (A refused preflight has its own: no allow headers.)
             if let Some(c) = self.cors_for(cors_method(&r.log.method, req.headers), &r.log.path).filter(|_| !is_preflight(&r.log.method, req.headers)) {
@@ -927,8 +946,7 @@ impl Gate {
         let cached = self.state.tokens.borrow_mut().get(hash, now);
         if let Some(verified) = cached {
             log.token_cache = Some("hit");
-            log.iss = verified.issuer().map(str::to_owned);
-            log.sub = verified.subject().map(str::to_owned);
+            identify(log, &verified);
             log.kid = verified.kid().map(|k| k.chars().take(64).collect());
             log.alg = verified.alg().map(|a| a.name());
             let _ = log.step(io.tracing(), "cache", Ok(()), |_| "verified-token cache hit".into());
@@ -977,8 +995,7 @@ impl Gate {
             format!("exp, nbf, iat, lifetime, iss and aud pass at now={now}; {exp}")
         })?;
         self.state.tokens.borrow_mut().insert(*hash, &verified, &key.fingerprint, now);
-        log.iss = verified.issuer().map(str::to_owned);
-        log.sub = verified.subject().map(str::to_owned);
+        identify(log, &verified);
         Ok(verified)
     }
 
@@ -996,8 +1013,7 @@ impl Gate {
         let cached = self.state.tokens.borrow_mut().get(hash, now);
         if let Some(v) = cached {
             log.token_cache = Some("hit");
-            log.iss = v.issuer().map(str::to_owned);
-            log.sub = v.subject().map(str::to_owned);
+            identify(log, &v);
             return Ok(v);
         }
         log.token_cache = Some("miss");
@@ -1065,7 +1081,7 @@ impl Gate {
             _ => return Err(unavailable(log, "the introspection answer has no boolean active".into())),
         }
         let verified = VerifiedToken::from_introspection(answer, i, policy, now)?;
-        log.sub = verified.subject().map(str::to_owned);
+        identify(log, &verified);
         self.state.tokens.borrow_mut().insert_for(*hash, &verified, &format!("introspection:{i}"), now, i64::from(cfg.cache_ttl_secs));
         Ok(verified)
     }
@@ -1511,6 +1527,7 @@ impl Gate {
             }
             Deferred::RefreshRevocations => self.load_revocations(io, secs(io.now_ms())).await,
             Deferred::RefreshBlocks => self.load_blocks(io, secs(io.now_ms())).await,
+            Deferred::FlushUsage => self.flush_usage(io).await,
             Deferred::PersistDiscovery { issuer } => {
                 let (Some(iss), Some(d)) =
                     (self.policy.issuers.get(issuer).and_then(|i| i.issuer.as_deref()), self.state.discovery.borrow().get(issuer).cloned())
@@ -1523,6 +1540,84 @@ impl Gate {
                 }
             }
         }
+    }
+
+    /// Counts a finished decision in the usage counters ([`super::usage`]): accepted requests and
+    /// refusals under each subject the record names (preflights, public routes and admin calls
+    /// have none); when a flush is due, leaves it to [`Gate::run_deferred`].
+    pub fn count<I: GateIo>(&self, io: &I, log: &DecisionLog<'_>) {
+        if !io.counts_usage() {
+            return;
+        }
+        if let Some(o) = self.tally(log) {
+            if io.has_analytics() {
+                io.write_data_point(&analytics_point(&o, log.status, log.colo.as_deref(), log.rule.as_deref(), &log.method));
+            }
+        }
+        if self.state.usage.borrow_mut().should_flush(log.ts_ms) {
+            io.defer(Deferred::FlushUsage);
+        }
+    }
+
+    /// [`Gate::count`] without the flush: what was counted, if anything.
+    pub(crate) fn tally<'l>(&self, log: &'l DecisionLog<'_>) -> Option<Observation<'l>> {
+        let accepted = log.decision == "accept";
+        let reason = if log.decision == "reject" { log.reason } else { None };
+        if !accepted && reason.is_none() {
+            return None;
+        }
+        let o = Observation {
+            now_ms: log.ts_ms,
+            request_id: log.request_id,
+            accepted,
+            reason,
+            auth_failure: reason.is_some_and(|c| is_auth_failure(log.status, c)),
+            revoked: log.revoked,
+            key_id: log.key_id.as_deref(),
+            iss: log.iss.as_deref(),
+            sub: log.sub.as_deref(),
+            client_id: log.client_id.as_deref(),
+            client_ip: log.client_ip.as_deref(),
+            country: log.country.as_deref(),
+        };
+        self.state.usage.borrow_mut().record(&o);
+        Some(o)
+    }
+
+    /// Sends the usage counters, one batch per `UsageStore` shard; the shards that could not
+    /// be reached keep their counts for the next flush.
+    /// Waits until the flush is due (at most [`MAX_FLUSH_WAIT_MS`]: the platform ends background
+    /// work some 30 s after the answer), flushes, and goes on while counts came in meanwhile (at
+    /// most [`FLUSH_ROUNDS`] times; then the next decision asks again).
+    async fn flush_usage<I: GateIo>(&self, io: &I) {
+        for round in 0..FLUSH_ROUNDS {
+            // (The first round was asked for by the decision that deferred this task.)
+            if round > 0 && !self.state.usage.borrow_mut().should_flush(io.now_ms()) {
+                return;
+            }
+            let wait = self.state.usage.borrow().wait_ms(io.now_ms()).min(MAX_FLUSH_WAIT_MS);
+            if wait > 0 {
+                io.sleep_ms(wait as u32).await;
+            }
+            self.flush_usage_once(io).await;
+        }
+    }
+
+    async fn flush_usage_once<I: GateIo>(&self, io: &I) {
+        let now_ms = io.now_ms();
+        let batches = self.state.usage.borrow_mut().start_flush(now_ms);
+        let mut failed = Vec::new();
+        for (shard, batch) in &batches {
+            let sent = match serde_json::to_string(batch) {
+                Ok(text) => io.send_usage(*shard, &text).await,
+                Err(e) => Err(super::io::IoError::Failed(e.to_string())),
+            };
+            if let Err(e) = sent {
+                io.log(Level::Warn, &json!({"event": "usage_flush_failed", "shard": shard, "rows": batch.rows.len(), "error": e.to_string()}));
+                failed.push(*shard);
+            }
+        }
+        self.state.usage.borrow_mut().finish_flush(&failed);
     }
 
     /// The origin answered with `status`: the edits to its response (request id, rate-limit
@@ -1556,6 +1651,7 @@ impl Gate {
         }
         fwd.log.decision = if fwd.authenticated { "accept" } else { "public" };
         fwd.log.status = status;
+        self.count(io, &fwd.log);
         let replace_cors = fwd.cors.is_some();
         let (append, cors): (Vec<_>, Vec<_>) = fwd.cors.take().unwrap_or_default().into_iter().partition(|(k, _)| k == "vary");
         set.extend(cors);
@@ -1603,7 +1699,13 @@ impl Gate {
         let cors = fwd.cors;
         let mut log = fwd.log;
         log.detail = Some(detail);
+        // Counted already when `respond` ran (a relay that failed after it).
+        let counted = !log.decision.is_empty();
         let mut response = refusal(e, Some(&self.policy), &mut log);
+        if !counted {
+            // (The next decision starts the flush, if one is due.)
+            self.tally(&log);
+        }
         // Readable by a browser app like any other refusal.
         response.headers.extend(cors.unwrap_or_default());
         Refusal { response, log }

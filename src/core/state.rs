@@ -78,6 +78,8 @@ pub struct IsolateState {
     pub(crate) discovery: RefCell<Vec<super::discovery::Discovered>>,
     /// The DPoP proofs accepted, until each could no longer be accepted anyway.
     pub(crate) dpop_replay: RefCell<super::dpop::ReplayCache>,
+    /// The usage counters, until the next flush.
+    pub(crate) usage: RefCell<super::usage::UsageAggregator>,
 }
 
 impl IsolateState {
@@ -105,6 +107,7 @@ impl IsolateState {
             discovery: RefCell::new(vec![Default::default(); policy.issuers.len()]),
             inactive: RefCell::new(LruCache::new(NonZeroUsize::new(INACTIVE_CAPACITY).unwrap_or(NonZeroUsize::MIN))),
             evictions_reported: Cell::new((0, i64::MIN / 2)),
+            usage: RefCell::new(super::usage::UsageAggregator::new(&policy.observability)),
         }
     }
 
@@ -147,6 +150,11 @@ impl IsolateState {
     /// Number of cached API key lookups.
     pub fn cached_keys(&self) -> usize {
         self.keys.borrow().len()
+    }
+
+    /// Usage counter entries held until the next flush ([`super::usage`]).
+    pub fn usage_entries(&self) -> usize {
+        self.usage.borrow().len()
     }
 
     /// Number of active revocations in the edge copy.

@@ -34,6 +34,10 @@
 //!   (as `examples/bench_revocation.rs` builds it natively).
 //! - `revoked0`: the same against an empty set (the baseline).
 //!
+//! Usage counters (issue 17):
+//! - `usage`: N times the count the gate adds to an accepted JWT request (`Gate::tally`: its
+//!   `sub` and client id, entries that already exist); with `n=0` the request's own cost.
+//!
 //! Answers `{"n", "mode", "ok"}` (`ok`: every iteration succeeded). The configuration must use
 //! inline `jwks` only, so no fetch is involved. N is capped at [`MAX_N`].
 //!
@@ -221,6 +225,27 @@ pub async fn handle(gate: &Gate, url: &str, headers: &[(String, String)], now: i
                 }
             }
             ok
+        }
+        // N times what the gate adds to an accepted JWT request for the usage counters: the
+        // finished record counted under its sub and client id (entries that exist: the common case).
+        "usage" => {
+            let log = DecisionLog {
+                event: "decision",
+                ts_ms: now * 1000,
+                request_id: "0123456789abcdef0123456789abcdef",
+                decision: "accept",
+                status: 200,
+                iss: Some("https://issuer.bench".into()),
+                sub: Some("bench-user-0001".into()),
+                client_id: Some("bench-app".into()),
+                client_ip: Some("203.0.113.0/24".into()),
+                country: Some("DE".into()),
+                ..Default::default()
+            };
+            for _ in 0..n {
+                std::hint::black_box(gate.tally(std::hint::black_box(&log)));
+            }
+            gate.state().usage_entries() >= 2
         }
         "revoked100k" | "revoked0" => match verify_uncached(&uncached, &token, now, Backend::WebCrypto).await {
             Err(_) => false,

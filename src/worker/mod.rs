@@ -12,7 +12,7 @@ pub mod runtime;
 mod socket;
 
 #[cfg(feature = "control")]
-pub use control::{AuditTrail, KeyWriter, RateLimiter, ReplayGuard, RevocationLedger};
+pub use control::{AuditTrail, KeyWriter, RateLimiter, ReplayGuard, RevocationLedger, UsageStore};
 pub use gate::CONTROL_BINDING;
 pub use runtime::{CONFIG_VAR, KV_BINDING};
 

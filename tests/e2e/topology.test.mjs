@@ -36,7 +36,7 @@ describe('the two builds', { timeout: 660_000 }, () => {
     await h.ensureBuilt();
     const gate = exportsOf('build');
     const control = exportsOf('build-control');
-    for (const cls of ['RateLimiter', 'RevocationLedger', 'KeyWriter', 'ReplayGuard', 'AuditTrail']) {
+    for (const cls of ['RateLimiter', 'RevocationLedger', 'KeyWriter', 'ReplayGuard', 'AuditTrail', 'UsageStore']) {
       assert.ok(!gate.includes(cls), `the gate exports ${cls}: ${gate}`);
       assert.ok(control.includes(cls), `the control Worker does not export ${cls}: ${control}`);
     }

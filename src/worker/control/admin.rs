@@ -136,6 +136,7 @@ pub async fn handle(
         }
         Ok(body) if rest == "/keys" || rest.starts_with("/keys/") => super::keys::admin_op(body, &method, rest, query, policy, env, now).await,
         Ok(body) if rest == "/audit" || rest.starts_with("/audit/") => audit::admin_op(body, &method, rest, query, env).await,
+        Ok(_) if rest.trim_end_matches('/') == "/usage" => super::usage::admin_op(&method, query, env, now).await,
         Ok(body) => super::ledger::admin_op(body, &method, rest, query, env).await,
     };
     let mut seq = None;

@@ -15,9 +15,9 @@
 
 use super::answer::{int, json_response, text};
 use crate::core::ipblock::{Block, BlockList, BlockTarget, BLOCKS_KEY, MAX_BLOCKS, MAX_BLOCK_SECS};
-use crate::worker::runtime::kv_binding;
+use crate::worker::runtime::{ask_ledger, kv_binding};
 use serde::Deserialize;
-use worker::{console_log, Env, Response, SqlStorage, SqlStorageValue as V};
+use worker::{console_log, console_warn, Env, Response, SqlStorage, SqlStorageValue as V};
 
 /// The tables (run by the ledger's `ready`).
 pub const DDL: [&str; 2] = [
@@ -167,4 +167,19 @@ pub fn command(sql: &SqlStorage, op: &str, body: Option<serde_json::Value>, id: 
         }
         _ => Ok((bad("bad_request", "unknown op")?, false)),
     }
+}
+
+/// Blocks `target` (as an alert's subject shows a client) until `expires_at`, through the ledger:
+/// the answer's status and body, or why the ledger could not be asked. (An alert rule's
+/// `block_ip_secs` action.)
+pub async fn block_address(env: &Env, target: &str, expires_at: i64, reason: &str) -> Result<(u16, serde_json::Value), String> {
+    let cmd = serde_json::json!({"op": "block", "body": {"target": target, "expires_at": expires_at, "reason": reason}});
+    let mut resp = ask_ledger(env, cmd).await.map_err(|e| e.to_string())?;
+    let status = resp.status_code();
+    let body = resp.text().await.map_err(|e| e.to_string())?;
+    let v = serde_json::from_str(&body).unwrap_or_default();
+    if status >= 300 {
+        console_warn!("{}", serde_json::json!({"event": "ip_block_failed", "status": status, "answer": v}));
+    }
+    Ok((status, v))
 }

@@ -618,13 +618,23 @@ impl DurableObject for RevocationLedger {
 /// Puts an API key id on the revocation list until `until` (a disabled key). False if the
 /// ledger could not be reached (logged).
 pub async fn revoke_api_key(env: &Env, key_id: &str, until: i64) -> bool {
-    let body = serde_json::json!({"target": {"kind": "api_key", "key_id": key_id}, "reason": "key disabled", "expires_at": until});
-    match ask_ledger(env, serde_json::json!({"op": "add", "body": body})).await {
-        Ok(r) if matches!(r.status_code(), 200 | 201) => true,
-        other => {
-            console_warn!("{}", serde_json::json!({"event": "api_key_revoke_failed", "key_id": key_id, "status": other.ok().map(|r| r.status_code())}));
+    match add_api_key_revocation(env, key_id, until, "key disabled").await {
+        Ok(()) => true,
+        Err(e) => {
+            console_warn!("{}", serde_json::json!({"event": "api_key_revoke_failed", "key_id": key_id, "error": e}));
             false
         }
+    }
+}
+
+/// Adds an `api_key` revocation of `key_id` until `until` with `reason` (the path an admin's
+/// `POST /revocations` takes: the ledger's `add`).
+pub async fn add_api_key_revocation(env: &Env, key_id: &str, until: i64, reason: &str) -> Result<(), String> {
+    let body = serde_json::json!({"target": {"kind": "api_key", "key_id": key_id}, "reason": reason, "expires_at": until});
+    match ask_ledger(env, serde_json::json!({"op": "add", "body": body})).await {
+        Ok(r) if matches!(r.status_code(), 200 | 201) => Ok(()),
+        Ok(r) => Err(format!("the ledger answered {}", r.status_code())),
+        Err(e) => Err(format!("the ledger could not be reached: {e}")),
     }
 }
 

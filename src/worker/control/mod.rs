@@ -18,9 +18,11 @@ mod keywriter;
 mod ledger;
 mod limiter;
 mod replay;
+pub(crate) mod usage;
 
 pub use audit::AuditTrail;
 pub use keywriter::KeyWriter;
 pub use ledger::RevocationLedger;
 pub use limiter::RateLimiter;
 pub use replay::ReplayGuard;
+pub use usage::UsageStore;

@@ -29,6 +29,11 @@ pub const DO_BINDING: &str = "EDGEWARD_LIMITER";
 const SHARDS: u64 = 32;
 /// Durable Object binding of the DPoP replay guard (`dpop.replay: "exact"`).
 pub const REPLAY_BINDING: &str = "EDGEWARD_REPLAY";
+/// Durable Object binding of the usage store (control Worker), [`crate::core::usage::SHARDS`]
+/// objects `usage-N`.
+pub const USAGE_BINDING: &str = "EDGEWARD_USAGE";
+/// The optional Workers Analytics Engine binding: one data point per counted decision.
+pub const ANALYTICS_BINDING: &str = "EDGEWARD_ANALYTICS";
 /// DPoP replay keys are spread over this many objects (the control Worker's `replay::SHARDS`).
 const REPLAY_SHARDS: u64 = 32;
 
@@ -102,6 +107,37 @@ impl GateIo for WorkerIo {
 
     fn has_kv(&self) -> bool {
         self.kv().is_some()
+    }
+
+    fn counts_usage(&self) -> bool {
+        true
+    }
+
+    fn has_analytics(&self) -> bool {
+        super::js::analytics(&self.env, ANALYTICS_BINDING).is_some()
+    }
+
+    fn write_data_point(&self, point: &crate::core::usage::AnalyticsPoint) {
+        if let Some(binding) = super::js::analytics(&self.env, ANALYTICS_BINDING) {
+            if let Err(e) = super::js::write_data_point(&binding, point) {
+                console_warn!("{}", serde_json::json!({"event": "analytics_write_failed", "error": e.to_string()}));
+            }
+        }
+    }
+
+    async fn sleep_ms(&self, ms: u32) {
+        worker::Delay::from(Duration::from_millis(u64::from(ms))).await;
+    }
+
+    async fn send_usage(&self, shard: u32, batch: &str) -> Result<(), IoError> {
+        let failed = |e: worker::Error| IoError::Failed(e.to_string());
+        let ns = self.env.durable_object(USAGE_BINDING).map_err(|_| IoError::NotBound(USAGE_BINDING))?;
+        let stub = ns.get_by_name(&format!("usage-{shard}")).map_err(failed)?;
+        let resp = stub.fetch_with_request(post_request("https://usage/ingest", batch)?).await.map_err(failed)?;
+        match resp.status_code() {
+            200 => Ok(()),
+            s => Err(IoError::BadAnswer(format!("usage store answered {s}"))),
+        }
     }
 
     async fn fetch_jwks(&self, uri: &str, timeout_ms: u32) -> FetchOutcome {

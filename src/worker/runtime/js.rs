@@ -194,6 +194,21 @@ impl DoStorage {
     }
 }
 
+/// The Analytics Engine binding `name` of `env`, if bound (an object with `writeDataPoint`).
+pub fn analytics(env: &Env, name: &str) -> Option<JsValue> {
+    let v = Reflect::get(env, &JsValue::from_str(name)).ok()?;
+    (v.is_object() && method(&v, "writeDataPoint").is_ok()).then_some(v)
+}
+
+/// `binding.writeDataPoint({indexes, blobs, doubles})` (synchronous: the platform sends it).
+pub fn write_data_point(binding: &JsValue, p: &crate::core::usage::AnalyticsPoint) -> Result<(), IoError> {
+    let strings = |v: &[String]| v.iter().map(|s| JsValue::from_str(s)).collect::<Array>();
+    let doubles: Array = p.doubles.iter().map(|d| JsValue::from_f64(*d)).collect();
+    let point = object(&[("indexes", strings(&p.indexes).into()), ("blobs", strings(&p.blobs).into()), ("doubles", doubles.into())]);
+    let f = method(binding, "writeDataPoint")?;
+    f.call1(binding, &point).map(|_| ()).map_err(|e| IoError::Failed(describe(&e)))
+}
+
 /// Asks the rate-limiting binding `name` about `key`: `Ok(true)` when the request may pass.
 pub async fn rate_limit(env: &Env, name: &str, key: &str) -> Result<bool, IoError> {
     let binding = Reflect::get(env, &JsValue::from_str(name)).ok().filter(JsValue::is_object).ok_or(IoError::NotBound("rate-limiting"))?;

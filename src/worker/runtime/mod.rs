@@ -11,7 +11,7 @@ pub(crate) mod webcrypto;
 
 #[cfg(feature = "control")]
 pub(crate) use io::{ask_ledger, post_request, LimiterAsk};
-pub use io::{kv_binding, now_ms, now_secs, WorkerIo, DO_BINDING, KV_BINDING, LEDGER_BINDING};
+pub use io::{kv_binding, now_ms, now_secs, WorkerIo, DO_BINDING, KV_BINDING, LEDGER_BINDING, USAGE_BINDING};
 
 use crate::core::config::{ConfigError, Policy};
 use crate::core::pipeline::Gate;
