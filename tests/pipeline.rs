@@ -3256,6 +3256,7 @@ fn io_calls_per_request_for_the_common_cases() {
 /// The tests whose refusals are checked with `refused`/`check_refusal` (each records its codes).
 const REFUSAL_TESTS: &[fn()] = &[
     introspected_opaque_tokens,
+    blocked_addresses_are_refused_before_anything_else_until_their_block_ends,
     dpop_bound_token_with_its_proof,
     dpop_each_failed_check_has_its_code,
     dpop_route_modes_and_downgrade,
