@@ -129,10 +129,10 @@ async function runVerify() {
     $('countdown').textContent = '';
     return;
   }
-  const report = explain(token, jwks, policy);
+  const report = await explain(token, jwks, policy);
   let claims = null, accepted = false;
   try {
-    claims = verify(token, jwks, policy, report.nowSecs);
+    claims = await verify(token, jwks, policy, { nowSecs: report.nowSecs });
     accepted = true;
     showVerdict(true, null, `signature and claims pass (${report.steps.length} checks)`);
   } catch (e) {

@@ -45,9 +45,9 @@ const mint = (alg, key, kid, claims = {}, exp = now() + 600) =>
     .setIssuer(ISSUER).setAudience(AUDIENCE).setSubject('user-42').setIssuedAt().setExpirationTime(exp)
     .sign(key);
 
-const codeOf = (fn) => {
+const codeOf = async (fn) => {
   try {
-    fn();
+    await fn();
   } catch (e) {
     assert.ok(e instanceof ew.EdgewardError, `an EdgewardError: ${e}`);
     assert.ok(e instanceof Error);
@@ -67,19 +67,19 @@ describe('edgeward package (wasm) vs tokens signed by jose', () => {
       const jwks = { keys: [jwk] };
       const policy = { issuer: ISSUER, audiences: [AUDIENCE], algorithms: [alg] };
       const good = await mint(alg, signKey, jwk.kid);
-      assert.equal(ew.verify(good, jwks, policy).sub, 'user-42');
-      assert.equal(ew.explain(good, JSON.stringify(jwks), policy).verdict, 'accept');
+      assert.equal((await ew.verify(good, jwks, policy)).sub, 'user-42');
+      assert.equal((await ew.explain(good, JSON.stringify(jwks), policy)).verdict, 'accept');
 
       const [h, , s] = good.split('.');
       const forged = `${h}.${base64url.encode(JSON.stringify({ iss: ISSUER, aud: AUDIENCE, sub: 'admin', exp: now() + 600 }))}.${s}`;
-      assert.equal(codeOf(() => ew.verify(forged, jwks, policy)), 'bad_signature');
+      assert.equal(await codeOf(() => ew.verify(forged, jwks, policy)), 'bad_signature');
       const expired = await mint(alg, signKey, jwk.kid, {}, now() - 120);
-      assert.equal(codeOf(() => ew.verify(expired, jwks, policy)), 'expired');
-      assert.equal(codeOf(() => ew.verify(good, jwks, { ...policy, audiences: ['api://other'] })), 'audience_mismatch');
-      assert.equal(codeOf(() => ew.verify(good, jwks, { ...policy, issuer: 'https://evil.example' })), 'issuer_mismatch');
+      assert.equal(await codeOf(() => ew.verify(expired, jwks, policy)), 'expired');
+      assert.equal(await codeOf(() => ew.verify(good, jwks, { ...policy, audiences: ['api://other'] })), 'audience_mismatch');
+      assert.equal(await codeOf(() => ew.verify(good, jwks, { ...policy, issuer: 'https://evil.example' })), 'issuer_mismatch');
       const { signKey: otherKey } = await issuer(alg, options);
       const otherKeysToken = await mint(alg, otherKey, jwk.kid);
-      assert.equal(codeOf(() => ew.verify(otherKeysToken, jwks, policy)), 'bad_signature', 'same kid, another key');
+      assert.equal(await codeOf(() => ew.verify(otherKeysToken, jwks, policy)), 'bad_signature', 'same kid, another key');
     });
   }
 
@@ -90,17 +90,17 @@ describe('edgeward package (wasm) vs tokens signed by jose', () => {
     const good = await mint('RS256', signKey, jwk.kid);
     const [, p] = good.split('.');
     const none = `${base64url.encode('{"alg":"none"}')}.${p}.`;
-    assert.equal(codeOf(() => ew.verify(none, jwks, policy)), 'alg_none');
+    assert.equal(await codeOf(() => ew.verify(none, jwks, policy)), 'alg_none');
     const hs = `${base64url.encode('{"alg":"HS256","kid":"k-RS256"}')}.${p}.${base64url.encode('x'.repeat(32))}`;
-    assert.equal(codeOf(() => ew.verify(hs, jwks, policy)), 'alg_not_allowed');
+    assert.equal(await codeOf(() => ew.verify(hs, jwks, policy)), 'alg_not_allowed');
   });
 });
 
 describe('EdgewardError and isEdgewardError', () => {
-  test('thrown errors are EdgewardError instances with code and status or field, never both', () => {
+  test('rejections are EdgewardError instances with code and status or field, never both', async () => {
     let e;
     try {
-      ew.verify('not-a-token', { keys: [] }, { issuer: ISSUER, algorithms: ['ES256'] });
+      await ew.verify('not-a-token', { keys: [] }, { issuer: ISSUER, algorithms: ['ES256'] });
     } catch (err) {
       e = err;
     }
@@ -113,7 +113,7 @@ describe('EdgewardError and isEdgewardError', () => {
     assert.match(e.stack, /EdgewardError/);
 
     try {
-      ew.verify('a.b.c', { keys: [] }, { issuer: ISSUER, algorithms: ['ES256', 'none'] });
+      await ew.verify('a.b.c', { keys: [] }, { issuer: ISSUER, algorithms: ['ES256', 'none'] });
     } catch (err) {
       e = err;
     }
@@ -334,11 +334,10 @@ const PROBE = `
   const [token, jwks] = process.argv.slice(-2);
   const policy = { issuer: ${JSON.stringify(ISSUER)}, algorithms: ['ES256'] };
   let tampered, isClass, guard;
-  try { ew.verify(token.slice(0, -4) + 'AAAA', jwks, policy); } catch (e) {
+  ew.verify(token.slice(0, -4) + 'AAAA', jwks, policy).catch((e) => {
     tampered = e.code; isClass = e instanceof ew.EdgewardError; guard = ew.isEdgewardError(e);
-  }
-  console.log(JSON.stringify({ node: process.versions.node.split('.')[0], sub: ew.verify(token, jwks, policy).sub, tampered, isClass, guard,
-    pkce: ew.pkcePair().method, exports: Object.keys(ew).filter((k) => k !== 'default' && k !== '__esModule').sort() }));`;
+  }).then(() => ew.verify(token, jwks, policy)).then(({ sub }) => console.log(JSON.stringify({ node: process.versions.node.split('.')[0], sub, tampered, isClass, guard,
+    pkce: ew.pkcePair().method, exports: Object.keys(ew).filter((k) => k !== 'default' && k !== '__esModule').sort() })));`;
 const PROBES = {
   'import edgeward': ['probe.mjs', `import * as ew from 'edgeward';\n${PROBE}`],
   'require edgeward': ['probe.cjs', `const ew = require('edgeward');\n${PROBE}`],

@@ -6,9 +6,9 @@ export function run(edgeward, ready = Promise.resolve()) {
   const { verify, decodeUnverified, pkcePair, EdgewardError, isEdgewardError, createDpopKey, dpopProof, jwkThumbprint } = edgeward;
   Promise.all([ready, fetch('./fixture.json').then((r) => r.json())])
     .then(async ([, { token, tampered, jwks, policy }]) => {
-      const result = { sub: verify(token, jwks, policy).sub, alg: decodeUnverified(token).header.alg, pkce: pkcePair().method };
+      const result = { sub: (await verify(token, jwks, policy)).sub, alg: decodeUnverified(token).header.alg, pkce: pkcePair().method };
       try {
-        verify(tampered, jwks, policy);
+        await verify(tampered, jwks, policy);
         result.tampered = 'accepted';
       } catch (e) {
         result.tampered = e instanceof EdgewardError && isEdgewardError(e) ? e.code : String(e);

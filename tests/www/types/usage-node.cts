@@ -5,8 +5,8 @@ import web = require('edgeward/web');
 
 declare const token: string;
 const policy: edgeward.VerifyPolicy = { issuer: null, algorithms: ['EdDSA'] };
-const claims = edgeward.verify<{ roles: string[] }>(token, { keys: [] }, policy);
-claims.roles satisfies string[];
+edgeward.verify<{ roles: string[] }>(token, { keys: [] }, policy).then((claims) => claims.roles satisfies string[]);
+edgeward.createVerifier(policy, { jwksUri: 'https://id.example/jwks' }).verify(token).then((claims) => claims.sub);
 try {
   edgeward.decodeUnverified(token);
 } catch (e) {

@@ -1,0 +1,82 @@
+// The I/O of the package's verifier: signature checks on the platform's WebCrypto
+// (`crypto.subtle`) and JWKS fetches. The Rust core (src/web/verifier.rs) decides everything else
+// (parse, header rules, key selection, claims, the JWKS cache policy); it calls these two
+// functions where the gate's Worker calls its own WebCrypto and fetch (src/core/io.rs, GateIo).
+// wasm-bindgen bundles this module with the glue.
+
+const HASH = { 256: 'SHA-256', 384: 'SHA-384', 512: 'SHA-512' };
+const CURVE = { 256: 'P-256', 384: 'P-384', 512: 'P-521' };
+
+/** [importKey algorithm, verify algorithm] for a JWS `alg` the core has already allowed. */
+function params(alg) {
+  const bits = alg.slice(2);
+  const hash = { name: HASH[bits] };
+  switch (alg.slice(0, 2)) {
+    case 'RS':
+      return [{ name: 'RSASSA-PKCS1-v1_5', hash }, { name: 'RSASSA-PKCS1-v1_5' }];
+    case 'PS':
+      return [{ name: 'RSA-PSS', hash }, { name: 'RSA-PSS', saltLength: Number(bits) / 8 }];
+    case 'ES':
+      return [{ name: 'ECDSA', namedCurve: CURVE[bits] }, { name: 'ECDSA', hash }];
+    case 'HS':
+      return [{ name: 'HMAC', hash }, { name: 'HMAC' }];
+    default: // EdDSA, Ed25519
+      return [{ name: 'Ed25519' }, { name: 'Ed25519' }];
+  }
+}
+
+/** Whether this context has WebCrypto (not in an insecure context: plain http off localhost). */
+export function subtleAvailable() {
+  return typeof globalThis.crypto === 'object' && globalThis.crypto !== null && typeof globalThis.crypto.subtle === 'object';
+}
+
+/**
+ * Whether `signature` verifies over `input` under the key `id` for `alg`. `keys` is the verifier's
+ * cache: `id` (the key's fingerprint and the algorithm) to `[CryptoKey promise, verify algorithm]`,
+ * filled from `jwkText` (the public JWK as the core parsed it) the first time; a key that fails
+ * to import is forgotten and does not verify. Resolves to a boolean; never rejects.
+ */
+export function subtleVerify(keys, id, alg, jwkText, signature, input) {
+  let entry = keys.get(id);
+  if (entry === undefined) {
+    if (jwkText === undefined) return Promise.resolve(false);
+    const [importAlg, verifyAlg] = params(alg);
+    let jwk;
+    try {
+      jwk = JSON.parse(jwkText);
+    } catch {
+      return Promise.resolve(false);
+    }
+    entry = [crypto.subtle.importKey('jwk', jwk, importAlg, false, ['verify']), verifyAlg];
+    keys.set(id, entry);
+  }
+  // The arguments are views of WebAssembly memory, which may move while the key is awaited.
+  const sig = signature.slice();
+  const data = input.slice();
+  return entry[0].then(
+    (key) => crypto.subtle.verify(entry[1], key, sig, data).then(Boolean, () => false),
+    () => {
+      keys.delete(id);
+      return false;
+    },
+  );
+}
+
+/**
+ * GETs a JWK Set with `fetchFn` within `timeoutMs`: `{status, cacheControl, body}`, or `{error}`
+ * for a network error or timeout. Never rejects. The core caps the body's size and reads the
+ * status and `Cache-Control` by its own rules.
+ */
+export async function fetchJwks(fetchFn, uri, timeoutMs) {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  try {
+    const res = await fetchFn(uri, { headers: { accept: 'application/json' }, signal: abort.signal, redirect: 'follow' });
+    const body = await res.text();
+    return { status: res.status, cacheControl: res.headers.get('cache-control'), body };
+  } catch (e) {
+    return { error: abort.signal.aborted ? `no answer within ${timeoutMs} ms` : String((e && e.message) || e) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
