@@ -224,8 +224,9 @@ export interface VerifyOptions {
 
 /** Where a verifier's keys come from: a JWK Set, or its URL (fetched, cached by the edge's rules). */
 export type KeySource =
-  | { jwks: Jwks }
+  | { jwks: Jwks; jwksUri?: never; fetch?: never }
   | {
+      jwks?: never;
       /** https (or http on loopback), as the gate's `jwks_uri`. */
       jwksUri: string;
       /** The `fetch` to get it with (default: the global `fetch`). */

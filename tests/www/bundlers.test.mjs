@@ -8,7 +8,9 @@
 //            Rollup (it finds node_modules; it does nothing for .wasm); `--format es`
 // The apps (tests/www/apps/) import the default entry point; webpack and esbuild also build one
 // that `require()`s it, and Vite and webpack one on `edgeward/web`, whose .wasm they emit as an
-// asset. Builds go to tests/artifacts/pkg/<bundler>-<app>/dist.
+// asset. Every bundler also builds app-plain.js (`edgeward/decode` and `edgeward/dpop`, plain JS),
+// run under a CSP without 'wasm-unsafe-eval'; esbuild and webpack its `require()` twin.
+// Builds go to tests/artifacts/pkg/<bundler>-<app>/dist.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -127,7 +129,7 @@ function sizes(dist) {
   return `${raw} B raw, ${gzip} B gzip -9`;
 }
 
-const EXPECTED = { sub: 'user-42', alg: 'ES256', pkce: 'S256', tampered: 'bad_signature' };
+const EXPECTED = { sub: 'user-42', viaVerifier: 'user-42', alg: 'ES256', pkce: 'S256', tampered: 'bad_signature' };
 
 describe('the package in bundlers (their defaults), run in headless Chromium under a strict CSP', () => {
   for (const [bundler, entry] of CASES) {
@@ -142,6 +144,19 @@ describe('the package in bundlers (their defaults), run in headless Chromium und
       assert.deepEqual([payload.htm, payload.htu, payload.ath], ['GET', `${origin}/api/orders`, crypto.createHash('sha256').update(JSON.parse(fixture).token).digest('base64url')]);
       assert.equal(dpop.jkt, await calculateJwkThumbprint(protectedHeader.jwk, 'sha256'), 'jwkThumbprint in the browser = jose\'s');
       assert.equal(dpop.extractable, false);
+    });
+  }
+
+  for (const [bundler, entry] of [['esbuild', 'app-plain.js'], ['vite', 'app-plain.js'], ['webpack', 'app-plain.js'], ['rollup', 'app-plain.js'], ['esbuild', 'app-plain-require.cjs'], ['webpack', 'app-plain-require.cjs']]) {
+    test(`${bundler}: ${entry} (no WebAssembly: a CSP without 'wasm-unsafe-eval')`, async (t) => {
+      const dist = await buildApp(bundler, entry);
+      t.diagnostic(`${bundler} ${entry}: ${sizes(dist)}`);
+      assert.ok(!fs.readdirSync(dist, { recursive: true }).some((f) => f.endsWith('.wasm')), 'no .wasm emitted');
+      const { origin, ...r } = await runApp(dist, CSP_WITHOUT_WASM);
+      const { proof, ...rest } = r.result ?? {};
+      assert.deepEqual({ ...r, result: rest }, { result: { sub: 'user-42', alg: 'ES256', malformed: 'malformed_token', pkce: 'S256', refresh: true, random: 33 }, error: undefined, pageErrors: [] });
+      const { payload } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] });
+      assert.deepEqual([payload.htm, payload.htu], ['GET', `${origin}/api/orders`]);
     });
   }
 
