@@ -232,7 +232,7 @@ fs.writeFileSync(
 // The plain-JS entry points: ES module and CommonJS, each with its own copy of error.js.
 for (const [name, p] of Object.entries(PLAIN)) {
   const module = path.join(path.dirname(errorModule), p.source);
-  if (!fs.existsSync(module)) fs.copyFileSync(path.join(ROOT, 'src/web/js', p.source), module);
+  fs.copyFileSync(path.join(ROOT, 'src/web/js', p.source), module);
   const entry = path.join(entries, `${name}.entry.js`);
   fs.writeFileSync(entry, `export { ${p.exports.join(', ')} } from ${imp(module)};\nexport { EdgewardError, isEdgewardError } from ${imp(errorModule)};\n`);
   for (const [out, format] of [[`${name}.js`, 'esm'], [`${name}.cjs`, 'cjs']]) {

@@ -19,25 +19,34 @@ const tokenError = (code, message) => new EdgewardError(code, message, { status:
 const malformedToken = () => tokenError('malformed_token', 'token is not three segments of canonical base64url');
 const invalid = (message) => new EdgewardError('invalid_argument', message);
 
-/** Canonical unpadded base64url (RFC 7515 §2): null on any other character, length or stray bits. */
+const ALPHABET = /^[A-Za-z0-9_-]*$/;
+// Native where the platform has it (Chromium 140+, Firefox 133+, Safari 18.2+).
+const fromBase64 = Uint8Array.fromBase64;
+
+/** Whether `s` is canonical unpadded base64url (RFC 7515 §2): its alphabet only, no stray bits. */
+function b64urlValid(s) {
+  const r = s.length % 4;
+  return r !== 1 && ALPHABET.test(s) && !(r && SIX[s.charCodeAt(s.length - 1)] & (r === 2 ? 15 : 3));
+}
+
+/** Canonical unpadded base64url decoded; null on any other character, length or stray bits. */
 function b64urlDecode(s) {
-  if (s.length % 4 === 1) return null;
+  if (!b64urlValid(s)) return null;
+  if (fromBase64) return fromBase64(s, { alphabet: 'base64url' });
   const out = new Uint8Array((s.length * 3) >> 2);
-  let acc = 0;
-  let bits = 0;
   let o = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    const v = c < 128 ? SIX[c] : -1;
-    if (v < 0) return null;
-    acc = ((acc << 6) | v) & 0xffffff;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (acc >> bits) & 0xff;
-    }
+  let i = 0;
+  for (; i + 4 <= s.length; i += 4) {
+    const n = (SIX[s.charCodeAt(i)] << 18) | (SIX[s.charCodeAt(i + 1)] << 12) | (SIX[s.charCodeAt(i + 2)] << 6) | SIX[s.charCodeAt(i + 3)];
+    out[o++] = n >> 16;
+    out[o++] = n >> 8;
+    out[o++] = n;
   }
-  if (acc & ((1 << bits) - 1)) return null;
+  if (i < s.length) {
+    const n = (SIX[s.charCodeAt(i)] << 18) | (SIX[s.charCodeAt(i + 1)] << 12) | (i + 2 < s.length ? SIX[s.charCodeAt(i + 2)] << 6 : 0);
+    out[o++] = n >> 16;
+    if (i + 2 < s.length) out[o++] = n >> 8;
+  }
   return out;
 }
 
@@ -57,40 +66,51 @@ function b64urlEncode(bytes) {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/**
+ * What a parsed value holds that the gate's strict parser refuses: a number JSON text cannot carry
+ * (1e999 parses to Infinity here) or a string with a lone surrogate (from an escape: the UTF-8 was
+ * decoded strictly). Counts the members of every object into `count.n`.
+ */
+function refused(v, count) {
+  if (typeof v === 'number') return !Number.isFinite(v);
+  if (typeof v === 'string') return !v.isWellFormed();
+  if (typeof v !== 'object' || v === null) return false;
+  if (Array.isArray(v)) return v.some((x) => refused(x, count));
+  for (const k in v) {
+    count.n++;
+    if (!k.isWellFormed() || refused(v[k], count)) return true;
+  }
+  return false;
+}
+
 // Strings (whole, escapes included) and the structural characters of JSON text: outside strings,
 // JSON has no quote, so every match starts at a token boundary.
 const TOKENS = /"(?:[^"\\]|\\.)*"|[{}[\]:]/g;
-const LONE_SURROGATE = /\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/;
 
-/**
- * Why `text` (valid JSON) is not strict: the name of a member repeated in one object, `''` for an
- * escape the gate's parser refuses (a lone surrogate); undefined when strict.
- */
-function strictProblem(text) {
+/** The first member name repeated in one object of `text` (valid JSON), if any. */
+function duplicate(text) {
   const objects = [];
   let last = null;
-  for (const m of text.matchAll(TOKENS)) {
-    const t = m[0];
+  for (const [t] of text.matchAll(TOKENS)) {
     if (t === '{') objects.push(new Set());
     else if (t === '[') objects.push(null);
     else if (t === '}' || t === ']') objects.pop();
     else if (t === ':') {
       const names = objects[objects.length - 1];
-      const name = last.includes('\\') ? JSON.parse(last) : last.slice(1, -1);
+      const name = JSON.parse(last);
       if (names.has(name)) return name;
       names.add(name);
-    } else if (t.includes('\\u') && LONE_SURROGATE.test(t)) return '';
+    }
     last = t;
   }
   return undefined;
 }
 
-/** Whether a parsed value holds a number JSON cannot carry exactly as the gate reads it (1e999). */
-function hasInfinity(v) {
-  if (typeof v === 'number') return !Number.isFinite(v);
-  if (typeof v !== 'object' || v === null) return false;
-  for (const k in v) if (hasInfinity(v[k])) return true;
-  return false;
+/** Colons in `text`: one per member, plus those inside strings. */
+function colons(text) {
+  let n = 0;
+  for (let i = text.indexOf(':'); i >= 0; i = text.indexOf(':', i + 1)) n++;
+  return n;
 }
 
 /** A strict JSON object from decoded bytes, or the gate's error for `part`. */
@@ -104,10 +124,14 @@ function strictObject(bytes, claims) {
   } catch {
     throw notObject();
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || hasInfinity(value)) throw notObject();
-  const problem = strictProblem(text);
-  if (problem === '') throw notObject();
-  if (problem !== undefined) throw tokenError('duplicate_member', `duplicate member "${[...problem].slice(0, 64).join('')}"`);
+  const count = { n: 0 };
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || refused(value, count)) throw notObject();
+  // Members in the text = parsed members + repeats ≤ colons: with as many colons as parsed members,
+  // nothing repeats. Otherwise (a repeat, or a colon inside a string) read the text to find out.
+  if (colons(text) !== count.n) {
+    const name = duplicate(text);
+    if (name !== undefined) throw tokenError('duplicate_member', `duplicate member "${[...name].slice(0, 64).join('')}"`);
+  }
   return value;
 }
 
@@ -125,7 +149,7 @@ export function decodeUnverified(token) {
   if (parts.length !== 3 || parts[0] === '' || parts[1] === '') throw malformedToken();
   const header = b64urlDecode(parts[0]);
   const claims = b64urlDecode(parts[1]);
-  if (header === null || claims === null || b64urlDecode(parts[2]) === null) throw malformedToken();
+  if (header === null || claims === null || !b64urlValid(parts[2])) throw malformedToken();
   return { header: strictObject(header, false), claims: strictObject(claims, true) };
 }
 

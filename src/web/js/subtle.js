@@ -31,10 +31,11 @@ export function subtleAvailable() {
 }
 
 /**
- * Whether `signature` verifies over `input` under the key `id` for `alg`. `keys` is the verifier's
- * cache: `id` (the key's fingerprint and the algorithm) to `[CryptoKey promise, verify algorithm]`,
- * filled from `jwkText` (the public JWK as the core parsed it) the first time; a key that fails
- * to import is forgotten and does not verify. Resolves to a boolean; never rejects.
+ * Whether `signature` verifies over `input` under the key `id` for `alg`: a promise of a boolean
+ * (a rejection, which the caller reads as false, for a key WebCrypto cannot use). `keys` is the
+ * verifier's cache: `id` (the key's fingerprint and the algorithm) to the imported `CryptoKey`,
+ * imported from `jwkText` (the public JWK as the core parsed it) the first time; a key that fails
+ * to import is forgotten and does not verify.
  */
 export function subtleVerify(keys, id, alg, jwkText, signature, input) {
   let entry = keys.get(id);
@@ -47,19 +48,18 @@ export function subtleVerify(keys, id, alg, jwkText, signature, input) {
     } catch {
       return Promise.resolve(false);
     }
-    entry = [crypto.subtle.importKey('jwk', jwk, importAlg, false, ['verify']), verifyAlg];
+    entry = { pending: crypto.subtle.importKey('jwk', jwk, importAlg, false, ['verify']), key: null, verifyAlg };
+    entry.pending.then((key) => { entry.key = key; }, () => keys.delete(id));
     keys.set(id, entry);
   }
-  // The arguments are views of WebAssembly memory, which may move while the key is awaited.
+  if (entry.key !== null) {
+    // WebCrypto copies its arguments before it returns, so views of WebAssembly memory are safe here.
+    return crypto.subtle.verify(entry.verifyAlg, entry.key, signature, input);
+  }
+  // The key is still being imported: copy the views, which may move while it is awaited.
   const sig = signature.slice();
   const data = input.slice();
-  return entry[0].then(
-    (key) => crypto.subtle.verify(entry[1], key, sig, data).then(Boolean, () => false),
-    () => {
-      keys.delete(id);
-      return false;
-    },
-  );
+  return entry.pending.then((key) => crypto.subtle.verify(entry.verifyAlg, key, sig, data), () => false);
 }
 
 /**
