@@ -331,6 +331,24 @@ describe('the package README: callDpopApi', () => {
   });
 });
 
+describe('the package gives the gate\'s verdicts on the shared fixture (tests/fixtures/agreement.json, tests/agreement.rs)', () => {
+  const fixture = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests', 'fixtures', 'agreement.json'), 'utf8'));
+  for (const suite of fixture.suites) {
+    test(`${suite.alg}: ${suite.cases.length} cases, verify and createVerifier`, async () => {
+      const at = { nowSecs: fixture.nowSecs };
+      const v = ew.createVerifier(suite.policy, { jwks: suite.jwks });
+      for (const { name, token, code } of suite.cases) {
+        const got = await codeOf(() => ew.verify(token, suite.jwks, suite.policy, at));
+        assert.equal(got, code ?? 'accepted', `${suite.alg} / ${name}: verify`);
+        assert.equal(await codeOf(() => v.verify(token, at)), got, `${suite.alg} / ${name}: createVerifier`);
+        const report = await v.explain(token, at);
+        assert.deepEqual([report.verdict, report.code], code === null ? ['accept', null] : ['reject', code], `${suite.alg} / ${name}: explain`);
+      }
+      v.free();
+    });
+  }
+});
+
 /** What a call gives: its value, or the error's code, message and status. */
 function outcome(fn) {
   try {
