@@ -375,7 +375,8 @@ describe('edgeward/decode (plain JS) gives what the WebAssembly build gives', ()
       seg({}, '{"x":{"b":1,"c":[{"b":2},{"b":3}],"b":4}}'), seg({}, '{"a":1,"\\u0061":2}'), seg({}, '{"a\\"":1,"a\\u0022":2}'),
       seg({}, '{"a":"\\ud800"}'), seg({}, '{"a":"\\udc00x"}'), seg({}, '{"a":"\\ud83d\\ude00"}'), seg({}, '{"a":1e999}'), seg({}, '{"a":12345678901234567890}'),
       seg({}, '{"a":1} x'), seg({}, '{"a":01}'), `${b64({})}.${base64url.encode(Buffer.from([0x7b, 0xff, 0x7d]))}.`, seg({}, '\ufeff{}'),
-      seg({}, `{"${'n'.repeat(100)}":1,"${'n'.repeat(100)}":2}`), seg({}, ' { "a" : [ ] , "b" : { } } '), 'x'.repeat((1 << 20) + 1),
+      seg({}, `{"${'n'.repeat(100)}":1,"${'n'.repeat(100)}":2}`), seg({}, '{"a":"x:y","a":"z"}'), seg({}, '{"a:b":1,"a:b":2}'),
+      seg({}, '{"u":"\\u003a","u":1}'), seg({}, '{"u":"https://x","v":{"w:":"::"}}'), seg({}, '{"a":{"b":"c:d"},"e":[{"b":1,"b":"f:g"}]}'), seg({}, ' { "a" : [ ] , "b" : { } } '), 'x'.repeat((1 << 20) + 1),
     );
     return tokens;
   };

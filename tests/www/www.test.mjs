@@ -196,6 +196,7 @@ describe('www/ in headless Chromium', () => {
     }));
     assert.deepEqual([r.verdict, r.trust, r.sub], ['accept', 'verified', 'newcomer'], JSON.stringify(r));
     assert.deepEqual(r.steps, ['pass', 'pass', 'pass', 'pass', 'pass', 'pass']);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'try-it.png'), fullPage: true });
     // The page's token is a real ES256 token under the JWK Set it shows: jose agrees.
     const { importJWK } = await import('jose');
     const { payload } = await jwtVerify(r.token, await importJWK(r.jwks.keys[0], 'ES256'), { algorithms: ['ES256'] });
@@ -208,7 +209,6 @@ describe('www/ in headless Chromium', () => {
     await page.click('#verify-button');
     await page.waitForSelector('#verdict[data-verdict]', { timeout: 10_000 });
     assert.equal(await page.evaluate(() => document.getElementById('verdict-code').textContent), 'bad_signature');
-    await page.screenshot({ path: path.join(ARTIFACTS, 'try-it.png'), fullPage: true });
     await page.close();
   });
 

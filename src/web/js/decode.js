@@ -66,18 +66,29 @@ function b64urlEncode(bytes) {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** Colons in `text`. */
+function colons(text) {
+  let n = 0;
+  for (let i = text.indexOf(':'); i >= 0; i = text.indexOf(':', i + 1)) n++;
+  return n;
+}
+
 /**
  * What a parsed value holds that the gate's strict parser refuses: a number JSON text cannot carry
  * (1e999 parses to Infinity here) or a string with a lone surrogate (from an escape: the UTF-8 was
- * decoded strictly). Counts the members of every object into `count.n`.
+ * decoded strictly). Adds to `count.n` one per member and one per colon in its names and strings.
  */
 function refused(v, count) {
   if (typeof v === 'number') return !Number.isFinite(v);
-  if (typeof v === 'string') return !v.isWellFormed();
+  if (typeof v === 'string') {
+    if (v.includes(':')) count.n += colons(v);
+    return !v.isWellFormed();
+  }
   if (typeof v !== 'object' || v === null) return false;
   if (Array.isArray(v)) return v.some((x) => refused(x, count));
   for (const k in v) {
     count.n++;
+    if (k.includes(':')) count.n += colons(k);
     if (!k.isWellFormed() || refused(v[k], count)) return true;
   }
   return false;
@@ -106,13 +117,6 @@ function duplicate(text) {
   return undefined;
 }
 
-/** Colons in `text`: one per member, plus those inside strings. */
-function colons(text) {
-  let n = 0;
-  for (let i = text.indexOf(':'); i >= 0; i = text.indexOf(':', i + 1)) n++;
-  return n;
-}
-
 /** A strict JSON object from decoded bytes, or the gate's error for `part`. */
 function strictObject(bytes, claims) {
   const notObject = () =>
@@ -126,9 +130,10 @@ function strictObject(bytes, claims) {
   }
   const count = { n: 0 };
   if (typeof value !== 'object' || value === null || Array.isArray(value) || refused(value, count)) throw notObject();
-  // Members in the text = parsed members + repeats ≤ colons: with as many colons as parsed members,
-  // nothing repeats. Otherwise (a repeat, or a colon inside a string) read the text to find out.
-  if (colons(text) !== count.n) {
+  // Without escapes, the text's colons are one per member plus those of its strings; a repeated
+  // member adds a member and its strings that the parsed value lacks. So with no backslash and as
+  // many colons as the parsed value counts, nothing repeats; otherwise read the text to find out.
+  if (text.includes('\\') || colons(text) !== count.n) {
     const name = duplicate(text);
     if (name !== undefined) throw tokenError('duplicate_member', `duplicate member "${[...name].slice(0, 64).join('')}"`);
   }
