@@ -24,7 +24,7 @@ const tenant: string = claims.tenant;
 const sub: string | undefined = claims.sub;
 const exp: number | undefined = claims.exp;
 const plain: Claims = await verify(token, JSON.stringify(jwks), policy, { nowSecs: 1_800_000_000 });
-// @ts-expect-error: asynchronous since 0.2: a promise of the claims
+// @ts-expect-error: asynchronous: a promise of the claims
 const notYetClaims: Claims = verify(token, jwks, policy);
 // @ts-expect-error: without a claims type, an unregistered claim is `unknown`
 const untyped: string[] = plain.roles;
