@@ -6,6 +6,8 @@
 //   webpack  `webpack --mode production`
 //   Rollup   with @rollup/plugin-node-resolve at its defaults, which any npm import needs in
 //            Rollup (it finds node_modules; it does nothing for .wasm); `--format es`
+//   Parcel   `parcel build index.html` (the CLI; no source maps, its cache under the app's
+//            directory, no automatic installs)
 // The apps (tests/www/apps/) import the default entry point; webpack and esbuild also build one
 // that `require()`s it, and Vite and webpack one on `edgeward/web`, whose .wasm they emit as an
 // asset. Every bundler also builds app-plain.js (`edgeward/decode` and `edgeward/dpop`, plain JS),
@@ -28,6 +30,7 @@ import { serveWww } from '../../demo/serve-www.mjs';
 import { launchChromium, packed } from './packed.mjs';
 
 const APPS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'apps');
+const PARCEL = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules', '.bin', 'parcel');
 // What the package needs from a page's CSP, and nothing more: its script, WebAssembly
 // compilation, and (the test's fixture; for `edgeward/web`, the .wasm) fetches to the origin.
 const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'";
@@ -51,6 +54,11 @@ const BUNDLERS = {
     if (stats.hasErrors()) throw new Error(stats.toString('errors-only'));
     return '<script src="app.js"></script>';
   },
+  async parcel(src, entry, out) {
+    fs.writeFileSync(path.join(src, 'index.html'), `<!doctype html><html><body><script type="module" src="./${entry}"></script></body></html>\n`);
+    execFileSync(PARCEL, ['build', path.join(src, 'index.html'), '--dist-dir', out, '--cache-dir', path.join(src, '..', '.parcel-cache'), '--no-source-maps', '--no-autoinstall', '--log-level', 'error'], { cwd: path.dirname(src), encoding: 'utf8' });
+    return null;
+  },
   async rollup(src, entry, out) {
     const bundle = await rollup({ input: path.join(src, entry), plugins: [nodeResolve()], onwarn: () => {} });
     await bundle.write({ dir: out, format: 'es' });
@@ -60,7 +68,7 @@ const BUNDLERS = {
 };
 
 const CASES = [
-  ['esbuild', 'app.js'], ['vite', 'app.js'], ['webpack', 'app.js'], ['rollup', 'app.js'],
+  ['esbuild', 'app.js'], ['vite', 'app.js'], ['webpack', 'app.js'], ['rollup', 'app.js'], ['parcel', 'app.js'],
   ['esbuild', 'app-require.cjs'], ['webpack', 'app-require.cjs'],
   ['vite', 'app-web.js'], ['webpack', 'app-web.js'],
 ];
@@ -147,7 +155,7 @@ describe('the package in bundlers (their defaults), run in headless Chromium und
     });
   }
 
-  for (const [bundler, entry] of [['esbuild', 'app-plain.js'], ['vite', 'app-plain.js'], ['webpack', 'app-plain.js'], ['rollup', 'app-plain.js'], ['esbuild', 'app-plain-require.cjs'], ['webpack', 'app-plain-require.cjs']]) {
+  for (const [bundler, entry] of [['esbuild', 'app-plain.js'], ['vite', 'app-plain.js'], ['webpack', 'app-plain.js'], ['rollup', 'app-plain.js'], ['parcel', 'app-plain.js'], ['esbuild', 'app-plain-require.cjs'], ['webpack', 'app-plain-require.cjs']]) {
     test(`${bundler}: ${entry} (no WebAssembly: a CSP without 'wasm-unsafe-eval')`, async (t) => {
       const dist = await buildApp(bundler, entry);
       t.diagnostic(`${bundler} ${entry}: ${sizes(dist)}`);

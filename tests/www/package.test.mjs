@@ -565,6 +565,44 @@ const DPOP_PROBES = {
   'require edgeward/web': ['dpop-probe-web.cjs', `const ew = require('edgeward/web');\n(async () => {${DPOP_PROBE}\n})();`],
 };
 
+// Bun and Deno (dev dependencies from the package registry, pinned in package.json): the packed
+// package resolved through its exports from node_modules, every entry point that needs no browser.
+const OTHER_RUNTIMES = {
+  bun: { bin: path.join(ROOT, 'node_modules', '.bin', 'bun'), args: [], module: ['esm', 'cjs'] },
+  deno: { bin: path.join(ROOT, 'node_modules', '.bin', 'deno'), args: ['run', '--allow-read'], module: ['esm'] },
+};
+const runtimeProbe = (format, fixture) => {
+  const load = format === 'esm'
+    ? "import * as ew from 'edgeward';\nimport * as decode from 'edgeward/decode';\nimport * as dpop from 'edgeward/dpop';\n"
+    : "const ew = require('edgeward');\nconst decode = require('edgeward/decode');\nconst dpop = require('edgeward/dpop');\n";
+  return `${load}const { token, jwks, policy } = ${JSON.stringify(fixture)};
+(async () => {
+  const sub = (await ew.createVerifier(policy, { jwks }).verify(token)).sub;
+  const tampered = await ew.verify(token.slice(0, -4) + 'AAAA', jwks, policy).then(() => 'accepted', (e) => ew.isEdgewardError(e) && e.code);
+  const proof = (await dpop.dpopProof(await dpop.createDpopKey(), { method: 'GET', url: 'https://api.example/' })).split('.').length;
+  console.log(JSON.stringify({ sub, tampered, decoded: decode.decodeUnverified(token).claims.sub, proof, pkce: ew.pkcePair().method }));
+})();
+`;
+};
+
+describe('the packed package in Bun and Deno', () => {
+  let fixture;
+  before(async () => {
+    const { signKey, jwk } = await issuer('ES256');
+    fixture = { token: await mint('ES256', signKey, jwk.kid), jwks: { keys: [jwk] }, policy: { issuer: ISSUER, audiences: [AUDIENCE], algorithms: ['ES256'] } };
+  });
+  for (const [runtime, { bin, args, module }] of Object.entries(OTHER_RUNTIMES)) {
+    for (const format of module) {
+      test(`${runtime}: ${format === 'esm' ? 'import' : 'require'}`, () => {
+        const file = `${runtime}-probe.${format === 'esm' ? 'mjs' : 'cjs'}`;
+        fs.writeFileSync(path.join(packed(), file), runtimeProbe(format, fixture));
+        const out = execFileSync(bin, [...args, file], { cwd: packed(), encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+        assert.deepEqual(JSON.parse(out), { sub: 'user-42', tampered: 'bad_signature', decoded: 'user-42', proof: 3, pkce: 'S256' });
+      });
+    }
+  }
+});
+
 // The plain-JS entry points in each runtime and module system.
 const PLAIN_PROBE = `
   const parts = decode.decodeUnverified(process.argv.at(-1));
