@@ -8,6 +8,11 @@ import {
   type PkcePair, type ApiKeyCheck, type CookieLint, type CookiePolicy, type RateLimitInfo,
 } from 'edgeward';
 import init, { initSync, verify as verifyAfterInit, isEdgewardError as isWebError, EdgewardError as WebError } from 'edgeward/web';
+import {
+  decodeUnverified as decodePlain, refreshAt as refreshPlain, pkcePair as pkcePlain, randomToken as randomPlain, nonce as noncePlain,
+  EdgewardError as PlainError, isEdgewardError as isPlainError, type UnverifiedParts as PlainParts, type EdgewardErrorCode as PlainCode,
+} from 'edgeward/decode';
+import { createDpopKey as dpopKeyPlain, dpopProof as dpopProofPlain, type DpopProofOptions as PlainDpopOptions, isEdgewardError as isDpopError } from 'edgeward/dpop';
 
 const policy: VerifyPolicy = { issuer: 'https://id.example', audiences: ['api://demo'], algorithms: ['RS256', 'ES256'] };
 const jwks: Jwks = { keys: [{ kty: 'EC', crv: 'P-256', x: '…', y: '…', kid: 'k1' }] };
@@ -115,4 +120,21 @@ async function startWeb(bytes: BufferSource): Promise<void> {
   new WebError('expired') satisfies Error;
 }
 
-export { dpop, notYetClaims, fromLocal, explained, roles, tenant, sub, exp, untyped, verdict, explainedRoles, alg, at, method, state, env, action, limits, fromObject, startWeb };
+// edgeward/decode and edgeward/dpop: the same signatures, no WebAssembly.
+const plainParts: PlainParts = decodePlain(token);
+const plainAt: number | null = refreshPlain(token, { jitter: 0 });
+const plainState: string = pkcePlain().challenge + randomPlain(8) + noncePlain();
+// @ts-expect-error: the plain decoder is synchronous, like edgeward's
+decodePlain(token).then;
+try {
+  decodePlain(token);
+} catch (e) {
+  if (isPlainError(e)) e.code satisfies PlainCode;
+  if (e instanceof PlainError) e.status satisfies number | undefined;
+}
+async function plainDpop(): Promise<string> {
+  const options: PlainDpopOptions = { method: 'GET', url: '/api' };
+  return dpopProofPlain(await dpopKeyPlain(), options).catch((e: unknown) => (isDpopError(e) ? e.code : 'other'));
+}
+
+export { plainParts, plainAt, plainState, plainDpop, dpop, notYetClaims, fromLocal, explained, roles, tenant, sub, exp, untyped, verdict, explainedRoles, alg, at, method, state, env, action, limits, fromObject, startWeb };
