@@ -19,7 +19,7 @@ use crate::core::crypto::hmac_matches;
 use crate::core::error::AuthError;
 use crate::core::io::{Deferred, GateIo, IoError, LedgerFacts, Level};
 use crate::core::jwk::KeyMaterial;
-use crate::core::jwks_cache::FetchOutcome;
+use crate::core::jwks_cache::{FetchOutcome, MAX_JWKS_BYTES};
 use crate::core::pipeline::Gate;
 use crate::core::ratelimit::{Bucket, Decision};
 use crate::core::verify::{SignatureJob, SignatureProof};
@@ -36,7 +36,7 @@ extern "C" {
     #[wasm_bindgen(js_name = subtleVerify)]
     fn subtle_verify(keys: &Map, id: &str, alg: &str, jwk: Option<String>, signature: &[u8], input: &[u8]) -> Promise;
     #[wasm_bindgen(js_name = fetchJwks)]
-    fn fetch_jwks(fetch: &JsValue, uri: &str, timeout_ms: u32) -> Promise;
+    fn fetch_jwks(fetch: &JsValue, uri: &str, timeout_ms: u32, max_bytes: u32) -> Promise;
 }
 
 /// What a verifier keeps between calls.
@@ -77,7 +77,7 @@ impl GateIo for WebIo {
         self.trace
     }
     async fn fetch_jwks(&self, uri: &str, timeout_ms: u32) -> FetchOutcome {
-        let Ok(got) = JsFuture::from(fetch_jwks(&self.shared.fetch, uri, timeout_ms)).await else {
+        let Ok(got) = JsFuture::from(fetch_jwks(&self.shared.fetch, uri, timeout_ms, MAX_JWKS_BYTES as u32)).await else {
             return FetchOutcome::Failed("fetch failed".into());
         };
         let field = |name: &str| Reflect::get(&got, &name.into()).ok().filter(|v| !v.is_undefined() && !v.is_null());

@@ -507,6 +507,11 @@ describe('createVerifier: one policy, keys imported once, a remote JWK Set cache
     const v = ew.createVerifier({ issuer: ISSUER, algorithms: ['EdDSA'] }, { jwksUri: 'https://id.example/jwks', fetch });
     assert.equal((await v.verify(await mint('EdDSA', k1.signKey, k1.jwk.kid))).sub, 'user-42');
     assert.deepEqual(seen, [['https://id.example/jwks', 'application/json']]);
+    // A key set larger than the gate reads (256 KiB) is not read to its end: no keys, 503.
+    const huge = async () => new Response(JSON.stringify({ keys: [k1.jwk], pad: 'x'.repeat(300_000) }));
+    const big = ew.createVerifier({ issuer: ISSUER, algorithms: ['EdDSA'] }, { jwksUri: 'https://id.example/jwks', fetch: huge });
+    const fresh = await mint('EdDSA', k1.signKey, k1.jwk.kid);
+    assert.equal(await codeOf(() => big.verify(fresh)), 'jwks_unavailable');
   });
 });
 

@@ -63,16 +63,45 @@ export function subtleVerify(keys, id, alg, jwkText, signature, input) {
 }
 
 /**
- * GETs a JWK Set with `fetchFn` within `timeoutMs`: `{status, cacheControl, body}`, or `{error}`
- * for a network error or timeout. Never rejects. The core caps the body's size and reads the
- * status and `Cache-Control` by its own rules.
+ * GETs a JWK Set with `fetchFn` within `timeoutMs`, reading at most `maxBytes` of its body:
+ * `{status, cacheControl, body}`, or `{error}` for a network error, a timeout or a larger body.
+ * Never rejects. The core reads the status and `Cache-Control` by its own rules.
  */
-export async function fetchJwks(fetchFn, uri, timeoutMs) {
+export async function fetchJwks(fetchFn, uri, timeoutMs, maxBytes) {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), timeoutMs);
   try {
     const res = await fetchFn(uri, { headers: { accept: 'application/json' }, signal: abort.signal, redirect: 'follow' });
-    const body = await res.text();
+    const tooLarge = { error: `JWKS larger than ${maxBytes} bytes` };
+    if (Number(res.headers.get('content-length')) > maxBytes) {
+      abort.abort();
+      return tooLarge;
+    }
+    let body = '';
+    if (res.body) {
+      const chunks = [];
+      let size = 0;
+      const reader = res.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        size += value.length;
+        if (size > maxBytes) {
+          await reader.cancel();
+          return tooLarge;
+        }
+        chunks.push(value);
+      }
+      const all = new Uint8Array(size);
+      let at = 0;
+      for (const c of chunks) {
+        all.set(c, at);
+        at += c.length;
+      }
+      body = new TextDecoder().decode(all);
+    } else {
+      body = await res.text();
+    }
     return { status: res.status, cacheControl: res.headers.get('cache-control'), body };
   } catch (e) {
     return { error: abort.signal.aborted ? `no answer within ${timeoutMs} ms` : String((e && e.message) || e) };
