@@ -446,6 +446,9 @@ describe('createVerifier: one policy, keys imported once, a remote JWK Set cache
       assert.equal(await codeOf(() => v.verify(good.slice(0, -4) + (good.endsWith('AAAA') ? 'BBBB' : 'AAAA'))), 'bad_signature', alg);
       assert.equal(await codeOf(() => v.verify(good, { nowSecs: now() + 3600 })), 'expired', alg);
       assert.equal((await v.explain(good)).verdict, 'accept');
+      const payload = JSON.parse(Buffer.from(good.split('.')[1], 'base64url').toString());
+      assert.deepEqual(await v.verify(good), payload, 'the whole payload');
+      assert.deepEqual((await v.explain(good)).claims, payload);
       v.free();
     }
     assert.throws(() => ew.createVerifier({ issuer: ISSUER, algorithms: ['ES256'] }, { jwksUri: 'http://id.example/jwks' }), (e) => e.code === 'config_invalid' && e.field === 'jwksUri');
