@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// What a front-end ships per entry point of the `edgeward` package, against issue 16's size
+// What a front-end ships per entry point of the `edgeward` package (and `edgeward/decode`, plain JS), against issue 16's size
 // targets, and what importing it costs at page load. Reads pkg/ as scripts/build-web last built
 // it (run that first); prints a Markdown section for BENCHMARKS.md ("JS package: entry points").
 //
@@ -35,9 +35,10 @@ const APPS = {
   decode: {
     edgeward: `import { decodeUnverified } from 'edgeward';\nwindow.out = decodeUnverified(${JSON.stringify(TOKEN)});`,
     jose: `import { decodeJwt } from 'jose';\nwindow.out = decodeJwt(${JSON.stringify(TOKEN)});`,
+    plain: ['edgeward/decode', `import { decodeUnverified } from 'edgeward/decode';\nwindow.out = decodeUnverified(${JSON.stringify(TOKEN)});`],
   },
   verify: {
-    edgeward: `import { verify } from 'edgeward';\nwindow.check = (t, jwks) => verify(t, jwks, { issuer: 'https://id.example', algorithms: ['RS256', 'ES256'] });`,
+    edgeward: `import { createVerifier } from 'edgeward';\nwindow.check = (t, jwks) => createVerifier({ issuer: 'https://id.example', algorithms: ['RS256', 'ES256'] }, { jwks }).verify(t);`,
     jose: `import { jwtVerify, createLocalJWKSet } from 'jose';\nwindow.check = (t, jwks) => jwtVerify(t, createLocalJWKSet(jwks), { issuer: 'https://id.example', algorithms: ['RS256', 'ES256'] });`,
   },
   all: {
@@ -77,6 +78,11 @@ for (const [app, variants] of Object.entries(APPS)) {
   const e = await measure(`${app}-edgeward`, variants.edgeward);
   const w = await measure(`${app}-web`, variants.edgeward, 'edgeward/web');
   const j = variants.jose ? await measure(`${app}-jose`, variants.jose) : null;
+  const plain = variants.plain ? await measure(`${app}-plain`, variants.plain[1]) : null;
+  if (plain) {
+    const ratio = plain.gzip / target;
+    rows.push(`| ${app} | \`${variants.plain[0]}\` (plain JS) | ${fmt(plain.raw)} | ${fmt(plain.gzip)} | ${fmt(plain.brotli)} | ${fmt(target)} | ${ratio.toFixed(2)}× | ${ratio <= 1 ? 'met' : '**not met**'} |`);
+  }
   for (const [label, m] of [['`edgeward`', e], ['`edgeward/web` (+ .wasm)', w]]) {
     const ratio = m.gzip / target;
     rows.push(`| ${app} | ${label} | ${fmt(m.raw)} | ${fmt(m.gzip)} | ${fmt(m.brotli)} | ${fmt(target)} | ${ratio.toFixed(1)}× | ${ratio <= 1 ? 'met' : '**not met**'} |`);

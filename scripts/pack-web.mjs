@@ -12,7 +12,11 @@
 //   web.js            `edgeward/web`: `await init()` fetches edgeward_bg.wasm (streaming
 //                     compilation, served and cached as a file); www/pkg/ is this
 //   web.node.{mjs,cjs} `edgeward/web` in Node: ready at import, `init()` resolves at once
-//   *.d.ts, *.d.cts   types (`.d.cts` for `require`)
+//   decode.js, decode.cjs  `edgeward/decode`: decodeUnverified, refreshAt, pkcePair, randomToken,
+//                     nonce in plain JS (src/web/js/decode.js): no WebAssembly
+//   dpop.js, dpop.cjs `edgeward/dpop`: createDpopKey, dpopProof (WebCrypto): no WebAssembly
+//   *.d.ts, *.d.cts   types (`.d.cts` for `require`); the plain-JS entry points' are the matching
+//                     declarations of the WebAssembly build's, picked by name
 // Besides wasm-bindgen's exports, each entry point re-exports src/web/js/error.js (the error class)
 // and src/web/js/dpop.js (createDpopKey, dpopProof: WebCrypto, no WebAssembly).
 //
@@ -43,7 +47,30 @@ const FILES = [
   'LICENSE', 'README.md', 'package.json', 'edgeward_bg.wasm',
   'edgeward.js', 'edgeward.d.ts', 'edgeward.node.cjs', 'edgeward.node.mjs', 'edgeward.d.cts',
   'web.js', 'web.d.ts', 'web.node.mjs', 'web.node.cjs', 'web.d.cts',
+  'decode.js', 'decode.cjs', 'decode.d.ts', 'decode.d.cts', 'dpop.js', 'dpop.cjs', 'dpop.d.ts', 'dpop.d.cts',
 ];
+
+// The entry points without WebAssembly: plain JS modules of src/web/js/, and the declarations
+// (by name) their types take from the WebAssembly build's.
+const PLAIN = {
+  decode: {
+    source: 'decode.js',
+    exports: ['decodeUnverified', 'refreshAt', 'pkcePair', 'randomToken', 'nonce'],
+    types: ['Claims', 'UnverifiedParts', 'RefreshOptions', 'PkcePair', 'EdgewardErrorCode', 'EdgewardError', 'isEdgewardError',
+      'decodeUnverified', 'refreshAt', 'pkcePair', 'randomToken', 'nonce'],
+  },
+  dpop: {
+    source: 'dpop.js',
+    exports: ['createDpopKey', 'dpopProof'],
+    types: ['DpopProofOptions', 'EdgewardErrorCode', 'EdgewardError', 'isEdgewardError', 'createDpopKey', 'dpopProof'],
+  },
+};
+const plainExports = (name) => ({
+  types: { import: `./${name}.d.ts`, require: `./${name}.d.cts` },
+  import: `./${name}.js`,
+  require: `./${name}.cjs`,
+  default: `./${name}.js`,
+});
 
 const EXPORTS = {
   '.': {
@@ -58,6 +85,8 @@ const EXPORTS = {
     browser: './web.js',
     default: './web.js',
   },
+  './decode': plainExports('decode'),
+  './dpop': plainExports('dpop'),
   './package.json': './package.json',
 };
 
@@ -72,7 +101,7 @@ function gzipSize(file) {
 
 /** What a browser or bundled app loads per entry point, raw and `gzip -9`. */
 function printSizes(pkg) {
-  const rows = [['edgeward', ['edgeward.js']], ['edgeward/web', ['web.js', 'edgeward_bg.wasm']]];
+  const rows = [['edgeward', ['edgeward.js']], ['edgeward/web', ['web.js', 'edgeward_bg.wasm']], ['edgeward/decode', ['decode.js']], ['edgeward/dpop', ['dpop.js']]];
   for (const [entry, files] of rows) {
     let raw = 0;
     let gz = 0;
@@ -200,6 +229,21 @@ fs.writeFileSync(
     `import edgeward from './edgeward.node.cjs';\n\nexport const { ${names.join(', ')} } = edgeward;\n`,
 );
 
+// The plain-JS entry points: ES module and CommonJS, each with its own copy of error.js.
+for (const [name, p] of Object.entries(PLAIN)) {
+  const module = path.join(path.dirname(errorModule), p.source);
+  fs.copyFileSync(path.join(ROOT, 'src/web/js', p.source), module);
+  const entry = path.join(entries, `${name}.entry.js`);
+  fs.writeFileSync(entry, `export { ${p.exports.join(', ')} } from ${imp(module)};\nexport { EdgewardError, isEdgewardError } from ${imp(errorModule)};\n`);
+  for (const [out, format] of [[`${name}.js`, 'esm'], [`${name}.cjs`, 'cjs']]) {
+    await esbuild.build({
+      entryPoints: [entry], outfile: path.join(pkg, out), bundle: true, target: 'es2022', legalComments: 'none', format, platform: 'neutral',
+      banner: { js: [format === 'esm' ? `/* @ts-self-types="./${name}.d.ts" */` : '', header(`\`edgeward/${name}\`: plain JS, no WebAssembly.`)].filter(Boolean).join('\n') },
+      absWorkingDir: bindgen, logLevel: 'warning',
+    });
+  }
+}
+
 // The inlined build must not reference the .wasm file: a bundler would then emit it as an asset.
 const inlined = fs.readFileSync(path.join(pkg, 'edgeward.js'), 'utf8');
 if (inlined.includes('import.meta') || inlined.includes('edgeward_bg.wasm')) fail('edgeward.js refers to the .wasm file');
@@ -210,6 +254,32 @@ const apiTypes = typesHeader + dts.slice(0, initAt).replace(/^\/\* tslint:disabl
 const webTypes = typesHeader + dts.replace(/^\/\* tslint:disable \*\/\n\/\* eslint-disable \*\/\n/, '');
 for (const [file, text] of [['edgeward.d.ts', apiTypes], ['edgeward.d.cts', apiTypes], ['web.d.ts', webTypes], ['web.d.cts', webTypes]]) {
   fs.writeFileSync(path.join(pkg, file), text);
+}
+// The plain entry points' declarations: those of the full API's, by name. A top-level
+// declaration runs from its doc comment (or `export`) to the next one.
+const declarations = new Map();
+{
+  const lines = apiTypes.split('\n');
+  const starts = [];
+  let doc = null;
+  lines.forEach((line, i) => {
+    if (line.startsWith('/**')) doc ??= i;
+    else if (line.startsWith('export ')) {
+      starts.push(doc ?? i);
+      doc = null;
+    } else if (line.trim() !== '' && !/^[ *}]/.test(line)) doc = null;
+  });
+  starts.forEach((start, k) => {
+    const text = lines.slice(start, starts[k + 1] ?? lines.length).join('\n').trim();
+    const name = /^export (?:declare )?(?:function|class|interface|type|const) (\w+)/m.exec(text)?.[1];
+    if (name && !declarations.has(name)) declarations.set(name, text);
+  });
+}
+for (const [name, p] of Object.entries(PLAIN)) {
+  const missing = p.types.filter((t) => !declarations.has(t));
+  if (missing.length) fail(`no declaration of ${missing.join(', ')} for edgeward/${name}`);
+  const text = `// edgeward ${version}: types of \`edgeward/${name}\`. Generated by scripts/pack-web.mjs from src/web/.\n` + p.types.map((t) => declarations.get(t)).join('\n\n') + '\n';
+  for (const file of [`${name}.d.ts`, `${name}.d.cts`]) fs.writeFileSync(path.join(pkg, file), text);
 }
 fs.writeFileSync(path.join(pkg, 'edgeward_bg.wasm'), wasm);
 fs.copyFileSync(path.join(ROOT, 'src/web/README.md'), path.join(pkg, 'README.md'));

@@ -28,8 +28,8 @@
 //!   `sensitive` routes, the limiter's fallback), and the trait keeps that path one readable
 //!   function while every implementation stays small. It is Envoy `jwt_authn`'s shape: the
 //!   filter's fetcher and time source are injected. Implementations: the Worker's (`worker`),
-//!   [`core::io::InlineIo`] (inline keys and a synchronous backend: the CLI, the JS package,
-//!   benchmarks) and the host tests' fake.
+//!   [`core::io::InlineIo`] (inline keys and a synchronous backend: the CLI, benchmarks), the JS
+//!   package's (WebCrypto and the page's `fetch`) and the host tests' fake.
 //! - `worker` (feature `worker`, wasm32): the Cloudflare Worker adapters. `worker::runtime` is
 //!   what both Workers share: the run-on-wake executor (an awaited promise resumes the request
 //!   in its own callback), the JS APIs of KV, Durable Object storage and the rate-limiting
@@ -46,8 +46,9 @@
 //!   deliveries and automatic actions they queue).
 //!   Built with it, the Worker is the control Worker (and also a complete single Worker: gate and
 //!   control plane).
-//! - `web` (feature `web`): the JS package (wasm-bindgen); `verify` and `explain` run the
-//!   pipeline's JWT step.
+//! - `web` (feature `web`): the JS package (wasm-bindgen); `createVerifier`, `verify` and
+//!   `explain` run the pipeline's JWT step with the page's I/O (signatures on WebCrypto, a
+//!   `jwksUri` through the core's JWKS cache), so the package links no signature crate.
 //! - `edgeward` (feature `cli`, native): the operator CLI (`verify`, `path`, `revoke`,
 //!   `revocations`, `keys`, `audit`, whose `--verify` checks the trail's chain with
 //!   [`core::audit`]), on the same pipeline with the pure-Rust backend (jwt-simple, plus `p521`

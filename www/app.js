@@ -115,9 +115,41 @@ function startCountdown(claims, accepted, leewaySecs, token) {
   countdownTimer = setInterval(tick, 1000);
 }
 
+// A sample issuer made in this page: a fresh ES256 key (WebCrypto), its public JWK Set and a token
+// it signed, so a newcomer sees an accepted token without an issuer of their own.
+const SAMPLE_ISSUER = 'https://sample-issuer.edgeward.invalid';
+
+async function trySample() {
+  const keyPair = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+  const { kty, crv, x, y } = await crypto.subtle.exportKey('jwk', keyPair.publicKey);
+  const jwks = { keys: [{ kty, crv, x, y, kid: 'sample-1', alg: 'ES256', use: 'sig' }] };
+  const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  const text = (v) => b64(new TextEncoder().encode(JSON.stringify(v)));
+  const iat = nowSecs();
+  const input = `${text({ alg: 'ES256', kid: 'sample-1', typ: 'JWT' })}.${text({ iss: SAMPLE_ISSUER, aud: 'api://sample', sub: 'newcomer', scope: 'read', iat, exp: iat + 600 })}`;
+  const signature = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, keyPair.privateKey, new TextEncoder().encode(input));
+  $('token').value = `${input}.${b64(signature)}`;
+  $('jwks-url').value = '';
+  $('jwks').value = JSON.stringify(jwks, null, 1);
+  $('issuer').value = SAMPLE_ISSUER;
+  $('audiences').value = 'api://sample';
+  $('algorithms').value = 'ES256';
+  await runVerify();
+}
+
 async function runVerify() {
   const token = $('token').value.trim();
   const policy = policyFromForm();
+  const hint = $('verify-hint');
+  hint.hidden = true;
+  if (!token) {
+    // Nothing to check yet: say what to do rather than show a refusal.
+    clearInterval(countdownTimer);
+    $('result').hidden = true;
+    hint.textContent = 'Paste a token and its issuer\'s JWKS URL or JWK Set, or press "Try it with a sample token".';
+    hint.hidden = false;
+    return;
+  }
   let jwks;
   try {
     jwks = await jwksFromForm();
@@ -129,10 +161,10 @@ async function runVerify() {
     $('countdown').textContent = '';
     return;
   }
-  const report = explain(token, jwks, policy);
+  const report = await explain(token, jwks, policy);
   let claims = null, accepted = false;
   try {
-    claims = verify(token, jwks, policy, report.nowSecs);
+    claims = await verify(token, jwks, policy, { nowSecs: report.nowSecs });
     accepted = true;
     showVerdict(true, null, `signature and claims pass (${report.steps.length} checks)`);
   } catch (e) {
@@ -394,6 +426,7 @@ $('gate-origin').textContent = location.origin;
 // A DPoP key this browser kept from an earlier visit (none if IndexedDB is unavailable).
 const storedKey = await keyStore('readonly', (store) => store.get('dpop')).catch(() => undefined);
 if (storedKey) await showDpopKey(storedKey, 'stored');
-for (const id of ['verify-button', 'cookie-button', 'pkce-button', 'apikey-input', 'gate-button', 'dpop-key-button']) $(id).disabled = false;
+$('try-button').addEventListener('click', () => trySample().catch((e) => showVerdict(false, e.code ?? 'crypto_unavailable', e.message)));
+for (const id of ['verify-button', 'try-button', 'cookie-button', 'pkce-button', 'apikey-input', 'gate-button', 'dpop-key-button']) $(id).disabled = false;
 $('load-status').textContent = 'Ready.';
 document.body.dataset.ready = 'true';

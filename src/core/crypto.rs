@@ -118,12 +118,12 @@ fn verify_native(job: &SignatureJob<'_>) -> bool {
 }
 
 /// An HMAC tag check with the RustCrypto `hmac` crate over digest `D`, compared in constant time.
-/// The Worker checks HS256 with this (`D` = SHA-256, already linked for the token cache) instead
+/// The Worker and the JS package check HS256 with this (`D` = SHA-256, already linked) instead
 /// of WebCrypto: for a MAC over a token, hashing in wasm costs less than one round trip into a
 /// WebCrypto promise. HS384/HS512 stay on WebCrypto there, which keeps SHA-512 out of the bundle.
 /// (The native backend keeps jwt-simple's HMAC, so the differential test still compares two
 /// implementations.)
-#[cfg_attr(not(feature = "worker"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "worker", feature = "web")), allow(dead_code))]
 pub(crate) fn hmac_matches<D>(key: &[u8], msg: &[u8], sig: &[u8]) -> bool
 where
     D: hmac::digest::Digest + hmac::digest::core_api::BlockSizeUser,

@@ -30,6 +30,7 @@ pub mod cookies;
 pub mod error;
 pub mod ratelimit_headers;
 pub mod tokens;
+pub mod verifier;
 pub mod verify;
 
 use error::WebError;
@@ -215,22 +216,61 @@ export function createDpopKey(): Promise<CryptoKeyPair>;
  */
 export function dpopProof(keyPair: CryptoKeyPair, options: DpopProofOptions): Promise<string>;
 
+/** Options of one verification. */
+export interface VerifyOptions {
+  /** The time to verify at, in Unix seconds (default: the platform's clock). */
+  nowSecs?: number;
+}
+
+/** Where a verifier's keys come from: a JWK Set, or its URL (fetched, cached by the edge's rules). */
+export type KeySource =
+  | { jwks: Jwks; jwksUri?: never; fetch?: never }
+  | {
+      jwks?: never;
+      /** https (or http on loopback), as the gate's `jwks_uri`. */
+      jwksUri: string;
+      /** The `fetch` to get it with (default: the global `fetch`). */
+      fetch?: (input: string, init?: RequestInit) => Promise<Response>;
+    };
+
 /**
- * Verifies a compact JWT with the keys of `jwks` under `policy` at `nowSecs` (default: now),
- * exactly as the Edgeward Worker does, and returns its claims. On refusal it throws an
- * `EdgewardError` whose `code` is the Worker's reason code (`expired`, `bad_signature`, ...);
- * an invalid policy or key set throws `config_invalid` naming the `field`.
+ * A reusable verifier (`createVerifier`): the policy parsed once, each key imported into
+ * WebCrypto once, a remote JWK Set cached with the gate's rules (`max-age` clamped to 300 s –
+ * 1 day, an unknown `kid` refetches at most every 30 s, the last good keys kept for a day while
+ * the issuer fails).
+ */
+export interface Verifier {
+  /** As the function `verify`, with this verifier's policy and keys. */
+  verify<C extends object = Claims>(token: string, options?: VerifyOptions): Promise<Claims & C>;
+  /** As the function `explain`, with this verifier's policy and keys. */
+  explain<C extends object = Claims>(token: string, options?: VerifyOptions): Promise<Explanation<C>>;
+  /** Releases the verifier's WebAssembly memory now (otherwise when it is garbage-collected). */
+  free(): void;
+}
+
+/**
+ * A verifier for `policy` and one issuer's keys. Throws `config_invalid` (with `field`) for a
+ * policy or key source the gate would refuse.
+ */
+export function createVerifier(policy: VerifyPolicy, keys: KeySource): Verifier;
+
+/**
+ * Verifies a compact JWT with the keys of `jwks` under `policy`, exactly as the Edgeward Worker
+ * does: the signature on WebCrypto, everything else by the gate's own code. Resolves to the
+ * claims; rejects with an `EdgewardError` whose `code` is the Worker's reason code (`expired`,
+ * `bad_signature`, ...), `config_invalid` naming the `field`, or `crypto_unavailable`.
+ * For many tokens, `createVerifier` parses the policy and imports each key once.
  *
  * `C` describes the claims your issuer puts in its tokens (`verify<{ roles: string[] }>(...)`).
  * It is a type only: the signature proves who issued the claims, not their shape.
  */
-export function verify<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, nowSecs?: number): Claims & C;
+export function verify<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, options?: VerifyOptions): Promise<Claims & C>;
 
 /**
- * Runs the same checks as `verify`, one by one, and reports each: for debugging. Never throws
- * for a bad token or policy (the failing step says why); only for arguments of the wrong type.
+ * Runs the same checks as `verify`, one by one, and reports each: for debugging. Resolves for a
+ * bad token or policy (the failing step says why); rejects only for arguments of the wrong type.
  */
-export function explain<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, nowSecs?: number): Explanation<C>;
+export function explain<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, options?: VerifyOptions): Promise<Explanation<C>>;
 "#;
 
 // The package's error class (src/web/js/error.js), which wasm-bindgen bundles with the glue.
@@ -302,56 +342,6 @@ fn fill_random(buf: &mut [u8]) -> Result<(), WebError> {
 pub fn decode_unverified(#[wasm_bindgen(unchecked_param_type = "string")] token: JsValue) -> Result<JsValue, JsValue> {
     let token = string_arg(&token, "token").map_err(js_error)?;
     json_out(&tokens::decode_unverified(&token).map_err(js_error)?)
-}
-
-/// Verifies a compact JWT with the keys of `jwks` under `policy` at `nowSecs` (default: now),
-/// exactly as the Edgeward Worker does, and returns its claims. On refusal it throws an
-/// `EdgewardError` whose `code` is the Worker's reason code (`expired`, `bad_signature`, ...);
-/// an invalid policy or key set throws `config_invalid` naming the `field`.
-// Declared generic over the claims type in `TS_TYPES`.
-#[wasm_bindgen(skip_typescript)]
-pub fn verify(
-    #[wasm_bindgen(unchecked_param_type = "string")] token: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "Jwks")] jwks: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "VerifyPolicy")] policy: JsValue,
-    #[wasm_bindgen(js_name = nowSecs, unchecked_optional_param_type = "number")] now_secs: JsValue,
-) -> Result<JsValue, JsValue> {
-    let run = || {
-        let token = string_arg(&token, "token")?;
-        let policy = verify::policy_from_js(&json_arg(&policy, "policy")?, json_arg(&jwks, "jwks")?)?;
-        verify::verify(&token, &policy, now_arg(&now_secs)?)
-    };
-    json_out(&Value::Object(run().map_err(js_error)?))
-}
-
-/// Runs the same checks as `verify`, one by one, and reports each: for debugging. Never throws
-/// for a bad token or policy (the failing step says why); only for arguments of the wrong type.
-// Declared generic over the claims type in `TS_TYPES`.
-#[wasm_bindgen(skip_typescript)]
-pub fn explain(
-    #[wasm_bindgen(unchecked_param_type = "string")] token: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "Jwks")] jwks: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "VerifyPolicy")] policy: JsValue,
-    #[wasm_bindgen(js_name = nowSecs, unchecked_optional_param_type = "number")] now_secs: JsValue,
-) -> Result<JsValue, JsValue> {
-    let token = string_arg(&token, "token").map_err(js_error)?;
-    let now = now_arg(&now_secs).map_err(js_error)?;
-    // A policy or key set that is not JSON at all fails the policy step, like an invalid one.
-    let (policy, jwks) = match (json_arg(&policy, "policy"), json_arg(&jwks, "jwks")) {
-        (Ok(p), Ok(j)) => (p, j),
-        (Err(e), _) | (_, Err(e)) => {
-            let explanation = serde_json::json!({
-                "verdict": "reject", "code": e.code, "message": e.message, "claims": null, "nowSecs": now,
-                "steps": verify::STEPS.iter().enumerate().map(|(i, s)| serde_json::json!({
-                    "step": s,
-                    "result": if i == 0 { "fail" } else { "skipped" },
-                    "detail": if i == 0 { format!("{} ({})", e.message, e.code) } else { "not reached".into() },
-                })).collect::<Vec<_>>(),
-            });
-            return json_out(&explanation);
-        }
-    };
-    json_out(&verify::explain(&token, &policy, jwks, now))
 }
 
 /// When a client should refresh this token (Unix seconds): `skewSecs` (default 60) before `exp`,

@@ -1,10 +1,14 @@
 //! `verify` and `explain`: the JS policy object mapped onto the configuration schema
-//! ([`policy_from_js`]), then the core pipeline's JWT step. Every decision is the core's.
+//! ([`policy_from_js`]), then the core pipeline's JWT step ([`Gate::verify_jwt`]) with the
+//! adapter's I/O. Every decision is the core's; the I/O (WebCrypto, fetch) is
+//! [`super::verifier`]'s, or any [`GateIo`] (host tests pass the native backend's).
 
 use super::error::WebError;
 use crate::core::config::Policy;
-use crate::core::crypto::NativeBackend;
+use crate::core::io::GateIo;
+use crate::core::log::DecisionLog;
 use crate::core::pipeline::Gate;
+use crate::core::token_cache::TokenHash;
 use serde_json::{json, Map, Value};
 
 /// The origin of the configuration the JS policy is mapped onto. The JS API never forwards
@@ -21,11 +25,28 @@ const POLICY_FIELDS: [(&str, &str, bool); 6] = [
     ("requireExp", "require_exp", false),
 ];
 
+/// Where the issuer's keys come from.
+#[derive(Debug, Clone)]
+pub enum Keys {
+    /// A JWK Set given inline (`{ jwks }`).
+    Jwks(Value),
+    /// A JWK Set URL (`{ jwksUri }`): fetched and cached by the core's JWKS cache
+    /// ([`crate::core::jwks_cache`]), as the gate does for `jwks_uri`.
+    Uri(String),
+}
+
+impl From<Value> for Keys {
+    fn from(jwks: Value) -> Keys {
+        Keys::Jwks(jwks)
+    }
+}
+
 /// Builds the core [`Policy`] from the JS policy object
-/// `{issuer, audiences?, algorithms, leewaySecs?, maxLifetimeSecs?, requireExp?}` and a JWK Set:
-/// the same configuration document the Worker reads, with one issuer whose keys are inline.
-/// Validation (and every default) is the core's; errors name the JS field.
-pub fn policy_from_js(policy: &Value, jwks: Value) -> Result<Policy, WebError> {
+/// `{issuer, audiences?, algorithms, leewaySecs?, maxLifetimeSecs?, requireExp?}` and the
+/// issuer's keys: the same configuration document the Worker reads, with one issuer. Validation
+/// (and every default) is the core's; errors name the JS field. The verified-token cache is off:
+/// every call checks the signature and returns the whole payload.
+pub fn policy_from_js(policy: &Value, keys: impl Into<Keys>) -> Result<Policy, WebError> {
     let obj = policy.as_object().ok_or_else(|| WebError::config("policy", "must be an object"))?;
     if !obj.contains_key("issuer") {
         return Err(WebError::config("issuer", "required (a string, or null to leave iss unchecked)"));
@@ -39,9 +60,13 @@ pub fn policy_from_js(policy: &Value, jwks: Value) -> Result<Policy, WebError> {
         let target = if *per_issuer { &mut issuer } else { &mut config };
         target.insert((*config_name).to_string(), value.clone());
     }
-    issuer.insert("jwks".into(), jwks);
+    match keys.into() {
+        Keys::Jwks(jwks) => issuer.insert("jwks".into(), jwks),
+        Keys::Uri(uri) => issuer.insert("jwks_uri".into(), uri.into()),
+    };
     config.insert("issuers".into(), Value::Array(vec![Value::Object(issuer)]));
     config.insert("origin".into(), UNUSED_ORIGIN.into());
+    config.insert("token_cache".into(), json!({"capacity": 0}));
     Policy::from_json(&Value::Object(config).to_string()).map_err(|e| WebError::config(js_field(&e.field), e.message))
 }
 
@@ -51,6 +76,9 @@ fn js_field(config_field: &str) -> String {
     if rest.is_empty() || rest == "EDGEWARD_CONFIG" {
         return "policy".into();
     }
+    if rest == "jwks_uri" {
+        return "jwksUri".into();
+    }
     let (head, tail) = rest.find(['.', '[']).map_or((rest, ""), |i| rest.split_at(i));
     match POLICY_FIELDS.iter().find(|(_, c, _)| *c == head) {
         Some((js, _, _)) => format!("{js}{tail}"),
@@ -58,18 +86,33 @@ fn js_field(config_field: &str) -> String {
     }
 }
 
-/// Verifies `token` at `now` with the policy's inline keys: the core pipeline's JWT step
-/// ([`Gate::verify_inline`], as the gate runs it). Returns the verified claims.
-pub fn verify(token: &str, policy: &Policy, now: i64) -> Result<Map<String, Value>, WebError> {
-    let gate = Gate::new(policy.clone());
-    let (verified, _) = gate.verify_inline(token, NativeBackend, now, false);
-    payload(verified?)
+/// The token cache is off (policy_from_js): the hash it is keyed by is never read, so none is
+/// computed.
+const UNCACHED: TokenHash = [0; 32];
+
+/// The pipeline's JWT step ([`Gate::verify_jwt`]) for `token` at `now`, with `io`; the record
+/// holds the steps taken when `io` traces.
+async fn run<I: GateIo>(gate: &Gate, io: &I, token: &str, now: i64) -> (Result<Map<String, Value>, WebError>, DecisionLog<'static>) {
+    let mut log = DecisionLog { event: "verify", ..Default::default() };
+    let verified = gate.verify_jwt(io, token, &UNCACHED, now, &mut log).await;
+    // The token cache is off (policy_from_js), so the token holds its whole payload.
+    let claims = verified.map_err(WebError::from).and_then(|v| v.claims().cloned().ok_or_else(|| crate::core::error::AuthError::Internal.into()));
+    (claims, log)
 }
 
-/// The whole payload of a token just verified (the gate here is fresh: never a cache hit, whose
-/// token keeps only the claims the policy reads).
-fn payload(verified: crate::core::verify::VerifiedToken) -> Result<Map<String, Value>, WebError> {
-    verified.claims().cloned().ok_or_else(|| crate::core::error::AuthError::Internal.into())
+/// Verifies `token` at `now` under the gate's policy, with `io`'s signature checks (and JWKS
+/// fetches): the core pipeline's JWT step, as the gate runs it. Returns the verified claims.
+pub async fn verify<I: GateIo>(gate: &Gate, io: &I, token: &str, now: i64) -> Result<Map<String, Value>, WebError> {
+    run(gate, io, token, now).await.0
+}
+
+/// [`verify`] without the claims: `Ok` when `token` verifies, whose payload segment is then the
+/// claims' JSON text, read strictly by the core (canonical base64url, no repeated member, every
+/// number finite). The JS adapter hands that text to `JSON.parse`, which gives the values
+/// [`verify`]'s map would, without copying and printing the map.
+pub async fn check<I: GateIo>(gate: &Gate, io: &I, token: &str, now: i64) -> Result<(), WebError> {
+    let mut log = DecisionLog { event: "verify", ..Default::default() };
+    gate.verify_jwt(io, token, &UNCACHED, now, &mut log).await.map(drop).map_err(WebError::from)
 }
 
 /// One step of [`explain`].
@@ -84,12 +127,30 @@ fn step(out: &mut Vec<Value>, name: &str, result: Result<String, &WebError>) {
 /// The steps [`explain`] reports, in the core's order.
 pub const STEPS: [&str; 6] = ["policy", "parse", "issuer", "key", "signature", "claims"];
 
-/// Runs the core pipeline's JWT step ([`Gate::verify_inline`]) with its trace on and reports
-/// the steps it took, stopping at the first failure (later steps are `skipped`). The verdict
-/// and code are the ones [`verify`] gives, because it is the same run.
-pub fn explain(token: &str, policy: &Value, jwks: Value, now: i64) -> Value {
+/// Runs the core pipeline's JWT step with its trace on (`io` must trace) and reports the steps
+/// it took, stopping at the first failure (later steps are `skipped`). The verdict and code are
+/// the ones [`verify`] gives, because it is the same run.
+pub async fn explain<I: GateIo>(gate: &Gate, io: &I, token: &str, now: i64) -> Value {
     let mut steps = Vec::new();
-    let outcome = explain_steps(token, policy, jwks, now, &mut steps);
+    step(&mut steps, "policy", Ok(policy_detail(gate.policy())));
+    let (claims, log) = run(gate, io, token, now).await;
+    for s in log.trace.unwrap_or_default() {
+        match s.outcome {
+            Ok(detail) => step(&mut steps, s.name, Ok(detail)),
+            Err(e) => step(&mut steps, s.name, Err(&WebError::from(e))),
+        }
+    }
+    explanation(steps, claims, now)
+}
+
+/// The explanation when the policy (or the key set) is refused: the `policy` step fails.
+pub fn explain_refused(e: WebError, now: i64) -> Value {
+    let mut steps = Vec::new();
+    step(&mut steps, "policy", Err(&e));
+    explanation(steps, Err(e), now)
+}
+
+fn explanation(mut steps: Vec<Value>, outcome: Result<Map<String, Value>, WebError>, now: i64) -> Value {
     for name in STEPS.iter().skip(steps.len()) {
         steps.push(json!({"step": name, "result": "skipped", "detail": "not reached"}));
     }
@@ -99,35 +160,22 @@ pub fn explain(token: &str, policy: &Value, jwks: Value, now: i64) -> Value {
     }
 }
 
-fn explain_steps(token: &str, policy: &Value, jwks: Value, now: i64, steps: &mut Vec<Value>) -> Result<Map<String, Value>, WebError> {
-    let policy = match policy_from_js(policy, jwks) {
-        Ok(p) => p,
-        Err(e) => {
-            step(steps, "policy", Err(&e));
-            return Err(e);
-        }
-    };
-    let detail = policy.issuers.first().map_or(String::new(), |i| {
+/// What the `policy` step of [`explain`] reports.
+fn policy_detail(policy: &Policy) -> String {
+    policy.issuers.first().map_or(String::new(), |i| {
         let algs: Vec<&str> = i.algorithms.iter().map(|a| a.name()).collect();
+        let keys = match &i.jwks_uri {
+            Some(uri) => format!("keys from {uri}"),
+            None => format!("{} key(s)", i.inline_keys.keys.len()),
+        };
         format!(
-            "issuer {}, audiences {}, algorithms {}, {} key(s), leeway {} s",
+            "issuer {}, audiences {}, algorithms {}, {keys}, leeway {} s",
             i.issuer.as_deref().map_or("not checked".into(), |s| format!("{s:?}")),
             if i.audiences.is_empty() { "not checked".into() } else { format!("{:?}", i.audiences) },
             algs.join(" "),
-            i.inline_keys.keys.len(),
             policy.leeway_secs
         )
-    });
-    step(steps, "policy", Ok(detail));
-    let gate = Gate::new(policy);
-    let (verified, log) = gate.verify_inline(token, NativeBackend, now, true);
-    for s in log.trace.unwrap_or_default() {
-        match s.outcome {
-            Ok(detail) => step(steps, s.name, Ok(detail)),
-            Err(e) => step(steps, s.name, Err(&WebError::from(e))),
-        }
-    }
-    payload(verified?)
+    })
 }
 
 #[cfg(test)]
@@ -135,9 +183,26 @@ mod tests {
     use super::*;
     use crate::core::json::b64url_encode as enc;
 
+    use crate::core::crypto::NativeBackend;
+    use crate::core::io::{run_ready, InlineIo};
     use crate::web::testkit::Issuer;
 
     const NOW: i64 = 1_800_000_000;
+
+    /// [`super::verify`] with the native backend (every I/O call is ready at once).
+    fn verify(token: &str, policy: &Policy, now: i64) -> Result<Map<String, Value>, WebError> {
+        let io = InlineIo { backend: NativeBackend, now_ms: now * 1000, trace: false };
+        run_ready(super::verify(&Gate::new(policy.clone()), &io, token, now)).unwrap()
+    }
+
+    /// [`super::explain`] with the native backend, from the JS policy and key set.
+    fn explain(token: &str, policy: &Value, jwks: Value, now: i64) -> Value {
+        let io = InlineIo { backend: NativeBackend, now_ms: now * 1000, trace: true };
+        match policy_from_js(policy, jwks) {
+            Ok(p) => run_ready(super::explain(&Gate::new(p), &io, token, now)).unwrap(),
+            Err(e) => explain_refused(e, now),
+        }
+    }
 
     fn js_policy() -> Value {
         json!({"issuer": "https://id.example", "audiences": ["api://demo"], "algorithms": ["EdDSA"]})

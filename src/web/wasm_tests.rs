@@ -3,9 +3,11 @@
 //! [`super::verify`](mod@super::verify), [`super::cookies`], [`super::tokens`] and [`super::ratelimit_headers`].
 
 use super::testkit::Issuer;
+use super::verifier::{create_verifier, explain, verify};
 use super::*;
-use js_sys::{Array, Reflect};
+use js_sys::{Array, Promise, Reflect};
 use serde_json::json;
+use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const NOW: f64 = 1_800_000_000.0;
@@ -30,6 +32,11 @@ fn claims(exp: f64) -> Value {
     json!({"iss": "https://id.example", "aud": "api://demo", "sub": "user-42", "iat": NOW - 10.0, "exp": exp})
 }
 
+/// What a promise of the package settles to.
+async fn settle(p: Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(p).await
+}
+
 /// The thrown value is an `Error` named `EdgewardError` with this `code`.
 fn assert_edgeward_error(e: &JsValue, code: &str) {
     assert!(e.is_instance_of::<js_sys::Error>(), "an Error object");
@@ -39,59 +46,85 @@ fn assert_edgeward_error(e: &JsValue, code: &str) {
 }
 
 #[wasm_bindgen_test]
-fn verify_returns_claims_as_a_plain_object() {
+async fn verify_returns_claims_as_a_plain_object() {
     let iss = Issuer::new("k1");
     let token = iss.token(claims(NOW + 600.0));
-    let got = verify(token.clone().into(), js(&iss.jwks()), policy(), NOW.into()).unwrap();
+    let got = settle(verify(token.clone().into(), js(&iss.jwks()), policy(), NOW.into())).await.unwrap();
     assert_eq!(prop(&got, "sub").as_string().as_deref(), Some("user-42"));
     assert_eq!(prop(&got, "exp").as_f64(), Some(NOW + 600.0));
     // The JWK Set may also be JSON text.
-    let got = verify(token.into(), iss.jwks().to_string().into(), policy(), NOW.into()).unwrap();
+    let got = settle(verify(token.into(), iss.jwks().to_string().into(), policy(), NOW.into())).await.unwrap();
     assert_eq!(back(&got)["aud"], "api://demo");
 }
 
 #[wasm_bindgen_test]
-fn verify_throws_the_workers_reason_code() {
+async fn verify_throws_the_workers_reason_code() {
     let iss = Issuer::new("k1");
     let expired = iss.token(claims(NOW - 1.0));
-    let e = verify(expired.into(), js(&iss.jwks()), policy(), NOW.into()).unwrap_err();
+    let e = settle(verify(expired.into(), js(&iss.jwks()), policy(), NOW.into())).await.unwrap_err();
     assert_edgeward_error(&e, "expired");
     assert_eq!(prop(&e, "status").as_f64(), Some(401.0));
     let forged = Issuer::new("k1").token(claims(NOW + 600.0));
-    assert_edgeward_error(&verify(forged.into(), js(&iss.jwks()), policy(), NOW.into()).unwrap_err(), "bad_signature");
+    assert_edgeward_error(&settle(verify(forged.into(), js(&iss.jwks()), policy(), NOW.into())).await.unwrap_err(), "bad_signature");
     // Without nowSecs the browser clock is used: a token that expired in 2001 is expired now.
     let old = iss.token(json!({"iss": "https://id.example", "aud": "api://demo", "exp": 1_000_000_000}));
-    assert_edgeward_error(&verify(old.into(), js(&iss.jwks()), policy(), JsValue::UNDEFINED).unwrap_err(), "expired");
+    assert_edgeward_error(&settle(verify(old.into(), js(&iss.jwks()), policy(), JsValue::UNDEFINED)).await.unwrap_err(), "expired");
 }
 
 #[wasm_bindgen_test]
-fn bad_arguments_and_policies_are_typed_errors() {
+async fn bad_arguments_and_policies_are_typed_errors() {
     let iss = Issuer::new("k1");
     let token: JsValue = iss.token(claims(NOW + 600.0)).into();
-    assert_edgeward_error(&verify(JsValue::from_f64(1.0), js(&iss.jwks()), policy(), NOW.into()).unwrap_err(), "invalid_argument");
-    let e = verify(token.clone(), js(&iss.jwks()), js(&json!({"issuer": "x", "algorithms": ["EdDSA", "nope"]})), NOW.into()).unwrap_err();
+    assert_edgeward_error(&settle(verify(JsValue::from_f64(1.0), js(&iss.jwks()), policy(), NOW.into())).await.unwrap_err(), "invalid_argument");
+    let e = settle(verify(token.clone(), js(&iss.jwks()), js(&json!({"issuer": "x", "algorithms": ["EdDSA", "nope"]})), NOW.into())).await.unwrap_err();
     assert_edgeward_error(&e, "config_invalid");
     assert_eq!(prop(&e, "field").as_string().as_deref(), Some("algorithms[1]"));
-    let e = verify(token.clone(), JsValue::UNDEFINED, policy(), NOW.into()).unwrap_err();
+    let e = settle(verify(token.clone(), JsValue::UNDEFINED, policy(), NOW.into())).await.unwrap_err();
     assert_eq!(prop(&e, "field").as_string().as_deref(), Some("jwks"));
-    let e = verify(token.clone(), "{not json".into(), policy(), NOW.into()).unwrap_err();
+    let e = settle(verify(token.clone(), "{not json".into(), policy(), NOW.into())).await.unwrap_err();
     assert_edgeward_error(&e, "config_invalid");
-    assert_edgeward_error(&verify(token, js(&iss.jwks()), policy(), "soon".into()).unwrap_err(), "invalid_argument");
+    assert_edgeward_error(&settle(verify(token, js(&iss.jwks()), policy(), "soon".into())).await.unwrap_err(), "invalid_argument");
 }
 
 #[wasm_bindgen_test]
-fn explain_lists_every_step() {
+async fn explain_lists_every_step() {
     let iss = Issuer::new("k1");
-    let got = back(&explain(iss.token(claims(NOW - 1.0)).into(), js(&iss.jwks()), policy(), NOW.into()).unwrap());
+    let got = back(&settle(explain(iss.token(claims(NOW - 1.0)).into(), js(&iss.jwks()), policy(), NOW.into())).await.unwrap());
     assert_eq!((got["verdict"].as_str(), got["code"].as_str()), (Some("reject"), Some("expired")));
     let results: Vec<&str> = got["steps"].as_array().unwrap().iter().map(|s| s["result"].as_str().unwrap()).collect();
     assert_eq!(results, ["pass", "pass", "pass", "pass", "pass", "fail"]);
     // Not JSON at all: the policy step fails, nothing throws.
-    let got = back(&explain("x".into(), "{".into(), policy(), NOW.into()).unwrap());
+    let got = back(&settle(explain("x".into(), "{".into(), policy(), NOW.into())).await.unwrap());
     assert_eq!(
         (got["code"].as_str(), got["steps"][0]["result"].as_str(), got["steps"][1]["result"].as_str()),
         (Some("config_invalid"), Some("fail"), Some("skipped"))
     );
+}
+
+#[wasm_bindgen_test]
+async fn a_verifier_parses_once_and_takes_options() {
+    let iss = Issuer::new("k1");
+    let keys = js(&json!({"jwks": iss.jwks()}));
+    let v = create_verifier(policy(), keys).unwrap();
+    let at = |secs: f64| js(&json!({"nowSecs": secs}));
+    for sub in ["a", "b"] {
+        let token = iss.token(json!({"iss": "https://id.example", "aud": "api://demo", "sub": sub, "exp": NOW + 60.0}));
+        let got = settle(v.verify(token.into(), at(NOW))).await.unwrap();
+        assert_eq!(prop(&got, "sub").as_string().as_deref(), Some(sub));
+    }
+    let late = iss.token(claims(NOW + 60.0));
+    assert_edgeward_error(&settle(v.verify(late.clone().into(), at(NOW + 61.0))).await.unwrap_err(), "expired");
+    let got = back(&settle(v.explain(late.into(), at(NOW))).await.unwrap());
+    assert_eq!(got["verdict"], "accept");
+    // The key source: exactly one of jwks and jwksUri, nothing else.
+    let field = |keys: Value| {
+        let e = create_verifier(policy(), js(&keys)).err().unwrap();
+        assert_edgeward_error(&e, "config_invalid");
+        prop(&e, "field").as_string().unwrap()
+    };
+    assert_eq!(field(json!({"jwks": iss.jwks(), "jwksUri": "https://id.example/jwks"})), "keys");
+    assert_eq!(field(json!({"jwks": iss.jwks(), "extra": 1})), "extra");
+    assert_eq!(field(json!({"jwksUri": "ftp://id.example/jwks"})), "jwksUri");
 }
 
 #[wasm_bindgen_test]

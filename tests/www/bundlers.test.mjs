@@ -6,9 +6,13 @@
 //   webpack  `webpack --mode production`
 //   Rollup   with @rollup/plugin-node-resolve at its defaults, which any npm import needs in
 //            Rollup (it finds node_modules; it does nothing for .wasm); `--format es`
+//   Parcel   `parcel build index.html` (the CLI; no source maps, its cache under the app's
+//            directory, no automatic installs)
 // The apps (tests/www/apps/) import the default entry point; webpack and esbuild also build one
 // that `require()`s it, and Vite and webpack one on `edgeward/web`, whose .wasm they emit as an
-// asset. Builds go to tests/artifacts/pkg/<bundler>-<app>/dist.
+// asset. Every bundler also builds app-plain.js (`edgeward/decode` and `edgeward/dpop`, plain JS),
+// run under a CSP without 'wasm-unsafe-eval'; esbuild and webpack its `require()` twin.
+// Builds go to tests/artifacts/pkg/<bundler>-<app>/dist.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -26,6 +30,7 @@ import { serveWww } from '../../demo/serve-www.mjs';
 import { launchChromium, packed } from './packed.mjs';
 
 const APPS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'apps');
+const PARCEL = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules', '.bin', 'parcel');
 // What the package needs from a page's CSP, and nothing more: its script, WebAssembly
 // compilation, and (the test's fixture; for `edgeward/web`, the .wasm) fetches to the origin.
 const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'";
@@ -49,6 +54,11 @@ const BUNDLERS = {
     if (stats.hasErrors()) throw new Error(stats.toString('errors-only'));
     return '<script src="app.js"></script>';
   },
+  async parcel(src, entry, out) {
+    fs.writeFileSync(path.join(src, 'index.html'), `<!doctype html><html><body><script type="module" src="./${entry}"></script></body></html>\n`);
+    execFileSync(PARCEL, ['build', path.join(src, 'index.html'), '--dist-dir', out, '--cache-dir', path.join(src, '..', '.parcel-cache'), '--no-source-maps', '--no-autoinstall', '--log-level', 'error'], { cwd: path.dirname(src), encoding: 'utf8' });
+    return null;
+  },
   async rollup(src, entry, out) {
     const bundle = await rollup({ input: path.join(src, entry), plugins: [nodeResolve()], onwarn: () => {} });
     await bundle.write({ dir: out, format: 'es' });
@@ -58,7 +68,7 @@ const BUNDLERS = {
 };
 
 const CASES = [
-  ['esbuild', 'app.js'], ['vite', 'app.js'], ['webpack', 'app.js'], ['rollup', 'app.js'],
+  ['esbuild', 'app.js'], ['vite', 'app.js'], ['webpack', 'app.js'], ['rollup', 'app.js'], ['parcel', 'app.js'],
   ['esbuild', 'app-require.cjs'], ['webpack', 'app-require.cjs'],
   ['vite', 'app-web.js'], ['webpack', 'app-web.js'],
 ];
@@ -127,7 +137,7 @@ function sizes(dist) {
   return `${raw} B raw, ${gzip} B gzip -9`;
 }
 
-const EXPECTED = { sub: 'user-42', alg: 'ES256', pkce: 'S256', tampered: 'bad_signature' };
+const EXPECTED = { sub: 'user-42', viaVerifier: 'user-42', alg: 'ES256', pkce: 'S256', tampered: 'bad_signature' };
 
 describe('the package in bundlers (their defaults), run in headless Chromium under a strict CSP', () => {
   for (const [bundler, entry] of CASES) {
@@ -142,6 +152,19 @@ describe('the package in bundlers (their defaults), run in headless Chromium und
       assert.deepEqual([payload.htm, payload.htu, payload.ath], ['GET', `${origin}/api/orders`, crypto.createHash('sha256').update(JSON.parse(fixture).token).digest('base64url')]);
       assert.equal(dpop.jkt, await calculateJwkThumbprint(protectedHeader.jwk, 'sha256'), 'jwkThumbprint in the browser = jose\'s');
       assert.equal(dpop.extractable, false);
+    });
+  }
+
+  for (const [bundler, entry] of [['esbuild', 'app-plain.js'], ['vite', 'app-plain.js'], ['webpack', 'app-plain.js'], ['rollup', 'app-plain.js'], ['parcel', 'app-plain.js'], ['esbuild', 'app-plain-require.cjs'], ['webpack', 'app-plain-require.cjs']]) {
+    test(`${bundler}: ${entry} (no WebAssembly: a CSP without 'wasm-unsafe-eval')`, async (t) => {
+      const dist = await buildApp(bundler, entry);
+      t.diagnostic(`${bundler} ${entry}: ${sizes(dist)}`);
+      assert.ok(!fs.readdirSync(dist, { recursive: true }).some((f) => f.endsWith('.wasm')), 'no .wasm emitted');
+      const { origin, ...r } = await runApp(dist, CSP_WITHOUT_WASM);
+      const { proof, ...rest } = r.result ?? {};
+      assert.deepEqual({ ...r, result: rest }, { result: { sub: 'user-42', alg: 'ES256', malformed: 'malformed_token', pkce: 'S256', refresh: true, random: 33 }, error: undefined, pageErrors: [] });
+      const { payload } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] });
+      assert.deepEqual([payload.htm, payload.htu], ['GET', `${origin}/api/orders`]);
     });
   }
 

@@ -18,17 +18,20 @@ import { pathToFileURL } from 'node:url';
 import crypto from 'node:crypto';
 import { generateKeyPair, generateSecret, exportJWK, SignJWT, base64url, jwtVerify, EmbeddedJWK, calculateJwkThumbprint, decodeProtectedHeader } from 'jose';
 import * as esbuild from 'esbuild';
+import http from 'node:http';
 import { NODE20, PKG, ROOT, packed } from './packed.mjs';
 
 const ISSUER = 'https://id.example';
 const AUDIENCE = 'api://demo';
 const now = () => Math.floor(Date.now() / 1000);
 
-let ew;
+let ew, plain;
 
 before(async () => {
   // The package's Node `import` entry point, as installed from the packed tarball.
   ew = await import(pathToFileURL(path.join(packed(), 'node_modules', 'edgeward', 'edgeward.node.mjs')).href);
+  // edgeward/decode: plain JS.
+  plain = await import(pathToFileURL(path.join(packed(), 'node_modules', 'edgeward', 'decode.js')).href);
 });
 
 async function issuer(alg, options = {}) {
@@ -45,9 +48,9 @@ const mint = (alg, key, kid, claims = {}, exp = now() + 600) =>
     .setIssuer(ISSUER).setAudience(AUDIENCE).setSubject('user-42').setIssuedAt().setExpirationTime(exp)
     .sign(key);
 
-const codeOf = (fn) => {
+const codeOf = async (fn) => {
   try {
-    fn();
+    await fn();
   } catch (e) {
     assert.ok(e instanceof ew.EdgewardError, `an EdgewardError: ${e}`);
     assert.ok(e instanceof Error);
@@ -67,19 +70,19 @@ describe('edgeward package (wasm) vs tokens signed by jose', () => {
       const jwks = { keys: [jwk] };
       const policy = { issuer: ISSUER, audiences: [AUDIENCE], algorithms: [alg] };
       const good = await mint(alg, signKey, jwk.kid);
-      assert.equal(ew.verify(good, jwks, policy).sub, 'user-42');
-      assert.equal(ew.explain(good, JSON.stringify(jwks), policy).verdict, 'accept');
+      assert.equal((await ew.verify(good, jwks, policy)).sub, 'user-42');
+      assert.equal((await ew.explain(good, JSON.stringify(jwks), policy)).verdict, 'accept');
 
       const [h, , s] = good.split('.');
       const forged = `${h}.${base64url.encode(JSON.stringify({ iss: ISSUER, aud: AUDIENCE, sub: 'admin', exp: now() + 600 }))}.${s}`;
-      assert.equal(codeOf(() => ew.verify(forged, jwks, policy)), 'bad_signature');
+      assert.equal(await codeOf(() => ew.verify(forged, jwks, policy)), 'bad_signature');
       const expired = await mint(alg, signKey, jwk.kid, {}, now() - 120);
-      assert.equal(codeOf(() => ew.verify(expired, jwks, policy)), 'expired');
-      assert.equal(codeOf(() => ew.verify(good, jwks, { ...policy, audiences: ['api://other'] })), 'audience_mismatch');
-      assert.equal(codeOf(() => ew.verify(good, jwks, { ...policy, issuer: 'https://evil.example' })), 'issuer_mismatch');
+      assert.equal(await codeOf(() => ew.verify(expired, jwks, policy)), 'expired');
+      assert.equal(await codeOf(() => ew.verify(good, jwks, { ...policy, audiences: ['api://other'] })), 'audience_mismatch');
+      assert.equal(await codeOf(() => ew.verify(good, jwks, { ...policy, issuer: 'https://evil.example' })), 'issuer_mismatch');
       const { signKey: otherKey } = await issuer(alg, options);
       const otherKeysToken = await mint(alg, otherKey, jwk.kid);
-      assert.equal(codeOf(() => ew.verify(otherKeysToken, jwks, policy)), 'bad_signature', 'same kid, another key');
+      assert.equal(await codeOf(() => ew.verify(otherKeysToken, jwks, policy)), 'bad_signature', 'same kid, another key');
     });
   }
 
@@ -90,17 +93,17 @@ describe('edgeward package (wasm) vs tokens signed by jose', () => {
     const good = await mint('RS256', signKey, jwk.kid);
     const [, p] = good.split('.');
     const none = `${base64url.encode('{"alg":"none"}')}.${p}.`;
-    assert.equal(codeOf(() => ew.verify(none, jwks, policy)), 'alg_none');
+    assert.equal(await codeOf(() => ew.verify(none, jwks, policy)), 'alg_none');
     const hs = `${base64url.encode('{"alg":"HS256","kid":"k-RS256"}')}.${p}.${base64url.encode('x'.repeat(32))}`;
-    assert.equal(codeOf(() => ew.verify(hs, jwks, policy)), 'alg_not_allowed');
+    assert.equal(await codeOf(() => ew.verify(hs, jwks, policy)), 'alg_not_allowed');
   });
 });
 
 describe('EdgewardError and isEdgewardError', () => {
-  test('thrown errors are EdgewardError instances with code and status or field, never both', () => {
+  test('rejections are EdgewardError instances with code and status or field, never both', async () => {
     let e;
     try {
-      ew.verify('not-a-token', { keys: [] }, { issuer: ISSUER, algorithms: ['ES256'] });
+      await ew.verify('not-a-token', { keys: [] }, { issuer: ISSUER, algorithms: ['ES256'] });
     } catch (err) {
       e = err;
     }
@@ -113,7 +116,7 @@ describe('EdgewardError and isEdgewardError', () => {
     assert.match(e.stack, /EdgewardError/);
 
     try {
-      ew.verify('a.b.c', { keys: [] }, { issuer: ISSUER, algorithms: ['ES256', 'none'] });
+      await ew.verify('a.b.c', { keys: [] }, { issuer: ISSUER, algorithms: ['ES256', 'none'] });
     } catch (err) {
       e = err;
     }
@@ -328,17 +331,203 @@ describe('the package README: callDpopApi', () => {
   });
 });
 
+describe('the package gives the gate\'s verdicts on the shared fixture (tests/fixtures/agreement.json, tests/agreement.rs)', () => {
+  const fixture = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests', 'fixtures', 'agreement.json'), 'utf8'));
+  for (const suite of fixture.suites) {
+    test(`${suite.alg}: ${suite.cases.length} cases, verify and createVerifier`, async () => {
+      const at = { nowSecs: fixture.nowSecs };
+      const v = ew.createVerifier(suite.policy, { jwks: suite.jwks });
+      for (const { name, token, code } of suite.cases) {
+        const got = await codeOf(() => ew.verify(token, suite.jwks, suite.policy, at));
+        assert.equal(got, code ?? 'accepted', `${suite.alg} / ${name}: verify`);
+        assert.equal(await codeOf(() => v.verify(token, at)), got, `${suite.alg} / ${name}: createVerifier`);
+        const report = await v.explain(token, at);
+        assert.deepEqual([report.verdict, report.code], code === null ? ['accept', null] : ['reject', code], `${suite.alg} / ${name}: explain`);
+      }
+      v.free();
+    });
+  }
+});
+
+/** What a call gives: its value, or the error's code, message and status. */
+function outcome(fn) {
+  try {
+    return { value: fn() };
+  } catch (e) {
+    return { code: e.code, message: e.message, status: e.status, isError: plain.isEdgewardError(e) };
+  }
+}
+
+describe('edgeward/decode (plain JS) gives what the WebAssembly build gives', () => {
+  const b64 = (s) => base64url.encode(typeof s === 'string' ? s : JSON.stringify(s));
+  const seg = (h, c, sig = 'c2ln') => `${b64(h)}.${b64(c)}.${sig}`;
+  const corpus = async () => {
+    const tokens = [];
+    for (const alg of ['RS256', 'ES256', 'EdDSA', 'HS256']) {
+      const { signKey, jwk } = await issuer(alg, alg === 'RS256' ? { modulusLength: 2048 } : alg === 'EdDSA' ? { crv: 'Ed25519' } : {});
+      tokens.push(await mint(alg, signKey, jwk.kid, { nested: { a: [1, { b: 'é' }] }, big: 2 ** 53 + 2, neg: -1.5e300 }));
+    }
+    const [h, p, s] = tokens[0].split('.');
+    tokens.push(
+      '', 'a', 'a.b', 'a.b.c.d', `.${p}.${s}`, `${h}..${s}`, `${h}.${p}.`, `${h}.${p}.${s}=`, `${h}=.${p}.${s}`, `${h}.${p}.${s.slice(0, -1)}`,
+      `${h.slice(0, -1)}B.${p}.${s}`, `${h}.${p}.a`, `${h}+.${p}.${s}`, `${h}.${p}/.${s}`,
+      seg({ alg: 'none' }, { sub: 'x' }, ''), seg('[]', {}), seg({}, '[]'), seg({}, '"x"'), seg('{"a":1,"a":2}', {}),
+      seg({}, '{"x":{"b":1,"c":[{"b":2},{"b":3}],"b":4}}'), seg({}, '{"a":1,"\\u0061":2}'), seg({}, '{"a\\"":1,"a\\u0022":2}'),
+      seg({}, '{"a":"\\ud800"}'), seg({}, '{"a":"\\udc00x"}'), seg({}, '{"a":"\\ud83d\\ude00"}'), seg({}, '{"a":1e999}'), seg({}, '{"a":12345678901234567890}'),
+      seg({}, '{"a":1} x'), seg({}, '{"a":01}'), `${b64({})}.${base64url.encode(Buffer.from([0x7b, 0xff, 0x7d]))}.`, seg({}, '\ufeff{}'),
+      seg({}, `{"${'n'.repeat(100)}":1,"${'n'.repeat(100)}":2}`), seg({}, '{"a":"x:y","a":"z"}'), seg({}, '{"a:b":1,"a:b":2}'),
+      seg({}, '{"u":"\\u003a","u":1}'), seg({}, '{"u":"https://x","v":{"w:":"::"}}'), seg({}, '{"a":{"b":"c:d"},"e":[{"b":1,"b":"f:g"}]}'), seg({}, ' { "a" : [ ] , "b" : { } } '), 'x'.repeat((1 << 20) + 1),
+    );
+    return tokens;
+  };
+
+  test('decodeUnverified: same parts, same error code, message and status for every token', async () => {
+    for (const t of await corpus()) {
+      const js = outcome(() => plain.decodeUnverified(t));
+      const wasm = outcome(() => ew.decodeUnverified(t));
+      assert.deepEqual(js, wasm, `token ${t.slice(0, 80)}`);
+    }
+    assert.deepEqual(outcome(() => plain.decodeUnverified(42)), outcome(() => ew.decodeUnverified(42)));
+  });
+
+  test('refreshAt: same time without jitter, same errors; pkcePair, randomToken and nonce', async () => {
+    const t = await corpus();
+    const dated = seg({ alg: 'ES256' }, { iat: 1000, exp: 4600 });
+    for (const [token, options] of [
+      [dated, { skewSecs: 60, jitter: 0 }], [dated, { skewSecs: 5000, jitter: 0 }], [seg({}, { exp: 4600 }), undefined], [seg({}, { sub: 'x' }), undefined],
+      [seg({}, { exp: 'soon' }), undefined], [seg({}, { exp: 1, iat: -1 }), { jitter: 0 }], [dated, { skewSecs: -1 }], [dated, { skewSecs: 1.5 }],
+      [dated, { jitter: 2 }], [dated, { jitter: NaN }], [dated, 'x'], [t[0], { jitter: 0 }], ['a.b', undefined], [7, undefined],
+    ]) {
+      assert.deepEqual(outcome(() => plain.refreshAt(token, options)), outcome(() => ew.refreshAt(token, options)), `${token.slice?.(0, 40)} ${JSON.stringify(options)}`);
+    }
+    const jittered = new Set(Array.from({ length: 50 }, () => plain.refreshAt(dated, { skewSecs: 0, jitter: 1 })));
+    assert.ok(jittered.size > 10 && [...jittered].every((x) => x >= 1000 && x <= 4600), 'jitter draws within [iat, exp - skew]');
+    for (let i = 0; i < 20; i++) {
+      const pair = plain.pkcePair();
+      assert.equal(pair.verifier.length, 43);
+      assert.equal(pair.challenge, crypto.createHash('sha256').update(pair.verifier).digest('base64url'));
+    }
+    assert.deepEqual([plain.randomToken().length, plain.randomToken(1).length, plain.randomToken(1024).length, plain.nonce().length], [43, 2, 1366, 22]);
+    assert.notEqual(plain.nonce(), plain.nonce());
+    for (const n of [0, 1025, 1.5, '8']) assert.deepEqual(outcome(() => plain.randomToken(n)), outcome(() => ew.randomToken(n)));
+  });
+});
+
+/** A JWK Set server on 127.0.0.1: `serve(doc, headers)` sets the answer; `hits` counts requests. */
+async function jwksServer() {
+  const state = { status: 200, doc: { keys: [] }, cacheControl: 'max-age=600', hits: 0 };
+  const server = http.createServer((req, res) => {
+    state.hits++;
+    res.writeHead(state.status, { 'content-type': 'application/json', 'cache-control': state.cacheControl });
+    res.end(JSON.stringify(state.doc));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  state.uri = `http://127.0.0.1:${server.address().port}/jwks.json`;
+  state.close = () => new Promise((resolve) => {
+    server.close(resolve);
+    server.closeAllConnections();
+  });
+  return state;
+}
+
+/** Polls `cond` until it holds (a background refresh is not awaited by the call that starts it). */
+async function until(cond, what) {
+  for (let i = 0; i < 200 && !cond(); i++) await new Promise((resolve) => setImmediate(resolve));
+  assert.ok(cond(), what);
+}
+
+describe('createVerifier: one policy, keys imported once, a remote JWK Set cached by the gate\'s rules', () => {
+  test('inline keys: many tokens, every algorithm family, the Worker\'s codes', async () => {
+    for (const alg of ['RS256', 'PS256', 'ES256', 'EdDSA', 'HS256', 'HS512']) {
+      const { signKey, jwk } = await issuer(alg, alg.startsWith('RS') || alg.startsWith('PS') ? { modulusLength: 2048 } : alg === 'EdDSA' ? { crv: 'Ed25519' } : {});
+      const v = ew.createVerifier({ issuer: ISSUER, audiences: [AUDIENCE], algorithms: [alg] }, { jwks: { keys: [jwk] } });
+      for (const n of ['a', 'b', 'c']) assert.equal((await v.verify(await mint(alg, signKey, jwk.kid, { n }))).n, n, alg);
+      const good = await mint(alg, signKey, jwk.kid);
+      assert.equal(await codeOf(() => v.verify(good.slice(0, -4) + (good.endsWith('AAAA') ? 'BBBB' : 'AAAA'))), 'bad_signature', alg);
+      assert.equal(await codeOf(() => v.verify(good, { nowSecs: now() + 3600 })), 'expired', alg);
+      assert.equal((await v.explain(good)).verdict, 'accept');
+      const payload = JSON.parse(Buffer.from(good.split('.')[1], 'base64url').toString());
+      assert.deepEqual(await v.verify(good), payload, 'the whole payload');
+      assert.deepEqual((await v.explain(good)).claims, payload);
+      v.free();
+    }
+    assert.throws(() => ew.createVerifier({ issuer: ISSUER, algorithms: ['ES256'] }, { jwksUri: 'http://id.example/jwks' }), (e) => e.code === 'config_invalid' && e.field === 'jwksUri');
+    assert.throws(() => ew.createVerifier({ issuer: ISSUER, algorithms: ['ES256'] }, {}), (e) => e.code === 'config_invalid' && e.field === 'keys');
+  });
+
+  test('jwksUri: fetched once, max-age clamped, unknown kid after the cooldown, last good keys while the issuer fails', async () => {
+    const srv = await jwksServer();
+    try {
+      const k1 = await issuer('ES256');
+      const k2 = await issuer('ES256');
+      k2.jwk.kid = 'k-2';
+      const t0 = now();
+      const v = ew.createVerifier({ issuer: ISSUER, algorithms: ['ES256'], maxLifetimeSecs: null }, { jwksUri: srv.uri });
+      const token1 = await mint('ES256', k1.signKey, k1.jwk.kid, {}, t0 + 100_000);
+      const token2 = await mint('ES256', k2.signKey, 'k-2', {}, t0 + 100_000);
+      const at = (secs) => ({ nowSecs: t0 + secs });
+
+      srv.status = 503;
+      assert.equal(await codeOf(() => v.verify(token1, at(0))), 'jwks_unavailable', 'no keys yet: 503, never an accept');
+      assert.equal(srv.hits, 1);
+      srv.status = 200;
+      srv.doc = { keys: [k1.jwk] };
+      srv.cacheControl = 'max-age=5';
+      assert.equal(await codeOf(() => v.verify(token1, at(1))), 'jwks_unavailable', 'a failed fetch is not retried within the cooldown');
+      assert.equal(srv.hits, 1);
+      assert.equal((await v.verify(token1, at(31))).sub, 'user-42');
+      assert.equal(srv.hits, 2);
+      for (const s of [32, 100, 250]) await v.verify(token1, at(s));
+      assert.equal(srv.hits, 2, 'max-age=5 is clamped to 300 s: no fetch within it');
+
+      srv.doc = { keys: [k1.jwk, k2.jwk] };
+      srv.cacheControl = 'max-age=600';
+      assert.equal((await v.verify(token2, at(260))).sub, 'user-42', 'an unknown kid refetches (the last fetch was 229 s ago)');
+      assert.equal(srv.hits, 3);
+      const k3 = await issuer('ES256');
+      const token3 = await mint('ES256', k3.signKey, 'k-3', {}, t0 + 100_000);
+      assert.equal(await codeOf(() => v.verify(token3, at(270))), 'unknown_kid', 'within the 30 s cooldown: no fetch');
+      assert.equal(srv.hits, 3);
+
+      // Past 90 % of the TTL: answered from the cache, refreshed in the background.
+      srv.status = 500;
+      assert.equal((await v.verify(token1, at(260 + 550))).sub, 'user-42');
+      await until(() => srv.hits === 4, 'a background refresh');
+      assert.equal((await v.verify(token2, at(260 + 5000))).sub, 'user-42', 'the issuer fails: the last good keys stay usable');
+      v.free();
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('jwksUri with a fetch of our own', async () => {
+    const k1 = await issuer('EdDSA', { crv: 'Ed25519' });
+    const seen = [];
+    const fetch = async (url, init) => {
+      seen.push([url, init.headers.accept]);
+      return new Response(JSON.stringify({ keys: [k1.jwk] }), { headers: { 'cache-control': 'max-age=60' } });
+    };
+    const v = ew.createVerifier({ issuer: ISSUER, algorithms: ['EdDSA'] }, { jwksUri: 'https://id.example/jwks', fetch });
+    assert.equal((await v.verify(await mint('EdDSA', k1.signKey, k1.jwk.kid))).sub, 'user-42');
+    assert.deepEqual(seen, [['https://id.example/jwks', 'application/json']]);
+    // A key set larger than the gate reads (256 KiB) is not read to its end: no keys, 503.
+    const huge = async () => new Response(JSON.stringify({ keys: [k1.jwk], pad: 'x'.repeat(300_000) }));
+    const big = ew.createVerifier({ issuer: ISSUER, algorithms: ['EdDSA'] }, { jwksUri: 'https://id.example/jwks', fetch: huge });
+    const fresh = await mint('EdDSA', k1.signKey, k1.jwk.kid);
+    assert.equal(await codeOf(() => big.verify(fresh)), 'jwks_unavailable');
+  });
+});
+
 // What a probe prints, in every runtime and module system: the runtime's own verdicts on a token
 // signed by jose, and whether errors are the package's class.
 const PROBE = `
   const [token, jwks] = process.argv.slice(-2);
   const policy = { issuer: ${JSON.stringify(ISSUER)}, algorithms: ['ES256'] };
   let tampered, isClass, guard;
-  try { ew.verify(token.slice(0, -4) + 'AAAA', jwks, policy); } catch (e) {
+  ew.verify(token.slice(0, -4) + 'AAAA', jwks, policy).catch((e) => {
     tampered = e.code; isClass = e instanceof ew.EdgewardError; guard = ew.isEdgewardError(e);
-  }
-  console.log(JSON.stringify({ node: process.versions.node.split('.')[0], sub: ew.verify(token, jwks, policy).sub, tampered, isClass, guard,
-    pkce: ew.pkcePair().method, exports: Object.keys(ew).filter((k) => k !== 'default' && k !== '__esModule').sort() }));`;
+  }).then(() => ew.verify(token, jwks, policy)).then(({ sub }) => console.log(JSON.stringify({ node: process.versions.node.split('.')[0], sub, tampered, isClass, guard,
+    pkce: ew.pkcePair().method, exports: Object.keys(ew).filter((k) => k !== 'default' && k !== '__esModule').sort() })));`;
 const PROBES = {
   'import edgeward': ['probe.mjs', `import * as ew from 'edgeward';\n${PROBE}`],
   'require edgeward': ['probe.cjs', `const ew = require('edgeward');\n${PROBE}`],
@@ -384,6 +573,75 @@ const DPOP_PROBES = {
   'require edgeward/web': ['dpop-probe-web.cjs', `const ew = require('edgeward/web');\n(async () => {${DPOP_PROBE}\n})();`],
 };
 
+// Bun and Deno (dev dependencies from the package registry, pinned in package.json): the packed
+// package resolved through its exports from node_modules, every entry point that needs no browser.
+const OTHER_RUNTIMES = {
+  bun: { bin: path.join(ROOT, 'node_modules', '.bin', 'bun'), args: [], module: ['esm', 'cjs'] },
+  deno: { bin: path.join(ROOT, 'node_modules', '.bin', 'deno'), args: ['run', '--allow-read'], module: ['esm'] },
+};
+const runtimeProbe = (format, fixture) => {
+  const load = format === 'esm'
+    ? "import * as ew from 'edgeward';\nimport * as decode from 'edgeward/decode';\nimport * as dpop from 'edgeward/dpop';\n"
+    : "const ew = require('edgeward');\nconst decode = require('edgeward/decode');\nconst dpop = require('edgeward/dpop');\n";
+  return `${load}const { token, jwks, policy } = ${JSON.stringify(fixture)};
+(async () => {
+  const sub = (await ew.createVerifier(policy, { jwks }).verify(token)).sub;
+  const tampered = await ew.verify(token.slice(0, -4) + 'AAAA', jwks, policy).then(() => 'accepted', (e) => ew.isEdgewardError(e) && e.code);
+  const proof = (await dpop.dpopProof(await dpop.createDpopKey(), { method: 'GET', url: 'https://api.example/' })).split('.').length;
+  console.log(JSON.stringify({ sub, tampered, decoded: decode.decodeUnverified(token).claims.sub, proof, pkce: ew.pkcePair().method }));
+})();
+`;
+};
+
+describe('the packed package in Bun and Deno', () => {
+  let fixture;
+  before(async () => {
+    const { signKey, jwk } = await issuer('ES256');
+    fixture = { token: await mint('ES256', signKey, jwk.kid), jwks: { keys: [jwk] }, policy: { issuer: ISSUER, audiences: [AUDIENCE], algorithms: ['ES256'] } };
+  });
+  for (const [runtime, { bin, args, module }] of Object.entries(OTHER_RUNTIMES)) {
+    for (const format of module) {
+      test(`${runtime}: ${format === 'esm' ? 'import' : 'require'}`, () => {
+        const file = `${runtime}-probe.${format === 'esm' ? 'mjs' : 'cjs'}`;
+        fs.writeFileSync(path.join(packed(), file), runtimeProbe(format, fixture));
+        const out = execFileSync(bin, [...args, file], { cwd: packed(), encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+        assert.deepEqual(JSON.parse(out), { sub: 'user-42', tampered: 'bad_signature', decoded: 'user-42', proof: 3, pkce: 'S256' });
+      });
+    }
+  }
+});
+
+// The plain-JS entry points in each runtime and module system.
+const PLAIN_PROBE = `
+  const parts = decode.decodeUnverified(process.argv.at(-1));
+  let code;
+  try { decode.decodeUnverified('a.b'); } catch (e) { code = decode.isEdgewardError(e) && e instanceof decode.EdgewardError && e.code; }
+  dpop.createDpopKey().then((keys) => dpop.dpopProof(keys, { method: 'GET', url: 'https://api.example/' })).then((proof) =>
+    console.log(JSON.stringify({ sub: parts.claims.sub, code, pkce: decode.pkcePair().method, proof: proof.split('.').length,
+      exports: [...Object.keys(decode), ...Object.keys(dpop)].filter((k) => k !== '__esModule').sort() })));`;
+const PLAIN_PROBES = {
+  import: ['plain-probe.mjs', `import * as decode from 'edgeward/decode';\nimport * as dpop from 'edgeward/dpop';\n${PLAIN_PROBE}`],
+  require: ['plain-probe.cjs', `const decode = require('edgeward/decode');\nconst dpop = require('edgeward/dpop');\n${PLAIN_PROBE}`],
+};
+
+describe('edgeward/decode and edgeward/dpop in Node 20 and 22, from import and require', () => {
+  before(() => {
+    for (const [file, source] of Object.values(PLAIN_PROBES)) fs.writeFileSync(path.join(packed(), file), source);
+  });
+  for (const [node, major] of [[NODE20, '20'], [process.execPath, '22']]) {
+    for (const [name, [file]] of Object.entries(PLAIN_PROBES)) {
+      test(`Node ${major}: ${name}`, async () => {
+        const { signKey, jwk } = await issuer('ES256');
+        const out = JSON.parse(execFileSync(node, [file, await mint('ES256', signKey, jwk.kid)], { cwd: packed(), encoding: 'utf8' }));
+        assert.deepEqual(out, {
+          sub: 'user-42', code: 'malformed_token', pkce: 'S256', proof: 3,
+          exports: ['EdgewardError', 'EdgewardError', 'createDpopKey', 'decodeUnverified', 'dpopProof', 'isEdgewardError', 'isEdgewardError', 'nonce', 'pkcePair', 'randomToken', 'refreshAt'],
+        });
+      });
+    }
+  }
+});
+
 describe('DPoP in Node 20 and 22, from import and require', () => {
   before(() => {
     for (const [file, source] of Object.values(DPOP_PROBES)) fs.writeFileSync(path.join(packed(), file), source);
@@ -406,6 +664,7 @@ const PACKED_FILES = [
   'LICENSE', 'README.md', 'package.json', 'edgeward_bg.wasm',
   'edgeward.js', 'edgeward.d.ts', 'edgeward.node.cjs', 'edgeward.node.mjs', 'edgeward.d.cts',
   'web.js', 'web.d.ts', 'web.node.cjs', 'web.node.mjs', 'web.d.cts',
+  'decode.js', 'decode.cjs', 'decode.d.ts', 'decode.d.cts', 'dpop.js', 'dpop.cjs', 'dpop.d.ts', 'dpop.d.cts',
 ];
 
 describe('what npm publishes', () => {
@@ -444,6 +703,11 @@ describe('what npm publishes', () => {
         assert.ok(fs.existsSync(path.join(PKG, target)), `${entry}: ${target}`);
       }
     }
+    for (const entry of ['./decode', './dpop']) {
+      const e = pkg.exports[entry];
+      assert.deepEqual(Object.keys(e), ['types', 'import', 'require', 'default'], `${entry}: plain JS, one build for every runtime`);
+      for (const target of [e.types.import, e.types.require, e.import, e.require, e.default]) assert.ok(fs.existsSync(path.join(PKG, target)), `${entry}: ${target}`);
+    }
     assert.equal(fs.readFileSync(path.join(PKG, 'LICENSE'), 'utf8'), fs.readFileSync(path.join(ROOT, 'LICENSE'), 'utf8'));
     assert.match(fs.readFileSync(path.join(ROOT, 'LICENSE'), 'utf8'), /Apache License\s+Version 2\.0, January 2004/);
     assert.match(fs.readFileSync(path.join(PKG, 'README.md'), 'utf8'), /^# edgeward \(JavaScript/);
@@ -464,8 +728,9 @@ describe('what npm publishes', () => {
       if (dts.includes('export default function')) declared.push('default');
       assert.deepEqual([...new Set(declared)].sort(), [...Object.keys(ew), ...extra].sort(), file);
       for (const sig of [
-        'export function verify<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, nowSecs?: number): Claims & C;',
-        'export function explain<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, nowSecs?: number): Explanation<C>;',
+        'export function verify<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, options?: VerifyOptions): Promise<Claims & C>;',
+        'export function explain<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, options?: VerifyOptions): Promise<Explanation<C>>;',
+        'export function createVerifier(policy: VerifyPolicy, keys: KeySource): Verifier;',
         'export function decodeUnverified(token: string): UnverifiedParts;',
         'export function refreshAt(token: string, options?: RefreshOptions): number | null;',
         'export function pkcePair(): PkcePair;',

@@ -182,6 +182,53 @@ describe('www/ in headless Chromium', () => {
     await page.close();
   });
 
+  test('"Try it": a sample issuer made in the page, its token accepted with every check passing', async () => {
+    const page = await openPage();
+    await page.click('#try-button');
+    await page.waitForSelector('#verdict[data-verdict]', { timeout: 10_000 });
+    const r = await page.evaluate(() => ({
+      verdict: document.getElementById('verdict').dataset.verdict,
+      trust: document.getElementById('claims-trust').dataset.trust,
+      steps: [...document.querySelectorAll('#steps li')].map((li) => li.dataset.result),
+      sub: [...document.querySelectorAll('#claims tbody tr')].find((tr) => tr.querySelector('th').textContent === 'sub')?.querySelector('td').textContent,
+      token: document.getElementById('token').value,
+      jwks: JSON.parse(document.getElementById('jwks').value),
+    }));
+    assert.deepEqual([r.verdict, r.trust, r.sub], ['accept', 'verified', 'newcomer'], JSON.stringify(r));
+    assert.deepEqual(r.steps, ['pass', 'pass', 'pass', 'pass', 'pass', 'pass']);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'try-it.png'), fullPage: true });
+    // The page's token is a real ES256 token under the JWK Set it shows: jose agrees.
+    const { importJWK } = await import('jose');
+    const { payload } = await jwtVerify(r.token, await importJWK(r.jwks.keys[0], 'ES256'), { algorithms: ['ES256'] });
+    assert.equal(payload.sub, 'newcomer');
+    // And it is the package's verdict, not a fixed one: one changed claim is refused.
+    const [h, , sig] = r.token.split('.');
+    const forged = `${h}.${base64url.encode(JSON.stringify({ ...payload, sub: 'admin' }))}.${sig}`;
+    await page.fill('#token', forged);
+    await page.evaluate(() => { document.getElementById('verdict').removeAttribute('data-verdict'); });
+    await page.click('#verify-button');
+    await page.waitForSelector('#verdict[data-verdict]', { timeout: 10_000 });
+    assert.equal(await page.evaluate(() => document.getElementById('verdict-code').textContent), 'bad_signature');
+    await page.close();
+  });
+
+  test('an empty form shows what to do, not an error; the docs are one link away', async () => {
+    const page = await openPage();
+    await page.click('#verify-button');
+    await page.waitForSelector('#verify-hint:not([hidden])', { timeout: 10_000 });
+    const r = await page.evaluate(() => ({
+      hint: document.getElementById('verify-hint').textContent,
+      result: document.getElementById('result').hidden,
+      verdict: document.getElementById('verdict').dataset.verdict ?? null,
+      docs: document.getElementById('docs-link').href,
+    }));
+    assert.match(r.hint, /Paste a token.*Try it with a sample token/);
+    assert.deepEqual([r.result, r.verdict], [true, null], 'no verdict shown');
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'pkg', 'package.json'), 'utf8'));
+    assert.equal(r.docs, pkg.homepage, 'the link is the package\'s homepage');
+    await page.close();
+  });
+
   test('a tampered token is rejected with bad_signature', async () => {
     const page = await openPage();
     const [h, , s] = (await mint()).split('.');

@@ -3,12 +3,13 @@
 // proof (checked by the test with jose) and the key's thumbprint, and puts what it saw on
 // <body data-result> (or the error on data-error).
 export function run(edgeward, ready = Promise.resolve()) {
-  const { verify, decodeUnverified, pkcePair, EdgewardError, isEdgewardError, createDpopKey, dpopProof, jwkThumbprint } = edgeward;
+  const { verify, createVerifier, decodeUnverified, pkcePair, EdgewardError, isEdgewardError, createDpopKey, dpopProof, jwkThumbprint } = edgeward;
   Promise.all([ready, fetch('./fixture.json').then((r) => r.json())])
     .then(async ([, { token, tampered, jwks, policy }]) => {
-      const result = { sub: verify(token, jwks, policy).sub, alg: decodeUnverified(token).header.alg, pkce: pkcePair().method };
+      const result = { sub: (await verify(token, jwks, policy)).sub, alg: decodeUnverified(token).header.alg, pkce: pkcePair().method };
+      result.viaVerifier = (await createVerifier(policy, { jwks }).verify(token)).sub;
       try {
-        verify(tampered, jwks, policy);
+        await verify(tampered, jwks, policy);
         result.tampered = 'accepted';
       } catch (e) {
         result.tampered = e instanceof EdgewardError && isEdgewardError(e) ? e.code : String(e);

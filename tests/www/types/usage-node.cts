@@ -2,11 +2,13 @@
 // the types come from the package's `.d.cts` files (its `types` → `require` condition).
 import edgeward = require('edgeward');
 import web = require('edgeward/web');
+import decode = require('edgeward/decode');
+import dpop = require('edgeward/dpop');
 
 declare const token: string;
 const policy: edgeward.VerifyPolicy = { issuer: null, algorithms: ['EdDSA'] };
-const claims = edgeward.verify<{ roles: string[] }>(token, { keys: [] }, policy);
-claims.roles satisfies string[];
+edgeward.verify<{ roles: string[] }>(token, { keys: [] }, policy).then((claims) => claims.roles satisfies string[]);
+edgeward.createVerifier(policy, { jwksUri: 'https://id.example/jwks' }).verify(token).then((claims) => claims.sub);
 try {
   edgeward.decodeUnverified(token);
 } catch (e) {
@@ -17,3 +19,5 @@ web.initSync({ module: new Uint8Array() });
 new edgeward.EdgewardError('expired') satisfies Error;
 edgeward.createDpopKey().then((keys) => edgeward.dpopProof(keys, { method: 'GET', url: 'https://api.example/', nonce: 'n' }))
   .then((proof: string) => web.jwkThumbprint(JSON.parse(atob(proof.split('.')[0])).jwk));
+decode.decodeUnverified(token).claims.sub satisfies string | undefined;
+dpop.createDpopKey().then((keys) => dpop.dpopProof(keys, { method: 'GET', url: 'https://api.example/' }));

@@ -3,7 +3,7 @@ import { verify, isEdgewardError, createDpopKey, dpopProof, type EdgewardErrorCo
 import init, { checkApiKey } from 'edgeward/web';
 
 declare const token: string;
-const claims = verify<{ tenant: string }>(token, { keys: [] }, { issuer: null, algorithms: ['HS256'] });
+const claims = await verify<{ tenant: string }>(token, { keys: [] }, { issuer: null, algorithms: ['HS256'] });
 claims.tenant satisfies string;
 try {
   await init();

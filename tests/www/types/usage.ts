@@ -2,12 +2,17 @@
 // against the packed package (tests/www/types.test.mjs; nothing here runs). The
 // `@ts-expect-error` lines are mistakes the types must catch.
 import {
-  verify, explain, decodeUnverified, refreshAt, pkcePair, randomToken, nonce, checkApiKey, lintSetCookie, parseRateLimit,
+  verify, explain, createVerifier, decodeUnverified, refreshAt, pkcePair, randomToken, nonce, checkApiKey, lintSetCookie, parseRateLimit,
   EdgewardError, isEdgewardError, jwkThumbprint, createDpopKey, dpopProof,
-  type DpopProofOptions, type Claims, type Jwks, type VerifyPolicy, type Explanation, type EdgewardErrorCode, type UnverifiedParts,
+  type DpopProofOptions, type Claims, type Verifier, type VerifyOptions, type KeySource, type Jwks, type VerifyPolicy, type Explanation, type EdgewardErrorCode, type UnverifiedParts,
   type PkcePair, type ApiKeyCheck, type CookieLint, type CookiePolicy, type RateLimitInfo,
 } from 'edgeward';
 import init, { initSync, verify as verifyAfterInit, isEdgewardError as isWebError, EdgewardError as WebError } from 'edgeward/web';
+import {
+  decodeUnverified as decodePlain, refreshAt as refreshPlain, pkcePair as pkcePlain, randomToken as randomPlain, nonce as noncePlain,
+  EdgewardError as PlainError, isEdgewardError as isPlainError, type UnverifiedParts as PlainParts, type EdgewardErrorCode as PlainCode,
+} from 'edgeward/decode';
+import { createDpopKey as dpopKeyPlain, dpopProof as dpopProofPlain, type DpopProofOptions as PlainDpopOptions, isEdgewardError as isDpopError } from 'edgeward/dpop';
 
 const policy: VerifyPolicy = { issuer: 'https://id.example', audiences: ['api://demo'], algorithms: ['RS256', 'ES256'] };
 const jwks: Jwks = { keys: [{ kty: 'EC', crv: 'P-256', x: '…', y: '…', kid: 'k1' }] };
@@ -18,12 +23,14 @@ interface AppClaims {
   roles: string[];
   tenant: string;
 }
-const claims = verify<AppClaims>(token, jwks, policy);
+const claims = await verify<AppClaims>(token, jwks, policy);
 const roles: string[] = claims.roles;
 const tenant: string = claims.tenant;
 const sub: string | undefined = claims.sub;
 const exp: number | undefined = claims.exp;
-const plain: Claims = verify(token, JSON.stringify(jwks), policy, 1_800_000_000);
+const plain: Claims = await verify(token, JSON.stringify(jwks), policy, { nowSecs: 1_800_000_000 });
+// @ts-expect-error: asynchronous: a promise of the claims
+const notYetClaims: Claims = verify(token, jwks, policy);
 // @ts-expect-error: without a claims type, an unregistered claim is `unknown`
 const untyped: string[] = plain.roles;
 // @ts-expect-error: not an algorithm Edgeward verifies
@@ -31,7 +38,18 @@ verify(token, jwks, { issuer: null, algorithms: ['RS1'] });
 // @ts-expect-error: the policy needs algorithms
 verify(token, jwks, { issuer: null });
 
-const why: Explanation<AppClaims> = explain<AppClaims>(token, jwks, policy);
+const why: Explanation<AppClaims> = await explain<AppClaims>(token, jwks, policy);
+
+// createVerifier: the policy once, the keys inline or from a URL (with an optional fetch).
+const local: Verifier = createVerifier(policy, { jwks });
+const remoteKeys: KeySource = { jwksUri: 'https://id.example/jwks', fetch: (input, init) => fetch(input, init) };
+const remote: Verifier = createVerifier(policy, remoteKeys);
+const at0: VerifyOptions = { nowSecs: 1_800_000_000 };
+const fromLocal: string[] = (await local.verify<AppClaims>(token, at0)).roles;
+const explained: 'accept' | 'reject' = (await remote.explain(token)).verdict;
+remote.free();
+// @ts-expect-error: one key source, not both
+createVerifier(policy, { jwks, jwksUri: 'https://id.example/jwks' });
 const verdict: 'accept' | 'reject' = why.verdict;
 const explainedRoles: string[] | undefined = why.claims?.roles;
 for (const step of why.steps) step.result satisfies 'pass' | 'fail' | 'skipped';
@@ -72,7 +90,7 @@ new EdgewardError('crypto_unavailable') satisfies Error;
 
 // Errors: the class, its fields, and the guard for `catch (e: unknown)`.
 try {
-  verify(token, jwks, policy);
+  await verify(token, jwks, policy);
 } catch (e) {
   if (isEdgewardError(e)) {
     const code: EdgewardErrorCode = e.code;
@@ -95,11 +113,28 @@ async function startWeb(bytes: BufferSource): Promise<void> {
   await init();
   await init({ module_or_path: new URL('/edgeward_bg.wasm', 'https://app.example') });
   initSync({ module: bytes });
-  const webClaims = verifyAfterInit<AppClaims>(token, jwks, policy);
+  const webClaims = await verifyAfterInit<AppClaims>(token, jwks, policy);
   webClaims.roles satisfies string[];
   const err: unknown = null;
   if (isWebError(err)) err.code satisfies EdgewardErrorCode;
   new WebError('expired') satisfies Error;
 }
 
-export { dpop, roles, tenant, sub, exp, untyped, verdict, explainedRoles, alg, at, method, state, env, action, limits, fromObject, startWeb };
+// edgeward/decode and edgeward/dpop: the same signatures, no WebAssembly.
+const plainParts: PlainParts = decodePlain(token);
+const plainAt: number | null = refreshPlain(token, { jitter: 0 });
+const plainState: string = pkcePlain().challenge + randomPlain(8) + noncePlain();
+// @ts-expect-error: the plain decoder is synchronous, like edgeward's
+decodePlain(token).then;
+try {
+  decodePlain(token);
+} catch (e) {
+  if (isPlainError(e)) e.code satisfies PlainCode;
+  if (e instanceof PlainError) e.status satisfies number | undefined;
+}
+async function plainDpop(): Promise<string> {
+  const options: PlainDpopOptions = { method: 'GET', url: '/api' };
+  return dpopProofPlain(await dpopKeyPlain(), options).catch((e: unknown) => (isDpopError(e) ? e.code : 'other'));
+}
+
+export { plainParts, plainAt, plainState, plainDpop, dpop, notYetClaims, fromLocal, explained, roles, tenant, sub, exp, untyped, verdict, explainedRoles, alg, at, method, state, env, action, limits, fromObject, startWeb };

@@ -1,0 +1,111 @@
+// The I/O of the package's verifier: signature checks on the platform's WebCrypto
+// (`crypto.subtle`) and JWKS fetches. The Rust core (src/web/verifier.rs) decides everything else
+// (parse, header rules, key selection, claims, the JWKS cache policy); it calls these two
+// functions where the gate's Worker calls its own WebCrypto and fetch (src/core/io.rs, GateIo).
+// wasm-bindgen bundles this module with the glue.
+
+const HASH = { 256: 'SHA-256', 384: 'SHA-384', 512: 'SHA-512' };
+const CURVE = { 256: 'P-256', 384: 'P-384', 512: 'P-521' };
+
+/** [importKey algorithm, verify algorithm] for a JWS `alg` the core has already allowed. */
+function params(alg) {
+  const bits = alg.slice(2);
+  const hash = { name: HASH[bits] };
+  switch (alg.slice(0, 2)) {
+    case 'RS':
+      return [{ name: 'RSASSA-PKCS1-v1_5', hash }, { name: 'RSASSA-PKCS1-v1_5' }];
+    case 'PS':
+      return [{ name: 'RSA-PSS', hash }, { name: 'RSA-PSS', saltLength: Number(bits) / 8 }];
+    case 'ES':
+      return [{ name: 'ECDSA', namedCurve: CURVE[bits] }, { name: 'ECDSA', hash }];
+    case 'HS':
+      return [{ name: 'HMAC', hash }, { name: 'HMAC' }];
+    default: // EdDSA, Ed25519
+      return [{ name: 'Ed25519' }, { name: 'Ed25519' }];
+  }
+}
+
+/** Whether this context has WebCrypto (not in an insecure context: plain http off localhost). */
+export function subtleAvailable() {
+  return typeof globalThis.crypto === 'object' && globalThis.crypto !== null && typeof globalThis.crypto.subtle === 'object';
+}
+
+/**
+ * Whether `signature` verifies over `input` under the key `id` for `alg`: a promise of a boolean
+ * (a rejection, which the caller reads as false, for a key WebCrypto cannot use). `keys` is the
+ * verifier's cache: `id` (the key's fingerprint and the algorithm) to the imported `CryptoKey`,
+ * imported from `jwkText` (the public JWK as the core parsed it) the first time; a key that fails
+ * to import is forgotten and does not verify.
+ */
+export function subtleVerify(keys, id, alg, jwkText, signature, input) {
+  let entry = keys.get(id);
+  if (entry === undefined) {
+    if (jwkText === undefined) return Promise.resolve(false);
+    const [importAlg, verifyAlg] = params(alg);
+    let jwk;
+    try {
+      jwk = JSON.parse(jwkText);
+    } catch {
+      return Promise.resolve(false);
+    }
+    entry = { pending: crypto.subtle.importKey('jwk', jwk, importAlg, false, ['verify']), key: null, verifyAlg };
+    entry.pending.then((key) => { entry.key = key; }, () => keys.delete(id));
+    keys.set(id, entry);
+  }
+  if (entry.key !== null) {
+    // WebCrypto copies its arguments before it returns, so views of WebAssembly memory are safe here.
+    return crypto.subtle.verify(entry.verifyAlg, entry.key, signature, input);
+  }
+  // The key is still being imported: copy the views, which may move while it is awaited.
+  const sig = signature.slice();
+  const data = input.slice();
+  return entry.pending.then((key) => crypto.subtle.verify(entry.verifyAlg, key, sig, data), () => false);
+}
+
+/**
+ * GETs a JWK Set with `fetchFn` within `timeoutMs`, reading at most `maxBytes` of its body:
+ * `{status, cacheControl, body}`, or `{error}` for a network error, a timeout or a larger body.
+ * Never rejects. The core reads the status and `Cache-Control` by its own rules.
+ */
+export async function fetchJwks(fetchFn, uri, timeoutMs, maxBytes) {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  try {
+    const res = await fetchFn(uri, { headers: { accept: 'application/json' }, signal: abort.signal, redirect: 'follow' });
+    const tooLarge = { error: `JWKS larger than ${maxBytes} bytes` };
+    if (Number(res.headers.get('content-length')) > maxBytes) {
+      abort.abort();
+      return tooLarge;
+    }
+    let body = '';
+    if (res.body) {
+      const chunks = [];
+      let size = 0;
+      const reader = res.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        size += value.length;
+        if (size > maxBytes) {
+          await reader.cancel();
+          return tooLarge;
+        }
+        chunks.push(value);
+      }
+      const all = new Uint8Array(size);
+      let at = 0;
+      for (const c of chunks) {
+        all.set(c, at);
+        at += c.length;
+      }
+      body = new TextDecoder().decode(all);
+    } else {
+      body = await res.text();
+    }
+    return { status: res.status, cacheControl: res.headers.get('cache-control'), body };
+  } catch (e) {
+    return { error: abort.signal.aborted ? `no answer within ${timeoutMs} ms` : String((e && e.message) || e) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
