@@ -175,11 +175,21 @@ pub trait GateIo {
     /// Checks one signature ([`super::crypto::SignatureBackend`], possibly asynchronous).
     async fn verify_signature(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError>;
     /// Asks the revocation ledger whether the facts are revoked (`Ok(true)`: revoked).
-    async fn ask_ledger(&self, facts: &LedgerFacts) -> Result<bool, IoError>;
+    /// (Where there is no ledger: not bound.)
+    async fn ask_ledger(&self, facts: &LedgerFacts) -> Result<bool, IoError> {
+        let _ = facts;
+        Err(IoError::NotBound("revocation ledger"))
+    }
     /// Applies one request to a bucket in the `RateLimiter` Durable Object (`exact` mode).
-    async fn ask_limiter(&self, bucket: &Bucket) -> Result<Decision, IoError>;
+    async fn ask_limiter(&self, bucket: &Bucket) -> Result<Decision, IoError> {
+        let _ = bucket;
+        Err(IoError::NotBound("rate limiter"))
+    }
     /// Asks the platform's rate-limiting binding `binding` (`binding` mode): `Ok(true)` allowed.
-    async fn ask_limit_binding(&self, binding: &str, key: &str) -> Result<bool, IoError>;
+    async fn ask_limit_binding(&self, binding: &str, key: &str) -> Result<bool, IoError> {
+        let _ = (binding, key);
+        Err(IoError::NotBound("rate-limiting"))
+    }
 }
 
 /// The I/O of a caller that holds every key in memory (the CLI, the JS package, the bench,
@@ -222,15 +232,6 @@ impl<B: super::crypto::AsyncSignatureBackend> GateIo for InlineIo<B> {
     }
     async fn verify_signature(&self, job: &SignatureJob<'_>) -> Result<SignatureProof, AuthError> {
         self.backend.verify_async(job).await
-    }
-    async fn ask_ledger(&self, _: &LedgerFacts) -> Result<bool, IoError> {
-        Err(IoError::NotBound("revocation ledger"))
-    }
-    async fn ask_limiter(&self, _: &Bucket) -> Result<Decision, IoError> {
-        Err(IoError::NotBound("rate limiter"))
-    }
-    async fn ask_limit_binding(&self, _: &str, _: &str) -> Result<bool, IoError> {
-        Err(IoError::NotBound("rate-limiting"))
     }
 }
 

@@ -651,30 +651,6 @@ pub struct QueryError {
     pub message: String,
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 impl UsageQuery {
     /// Parses the query string (without `?`) at `now` (`to` defaults to `now`, `from` to a day
     /// before `to`, `granularity` to `minute`).
@@ -693,7 +669,7 @@ impl UsageQuery {
                 "granularity" => "granularity",
                 _ => return Err(bad("query", "unknown parameter (key_id, sub, iss, client_id, from, to, granularity)")),
             };
-            let v = percent_decode(v).ok_or_else(|| bad(name, "not percent-encoded UTF-8"))?;
+            let v = super::canonical::decode_query_component(v).ok_or_else(|| bad(name, "not percent-encoded UTF-8"))?;
             if params.insert(name, v).is_some() {
                 return Err(bad(name, "given twice"));
             }

@@ -17,12 +17,11 @@ use super::{js_error, json_arg, json_out, string_arg};
 use crate::core::alg::Algorithm;
 use crate::core::crypto::hmac_matches;
 use crate::core::error::AuthError;
-use crate::core::io::{Deferred, GateIo, IoError, LedgerFacts, Level};
+use crate::core::io::{Deferred, GateIo, IoError, Level};
 use crate::core::json::b64url_decode;
 use crate::core::jwk::KeyMaterial;
 use crate::core::jwks_cache::{FetchOutcome, MAX_JWKS_BYTES};
 use crate::core::pipeline::Gate;
-use crate::core::ratelimit::{Bucket, Decision};
 use crate::core::verify::{SignatureJob, SignatureProof};
 use js_sys::{Function, Map, Object, Promise, Reflect};
 use serde_json::Value;
@@ -114,15 +113,6 @@ impl GateIo for WebIo {
         } else {
             Err(AuthError::BadSignature)
         }
-    }
-    async fn ask_ledger(&self, _: &LedgerFacts) -> Result<bool, IoError> {
-        Err(IoError::NotBound("revocation ledger"))
-    }
-    async fn ask_limiter(&self, _: &Bucket) -> Result<Decision, IoError> {
-        Err(IoError::NotBound("rate limiter"))
-    }
-    async fn ask_limit_binding(&self, _: &str, _: &str) -> Result<bool, IoError> {
-        Err(IoError::NotBound("rate-limiting"))
     }
 }
 
