@@ -51,7 +51,7 @@
 //!   `jwksUri` through the core's JWKS cache), so the package links no signature crate.
 //! - `edgeward` (feature `cli`, native): the operator CLI (`verify`, `path`, `revoke`,
 //!   `revocations`, `keys`, `audit`, whose `--verify` checks the trail's chain with
-//!   [`core::audit`]), on the same pipeline with the pure-Rust backend (jwt-simple, plus `p521`
+//!   [`core::audit`], `usage`), on the same pipeline with the pure-Rust backend (jwt-simple, plus `p521`
 //!   for ES512).
 
 //! ## What it is not

@@ -715,6 +715,30 @@ fn every_decision_counts_under_its_subjects_and_flushes_at_most_every_flush_secs
 }
 
 #[test]
+fn a_deferred_usage_flush_stops_within_its_background_time() {
+    let gate = gate(&doc_with("observability", json!({"flush_secs": 20})));
+    let io = FakeIo::new();
+    io.usage_on.set(true);
+    io.usage_down.set(true);
+    let t = ed_token(json!({}));
+    let accepted = |io: &FakeIo| {
+        let mut f = forwarded(decide(&gate, io, &req("GET", "/api/x").bearer(&t)));
+        gate.respond(io, &mut f, 200, OriginCookies::Each(vec![]), None, NOW);
+    };
+    accepted(&io);
+    assert_eq!(run_flushes(&gate, &io), 1);
+    // The retry would start 20 s after the first attempt: within 25 s, so one more; a third at
+    // 40 s would not be.
+    assert_eq!(io.events("usage_flush_failed").len(), 2);
+    assert_eq!(gate.state().usage_entries(), 1, "the counts are kept for the next flush");
+    // Nothing is left asked for: the next decision asks again.
+    io.usage_down.set(false);
+    accepted(&io);
+    assert_eq!(run_flushes(&gate, &io), 1);
+    assert_eq!(gate.state().usage_entries(), 0);
+}
+
+#[test]
 fn a_failed_usage_flush_keeps_its_counts_and_revoked_keys_are_marked() {
     let gate = gate(&doc_with("observability", json!({"flush_secs": 5})));
     let io = FakeIo::with_pepper();
@@ -729,7 +753,8 @@ fn a_failed_usage_flush_keeps_its_counts_and_revoked_keys_are_marked() {
         io.take_calls();
     }
     run_flushes(&gate, &io);
-    // Tried at once, then (its counts back) every flush_secs, three times in all per task.
+    // Tried at once, then (its counts back) every flush_secs, three times in all per task (5 s
+    // apart: within the task's 25 s).
     assert_eq!(io.events("usage_flush_failed").len(), 3);
     assert!(io.events("usage_flush_failed").iter().all(|(l, _)| *l == Level::Warn));
     assert!(io.usage_sent.borrow().is_empty());

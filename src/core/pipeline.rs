@@ -54,7 +54,7 @@ use std::sync::Arc;
 
 /// Largest API key record read from KV.
 const MAX_KEY_RECORD_BYTES: usize = 256 * 1024;
-/// Longest a deferred usage flush waits for its time (ms).
+/// Longest a deferred usage flush waits for its time, and goes on flushing (ms).
 pub const MAX_FLUSH_WAIT_MS: i64 = 25_000;
 /// Most flushes one deferred usage flush makes.
 const FLUSH_ROUNDS: usize = 3;
@@ -1586,14 +1586,19 @@ impl Gate {
 
     /// Sends the usage counters, one batch per `UsageStore` shard; the shards that could not
     /// be reached keep their counts for the next flush.
-    /// Waits until the flush is due (at most [`MAX_FLUSH_WAIT_MS`]: the platform ends background
-    /// work some 30 s after the answer), flushes, and goes on while counts came in meanwhile (at
-    /// most [`FLUSH_ROUNDS`] times; then the next decision asks again).
+    /// Waits until the flush is due, flushes, and goes on while counts came in meanwhile (at most
+    /// [`FLUSH_ROUNDS`] times, and never past [`MAX_FLUSH_WAIT_MS`] after it started: the
+    /// platform ends background work some 30 s after the answer; then the next decision asks
+    /// again).
     async fn flush_usage<I: GateIo>(&self, io: &I) {
+        let started = io.now_ms();
         for round in 0..FLUSH_ROUNDS {
             // (The first round was asked for by the decision that deferred this task.)
-            if round > 0 && !self.state.usage.borrow_mut().should_flush(io.now_ms()) {
-                return;
+            if round > 0 {
+                let next = io.now_ms() + self.state.usage.borrow().wait_ms(io.now_ms());
+                if next - started > MAX_FLUSH_WAIT_MS || !self.state.usage.borrow_mut().should_flush(io.now_ms()) {
+                    return;
+                }
             }
             let wait = self.state.usage.borrow().wait_ms(io.now_ms()).min(MAX_FLUSH_WAIT_MS);
             if wait > 0 {

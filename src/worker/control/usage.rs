@@ -40,7 +40,7 @@ const WEBHOOK_TIMEOUT_MS: u64 = 10_000;
 
 /// A queued job.
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Job {
     /// Append this entry to the audit trail.
     Audit { record: crate::core::audit::AuditRecord },
