@@ -11,7 +11,7 @@
 //! - [`core`]: a **sans-I/O core** that owns the whole decision. Parsing, key selection, claim
 //!   policy, the JWKS cache policy, the verified-token cache, GCRA rate limiting, cookie and CSRF
 //!   rules, CORS, the WebSocket upgrade and when a socket must end, DPoP proofs and
-//!   certificate-bound tokens, the revocation set, API keys (format, checksum, records, checks), credential
+//!   certificate-bound tokens, the revocation set, the block list of client addresses, API keys (format, checksum, records, checks), credential
 //!   extraction, the forwarding plan and the error mapping are pure functions of (input, state,
 //!   `now`); [`core::pipeline::Gate`] strings them into the one request path, from a request as
 //!   received to a decision (refuse, admin call, or forward with a plan, the response edits and
@@ -39,7 +39,8 @@
 //!   control Worker.
 //! - `worker::control` (feature `control`): the control plane, the admin API and the Durable
 //!   Objects (`RateLimiter`; `RevocationLedger`, one SQLite row per revocation, publishing the
-//!   sharded snapshot the gate reads; `KeyWriter`, the single writer of each API key's record;
+//!   sharded snapshot the gate reads, and the block list of client addresses ([`core::ipblock`]);
+//!   `KeyWriter`, the single writer of each API key's record;
 //!   `AuditTrail`, the hash-chained record of admin writes and refused admin calls, whose
 //!   entries and chain are [`core::audit`]'s; `UsageStore`, the usage counters the gate flushes
 //!   ([`core::usage`]) and the alert rules run on them ([`core::alerts`]), with the webhook
