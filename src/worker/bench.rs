@@ -35,6 +35,8 @@
 //! - `revoked0`: the same against an empty set (the baseline).
 //!
 //! Usage counters (issue 17):
+//! - `flush`, `flush0`: N distinct subjects counted, then (`flush` only) a flush started, every
+//!   batch serialized as the gate sends it, and the flush ended: the difference is a flush's CPU.
 //! - `usage`: N times the count the gate adds to an accepted JWT request (`Gate::tally`: its
 //!   `sub` and client id, entries that already exist); with `n=0` the request's own cost.
 //!
@@ -246,6 +248,38 @@ pub async fn handle(gate: &Gate, url: &str, headers: &[(String, String)], now: i
                 std::hint::black_box(gate.tally(std::hint::black_box(&log)));
             }
             gate.state().usage_entries() >= 2
+        }
+        // The flush's own work, in the request that runs it: `flush` counts N distinct subjects
+        // (each a new entry: N ≤ the 4,096 the aggregator holds), then starts a flush, serializes
+        // every shard's batch as the gate sends it and ends the flush; `flush0` only counts them
+        // (the baseline). The difference is the CPU a flush of N entries takes (the sends
+        // themselves are subrequests, waited on, not computed).
+        "flush" | "flush0" => {
+            let subs: Vec<String> = (0..n).map(|i| format!("bench-subject-{i:06}")).collect();
+            for sub in &subs {
+                let log = DecisionLog {
+                    event: "decision",
+                    ts_ms: now * 1000,
+                    request_id: "0123456789abcdef0123456789abcdef",
+                    decision: "accept",
+                    status: 200,
+                    iss: Some("https://issuer.bench".into()),
+                    sub: Some(sub.clone()),
+                    country: Some("DE".into()),
+                    ..Default::default()
+                };
+                std::hint::black_box(gate.tally(&log));
+            }
+            if mode == "flush" {
+                let batches = gate.state().usage.borrow_mut().start_flush(now * 1000);
+                let bytes: usize = batches.iter().map(|(_, b)| serde_json::to_string(b).map_or(0, |t| std::hint::black_box(t).len())).sum();
+                gate.state().usage.borrow_mut().finish_flush(&[]);
+                bytes > 0 && gate.state().usage_entries() == 0
+            } else {
+                let held = gate.state().usage_entries();
+                *gate.state().usage.borrow_mut() = crate::core::usage::UsageAggregator::new(&gate.policy().observability);
+                held > 0 || n == 0
+            }
         }
         "revoked100k" | "revoked0" => match verify_uncached(&uncached, &token, now, Backend::WebCrypto).await {
             Err(_) => false,
