@@ -231,19 +231,8 @@ pub async fn handle(gate: &Gate, url: &str, headers: &[(String, String)], now: i
         // N times what the gate adds to an accepted JWT request for the usage counters: the
         // finished record counted under its sub and client id (entries that exist: the common case).
         "usage" => {
-            let log = DecisionLog {
-                event: "decision",
-                ts_ms: now * 1000,
-                request_id: "0123456789abcdef0123456789abcdef",
-                decision: "accept",
-                status: 200,
-                iss: Some("https://issuer.bench".into()),
-                sub: Some("bench-user-0001".into()),
-                client_id: Some("bench-app".into()),
-                client_ip: Some("203.0.113.0/24".into()),
-                country: Some("DE".into()),
-                ..Default::default()
-            };
+            let log =
+                DecisionLog { client_id: Some("bench-app".into()), client_ip: Some("203.0.113.0/24".into()), ..accepted_record(now, "bench-user-0001".into()) };
             for _ in 0..n {
                 std::hint::black_box(gate.tally(std::hint::black_box(&log)));
             }
@@ -257,17 +246,7 @@ pub async fn handle(gate: &Gate, url: &str, headers: &[(String, String)], now: i
         "flush" | "flush0" => {
             let subs: Vec<String> = (0..n).map(|i| format!("bench-subject-{i:06}")).collect();
             for sub in &subs {
-                let log = DecisionLog {
-                    event: "decision",
-                    ts_ms: now * 1000,
-                    request_id: "0123456789abcdef0123456789abcdef",
-                    decision: "accept",
-                    status: 200,
-                    iss: Some("https://issuer.bench".into()),
-                    sub: Some(sub.clone()),
-                    country: Some("DE".into()),
-                    ..Default::default()
-                };
+                let log = accepted_record(now, sub.clone());
                 std::hint::black_box(gate.tally(&log));
             }
             if mode == "flush" {
@@ -313,4 +292,19 @@ pub async fn handle(gate: &Gate, url: &str, headers: &[(String, String)], now: i
         }
     };
     answer(200, serde_json::json!({"n": n, "mode": mode, "ok": ok}))
+}
+
+/// The decision record of an accepted JWT request of `sub` (the usage benches' input).
+fn accepted_record(now: i64, sub: String) -> DecisionLog<'static> {
+    DecisionLog {
+        event: "decision",
+        ts_ms: now * 1000,
+        request_id: "0123456789abcdef0123456789abcdef",
+        decision: "accept",
+        status: 200,
+        iss: Some("https://issuer.bench".into()),
+        sub: Some(sub),
+        country: Some("DE".into()),
+        ..Default::default()
+    }
 }
