@@ -1283,6 +1283,29 @@ fn blocked_addresses_are_refused_before_anything_else_until_their_block_ends() {
 }
 
 #[test]
+fn requests_arriving_during_the_first_block_list_read_read_it_themselves() {
+    let gate = gate(&doc());
+    let io = FakeIo::new();
+    publish_blocks(&io, 1, &[("198.51.100.7", NOW + 60)]);
+    // The isolate's first read is slow; a second request meanwhile does not pass unchecked (nor
+    // wait on the first's read): it reads the list too.
+    *io.blocked.borrow_mut() = Some(edgeward::core::ipblock::BLOCKS_KEY.to_string());
+    let (ra, rb) = (req("GET", "/public/a").client_ip("198.51.100.7"), req("GET", "/public/b").client_ip("198.51.100.7"));
+    let (ia, ib) = (ra.incoming(io.now_ms()), rb.incoming(io.now_ms()));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut a = std::pin::pin!(gate.decide(&io, &ia));
+    let mut b = std::pin::pin!(gate.decide(&io, &ib));
+    assert!(a.as_mut().poll(&mut cx).is_pending());
+    assert!(b.as_mut().poll(&mut cx).is_pending(), "the second request reads the list too");
+    *io.blocked.borrow_mut() = None;
+    for f in [a.as_mut().poll(&mut cx), b.as_mut().poll(&mut cx)] {
+        let Poll::Ready(Outcome::Refuse(r)) = f else { panic!("both refused") };
+        assert_eq!(r.log.reason, Some("ip_blocked"));
+    }
+    assert_eq!(io.take_calls(), [BLOCKS_READ, BLOCKS_READ]);
+}
+
+#[test]
 fn the_block_list_fails_open_and_matches_hashed_addresses_in_hashed_mode() {
     // KV failing: requests go on (to the checks every request gets), and it is logged.
     let gate = gate(&doc());

@@ -277,8 +277,8 @@ impl AlertsConfig {
                 return Err((f("cooldown_secs"), "at most 2592000".into()));
             }
             match r.action {
-                Some(Action::BlockIpSecs(n)) if n == 0 || subjects != [SubjectKind::Ip] => {
-                    return Err((f("action"), "block_ip_secs: positive, on a rule whose subjects are [\"ip\"]".into()))
+                Some(Action::BlockIpSecs(n)) if n == 0 || i64::from(n) > super::ipblock::MAX_BLOCK_SECS || subjects != [SubjectKind::Ip] => {
+                    return Err((f("action"), "block_ip_secs: 1 to 2592000 (a block's longest), on a rule whose subjects are [\"ip\"]".into()))
                 }
                 Some(Action::SuspendKeySecs(n)) if n == 0 || subjects != [SubjectKind::KeyId] => {
                     return Err((f("action"), "suspend_key_secs: positive, on a rule whose subjects are [\"key_id\"]".into()))
@@ -767,6 +767,7 @@ mod tests {
             serde_json::json!([{"rule": "auth_failures", "action": {"block_ip_secs": 60}}]),
             serde_json::json!([{"rule": "auth_failures", "subjects": ["ip"], "action": {"suspend_key_secs": 60}}]),
             serde_json::json!([{"rule": "auth_failures", "subjects": ["ip"], "action": {"block_ip_secs": 0}}]),
+            serde_json::json!([{"rule": "auth_failures", "subjects": ["ip"], "action": {"block_ip_secs": 2_592_001}}]),
             serde_json::json!([{"rule": "usage_spike", "subjects": ["ip"]}]),
             serde_json::json!([{"rule": "usage_spike", "factor": 1}]),
             serde_json::json!([{"rule": "brute_force"}]),

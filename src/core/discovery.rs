@@ -64,6 +64,13 @@ pub fn parse_metadata(body: &str, issuer: &str, allow_insecure: bool, want_intro
     Ok(Metadata { jwks_uri: jwks_uri.to_string(), introspection_endpoint })
 }
 
+/// Whether metadata read back from a snapshot still meets the rules [`parse_metadata`] holds a
+/// fetched document to (its URLs https, or http on loopback, or `allow_insecure`).
+pub fn still_valid(m: &Metadata, allow_insecure: bool) -> bool {
+    let ok = |u: &str| super::verify::jwks_uri_problem(u, allow_insecure).is_none();
+    ok(&m.jwks_uri) && m.introspection_endpoint.as_deref().is_none_or(ok)
+}
+
 /// One issuer's discovered metadata in an isolate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Discovered {
@@ -142,6 +149,10 @@ mod tests {
         assert!(endpoint(&doc("http://elsewhere.example/i"), true, true).is_ok());
         let bare = format!(r#"{{"issuer":"{iss}","jwks_uri":"https://id.example/keys"}}"#);
         assert!(endpoint(&bare, true, false).unwrap_err().contains("no introspection_endpoint"));
+        // Read back from a snapshot: the same rules.
+        let m = Metadata { jwks_uri: "https://id.example/keys".into(), introspection_endpoint: Some("http://elsewhere.example/i".into()) };
+        assert!(!still_valid(&m, false) && still_valid(&m, true));
+        assert!(!still_valid(&Metadata { jwks_uri: "http://keys.example/j".into(), introspection_endpoint: None }, false));
         // A snapshot of an earlier gate (no field) still reads.
         let old: Discovered = serde_json::from_str(r#"{"metadata":{"jwks_uri":"https://k"},"fetched_at":1,"ttl_secs":2}"#).unwrap();
         assert_eq!(old.metadata.and_then(|m| m.introspection_endpoint), None);

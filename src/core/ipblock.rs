@@ -107,7 +107,15 @@ impl BlockTarget {
         }
         if let Some((addr, len)) = t.split_once('/') {
             let ip: IpAddr = addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?;
-            let len: u8 = len.parse().map_err(|_| format!("{len:?} is not a prefix length"))?;
+            let mut len: u8 = len.parse().map_err(|_| format!("{len:?} is not a prefix length"))?;
+            // An IPv4-mapped prefix names IPv4 addresses, which is how the gate sees those clients.
+            let ip = match ip {
+                IpAddr::V6(a) if len >= 96 && a.to_ipv4_mapped().is_some() => {
+                    len -= 96;
+                    a.to_ipv4_mapped().map_or(ip, IpAddr::V4)
+                }
+                other => other,
+            };
             let (v6, bits) = bits_of(ip);
             let (lo, hi) = if v6 { (16, 128) } else { (8, 32) };
             if !(lo..=hi).contains(&len) {
@@ -118,7 +126,12 @@ impl BlockTarget {
             }
             return Ok(BlockTarget::Prefix(v6, len, network(v6, len, bits)));
         }
-        t.parse::<IpAddr>().map(BlockTarget::Addr).map_err(|_| "an IP address, a prefix (address/length) or the 16 hex digits of a hashed address".to_string())
+        match t.parse::<IpAddr>() {
+            // An IPv4-mapped address is the IPv4 client the gate sees.
+            Ok(IpAddr::V6(a)) if a.to_ipv4_mapped().is_some() => Ok(BlockTarget::Addr(a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4))),
+            Ok(ip) => Ok(BlockTarget::Addr(ip)),
+            Err(_) => Err("an IP address, a prefix (address/length) or the 16 hex digits of a hashed address".to_string()),
+        }
     }
 
     /// The target's one spelling (prefixes at their network address): what the ledger stores
@@ -265,6 +278,8 @@ mod tests {
             ("2001:db8:1:2::5/48", "2001:db8:1::/48"),
             ("2001:DB8::1", "2001:db8::1"),
             ("00ff00ff00ff00ff", "00ff00ff00ff00ff"),
+            ("::ffff:203.0.113.7", "203.0.113.7"),
+            ("::ffff:203.0.113.7/120", "203.0.113.0/24"),
         ] {
             assert_eq!(BlockTarget::parse(given).map(|t| t.canonical()), Ok(canonical.to_string()), "{given}");
         }

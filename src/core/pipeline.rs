@@ -1241,7 +1241,16 @@ impl Gate {
         }
         if first && io.has_kv() {
             if let Ok(Some(b)) = io.kv_read(&discovery_snapshot_key(issuer), 64 * 1024).await {
-                let restored = std::str::from_utf8(&b).ok().and_then(|t| super::json::from_text::<super::discovery::Discovered>(t).ok());
+                // Held to the rules a fetched document meets (a snapshot another configuration
+                // wrote, say with allow_insecure_jwks_uri, is not taken on trust), its TTL clamped.
+                let restored = std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|t| super::json::from_text::<super::discovery::Discovered>(t).ok())
+                    .filter(|d| d.metadata.as_ref().is_some_and(|m| super::discovery::still_valid(m, iss.allow_insecure)))
+                    .map(|mut d| {
+                        d.ttl_secs = d.ttl_secs.clamp(0, i64::from(cfg.max_ttl_secs));
+                        d
+                    });
                 if let Some(m) = restored.as_ref().and_then(|d| d.metadata.as_ref()) {
                     self.state.set_jwks_uri(i, &m.jwks_uri, cfg);
                 }
@@ -1329,18 +1338,20 @@ impl Gate {
     /// Whether `ip` is on the isolate's copy of the block list ([`super::ipblock`]): read on the
     /// isolate's first request (each request that finds no copy yet reads it itself, never waiting
     /// on another's read) and again in the background every `ip_blocks.refresh_secs`. Fails open:
-    /// a list that cannot be read blocks nothing it did not hold already.
+    /// a list that cannot be read blocks nothing it did not hold already (and while none was ever
+    /// read, it is tried again at most once a second).
     async fn ip_blocked<I: GateIo>(&self, io: &I, ip: std::net::IpAddr, hashed: Option<&str>, now: i64) -> bool {
         let cfg = &self.policy.ip_blocks;
         if !cfg.enabled || !io.has_kv() {
             return false;
         }
-        let (loaded_at, attempted_at) = {
+        let (loaded_at, attempted_at, failed_at) = {
             let b = self.state.blocks.borrow();
-            (b.loaded_at, b.attempted_at)
+            (b.loaded_at, b.attempted_at, b.failed_at)
         };
         match loaded_at {
-            None if attempted_at.is_none_or(|t| now - t >= 1) => self.load_blocks(io, now).await,
+            // No copy yet: this request reads it (unless a read failed within the last second).
+            None if failed_at.is_none_or(|t| now - t >= 1) => self.load_blocks(io, now).await,
             Some(t) if now - t >= i64::from(cfg.refresh_secs) && attempted_at.is_none_or(|a| now - a >= 1) => {
                 self.state.blocks.borrow_mut().attempted_at = Some(now);
                 io.defer(Deferred::RefreshBlocks);
@@ -1371,8 +1382,12 @@ impl Gate {
                     b.set = set;
                 }
                 b.loaded_at = Some(now);
+                b.failed_at = None;
             }
-            Err(error) => io.log(Level::Warn, &json!({"event": "ip_blocks_read_failed", "error": error})),
+            Err(error) => {
+                self.state.blocks.borrow_mut().failed_at = Some(now);
+                io.log(Level::Warn, &json!({"event": "ip_blocks_read_failed", "error": error}));
+            }
         }
     }
 

@@ -55,6 +55,8 @@ pub(crate) struct EdgeBlocks {
     pub(crate) loaded_at: Option<i64>,
     /// When a read was last started.
     pub(crate) attempted_at: Option<i64>,
+    /// When a read last failed (None: the last one succeeded, or none ended yet).
+    pub(crate) failed_at: Option<i64>,
 }
 
 /// Inactive opaque tokens remembered per isolate.

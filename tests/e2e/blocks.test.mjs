@@ -29,7 +29,7 @@ describe('blocks: addresses refused before anything else', { timeout: 300_000 },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const from = async (ip, path = '/api/x', token) => (await worker.request({ path, headers: { 'cf-connecting-ip': ip, ...(token ? h.bearer(token) : {}) } }));
-  // A block reaches the gate when the ledger has written it to KV (before its answer) and the
+  // A block reaches the gate when the ledger has written it to KV (its alarm, ~500 ms) and the
   // gate's background re-read (refresh_secs: 1, started by a request) has taken it in.
   const untilStatus = (ip, status, token, what) => h.until(async () => (await from(ip, '/api/x', token)).status, {
     ok: (s) => s === status, timeoutMs: 10_000, intervalMs: 200, what,

@@ -1,6 +1,7 @@
 //! The block list ([`crate::core::ipblock`]) in the revocation ledger: the `blocks` table of the
 //! `RevocationLedger` Durable Object (one writer, in order, like revocations), published to KV
-//! as one JSON value ([`BLOCKS_KEY`]) at each change, and the admin API under `{prefix}/blocks`:
+//! as one JSON value ([`BLOCKS_KEY`]) by the ledger's alarm, batched like revocations (within
+//! about half a second of a change), and the admin API under `{prefix}/blocks`:
 //!
 //! - `POST /blocks` `{"target", "expires_in_secs"` (default 3600) `| "expires_at", "reason"}` →
 //!   `201 {"id", "block", "created", "version"}` (`200` when it replaced a block of the same
@@ -9,9 +10,13 @@
 //! - `DELETE /blocks/{id}` → `{"id", "block", "removed": true, "version"}`, or `404`.
 //!
 //! A block's id is its target's canonical form with `/` as `_` (`203.0.113.0_24`). Writes are
-//! refused past [`MAX_BLOCKS`] active blocks (`409 blocks_full`). A failed KV write leaves the
-//! list marked dirty; the ledger's alarm publishes it again (every 5 s until KV answers).
-//! Table: `blocks` (id, target, expires_at, created_at, reason; indexed by expiry).
+//! refused past [`MAX_BLOCKS`] active blocks (`409 blocks_full`). Alert rules' automatic blocks
+//! (`"automatic": true`, set by [`block_address`]) may hold at most [`MAX_AUTOMATIC_BLOCKS`] of
+//! them, so an attack that trips alerts from many addresses cannot crowd out an operator's; they
+//! block an IPv6 client's whole /64 (an address of its own costs an attacker nothing). A failed KV
+//! write leaves the list marked dirty; the ledger's alarm publishes it again (every 5 s until KV
+//! answers), and it never holds back the revocations' publish.
+//! Table: `blocks` (id, target, expires_at, created_at, reason, automatic; indexed by expiry).
 
 use super::answer::{int, json_response, text};
 use crate::core::ipblock::{Block, BlockList, BlockTarget, BLOCKS_KEY, MAX_BLOCKS, MAX_BLOCK_SECS};
@@ -21,9 +26,12 @@ use worker::{console_log, console_warn, Env, Response, SqlStorage, SqlStorageVal
 
 /// The tables (run by the ledger's `ready`).
 pub const DDL: [&str; 2] = [
-    "CREATE TABLE IF NOT EXISTS blocks (id TEXT PRIMARY KEY, target TEXT NOT NULL, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, reason TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS blocks (id TEXT PRIMARY KEY, target TEXT NOT NULL, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, reason TEXT NOT NULL, automatic INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS blocks_by_expiry ON blocks (expires_at)",
 ];
+
+/// Most active blocks made by alert rules (the rest of [`MAX_BLOCKS`] is the operators').
+pub const MAX_AUTOMATIC_BLOCKS: usize = 8_000;
 
 /// Default block length when the call gives none.
 const DEFAULT_BLOCK_SECS: i64 = 3600;
@@ -39,6 +47,9 @@ struct NewBlock {
     expires_at: Option<i64>,
     #[serde(default)]
     reason: String,
+    /// Made by an alert rule's action.
+    #[serde(default)]
+    automatic: bool,
 }
 
 fn rows(sql: &SqlStorage, query: &str, args: Vec<V>) -> worker::Result<Vec<Vec<V>>> {
@@ -114,21 +125,31 @@ pub fn command(sql: &SqlStorage, op: &str, body: Option<serde_json::Value>, id: 
             let id = target.id();
             let held = rows(
                 sql,
-                "SELECT id, target, expires_at, created_at, reason FROM blocks WHERE id = ? AND expires_at > ?",
+                "SELECT id, target, expires_at, created_at, reason, automatic FROM blocks WHERE id = ? AND expires_at > ?",
                 vec![id.as_str().into(), now.into()],
             )?;
-            let active = rows(sql, "SELECT count(*) FROM blocks WHERE expires_at > ?", vec![now.into()])?.first().map_or(0, |r| int(r.first()));
-            if held.is_empty() && active >= MAX_BLOCKS as i64 {
-                let message = format!("{MAX_BLOCKS} blocks are active: remove some, or block a prefix");
+            let count = |automatic_only: bool| -> worker::Result<i64> {
+                let q = if automatic_only {
+                    "SELECT count(*) FROM blocks WHERE expires_at > ? AND automatic = 1"
+                } else {
+                    "SELECT count(*) FROM blocks WHERE expires_at > ?"
+                };
+                Ok(rows(sql, q, vec![now.into()])?.first().map_or(0, |r| int(r.first())))
+            };
+            if held.is_empty() && (count(false)? >= MAX_BLOCKS as i64 || (new.automatic && count(true)? >= MAX_AUTOMATIC_BLOCKS as i64)) {
+                let message =
+                    format!("{MAX_BLOCKS} blocks (at most {MAX_AUTOMATIC_BLOCKS} of them made by alert rules) may be active: remove some, or block a prefix");
                 return Ok((json_response(409, &serde_json::json!({"code": "blocks_full", "message": message}))?, false));
             }
+            // An operator's block stays the operator's (an alert's later one only lengthens it).
+            let automatic = new.automatic && held.first().is_none_or(|r| int(r.get(5)) == 1);
             // The later expiry wins (an automatic block never shortens an operator's).
             let expires_at = held.first().map_or(expires_at, |r| int(r.get(2)).max(expires_at));
             let reason: String = new.reason.chars().take(256).collect();
             rows(
                 sql,
-                "INSERT OR REPLACE INTO blocks (id, target, expires_at, created_at, reason) VALUES (?, ?, ?, ?, ?)",
-                vec![id.as_str().into(), target.canonical().into(), expires_at.into(), now.into(), reason.into()],
+                "INSERT OR REPLACE INTO blocks (id, target, expires_at, created_at, reason, automatic) VALUES (?, ?, ?, ?, ?, ?)",
+                vec![id.as_str().into(), target.canonical().into(), expires_at.into(), now.into(), reason.into(), i64::from(automatic).into()],
             )?;
             set_meta(sql, "blocks_version", version(sql)? + 1)?;
             set_meta(sql, "blocks_dirty", 1)?;
@@ -173,7 +194,12 @@ pub fn command(sql: &SqlStorage, op: &str, body: Option<serde_json::Value>, id: 
 /// the answer's status and body, or why the ledger could not be asked. (An alert rule's
 /// `block_ip_secs` action.)
 pub async fn block_address(env: &Env, target: &str, expires_at: i64, reason: &str) -> Result<(u16, serde_json::Value), String> {
-    let cmd = serde_json::json!({"op": "block", "body": {"target": target, "expires_at": expires_at, "reason": reason}});
+    // An IPv6 client's whole /64: addresses within it cost an attacker nothing.
+    let target = match BlockTarget::parse(target) {
+        Ok(BlockTarget::Addr(ip @ std::net::IpAddr::V6(_))) => format!("{ip}/64"),
+        _ => target.to_string(),
+    };
+    let cmd = serde_json::json!({"op": "block", "body": {"target": target, "expires_at": expires_at, "reason": reason, "automatic": true}});
     let mut resp = ask_ledger(env, cmd).await.map_err(|e| e.to_string())?;
     let status = resp.status_code();
     let body = resp.text().await.map_err(|e| e.to_string())?;

@@ -336,9 +336,16 @@ impl RevocationLedger {
         // new alarm, so it is never left unpublished.
         self.publish_pending.set(false);
         let now = now_secs();
-        if super::blocks::dirty(&self.sql)? {
-            super::blocks::publish(&self.sql, &self.env, now).await?;
-        }
+        // The block list first, but its failure never holds back the revocations: logged, and
+        // retried by an alarm of its own below.
+        let blocks_failed = super::blocks::dirty(&self.sql)?
+            && match super::blocks::publish(&self.sql, &self.env, now).await {
+                Ok(()) => false,
+                Err(e) => {
+                    console_error!("{}", serde_json::json!({"event": "ip_blocks_publish_failed", "error": e.to_string(), "retry_in_ms": PUBLISH_RETRY_MS}));
+                    true
+                }
+            };
         let kv = kv_binding(&self.env).ok_or_else(|| err("no EDGEWARD_KV binding"))?;
         let old_bits = self.bits()?;
         // Prune: expired rows go. The edge ignores expired entries already, so a shard is
@@ -430,7 +437,12 @@ impl RevocationLedger {
             "{}",
             serde_json::json!({"event": "revocations_published", "version": version, "entries": count, "shards": 1usize << bits, "shards_written": dirty.len(), "bytes": written, "pruned": pruned, "garbage_deleted": due.len(), "next_publish_held_ms": hold_ms})
         );
-        self.next_alarm(now).await
+        self.next_alarm(now).await?;
+        if blocks_failed {
+            self.storage()?.set_alarm_in(PUBLISH_RETRY_MS).await.map_err(err)?;
+            self.publish_pending.set(true);
+        }
+        Ok(())
     }
 
     /// After a publish: soon if something is dirty again, else at the next expiry or garbage
@@ -601,12 +613,10 @@ impl DurableObject for RevocationLedger {
             }
             op @ ("block" | "blocks" | "unblock") => {
                 let (answer, changed) = super::blocks::command(&self.sql, op, cmd.body, cmd.id, now)?;
-                // Published before the answer; a failed write is retried by the alarm.
+                // Published by the alarm, batched like revocations (one KV write per burst of
+                // changes: KV takes about one write per second per key).
                 if changed {
-                    if let Err(e) = super::blocks::publish(&self.sql, &self.env, now).await {
-                        console_error!("{}", serde_json::json!({"event": "ip_blocks_publish_failed", "error": e.to_string(), "retry_in_ms": PUBLISH_RETRY_MS}));
-                        self.schedule_publish().await?;
-                    }
+                    self.schedule_publish().await?;
                 }
                 Ok(answer)
             }
