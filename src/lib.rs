@@ -146,7 +146,7 @@
 
 pub mod core;
 
-#[cfg(feature = "web")]
+#[cfg(feature = "web-verifier")]
 pub mod web;
 #[cfg(feature = "worker")]
 pub mod worker;

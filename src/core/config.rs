@@ -128,6 +128,30 @@ pub struct EdgewardConfig {
     pub request: RequestPolicy,
 }
 
+/// The origin of a configuration that never forwards ([`EdgewardConfig::tokens_only`]): the
+/// schema demands one.
+pub const UNUSED_ORIGIN: &str = "https://origin.invalid";
+
+/// The members of a token-checks-only document ([`EdgewardConfig::tokens_only`]), with the
+/// defaults of a whole one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenSection {
+    issuers: Vec<IssuerConfig>,
+    #[serde(default = "d_leeway")]
+    leeway_secs: u32,
+    #[serde(default = "d_max_lifetime")]
+    max_lifetime_secs: Option<u64>,
+    #[serde(default = "d_true")]
+    require_exp: bool,
+}
+
+/// One section of a configuration document on its own (the JS package's cookie policy is the
+/// `cookies` section): its schema and defaults; a deserialization error names the section.
+pub fn section<T: serde::de::DeserializeOwned>(name: &str, v: &Value) -> Result<T, ConfigError> {
+    serde_json::from_value(v.clone()).map_err(|e| ConfigError::new(name, clean(&e)))
+}
+
 /// The `api_keys` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -361,43 +385,49 @@ fn probe<T: serde::de::DeserializeOwned>(v: &Value) -> Option<String> {
 
 type Probe = fn(&Value) -> Option<String>;
 
-/// Finds which member of the document made deserialization fail, so the error names the field.
+/// The top-level members of a whole configuration document, each with its probe ([`locate`]).
+const TOP_LEVEL: &[(&str, Probe)] = &[
+    ("leeway_secs", probe::<u32>),
+    ("max_lifetime_secs", probe::<Option<u64>>),
+    ("require_exp", probe::<bool>),
+    ("max_token_bytes", probe::<usize>),
+    ("origin", probe::<String>),
+    ("origin_timeout_ms", probe::<u32>),
+    ("routes", probe::<Vec<Route>>),
+    ("realm", probe::<String>),
+    ("cookie_name", probe::<Option<String>>),
+    ("query_param", probe::<Option<String>>),
+    ("forward_claims", probe::<BTreeMap<String, String>>),
+    ("request_id_header", probe::<String>),
+    ("jwks_cache", probe::<JwksCacheConfig>),
+    ("cookies", probe::<CookiePolicy>),
+    ("csrf", probe::<CsrfPolicy>),
+    ("cors", probe::<Option<CorsConfig>>),
+    ("dpop", probe::<DpopConfig>),
+    ("logging", probe::<LoggingConfig>),
+    ("ip_blocks", probe::<IpBlocksConfig>),
+    ("observability", probe::<ObservabilityConfig>),
+    ("alerts", probe::<AlertsConfig>),
+    ("token_cache", probe::<TokenCacheConfig>),
+    ("rate_limits", probe::<RateLimitConfig>),
+    ("revocations", probe::<RevocationConfig>),
+    ("admin", probe::<AdminConfig>),
+    ("api_keys", probe::<ApiKeyConfig>),
+    ("upstream_credentials", probe::<BTreeMap<String, UpstreamCredentialConfig>>),
+    ("request", probe::<RequestPolicy>),
+];
+
+/// The top-level members of a token-checks-only document ([`EdgewardConfig::tokens_only`]).
+const TOKEN_LEVEL: &[(&str, Probe)] = &[("leeway_secs", probe::<u32>), ("max_lifetime_secs", probe::<Option<u64>>), ("require_exp", probe::<bool>)];
+
+/// Finds which member of the document made deserialization fail, so the error names the field:
+/// `top` lists the members other than `issuers` a document may have, `required` those it must.
 /// (Done by probing members one by one rather than with a path-tracking deserializer, which
 /// would add tens of KB to the Worker.)
-fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
+fn locate(doc: &Value, err: &serde_json::Error, top: &[(&str, Probe)], required: &[&str]) -> ConfigError {
     let Some(map) = doc.as_object() else {
         return ConfigError::new("EDGEWARD_CONFIG", "must be a JSON object");
     };
-    let top: &[(&str, Probe)] = &[
-        ("leeway_secs", probe::<u32>),
-        ("max_lifetime_secs", probe::<Option<u64>>),
-        ("require_exp", probe::<bool>),
-        ("max_token_bytes", probe::<usize>),
-        ("origin", probe::<String>),
-        ("origin_timeout_ms", probe::<u32>),
-        ("routes", probe::<Vec<Route>>),
-        ("realm", probe::<String>),
-        ("cookie_name", probe::<Option<String>>),
-        ("query_param", probe::<Option<String>>),
-        ("forward_claims", probe::<BTreeMap<String, String>>),
-        ("request_id_header", probe::<String>),
-        ("jwks_cache", probe::<JwksCacheConfig>),
-        ("cookies", probe::<CookiePolicy>),
-        ("csrf", probe::<CsrfPolicy>),
-        ("cors", probe::<Option<CorsConfig>>),
-        ("dpop", probe::<DpopConfig>),
-        ("logging", probe::<LoggingConfig>),
-        ("ip_blocks", probe::<IpBlocksConfig>),
-        ("observability", probe::<ObservabilityConfig>),
-        ("alerts", probe::<AlertsConfig>),
-        ("token_cache", probe::<TokenCacheConfig>),
-        ("rate_limits", probe::<RateLimitConfig>),
-        ("revocations", probe::<RevocationConfig>),
-        ("admin", probe::<AdminConfig>),
-        ("api_keys", probe::<ApiKeyConfig>),
-        ("upstream_credentials", probe::<BTreeMap<String, UpstreamCredentialConfig>>),
-        ("request", probe::<RequestPolicy>),
-    ];
     let issuer_fields: &[(&str, Probe)] = &[
         ("issuer", probe::<Option<String>>),
         ("audiences", probe::<Vec<String>>),
@@ -408,7 +438,7 @@ fn locate(doc: &Value, err: &serde_json::Error) -> ConfigError {
         ("introspection", probe::<Option<super::verify::IntrospectionConfig>>),
         ("token_prefix", probe::<Option<String>>),
     ];
-    for required in ["issuers", "origin"] {
+    for required in required.iter().copied() {
         if !map.contains_key(required) {
             return ConfigError::new(required, "missing (required)");
         }
@@ -448,7 +478,47 @@ impl EdgewardConfig {
     /// Parses the JSON document; errors name the field (`issuers[0].audiences`, `leeway_secs`, ...).
     pub fn from_json(s: &str) -> Result<EdgewardConfig, ConfigError> {
         let doc: Value = serde_json::from_slice(s.as_bytes()).map_err(|e| ConfigError::new("EDGEWARD_CONFIG", clean(&e)))?;
-        serde_json::from_value::<EdgewardConfig>(doc.clone()).map_err(|e| locate(&doc, &e))
+        serde_json::from_value::<EdgewardConfig>(doc.clone()).map_err(|e| locate(&doc, &e, TOP_LEVEL, &["issuers", "origin"]))
+    }
+
+    /// The configuration of the token checks alone, from a document with `issuers` and
+    /// optionally `leeway_secs`, `max_lifetime_secs` and `require_exp` (the same schema, defaults
+    /// and errors as in a whole document); every other section at its default, `origin` unused.
+    /// What the JS package's verifier is built from: it decides as the Worker does without
+    /// carrying the other sections' parsers.
+    pub fn tokens_only(doc: &Value) -> Result<EdgewardConfig, ConfigError> {
+        let t = serde_json::from_value::<TokenSection>(doc.clone()).map_err(|e| locate(doc, &e, TOKEN_LEVEL, &["issuers"]))?;
+        Ok(EdgewardConfig {
+            issuers: t.issuers,
+            leeway_secs: t.leeway_secs,
+            max_lifetime_secs: t.max_lifetime_secs,
+            require_exp: t.require_exp,
+            max_token_bytes: d_max_token_bytes(),
+            origin: UNUSED_ORIGIN.into(),
+            origin_timeout_ms: d_origin_timeout(),
+            routes: Vec::new(),
+            realm: d_realm(),
+            cookie_name: None,
+            query_param: None,
+            forward_claims: d_forward_claims(),
+            request_id_header: d_request_id_header(),
+            jwks_cache: JwksCacheConfig::default(),
+            cookies: CookiePolicy::default(),
+            csrf: CsrfPolicy::default(),
+            cors: None,
+            dpop: DpopConfig::default(),
+            logging: LoggingConfig::default(),
+            ip_blocks: IpBlocksConfig::default(),
+            observability: ObservabilityConfig::default(),
+            alerts: AlertsConfig::default(),
+            token_cache: TokenCacheConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            revocations: RevocationConfig::default(),
+            admin: AdminConfig::default(),
+            api_keys: ApiKeyConfig::default(),
+            upstream_credentials: BTreeMap::new(),
+            request: RequestPolicy::default(),
+        })
     }
 
     /// Validates into a [`Policy`].
@@ -690,6 +760,33 @@ mod tests {
         assert_eq!(p.jwks_cache.min_ttl_secs, 300);
         assert_eq!(p.realm, "edgeward");
         assert!(p.forward_claims.iter().any(|(h, c)| h == "x-edgeward-sub" && c == "sub"));
+    }
+
+    /// A token-checks-only document gives the policy the same members give in a whole document
+    /// (every other section at its default), and the same errors, naming the same fields.
+    #[test]
+    fn tokens_only_is_a_whole_document_with_defaults() {
+        let issuer =
+            serde_json::json!({"issuer": "https://id.example", "jwks_uri": "https://id.example/jwks", "algorithms": ["RS256", "ES256"], "audiences": ["api"]});
+        for extra in [serde_json::json!({}), serde_json::json!({"leeway_secs": 5, "max_lifetime_secs": null, "require_exp": false})] {
+            let mut doc = extra.clone();
+            doc["issuers"] = serde_json::json!([issuer]);
+            let alone = EdgewardConfig::tokens_only(&doc).unwrap().validate().unwrap();
+            doc["origin"] = UNUSED_ORIGIN.into();
+            let whole = Policy::from_json(&doc.to_string()).unwrap();
+            assert_eq!(format!("{alone:?}"), format!("{whole:?}"));
+        }
+        let bad = |doc: serde_json::Value| EdgewardConfig::tokens_only(&doc).and_then(EdgewardConfig::validate).unwrap_err().field;
+        assert_eq!(bad(serde_json::json!({"issuers": [issuer], "leeway_secs": -1})), "leeway_secs");
+        assert_eq!(bad(serde_json::json!({"issuers": [issuer], "require_exp": "yes"})), "require_exp");
+        assert_eq!(bad(serde_json::json!({"issuers": [issuer], "origin": "https://o.example"})), "origin", "a member of a whole document is unknown here");
+        assert_eq!(bad(serde_json::json!({"leeway_secs": 5})), "issuers");
+        assert_eq!(
+            bad(serde_json::json!({"issuers": [{"issuer": null, "jwks_uri": "https://id.example/jwks", "algorithms": ["XS256"]}]})),
+            "issuers[0].algorithms[0]"
+        );
+        assert_eq!(bad(serde_json::json!({"issuers": [{"issuer": null, "jwks_uri": "https://id.example/jwks", "algorithms": 3}]})), "issuers[0].algorithms");
+        assert_eq!(bad(serde_json::json!([])), "EDGEWARD_CONFIG");
     }
 
     fn err_field(v: serde_json::Value) -> String {

@@ -2,8 +2,7 @@
 //! ([`cookie_policy_from_js`]), and the core's `Set-Cookie` enforcement ([`lint_set_cookie`]).
 
 use super::error::WebError;
-use super::verify::UNUSED_ORIGIN;
-use crate::core::config::Policy;
+use crate::core::config::{self, ConfigError};
 use crate::core::cookie::{self, CookieAction, CookiePolicy};
 use serde_json::{json, Map, Value};
 
@@ -27,13 +26,9 @@ pub fn cookie_policy_from_js(policy: &Value) -> Result<CookiePolicy, WebError> {
         };
         cookies.insert((*config_name).to_string(), value.clone());
     }
-    // The schema needs an issuer; this one is never used (cookie rules do not depend on it).
-    let config = json!({
-        "issuers": [{"issuer": null, "jwks_uri": "https://issuer.invalid/jwks", "algorithms": ["ES256"]}],
-        "origin": UNUSED_ORIGIN,
-        "cookies": cookies,
-    });
-    Policy::from_json(&config.to_string()).map(|p| p.cookies).map_err(|e| {
+    // Parsed and validated as the configuration's `cookies` section is.
+    let parsed = config::section::<CookiePolicy>("cookies", &Value::Object(cookies)).and_then(|p| p.validate().map(|()| p).map_err(ConfigError::from));
+    parsed.map_err(|e| {
         let rest = e.field.strip_prefix("cookies").unwrap_or(&e.field).trim_start_matches('.');
         let field = COOKIE_FIELDS.iter().find(|(_, c)| rest.starts_with(c)).map_or_else(|| "policy".to_string(), |(js, c)| format!("{js}{}", &rest[c.len()..]));
         WebError::config(field, e.message)

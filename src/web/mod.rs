@@ -26,18 +26,25 @@
 //! the JS modules' exports (`EdgewardError`, `isEdgewardError`, `createDpopKey`, `dpopProof`).
 //! scripts/pack-web.mjs turns wasm-pack's output into the npm package's entry points.
 
+#[cfg(feature = "web")]
 pub mod cookies;
 pub mod error;
+#[cfg(feature = "web")]
 pub mod ratelimit_headers;
+#[cfg(feature = "web")]
 pub mod tokens;
 pub mod verifier;
 pub mod verify;
 
 use error::WebError;
-use js_sys::{Function, Object, Reflect, JSON};
+#[cfg(feature = "web")]
+use js_sys::Function;
+use js_sys::{Object, Reflect, JSON};
 use serde_json::Value;
+#[cfg(feature = "web")]
 use tokens::RefreshOptions;
 use wasm_bindgen::prelude::*;
+#[cfg(feature = "web")]
 use wasm_bindgen::JsCast;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -326,6 +333,7 @@ fn now_arg(v: &JsValue) -> Result<i64, WebError> {
     }
 }
 
+#[cfg(feature = "web")]
 fn fill_random(buf: &mut [u8]) -> Result<(), WebError> {
     getrandom::fill(buf).map_err(|_| WebError {
         code: "random_unavailable",
@@ -335,6 +343,7 @@ fn fill_random(buf: &mut [u8]) -> Result<(), WebError> {
     })
 }
 
+#[cfg(feature = "web")]
 /// Decodes a token's header and claims WITHOUT verifying anything. Never trust what it returns:
 /// use it to display a token or to schedule a refresh, and `verify` to decide.
 /// Throws `malformed_token`, `malformed_header`, `malformed_claims`, `duplicate_member`.
@@ -344,6 +353,7 @@ pub fn decode_unverified(#[wasm_bindgen(unchecked_param_type = "string")] token:
     json_out(&tokens::decode_unverified(&token).map_err(js_error)?)
 }
 
+#[cfg(feature = "web")]
 /// When a client should refresh this token (Unix seconds): `skewSecs` (default 60) before `exp`,
 /// moved earlier by a random part (`jitter`, default 0.1, of the token's usable lifetime) so many
 /// clients do not refresh at once. `null` if the token has no `exp`. Reads the claims unverified.
@@ -380,6 +390,7 @@ pub fn refresh_at(
     })
 }
 
+#[cfg(feature = "web")]
 /// A fresh RFC 7636 PKCE pair: a 43-character verifier (256 random bits) and its S256 challenge.
 #[wasm_bindgen(js_name = pkcePair, unchecked_return_type = "PkcePair")]
 pub fn pkce_pair() -> Result<JsValue, JsValue> {
@@ -388,6 +399,7 @@ pub fn pkce_pair() -> Result<JsValue, JsValue> {
     json_out(&serde_json::json!({"verifier": verifier, "challenge": challenge, "method": "S256"}))
 }
 
+#[cfg(feature = "web")]
 /// `bytes` (1–1024, default 32) random bytes from the platform's CSPRNG, as unpadded base64url:
 /// for `state` parameters, CSRF tokens and the like.
 #[wasm_bindgen(js_name = randomToken)]
@@ -403,12 +415,14 @@ pub fn random_token(#[wasm_bindgen(unchecked_optional_param_type = "number")] by
     tokens::random_token(n, fill_random).map_err(js_error)
 }
 
+#[cfg(feature = "web")]
 /// A fresh OpenID Connect `nonce`: 128 random bits as 22 base64url characters.
 #[wasm_bindgen]
 pub fn nonce() -> Result<String, JsValue> {
     tokens::random_token(16, fill_random).map_err(js_error)
 }
 
+#[cfg(feature = "web")]
 /// Lints one `Set-Cookie` header value with the edge's own rules (the Worker applies exactly
 /// these to every cookie from the origin): the findings, and what the edge would send on.
 /// `policy` defaults to the Worker's defaults; `nowSecs` (default now) dates an `Expires`.
@@ -427,6 +441,7 @@ pub fn lint_set_cookie(
     json_out(&run().map_err(js_error)?)
 }
 
+#[cfg(feature = "web")]
 /// Checks an Edgeward API key's text offline — prefix, shape and CRC32 checksum, exactly as the
 /// edge does before any lookup — so a form can flag a mistyped key at once. It says nothing
 /// about whether the key exists or is valid at the edge.
@@ -436,6 +451,7 @@ pub fn check_api_key(#[wasm_bindgen(unchecked_param_type = "string")] key: JsVal
     json_out(&tokens::check_api_key(&key))
 }
 
+#[cfg(feature = "web")]
 /// The RFC 7638 SHA-256 thumbprint (base64url) of a public JWK — a token's `cnf.jkt` for a DPoP
 /// key — computed by the gate's own code, so it is exactly what the gate compares `cnf.jkt` with.
 /// `jwk` is a JWK object (such as `crypto.subtle.exportKey("jwk", keyPair.publicKey)` gives) or
@@ -450,6 +466,7 @@ pub fn jwk_thumbprint(#[wasm_bindgen(unchecked_param_type = "JsonWebKey | string
     run().map_err(js_error)
 }
 
+#[cfg(feature = "web")]
 /// Reads rate-limit response headers for client back-off: the IETF `RateLimit` and
 /// `RateLimit-Policy` fields, the older `RateLimit-Limit`/`-Remaining`/`-Reset`, and
 /// `Retry-After` (seconds or an HTTP date, relative to `nowSecs`, default now). Invalid headers

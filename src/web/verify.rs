@@ -4,16 +4,12 @@
 //! [`super::verifier`]'s, or any [`GateIo`] (host tests pass the native backend's).
 
 use super::error::WebError;
-use crate::core::config::Policy;
+use crate::core::config::{ConfigError, EdgewardConfig, Policy};
 use crate::core::io::GateIo;
 use crate::core::log::DecisionLog;
 use crate::core::pipeline::Gate;
 use crate::core::token_cache::TokenHash;
 use serde_json::{json, Map, Value};
-
-/// The origin of the configuration the JS policy is mapped onto. The JS API never forwards
-/// anything; the configuration schema only demands an origin.
-pub(super) const UNUSED_ORIGIN: &str = "https://origin.invalid";
 
 /// The JS policy's fields and their names in the configuration (`issuers[0].*` or top level).
 const POLICY_FIELDS: [(&str, &str, bool); 6] = [
@@ -65,9 +61,10 @@ pub fn policy_from_js(policy: &Value, keys: impl Into<Keys>) -> Result<Policy, W
         Keys::Uri(uri) => issuer.insert("jwks_uri".into(), uri.into()),
     };
     config.insert("issuers".into(), Value::Array(vec![Value::Object(issuer)]));
-    config.insert("origin".into(), UNUSED_ORIGIN.into());
-    config.insert("token_cache".into(), json!({"capacity": 0}));
-    Policy::from_json(&Value::Object(config).to_string()).map_err(|e| WebError::config(js_field(&e.field), e.message))
+    let located = |e: ConfigError| WebError::config(js_field(&e.field), e.message);
+    let mut config = EdgewardConfig::tokens_only(&Value::Object(config)).map_err(located)?;
+    config.token_cache.capacity = 0;
+    config.validate().map_err(located)
 }
 
 /// The JS name of a configuration field path (`issuers[0].algorithms[1]` → `algorithms[1]`).
