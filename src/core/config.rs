@@ -22,6 +22,7 @@ use super::cors::{CorsConfig, CorsPolicy};
 use super::dpop::{DpopConfig, DpopPolicy};
 use super::ipblock::IpBlocksConfig;
 use super::jwks_cache::JwksCacheConfig;
+use super::jwt::{JwtPolicy, JwtRules};
 use super::logging::{LoggingConfig, LoggingPolicy};
 use super::ratelimit::{RateLimitConfig, RateLimitPolicy};
 use super::request::validate_origin;
@@ -128,10 +129,6 @@ pub struct EdgewardConfig {
     pub request: RequestPolicy,
 }
 
-/// The origin of a configuration that never forwards ([`EdgewardConfig::tokens_only`]): the
-/// schema demands one.
-pub const UNUSED_ORIGIN: &str = "https://origin.invalid";
-
 /// The members of a token-checks-only document ([`EdgewardConfig::tokens_only`]), with the
 /// defaults of a whole one.
 #[derive(Debug, Deserialize)]
@@ -144,6 +141,11 @@ struct TokenSection {
     max_lifetime_secs: Option<u64>,
     #[serde(default = "d_true")]
     require_exp: bool,
+}
+
+/// `leeway_secs` and `max_lifetime_secs` as the policy holds them.
+fn lifetimes(leeway_secs: u32, max_lifetime_secs: Option<u64>) -> (i64, Option<i64>) {
+    (i64::from(leeway_secs), max_lifetime_secs.map(|v| v.min(i64::MAX as u64) as i64))
 }
 
 /// One section of a configuration document on its own (the JS package's cookie policy is the
@@ -481,43 +483,26 @@ impl EdgewardConfig {
         serde_json::from_value::<EdgewardConfig>(doc.clone()).map_err(|e| locate(&doc, &e, TOP_LEVEL, &["issuers", "origin"]))
     }
 
-    /// The configuration of the token checks alone, from a document with `issuers` and
-    /// optionally `leeway_secs`, `max_lifetime_secs` and `require_exp` (the same schema, defaults
-    /// and errors as in a whole document); every other section at its default, `origin` unused.
-    /// What the JS package's verifier is built from: it decides as the Worker does without
-    /// carrying the other sections' parsers.
-    pub fn tokens_only(doc: &Value) -> Result<EdgewardConfig, ConfigError> {
+    /// The token checks' part of a configuration alone, from a document with `issuers` and
+    /// optionally `leeway_secs`, `max_lifetime_secs` and `require_exp`: the same schema, defaults,
+    /// validation and errors as in a whole document, every other member at its default. What the
+    /// JS package's verifier is built from: it decides as the Worker does without carrying the
+    /// other sections' parsers.
+    pub fn tokens_only(doc: &Value) -> Result<JwtPolicy, ConfigError> {
         let t = serde_json::from_value::<TokenSection>(doc.clone()).map_err(|e| locate(doc, &e, TOKEN_LEVEL, &["issuers"]))?;
-        Ok(EdgewardConfig {
-            issuers: t.issuers,
-            leeway_secs: t.leeway_secs,
-            max_lifetime_secs: t.max_lifetime_secs,
+        let (issuers, warnings) = IssuerPolicy::validate_all(t.issuers)?;
+        let forward_claims = validate_forward_claims(d_forward_claims())?;
+        let (leeway_secs, max_lifetime_secs) = lifetimes(t.leeway_secs, t.max_lifetime_secs);
+        Ok(JwtPolicy {
+            issuers,
+            leeway_secs,
+            max_lifetime_secs,
             require_exp: t.require_exp,
+            token_claims: super::claims::claims_read(&forward_claims, super::usage::CLAIMS_READ.map(String::from)),
             max_token_bytes: d_max_token_bytes(),
-            origin: UNUSED_ORIGIN.into(),
-            origin_timeout_ms: d_origin_timeout(),
-            routes: Vec::new(),
-            realm: d_realm(),
-            cookie_name: None,
-            query_param: None,
-            forward_claims: d_forward_claims(),
-            request_id_header: d_request_id_header(),
             jwks_cache: JwksCacheConfig::default(),
-            cookies: CookiePolicy::default(),
-            csrf: CsrfPolicy::default(),
-            cors: None,
-            dpop: DpopConfig::default(),
-            logging: LoggingConfig::default(),
-            ip_blocks: IpBlocksConfig::default(),
-            observability: ObservabilityConfig::default(),
-            alerts: AlertsConfig::default(),
             token_cache: TokenCacheConfig::default(),
-            rate_limits: RateLimitConfig::default(),
-            revocations: RevocationConfig::default(),
-            admin: AdminConfig::default(),
-            api_keys: ApiKeyConfig::default(),
-            upstream_credentials: BTreeMap::new(),
-            request: RequestPolicy::default(),
+            warnings,
         })
     }
 
@@ -639,10 +624,11 @@ impl EdgewardConfig {
         self.jwks_cache.validate()?;
         let token_claims =
             super::claims::claims_read(&forward_claims, rate_limits.claims_read().into_iter().chain(super::usage::CLAIMS_READ.map(String::from)));
+        let (leeway_secs, max_lifetime_secs) = lifetimes(self.leeway_secs, self.max_lifetime_secs);
         Ok(Policy {
             issuers,
-            leeway_secs: i64::from(self.leeway_secs),
-            max_lifetime_secs: self.max_lifetime_secs.map(|v| v.min(i64::MAX as u64) as i64),
+            leeway_secs,
+            max_lifetime_secs,
             require_exp: self.require_exp,
             max_token_bytes: self.max_token_bytes,
             origin,
@@ -685,6 +671,20 @@ impl<'p> From<&'p Policy> for TokenRules<'p> {
             max_lifetime_secs: p.max_lifetime_secs,
             require_exp: p.require_exp,
             claims: &p.token_claims,
+        }
+    }
+}
+
+impl<'p> From<&'p Policy> for JwtRules<'p> {
+    fn from(p: &'p Policy) -> JwtRules<'p> {
+        JwtRules {
+            issuers: &p.issuers,
+            leeway_secs: p.leeway_secs,
+            max_lifetime_secs: p.max_lifetime_secs,
+            require_exp: p.require_exp,
+            claims: &p.token_claims,
+            max_token_bytes: p.max_token_bytes,
+            jwks_cache: &p.jwks_cache,
         }
     }
 }
@@ -762,30 +762,38 @@ mod tests {
         assert!(p.forward_claims.iter().any(|(h, c)| h == "x-edgeward-sub" && c == "sub"));
     }
 
-    /// A token-checks-only document gives the policy the same members give in a whole document
-    /// (every other section at its default), and the same errors, naming the same fields.
+    /// A token-checks-only document gives the JWT step the rules the same members give in a
+    /// whole document (every other member at its default), and the same errors, naming the same
+    /// fields.
     #[test]
     fn tokens_only_is_a_whole_document_with_defaults() {
-        let issuer =
-            serde_json::json!({"issuer": "https://id.example", "jwks_uri": "https://id.example/jwks", "algorithms": ["RS256", "ES256"], "audiences": ["api"]});
+        let issuer = serde_json::json!({"issuer": "https://id.example", "jwks_uri": "http://keys.example/jwks", "allow_insecure_jwks_uri": true, "algorithms": ["RS256", "ES256"], "audiences": ["api"]});
         for extra in [serde_json::json!({}), serde_json::json!({"leeway_secs": 5, "max_lifetime_secs": null, "require_exp": false})] {
             let mut doc = extra.clone();
             doc["issuers"] = serde_json::json!([issuer]);
-            let alone = EdgewardConfig::tokens_only(&doc).unwrap().validate().unwrap();
-            doc["origin"] = UNUSED_ORIGIN.into();
+            let alone = EdgewardConfig::tokens_only(&doc).unwrap();
+            doc["origin"] = "https://origin.example".into();
             let whole = Policy::from_json(&doc.to_string()).unwrap();
-            assert_eq!(format!("{alone:?}"), format!("{whole:?}"));
+            assert_eq!(format!("{:?}", JwtRules::from(&alone)), format!("{:?}", JwtRules::from(&whole)));
+            assert_eq!(format!("{:?}", alone.token_cache), format!("{:?}", whole.token_cache));
+            assert_eq!(alone.warnings, whole.warnings);
+            assert_eq!(alone.warnings.len(), 1, "the insecure key URL: {:?}", alone.warnings);
         }
-        let bad = |doc: serde_json::Value| EdgewardConfig::tokens_only(&doc).and_then(EdgewardConfig::validate).unwrap_err().field;
+        let bad = |doc: serde_json::Value| EdgewardConfig::tokens_only(&doc).unwrap_err().field;
         assert_eq!(bad(serde_json::json!({"issuers": [issuer], "leeway_secs": -1})), "leeway_secs");
         assert_eq!(bad(serde_json::json!({"issuers": [issuer], "require_exp": "yes"})), "require_exp");
         assert_eq!(bad(serde_json::json!({"issuers": [issuer], "origin": "https://o.example"})), "origin", "a member of a whole document is unknown here");
         assert_eq!(bad(serde_json::json!({"leeway_secs": 5})), "issuers");
+        assert_eq!(bad(serde_json::json!({"issuers": []})), "issuers");
         assert_eq!(
             bad(serde_json::json!({"issuers": [{"issuer": null, "jwks_uri": "https://id.example/jwks", "algorithms": ["XS256"]}]})),
             "issuers[0].algorithms[0]"
         );
         assert_eq!(bad(serde_json::json!({"issuers": [{"issuer": null, "jwks_uri": "https://id.example/jwks", "algorithms": 3}]})), "issuers[0].algorithms");
+        assert_eq!(
+            bad(serde_json::json!({"issuers": [{"issuer": null, "jwks_uri": "http://id.example/jwks", "algorithms": ["ES256"]}]})),
+            "issuers[0].jwks_uri"
+        );
         assert_eq!(bad(serde_json::json!([])), "EDGEWARD_CONFIG");
     }
 

@@ -155,3 +155,23 @@ pub struct Step {
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
+
+impl DecisionLog<'_> {
+    /// Records a pipeline step when `tracing` ([`DecisionLog::trace`]) and passes `r` on.
+    pub(crate) fn step<T>(
+        &mut self,
+        tracing: bool,
+        name: &'static str,
+        r: Result<T, super::error::AuthError>,
+        detail: impl FnOnce(&T) -> String,
+    ) -> Result<T, super::error::AuthError> {
+        if tracing {
+            let outcome = match &r {
+                Ok(v) => Ok(detail(v)),
+                Err(e) => Err(e.clone()),
+            };
+            self.trace.get_or_insert_with(Vec::new).push(Step { name, outcome });
+        }
+        r
+    }
+}

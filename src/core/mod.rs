@@ -20,6 +20,7 @@ pub mod ipblock;
 pub mod json;
 pub mod jwk;
 pub mod jwks_cache;
+pub mod jwt;
 pub mod log;
 pub mod logging;
 mod lookalike;

@@ -31,26 +31,24 @@ use super::error::DpopFailure;
 use super::error::{ApiKeyFailure, AuthError};
 use super::identity::Identity;
 use super::io::{Deferred, GateIo, Level};
-use super::jwk::{Jwk, KeySet};
-use super::jwks_cache::{FetchOutcome, FetchPlan, JwksSnapshot, Trigger, MAX_JWKS_BYTES};
+pub use super::jwt::{discovery_snapshot_key, issuer_keys, jwks_snapshot_key};
+use super::jwt::{identify, secs, JwtRules};
 use super::log::CredentialSource;
-use super::log::{fingerprint, fingerprint_of_digest, DecisionLog, Step};
+use super::log::{fingerprint, fingerprint_of_digest, DecisionLog};
 use super::ratelimit::{Bucket, Decision, LimitMode, OnUnavailable};
 use super::request::{extract_credential, plan_forward, split_url, Credential, CredentialPlaces, ForwardPlan, ForwardRules, RequestView};
 use super::revocation::{
     decode_shard, Manifest, RevocationSet, RevocationSnapshot, Shard, LEGACY_SNAPSHOT_KEY, MANIFEST_KEY, MAX_MANIFEST_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_KEY,
 };
 use super::state::{CachedKey, EdgeRevocations, IsolateState};
-use super::token::UnverifiedToken;
 use super::token_cache::{token_hash, TokenHash};
 use super::usage::{analytics_point, is_auth_failure, Observation};
-use super::verify::{PendingToken, VerifiedToken};
+use super::verify::VerifiedToken;
 use super::websocket::{self, CloseReason, SocketCheck};
 use serde_json::json;
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 
 /// Largest API key record read from KV.
 const MAX_KEY_RECORD_BYTES: usize = 256 * 1024;
@@ -244,37 +242,11 @@ pub struct SocketWatch {
     sensitive: bool,
 }
 
-/// What an unknown-`kid` refetch found.
-enum Refetch {
-    Fetched(Arc<KeySet>),
-    IssuerDown,
-    CoolingDown,
-}
-
-/// Every key the issuer may verify with: inline keys first, then fetched ones.
-pub fn issuer_keys<'k>(policy: &'k Policy, fetched: Option<&'k KeySet>, issuer: usize) -> impl Iterator<Item = &'k Jwk> + Clone {
-    policy.issuers[issuer].inline_keys.keys.iter().chain(fetched.into_iter().flat_map(|s| s.keys.iter()))
-}
-
 /// A client certificate's SHA-256 thumbprint as `cnf["x5t#S256"]` spells it (base64url), from
 /// the platform's hex fingerprint; `None` if that is not 64 hex digits.
 fn cert_thumbprint(hex_fp: &str) -> Option<String> {
     let b = hex::decode(hex_fp.trim()).ok().filter(|b| b.len() == 32)?;
     Some(super::json::b64url_encode(&b))
-}
-
-/// Who a verified token names, for the record (and the usage counters): its issuer (when it
-/// has one), `sub`, and the client (`azp`, else `client_id`).
-fn identify(log: &mut DecisionLog<'_>, v: &VerifiedToken) {
-    if let Some(iss) = v.issuer() {
-        log.iss = Some(iss.to_owned());
-    }
-    log.sub = v.subject().map(str::to_owned);
-    log.client_id = v.claim_text("azp").or_else(|| v.claim_text("client_id")).map(|c| c.chars().take(256).collect());
-}
-
-fn secs(ms: i64) -> i64 {
-    ms.div_euclid(1000)
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary (for log fields a client controls).
@@ -933,70 +905,17 @@ impl Gate {
 
     // ---- JWTs -------------------------------------------------------------------------------
 
+    /// What the JWT step reads of the policy.
+    fn jwt(&self) -> JwtRules<'_> {
+        (&self.policy).into()
+    }
+
     /// Verifies a JWT (through the verified-token cache): what every JWT goes through, on the
-    /// request path, for admin JWTs, in the CLI, the JS package and the bench. Revocations are
-    /// the caller's to check. `hash` is [`token_hash`] of `token`.
-    ///
-    /// Keys: the issuer's inline keys, and for an issuer with a `jwks_uri` its fetched keys (from
-    /// the cache, the KV snapshot on an isolate's first use, or a fetch the cache plans). No
-    /// usable key, or an unknown `kid` / no fitting key while the issuer's keys cannot be had
-    /// → `jwks_unavailable`; an unknown `kid` refetches once (cooldown permitting).
+    /// request path, for admin JWTs, in the CLI and the bench: the JWT step ([`JwtState::verify`])
+    /// with this gate's policy and isolate state. Revocations are the caller's to check. `hash` is
+    /// [`token_hash`] of `token`.
     pub async fn verify_jwt<I: GateIo>(&self, io: &I, token: &str, hash: &TokenHash, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
-        let policy = &self.policy;
-        let cached = self.state.tokens.borrow_mut().get(hash, now);
-        if let Some(verified) = cached {
-            log.token_cache = Some("hit");
-            identify(log, &verified);
-            log.kid = verified.kid().map(|k| k.chars().take(64).collect());
-            log.alg = verified.alg().map(|a| a.name());
-            let _ = log.step(io.tracing(), "cache", Ok(()), |_| "verified-token cache hit".into());
-            return Ok(verified);
-        }
-        log.token_cache = Some("miss");
-        let unverified = log.step(io.tracing(), "parse", UnverifiedToken::parse(token, policy.max_token_bytes), |t| {
-            let h = t.header();
-            format!("3 canonical segments, strict JSON; alg {}, kid {}", h.alg.name(), h.kid.as_deref().map_or("none".into(), |k| format!("{k:?}")))
-        })?;
-        let pending = log.step(io.tracing(), "issuer", PendingToken::new(unverified, policy), |p| format!("iss accepted; alg {} allowed", p.alg().name()))?;
-        log.alg = Some(pending.alg().name());
-        log.kid = pending.kid().map(|k| k.chars().take(64).collect());
-        let i = pending.issuer_index();
-        let has_uri = policy.issuers[i].jwks_uri.is_some() || policy.issuers[i].discovery;
-        if policy.issuers[i].discovery {
-            self.discover(io, i, now, &mut log.jwks_fetches).await;
-        }
-        let fetched = if has_uri { self.keys_for_request(io, i, now, &mut log.jwks_fetches).await } else { None };
-        // The key is borrowed from the policy's inline keys or a shared fetched set, never copied.
-        let refetched;
-        let key = match pending.select_key(issuer_keys(policy, fetched.as_deref(), i)) {
-            Ok(k) => Ok(k),
-            // With no fetched keys to look in, "unknown" or "no fitting key" would be a guess.
-            Err(AuthError::UnknownKid | AuthError::NoMatchingKey(_)) if has_uri && fetched.is_none() => Err(AuthError::JwksUnavailable),
-            Err(AuthError::UnknownKid) if has_uri => match self.refetch_for_unknown_kid(io, i, now, &mut log.jwks_fetches).await {
-                // Second and last look: still unknown is the client's problem.
-                Refetch::Fetched(k) => {
-                    refetched = k;
-                    pending.select_key(issuer_keys(policy, Some(&refetched), i))
-                }
-                Refetch::IssuerDown => Err(AuthError::JwksUnavailable),
-                Refetch::CoolingDown => Err(AuthError::UnknownKid),
-            },
-            Err(e) => Err(e),
-        };
-        let key = log.step(io.tracing(), "key", key, |k| {
-            format!("key {} ({})", k.kid.as_deref().map_or("without kid".into(), |s| format!("{s:?}")), k.material.describe())
-        })?;
-        let job = pending.job(key)?;
-        let proof = io.verify_signature(&job).await;
-        let alg = pending.alg().name();
-        let proof = log.step(io.tracing(), "signature", proof, |_| format!("{alg} signature verifies"))?;
-        let verified = log.step(io.tracing(), "claims", pending.finish(proof, key, policy, now), |v| {
-            let exp = v.expires_at().map_or("no exp".into(), |e| format!("exp in {} s", e - now));
-            format!("exp, nbf, iat, lifetime, iss and aud pass at now={now}; {exp}")
-        })?;
-        self.state.tokens.borrow_mut().insert(*hash, &verified, &key.fingerprint, now);
-        identify(log, &verified);
-        Ok(verified)
+        self.state.jwt.verify(self.jwt(), io, token, hash, now, log).await
     }
 
     /// An opaque token (not a compact JWS), checked by its issuer's introspection endpoint
@@ -1010,7 +929,7 @@ impl Gate {
         if token.len() > policy.max_token_bytes {
             return Err(AuthError::TokenTooLarge { len: token.len(), max: policy.max_token_bytes });
         }
-        let cached = self.state.tokens.borrow_mut().get(hash, now);
+        let cached = self.state.jwt.tokens.borrow_mut().get(hash, now);
         if let Some(v) = cached {
             log.token_cache = Some("hit");
             identify(log, &v);
@@ -1051,8 +970,8 @@ impl Gate {
         let endpoint = match &cfg.endpoint {
             Some(e) => e.clone(),
             None => {
-                self.discover(io, i, now, &mut log.jwks_fetches).await;
-                let d = self.state.discovery.borrow();
+                self.state.jwt.discover(self.jwt(), io, i, now, &mut log.jwks_fetches).await;
+                let d = self.state.jwt.discovery.borrow();
                 let found = d.get(i).and_then(|d| d.usable(now, &policy.jwks_cache)).and_then(|m| m.introspection_endpoint.clone());
                 drop(d);
                 match found {
@@ -1082,7 +1001,7 @@ impl Gate {
         }
         let verified = VerifiedToken::from_introspection(answer, i, policy, now)?;
         identify(log, &verified);
-        self.state.tokens.borrow_mut().insert_for(*hash, &verified, &format!("introspection:{i}"), now, i64::from(cfg.cache_ttl_secs));
+        self.state.jwt.tokens.borrow_mut().insert_for(*hash, &verified, &format!("introspection:{i}"), now, i64::from(cfg.cache_ttl_secs));
         Ok(verified)
     }
 
@@ -1126,211 +1045,6 @@ impl Gate {
         let hash = token_hash(token);
         let result = super::io::run_ready(self.verify_jwt(&io, token, &hash, now, &mut log)).unwrap_or(Err(AuthError::Internal));
         (result, log)
-    }
-
-    /// The issuer's usable fetched keys for this request, fetching or restoring as the cache plans.
-    async fn keys_for_request<I: GateIo>(&self, io: &I, i: usize, now: i64, fetches: &mut u32) -> Option<Arc<KeySet>> {
-        let uri = self.jwks_uri(i, now)?;
-        let uri = uri.as_str();
-        let first_use = self.state.with_jwks(i, |s| !std::mem::replace(&mut s.snapshot_checked, true) && s.cache.keys(now).is_none()).unwrap_or(false);
-        if first_use && io.has_kv() {
-            self.restore_snapshot(io, i, uri, now).await;
-        }
-        match self.state.with_jwks(i, |s| s.cache.plan(now, Trigger::Request))? {
-            FetchPlan::Now => {
-                *fetches += 1;
-                self.fetch_and_apply(io, i, uri, true).await;
-            }
-            FetchPlan::Background => {
-                self.state.with_jwks(i, |s| s.cache.begin(now));
-                io.defer(Deferred::RefreshJwks { issuer: i });
-            }
-            FetchPlan::None => {}
-        }
-        let now = secs(io.now_ms());
-        self.state.with_jwks(i, |s| s.cache.shared_keys(now).cloned()).flatten()
-    }
-
-    /// Called when the token's `kid` is not among the keys: refetch if the cooldown allows.
-    async fn refetch_for_unknown_kid<I: GateIo>(&self, io: &I, i: usize, now: i64, fetches: &mut u32) -> Refetch {
-        let Some(uri) = self.jwks_uri(i, now) else { return Refetch::IssuerDown };
-        let uri = uri.as_str();
-        match self.state.with_jwks(i, |s| s.cache.plan(now, Trigger::UnknownKid)) {
-            Some(FetchPlan::Now) => {
-                *fetches += 1;
-                if self.fetch_and_apply(io, i, uri, true).await {
-                    let now = secs(io.now_ms());
-                    match self.state.with_jwks(i, |s| s.cache.shared_keys(now).cloned()).flatten() {
-                        Some(k) => Refetch::Fetched(k),
-                        None => Refetch::IssuerDown,
-                    }
-                } else {
-                    Refetch::IssuerDown
-                }
-            }
-            _ if self.state.with_jwks(i, |s| s.cache.last_attempt_failed()).unwrap_or(true) => Refetch::IssuerDown,
-            _ => Refetch::CoolingDown,
-        }
-    }
-
-    /// Fetches now and applies the outcome; a good set is persisted (deferred, or right away
-    /// when `defer` is false: already in the background). True if it was good.
-    async fn fetch_and_apply<I: GateIo>(&self, io: &I, i: usize, uri: &str, defer: bool) -> bool {
-        self.state.with_jwks(i, |s| s.cache.begin(secs(io.now_ms())));
-        let outcome = io.fetch_jwks(uri, self.policy.jwks_cache.fetch_timeout_ms).await;
-        match self.apply(io, i, uri, outcome) {
-            Some(snapshot) if io.has_kv() => {
-                if defer {
-                    io.defer(Deferred::PersistJwks { issuer: i, snapshot });
-                } else {
-                    self.persist(io, uri, &snapshot).await;
-                }
-                true
-            }
-            Some(_) => true,
-            None => false,
-        }
-    }
-
-    /// Applies an outcome to the cache and logs it; returns the snapshot to persist if it was
-    /// good. New keys also drop cached tokens verified by keys that are no longer published.
-    fn apply<I: GateIo>(&self, io: &I, i: usize, uri: &str, outcome: FetchOutcome) -> Option<JwksSnapshot> {
-        let now = secs(io.now_ms());
-        let (report, snap, live) = self.state.with_jwks(i, |s| {
-            let r = s.cache.complete(now, outcome);
-            let snap = if r.ok { s.cache.snapshot() } else { None };
-            let live: Vec<String> = s.cache.keys(now).map(|k| k.keys.iter().map(|k| k.fingerprint.clone()).collect()).unwrap_or_default();
-            (r, snap, live)
-        })?;
-        let mut purged = 0;
-        if report.ok {
-            let fps: Vec<&str> =
-                live.iter().map(String::as_str).chain(self.policy.issuers[i].inline_keys.keys.iter().map(|k| k.fingerprint.as_str())).collect();
-            purged = self.state.tokens.borrow_mut().retain_keys(i, &fps);
-        }
-        let level = if report.ok { Level::Info } else { Level::Warn };
-        io.log(level, &json!({"event": "jwks_fetch", "jwks_uri": uri, "report": report, "purged_tokens": purged}));
-        snap
-    }
-
-    /// Issuer `i`'s JWKS URL: configured, or discovered and still usable.
-    fn jwks_uri(&self, i: usize, now: i64) -> Option<String> {
-        let iss = self.policy.issuers.get(i)?;
-        if let Some(u) = &iss.jwks_uri {
-            return Some(u.clone());
-        }
-        let d = self.state.discovery.borrow();
-        d.get(i)?.usable(now, &self.policy.jwks_cache).filter(|_| iss.discovery).map(|m| m.jwks_uri.clone())
-    }
-
-    /// For an issuer with `discovery`: its metadata made fresh — from the KV snapshot on the
-    /// isolate's first use, else fetched (at most once per cooldown) — or the last good one kept
-    /// while refetches fail. A fetched document is snapshotted to KV (deferred).
-    async fn discover<I: GateIo>(&self, io: &I, i: usize, now: i64, fetches: &mut u32) {
-        let iss = &self.policy.issuers[i];
-        let Some(issuer) = iss.issuer.as_deref().filter(|_| iss.discovery) else { return };
-        let cfg = &self.policy.jwks_cache;
-        let want_introspection = iss.introspection.as_ref().is_some_and(|c| c.endpoint.is_none());
-        let (fresh, first, may) = {
-            let all = self.state.discovery.borrow();
-            let Some(d) = all.get(i) else { return };
-            (d.fresh(now), d.metadata.is_none() && d.attempted_at.is_none(), d.may_fetch(now, cfg))
-        };
-        if fresh {
-            return;
-        }
-        if first && io.has_kv() {
-            if let Ok(Some(b)) = io.kv_read(&discovery_snapshot_key(issuer), 64 * 1024).await {
-                // Held to the rules a fetched document meets (a snapshot another configuration
-                // wrote, say with allow_insecure_jwks_uri, is not taken on trust), its TTL clamped.
-                let restored = std::str::from_utf8(&b)
-                    .ok()
-                    .and_then(|t| super::json::from_text::<super::discovery::Discovered>(t).ok())
-                    .filter(|d| d.metadata.as_ref().is_some_and(|m| super::discovery::still_valid(m, iss.allow_insecure)))
-                    .map(|mut d| {
-                        d.ttl_secs = d.ttl_secs.clamp(0, i64::from(cfg.max_ttl_secs));
-                        d
-                    });
-                if let Some(m) = restored.as_ref().and_then(|d| d.metadata.as_ref()) {
-                    self.state.set_jwks_uri(i, &m.jwks_uri, cfg);
-                }
-                if let Some(mut d) = restored {
-                    // A snapshot without the introspection endpoint this issuer needs (an earlier
-                    // gate's) serves its keys but is stale from now: refetched.
-                    if want_introspection && d.metadata.as_ref().is_some_and(|m| m.introspection_endpoint.is_none()) {
-                        d.ttl_secs = d.ttl_secs.min(now.saturating_sub(d.fetched_at));
-                    }
-                    let fresh = d.fresh(now);
-                    self.state.discovery.borrow_mut()[i] = d;
-                    io.log(Level::Info, &json!({"event": "discovery_snapshot_restore", "issuer": issuer, "fresh": fresh}));
-                    if fresh {
-                        return;
-                    }
-                }
-            }
-        }
-        if !may {
-            return;
-        }
-        self.state.discovery.borrow_mut()[i].attempted_at = Some(now);
-        *fetches += 1;
-        let mut result = Err(String::new());
-        for url in super::discovery::metadata_urls(issuer) {
-            result = match io.fetch_jwks(&url, cfg.fetch_timeout_ms).await {
-                FetchOutcome::Response { status: 200, cache_control, body } => {
-                    super::discovery::parse_metadata(&body, issuer, iss.allow_insecure, want_introspection)
-                        .map(|m| (m, super::jwks_cache::ttl_from(cfg, cache_control.as_deref())))
-                        .map_err(|e| format!("{url}: {e}"))
-                }
-                FetchOutcome::Response { status, .. } => Err(format!("{url}: HTTP {status}")),
-                FetchOutcome::Failed(e) => Err(format!("{url}: {e}")),
-            };
-            // Only a missing document sends the gate to the other well-known name.
-            if !matches!(&result, Err(e) if e.ends_with("HTTP 404")) {
-                break;
-            }
-        }
-        match result {
-            Ok((metadata, ttl)) => {
-                self.state.set_jwks_uri(i, &metadata.jwks_uri, cfg);
-                io.log(
-                    Level::Info,
-                    &json!({"event": "discovery", "issuer": issuer, "jwks_uri": metadata.jwks_uri, "introspection_endpoint": metadata.introspection_endpoint, "ttl_secs": ttl}),
-                );
-                {
-                    let mut all = self.state.discovery.borrow_mut();
-                    all[i] = super::discovery::Discovered { metadata: Some(metadata), fetched_at: now, ttl_secs: ttl, attempted_at: Some(now) };
-                }
-                if io.has_kv() {
-                    io.defer(Deferred::PersistDiscovery { issuer: i });
-                }
-            }
-            Err(error) => io.log(Level::Warn, &json!({"event": "discovery_failed", "issuer": issuer, "error": error})),
-        }
-    }
-
-    async fn restore_snapshot<I: GateIo>(&self, io: &I, i: usize, uri: &str, now: i64) {
-        // A snapshot holds one JWKS document and its metadata: capped like a fetched document.
-        let got = match io.kv_read(&jwks_snapshot_key(uri), 2 * MAX_JWKS_BYTES).await {
-            Ok(Some(b)) => b,
-            Ok(None) => return,
-            Err(e) => {
-                io.log(Level::Warn, &json!({"event": "jwks_snapshot_read_failed", "error": e.to_string()}));
-                return;
-            }
-        };
-        let taken = std::str::from_utf8(&got)
-            .ok()
-            .and_then(|t| super::json::from_text::<JwksSnapshot>(t).ok())
-            .and_then(|snap| self.state.with_jwks(i, |s| s.cache.restore(&snap, now)));
-        io.log(Level::Info, &json!({"event": "jwks_snapshot_restore", "jwks_uri": uri, "taken": taken.unwrap_or(false)}));
-    }
-
-    async fn persist<I: GateIo>(&self, io: &I, uri: &str, snap: &JwksSnapshot) {
-        let Ok(text) = serde_json::to_string(snap) else { return };
-        if let Err(e) = io.kv_write(&jwks_snapshot_key(uri), text.as_bytes()).await {
-            io.log(Level::Warn, &json!({"event": "jwks_snapshot_write_failed", "error": e.to_string()}));
-        }
     }
 
     // ---- the block list ---------------------------------------------------------------------
@@ -1525,35 +1239,12 @@ impl Gate {
     /// Runs work left for after a response ([`GateIo::defer`]).
     pub async fn run_deferred<I: GateIo>(&self, io: &I, task: Deferred) {
         match task {
-            Deferred::RefreshJwks { issuer } => {
-                let Some(uri) = self.jwks_uri(issuer, secs(io.now_ms())) else { return };
-                let uri = uri.as_str();
-                let outcome = io.fetch_jwks(uri, self.policy.jwks_cache.fetch_timeout_ms).await;
-                if let Some(snap) = self.apply(io, issuer, uri, outcome) {
-                    if io.has_kv() {
-                        self.persist(io, uri, &snap).await;
-                    }
-                }
-            }
-            Deferred::PersistJwks { issuer, snapshot } => {
-                if let Some(uri) = self.jwks_uri(issuer, secs(io.now_ms())) {
-                    self.persist(io, &uri, &snapshot).await;
-                }
+            task @ (Deferred::RefreshJwks { .. } | Deferred::PersistJwks { .. } | Deferred::PersistDiscovery { .. }) => {
+                self.state.jwt.run_deferred(self.jwt(), io, task).await
             }
             Deferred::RefreshRevocations => self.load_revocations(io, secs(io.now_ms())).await,
             Deferred::RefreshBlocks => self.load_blocks(io, secs(io.now_ms())).await,
             Deferred::FlushUsage => self.flush_usage(io).await,
-            Deferred::PersistDiscovery { issuer } => {
-                let (Some(iss), Some(d)) =
-                    (self.policy.issuers.get(issuer).and_then(|i| i.issuer.as_deref()), self.state.discovery.borrow().get(issuer).cloned())
-                else {
-                    return;
-                };
-                let Ok(text) = serde_json::to_string(&d) else { return };
-                if let Err(e) = io.kv_write(&discovery_snapshot_key(iss), text.as_bytes()).await {
-                    io.log(Level::Warn, &json!({"event": "discovery_snapshot_write_failed", "error": e.to_string()}));
-                }
-            }
         }
     }
 
@@ -1732,16 +1423,6 @@ impl Gate {
     }
 }
 
-/// The KV key of issuer `issuer`'s discovered metadata.
-pub fn discovery_snapshot_key(issuer: &str) -> String {
-    format!("discovery:v1:{}", &fingerprint(issuer.as_bytes())["sha256:".len()..])
-}
-
-/// The KV key of the JWKS snapshot of `uri`.
-pub fn jwks_snapshot_key(uri: &str) -> String {
-    format!("jwks:v1:{}", fingerprint(uri.as_bytes()).trim_start_matches("sha256:"))
-}
-
 /// The method whose route rule decides CORS for a request: for a preflight, the method it asks
 /// for (a preflight left to a `cors: false` rule is then left alone all the way to the origin).
 fn cors_method<'m>(method: &'m str, headers: &'m [(String, String)]) -> &'m str {
@@ -1794,19 +1475,5 @@ impl std::future::Future for LoadFinished<'_> {
         } else {
             std::task::Poll::Ready(())
         }
-    }
-}
-
-impl DecisionLog<'_> {
-    /// Records a pipeline step when `tracing` ([`DecisionLog::trace`]) and passes `r` on.
-    fn step<T>(&mut self, tracing: bool, name: &'static str, r: Result<T, AuthError>, detail: impl FnOnce(&T) -> String) -> Result<T, AuthError> {
-        if tracing {
-            let outcome = match &r {
-                Ok(v) => Ok(detail(v)),
-                Err(e) => Err(e.clone()),
-            };
-            self.trace.get_or_insert_with(Vec::new).push(Step { name, outcome });
-        }
-        r
     }
 }

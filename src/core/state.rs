@@ -8,22 +8,13 @@
 
 use super::apikey::KeyRecord;
 use super::config::Policy;
-use super::jwks_cache::IssuerKeyCache;
+use super::jwt::JwtState;
 use super::ratelimit::LocalLimiter;
 use super::revocation::RevocationSet;
-use super::token_cache::TokenCache;
 use lru::LruCache;
 use std::cell::{Cell, RefCell};
 use std::num::NonZeroUsize;
 use std::rc::Rc;
-
-/// One issuer's fetched-key cache.
-#[derive(Debug)]
-pub(crate) struct JwksSlot {
-    pub(crate) cache: IssuerKeyCache,
-    /// Whether the KV snapshot was looked at (once per isolate, on first use).
-    pub(crate) snapshot_checked: bool,
-}
 
 /// A cached API key lookup (negative results too).
 #[derive(Debug, Clone)]
@@ -65,9 +56,8 @@ pub const INACTIVE_CAPACITY: usize = 10_000;
 /// Everything the gate keeps between requests (see the module docs).
 #[derive(Debug)]
 pub struct IsolateState {
-    pub(crate) tokens: RefCell<TokenCache>,
-    /// Index = issuer index; `None` for issuers without a `jwks_uri`.
-    pub(crate) jwks: RefCell<Vec<Option<JwksSlot>>>,
+    /// The JWT step's: the verified-token cache, each issuer's JWKS cache and discovered metadata.
+    pub(crate) jwt: JwtState,
     pub(crate) keys: RefCell<LruCache<[u8; 32], CachedKey>>,
     pub(crate) revocations: RefCell<EdgeRevocations>,
     pub(crate) blocks: RefCell<EdgeBlocks>,
@@ -76,8 +66,6 @@ pub struct IsolateState {
     pub(crate) evictions_reported: Cell<(u64, i64)>,
     /// Opaque tokens their issuer answered inactive for, by hash, until when (seconds).
     pub(crate) inactive: RefCell<LruCache<[u8; 32], i64>>,
-    /// Per issuer: its discovered metadata (issuers with `discovery` only).
-    pub(crate) discovery: RefCell<Vec<super::discovery::Discovered>>,
     /// The DPoP proofs accepted, until each could no longer be accepted anyway.
     pub(crate) dpop_replay: RefCell<super::dpop::ReplayCache>,
     /// The usage counters, until the next flush.
@@ -87,14 +75,8 @@ pub struct IsolateState {
 impl IsolateState {
     /// Empty state for `policy`.
     pub fn new(policy: &Policy) -> IsolateState {
-        let jwks = policy
-            .issuers
-            .iter()
-            .map(|i| i.jwks_uri.as_ref().map(|u| JwksSlot { cache: IssuerKeyCache::new(u.clone(), policy.jwks_cache.clone()), snapshot_checked: false }))
-            .collect();
         IsolateState {
-            tokens: RefCell::new(TokenCache::new(&policy.token_cache)),
-            jwks: RefCell::new(jwks),
+            jwt: JwtState::new(&policy.issuers, &policy.jwks_cache, &policy.token_cache),
             keys: RefCell::new(LruCache::new(NonZeroUsize::new(policy.api_keys.cache_capacity).unwrap_or(NonZeroUsize::MIN))),
             revocations: RefCell::new(EdgeRevocations {
                 set: RevocationSet::default(),
@@ -106,47 +88,26 @@ impl IsolateState {
             blocks: RefCell::default(),
             limiter: RefCell::new(LocalLimiter::new(policy.rate_limits.local_capacity)),
             dpop_replay: RefCell::new(super::dpop::ReplayCache::new(policy.dpop.replay_capacity)),
-            discovery: RefCell::new(vec![Default::default(); policy.issuers.len()]),
             inactive: RefCell::new(LruCache::new(NonZeroUsize::new(INACTIVE_CAPACITY).unwrap_or(NonZeroUsize::MIN))),
             evictions_reported: Cell::new((0, i64::MIN / 2)),
             usage: RefCell::new(super::usage::UsageAggregator::new(&policy.observability)),
         }
     }
 
-    /// Runs `f` on issuer `i`'s JWKS slot, if it has one.
-    /// Points issuer `i`'s key cache at `uri` (a discovered `jwks_uri`): a new, empty cache when
-    /// it had none or another URL.
-    pub(crate) fn set_jwks_uri(&self, i: usize, uri: &str, cfg: &super::jwks_cache::JwksCacheConfig) {
-        let mut slots = self.jwks.borrow_mut();
-        if let Some(slot) = slots.get_mut(i) {
-            if slot.as_ref().is_none_or(|s| s.cache.jwks_uri() != uri) {
-                *slot = Some(JwksSlot { cache: IssuerKeyCache::new(uri.to_string(), cfg.clone()), snapshot_checked: false });
-            }
-        }
-    }
-
-    pub(crate) fn with_jwks<T>(&self, i: usize, f: impl FnOnce(&mut JwksSlot) -> T) -> Option<T> {
-        self.jwks.borrow_mut().get_mut(i).and_then(Option::as_mut).map(f)
-    }
-
-    /// Installs issuer `i`'s keys as if just fetched ([`IssuerKeyCache::install`]); false if the
+    /// Installs issuer `i`'s keys as if just fetched ([`JwtState::install_jwks`]); false if the
     /// issuer has no `jwks_uri`.
     pub fn install_jwks(&self, i: usize, keys: super::jwk::KeySet, now: i64) -> bool {
-        self.with_jwks(i, |s| {
-            s.cache.install(keys, now);
-            s.snapshot_checked = true;
-        })
-        .is_some()
+        self.jwt.install_jwks(i, keys, now)
     }
 
     /// Number of cached verified tokens.
     pub fn cached_tokens(&self) -> usize {
-        self.tokens.borrow().len()
+        self.jwt.tokens.borrow().len()
     }
 
     /// Bytes the cached verified tokens hold ([`TokenCache::bytes`]).
     pub fn cached_token_bytes(&self) -> usize {
-        self.tokens.borrow().bytes()
+        self.jwt.tokens.borrow().bytes()
     }
 
     /// Number of cached API key lookups.

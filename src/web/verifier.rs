@@ -9,7 +9,8 @@
 //!   cache ([`crate::core::jwks_cache`]: `max-age` clamp, unknown-`kid` cooldown, last good keys),
 //!   driven by the page's clock; a background refresh runs after the call that planned it.
 //!
-//! A [`Verifier`] holds one [`Gate`] (the policy parsed and validated once) and its key cache.
+//! A [`Verifier`] holds one [`JwtVerifier`] (the policy parsed and validated once, and its JWKS
+//! cache) and its imported keys.
 
 use super::error::WebError;
 use super::verify::{self as checks, Keys};
@@ -21,7 +22,7 @@ use crate::core::io::{Deferred, GateIo, IoError, Level};
 use crate::core::json::b64url_decode;
 use crate::core::jwk::KeyMaterial;
 use crate::core::jwks_cache::{FetchOutcome, MAX_JWKS_BYTES};
-use crate::core::pipeline::Gate;
+use crate::core::jwt::JwtVerifier;
 use crate::core::verify::{SignatureJob, SignatureProof};
 use js_sys::{Function, Map, Object, Promise, Reflect};
 use serde_json::Value;
@@ -41,7 +42,7 @@ extern "C" {
 
 /// What a verifier keeps between calls.
 struct Shared {
-    gate: Gate,
+    verifier: JwtVerifier,
     /// Imported `CryptoKey`s by key fingerprint and algorithm (subtle.js fills it).
     keys: Map,
     /// The `fetch` for `jwksUri` (undefined with inline keys).
@@ -68,7 +69,7 @@ impl GateIo for WebIo {
     fn defer(&self, task: Deferred) {
         // A background JWKS refresh: after this call, on the page's event loop.
         let io = self.clone();
-        wasm_bindgen_futures::spawn_local(async move { io.shared.gate.run_deferred(&io, task).await });
+        wasm_bindgen_futures::spawn_local(async move { io.shared.verifier.run_deferred(&io, task).await });
     }
     fn has_kv(&self) -> bool {
         false
@@ -134,9 +135,9 @@ fn now_option(options: &JsValue) -> Result<Option<i64>, WebError> {
     super::now_arg(&now).map(Some)
 }
 
-/// A gate for the JS policy and key source.
-fn gate(policy: &JsValue, keys: Keys) -> Result<Gate, WebError> {
-    checks::policy_from_js(&json_arg(policy, "policy")?, keys).map(Gate::new)
+/// The JWT step for the JS policy and key source.
+fn jwt_verifier(policy: &JsValue, keys: Keys) -> Result<JwtVerifier, WebError> {
+    checks::policy_from_js(&json_arg(policy, "policy")?, keys).map(JwtVerifier::new)
 }
 
 /// The key source of `createVerifier`: `{ jwks }`, or `{ jwksUri, fetch? }`.
@@ -199,7 +200,7 @@ impl Verifier {
         future_to_promise(async move {
             let io = io.map_err(js_error)?;
             let token = string_arg(&token, "token").map_err(js_error)?;
-            checks::check(&io.shared.gate, &io, &token, now_secs(&io)).await.map_err(js_error)?;
+            checks::check(&io.shared.verifier, &io, &token, now_secs(&io)).await.map_err(js_error)?;
             // The claims: the verified payload's own JSON text (see `checks::check`).
             let text = token.split('.').nth(1).and_then(b64url_decode).and_then(|b| String::from_utf8(b).ok());
             let internal = || js_error(AuthError::Internal.into());
@@ -214,7 +215,7 @@ impl Verifier {
         future_to_promise(async move {
             let io = io.map_err(js_error)?;
             let token = string_arg(&token, "token").map_err(js_error)?;
-            json_out(&checks::explain(&io.shared.gate, &io, &token, now_secs(&io)).await)
+            json_out(&checks::explain(&io.shared.verifier, &io, &token, now_secs(&io)).await)
         })
     }
 }
@@ -225,7 +226,7 @@ impl Verifier {
 pub fn create_verifier(policy: JsValue, keys: JsValue) -> Result<Verifier, JsValue> {
     let run = || {
         let (keys, fetch) = source(&keys)?;
-        Ok::<_, WebError>(Verifier { shared: Rc::new(Shared { gate: gate(&policy, keys)?, keys: Map::new(), fetch }) })
+        Ok::<_, WebError>(Verifier { shared: Rc::new(Shared { verifier: jwt_verifier(&policy, keys)?, keys: Map::new(), fetch }) })
     };
     run().map_err(js_error)
 }
@@ -260,6 +261,6 @@ pub fn explain(token: JsValue, jwks: JsValue, policy: JsValue, options: JsValue)
 }
 
 fn one_shot(jwks: &JsValue, policy: &JsValue) -> Result<Verifier, WebError> {
-    let gate = gate(policy, Keys::Jwks(json_arg(jwks, "jwks")?))?;
-    Ok(Verifier { shared: Rc::new(Shared { gate, keys: Map::new(), fetch: JsValue::UNDEFINED }) })
+    let verifier = jwt_verifier(policy, Keys::Jwks(json_arg(jwks, "jwks")?))?;
+    Ok(Verifier { shared: Rc::new(Shared { verifier, keys: Map::new(), fetch: JsValue::UNDEFINED }) })
 }

@@ -1,13 +1,15 @@
-//! `verify` and `explain`: the JS policy object mapped onto the configuration schema
-//! ([`policy_from_js`]), then the core pipeline's JWT step ([`Gate::verify_jwt`]) with the
+//! `verify` and `explain`: the JS policy object mapped onto the configuration schema's token
+//! checks ([`policy_from_js`]), then the core's JWT step ([`JwtVerifier`], the step the gate's
+//! pipeline runs for every JWT) with the
 //! adapter's I/O. Every decision is the core's; the I/O (WebCrypto, fetch) is
 //! [`super::verifier`]'s, or any [`GateIo`] (host tests pass the native backend's).
 
 use super::error::WebError;
-use crate::core::config::{ConfigError, EdgewardConfig, Policy};
+use crate::core::config::{ConfigError, EdgewardConfig};
 use crate::core::io::GateIo;
+use crate::core::jwt::{JwtPolicy, JwtVerifier};
 use crate::core::log::DecisionLog;
-use crate::core::pipeline::Gate;
+use crate::core::token_cache::TokenCacheConfig;
 use crate::core::token_cache::TokenHash;
 use serde_json::{json, Map, Value};
 
@@ -37,12 +39,12 @@ impl From<Value> for Keys {
     }
 }
 
-/// Builds the core [`Policy`] from the JS policy object
+/// Builds the core [`JwtPolicy`] from the JS policy object
 /// `{issuer, audiences?, algorithms, leewaySecs?, maxLifetimeSecs?, requireExp?}` and the
 /// issuer's keys: the same configuration document the Worker reads, with one issuer. Validation
 /// (and every default) is the core's; errors name the JS field. The verified-token cache is off:
 /// every call checks the signature and returns the whole payload.
-pub fn policy_from_js(policy: &Value, keys: impl Into<Keys>) -> Result<Policy, WebError> {
+pub fn policy_from_js(policy: &Value, keys: impl Into<Keys>) -> Result<JwtPolicy, WebError> {
     let obj = policy.as_object().ok_or_else(|| WebError::config("policy", "must be an object"))?;
     if !obj.contains_key("issuer") {
         return Err(WebError::config("issuer", "required (a string, or null to leave iss unchecked)"));
@@ -62,9 +64,9 @@ pub fn policy_from_js(policy: &Value, keys: impl Into<Keys>) -> Result<Policy, W
     };
     config.insert("issuers".into(), Value::Array(vec![Value::Object(issuer)]));
     let located = |e: ConfigError| WebError::config(js_field(&e.field), e.message);
-    let mut config = EdgewardConfig::tokens_only(&Value::Object(config)).map_err(located)?;
-    config.token_cache.capacity = 0;
-    config.validate().map_err(located)
+    let mut policy = EdgewardConfig::tokens_only(&Value::Object(config)).map_err(located)?;
+    policy.token_cache = TokenCacheConfig { capacity: 0, ..TokenCacheConfig::default() };
+    Ok(policy)
 }
 
 /// The JS name of a configuration field path (`issuers[0].algorithms[1]` → `algorithms[1]`).
@@ -87,11 +89,11 @@ fn js_field(config_field: &str) -> String {
 /// computed.
 const UNCACHED: TokenHash = [0; 32];
 
-/// The pipeline's JWT step ([`Gate::verify_jwt`]) for `token` at `now`, with `io`; the record
+/// The core's JWT step ([`JwtVerifier::verify`]) for `token` at `now`, with `io`; the record
 /// holds the steps taken when `io` traces.
-async fn run<I: GateIo>(gate: &Gate, io: &I, token: &str, now: i64) -> (Result<Map<String, Value>, WebError>, DecisionLog<'static>) {
+async fn run<I: GateIo>(verifier: &JwtVerifier, io: &I, token: &str, now: i64) -> (Result<Map<String, Value>, WebError>, DecisionLog<'static>) {
     let mut log = DecisionLog { event: "verify", ..Default::default() };
-    let verified = gate.verify_jwt(io, token, &UNCACHED, now, &mut log).await;
+    let verified = verifier.verify(io, token, &UNCACHED, now, &mut log).await;
     // The token cache is off (policy_from_js), so the token holds its whole payload.
     let claims = verified.map_err(WebError::from).and_then(|v| v.claims().cloned().ok_or_else(|| crate::core::error::AuthError::Internal.into()));
     (claims, log)
@@ -99,17 +101,17 @@ async fn run<I: GateIo>(gate: &Gate, io: &I, token: &str, now: i64) -> (Result<M
 
 /// Verifies `token` at `now` under the gate's policy, with `io`'s signature checks (and JWKS
 /// fetches): the core pipeline's JWT step, as the gate runs it. Returns the verified claims.
-pub async fn verify<I: GateIo>(gate: &Gate, io: &I, token: &str, now: i64) -> Result<Map<String, Value>, WebError> {
-    run(gate, io, token, now).await.0
+pub async fn verify<I: GateIo>(verifier: &JwtVerifier, io: &I, token: &str, now: i64) -> Result<Map<String, Value>, WebError> {
+    run(verifier, io, token, now).await.0
 }
 
 /// [`verify`] without the claims: `Ok` when `token` verifies, whose payload segment is then the
 /// claims' JSON text, read strictly by the core (canonical base64url, no repeated member, every
 /// number finite). The JS adapter hands that text to `JSON.parse`, which gives the values
 /// [`verify`]'s map would, without copying and printing the map.
-pub async fn check<I: GateIo>(gate: &Gate, io: &I, token: &str, now: i64) -> Result<(), WebError> {
+pub async fn check<I: GateIo>(verifier: &JwtVerifier, io: &I, token: &str, now: i64) -> Result<(), WebError> {
     let mut log = DecisionLog { event: "verify", ..Default::default() };
-    gate.verify_jwt(io, token, &UNCACHED, now, &mut log).await.map(drop).map_err(WebError::from)
+    verifier.verify(io, token, &UNCACHED, now, &mut log).await.map(drop).map_err(WebError::from)
 }
 
 /// One step of [`explain`].
@@ -127,10 +129,10 @@ pub const STEPS: [&str; 6] = ["policy", "parse", "issuer", "key", "signature", "
 /// Runs the core pipeline's JWT step with its trace on (`io` must trace) and reports the steps
 /// it took, stopping at the first failure (later steps are `skipped`). The verdict and code are
 /// the ones [`verify`] gives, because it is the same run.
-pub async fn explain<I: GateIo>(gate: &Gate, io: &I, token: &str, now: i64) -> Value {
+pub async fn explain<I: GateIo>(verifier: &JwtVerifier, io: &I, token: &str, now: i64) -> Value {
     let mut steps = Vec::new();
-    step(&mut steps, "policy", Ok(policy_detail(gate.policy())));
-    let (claims, log) = run(gate, io, token, now).await;
+    step(&mut steps, "policy", Ok(policy_detail(verifier.policy())));
+    let (claims, log) = run(verifier, io, token, now).await;
     for s in log.trace.unwrap_or_default() {
         match s.outcome {
             Ok(detail) => step(&mut steps, s.name, Ok(detail)),
@@ -158,7 +160,7 @@ fn explanation(mut steps: Vec<Value>, outcome: Result<Map<String, Value>, WebErr
 }
 
 /// What the `policy` step of [`explain`] reports.
-fn policy_detail(policy: &Policy) -> String {
+fn policy_detail(policy: &JwtPolicy) -> String {
     policy.issuers.first().map_or(String::new(), |i| {
         let algs: Vec<&str> = i.algorithms.iter().map(|a| a.name()).collect();
         let keys = match &i.jwks_uri {
@@ -187,16 +189,16 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     /// [`super::verify`] with the native backend (every I/O call is ready at once).
-    fn verify(token: &str, policy: &Policy, now: i64) -> Result<Map<String, Value>, WebError> {
+    fn verify(token: &str, policy: &JwtPolicy, now: i64) -> Result<Map<String, Value>, WebError> {
         let io = InlineIo { backend: NativeBackend, now_ms: now * 1000, trace: false };
-        run_ready(super::verify(&Gate::new(policy.clone()), &io, token, now)).unwrap()
+        run_ready(super::verify(&JwtVerifier::new(policy.clone()), &io, token, now)).unwrap()
     }
 
     /// [`super::explain`] with the native backend, from the JS policy and key set.
     fn explain(token: &str, policy: &Value, jwks: Value, now: i64) -> Value {
         let io = InlineIo { backend: NativeBackend, now_ms: now * 1000, trace: true };
         match policy_from_js(policy, jwks) {
-            Ok(p) => run_ready(super::explain(&Gate::new(p), &io, token, now)).unwrap(),
+            Ok(p) => run_ready(super::explain(&JwtVerifier::new(p), &io, token, now)).unwrap(),
             Err(e) => explain_refused(e, now),
         }
     }

@@ -55,8 +55,9 @@ use crate::core::config::Policy;
 use crate::core::crypto::{AsyncSignatureBackend, NativeBackend, SignatureBackend};
 use crate::core::error::AuthError;
 use crate::core::io::InlineIo;
+use crate::core::jwt::issuer_keys;
 use crate::core::log::DecisionLog;
-use crate::core::pipeline::{issuer_keys, Gate};
+use crate::core::pipeline::Gate;
 use crate::core::request::{extract_credential, split_url, RequestView};
 use crate::core::revocation::{Revocation, RevocationSet, RevocationSnapshot, Target};
 use crate::core::token::UnverifiedToken;
@@ -108,7 +109,7 @@ fn verify_unsigned(token: &str, policy: &Policy, now: i64) -> Result<VerifiedTok
     let unverified = UnverifiedToken::parse(token, policy.max_token_bytes)?;
     let pending = PendingToken::new(unverified, policy)?;
     let i = pending.issuer_index();
-    let key = pending.select_key(issuer_keys(policy, None, i))?;
+    let key = pending.select_key(issuer_keys(&policy.issuers, None, i))?;
     let proof = SignatureProof::for_job(&pending.job(key)?);
     pending.finish(proof, key, policy, now)
 }
@@ -211,7 +212,7 @@ pub async fn handle(gate: &Gate, url: &str, headers: &[(String, String)], now: i
         "sig" | "cachekey" | "rawsig" | "rawsig_jsfuture" => {
             let prepared = UnverifiedToken::parse(&token, policy.max_token_bytes).and_then(|u| PendingToken::new(u, policy));
             let Ok(pending) = prepared else { return answer(400, serde_json::json!({"error": "token rejected"})) };
-            let Ok(key) = pending.select_key(issuer_keys(policy, None, pending.issuer_index())) else {
+            let Ok(key) = pending.select_key(issuer_keys(&policy.issuers, None, pending.issuer_index())) else {
                 return answer(400, serde_json::json!({"error": "no key"}));
             };
             let Ok(job) = pending.job(key) else { return answer(400, serde_json::json!({"error": "no job"})) };
