@@ -15,7 +15,9 @@
 //!   extraction, the forwarding plan and the error mapping are pure functions of (input, state,
 //!   `now`); [`core::pipeline::Gate`] strings them into the one request path, from a request as
 //!   received to a decision (refuse, admin call, or forward with a plan, the response edits and
-//!   the decision record). The I/O it needs (JWKS fetch, KV, the ledger and limiter Durable
+//!   the decision record); its JWT step ([`core::jwt`]: the verified-token cache, parse, issuer,
+//!   keys fetched, cached or discovered, signature, claims) stands on its own, so the JS package
+//!   runs it without the rest of the pipeline. The I/O it needs (JWKS fetch, KV, the ledger and limiter Durable
 //!   Objects, the rate-limiting binding, the signature backend, secrets, the clock after an
 //!   await, background work) is injected through [`core::io::GateIo`]; the isolate's state lives
 //!   in one owner, [`core::state::IsolateState`], built with the policy and dropped with it. It
@@ -48,8 +50,11 @@
 //!   Built with it, the Worker is the control Worker (and also a complete single Worker: gate and
 //!   control plane).
 //! - `web` (feature `web`): the JS package (wasm-bindgen); `createVerifier`, `verify` and
-//!   `explain` run the pipeline's JWT step with the page's I/O (signatures on WebCrypto, a
-//!   `jwksUri` through the core's JWKS cache), so the package links no signature crate.
+//!   `explain` run the pipeline's JWT step ([`core::jwt::JwtVerifier`], from the token checks'
+//!   part of a configuration: [`core::config::EdgewardConfig::tokens_only`]) with the page's I/O
+//!   (signatures on WebCrypto, a `jwksUri` through the core's JWKS cache), so the package links
+//!   no signature crate. Feature `web-verifier` builds those three alone: the package's
+//!   `edgeward/verify` module.
 //! - `edgeward` (feature `cli`, native): the operator CLI (`verify`, `path`, `revoke`,
 //!   `revocations`, `keys`, `audit`, whose `--verify` checks the trail's chain with
 //!   [`core::audit`], `usage`), on the same pipeline with the pure-Rust backend (jwt-simple, plus `p521`

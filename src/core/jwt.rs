@@ -215,7 +215,7 @@ impl JwtState {
 
     /// Verifies a JWT (through the verified-token cache): what every JWT goes through, on the
     /// request path, for admin JWTs, in the CLI, the JS package and the bench. Revocations are
-    /// the caller's to check. `hash` is [`token_hash`] of `token`.
+    /// the caller's to check. `hash` is [`super::token_cache::token_hash`] of `token`.
     ///
     /// Keys: the issuer's inline keys, and for an issuer with a `jwks_uri` its fetched keys (from
     /// the cache, the KV snapshot on an isolate's first use, or a fetch the cache plans). No

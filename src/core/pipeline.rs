@@ -911,9 +911,9 @@ impl Gate {
     }
 
     /// Verifies a JWT (through the verified-token cache): what every JWT goes through, on the
-    /// request path, for admin JWTs, in the CLI and the bench: the JWT step ([`JwtState::verify`])
+    /// request path, for admin JWTs, in the CLI and the bench: the JWT step ([`super::jwt::JwtState::verify`])
     /// with this gate's policy and isolate state. Revocations are the caller's to check. `hash` is
-    /// [`token_hash`] of `token`.
+    /// [`super::token_cache::token_hash`] of `token`.
     pub async fn verify_jwt<I: GateIo>(&self, io: &I, token: &str, hash: &TokenHash, now: i64, log: &mut DecisionLog<'_>) -> Result<VerifiedToken, AuthError> {
         self.state.jwt.verify(self.jwt(), io, token, hash, now, log).await
     }

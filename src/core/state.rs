@@ -105,7 +105,7 @@ impl IsolateState {
         self.jwt.tokens.borrow().len()
     }
 
-    /// Bytes the cached verified tokens hold ([`TokenCache::bytes`]).
+    /// Bytes the cached verified tokens hold ([`super::token_cache::TokenCache::bytes`]).
     pub fn cached_token_bytes(&self) -> usize {
         self.jwt.tokens.borrow().bytes()
     }
