@@ -19,35 +19,30 @@ const tokenError = (code, message) => new EdgewardError(code, message, { status:
 const malformedToken = () => tokenError('malformed_token', 'token is not three segments of canonical base64url');
 const invalid = (message) => new EdgewardError('invalid_argument', message);
 
-const ALPHABET = /^[A-Za-z0-9_-]*$/;
-// Native where the platform has it (Chromium 140+, Firefox 133+, Safari 18.2+).
-const fromBase64 = Uint8Array.fromBase64;
+// A compact JWS: three segments of the base64url alphabet, the first two not empty.
+const COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+const NON_ASCII = /[^\x00-\x7f]/;
 
-/** Whether `s` is canonical unpadded base64url (RFC 7515 §2): its alphabet only, no stray bits. */
-function b64urlValid(s) {
+/** Whether `s`, of the base64url alphabet, is canonical unpadded base64url: no stray bits. */
+function b64urlCanonical(s) {
   const r = s.length % 4;
-  return r !== 1 && ALPHABET.test(s) && !(r && SIX[s.charCodeAt(s.length - 1)] & (r === 2 ? 15 : 3));
+  return r !== 1 && !(r && SIX[s.charCodeAt(s.length - 1)] & (r === 2 ? 15 : 3));
 }
 
-/** Canonical unpadded base64url decoded; null on any other character, length or stray bits. */
-function b64urlDecode(s) {
-  if (!b64urlValid(s)) return null;
-  if (fromBase64) return fromBase64(s, { alphabet: 'base64url' });
-  const out = new Uint8Array((s.length * 3) >> 2);
-  let o = 0;
-  let i = 0;
-  for (; i + 4 <= s.length; i += 4) {
-    const n = (SIX[s.charCodeAt(i)] << 18) | (SIX[s.charCodeAt(i + 1)] << 12) | (SIX[s.charCodeAt(i + 2)] << 6) | SIX[s.charCodeAt(i + 3)];
-    out[o++] = n >> 16;
-    out[o++] = n >> 8;
-    out[o++] = n;
+/**
+ * The text of a segment of the base64url alphabet: null if it is not canonical base64url, undefined
+ * if its bytes are not strict UTF-8.
+ */
+function segmentText(s) {
+  if (!b64urlCanonical(s)) return null;
+  // atob gives one character per byte: ASCII text as it is, anything else decoded as UTF-8.
+  const bin = atob(s.replaceAll('-', '+').replaceAll('_', '/'));
+  if (!NON_ASCII.test(bin)) return bin;
+  try {
+    return utf8.decode(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
+  } catch {
+    return undefined;
   }
-  if (i < s.length) {
-    const n = (SIX[s.charCodeAt(i)] << 18) | (SIX[s.charCodeAt(i + 1)] << 12) | (i + 2 < s.length ? SIX[s.charCodeAt(i + 2)] << 6 : 0);
-    out[o++] = n >> 16;
-    if (i + 2 < s.length) out[o++] = n >> 8;
-  }
-  return out;
 }
 
 function b64urlEncode(bytes) {
@@ -75,21 +70,22 @@ function colons(text) {
 
 /**
  * What a parsed value holds that the gate's strict parser refuses: a number JSON text cannot carry
- * (1e999 parses to Infinity here) or a string with a lone surrogate (from an escape: the UTF-8 was
- * decoded strictly). Adds to `count.n` one per member and one per colon in its names and strings.
+ * (1e999 parses to Infinity here) or a string with a lone surrogate (only from an escape, the UTF-8
+ * having been decoded strictly: looked for when `escapes`, the text has a backslash). Adds to
+ * `count.n` one per member and one per colon in its names and strings.
  */
-function refused(v, count) {
+function refused(v, count, escapes) {
   if (typeof v === 'number') return !Number.isFinite(v);
   if (typeof v === 'string') {
     if (v.includes(':')) count.n += colons(v);
-    return !v.isWellFormed();
+    return escapes && !v.isWellFormed();
   }
   if (typeof v !== 'object' || v === null) return false;
-  if (Array.isArray(v)) return v.some((x) => refused(x, count));
+  if (Array.isArray(v)) return v.some((x) => refused(x, count, escapes));
   for (const k in v) {
     count.n++;
     if (k.includes(':')) count.n += colons(k);
-    if (!k.isWellFormed() || refused(v[k], count)) return true;
+    if ((escapes && !k.isWellFormed()) || refused(v[k], count, escapes)) return true;
   }
   return false;
 }
@@ -117,23 +113,21 @@ function duplicate(text) {
   return undefined;
 }
 
-/** A strict JSON object from decoded bytes, or the gate's error for `part`. */
-function strictObject(bytes, claims) {
+/** A strict JSON object from a segment's text (undefined: not UTF-8), or the gate's error for `part`. */
+function strictObject(text, claims) {
   const notObject = () =>
     claims ? tokenError('malformed_claims', 'claims are malformed: not a JSON object') : tokenError('malformed_header', 'token header is malformed: not a JSON object');
-  let text, value;
+  let value;
   try {
-    text = utf8.decode(bytes);
     value = JSON.parse(text);
   } catch {
     throw notObject();
   }
   const count = { n: 0 };
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || refused(value, count)) throw notObject();
-  // Without escapes, the text's colons are one per member plus those of its strings; a repeated
-  // member adds a member and its strings that the parsed value lacks. So with no backslash and as
-  // many colons as the parsed value counts, nothing repeats; otherwise read the text to find out.
-  if (text.includes('\\') || colons(text) !== count.n) {
+  // Lone surrogates come only from escapes: strictly decoded UTF-8 has none.
+  const escapes = text.includes('\\');
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || refused(value, count, escapes)) throw notObject();
+  if (escapes || colons(text) !== count.n) {
     const name = duplicate(text);
     if (name !== undefined) throw tokenError('duplicate_member', `duplicate member "${[...name].slice(0, 64).join('')}"`);
   }
@@ -150,11 +144,11 @@ export function decodeUnverified(token) {
     const len = new TextEncoder().encode(token).length;
     if (len > MAX_DECODE_BYTES) throw tokenError('token_too_large', `token is ${len} bytes, over the ${MAX_DECODE_BYTES} byte limit`);
   }
+  if (!COMPACT.test(token)) throw malformedToken();
   const parts = token.split('.');
-  if (parts.length !== 3 || parts[0] === '' || parts[1] === '') throw malformedToken();
-  const header = b64urlDecode(parts[0]);
-  const claims = b64urlDecode(parts[1]);
-  if (header === null || claims === null || !b64urlValid(parts[2])) throw malformedToken();
+  const header = segmentText(parts[0]);
+  const claims = segmentText(parts[1]);
+  if (header === null || claims === null || !b64urlCanonical(parts[2])) throw malformedToken();
   return { header: strictObject(header, false), claims: strictObject(claims, true) };
 }
 
