@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Assembles the `edgeward` npm package from wasm-pack's `--target web` output (scripts/build-web
-// runs it): one wasm-bindgen glue and one .wasm, bundled by esbuild into an entry point per
-// runtime, so that the package works unchanged in Node (import and require) and in every
-// bundler, with no loader or plugin for the .wasm. src/web/README.md, "Entry points", is the
-// user's side of this.
+// runs it): two WebAssembly modules, each a wasm-bindgen glue and a .wasm, bundled by esbuild into
+// an entry point per runtime, so that the package works unchanged in Node (import and require) and
+// in every bundler, with no loader or plugin for the .wasm. The modules: the whole package
+// (feature `web`: edgeward_bg.wasm) and verification alone (feature `web-verifier`:
+// verify_bg.wasm, for apps that only verify). src/web/README.md, "Entry points", is the user's
+// side of this.
 //
 //   edgeward.js       browsers and bundlers (`browser`, `default`): the .wasm inlined as hex and
 //                     instantiated synchronously at import (no fetch, no top-level await, no asset)
@@ -12,15 +14,20 @@
 //   web.js            `edgeward/web`: `await init()` fetches edgeward_bg.wasm (streaming
 //                     compilation, served and cached as a file); www/pkg/ is this
 //   web.node.{mjs,cjs} `edgeward/web` in Node: ready at import, `init()` resolves at once
+//   verify.js, verify.node.{cjs,mjs}  `edgeward/verify`: createVerifier, verify, explain (and the
+//                     error class and guard) from their own module, verify_bg.wasm, loaded as
+//                     `edgeward`'s is (inlined as hex for browsers and bundlers, read beside it in Node)
 //   decode.js, decode.cjs  `edgeward/decode`: decodeUnverified, refreshAt, pkcePair, randomToken,
 //                     nonce in plain JS (src/web/js/decode.js): no WebAssembly
 //   dpop.js, dpop.cjs `edgeward/dpop`: createDpopKey, dpopProof (WebCrypto): no WebAssembly
 //   *.d.ts, *.d.cts   types (`.d.cts` for `require`); the plain-JS entry points' are the matching
 //                     declarations of the WebAssembly build's, picked by name
 // Besides wasm-bindgen's exports, each entry point re-exports src/web/js/error.js (the error class)
-// and src/web/js/dpop.js (createDpopKey, dpopProof: WebCrypto, no WebAssembly).
+// and, but for `edgeward/verify`, src/web/js/dpop.js (createDpopKey, dpopProof: WebCrypto, no
+// WebAssembly).
 //
-// Usage: node scripts/pack-web.mjs BINDGEN_DIR PKG_DIR WWW_PKG_DIR
+// Usage: node scripts/pack-web.mjs BINDGEN_DIR VERIFY_BINDGEN_DIR PKG_DIR WWW_PKG_DIR
+//        (wasm-pack's output for feature `web`, out-name edgeward; for `web-verifier`, out-name verify)
 //        node scripts/pack-web.mjs --sizes PKG_DIR   (only print the sizes)
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -47,6 +54,7 @@ const FILES = [
   'LICENSE', 'README.md', 'package.json', 'edgeward_bg.wasm',
   'edgeward.js', 'edgeward.d.ts', 'edgeward.node.cjs', 'edgeward.node.mjs', 'edgeward.d.cts',
   'web.js', 'web.d.ts', 'web.node.mjs', 'web.node.cjs', 'web.d.cts',
+  'verify_bg.wasm', 'verify.js', 'verify.d.ts', 'verify.node.cjs', 'verify.node.mjs', 'verify.d.cts',
   'decode.js', 'decode.cjs', 'decode.d.ts', 'decode.d.cts', 'dpop.js', 'dpop.cjs', 'dpop.d.ts', 'dpop.d.cts',
 ];
 
@@ -72,19 +80,24 @@ const plainExports = (name) => ({
   default: `./${name}.js`,
 });
 
+// The WebAssembly entry points loaded at import: inlined for browsers and bundlers, read from
+// beside them in Node.
+const wasmExports = (name) => ({
+  types: { import: `./${name}.d.ts`, require: `./${name}.d.cts` },
+  node: { import: `./${name}.node.mjs`, require: `./${name}.node.cjs` },
+  browser: `./${name}.js`,
+  default: `./${name}.js`,
+});
+
 const EXPORTS = {
-  '.': {
-    types: { import: './edgeward.d.ts', require: './edgeward.d.cts' },
-    node: { import: './edgeward.node.mjs', require: './edgeward.node.cjs' },
-    browser: './edgeward.js',
-    default: './edgeward.js',
-  },
+  '.': wasmExports('edgeward'),
   './web': {
     types: { import: './web.d.ts', require: './web.d.cts' },
     node: { import: './web.node.mjs', require: './web.node.cjs' },
     browser: './web.js',
     default: './web.js',
   },
+  './verify': wasmExports('verify'),
   './decode': plainExports('decode'),
   './dpop': plainExports('dpop'),
   './package.json': './package.json',
@@ -101,7 +114,10 @@ function gzipSize(file) {
 
 /** What a browser or bundled app loads per entry point, raw and `gzip -9`. */
 function printSizes(pkg) {
-  const rows = [['edgeward', ['edgeward.js']], ['edgeward/web', ['web.js', 'edgeward_bg.wasm']], ['edgeward/decode', ['decode.js']], ['edgeward/dpop', ['dpop.js']]];
+  const rows = [
+    ['edgeward', ['edgeward.js']], ['edgeward/web', ['web.js', 'edgeward_bg.wasm']], ['edgeward/verify', ['verify.js']],
+    ['edgeward/decode', ['decode.js']], ['edgeward/dpop', ['dpop.js']],
+  ];
   for (const [entry, files] of rows) {
     let raw = 0;
     let gz = 0;
@@ -118,93 +134,113 @@ if (process.argv[2] === '--sizes') {
   process.exit(0);
 }
 
-const [bindgen, pkg, wwwPkg] = process.argv.slice(2).map((p) => path.resolve(p));
-if (!wwwPkg) fail('usage: pack-web.mjs BINDGEN_DIR PKG_DIR WWW_PKG_DIR');
+const [bindgen, verifyBindgen, pkg, wwwPkg] = process.argv.slice(2).map((p) => path.resolve(p));
+if (!wwwPkg) fail('usage: pack-web.mjs BINDGEN_DIR VERIFY_BINDGEN_DIR PKG_DIR WWW_PKG_DIR');
 
 // --- what wasm-bindgen made ----------------------------------------------------------------
-const glue = path.join(bindgen, 'edgeward.js');
-const glueText = fs.readFileSync(glue, 'utf8');
-const api = [...glueText.matchAll(/^export function (\w+)\(/gm)].map((m) => m[1]).sort();
-if (!glueText.includes('export { initSync, __wbg_init as default };') || api.length < 10) {
-  fail(`unexpected wasm-bindgen output in ${glue} (exports: ${api.join(', ')})`);
+/**
+ * One wasm-pack output (`outName`.js, its .d.ts and _bg.wasm, the error.js snippet). Everything
+ * bundled from it sits under its directory, esbuild's working directory, so the path comments it
+ * writes in the output are relative to it and name no build machine directory.
+ */
+function bindgenOutput(dir, outName) {
+  const glue = path.join(dir, `${outName}.js`);
+  const glueText = fs.readFileSync(glue, 'utf8');
+  const api = [...glueText.matchAll(/^export function (\w+)\(/gm)].map((m) => m[1]).sort();
+  if (!glueText.includes('export { initSync, __wbg_init as default };')) fail(`unexpected wasm-bindgen output in ${glue}`);
+  const snippets = fs.globSync('snippets/*/src/web/js/error.js', { cwd: dir });
+  if (snippets.length !== 1) fail(`expected one error.js snippet in ${dir}, found ${snippets.length}`);
+  const dts = fs.readFileSync(path.join(dir, `${outName}.d.ts`), 'utf8');
+  const initAt = dts.indexOf('\nexport type InitInput');
+  if (initAt < 0 || !dts.includes('export class EdgewardError') || !dts.includes('export function verify<')) fail(`unexpected ${outName}.d.ts from wasm-bindgen`);
+  const entries = path.join(dir, 'entries');
+  fs.mkdirSync(entries, { recursive: true });
+  fs.copyFileSync(path.join(ROOT, 'src/web/js/hex.js'), path.join(entries, 'hex.js'));
+  return {
+    dir, entries, glue, api, dts, initAt,
+    errorModule: path.join(dir, snippets[0]),
+    wasmFile: `${outName}_bg.wasm`,
+    wasm: fs.readFileSync(path.join(dir, `${outName}_bg.wasm`)),
+    version: JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).version,
+    /** `file` as an import specifier in a module of `entries`. */
+    imp: (file) => JSON.stringify(path.relative(entries, file).replace(/^(?!\.)/, './')),
+  };
 }
-const snippets = fs.globSync('snippets/*/src/web/js/error.js', { cwd: bindgen });
-if (snippets.length !== 1) fail(`expected one error.js snippet, found ${snippets.length}`);
-const errorModule = path.join(bindgen, snippets[0]);
+// The whole package (feature `web`), and verification alone (feature `web-verifier`).
+const full = bindgenOutput(bindgen, 'edgeward');
+const verifying = bindgenOutput(verifyBindgen, 'verify');
+if (full.api.length < 10) fail(`unexpected wasm-bindgen output in ${bindgen} (exports: ${full.api.join(', ')})`);
+const VERIFY_API = ['createVerifier', 'explain', 'verify'];
+if (verifying.api.join() !== VERIFY_API.join()) fail(`the web-verifier module exports ${verifying.api.join(', ')}; expected ${VERIFY_API.join(', ')}`);
+if (verifying.version !== full.version) fail(`two versions: ${full.version} and ${verifying.version}`);
+const { version } = full;
 // The DPoP functions (plain JS, WebCrypto) go beside error.js, whose class they throw: one module,
-// so one EdgewardError, in each entry point.
-const dpopModule = path.join(path.dirname(errorModule), 'dpop.js');
+// so one EdgewardError, in each entry point of the whole package.
+const dpopModule = path.join(path.dirname(full.errorModule), 'dpop.js');
 fs.copyFileSync(path.join(ROOT, 'src/web/js/dpop.js'), dpopModule);
 const jsApi = ['createDpopKey', 'dpopProof'];
-const names = [...api, 'EdgewardError', 'isEdgewardError', ...jsApi];
-
-const dts = fs.readFileSync(path.join(bindgen, 'edgeward.d.ts'), 'utf8');
-const initAt = dts.indexOf('\nexport type InitInput');
-if (initAt < 0 || !dts.includes('export class EdgewardError') || !dts.includes('export function verify<') || !jsApi.every((f) => dts.includes(`export function ${f}(`))) {
-  fail('unexpected edgeward.d.ts from wasm-bindgen');
-}
-const { version } = JSON.parse(fs.readFileSync(path.join(bindgen, 'package.json'), 'utf8'));
-const wasm = fs.readFileSync(path.join(bindgen, 'edgeward_bg.wasm'));
+if (!jsApi.every((f) => full.dts.includes(`export function ${f}(`))) fail('unexpected edgeward.d.ts from wasm-bindgen');
+/** What each entry point exports, at run time. */
+const names = (m) => [...m.api, 'EdgewardError', 'isEdgewardError', ...(m === full ? jsApi : [])];
 
 // --- the entry points ------------------------------------------------------------------------
 fs.rmSync(pkg, { recursive: true, force: true });
 fs.mkdirSync(pkg, { recursive: true });
-const entries = path.join(bindgen, 'entries');
-fs.mkdirSync(entries, { recursive: true });
 
-// Everything bundled sits under BINDGEN_DIR, esbuild's working directory, so the path comments it
-// writes in the output are relative to it and name no build machine directory.
-fs.copyFileSync(path.join(ROOT, 'src/web/js/hex.js'), path.join(entries, 'hex.js'));
-const imp = (file) => JSON.stringify(path.relative(entries, file).replace(/^(?!\.)/, './'));
-const reexports = (extra = '') =>
-  `export { ${api.join(', ')}${extra} } from ${imp(glue)};\nexport { EdgewardError, isEdgewardError } from ${imp(errorModule)};\n` +
-  `export { ${jsApi.join(', ')} } from ${imp(dpopModule)};\n`;
+const reexports = (m, extra = '') =>
+  `export { ${m.api.join(', ')}${extra} } from ${m.imp(m.glue)};\nexport { EdgewardError, isEdgewardError } from ${m.imp(m.errorModule)};\n` +
+  (m === full ? `export { ${jsApi.join(', ')} } from ${m.imp(dpopModule)};\n` : '');
 const header = (what) => `// edgeward ${version} (Apache-2.0): ${what}\n// Generated by scripts/pack-web.mjs from the Rust crate's src/web/.`;
-
-const builds = [
+// CommonJS in Node: the .wasm read from beside the bundle, synchronously, at load.
+const readBeside = (m) =>
+  `import { initSync } from ${m.imp(m.glue)};\nimport { readFileSync } from 'node:fs';\nimport { join } from 'node:path';\n` +
+  `initSync({ module: readFileSync(join(__dirname, '${m.wasmFile}')) });\n`;
+/** An entry point whose module is ready at import: inlined (hex) for browsers and bundlers, read from beside it in Node. */
+const readyAtImport = (m, name, what) => [
   {
-    out: 'edgeward.js',
-    what: 'browsers and bundlers. The WebAssembly module is inlined (hex) and instantiated at import.',
-    banner: '/* @ts-self-types="./edgeward.d.ts" */',
+    m,
+    out: `${name}.js`,
+    what: `${what}browsers and bundlers. The WebAssembly module is inlined (hex) and instantiated at import.`,
+    banner: `/* @ts-self-types="./${name}.d.ts" */`,
     options: { format: 'esm', platform: 'neutral' },
     source:
-      `import { initSync } from ${imp(glue)};\nimport { fromHex } from './hex.js';\n` +
-      `initSync({ module: fromHex(${JSON.stringify(wasm.toString('hex'))}) });\n` + reexports(),
+      `import { initSync } from ${m.imp(m.glue)};\nimport { fromHex } from './hex.js';\n` +
+      `initSync({ module: fromHex(${JSON.stringify(m.wasm.toString('hex'))}) });\n` + reexports(m),
   },
+  { m, out: `${name}.node.cjs`, what: `${what}Node, require(). Reads ${m.wasmFile} next to this file.`, options: { format: 'cjs', platform: 'node' }, source: readBeside(m) + reexports(m) },
+];
+const VERIFY_WHAT = '`edgeward/verify` (createVerifier, verify, explain), ';
+
+const builds = [
+  ...readyAtImport(full, 'edgeward', ''),
   {
-    out: 'edgeward.node.cjs',
-    what: 'Node, require(). Reads edgeward_bg.wasm next to this file.',
-    options: { format: 'cjs', platform: 'node' },
-    source:
-      `import { initSync } from ${imp(glue)};\nimport { readFileSync } from 'node:fs';\nimport { join } from 'node:path';\n` +
-      `initSync({ module: readFileSync(join(__dirname, 'edgeward_bg.wasm')) });\n` + reexports(),
-  },
-  {
+    m: full,
     out: 'web.js',
     what: '`edgeward/web`: call `await init()` (it fetches edgeward_bg.wasm) or `initSync({ module })` first.',
     banner: '/* @ts-self-types="./web.d.ts" */',
     options: { format: 'esm', platform: 'browser' },
-    source: reexports(', default, initSync'),
+    source: reexports(full, ', default, initSync'),
   },
   {
+    m: full,
     out: 'web.node.mjs',
     what: '`edgeward/web` in Node: ready at import; `init()` and `initSync()` return at once.',
     options: { format: 'esm', platform: 'node' },
     source:
-      `import { initSync } from ${imp(glue)};\nimport { readFileSync } from 'node:fs';\n` +
-      `initSync({ module: readFileSync(new URL('./edgeward_bg.wasm', import.meta.url)) });\n` + reexports(', default, initSync'),
+      `import { initSync } from ${full.imp(full.glue)};\nimport { readFileSync } from 'node:fs';\n` +
+      `initSync({ module: readFileSync(new URL('./edgeward_bg.wasm', import.meta.url)) });\n` + reexports(full, ', default, initSync'),
   },
   {
+    m: full,
     out: 'web.node.cjs',
     what: '`edgeward/web` in Node, require(): ready at load; `init()` and `initSync()` return at once.',
     options: { format: 'cjs', platform: 'node' },
-    source:
-      `import { initSync } from ${imp(glue)};\nimport { readFileSync } from 'node:fs';\nimport { join } from 'node:path';\n` +
-      `initSync({ module: readFileSync(join(__dirname, 'edgeward_bg.wasm')) });\n` + reexports(', default, initSync'),
+    source: readBeside(full) + reexports(full, ', default, initSync'),
   },
+  ...readyAtImport(verifying, 'verify', VERIFY_WHAT),
 ];
 for (const b of builds) {
-  const entry = path.join(entries, `${b.out}.entry.js`);
+  const entry = path.join(b.m.entries, `${b.out}.entry.js`);
   fs.writeFileSync(entry, b.source);
   await esbuild.build({
     entryPoints: [entry],
@@ -213,7 +249,7 @@ for (const b of builds) {
     target: 'es2022',
     legalComments: 'none',
     banner: { js: [b.banner, header(b.what)].filter(Boolean).join('\n') },
-    absWorkingDir: bindgen,
+    absWorkingDir: b.m.dir,
     logLevel: 'warning',
     // CommonJS builds: the glue's `init()` finds the .wasm by import.meta.url, but there it is never
     // reached (initialised at load, `init()` returns early), so CommonJS's empty import.meta is harmless.
@@ -223,36 +259,47 @@ for (const b of builds) {
 }
 // Node's `import`: the CommonJS build itself, so that `import` and `require` in one process share
 // one instance (and one EdgewardError class).
-fs.writeFileSync(
-  path.join(pkg, 'edgeward.node.mjs'),
-  `${header('Node, import. The CommonJS build (edgeward.node.cjs), re-exported.')}\n` +
-    `import edgeward from './edgeward.node.cjs';\n\nexport const { ${names.join(', ')} } = edgeward;\n`,
-);
+for (const [m, name, what] of [[full, 'edgeward', ''], [verifying, 'verify', VERIFY_WHAT]]) {
+  fs.writeFileSync(
+    path.join(pkg, `${name}.node.mjs`),
+    `${header(`${what}Node, import. The CommonJS build (${name}.node.cjs), re-exported.`)}\n` +
+      `import edgeward from './${name}.node.cjs';\n\nexport const { ${names(m).join(', ')} } = edgeward;\n`,
+  );
+}
 
 // The plain-JS entry points: ES module and CommonJS, each with its own copy of error.js.
 for (const [name, p] of Object.entries(PLAIN)) {
-  const module = path.join(path.dirname(errorModule), p.source);
+  const module = path.join(path.dirname(full.errorModule), p.source);
   fs.copyFileSync(path.join(ROOT, 'src/web/js', p.source), module);
-  const entry = path.join(entries, `${name}.entry.js`);
-  fs.writeFileSync(entry, `export { ${p.exports.join(', ')} } from ${imp(module)};\nexport { EdgewardError, isEdgewardError } from ${imp(errorModule)};\n`);
+  const entry = path.join(full.entries, `${name}.entry.js`);
+  fs.writeFileSync(entry, `export { ${p.exports.join(', ')} } from ${full.imp(module)};\nexport { EdgewardError, isEdgewardError } from ${full.imp(full.errorModule)};\n`);
   for (const [out, format] of [[`${name}.js`, 'esm'], [`${name}.cjs`, 'cjs']]) {
     await esbuild.build({
       entryPoints: [entry], outfile: path.join(pkg, out), bundle: true, target: 'es2022', legalComments: 'none', format, platform: 'neutral',
       banner: { js: [format === 'esm' ? `/* @ts-self-types="./${name}.d.ts" */` : '', header(`\`edgeward/${name}\`: plain JS, no WebAssembly.`)].filter(Boolean).join('\n') },
-      absWorkingDir: bindgen, logLevel: 'warning',
+      absWorkingDir: full.dir, logLevel: 'warning',
     });
   }
 }
 
-// The inlined build must not reference the .wasm file: a bundler would then emit it as an asset.
-const inlined = fs.readFileSync(path.join(pkg, 'edgeward.js'), 'utf8');
-if (inlined.includes('import.meta') || inlined.includes('edgeward_bg.wasm')) fail('edgeward.js refers to the .wasm file');
+// The inlined builds must not reference the .wasm file: a bundler would then emit it as an asset.
+for (const [m, name] of [[full, 'edgeward'], [verifying, 'verify']]) {
+  const inlined = fs.readFileSync(path.join(pkg, `${name}.js`), 'utf8');
+  if (inlined.includes('import.meta') || inlined.includes(m.wasmFile)) fail(`${name}.js refers to the .wasm file`);
+}
 
-// --- types, package.json, README, LICENSE, the .wasm -----------------------------------------
-const typesHeader = `// edgeward ${version}: types. Generated by scripts/pack-web.mjs from src/web/ (wasm-bindgen).\n`;
-const apiTypes = typesHeader + dts.slice(0, initAt).replace(/^\/\* tslint:disable \*\/\n\/\* eslint-disable \*\/\n/, '') + '\n';
-const webTypes = typesHeader + dts.replace(/^\/\* tslint:disable \*\/\n\/\* eslint-disable \*\/\n/, '');
-for (const [file, text] of [['edgeward.d.ts', apiTypes], ['edgeward.d.cts', apiTypes], ['web.d.ts', webTypes], ['web.d.cts', webTypes]]) {
+// --- types, package.json, README, LICENSE, the .wasm files -----------------------------------
+const typesHeader = (of) => `// edgeward ${version}: types${of}. Generated by scripts/pack-web.mjs from src/web/ (wasm-bindgen).\n`;
+const lintless = (text) => text.replace(/^\/\* tslint:disable \*\/\n\/\* eslint-disable \*\/\n/, '');
+const apiTypes = typesHeader('') + lintless(full.dts.slice(0, full.initAt)) + '\n';
+const webTypes = typesHeader('') + lintless(full.dts);
+// The web-verifier module's own declarations (TS_TYPES without feature `web`'s part): exactly its exports.
+const verifyTypes = typesHeader(' of `edgeward/verify`') + lintless(verifying.dts.slice(0, verifying.initAt)) + '\n';
+const declaredValues = [...verifyTypes.matchAll(/^export (?:declare )?(?:function|class) (\w+)/gm)].map((m) => m[1]).sort();
+if (declaredValues.join() !== names(verifying).sort().join()) fail(`verify.d.ts declares ${declaredValues.join(', ')}; the module exports ${names(verifying).join(', ')}`);
+for (const [file, text] of [
+  ['edgeward.d.ts', apiTypes], ['edgeward.d.cts', apiTypes], ['web.d.ts', webTypes], ['web.d.cts', webTypes], ['verify.d.ts', verifyTypes], ['verify.d.cts', verifyTypes],
+]) {
   fs.writeFileSync(path.join(pkg, file), text);
 }
 // The plain entry points' declarations: those of the full API's, by name. A top-level
@@ -281,7 +328,7 @@ for (const [name, p] of Object.entries(PLAIN)) {
   const text = `// edgeward ${version}: types of \`edgeward/${name}\`. Generated by scripts/pack-web.mjs from src/web/.\n` + p.types.map((t) => declarations.get(t)).join('\n\n') + '\n';
   for (const file of [`${name}.d.ts`, `${name}.d.cts`]) fs.writeFileSync(path.join(pkg, file), text);
 }
-fs.writeFileSync(path.join(pkg, 'edgeward_bg.wasm'), wasm);
+for (const m of [full, verifying]) fs.writeFileSync(path.join(pkg, m.wasmFile), m.wasm);
 fs.copyFileSync(path.join(ROOT, 'src/web/README.md'), path.join(pkg, 'README.md'));
 fs.copyFileSync(path.join(ROOT, 'LICENSE'), path.join(pkg, 'LICENSE'));
 const manifest = {

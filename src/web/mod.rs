@@ -21,9 +21,10 @@
 //! `status` (token problems: the HTTP status the Worker would answer) or `field`
 //! (`config_invalid`: the policy field).
 //!
-//! The TypeScript declarations are `TS_TYPES` plus what wasm-bindgen derives from each function;
-//! `verify` and `explain` are declared in `TS_TYPES` (generic over the claims type), and so are
-//! the JS modules' exports (`EdgewardError`, `isEdgewardError`, `createDpopKey`, `dpopProof`).
+//! The TypeScript declarations are `TS_TYPES` (the verifying API's) and `TS_TYPES_WEB` (the rest,
+//! feature `web`) plus what wasm-bindgen derives from each function; `verify` and `explain` are
+//! declared in `TS_TYPES` (generic over the claims type), and so are the JS modules' exports
+//! (`EdgewardError`, `isEdgewardError`; `createDpopKey`, `dpopProof` in `TS_TYPES_WEB`).
 //! scripts/pack-web.mjs turns wasm-pack's output into the npm package's entry points.
 
 #[cfg(feature = "web")]
@@ -47,6 +48,9 @@ use wasm_bindgen::prelude::*;
 #[cfg(feature = "web")]
 use wasm_bindgen::JsCast;
 
+// The declarations of the verifying API (`createVerifier`, `verify`, `explain`, the error class and
+// guard), in every build; those of the rest of the package only in feature `web`'s, so that the
+// `web-verifier` module (the `edgeward/verify` entry point) declares exactly what it exports.
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
 /** A JSON Web Key Set (public keys; `oct` secrets only for HS*), as an object or JSON text. */
@@ -83,12 +87,6 @@ export interface Claims {
   [name: string]: unknown;
 }
 
-/** Header and claims of a token that has NOT been verified: display and scheduling only. */
-export interface UnverifiedParts {
-  header: Record<string, unknown>;
-  claims: Claims;
-}
-
 /** One step of `explain`, in the order the gate runs them. */
 export interface ExplainStep {
   step: "policy" | "parse" | "issuer" | "key" | "signature" | "claims";
@@ -105,6 +103,100 @@ export interface Explanation<C extends object = Claims> {
   /** The verified claims, on accept. */
   claims: (Claims & C) | null;
   nowSecs: number;
+}
+
+/** Stable error codes: the Worker's reason codes, and the package's own. */
+export type EdgewardErrorCode =
+  | "token_too_large" | "malformed_token" | "malformed_header" | "duplicate_member"
+  | "alg_missing" | "alg_none" | "alg_not_allowed" | "unsupported_header" | "malformed_claims"
+  | "issuer_mismatch" | "unknown_kid" | "no_matching_key" | "bad_signature" | "missing_exp"
+  | "expired" | "not_yet_valid" | "issued_in_future" | "lifetime_too_long" | "audience_mismatch"
+  | "jwks_unavailable" | "internal_error"
+  | "config_invalid" | "invalid_argument" | "random_unavailable" | "crypto_unavailable";
+
+/** What every function of this package throws. */
+export class EdgewardError extends Error {
+  /** `details` as the package sets them: `status` for token errors, `field` for `config_invalid`. */
+  constructor(code: EdgewardErrorCode, message?: string, details?: { status?: number; field?: string });
+  readonly name: "EdgewardError";
+  code: EdgewardErrorCode;
+  /** For token errors: the HTTP status the Worker answers with (401, 503). */
+  status?: number;
+  /** For `config_invalid`: the policy field at fault (`algorithms[1]`, `jwks`, ...). */
+  field?: string;
+}
+
+/**
+ * Whether `e` is an `EdgewardError`, for `catch (e)`: also true for one thrown by another copy of
+ * the package (`edgeward/web` next to `edgeward`, a second bundle, another realm), which
+ * `instanceof` misses.
+ */
+export function isEdgewardError(e: unknown): e is EdgewardError;
+
+/** Options of one verification. */
+export interface VerifyOptions {
+  /** The time to verify at, in Unix seconds (default: the platform's clock). */
+  nowSecs?: number;
+}
+
+/** Where a verifier's keys come from: a JWK Set, or its URL (fetched, cached by the edge's rules). */
+export type KeySource =
+  | { jwks: Jwks; jwksUri?: never; fetch?: never }
+  | {
+      jwks?: never;
+      /** https (or http on loopback), as the gate's `jwks_uri`. */
+      jwksUri: string;
+      /** The `fetch` to get it with (default: the global `fetch`). */
+      fetch?: (input: string, init?: RequestInit) => Promise<Response>;
+    };
+
+/**
+ * A reusable verifier (`createVerifier`): the policy parsed once, each key imported into
+ * WebCrypto once, a remote JWK Set cached with the gate's rules (`max-age` clamped to 300 s –
+ * 1 day, an unknown `kid` refetches at most every 30 s, the last good keys kept for a day while
+ * the issuer fails).
+ */
+export interface Verifier {
+  /** As the function `verify`, with this verifier's policy and keys. */
+  verify<C extends object = Claims>(token: string, options?: VerifyOptions): Promise<Claims & C>;
+  /** As the function `explain`, with this verifier's policy and keys. */
+  explain<C extends object = Claims>(token: string, options?: VerifyOptions): Promise<Explanation<C>>;
+  /** Releases the verifier's WebAssembly memory now (otherwise when it is garbage-collected). */
+  free(): void;
+}
+
+/**
+ * A verifier for `policy` and one issuer's keys. Throws `config_invalid` (with `field`) for a
+ * policy or key source the gate would refuse.
+ */
+export function createVerifier(policy: VerifyPolicy, keys: KeySource): Verifier;
+
+/**
+ * Verifies a compact JWT with the keys of `jwks` under `policy`, exactly as the Edgeward Worker
+ * does: the signature on WebCrypto, everything else by the gate's own code. Resolves to the
+ * claims; rejects with an `EdgewardError` whose `code` is the Worker's reason code (`expired`,
+ * `bad_signature`, ...), `config_invalid` naming the `field`, or `crypto_unavailable`.
+ * For many tokens, `createVerifier` parses the policy and imports each key once.
+ *
+ * `C` describes the claims your issuer puts in its tokens (`verify<{ roles: string[] }>(...)`).
+ * It is a type only: the signature proves who issued the claims, not their shape.
+ */
+export function verify<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, options?: VerifyOptions): Promise<Claims & C>;
+
+/**
+ * Runs the same checks as `verify`, one by one, and reports each: for debugging. Resolves for a
+ * bad token or policy (the failing step says why); rejects only for arguments of the wrong type.
+ */
+export function explain<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, options?: VerifyOptions): Promise<Explanation<C>>;
+"#;
+
+#[cfg(feature = "web")]
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES_WEB: &'static str = r#"
+/** Header and claims of a token that has NOT been verified: display and scheduling only. */
+export interface UnverifiedParts {
+  header: Record<string, unknown>;
+  claims: Claims;
 }
 
 export interface RefreshOptions {
@@ -166,34 +258,6 @@ export interface CookieLint {
   header: string | null;
 }
 
-/** Stable error codes: the Worker's reason codes, and the package's own. */
-export type EdgewardErrorCode =
-  | "token_too_large" | "malformed_token" | "malformed_header" | "duplicate_member"
-  | "alg_missing" | "alg_none" | "alg_not_allowed" | "unsupported_header" | "malformed_claims"
-  | "issuer_mismatch" | "unknown_kid" | "no_matching_key" | "bad_signature" | "missing_exp"
-  | "expired" | "not_yet_valid" | "issued_in_future" | "lifetime_too_long" | "audience_mismatch"
-  | "jwks_unavailable" | "internal_error"
-  | "config_invalid" | "invalid_argument" | "random_unavailable" | "crypto_unavailable";
-
-/** What every function of this package throws. */
-export class EdgewardError extends Error {
-  /** `details` as the package sets them: `status` for token errors, `field` for `config_invalid`. */
-  constructor(code: EdgewardErrorCode, message?: string, details?: { status?: number; field?: string });
-  readonly name: "EdgewardError";
-  code: EdgewardErrorCode;
-  /** For token errors: the HTTP status the Worker answers with (401, 503). */
-  status?: number;
-  /** For `config_invalid`: the policy field at fault (`algorithms[1]`, `jwks`, ...). */
-  field?: string;
-}
-
-/**
- * Whether `e` is an `EdgewardError`, for `catch (e)`: also true for one thrown by another copy of
- * the package (`edgeward/web` next to `edgeward`, a second bundle, another realm), which
- * `instanceof` misses.
- */
-export function isEdgewardError(e: unknown): e is EdgewardError;
-
 /** What `dpopProof` signs for: one request, and the access token it carries. */
 export interface DpopProofOptions {
   /** The request's method (`htm`), upper-cased. */
@@ -222,62 +286,6 @@ export function createDpopKey(): Promise<CryptoKeyPair>;
  * it cannot use, `crypto_unavailable` without WebCrypto.
  */
 export function dpopProof(keyPair: CryptoKeyPair, options: DpopProofOptions): Promise<string>;
-
-/** Options of one verification. */
-export interface VerifyOptions {
-  /** The time to verify at, in Unix seconds (default: the platform's clock). */
-  nowSecs?: number;
-}
-
-/** Where a verifier's keys come from: a JWK Set, or its URL (fetched, cached by the edge's rules). */
-export type KeySource =
-  | { jwks: Jwks; jwksUri?: never; fetch?: never }
-  | {
-      jwks?: never;
-      /** https (or http on loopback), as the gate's `jwks_uri`. */
-      jwksUri: string;
-      /** The `fetch` to get it with (default: the global `fetch`). */
-      fetch?: (input: string, init?: RequestInit) => Promise<Response>;
-    };
-
-/**
- * A reusable verifier (`createVerifier`): the policy parsed once, each key imported into
- * WebCrypto once, a remote JWK Set cached with the gate's rules (`max-age` clamped to 300 s –
- * 1 day, an unknown `kid` refetches at most every 30 s, the last good keys kept for a day while
- * the issuer fails).
- */
-export interface Verifier {
-  /** As the function `verify`, with this verifier's policy and keys. */
-  verify<C extends object = Claims>(token: string, options?: VerifyOptions): Promise<Claims & C>;
-  /** As the function `explain`, with this verifier's policy and keys. */
-  explain<C extends object = Claims>(token: string, options?: VerifyOptions): Promise<Explanation<C>>;
-  /** Releases the verifier's WebAssembly memory now (otherwise when it is garbage-collected). */
-  free(): void;
-}
-
-/**
- * A verifier for `policy` and one issuer's keys. Throws `config_invalid` (with `field`) for a
- * policy or key source the gate would refuse.
- */
-export function createVerifier(policy: VerifyPolicy, keys: KeySource): Verifier;
-
-/**
- * Verifies a compact JWT with the keys of `jwks` under `policy`, exactly as the Edgeward Worker
- * does: the signature on WebCrypto, everything else by the gate's own code. Resolves to the
- * claims; rejects with an `EdgewardError` whose `code` is the Worker's reason code (`expired`,
- * `bad_signature`, ...), `config_invalid` naming the `field`, or `crypto_unavailable`.
- * For many tokens, `createVerifier` parses the policy and imports each key once.
- *
- * `C` describes the claims your issuer puts in its tokens (`verify<{ roles: string[] }>(...)`).
- * It is a type only: the signature proves who issued the claims, not their shape.
- */
-export function verify<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, options?: VerifyOptions): Promise<Claims & C>;
-
-/**
- * Runs the same checks as `verify`, one by one, and reports each: for debugging. Resolves for a
- * bad token or policy (the failing step says why); rejects only for arguments of the wrong type.
- */
-export function explain<C extends object = Claims>(token: string, jwks: Jwks, policy: VerifyPolicy, options?: VerifyOptions): Promise<Explanation<C>>;
 "#;
 
 // The package's error class (src/web/js/error.js), which wasm-bindgen bundles with the glue.

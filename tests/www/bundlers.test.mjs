@@ -10,8 +10,10 @@
 //            directory, no automatic installs)
 // The apps (tests/www/apps/) import the default entry point; webpack and esbuild also build one
 // that `require()`s it, and Vite and webpack one on `edgeward/web`, whose .wasm they emit as an
-// asset. Every bundler also builds app-plain.js (`edgeward/decode` and `edgeward/dpop`, plain JS),
-// run under a CSP without 'wasm-unsafe-eval'; esbuild and webpack its `require()` twin.
+// asset. Every bundler also builds app-verify.js (`edgeward/verify` alone: it must ship the
+// verifying module, not the whole package's) and app-plain.js (`edgeward/decode` and
+// `edgeward/dpop`, plain JS), run under a CSP without 'wasm-unsafe-eval'; esbuild and webpack
+// build the `require()` twin of each.
 // Builds go to tests/artifacts/pkg/<bundler>-<app>/dist.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -155,6 +157,32 @@ describe('the package in bundlers (their defaults), run in headless Chromium und
     });
   }
 
+  // The module each WebAssembly entry point inlines, as the hex text a bundle carries.
+  const inlinedHex = (file) => /fromHex\("([0-9a-f]+)"\)/.exec(fs.readFileSync(path.join(packed(), 'node_modules', 'edgeward', file), 'utf8'))[1];
+  const VERIFY_CASES = [
+    ['esbuild', 'app-verify.js'], ['vite', 'app-verify.js'], ['webpack', 'app-verify.js'], ['rollup', 'app-verify.js'], ['parcel', 'app-verify.js'],
+    ['esbuild', 'app-verify-require.cjs'], ['webpack', 'app-verify-require.cjs'],
+  ];
+  for (const [bundler, entry] of VERIFY_CASES) {
+    test(`${bundler}: ${entry} (edgeward/verify: its own module only)`, async (t) => {
+      const dist = await buildApp(bundler, entry);
+      t.diagnostic(`${bundler} ${entry}: ${sizes(dist)}`);
+      const scripts = fs.readdirSync(dist, { recursive: true }).filter((f) => f.endsWith('.js')).map((f) => fs.readFileSync(path.join(dist, f), 'utf8')).join('\n');
+      assert.ok(!fs.readdirSync(dist, { recursive: true }).some((f) => f.endsWith('.wasm')), 'no .wasm emitted: the module is inlined');
+      assert.ok(scripts.includes(inlinedHex('verify.js')), 'the bundle carries verify_bg.wasm');
+      assert.ok(!scripts.includes(inlinedHex('edgeward.js')), 'and not the whole package\'s module');
+      const { origin, ...r } = await runApp(dist, CSP);
+      assert.deepEqual(r, {
+        result: {
+          exports: ['EdgewardError', 'createVerifier', 'explain', 'isEdgewardError', 'verify'],
+          sub: 'user-42', viaVerifier: 'user-42', explained: 'accept', tampered: ['bad_signature', 401], expired: ['expired', 401],
+        },
+        error: undefined,
+        pageErrors: [],
+      });
+    });
+  }
+
   for (const [bundler, entry] of [['esbuild', 'app-plain.js'], ['vite', 'app-plain.js'], ['webpack', 'app-plain.js'], ['rollup', 'app-plain.js'], ['parcel', 'app-plain.js'], ['esbuild', 'app-plain-require.cjs'], ['webpack', 'app-plain-require.cjs']]) {
     test(`${bundler}: ${entry} (no WebAssembly: a CSP without 'wasm-unsafe-eval')`, async (t) => {
       const dist = await buildApp(bundler, entry);
@@ -169,8 +197,8 @@ describe('the package in bundlers (their defaults), run in headless Chromium und
   }
 
   test("without 'wasm-unsafe-eval' the page cannot compile the module (the CSP line is needed)", async () => {
-    for (const entry of ['app.js', 'app-web.js']) {
-      const dist = path.join(packed(), `${entry === 'app.js' ? 'esbuild' : 'vite'}-${entry.replace(/\.\w+$/, '')}`, 'dist');
+    for (const [bundler, entry] of [['esbuild', 'app.js'], ['vite', 'app-web.js'], ['esbuild', 'app-verify.js']]) {
+      const dist = path.join(packed(), `${bundler}-${entry.replace(/\.\w+$/, '')}`, 'dist');
       const { origin, ...r } = await runApp(dist, CSP_WITHOUT_WASM);
       assert.equal(r.result, undefined, entry);
       assert.match([...r.pageErrors, r.error].join('\n'), /WebAssembly.*(unsafe-eval|Content Security Policy)/s, entry);

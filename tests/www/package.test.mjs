@@ -3,7 +3,10 @@
 //     are verified by the WebAssembly build, with the Worker's reason codes for refusals;
 //   - as npm publishes it (`npm pack --dry-run`: exactly the expected files, the metadata, no
 //     build machine path), and as a user installs it (`npm pack`, unpacked under
-//     tests/artifacts/pkg/), in Node 20 and 22, from `import` and `require`, both entry points;
+//     tests/artifacts/pkg/), in Node 20 and 22, from `import` and `require`, every WebAssembly
+//     entry point (`edgeward`, `edgeward/web`, `edgeward/verify`);
+//   - the gate's verdicts on the shared fixture (tests/fixtures/agreement.json) from `edgeward` and
+//     from `edgeward/verify` (its own module, built with feature `web-verifier`);
 //   - its error class and guard;
 //   - DPoP: proofs made by the package (WebCrypto) verified by jose, thumbprints by the gate's Rust
 //     code against jose's and the RFCs', a non-extractable key, in Node 20 and 22; and the package
@@ -25,11 +28,13 @@ const ISSUER = 'https://id.example';
 const AUDIENCE = 'api://demo';
 const now = () => Math.floor(Date.now() / 1000);
 
-let ew, plain;
+let ew, verifyOnly, plain;
 
 before(async () => {
   // The package's Node `import` entry point, as installed from the packed tarball.
   ew = await import(pathToFileURL(path.join(packed(), 'node_modules', 'edgeward', 'edgeward.node.mjs')).href);
+  // edgeward/verify: verification alone, its own WebAssembly module.
+  verifyOnly = await import(pathToFileURL(path.join(packed(), 'node_modules', 'edgeward', 'verify.node.mjs')).href);
   // edgeward/decode: plain JS.
   plain = await import(pathToFileURL(path.join(packed(), 'node_modules', 'edgeward', 'decode.js')).href);
 });
@@ -48,11 +53,12 @@ const mint = (alg, key, kid, claims = {}, exp = now() + 600) =>
     .setIssuer(ISSUER).setAudience(AUDIENCE).setSubject('user-42').setIssuedAt().setExpirationTime(exp)
     .sign(key);
 
-const codeOf = async (fn) => {
+/** The code `fn` rejects with (an error of `module`'s class), or 'accepted'. */
+const codeOf = async (fn, module = ew) => {
   try {
     await fn();
   } catch (e) {
-    assert.ok(e instanceof ew.EdgewardError, `an EdgewardError: ${e}`);
+    assert.ok(e instanceof module.EdgewardError, `an EdgewardError: ${e}`);
     assert.ok(e instanceof Error);
     assert.equal(e.name, 'EdgewardError');
     return e.code;
@@ -333,19 +339,24 @@ describe('the package README: callDpopApi', () => {
 
 describe('the package gives the gate\'s verdicts on the shared fixture (tests/fixtures/agreement.json, tests/agreement.rs)', () => {
   const fixture = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests', 'fixtures', 'agreement.json'), 'utf8'));
-  for (const suite of fixture.suites) {
-    test(`${suite.alg}: ${suite.cases.length} cases, verify and createVerifier`, async () => {
-      const at = { nowSecs: fixture.nowSecs };
-      const v = ew.createVerifier(suite.policy, { jwks: suite.jwks });
-      for (const { name, token, code } of suite.cases) {
-        const got = await codeOf(() => ew.verify(token, suite.jwks, suite.policy, at));
-        assert.equal(got, code ?? 'accepted', `${suite.alg} / ${name}: verify`);
-        assert.equal(await codeOf(() => v.verify(token, at)), got, `${suite.alg} / ${name}: createVerifier`);
-        const report = await v.explain(token, at);
-        assert.deepEqual([report.verdict, report.code], code === null ? ['accept', null] : ['reject', code], `${suite.alg} / ${name}: explain`);
-      }
-      v.free();
-    });
+  for (const [entry, module] of [['edgeward', () => ew], ['edgeward/verify', () => verifyOnly]]) {
+    for (const suite of fixture.suites) {
+      test(`${entry}: ${suite.alg}: ${suite.cases.length} cases, verify, createVerifier and explain`, async () => {
+        const m = module();
+        const at = { nowSecs: fixture.nowSecs };
+        const v = m.createVerifier(suite.policy, { jwks: suite.jwks });
+        for (const { name, token, code } of suite.cases) {
+          const got = await codeOf(() => m.verify(token, suite.jwks, suite.policy, at), m);
+          assert.equal(got, code ?? 'accepted', `${suite.alg} / ${name}: verify`);
+          assert.equal(await codeOf(() => v.verify(token, at), m), got, `${suite.alg} / ${name}: createVerifier`);
+          const report = await v.explain(token, at);
+          assert.deepEqual([report.verdict, report.code], code === null ? ['accept', null] : ['reject', code], `${suite.alg} / ${name}: explain`);
+          const explained = await m.explain(token, suite.jwks, suite.policy, at);
+          assert.deepEqual([explained.verdict, explained.code], [report.verdict, report.code], `${suite.alg} / ${name}: explain (function)`);
+        }
+        v.free();
+      });
+    }
   }
 });
 
@@ -527,13 +538,17 @@ const PROBE = `
   ew.verify(token.slice(0, -4) + 'AAAA', jwks, policy).catch((e) => {
     tampered = e.code; isClass = e instanceof ew.EdgewardError; guard = ew.isEdgewardError(e);
   }).then(() => ew.verify(token, jwks, policy)).then(({ sub }) => console.log(JSON.stringify({ node: process.versions.node.split('.')[0], sub, tampered, isClass, guard,
-    pkce: ew.pkcePair().method, exports: Object.keys(ew).filter((k) => k !== 'default' && k !== '__esModule').sort() })));`;
+    pkce: ew.pkcePair ? ew.pkcePair().method : null, exports: Object.keys(ew).filter((k) => k !== 'default' && k !== '__esModule').sort() })));`;
 const PROBES = {
   'import edgeward': ['probe.mjs', `import * as ew from 'edgeward';\n${PROBE}`],
   'require edgeward': ['probe.cjs', `const ew = require('edgeward');\n${PROBE}`],
   'import edgeward/web': ['probe-web.mjs', `import init, * as ew from 'edgeward/web';\nconst ready = await init();\nif (!ready.memory) throw new Error('init() did not return the module');\n${PROBE}`],
   'require edgeward/web': ['probe-web.cjs', `const ew = require('edgeward/web');\new.default().then((ready) => {\nif (!ready.memory) throw new Error('init() did not return the module');\n${PROBE}\n});`],
+  'import edgeward/verify': ['probe-verify.mjs', `import * as ew from 'edgeward/verify';\n${PROBE}`],
+  'require edgeward/verify': ['probe-verify.cjs', `const ew = require('edgeward/verify');\n${PROBE}`],
 };
+// What `edgeward/verify` exports: verification and the error class and guard, nothing else.
+const VERIFY_EXPORTS = ['EdgewardError', 'createVerifier', 'explain', 'isEdgewardError', 'verify'];
 
 describe('the packed package in Node 20 and 22, from import and require (resolved through its exports)', () => {
   let token, jwks, api;
@@ -551,9 +566,10 @@ describe('the packed package in Node 20 and 22, from import and require (resolve
         assert.ok(fs.existsSync(node), `${node} is missing: run scripts/setup`);
         const out = execFileSync(node, [file, token, jwks], { cwd: packed(), encoding: 'utf8' });
         const web = name.endsWith('/web');
+        const verifying = name.endsWith('/verify');
         assert.deepEqual(JSON.parse(out), {
-          node: major, sub: 'user-42', tampered: 'bad_signature', isClass: true, guard: true, pkce: 'S256',
-          exports: web ? [...api, 'initSync'].sort() : api,
+          node: major, sub: 'user-42', tampered: 'bad_signature', isClass: true, guard: true, pkce: verifying ? null : 'S256',
+          exports: web ? [...api, 'initSync'].sort() : verifying ? VERIFY_EXPORTS : api,
         });
       });
     }
@@ -581,14 +597,19 @@ const OTHER_RUNTIMES = {
 };
 const runtimeProbe = (format, fixture) => {
   const load = format === 'esm'
-    ? "import * as ew from 'edgeward';\nimport * as decode from 'edgeward/decode';\nimport * as dpop from 'edgeward/dpop';\n"
-    : "const ew = require('edgeward');\nconst decode = require('edgeward/decode');\nconst dpop = require('edgeward/dpop');\n";
+    ? "import * as ew from 'edgeward';\nimport * as decode from 'edgeward/decode';\nimport * as dpop from 'edgeward/dpop';\nimport * as only from 'edgeward/verify';\n"
+    : "const ew = require('edgeward');\nconst decode = require('edgeward/decode');\nconst dpop = require('edgeward/dpop');\nconst only = require('edgeward/verify');\n";
   return `${load}const { token, jwks, policy } = ${JSON.stringify(fixture)};
 (async () => {
   const sub = (await ew.createVerifier(policy, { jwks }).verify(token)).sub;
   const tampered = await ew.verify(token.slice(0, -4) + 'AAAA', jwks, policy).then(() => 'accepted', (e) => ew.isEdgewardError(e) && e.code);
   const proof = (await dpop.dpopProof(await dpop.createDpopKey(), { method: 'GET', url: 'https://api.example/' })).split('.').length;
-  console.log(JSON.stringify({ sub, tampered, decoded: decode.decodeUnverified(token).claims.sub, proof, pkce: ew.pkcePair().method }));
+  const verifyOnly = {
+    sub: (await only.createVerifier(policy, { jwks }).verify(token)).sub,
+    tampered: await only.verify(token.slice(0, -4) + 'AAAA', jwks, policy).then(() => 'accepted', (e) => e instanceof only.EdgewardError && only.isEdgewardError(e) && e.code),
+    explained: (await only.explain(token, jwks, policy)).verdict,
+  };
+  console.log(JSON.stringify({ sub, tampered, decoded: decode.decodeUnverified(token).claims.sub, proof, pkce: ew.pkcePair().method, verifyOnly }));
 })();
 `;
 };
@@ -605,7 +626,10 @@ describe('the packed package in Bun and Deno', () => {
         const file = `${runtime}-probe.${format === 'esm' ? 'mjs' : 'cjs'}`;
         fs.writeFileSync(path.join(packed(), file), runtimeProbe(format, fixture));
         const out = execFileSync(bin, [...args, file], { cwd: packed(), encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
-        assert.deepEqual(JSON.parse(out), { sub: 'user-42', tampered: 'bad_signature', decoded: 'user-42', proof: 3, pkce: 'S256' });
+        assert.deepEqual(JSON.parse(out), {
+          sub: 'user-42', tampered: 'bad_signature', decoded: 'user-42', proof: 3, pkce: 'S256',
+          verifyOnly: { sub: 'user-42', tampered: 'bad_signature', explained: 'accept' },
+        });
       });
     }
   }
@@ -664,6 +688,7 @@ const PACKED_FILES = [
   'LICENSE', 'README.md', 'package.json', 'edgeward_bg.wasm',
   'edgeward.js', 'edgeward.d.ts', 'edgeward.node.cjs', 'edgeward.node.mjs', 'edgeward.d.cts',
   'web.js', 'web.d.ts', 'web.node.cjs', 'web.node.mjs', 'web.d.cts',
+  'verify_bg.wasm', 'verify.js', 'verify.d.ts', 'verify.node.cjs', 'verify.node.mjs', 'verify.d.cts',
   'decode.js', 'decode.cjs', 'decode.d.ts', 'decode.d.cts', 'dpop.js', 'dpop.cjs', 'dpop.d.ts', 'dpop.d.cts',
 ];
 
@@ -694,7 +719,7 @@ describe('what npm publishes', () => {
     assert.match(pkg.homepage, /^https:\/\//);
     assert.equal(pkg.engines.node, '>=20');
     assert.equal(pkg.sideEffects, false);
-    for (const entry of ['.', './web']) {
+    for (const entry of ['.', './web', './verify']) {
       const e = pkg.exports[entry];
       assert.deepEqual(Object.keys(e), ['types', 'node', 'browser', 'default'], 'types first; node before browser/default');
       assert.deepEqual(Object.keys(e.types), ['import', 'require']);
@@ -713,12 +738,24 @@ describe('what npm publishes', () => {
     assert.match(fs.readFileSync(path.join(PKG, 'README.md'), 'utf8'), /^# edgeward \(JavaScript/);
   });
 
-  test('the inlined build does not point a bundler at the .wasm file', async () => {
-    const text = fs.readFileSync(path.join(PKG, 'edgeward.js'), 'utf8');
-    assert.ok(!text.includes('import.meta') && !text.includes('edgeward_bg.wasm'));
-    // esbuild refuses top-level await in CommonJS output; the `await`s inside dpop.js's async functions pass.
-    await assert.doesNotReject(esbuild.transform(text, { format: 'cjs', loader: 'js' }), 'no top-level await');
+  test('the inlined builds do not point a bundler at a .wasm file', async () => {
+    for (const file of ['edgeward.js', 'verify.js']) {
+      const text = fs.readFileSync(path.join(PKG, file), 'utf8');
+      assert.ok(!text.includes('import.meta') && !text.includes('_bg.wasm'), file);
+      // esbuild refuses top-level await in CommonJS output; the `await`s inside dpop.js's async functions pass.
+      await assert.doesNotReject(esbuild.transform(text, { format: 'cjs', loader: 'js' }), `${file}: no top-level await`);
+    }
     await assert.rejects(esbuild.transform('await 0; export {};', { format: 'cjs' }), /Top-level await/, 'the check catches one');
+  });
+
+  test('edgeward/verify inlines its own module, smaller than the whole package\'s', () => {
+    const hex = (file) => /fromHex\("([0-9a-f]+)"\)/.exec(fs.readFileSync(path.join(PKG, file), 'utf8'))?.[1];
+    const [whole, verifying] = [hex('edgeward.js'), hex('verify.js')];
+    assert.equal(whole, fs.readFileSync(path.join(PKG, 'edgeward_bg.wasm')).toString('hex'), 'edgeward.js inlines edgeward_bg.wasm');
+    assert.equal(verifying, fs.readFileSync(path.join(PKG, 'verify_bg.wasm')).toString('hex'), 'verify.js inlines verify_bg.wasm');
+    assert.ok(verifying.length < whole.length, `verify_bg.wasm (${verifying.length / 2} B) is smaller than edgeward_bg.wasm (${whole.length / 2} B)`);
+    const nodeBuild = fs.readFileSync(path.join(PKG, 'verify.node.cjs'), 'utf8');
+    assert.ok(/__dirname, ["']verify_bg\.wasm["']/.test(nodeBuild) && !nodeBuild.includes('edgeward_bg.wasm'), 'verify.node.cjs reads verify_bg.wasm');
   });
 
   test('types: every runtime export is declared, verify and explain are generic, EdgewardError is a class', () => {
@@ -743,6 +780,21 @@ describe('what npm publishes', () => {
         'export class EdgewardError extends Error {',
         'export function isEdgewardError(e: unknown): e is EdgewardError;',
       ]) assert.ok(dts.includes(sig), `${file} declares ${sig}`);
+    }
+  });
+
+  test('types of edgeward/verify: its exports, declared word for word as edgeward declares them, and only what they need', () => {
+    const whole = fs.readFileSync(path.join(PKG, 'edgeward.d.ts'), 'utf8');
+    for (const file of ['verify.d.ts', 'verify.d.cts']) {
+      const dts = fs.readFileSync(path.join(PKG, file), 'utf8');
+      const declared = [...dts.matchAll(/^export (?:declare )?(?:function|class) (\w+)/gm)].map((m) => m[1]);
+      assert.deepEqual(declared.sort(), Object.keys(verifyOnly).sort(), `${file}: the runtime exports`);
+      const blocks = dts.split('\n\n').filter((b) => /^export /m.test(b));
+      assert.deepEqual(blocks.map((b) => /^export (?:declare )?(?:function|class|interface|type) (\w+)/m.exec(b)[1]).sort(), [
+        'Algorithm', 'Claims', 'EdgewardError', 'EdgewardErrorCode', 'ExplainStep', 'Explanation', 'Jwks', 'KeySource', 'Verifier', 'VerifyOptions', 'VerifyPolicy',
+        'createVerifier', 'explain', 'isEdgewardError', 'verify',
+      ], file);
+      for (const b of blocks) assert.ok(whole.includes(b), `${file}: edgeward.d.ts declares the same ${b.slice(0, 80)}`);
     }
   });
 });

@@ -1,7 +1,8 @@
 // The package's TypeScript types, as a user's compiler sees them: `tsc --strict` (the pinned
 // TypeScript, package.json) over tests/www/types/, copied next to the packed package
 // (tests/www/packed.mjs) so that `edgeward` resolves through its `exports` and `types` conditions:
-//   usage.ts                     every export of `edgeward`, and `edgeward/web`'s own (bundler resolution)
+//   usage.ts                     every export of `edgeward`, `edgeward/web`'s own, and every export of
+//                                `edgeward/verify`, `edgeward/decode`, `edgeward/dpop` (bundler resolution)
 //   usage-node.cts, usage-node.mts  `require` and `import` in Node's module resolution (nodenext),
 //                                which read the `.d.cts` and `.d.ts` files respectively
 // Library files are checked too (skipLibCheck off), and each `@ts-expect-error` must be an error.
@@ -33,7 +34,7 @@ const tsc = (project) => {
 };
 
 describe('TypeScript: tsc --strict over code using every export', () => {
-  test('usage.ts imports every runtime export (edgeward/web: those it adds to edgeward\'s, which it shares)', () => {
+  test('usage.ts imports every runtime export (edgeward/web: those it adds to edgeward\'s, which it shares; edgeward/verify: its five)', () => {
     const require = createRequire(path.join(dir, 'x.cjs'));
     const source = fs.readFileSync(path.join(TYPES, 'usage.ts'), 'utf8');
     const imports = (entry) => new RegExp(`import ([^;]+) from '${entry}';`).exec(source)[1];
@@ -43,6 +44,9 @@ describe('TypeScript: tsc --strict over code using every export', () => {
     const webOnly = names('edgeward/web').filter((k) => !shared.includes(k));
     assert.deepEqual(webOnly.sort(), ['default', 'initSync']);
     assert.match(imports('edgeward/web'), /^init, \{ initSync\b/);
+    const verifyOnly = names('edgeward/verify');
+    assert.deepEqual(verifyOnly.sort(), ['EdgewardError', 'createVerifier', 'explain', 'isEdgewardError', 'verify']);
+    for (const name of verifyOnly) assert.match(imports('edgeward/verify'), new RegExp(`\\b${name}\\b`), `usage.ts imports ${name} from edgeward/verify`);
   });
 
   test('bundler resolution (usage.ts)', () => tsc('tsconfig.json'));

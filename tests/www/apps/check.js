@@ -27,3 +27,32 @@ export function run(edgeward, ready = Promise.resolve()) {
       document.body.dataset.error = String(e?.stack ?? e);
     });
 }
+
+/**
+ * What the `edgeward/verify` apps check: that the entry point gives exactly its five exports, a
+ * token accepted by `verify`, by a verifier and by `explain`, and refusals with the gate's codes
+ * (a tampered token; the same token checked after it expired, with the status the gate answers).
+ */
+export function runVerify(ew) {
+  const { verify, createVerifier, explain, EdgewardError, isEdgewardError } = ew;
+  const codeOf = (promise) =>
+    promise.then(() => ['accepted'], (e) => (e instanceof EdgewardError && isEdgewardError(e) ? [e.code, e.status] : [String(e)]));
+  fetch('./fixture.json')
+    .then((r) => r.json())
+    .then(async ({ token, tampered, jwks, policy }) => {
+      const verifier = createVerifier(policy, { jwks });
+      const result = {
+        exports: Object.keys(ew).filter((k) => k !== '__esModule' && k !== 'default').sort(),
+        sub: (await verify(token, jwks, policy)).sub,
+        viaVerifier: (await verifier.verify(token)).sub,
+        explained: (await explain(token, jwks, policy)).verdict,
+        tampered: await codeOf(verify(tampered, jwks, policy)),
+        expired: await codeOf(verifier.verify(token, { nowSecs: Math.floor(Date.now() / 1000) + 86_400 })),
+      };
+      verifier.free();
+      document.body.dataset.result = JSON.stringify(result);
+    })
+    .catch((e) => {
+      document.body.dataset.error = String(e?.stack ?? e);
+    });
+}

@@ -1,9 +1,10 @@
-// `require('edgeward')` and `require('edgeward/web')` in CommonJS TypeScript (module nodenext):
+// `require('edgeward')`, `require('edgeward/web')` and the other entry points in CommonJS TypeScript (module nodenext):
 // the types come from the package's `.d.cts` files (its `types` → `require` condition).
 import edgeward = require('edgeward');
 import web = require('edgeward/web');
 import decode = require('edgeward/decode');
 import dpop = require('edgeward/dpop');
+import verifyOnly = require('edgeward/verify');
 
 declare const token: string;
 const policy: edgeward.VerifyPolicy = { issuer: null, algorithms: ['EdDSA'] };
@@ -21,3 +22,5 @@ edgeward.createDpopKey().then((keys) => edgeward.dpopProof(keys, { method: 'GET'
   .then((proof: string) => web.jwkThumbprint(JSON.parse(atob(proof.split('.')[0])).jwk));
 decode.decodeUnverified(token).claims.sub satisfies string | undefined;
 dpop.createDpopKey().then((keys) => dpop.dpopProof(keys, { method: 'GET', url: 'https://api.example/' }));
+verifyOnly.createVerifier(policy, { jwks: { keys: [] } }).explain<{ roles: string[] }>(token).then((r) => r.claims?.roles satisfies string[] | undefined);
+verifyOnly.verify(token, '{"keys":[]}', policy).catch((e: unknown) => verifyOnly.isEdgewardError(e) && e.code satisfies verifyOnly.EdgewardErrorCode);

@@ -1,4 +1,4 @@
-// Every export of `edgeward` and `edgeward/web`, used as an app would, compiled by `tsc --strict`
+// Every export of `edgeward`, `edgeward/web` and `edgeward/verify`, used as an app would, compiled by `tsc --strict`
 // against the packed package (tests/www/types.test.mjs; nothing here runs). The
 // `@ts-expect-error` lines are mistakes the types must catch.
 import {
@@ -12,6 +12,12 @@ import {
   decodeUnverified as decodePlain, refreshAt as refreshPlain, pkcePair as pkcePlain, randomToken as randomPlain, nonce as noncePlain,
   EdgewardError as PlainError, isEdgewardError as isPlainError, type UnverifiedParts as PlainParts, type EdgewardErrorCode as PlainCode,
 } from 'edgeward/decode';
+import {
+  createVerifier as createVerifierOnly, verify as verifyOnly, explain as explainOnly, EdgewardError as VerifyError, isEdgewardError as isVerifyError,
+  type Verifier as VerifierOnly, type VerifyPolicy as PolicyOnly, type Jwks as JwksOnly, type Explanation as ExplanationOnly, type EdgewardErrorCode as CodeOnly,
+} from 'edgeward/verify';
+// @ts-expect-error: edgeward/verify has verification only
+import { decodeUnverified as notInVerify } from 'edgeward/verify';
 import { createDpopKey as dpopKeyPlain, dpopProof as dpopProofPlain, type DpopProofOptions as PlainDpopOptions, isEdgewardError as isDpopError } from 'edgeward/dpop';
 
 const policy: VerifyPolicy = { issuer: 'https://id.example', audiences: ['api://demo'], algorithms: ['RS256', 'ES256'] };
@@ -137,4 +143,27 @@ async function plainDpop(): Promise<string> {
   return dpopProofPlain(await dpopKeyPlain(), options).catch((e: unknown) => (isDpopError(e) ? e.code : 'other'));
 }
 
-export { plainParts, plainAt, plainState, plainDpop, dpop, notYetClaims, fromLocal, explained, roles, tenant, sub, exp, untyped, verdict, explainedRoles, alg, at, method, state, env, action, limits, fromObject, startWeb };
+// edgeward/verify: the same functions and types as edgeward's, from a module of their own.
+async function verifyAlone(): Promise<string[]> {
+  const onlyPolicy: PolicyOnly = policy;
+  const onlyKeys: JwksOnly = jwks;
+  const claimsOnly = await verifyOnly<AppClaims>(token, onlyKeys, onlyPolicy, { nowSecs: 1_800_000_000 });
+  const verifier: VerifierOnly = createVerifierOnly(onlyPolicy, { jwksUri: 'https://id.example/jwks' });
+  const sameShape: Verifier = verifier;
+  const report: ExplanationOnly<AppClaims> = await explainOnly<AppClaims>(token, onlyKeys, onlyPolicy);
+  report.claims?.tenant satisfies string | undefined;
+  // @ts-expect-error: asynchronous, as edgeward's
+  const notYet: Claims = verifyOnly(token, onlyKeys, onlyPolicy);
+  // @ts-expect-error: not an algorithm Edgeward verifies
+  createVerifierOnly({ issuer: null, algorithms: ['none'] }, { jwks });
+  try {
+    await sameShape.verify(token);
+  } catch (e) {
+    if (isVerifyError(e)) e.code satisfies CodeOnly & EdgewardErrorCode;
+    if (e instanceof VerifyError) e.status satisfies number | undefined;
+  }
+  new VerifyError('expired', 'token expired', { status: 401 }) satisfies Error;
+  return [...claimsOnly.roles, String(notYet), String(notInVerify)];
+}
+
+export { verifyAlone, plainParts, plainAt, plainState, plainDpop, dpop, notYetClaims, fromLocal, explained, roles, tenant, sub, exp, untyped, verdict, explainedRoles, alg, at, method, state, env, action, limits, fromObject, startWeb };
