@@ -1,15 +1,17 @@
 #!/usr/bin/env node
-// What a front-end ships per entry point of the `edgeward` package (and `edgeward/decode`, plain JS), against issue 16's size
-// targets, and what importing it costs at page load. Reads pkg/ as scripts/build-web last built
-// it (run that first); prints a Markdown section for BENCHMARKS.md ("JS package: entry points").
+// What a front-end ships per entry point of the `edgeward` package (and the entry points made for
+// one use: `edgeward/decode`, plain JS, for the decode app; `edgeward/verify`, the verifying
+// module alone, for the verify app), against issue 16's size targets, and what importing it costs
+// at page load. Reads pkg/ as scripts/build-web last built it (run that first); prints a Markdown
+// section for BENCHMARKS.md ("JS package: entry points").
 //
 //   sizes  each app bundled by esbuild (--bundle --minify --format=esm, browser), everything it
 //          loads (JS, and the .wasm for `edgeward/web`), raw, gzip -9 and brotli (quality 11);
 //          the same apps on jose (the dev dependency) for comparison; and the .wasm as a file,
 //          as hex text and as base64 text
 //   load   headless Chromium, fresh page each time: from the first script to the package being
-//          usable (`edgeward`: import, which compiles the inlined module; `edgeward/web`:
-//          `await init()`, fetch from 127.0.0.1 included); median of 7
+//          usable (`edgeward` and `edgeward/verify`: import, which compiles the inlined module;
+//          `edgeward/web`: `await init()`, fetch from 127.0.0.1 included); median of 7
 //
 // Usage: node bench/web-size.mjs      (needs node_modules from scripts/setup, and chromium)
 import { execFileSync } from 'node:child_process';
@@ -35,11 +37,13 @@ const APPS = {
   decode: {
     edgeward: `import { decodeUnverified } from 'edgeward';\nwindow.out = decodeUnverified(${JSON.stringify(TOKEN)});`,
     jose: `import { decodeJwt } from 'jose';\nwindow.out = decodeJwt(${JSON.stringify(TOKEN)});`,
-    plain: ['edgeward/decode', `import { decodeUnverified } from 'edgeward/decode';\nwindow.out = decodeUnverified(${JSON.stringify(TOKEN)});`],
+    // The entry point made for this app alone: [entry, what it is, the app].
+    only: ['edgeward/decode', 'plain JS', `import { decodeUnverified } from 'edgeward/decode';\nwindow.out = decodeUnverified(${JSON.stringify(TOKEN)});`],
   },
   verify: {
     edgeward: `import { createVerifier } from 'edgeward';\nwindow.check = (t, jwks) => createVerifier({ issuer: 'https://id.example', algorithms: ['RS256', 'ES256'] }, { jwks }).verify(t);`,
     jose: `import { jwtVerify, createLocalJWKSet } from 'jose';\nwindow.check = (t, jwks) => jwtVerify(t, createLocalJWKSet(jwks), { issuer: 'https://id.example', algorithms: ['RS256', 'ES256'] });`,
+    only: ['edgeward/verify', 'its own module', `import { createVerifier } from 'edgeward/verify';\nwindow.check = (t, jwks) => createVerifier({ issuer: 'https://id.example', algorithms: ['RS256', 'ES256'] }, { jwks }).verify(t);`],
   },
   all: {
     edgeward: `import * as edgeward from 'edgeward';\nwindow.edgeward = edgeward;`,
@@ -78,10 +82,10 @@ for (const [app, variants] of Object.entries(APPS)) {
   const e = await measure(`${app}-edgeward`, variants.edgeward);
   const w = await measure(`${app}-web`, variants.edgeward, 'edgeward/web');
   const j = variants.jose ? await measure(`${app}-jose`, variants.jose) : null;
-  const plain = variants.plain ? await measure(`${app}-plain`, variants.plain[1]) : null;
-  if (plain) {
-    const ratio = plain.gzip / target;
-    rows.push(`| ${app} | \`${variants.plain[0]}\` (plain JS) | ${fmt(plain.raw)} | ${fmt(plain.gzip)} | ${fmt(plain.brotli)} | ${fmt(target)} | ${ratio.toFixed(2)}× | ${ratio <= 1 ? 'met' : '**not met**'} |`);
+  const only = variants.only ? await measure(`${app}-only`, variants.only[2]) : null;
+  if (only) {
+    const ratio = only.gzip / target;
+    rows.push(`| ${app} | \`${variants.only[0]}\` (${variants.only[1]}) | ${fmt(only.raw)} | ${fmt(only.gzip)} | ${fmt(only.brotli)} | ${fmt(target)} | ${ratio.toFixed(2)}× | ${ratio <= 1 ? 'met' : '**not met**'} |`);
   }
   for (const [label, m] of [['`edgeward`', e], ['`edgeward/web` (+ .wasm)', w]]) {
     const ratio = m.gzip / target;
@@ -98,6 +102,7 @@ const encodings = [['the .wasm file', wasmFile], ['hex text (what `edgeward` inl
 // --- load: from the first script to the package being usable, in Chromium --------------------
 const LOAD_APPS = {
   edgeward: "import { nonce } from 'edgeward';\nnonce();\nwindow.ready = performance.now() - window.t0;",
+  'edgeward/verify': "import { createVerifier } from 'edgeward/verify';\ncreateVerifier({ issuer: null, algorithms: ['ES256'] }, { jwks: { keys: [] } }).free();\nwindow.ready = performance.now() - window.t0;",
   'edgeward/web': "import init, { nonce } from 'edgeward/web';\nawait init();\nnonce();\nwindow.ready = performance.now() - window.t0;",
 };
 const served = {};
@@ -150,4 +155,4 @@ The module as a file and as inline text:
 ${encodings.join('\n')}
 
 Load in headless Chromium, first script to the package usable (median of 7, fresh page each):
-\`edgeward\` ${median(load.edgeward).toFixed(1)} ms (range ${Math.min(...load.edgeward).toFixed(1)}–${Math.max(...load.edgeward).toFixed(1)}), \`edgeward/web\` ${median(load['edgeward/web']).toFixed(1)} ms (range ${Math.min(...load['edgeward/web']).toFixed(1)}–${Math.max(...load['edgeward/web']).toFixed(1)}).`);
+${Object.entries(load).map(([entry, ms]) => `\`${entry}\` ${median(ms).toFixed(1)} ms (range ${Math.min(...ms).toFixed(1)}–${Math.max(...ms).toFixed(1)})`).join(', ')}.`);
