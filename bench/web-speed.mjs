@@ -10,7 +10,8 @@
 //            against jose's `decodeJwt` (target ≤ 2)
 //   first    a fresh page: from before `import('edgeward')` or `import('edgeward/verify')` (the page
 //            already loaded) to the first verification resolved (module fetched from 127.0.0.1 and compiled, policy parsed, key
-//            imported, token verified); median of 7 pages (target ≤ 20 ms)
+//            imported, token verified); median of 7 pages (target ≤ 20 ms); jose's (its bundle
+//            imported, a local key set, `jwtVerify`) in the same run as the baseline
 // Tokens and keys are made by jose in Node before the pages open. Prints a Markdown section for
 // BENCHMARKS.md. Usage: bash scripts/build-web && node bench/web-speed.mjs
 import fs from 'node:fs';
@@ -68,7 +69,10 @@ const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await launchChromium();
 
 // --- first verification after load ----------------------------------------------------------
-/** Fresh pages: import `entry` (the page already loaded), make a verifier, verify one ES256 token. */
+/**
+ * Fresh pages: import `entry` (the page already loaded), make a verifier (jose: a local key set),
+ * verify one ES256 token.
+ */
 async function firstVerification(entry) {
   const total = [];
   const parts = { imported: [], verified: [] };
@@ -77,9 +81,10 @@ async function firstVerification(entry) {
     await page.goto(`${origin}/`);
     const t = await page.evaluate(async ({ entry, token, jwks }) => {
       const t0 = performance.now();
-      const ew = await import(entry);
+      const lib = await import(entry);
       const t1 = performance.now();
-      await ew.createVerifier({ issuer: 'https://id.example', algorithms: ['ES256'] }, { jwks }).verify(token);
+      if (lib.jwtVerify) await lib.jwtVerify(token, lib.createLocalJWKSet(jwks), { issuer: 'https://id.example', algorithms: ['ES256'] });
+      else await lib.createVerifier({ issuer: 'https://id.example', algorithms: ['ES256'] }, { jwks }).verify(token);
       return [performance.now() - t0, t1 - t0];
     }, { entry, ...fixtures.ES256 });
     total.push(t[0]);
@@ -89,7 +94,11 @@ async function firstVerification(entry) {
   }
   return { total, parts };
 }
-const firsts = { edgeward: await firstVerification('/edgeward.js'), 'edgeward/verify': await firstVerification('/verify.js') };
+const firsts = {
+  edgeward: await firstVerification('/edgeward.js'),
+  'edgeward/verify': await firstVerification('/verify.js'),
+  'jose 6': await firstVerification('/jose.js'),
+};
 
 // --- steady state -----------------------------------------------------------------------------
 const page = await browser.newPage();
@@ -173,4 +182,8 @@ console.log(`Measured ${new Date().toISOString().slice(0, 10)}, edgeward ${versi
 |---|---:|---:|---:|---:|---|
 ${rows.join('\n')}
 
-First verification after load (the inlined module imported from 127.0.0.1, \`createVerifier\`, the first ES256 \`verify\` resolved), median of 7 fresh pages each; target ≤ 20 ms:\n\n${Object.entries(firsts).map(([entry, { total, parts }]) => `- \`${entry}\`: ${median(total).toFixed(1)} ms (range ${Math.min(...total).toFixed(1)}–${Math.max(...total).toFixed(1)}): ${verdict(median(total), 20)}; the import (fetch and compile) ${median(parts.imported).toFixed(1)} ms, then the verifier and its first verification ${median(parts.verified).toFixed(1)} ms (medians)`).join('\n')}`);
+First verification after load (the module imported from 127.0.0.1, \`createVerifier\` — jose: \`createLocalJWKSet\` — and the first ES256 verification resolved), median of 7 fresh pages each; target ≤ 20 ms, jose's in the same run as the baseline:\n\n${Object.entries(firsts).map(([entry, { total, parts }]) => {
+  const base = median(firsts['jose 6'].total);
+  const judged = entry === 'jose 6' ? 'the baseline' : `${(median(total) / base).toFixed(2)}× jose's, ${verdict(median(total), 20)}`;
+  return `- \`${entry}\`: ${median(total).toFixed(1)} ms (range ${Math.min(...total).toFixed(1)}–${Math.max(...total).toFixed(1)}): ${judged}; the import (fetch and compile) ${median(parts.imported).toFixed(1)} ms, then the verifier and its first verification ${median(parts.verified).toFixed(1)} ms (medians)`;
+}).join('\n')}`);
