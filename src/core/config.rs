@@ -677,15 +677,7 @@ impl<'p> From<&'p Policy> for TokenRules<'p> {
 
 impl<'p> From<&'p Policy> for JwtRules<'p> {
     fn from(p: &'p Policy) -> JwtRules<'p> {
-        JwtRules {
-            issuers: &p.issuers,
-            leeway_secs: p.leeway_secs,
-            max_lifetime_secs: p.max_lifetime_secs,
-            require_exp: p.require_exp,
-            claims: &p.token_claims,
-            max_token_bytes: p.max_token_bytes,
-            jwks_cache: &p.jwks_cache,
-        }
+        JwtRules { tokens: p.into(), max_token_bytes: p.max_token_bytes, jwks_cache: &p.jwks_cache }
     }
 }
 

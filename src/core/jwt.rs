@@ -21,19 +21,12 @@ use serde_json::json;
 use std::cell::RefCell;
 use std::sync::Arc;
 
-/// What the JWT step reads of a policy.
+/// What the JWT step reads of a policy: the token rules verification reads, and the token size
+/// limit and JWKS cache rules around them.
 #[derive(Debug, Clone, Copy)]
 pub struct JwtRules<'p> {
-    /// The accepted issuers.
-    pub issuers: &'p [IssuerPolicy],
-    /// Clock skew tolerance for `exp`, `nbf` and `iat`, in seconds.
-    pub leeway_secs: i64,
-    /// Longest accepted `exp - (iat or now)`, if any.
-    pub max_lifetime_secs: Option<i64>,
-    /// Reject tokens without `exp`.
-    pub require_exp: bool,
-    /// The claims a verified token keeps, sorted ([`super::claims::claims_read`]).
-    pub claims: &'p [String],
+    /// The issuers and claim rules ([`PendingToken`] reads them).
+    pub tokens: TokenRules<'p>,
     /// Largest token accepted, in bytes.
     pub max_token_bytes: usize,
     /// The JWKS cache's rules (and the discovery cache's).
@@ -42,7 +35,7 @@ pub struct JwtRules<'p> {
 
 impl<'p> From<JwtRules<'p>> for TokenRules<'p> {
     fn from(r: JwtRules<'p>) -> TokenRules<'p> {
-        TokenRules { issuers: r.issuers, leeway_secs: r.leeway_secs, max_lifetime_secs: r.max_lifetime_secs, require_exp: r.require_exp, claims: r.claims }
+        r.tokens
     }
 }
 
@@ -73,15 +66,14 @@ pub struct JwtPolicy {
 
 impl<'p> From<&'p JwtPolicy> for JwtRules<'p> {
     fn from(p: &'p JwtPolicy) -> JwtRules<'p> {
-        JwtRules {
+        let tokens = TokenRules {
             issuers: &p.issuers,
             leeway_secs: p.leeway_secs,
             max_lifetime_secs: p.max_lifetime_secs,
             require_exp: p.require_exp,
             claims: &p.token_claims,
-            max_token_bytes: p.max_token_bytes,
-            jwks_cache: &p.jwks_cache,
-        }
+        };
+        JwtRules { tokens, max_token_bytes: p.max_token_bytes, jwks_cache: &p.jwks_cache }
     }
 }
 
@@ -201,7 +193,8 @@ impl JwtState {
                 }
             }
             Deferred::PersistDiscovery { issuer } => {
-                let (Some(iss), Some(d)) = (rules.issuers.get(issuer).and_then(|i| i.issuer.as_deref()), self.discovery.borrow().get(issuer).cloned()) else {
+                let (Some(iss), Some(d)) = (rules.tokens.issuers.get(issuer).and_then(|i| i.issuer.as_deref()), self.discovery.borrow().get(issuer).cloned())
+                else {
                     return;
                 };
                 let Ok(text) = serde_json::to_string(&d) else { return };
@@ -249,14 +242,14 @@ impl JwtState {
         log.alg = Some(pending.alg().name());
         log.kid = pending.kid().map(|k| k.chars().take(64).collect());
         let i = pending.issuer_index();
-        let has_uri = policy.issuers[i].jwks_uri.is_some() || policy.issuers[i].discovery;
-        if policy.issuers[i].discovery {
+        let has_uri = policy.tokens.issuers[i].jwks_uri.is_some() || policy.tokens.issuers[i].discovery;
+        if policy.tokens.issuers[i].discovery {
             self.discover(rules, io, i, now, &mut log.jwks_fetches).await;
         }
         let fetched = if has_uri { self.keys_for_request(rules, io, i, now, &mut log.jwks_fetches).await } else { None };
         // The key is borrowed from the policy's inline keys or a shared fetched set, never copied.
         let refetched;
-        let key = match pending.select_key(issuer_keys(policy.issuers, fetched.as_deref(), i)) {
+        let key = match pending.select_key(issuer_keys(policy.tokens.issuers, fetched.as_deref(), i)) {
             Ok(k) => Ok(k),
             // With no fetched keys to look in, "unknown" or "no fitting key" would be a guess.
             Err(AuthError::UnknownKid | AuthError::NoMatchingKey(_)) if has_uri && fetched.is_none() => Err(AuthError::JwksUnavailable),
@@ -264,7 +257,7 @@ impl JwtState {
                 // Second and last look: still unknown is the client's problem.
                 Refetch::Fetched(k) => {
                     refetched = k;
-                    pending.select_key(issuer_keys(policy.issuers, Some(&refetched), i))
+                    pending.select_key(issuer_keys(policy.tokens.issuers, Some(&refetched), i))
                 }
                 Refetch::IssuerDown => Err(AuthError::JwksUnavailable),
                 Refetch::CoolingDown => Err(AuthError::UnknownKid),
@@ -363,7 +356,8 @@ impl JwtState {
         })?;
         let mut purged = 0;
         if report.ok {
-            let fps: Vec<&str> = live.iter().map(String::as_str).chain(rules.issuers[i].inline_keys.keys.iter().map(|k| k.fingerprint.as_str())).collect();
+            let fps: Vec<&str> =
+                live.iter().map(String::as_str).chain(rules.tokens.issuers[i].inline_keys.keys.iter().map(|k| k.fingerprint.as_str())).collect();
             purged = self.tokens.borrow_mut().retain_keys(i, &fps);
         }
         let level = if report.ok { Level::Info } else { Level::Warn };
@@ -373,7 +367,7 @@ impl JwtState {
 
     /// Issuer `i`'s JWKS URL: configured, or discovered and still usable.
     fn jwks_uri(&self, rules: JwtRules<'_>, i: usize, now: i64) -> Option<String> {
-        let iss = rules.issuers.get(i)?;
+        let iss = rules.tokens.issuers.get(i)?;
         if let Some(u) = &iss.jwks_uri {
             return Some(u.clone());
         }
@@ -385,7 +379,7 @@ impl JwtState {
     /// isolate's first use, else fetched (at most once per cooldown) — or the last good one kept
     /// while refetches fail. A fetched document is snapshotted to KV (deferred).
     pub(crate) async fn discover<I: GateIo>(&self, rules: JwtRules<'_>, io: &I, i: usize, now: i64, fetches: &mut u32) {
-        let iss = &rules.issuers[i];
+        let iss = &rules.tokens.issuers[i];
         let Some(issuer) = iss.issuer.as_deref().filter(|_| iss.discovery) else { return };
         let cfg = rules.jwks_cache;
         let want_introspection = iss.introspection.as_ref().is_some_and(|c| c.endpoint.is_none());
