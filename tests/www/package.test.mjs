@@ -22,7 +22,7 @@ import crypto from 'node:crypto';
 import { generateKeyPair, generateSecret, exportJWK, SignJWT, base64url, jwtVerify, EmbeddedJWK, calculateJwkThumbprint, decodeProtectedHeader } from 'jose';
 import * as esbuild from 'esbuild';
 import http from 'node:http';
-import { NODE20, PKG, ROOT, packed } from './packed.mjs';
+import { ARTIFACTS, NODE20, PKG, ROOT, packed } from './packed.mjs';
 
 const ISSUER = 'https://id.example';
 const AUDIENCE = 'api://demo';
@@ -591,9 +591,16 @@ const DPOP_PROBES = {
 
 // Bun and Deno (dev dependencies from the package registry, pinned in package.json): the packed
 // package resolved through its exports from node_modules, every entry point that needs no browser.
+// Deno gets a cache directory of this run's own: Deno 2.9's V8 code cache keys a file in
+// node_modules by its path and modification time, and npm gives every packed file the same time, so
+// a cache left by an earlier build at this path (a file of the same length) runs that build's code
+// (a SyntaxError from a lazily compiled function). The package README tells Deno users the same.
 const OTHER_RUNTIMES = {
-  bun: { bin: path.join(ROOT, 'node_modules', '.bin', 'bun'), args: [], module: ['esm', 'cjs'] },
-  deno: { bin: path.join(ROOT, 'node_modules', '.bin', 'deno'), args: ['run', '--allow-read'], module: ['esm'] },
+  bun: { bin: path.join(ROOT, 'node_modules', '.bin', 'bun'), args: [], module: ['esm', 'cjs'], env: {} },
+  deno: {
+    bin: path.join(ROOT, 'node_modules', '.bin', 'deno'), args: ['run', '--allow-read'], module: ['esm'],
+    env: { DENO_DIR: path.join(ARTIFACTS, '.deno') },
+  },
 };
 const runtimeProbe = (format, fixture) => {
   const load = format === 'esm'
@@ -620,12 +627,12 @@ describe('the packed package in Bun and Deno', () => {
     const { signKey, jwk } = await issuer('ES256');
     fixture = { token: await mint('ES256', signKey, jwk.kid), jwks: { keys: [jwk] }, policy: { issuer: ISSUER, audiences: [AUDIENCE], algorithms: ['ES256'] } };
   });
-  for (const [runtime, { bin, args, module }] of Object.entries(OTHER_RUNTIMES)) {
+  for (const [runtime, { bin, args, module, env }] of Object.entries(OTHER_RUNTIMES)) {
     for (const format of module) {
       test(`${runtime}: ${format === 'esm' ? 'import' : 'require'}`, () => {
         const file = `${runtime}-probe.${format === 'esm' ? 'mjs' : 'cjs'}`;
         fs.writeFileSync(path.join(packed(), file), runtimeProbe(format, fixture));
-        const out = execFileSync(bin, [...args, file], { cwd: packed(), encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+        const out = execFileSync(bin, [...args, file], { cwd: packed(), encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', ...env } });
         assert.deepEqual(JSON.parse(out), {
           sub: 'user-42', tampered: 'bad_signature', decoded: 'user-42', proof: 3, pkce: 'S256',
           verifyOnly: { sub: 'user-42', tampered: 'bad_signature', explained: 'accept' },
