@@ -12,7 +12,10 @@
 //! `createDpopKey` and `dpopProof` are plain JS (`src/web/js/dpop.js`, WebCrypto: the key is a
 //! non-extractable `CryptoKey` that never enters the WebAssembly memory); scripts/pack-web.mjs
 //! bundles them into every entry point. The thumbprint that binds a token to that key is the
-//! Rust core's (`jwkThumbprint`).
+//! Rust core's (`jwkThumbprint`). The entry points also take `decodeUnverified`, `refreshAt`,
+//! `pkcePair`, `randomToken` and `nonce` from plain JS (`src/web/js/decode.js`, a call into
+//! WebAssembly costs more than the decoding): the Rust functions of [`tokens`] stay in the module
+//! as the reference the package's tests compare them with.
 //!
 //! Names are camelCase in JS. Errors are instances of the package's `EdgewardError` class
 //! (`src/web/js/error.js`, a subclass of `Error`) with `code` (a Worker reason code such as

@@ -8,6 +8,9 @@
 //   - the gate's verdicts on the shared fixture (tests/fixtures/agreement.json) from `edgeward` and
 //     from `edgeward/verify` (its own module, built with feature `web-verifier`);
 //   - its error class and guard;
+//   - decodeUnverified, refreshAt, pkcePair, randomToken and nonce: every entry point exports the
+//     plain-JS ones (src/web/js/decode.js), which give what the Rust functions of the same names
+//     give (src/web/tokens.rs, from wasm-bindgen's output in the build directory: the reference);
 //   - DPoP: proofs made by the package (WebCrypto) verified by jose, thumbprints by the gate's Rust
 //     code against jose's and the RFCs', a non-extractable key, in Node 20 and 22; and the package
 //     README's callDpopApi against a stand-in gate that asks for a nonce.
@@ -28,7 +31,7 @@ const ISSUER = 'https://id.example';
 const AUDIENCE = 'api://demo';
 const now = () => Math.floor(Date.now() / 1000);
 
-let ew, verifyOnly, plain;
+let ew, verifyOnly, plain, rust;
 
 before(async () => {
   // The package's Node `import` entry point, as installed from the packed tarball.
@@ -37,6 +40,11 @@ before(async () => {
   verifyOnly = await import(pathToFileURL(path.join(packed(), 'node_modules', 'edgeward', 'verify.node.mjs')).href);
   // edgeward/decode: plain JS.
   plain = await import(pathToFileURL(path.join(packed(), 'node_modules', 'edgeward', 'decode.js')).href);
+  // The reference: the Rust functions, from wasm-bindgen's output for the package (scripts/build-web),
+  // which no entry point exports.
+  const bindgen = path.join(process.env.CARGO_TARGET_DIR ?? path.join(ROOT, 'target'), 'edgeward-web', 'bindgen');
+  rust = await import(pathToFileURL(path.join(bindgen, 'edgeward.js')).href);
+  rust.initSync({ module: fs.readFileSync(path.join(bindgen, 'edgeward_bg.wasm')) });
 });
 
 async function issuer(alg, options = {}) {
@@ -369,7 +377,7 @@ function outcome(fn) {
   }
 }
 
-describe('edgeward/decode (plain JS) gives what the WebAssembly build gives', () => {
+describe('the plain-JS decodeUnverified, refreshAt, pkcePair, randomToken and nonce give what the Rust ones give', () => {
   const b64 = (s) => base64url.encode(typeof s === 'string' ? s : JSON.stringify(s));
   const seg = (h, c, sig = 'c2ln') => `${b64(h)}.${b64(c)}.${sig}`;
   const corpus = async () => {
@@ -395,10 +403,10 @@ describe('edgeward/decode (plain JS) gives what the WebAssembly build gives', ()
   test('decodeUnverified: same parts, same error code, message and status for every token', async () => {
     for (const t of await corpus()) {
       const js = outcome(() => plain.decodeUnverified(t));
-      const wasm = outcome(() => ew.decodeUnverified(t));
-      assert.deepEqual(js, wasm, `token ${t.slice(0, 80)}`);
+      const reference = outcome(() => rust.decodeUnverified(t));
+      assert.deepEqual(js, reference, `token ${t.slice(0, 80)}`);
     }
-    assert.deepEqual(outcome(() => plain.decodeUnverified(42)), outcome(() => ew.decodeUnverified(42)));
+    assert.deepEqual(outcome(() => plain.decodeUnverified(42)), outcome(() => rust.decodeUnverified(42)));
   });
 
   test('refreshAt: same time without jitter, same errors; pkcePair, randomToken and nonce', async () => {
@@ -409,7 +417,7 @@ describe('edgeward/decode (plain JS) gives what the WebAssembly build gives', ()
       [seg({}, { exp: 'soon' }), undefined], [seg({}, { exp: 1, iat: -1 }), { jitter: 0 }], [dated, { skewSecs: -1 }], [dated, { skewSecs: 1.5 }],
       [dated, { jitter: 2 }], [dated, { jitter: NaN }], [dated, 'x'], [t[0], { jitter: 0 }], ['a.b', undefined], [7, undefined],
     ]) {
-      assert.deepEqual(outcome(() => plain.refreshAt(token, options)), outcome(() => ew.refreshAt(token, options)), `${token.slice?.(0, 40)} ${JSON.stringify(options)}`);
+      assert.deepEqual(outcome(() => plain.refreshAt(token, options)), outcome(() => rust.refreshAt(token, options)), `${token.slice?.(0, 40)} ${JSON.stringify(options)}`);
     }
     const jittered = new Set(Array.from({ length: 50 }, () => plain.refreshAt(dated, { skewSecs: 0, jitter: 1 })));
     assert.ok(jittered.size > 10 && [...jittered].every((x) => x >= 1000 && x <= 4600), 'jitter draws within [iat, exp - skew]');
@@ -420,7 +428,31 @@ describe('edgeward/decode (plain JS) gives what the WebAssembly build gives', ()
     }
     assert.deepEqual([plain.randomToken().length, plain.randomToken(1).length, plain.randomToken(1024).length, plain.nonce().length], [43, 2, 1366, 22]);
     assert.notEqual(plain.nonce(), plain.nonce());
-    for (const n of [0, 1025, 1.5, '8']) assert.deepEqual(outcome(() => plain.randomToken(n)), outcome(() => ew.randomToken(n)));
+    for (const n of [0, 1025, 1.5, '8']) assert.deepEqual(outcome(() => plain.randomToken(n)), outcome(() => rust.randomToken(n)));
+    const pair = rust.pkcePair();
+    assert.deepEqual([pair.method, pair.verifier.length, pair.challenge], ['S256', 43, crypto.createHash('sha256').update(pair.verifier).digest('base64url')]);
+    assert.deepEqual([rust.randomToken().length, rust.nonce().length], [43, 22]);
+  });
+
+  test('the whole package\'s entry points export the plain-JS ones, not the module\'s, with their own error class', async () => {
+    const web = await import(pathToFileURL(path.join(packed(), 'node_modules', 'edgeward', 'web.node.mjs')).href);
+    const dir = path.join(packed(), 'node_modules', 'edgeward');
+    const compact = String(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/);
+    assert.ok(fs.readFileSync(path.join(dir, 'decode.js'), 'utf8').includes(compact), 'decode.js checks the shape with COMPACT');
+    for (const file of ['edgeward.js', 'edgeward.node.cjs', 'web.js', 'web.node.mjs', 'web.node.cjs']) {
+      const text = fs.readFileSync(path.join(dir, file), 'utf8');
+      assert.ok(text.includes(compact), `${file} carries decode.js`);
+      for (const f of ['decodeUnverified', 'refreshAt', 'pkcePair', 'randomToken', 'nonce']) assert.ok(!text.includes(`wasm.${f}(`), `${file} calls the module's ${f}`);
+    }
+    for (const [entry, m] of [['edgeward', ew], ['edgeward/web', web]]) {
+      try {
+        m.decodeUnverified('a.b');
+        assert.fail('accepted');
+      } catch (e) {
+        assert.ok(e instanceof m.EdgewardError && m.isEdgewardError(e) && e.code === 'malformed_token', `${entry}: its own EdgewardError`);
+      }
+      assert.equal(m.decodeUnverified(await mint('HS256', new TextEncoder().encode('k'.repeat(32)), 'k')).claims.sub, 'user-42', entry);
+    }
   });
 });
 

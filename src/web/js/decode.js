@@ -1,8 +1,9 @@
 // The package's functions that need none of the edge's decisions, in plain JS (no WebAssembly):
-// `edgeward/decode`. They read a token as strictly as the gate does (canonical base64url, strict
-// UTF-8, duplicate members refused at any depth) and give the same results and error codes as the
-// Rust functions of the same names in src/web/tokens.rs, which the default entry point runs;
-// tests/www/package.test.mjs runs both over one set of tokens and compares them.
+// `edgeward/decode`, and the same functions of `edgeward` and `edgeward/web`. They read a token as
+// strictly as the gate does (canonical base64url, strict UTF-8, duplicate members refused at any
+// depth) and give the same results and error codes as the Rust functions of the same names in
+// src/web/tokens.rs (the reference, which no entry point exports); tests/www/package.test.mjs runs
+// both over one set of tokens and compares them.
 // scripts/pack-web.mjs builds it into decode.js / decode.node.cjs; the types are decode.d.ts.
 
 import { EdgewardError } from './error.js';
