@@ -89,6 +89,37 @@ fn good_fetch_then_fresh_then_background_then_stale_then_missing() {
     }
 }
 
+/// Times later than `now` (a clock that went back, or one JS call's later `nowSecs`): the keys
+/// stay usable but are due for a refresh, and neither the cooldown nor an in-flight mark taken
+/// "in the future" holds back a fetch. Otherwise one call dated a year ahead would keep a rotated
+/// set (a removed key) fresh for a year and refuse the new key's tokens as unknown kids.
+#[test]
+fn times_after_now_neither_keep_keys_fresh_nor_hold_back_a_fetch() {
+    let year = 365 * 86_400;
+    let mut c = fetched_at(NOW + year, 600);
+    assert_eq!(c.freshness(NOW), Freshness::Stale);
+    assert_eq!(kids(c.keys(NOW)), ["a"], "the keys stay usable");
+    assert_eq!(c.plan(NOW, Trigger::Request), FetchPlan::Background);
+    assert_eq!(c.plan(NOW, Trigger::UnknownKid), FetchPlan::Now);
+    // A refresh begun "in the future" is not in flight now.
+    c.begin(NOW + year);
+    assert_eq!(c.plan(NOW, Trigger::UnknownKid), FetchPlan::Now);
+    // The refresh at NOW puts the cache back on the present clock.
+    c.begin(NOW);
+    assert_eq!(c.plan(NOW, Trigger::UnknownKid), FetchPlan::None, "in flight");
+    let r = c.complete(NOW, ok(Some("max-age=600"), doc_b()));
+    assert!(r.ok, "{r:?}");
+    assert_eq!(kids(c.keys(NOW)), ["b"]);
+    assert_eq!((c.freshness(NOW), c.plan(NOW + 1, Trigger::Request)), (Freshness::Fresh, FetchPlan::None));
+    // ... and the cooldown counts from NOW again.
+    assert_eq!(c.plan(NOW + 1, Trigger::UnknownKid), FetchPlan::None);
+    assert_eq!(c.plan(NOW + 30, Trigger::UnknownKid), FetchPlan::Now);
+    // Concurrent calls' clocks a few seconds apart are not "ahead": a fetch completed at NOW + 3
+    // is fresh for a call that read its clock at NOW, and holds the cooldown.
+    let c = fetched_at(NOW + 3, 600);
+    assert_eq!((c.freshness(NOW), c.plan(NOW, Trigger::Request), c.plan(NOW, Trigger::UnknownKid)), (Freshness::Fresh, FetchPlan::None, FetchPlan::None));
+}
+
 #[test]
 fn ttl_from_cache_control_is_clamped() {
     let c = IssuerKeyCache::new(URI, cfg());

@@ -164,13 +164,17 @@ impl IssuerKeyCache {
         &self.jwks_uri
     }
 
-    /// Freshness at `now`.
+    /// Freshness at `now`. Keys fetched well after `now` (a clock that went back, or a caller of
+    /// the JS package that passed a later `nowSecs` to one call: see `ahead`) are stale: usable,
+    /// and due for a refresh, so that no clock given once keeps a key set fresh past its TTL.
     pub fn freshness(&self, now: i64) -> Freshness {
         match &self.fetched {
             None => Freshness::Missing,
             Some(f) => {
                 let age = now - f.fetched_at;
-                if age < f.ttl_secs {
+                if self.ahead(f.fetched_at, now) {
+                    Freshness::Stale
+                } else if age < f.ttl_secs {
                     Freshness::Fresh
                 } else if age < f.ttl_secs + i64::from(self.cfg.max_stale_secs) {
                     Freshness::Stale
@@ -199,15 +203,26 @@ impl IssuerKeyCache {
         !self.last_attempt_ok
     }
 
+    /// Twice the fetch timeout in seconds (at least 1): how long a fetch can take.
+    fn fetch_bound(&self) -> i64 {
+        ((i64::from(self.cfg.fetch_timeout_ms) + 999) / 1000 * 2).max(1)
+    }
+
+    /// Whether `t` lies further after `now` than concurrent calls' clocks differ (a fetch's
+    /// duration): a clock that went back, or one call's later `nowSecs` in the JS package. Such
+    /// a time holds nothing back (see `freshness`).
+    fn ahead(&self, t: i64, now: i64) -> bool {
+        t > now.saturating_add(self.fetch_bound())
+    }
+
     fn in_flight(&self, now: i64) -> bool {
         // A refresh whose completion was never reported (isolate evicted mid-fetch) stops
         // counting after twice the fetch timeout.
-        let bound = (i64::from(self.cfg.fetch_timeout_ms) + 999) / 1000 * 2;
-        self.in_flight_since.is_some_and(|t| now - t < bound.max(1))
+        self.in_flight_since.is_some_and(|t| !self.ahead(t, now) && now - t < self.fetch_bound())
     }
 
     fn cooled_down(&self, now: i64) -> bool {
-        self.last_attempt_at.is_none_or(|t| now - t >= i64::from(self.cfg.unknown_kid_cooldown_secs))
+        self.last_attempt_at.is_none_or(|t| self.ahead(t, now) || now - t >= i64::from(self.cfg.unknown_kid_cooldown_secs))
     }
 
     /// Decides whether to fetch.
@@ -233,7 +248,7 @@ impl IssuerKeyCache {
                     }
                 }
                 Freshness::Stale | Freshness::Fresh => {
-                    let due = self.fetched.as_ref().is_some_and(|f| now - f.fetched_at >= f.ttl_secs * 9 / 10);
+                    let due = self.fetched.as_ref().is_some_and(|f| self.ahead(f.fetched_at, now) || now - f.fetched_at >= f.ttl_secs * 9 / 10);
                     let may = !self.in_flight(now) && (self.last_attempt_ok || self.cooled_down(now));
                     if due && may {
                         FetchPlan::Background
@@ -254,7 +269,8 @@ impl IssuerKeyCache {
     /// Applies a fetch outcome. Bad outcomes keep the last good keys.
     pub fn complete(&mut self, now: i64, outcome: FetchOutcome) -> FetchReport {
         self.in_flight_since = None;
-        self.last_attempt_at = Some(self.last_attempt_at.map_or(now, |t| t.max(now)));
+        // A concurrent call's later start stands; a time far ahead (see `ahead`) does not.
+        self.last_attempt_at = Some(self.last_attempt_at.filter(|&t| !self.ahead(t, now)).map_or(now, |t| t.max(now)));
         let result = match outcome {
             FetchOutcome::Failed(e) => Err((e, Vec::new())),
             FetchOutcome::Response { status, .. } if status != 200 => Err((format!("HTTP status {status}"), Vec::new())),
