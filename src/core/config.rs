@@ -872,7 +872,17 @@ mod tests {
             v["issuers"][0]["jwks_uri"] = serde_json::json!(ok);
             assert!(Policy::from_json(&v.to_string()).is_ok(), "{ok}");
         }
-        for bad in ["http://id.example/jwks", "http://127.0.0.1.evil.example/k", "http://localhost.evil/k", "http://127.0.0.1@id.example/k"] {
+        for bad in [
+            "http://id.example/jwks",
+            "http://127.0.0.1.evil.example/k",
+            "http://localhost.evil/k",
+            "http://127.0.0.1@id.example/k",
+            // fetch reads `\` as `/` (the host is id.example) and drops tabs and newlines.
+            "http://id.example\\@localhost/k",
+            "http://id.example:80\\@127.0.0.1/k",
+            "http://local\thost/k",
+            "http://id.example\n@localhost/k",
+        ] {
             let mut v = base();
             v["issuers"][0]["jwks_uri"] = serde_json::json!(bad);
             assert_eq!(err_field(v.clone()), "issuers[0].jwks_uri", "{bad}");

@@ -273,6 +273,12 @@ pub fn jwks_uri_problem(uri: &str, allow_insecure: bool) -> Option<&'static str>
 
 fn is_loopback_url(uri: &str) -> bool {
     let Some(rest) = uri.strip_prefix("http://") else { return false };
+    // A URL parser of the WHATWG standard (fetch's) reads `\` as `/` and drops tabs and
+    // newlines, so `http://off.box\@localhost/` goes to off.box: no such character in a URL
+    // taken as loopback.
+    if rest.chars().any(|c| c == '\\' || c.is_ascii_whitespace() || c.is_ascii_control()) {
+        return false;
+    }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = if let Some(v6) = host.strip_prefix('[') { v6.split(']').next().unwrap_or("") } else { host.split(':').next().unwrap_or("") };
