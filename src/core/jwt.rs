@@ -13,7 +13,7 @@ use super::error::AuthError;
 use super::io::{Deferred, GateIo, Level};
 use super::jwk::{Jwk, KeySet};
 use super::jwks_cache::{FetchOutcome, FetchPlan, IssuerKeyCache, JwksCacheConfig, JwksSnapshot, Trigger, MAX_JWKS_BYTES};
-use super::log::{fingerprint, DecisionLog};
+use super::log::{fingerprint, url_for_display, DecisionLog};
 use super::token::UnverifiedToken;
 use super::token_cache::{TokenCache, TokenCacheConfig, TokenHash};
 use super::verify::{IssuerPolicy, PendingToken, TokenRules, VerifiedToken};
@@ -236,7 +236,11 @@ impl JwtState {
         log.token_cache = Some("miss");
         let unverified = log.step(io.tracing(), "parse", UnverifiedToken::parse(token, policy.max_token_bytes), |t| {
             let h = t.header();
-            format!("3 canonical segments, strict JSON; alg {}, kid {}", h.alg.name(), h.kid.as_deref().map_or("none".into(), |k| format!("{k:?}")))
+            format!(
+                "3 canonical segments, strict JSON; alg {}, kid {}",
+                h.alg.name(),
+                h.kid.as_deref().map_or("none".into(), |k| format!("{:?}", super::token::echo(k)))
+            )
         })?;
         let pending = log.step(io.tracing(), "issuer", PendingToken::new(unverified, policy), |p| format!("iss accepted; alg {} allowed", p.alg().name()))?;
         log.alg = Some(pending.alg().name());
@@ -361,7 +365,7 @@ impl JwtState {
             purged = self.tokens.borrow_mut().retain_keys(i, &fps);
         }
         let level = if report.ok { Level::Info } else { Level::Warn };
-        io.log(level, &json!({"event": "jwks_fetch", "jwks_uri": uri, "report": report, "purged_tokens": purged}));
+        io.log(level, &json!({"event": "jwks_fetch", "jwks_uri": url_for_display(uri), "report": report, "purged_tokens": purged}));
         snap
     }
 
@@ -475,7 +479,7 @@ impl JwtState {
             .ok()
             .and_then(|t| super::json::from_text::<JwksSnapshot>(t).ok())
             .and_then(|snap| self.with_jwks(i, |s| s.cache.restore(&snap, now)));
-        io.log(Level::Info, &json!({"event": "jwks_snapshot_restore", "jwks_uri": uri, "taken": taken.unwrap_or(false)}));
+        io.log(Level::Info, &json!({"event": "jwks_snapshot_restore", "jwks_uri": url_for_display(uri), "taken": taken.unwrap_or(false)}));
     }
 
     async fn persist<I: GateIo>(&self, io: &I, uri: &str, snap: &JwksSnapshot) {

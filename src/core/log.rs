@@ -16,6 +16,20 @@ pub fn fingerprint_of_digest(sha256: &[u8; 32]) -> String {
     format!("sha256:{}", hex::encode(&sha256[..8]))
 }
 
+/// A URL as logs and `explain` show it: credentials in its userinfo and its query (where a key
+/// URL may carry an API key) replaced by `…`, the fragment dropped. What stays names the host
+/// and path an operator needs to find the fetch.
+pub fn url_for_display(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = authority.rsplit_once('@').map_or(authority.to_string(), |(_, host)| format!("…@{host}"));
+    let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
+    let query = if tail[path_end..].starts_with('?') { "?…" } else { "" };
+    let sep = if scheme.is_empty() { "" } else { "://" };
+    format!("{scheme}{sep}{authority}{}{query}", &tail[..path_end])
+}
+
 /// The number 16 lowercase hex digits spell (a [`fingerprint`]'s digits, or a bucket key's), if
 /// `hex` is exactly that.
 pub(crate) fn hex64(hex: &str) -> Option<u64> {
@@ -173,5 +187,25 @@ impl DecisionLog<'_> {
             self.trace.get_or_insert_with(Vec::new).push(Step { name, outcome });
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_for_display;
+
+    #[test]
+    fn url_for_display_hides_userinfo_and_query() {
+        for (url, shown) in [
+            ("https://id.example/.well-known/jwks.json", "https://id.example/.well-known/jwks.json"),
+            ("https://user:hunter2@id.example:8443/k?api_key=SEKRIT#f", "https://…@id.example:8443/k?…"),
+            ("http://127.0.0.1:9/jwks?x=1", "http://127.0.0.1:9/jwks?…"),
+            ("https://id.example?k=v", "https://id.example?…"),
+            ("https://a@b@id.example/", "https://…@id.example/"),
+            ("https://id.example/p#frag", "https://id.example/p"),
+            ("no scheme?q", "no scheme?…"),
+        ] {
+            assert_eq!(url_for_display(url), shown, "{url}");
+        }
     }
 }

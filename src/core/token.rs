@@ -30,7 +30,7 @@ pub struct UnverifiedToken<'t> {
 /// Longest `alg` or `kid` echoed into errors and logs.
 const ECHO_MAX: usize = 64;
 
-fn echo(s: &str) -> String {
+pub(crate) fn echo(s: &str) -> String {
     s.chars().take(ECHO_MAX).filter(|c| (' '..='~').contains(c)).collect()
 }
 

@@ -37,7 +37,7 @@ extern "C" {
     #[wasm_bindgen(js_name = subtleVerify)]
     fn subtle_verify(keys: &Map, id: &str, alg: &str, jwk: Option<String>, signature: &[u8], input: &[u8]) -> Promise;
     #[wasm_bindgen(js_name = fetchJwks)]
-    fn fetch_jwks(fetch: &JsValue, uri: &str, timeout_ms: u32, max_bytes: u32) -> Promise;
+    fn fetch_jwks(inflight: &Map, fetch: &JsValue, uri: &str, timeout_ms: u32, max_bytes: u32) -> Promise;
 }
 
 /// What a verifier keeps between calls.
@@ -47,6 +47,8 @@ struct Shared {
     keys: Map,
     /// The `fetch` for `jwksUri` (undefined with inline keys).
     fetch: JsValue,
+    /// JWKS fetches under way by URL (subtle.js shares one among the calls that need it).
+    inflight: Map,
 }
 
 /// The I/O of one call.
@@ -78,7 +80,7 @@ impl GateIo for WebIo {
         self.trace
     }
     async fn fetch_jwks(&self, uri: &str, timeout_ms: u32) -> FetchOutcome {
-        let Ok(got) = JsFuture::from(fetch_jwks(&self.shared.fetch, uri, timeout_ms, MAX_JWKS_BYTES as u32)).await else {
+        let Ok(got) = JsFuture::from(fetch_jwks(&self.shared.inflight, &self.shared.fetch, uri, timeout_ms, MAX_JWKS_BYTES as u32)).await else {
             return FetchOutcome::Failed("fetch failed".into());
         };
         let field = |name: &str| Reflect::get(&got, &name.into()).ok().filter(|v| !v.is_undefined() && !v.is_null());
@@ -226,7 +228,7 @@ impl Verifier {
 pub fn create_verifier(policy: JsValue, keys: JsValue) -> Result<Verifier, JsValue> {
     let run = || {
         let (keys, fetch) = source(&keys)?;
-        Ok::<_, WebError>(Verifier { shared: Rc::new(Shared { verifier: jwt_verifier(&policy, keys)?, keys: Map::new(), fetch }) })
+        Ok::<_, WebError>(Verifier { shared: Rc::new(Shared { verifier: jwt_verifier(&policy, keys)?, keys: Map::new(), fetch, inflight: Map::new() }) })
     };
     run().map_err(js_error)
 }
@@ -262,5 +264,5 @@ pub fn explain(token: JsValue, jwks: JsValue, policy: JsValue, options: JsValue)
 
 fn one_shot(jwks: &JsValue, policy: &JsValue) -> Result<Verifier, WebError> {
     let verifier = jwt_verifier(policy, Keys::Jwks(json_arg(jwks, "jwks")?))?;
-    Ok(Verifier { shared: Rc::new(Shared { verifier, keys: Map::new(), fetch: JsValue::UNDEFINED }) })
+    Ok(Verifier { shared: Rc::new(Shared { verifier, keys: Map::new(), fetch: JsValue::UNDEFINED, inflight: Map::new() }) })
 }

@@ -164,7 +164,7 @@ fn policy_detail(policy: &JwtPolicy) -> String {
     policy.issuers.first().map_or(String::new(), |i| {
         let algs: Vec<&str> = i.algorithms.iter().map(|a| a.name()).collect();
         let keys = match &i.jwks_uri {
-            Some(uri) => format!("keys from {uri}"),
+            Some(uri) => format!("keys from {}", crate::core::log::url_for_display(uri)),
             None => format!("{} key(s)", i.inline_keys.keys.len()),
         };
         format!(

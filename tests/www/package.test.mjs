@@ -396,6 +396,9 @@ describe('the plain-JS decodeUnverified, refreshAt, pkcePair, randomToken and no
       seg({}, '{"a":1} x'), seg({}, '{"a":01}'), `${b64({})}.${base64url.encode(Buffer.from([0x7b, 0xff, 0x7d]))}.`, seg({}, '\ufeff{}'),
       seg({}, `{"${'n'.repeat(100)}":1,"${'n'.repeat(100)}":2}`), seg({}, '{"a":"x:y","a":"z"}'), seg({}, '{"a:b":1,"a:b":2}'),
       seg({}, '{"u":"\\u003a","u":1}'), seg({}, '{"u":"https://x","v":{"w:":"::"}}'), seg({}, '{"a":{"b":"c:d"},"e":[{"b":1,"b":"f:g"}]}'), seg({}, ' { "a" : [ ] , "b" : { } } '), 'x'.repeat((1 << 20) + 1),
+      // Nesting: the gate's parser reads 127 levels of arrays and objects, no more.
+      ...[126, 127, 3000].map((d) => seg({}, `{"a":${'['.repeat(d)}${']'.repeat(d)}}`)), seg(`{"alg":"none","x":${'{"y":'.repeat(126)}1${'}'.repeat(126)}}`, {}),
+      seg(`{"alg":"none","x":${'{"y":'.repeat(127)}1${'}'.repeat(127)}}`, {}),
     );
     return tokens;
   };
@@ -541,6 +544,86 @@ describe('createVerifier: one policy, keys imported once, a remote JWK Set cache
     } finally {
       await srv.close();
     }
+  });
+
+  test('jwksUri: a redirect is not followed; a call dated ahead does not keep the cache fresh', async () => {
+    const srv = await jwksServer();
+    const redirector = http.createServer((req, res) => res.writeHead(302, { location: srv.uri }).end());
+    await new Promise((resolve) => redirector.listen(0, '127.0.0.1', resolve));
+    try {
+      const k1 = await issuer('ES256');
+      const k2 = await issuer('ES256');
+      k2.jwk.kid = 'k-2';
+      srv.doc = { keys: [k1.jwk] };
+      const t0 = now();
+      const token1 = await mint('ES256', k1.signKey, k1.jwk.kid, {}, t0 + 100_000);
+      const token2 = await mint('ES256', k2.signKey, 'k-2', {}, t0 + 100_000);
+      const at = (secs) => ({ nowSecs: t0 + secs });
+
+      const redirected = ew.createVerifier({ issuer: ISSUER, algorithms: ['ES256'] }, { jwksUri: `http://127.0.0.1:${redirector.address().port}/jwks.json` });
+      assert.equal(await codeOf(() => redirected.verify(token1, at(0))), 'jwks_unavailable', 'a 302 is a failed fetch');
+      assert.equal(srv.hits, 0, 'the redirect target was not fetched');
+      redirected.free();
+
+      const v = ew.createVerifier({ issuer: ISSUER, algorithms: ['ES256'], maxLifetimeSecs: null }, { jwksUri: srv.uri });
+      assert.equal((await v.verify(token1, at(0))).sub, 'user-42');
+      // One call a year ahead fetches and stamps the cache with its clock...
+      assert.equal((await v.explain(token1, at(365 * 86_400))).code, 'expired');
+      assert.equal(srv.hits, 2);
+      // ... then the issuer rotates k1 out. At the present clock the keys stamped a year ahead
+      // are stale: the next call is answered from them (k-2 unknown yet) and refreshes them in the
+      // background, after which the new key verifies and the removed one is refused.
+      srv.doc = { keys: [k2.jwk] };
+      assert.equal(await codeOf(() => v.verify(token2, at(10))), 'unknown_kid');
+      // Polled until the refresh has been applied (explain fetches nothing within the cooldown).
+      for (let i = 0; i < 500 && (await v.explain(token2, at(12))).verdict !== 'accept'; i++) await new Promise((resolve) => setImmediate(resolve));
+      assert.equal((await v.verify(token2, at(12))).sub, 'user-42');
+      assert.equal(srv.hits, 3, 'one background refresh');
+      assert.equal(await codeOf(() => v.verify(token1, at(13))), 'unknown_kid');
+      assert.equal(srv.hits, 3, 'the cooldown counts from the present fetch');
+      v.free();
+    } finally {
+      redirector.close();
+      redirector.closeAllConnections();
+      await srv.close();
+    }
+  });
+
+  test('jwksUri: a burst on a cold cache sends one fetch; a fetch that ignores its abort signal still times out', async () => {
+    const srv = await jwksServer();
+    try {
+      const k1 = await issuer('ES256');
+      srv.doc = { keys: [k1.jwk] };
+      const v = ew.createVerifier({ issuer: ISSUER, algorithms: ['ES256'] }, { jwksUri: srv.uri });
+      const tokens = await Promise.all(Array.from({ length: 50 }, (_, n) => mint('ES256', k1.signKey, k1.jwk.kid, { n })));
+      const subs = await Promise.all(tokens.map((t) => v.verify(t).then((c) => c.n)));
+      assert.deepEqual(subs, tokens.map((_, n) => n));
+      assert.equal(srv.hits, 1, 'one fetch for the burst');
+      v.free();
+    } finally {
+      await srv.close();
+    }
+    // A fetch that never settles and ignores the signal: the verifier answers at its 5 s timeout.
+    const k2 = await issuer('ES256');
+    const stuck = ew.createVerifier({ issuer: ISSUER, algorithms: ['ES256'] }, { jwksUri: 'https://id.example/jwks', fetch: () => new Promise(() => {}) });
+    const token = await mint('ES256', k2.signKey, k2.jwk.kid);
+    const t0 = performance.now();
+    assert.equal(await codeOf(() => stuck.verify(token)), 'jwks_unavailable');
+    const took = performance.now() - t0;
+    assert.ok(took >= 4900 && took < 9000, `answered after ${took} ms`);
+    stuck.free();
+  });
+
+  test('explain shows no credentials of the jwksUri and no more than 64 characters of a kid', async () => {
+    const k1 = await issuer('ES256');
+    const v = ew.createVerifier({ issuer: ISSUER, algorithms: ['ES256'] }, { jwksUri: 'http://user:hunter2@127.0.0.1:9/jwks.json?api_key=SEKRIT', fetch: async () => { throw new Error('offline'); } });
+    const report = await v.explain(await mint('ES256', k1.signKey, 'k'.repeat(5000)));
+    const text = JSON.stringify(report);
+    assert.ok(!text.includes('hunter2') && !text.includes('SEKRIT'), text.slice(0, 400));
+    assert.match(report.steps.find((s) => s.step === 'policy').detail, /keys from http:\/\/…@127\.0\.0\.1:9\/jwks\.json\?…/);
+    const parse = report.steps.find((s) => s.step === 'parse').detail;
+    assert.ok(parse.includes(`"${'k'.repeat(64)}"`) && !parse.includes('k'.repeat(65)), parse.slice(0, 200));
+    v.free();
   });
 
   test('jwksUri with a fetch of our own', async () => {

@@ -69,24 +69,29 @@ function colons(text) {
   return n;
 }
 
+/** Deepest nesting of arrays and objects the gate's parser reads (serde_json's limit). */
+const MAX_DEPTH = 127;
+
 /**
  * What a parsed value holds that the gate's strict parser refuses: a number JSON text cannot carry
- * (1e999 parses to Infinity here) or a string with a lone surrogate (only from an escape, the UTF-8
- * having been decoded strictly: looked for when `escapes`, the text has a backslash). Adds to
- * `count.n` one per member and one per colon in its names and strings.
+ * (1e999 parses to Infinity here), a string with a lone surrogate (only from an escape, the UTF-8
+ * having been decoded strictly: looked for when `escapes`, the text has a backslash), or arrays
+ * and objects nested deeper than MAX_DEPTH (`depth`: the value's own). Adds to `count.n` one per
+ * member and one per colon in its names and strings.
  */
-function refused(v, count, escapes) {
+function refused(v, count, escapes, depth) {
   if (typeof v === 'number') return !Number.isFinite(v);
   if (typeof v === 'string') {
     if (v.includes(':')) count.n += colons(v);
     return escapes && !v.isWellFormed();
   }
   if (typeof v !== 'object' || v === null) return false;
-  if (Array.isArray(v)) return v.some((x) => refused(x, count, escapes));
+  if (depth > MAX_DEPTH) return true;
+  if (Array.isArray(v)) return v.some((x) => refused(x, count, escapes, depth + 1));
   for (const k in v) {
     count.n++;
     if (k.includes(':')) count.n += colons(k);
-    if ((escapes && !k.isWellFormed()) || refused(v[k], count, escapes)) return true;
+    if ((escapes && !k.isWellFormed()) || refused(v[k], count, escapes, depth + 1)) return true;
   }
   return false;
 }
@@ -127,7 +132,7 @@ function strictObject(text, claims) {
   const count = { n: 0 };
   // Lone surrogates come only from escapes: strictly decoded UTF-8 has none.
   const escapes = text.includes('\\');
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || refused(value, count, escapes)) throw notObject();
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || refused(value, count, escapes, 1)) throw notObject();
   if (escapes || colons(text) !== count.n) {
     const name = duplicate(text);
     if (name !== undefined) throw tokenError('duplicate_member', `duplicate member "${[...name].slice(0, 64).join('')}"`);

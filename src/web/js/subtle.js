@@ -64,14 +64,41 @@ export function subtleVerify(keys, id, alg, jwkText, signature, input) {
 
 /**
  * GETs a JWK Set with `fetchFn` within `timeoutMs`, reading at most `maxBytes` of its body:
- * `{status, cacheControl, body}`, or `{error}` for a network error, a timeout or a larger body.
- * Never rejects. The core reads the status and `Cache-Control` by its own rules.
+ * `{status, cacheControl, body}`, or `{error}` for a network error, a timeout, a larger body or a
+ * body that is not UTF-8. Never rejects. A redirect is not followed (its 3xx status is the
+ * answer). The core reads the status and `Cache-Control` by its own rules. One fetch per URL at a
+ * time: calls while one is under way (`inflight`, the verifier's, by URL) share its answer, so a
+ * burst of verifications on a cold cache sends one request.
  */
-export async function fetchJwks(fetchFn, uri, timeoutMs, maxBytes) {
+export function fetchJwks(inflight, fetchFn, uri, timeoutMs, maxBytes) {
+  let pending = inflight.get(uri);
+  if (pending === undefined) {
+    pending = fetchWithin(fetchFn, uri, timeoutMs, maxBytes).finally(() => inflight.delete(uri));
+    inflight.set(uri, pending);
+  }
+  return pending;
+}
+
+/** `readJwks`, answered by the timeout even when `fetchFn` ignores its abort signal. */
+async function fetchWithin(fetchFn, uri, timeoutMs, maxBytes) {
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  let timer;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(() => {
+      abort.abort();
+      resolve({ error: `no answer within ${timeoutMs} ms` });
+    }, timeoutMs);
+  });
   try {
-    const res = await fetchFn(uri, { headers: { accept: 'application/json' }, signal: abort.signal, redirect: 'follow' });
+    return await Promise.race([readJwks(fetchFn, uri, abort, timeoutMs, maxBytes), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readJwks(fetchFn, uri, abort, timeoutMs, maxBytes) {
+  try {
+    const res = await fetchFn(uri, { headers: { accept: 'application/json' }, signal: abort.signal, redirect: 'manual' });
     const tooLarge = { error: `JWKS larger than ${maxBytes} bytes` };
     if (Number(res.headers.get('content-length')) > maxBytes) {
       abort.abort();
@@ -98,14 +125,19 @@ export async function fetchJwks(fetchFn, uri, timeoutMs, maxBytes) {
         all.set(c, at);
         at += c.length;
       }
-      body = new TextDecoder().decode(all);
+      try {
+        body = strictUtf8.decode(all);
+      } catch {
+        return { error: 'JWKS is not UTF-8' };
+      }
     } else {
       body = await res.text();
+      if (body.length > maxBytes) return tooLarge;
     }
     return { status: res.status, cacheControl: res.headers.get('cache-control'), body };
   } catch (e) {
     return { error: abort.signal.aborted ? `no answer within ${timeoutMs} ms` : String((e && e.message) || e) };
-  } finally {
-    clearTimeout(timer);
   }
 }
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
