@@ -589,6 +589,7 @@ export async function startJwksServer({ keys = [] } = {}) {
   let jwks = { keys: [...keys] };
   let count = 0;
   let metadataCount = 0;
+  let redirectCount = 0;
   let metadataIssuer = null;
   let metadataExtra = {};
   const fetchTimes = [];
@@ -601,6 +602,13 @@ export async function startJwksServer({ keys = [] } = {}) {
       const body = JSON.stringify(jwks);
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600', 'content-length': Buffer.byteLength(body) });
       res.end(body);
+      return;
+    }
+    if (req.method === 'GET' && url.pathname === '/redirect.json') {
+      // A key URL that redirects to the real one (which the gate must not follow).
+      redirectCount += 1;
+      res.writeHead(302, { location: `http://${HOST}:${srv.port}/jwks.json`, 'content-length': 0 });
+      res.end();
       return;
     }
     if (req.method === 'GET' && url.pathname === '/.well-known/openid-configuration') {
@@ -619,6 +627,10 @@ export async function startJwksServer({ keys = [] } = {}) {
     /** Metadata documents served. */
     get metadataCount() {
       return metadataCount;
+    },
+    /** Redirects served by /redirect.json (to /jwks.json). */
+    get redirectCount() {
+      return redirectCount;
     },
     /** Makes the metadata name another issuer (a mix-up), or its own again (`null`). */
     setMetadataIssuer(issuer) {

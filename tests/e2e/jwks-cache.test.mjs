@@ -12,13 +12,18 @@ const PAST_COOLDOWN_MS = COOLDOWN_MS + 400;
 // How long an unknown kid may have to wait for the refetch: the cooldown, one more second because
 // the Worker counts it in whole seconds, and room for a slow machine.
 const REFETCH_DEADLINE_MS = COOLDOWN_MS + 4000;
+const REDIRECTED_ISSUER = 'https://redirected.example';
 
 describe('JWKS cache: rotation, garbage kids, issuer outage', { timeout: 240_000 }, () => {
   // Only k1 is published at first; k2 comes with the rotation, garbage never.
   const stack = h.useStack({
     label: 'jwks-cache',
     keys: [{ alg: 'RS256', kid: 'k1-rsa' }, { alg: 'ES256', kid: 'k2-ec-rotated', publish: false }, { alg: 'EdDSA', kid: 'garbage-base', publish: false }],
-    config: { jwksCache: { unknown_kid_cooldown_secs: COOLDOWN_SECS } },
+    config: (s) => ({
+      jwksCache: { unknown_kid_cooldown_secs: COOLDOWN_SECS },
+      // An issuer whose key URL redirects to the JWKS server's real one.
+      extraIssuers: [{ issuer: REDIRECTED_ISSUER, audiences: [h.AUDIENCE], jwks_uri: `${s.jwks.issuer}/redirect.json`, algorithms: ['RS256'] }],
+    }),
   });
   let jwks;
   let worker;
@@ -101,6 +106,14 @@ describe('JWKS cache: rotation, garbage kids, issuer outage', { timeout: 240_000
     // Valid cached keys are unaffected by the garbage.
     const res = await get(await h.mintToken(k2, { issuer: jwks.issuer }));
     assert.equal(res.status, 200);
+  });
+
+  it('a key URL that redirects: the redirect is not followed (503 jwks_unavailable), the target never fetched', async () => {
+    const before = jwks.count;
+    const res = await get(await h.mintToken(k1, { issuer: REDIRECTED_ISSUER }));
+    h.assertError(res, { status: 503, code: 'jwks_unavailable', context: 'a 302 from the key URL' });
+    assert.ok(jwks.redirectCount >= 1, 'the gate asked the key URL');
+    assert.equal(jwks.count, before, 'the redirect target was not fetched');
   });
 
   it('issuer outage: cached keys keep working, an unknown kid → 503 jwks_unavailable', async () => {

@@ -277,12 +277,20 @@ pub(crate) fn post_request(url: &str, body: &str) -> Result<Request, IoError> {
     web_sys::Request::new_with_str_and_init(url, &init).map(Request::from).map_err(|e| IoError::Failed(format!("bad request: {e:?}")))
 }
 
-/// GET the JWKS with a timeout; only a 200 is read, as a stream, never past the cap (counted
-/// after decompression).
+/// GET the JWKS (or the discovery document) with a timeout; only a 200 is read, as a stream,
+/// never past the cap (counted after decompression). A redirect is not followed: its 3xx is the
+/// answer, a failed fetch (the configuration's https-or-loopback rule holds for the URL fetched,
+/// not only for the one configured).
 async fn http_fetch(uri: &str, timeout_ms: u32) -> FetchOutcome {
-    let req = match Request::new(uri, worker::Method::Get) {
-        Ok(r) => r,
-        Err(e) => return FetchOutcome::Failed(format!("bad jwks_uri: {e}")),
+    let req = {
+        use worker::web_sys;
+        let init = web_sys::RequestInit::new();
+        init.set_method("GET");
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+        match web_sys::Request::new_with_str_and_init(uri, &init) {
+            Ok(r) => Request::from(r),
+            Err(e) => return FetchOutcome::Failed(format!("bad jwks_uri: {e:?}")),
+        }
     };
     let fetch = async {
         let resp = worker::Fetch::Request(req).send().await.map_err(|e| e.to_string())?;
