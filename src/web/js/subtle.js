@@ -5,6 +5,8 @@
 // wasm-bindgen bundles this module with the glue.
 
 const HASH = { 256: 'SHA-256', 384: 'SHA-384', 512: 'SHA-512' };
+/** Most `CryptoKey`s a verifier keeps imported (a key set holds a few; rotations add more). */
+const MAX_IMPORTED = 64;
 const CURVE = { 256: 'P-256', 384: 'P-384', 512: 'P-521' };
 
 /** [importKey algorithm, verify algorithm] for a JWS `alg` the core has already allowed. */
@@ -50,6 +52,9 @@ export function subtleVerify(keys, id, alg, jwkText, signature, input) {
     }
     entry = { pending: crypto.subtle.importKey('jwk', jwk, importAlg, false, ['verify']), key: null, verifyAlg };
     entry.pending.then((key) => { entry.key = key; }, () => keys.delete(id));
+    // Bounded: a long-lived verifier sees its issuer's keys rotate; past MAX_IMPORTED keys the
+    // cache starts again (the keys in use are imported again on their next use).
+    if (keys.size >= MAX_IMPORTED) keys.clear();
     keys.set(id, entry);
   }
   if (entry.key !== null) {
