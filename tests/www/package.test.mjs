@@ -614,6 +614,19 @@ describe('createVerifier: one policy, keys imported once, a remote JWK Set cache
     stuck.free();
   });
 
+  test('a verifier past 64 imported keys imports again what it dropped', async () => {
+    const keys = await Promise.all(Array.from({ length: 66 }, async (_, i) => {
+      const k = await issuer('ES256');
+      k.jwk.kid = `k-${i}`;
+      return k;
+    }));
+    const v = ew.createVerifier({ issuer: ISSUER, algorithms: ['ES256'] }, { jwks: { keys: keys.map((k) => k.jwk) } });
+    for (const k of [...keys, keys[0], keys[65]]) assert.equal((await v.verify(await mint('ES256', k.signKey, k.jwk.kid))).sub, 'user-42', k.jwk.kid);
+    const forged = await mint('ES256', keys[1].signKey, 'k-0');
+    assert.equal(await codeOf(() => v.verify(forged)), 'bad_signature', 'a re-imported key is the right one');
+    v.free();
+  });
+
   test('explain shows no credentials of the jwksUri and no more than 64 characters of a kid', async () => {
     const k1 = await issuer('ES256');
     const v = ew.createVerifier({ issuer: ISSUER, algorithms: ['ES256'] }, { jwksUri: 'http://user:hunter2@127.0.0.1:9/jwks.json?api_key=SEKRIT', fetch: async () => { throw new Error('offline'); } });
