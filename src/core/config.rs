@@ -143,9 +143,16 @@ struct TokenSection {
     require_exp: bool,
 }
 
-/// `leeway_secs` and `max_lifetime_secs` as the policy holds them.
-fn lifetimes(leeway_secs: u32, max_lifetime_secs: Option<u64>) -> (i64, Option<i64>) {
-    (i64::from(leeway_secs), max_lifetime_secs.map(|v| v.min(i64::MAX as u64) as i64))
+/// Largest `leeway_secs`: clock skew is seconds to minutes; an hour already lets a token live an
+/// hour past its `exp`, and more would switch expiry off.
+pub const MAX_LEEWAY_SECS: u32 = 3600;
+
+/// `leeway_secs` (at most [`MAX_LEEWAY_SECS`]) and `max_lifetime_secs` as the policy holds them.
+fn lifetimes(leeway_secs: u32, max_lifetime_secs: Option<u64>) -> Result<(i64, Option<i64>), ConfigError> {
+    if leeway_secs > MAX_LEEWAY_SECS {
+        return Err(ConfigError::new("leeway_secs", format!("at most {MAX_LEEWAY_SECS} (seconds of clock skew)")));
+    }
+    Ok((i64::from(leeway_secs), max_lifetime_secs.map(|v| v.min(i64::MAX as u64) as i64)))
 }
 
 /// One section of a configuration document on its own (the JS package's cookie policy is the
@@ -492,7 +499,7 @@ impl EdgewardConfig {
         let t = serde_json::from_value::<TokenSection>(doc.clone()).map_err(|e| locate(doc, &e, TOKEN_LEVEL, &["issuers"]))?;
         let (issuers, warnings) = IssuerPolicy::validate_all(t.issuers)?;
         let forward_claims = validate_forward_claims(d_forward_claims())?;
-        let (leeway_secs, max_lifetime_secs) = lifetimes(t.leeway_secs, t.max_lifetime_secs);
+        let (leeway_secs, max_lifetime_secs) = lifetimes(t.leeway_secs, t.max_lifetime_secs)?;
         Ok(JwtPolicy {
             issuers,
             leeway_secs,
@@ -624,7 +631,7 @@ impl EdgewardConfig {
         self.jwks_cache.validate()?;
         let token_claims =
             super::claims::claims_read(&forward_claims, rate_limits.claims_read().into_iter().chain(super::usage::CLAIMS_READ.map(String::from)));
-        let (leeway_secs, max_lifetime_secs) = lifetimes(self.leeway_secs, self.max_lifetime_secs);
+        let (leeway_secs, max_lifetime_secs) = lifetimes(self.leeway_secs, self.max_lifetime_secs)?;
         Ok(Policy {
             issuers,
             leeway_secs,
@@ -773,6 +780,14 @@ mod tests {
         }
         let bad = |doc: serde_json::Value| EdgewardConfig::tokens_only(&doc).unwrap_err().field;
         assert_eq!(bad(serde_json::json!({"issuers": [issuer], "leeway_secs": -1})), "leeway_secs");
+        // An hour of leeway at most, alone and in a whole document (4294967295 let `exp: 1` through).
+        assert_eq!(bad(serde_json::json!({"issuers": [issuer], "leeway_secs": 3601})), "leeway_secs");
+        assert_eq!(bad(serde_json::json!({"issuers": [issuer], "leeway_secs": 4_294_967_295u32})), "leeway_secs");
+        assert_eq!(EdgewardConfig::tokens_only(&serde_json::json!({"issuers": [issuer], "leeway_secs": 3600})).unwrap().leeway_secs, 3600);
+        let mut whole = serde_json::json!({"issuers": [issuer], "origin": "https://origin.example", "leeway_secs": 3601});
+        assert_eq!(err_field(whole.clone()), "leeway_secs");
+        whole["leeway_secs"] = 3600.into();
+        assert!(Policy::from_json(&whole.to_string()).is_ok());
         assert_eq!(bad(serde_json::json!({"issuers": [issuer], "require_exp": "yes"})), "require_exp");
         assert_eq!(bad(serde_json::json!({"issuers": [issuer], "origin": "https://o.example"})), "origin", "a member of a whole document is unknown here");
         assert_eq!(bad(serde_json::json!({"leeway_secs": 5})), "issuers");

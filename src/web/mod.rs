@@ -75,7 +75,7 @@ export interface VerifyPolicy {
   audiences?: string[];
   /** Allowed `alg`s (HS* and asymmetric cannot be mixed). */
   algorithms: Algorithm[];
-  /** Clock skew for `exp`, `nbf`, `iat`. Default 60. */
+  /** Clock skew for `exp`, `nbf`, `iat`, in seconds: at most 3600. Default 60. */
   leewaySecs?: number;
   /** Longest `exp − (iat or now)`; `null` = unlimited. Default 86400. */
   maxLifetimeSecs?: number | null;

@@ -221,6 +221,19 @@ describe('DPoP: createDpopKey, dpopProof, jwkThumbprint', () => {
     assert.equal(decodeProtectedHeader(bare).jwk.x, protectedHeader.jwk.x);
   });
 
+  test('dpopProof: a relative URL resolves against the document\'s base URL, as fetch resolves it', async () => {
+    const keyPair = await ew.createDpopKey();
+    try {
+      globalThis.location = { href: 'https://app.example/page/x?q=1' };
+      assert.equal((await checkProof(await ew.dpopProof(keyPair, { method: 'GET', url: 'api/y' }))).payload.htu, 'https://app.example/page/api/y', 'a worker: its location');
+      globalThis.document = { baseURI: 'https://app.example/base/' };
+      assert.equal((await checkProof(await ew.dpopProof(keyPair, { method: 'GET', url: 'api/y?z' }))).payload.htu, 'https://app.example/base/api/y', 'a page: its base URL');
+    } finally {
+      delete globalThis.document;
+      delete globalThis.location;
+    }
+  });
+
   test('dpopProof: any ECDSA P-256 key pair that may sign (an extractable one from jose too)', async () => {
     const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
     const proof = await ew.dpopProof({ privateKey, publicKey }, { method: 'DELETE', url: 'http://127.0.0.1:8787/api/x' });

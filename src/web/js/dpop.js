@@ -52,11 +52,15 @@ export async function createDpopKey() {
   }
 }
 
-/** The proof's `htu`: the absolute URL without query and fragment (relative to the page's). */
+/**
+ * The proof's `htu`: the absolute URL without query and fragment. A relative URL resolves as
+ * `fetch` resolves it: against the document's base URL in a page (a `<base>` element moves it),
+ * the script's location in a worker.
+ */
 function htuOf(url) {
   let u;
   try {
-    u = new URL(String(url), globalThis.location?.href);
+    u = new URL(String(url), globalThis.document?.baseURI ?? globalThis.location?.href);
   } catch {
     throw invalid('url must be an absolute URL (or, in a page, one relative to it)');
   }
