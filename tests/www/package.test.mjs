@@ -455,11 +455,30 @@ describe('the plain-JS decodeUnverified, refreshAt, pkcePair, randomToken and no
     const dir = path.join(packed(), 'node_modules', 'edgeward');
     const compact = String(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/);
     assert.ok(fs.readFileSync(path.join(dir, 'decode.js'), 'utf8').includes(compact), 'decode.js checks the shape with COMPACT');
-    for (const file of ['edgeward.js', 'edgeward.node.cjs', 'web.js', 'web.node.mjs', 'web.node.cjs']) {
+    for (const file of ['edgeward.module.js', 'edgeward.node.cjs', 'web.js', 'web.node.mjs', 'web.node.cjs']) {
       const text = fs.readFileSync(path.join(dir, file), 'utf8');
-      assert.ok(text.includes(compact), `${file} carries decode.js`);
+      assert.equal(text.includes(compact), file !== 'edgeward.module.js', `${file} carries decode.js (edgeward.module.js: the module's functions alone)`);
       for (const f of ['decodeUnverified', 'refreshAt', 'pkcePair', 'randomToken', 'nonce']) assert.ok(!text.includes(`wasm.${f}(`), `${file} calls the module's ${f}`);
     }
+    // The browser build: one file per part, all sharing error.js (one class for every export).
+    const browser = fs.readFileSync(path.join(dir, 'edgeward.js'), 'utf8');
+    for (const part of ['./edgeward.module.js', './decode.js', './dpop.js', './error.js']) assert.ok(browser.includes(`from '${part}'`), `edgeward.js re-exports ${part}`);
+    for (const file of ['edgeward.module.js', 'decode.js', 'dpop.js']) {
+      assert.ok(fs.readFileSync(path.join(dir, file), 'utf8').includes('from "./error.js"'), `${file} imports error.js`);
+    }
+    const parts = await import(pathToFileURL(path.join(dir, 'edgeward.js')).href);
+    for (const [f, arg] of [['decodeUnverified', 'a.b'], ['checkApiKey', 'nope']]) {
+      let e;
+      try {
+        parts[f](arg);
+      } catch (caught) {
+        e = caught;
+      }
+      if (f === 'checkApiKey') assert.equal(e, undefined, 'checkApiKey reports, it does not throw');
+      else assert.ok(e instanceof parts.EdgewardError && e.code === 'malformed_token', `${f}: edgeward.js's own class`);
+    }
+    const refused = await parts.verify('a.b.c', { keys: [] }, { issuer: null, algorithms: ['ES256'] }).then(() => null, (e) => e);
+    assert.ok(refused instanceof parts.EdgewardError && typeof refused.code === 'string', `the module throws the same class: ${refused}`);
     for (const [entry, m] of [['edgeward', ew], ['edgeward/web', web]]) {
       try {
         m.decodeUnverified('a.b');
@@ -834,7 +853,7 @@ describe('DPoP in Node 20 and 22, from import and require', () => {
 // The files `npm pack` puts in the tarball, and nothing else.
 const PACKED_FILES = [
   'LICENSE', 'README.md', 'package.json', 'edgeward_bg.wasm',
-  'edgeward.js', 'edgeward.d.ts', 'edgeward.node.cjs', 'edgeward.node.mjs', 'edgeward.d.cts',
+  'edgeward.js', 'edgeward.module.js', 'error.js', 'edgeward.d.ts', 'edgeward.node.cjs', 'edgeward.node.mjs', 'edgeward.d.cts',
   'web.js', 'web.d.ts', 'web.node.cjs', 'web.node.mjs', 'web.d.cts',
   'verify_bg.wasm', 'verify.js', 'verify.d.ts', 'verify.node.cjs', 'verify.node.mjs', 'verify.d.cts',
   'decode.js', 'decode.cjs', 'decode.d.ts', 'decode.d.cts', 'dpop.js', 'dpop.cjs', 'dpop.d.ts', 'dpop.d.cts',
@@ -887,7 +906,7 @@ describe('what npm publishes', () => {
   });
 
   test('the inlined builds do not point a bundler at a .wasm file', async () => {
-    for (const file of ['edgeward.js', 'verify.js']) {
+    for (const file of ['edgeward.js', 'edgeward.module.js', 'verify.js']) {
       const text = fs.readFileSync(path.join(PKG, file), 'utf8');
       assert.ok(!text.includes('import.meta') && !text.includes('_bg.wasm'), file);
       // esbuild refuses top-level await in CommonJS output; the `await`s inside dpop.js's async functions pass.
@@ -898,8 +917,8 @@ describe('what npm publishes', () => {
 
   test('edgeward/verify inlines its own module, smaller than the whole package\'s', () => {
     const hex = (file) => /fromHex\("([0-9a-f]+)"\)/.exec(fs.readFileSync(path.join(PKG, file), 'utf8'))?.[1];
-    const [whole, verifying] = [hex('edgeward.js'), hex('verify.js')];
-    assert.equal(whole, fs.readFileSync(path.join(PKG, 'edgeward_bg.wasm')).toString('hex'), 'edgeward.js inlines edgeward_bg.wasm');
+    const [whole, verifying] = [hex('edgeward.module.js'), hex('verify.js')];
+    assert.equal(whole, fs.readFileSync(path.join(PKG, 'edgeward_bg.wasm')).toString('hex'), 'edgeward.module.js inlines edgeward_bg.wasm');
     assert.equal(verifying, fs.readFileSync(path.join(PKG, 'verify_bg.wasm')).toString('hex'), 'verify.js inlines verify_bg.wasm');
     assert.ok(verifying.length < whole.length, `verify_bg.wasm (${verifying.length / 2} B) is smaller than edgeward_bg.wasm (${whole.length / 2} B)`);
     const nodeBuild = fs.readFileSync(path.join(PKG, 'verify.node.cjs'), 'utf8');
