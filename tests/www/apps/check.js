@@ -56,3 +56,32 @@ export function runVerify(ew) {
       document.body.dataset.error = String(e?.stack ?? e);
     });
 }
+
+/**
+ * What the plain-JS apps check (`edgeward/decode` and `edgeward/dpop`, or the same functions from
+ * `edgeward`; run without WebAssembly): a token decoded, a malformed one refused with the
+ * package's code, a PKCE pair, a refresh time, random values, and a DPoP proof (checked by the
+ * test with jose). The functions come by name, so a bundler can leave out what the app does not use.
+ */
+export function runPlain({ decodeUnverified, refreshAt, pkcePair, randomToken, nonce, isEdgewardError, createDpopKey, dpopProof }) {
+  fetch('./fixture.json')
+    .then((r) => r.json())
+    .then(async ({ token }) => {
+      const { header, claims } = decodeUnverified(token);
+      let malformed;
+      try {
+        decodeUnverified('a.b');
+      } catch (e) {
+        malformed = isEdgewardError(e) && e.code;
+      }
+      const keyPair = await createDpopKey();
+      const result = {
+        sub: claims.sub, alg: header.alg, malformed, pkce: pkcePair().method, refresh: refreshAt(token, { skewSecs: 60, jitter: 0 }) === claims.exp - 60,
+        random: randomToken(8).length + nonce().length, proof: await dpopProof(keyPair, { method: 'get', url: './api/orders?page=1', accessToken: token }),
+      };
+      document.body.dataset.result = JSON.stringify(result);
+    })
+    .catch((e) => {
+      document.body.dataset.error = String(e?.stack ?? e);
+    });
+}
