@@ -77,8 +77,7 @@ const PLAIN = {
   decode: {
     source: 'decode.js',
     exports: DECODE_API,
-    types: ['Claims', 'UnverifiedParts', 'RefreshOptions', 'PkcePair', 'EdgewardErrorCode', 'EdgewardError', 'isEdgewardError',
-      'decodeUnverified', 'refreshAt', 'pkcePair', 'randomToken', 'nonce'],
+    types: ['Claims', 'UnverifiedParts', 'RefreshOptions', 'PkcePair', 'EdgewardErrorCode', 'EdgewardError', 'isEdgewardError', ...DECODE_API],
   },
   dpop: {
     source: 'dpop.js',
@@ -93,8 +92,8 @@ const plainExports = (name) => ({
   default: `./${name}.js`,
 });
 
-// The WebAssembly entry points loaded at import: inlined for browsers and bundlers, read from
-// beside them in Node.
+// The WebAssembly entry points: one build for browsers and bundlers, and Node's for `import` and
+// `require`.
 const wasmExports = (name) => ({
   types: { import: `./${name}.d.ts`, require: `./${name}.d.cts` },
   node: { import: `./${name}.node.mjs`, require: `./${name}.node.cjs` },
@@ -104,12 +103,7 @@ const wasmExports = (name) => ({
 
 const EXPORTS = {
   '.': wasmExports('edgeward'),
-  './web': {
-    types: { import: './web.d.ts', require: './web.d.cts' },
-    node: { import: './web.node.mjs', require: './web.node.cjs' },
-    browser: './web.js',
-    default: './web.js',
-  },
+  './web': wasmExports('web'),
   './verify': wasmExports('verify'),
   './decode': plainExports('decode'),
   './dpop': plainExports('dpop'),

@@ -51,6 +51,13 @@ struct Shared {
     inflight: Map,
 }
 
+impl Shared {
+    /// A verifier's state before its first call: nothing imported, no fetch under way.
+    fn new(verifier: JwtVerifier, fetch: JsValue) -> Shared {
+        Shared { verifier, keys: Map::new(), fetch, inflight: Map::new() }
+    }
+}
+
 /// The I/O of one call.
 #[derive(Clone)]
 struct WebIo {
@@ -228,7 +235,7 @@ impl Verifier {
 pub fn create_verifier(policy: JsValue, keys: JsValue) -> Result<Verifier, JsValue> {
     let run = || {
         let (keys, fetch) = source(&keys)?;
-        Ok::<_, WebError>(Verifier { shared: Rc::new(Shared { verifier: jwt_verifier(&policy, keys)?, keys: Map::new(), fetch, inflight: Map::new() }) })
+        Ok::<_, WebError>(Verifier { shared: Rc::new(Shared::new(jwt_verifier(&policy, keys)?, fetch)) })
     };
     run().map_err(js_error)
 }
@@ -264,5 +271,5 @@ pub fn explain(token: JsValue, jwks: JsValue, policy: JsValue, options: JsValue)
 
 fn one_shot(jwks: &JsValue, policy: &JsValue) -> Result<Verifier, WebError> {
     let verifier = jwt_verifier(policy, Keys::Jwks(json_arg(jwks, "jwks")?))?;
-    Ok(Verifier { shared: Rc::new(Shared { verifier, keys: Map::new(), fetch: JsValue::UNDEFINED, inflight: Map::new() }) })
+    Ok(Verifier { shared: Rc::new(Shared::new(verifier, JsValue::UNDEFINED)) })
 }

@@ -5,9 +5,9 @@
 // wasm-bindgen bundles this module with the glue.
 
 const HASH = { 256: 'SHA-256', 384: 'SHA-384', 512: 'SHA-512' };
+const CURVE = { 256: 'P-256', 384: 'P-384', 512: 'P-521' };
 /** Most `CryptoKey`s a verifier keeps imported (a key set holds a few; rotations add more). */
 const MAX_IMPORTED = 64;
-const CURVE = { 256: 'P-256', 384: 'P-384', 512: 'P-521' };
 
 /** [importKey algorithm, verify algorithm] for a JWS `alg` the core has already allowed. */
 function params(alg) {
@@ -84,24 +84,27 @@ export function fetchJwks(inflight, fetchFn, uri, timeoutMs, maxBytes) {
   return pending;
 }
 
-/** `readJwks`, answered by the timeout even when `fetchFn` ignores its abort signal. */
+/**
+ * `readJwks`, answered by the timeout even when `fetchFn` ignores its abort signal: the timeout's
+ * answer settles the race before the abort it sends reaches the fetch.
+ */
 async function fetchWithin(fetchFn, uri, timeoutMs, maxBytes) {
   const abort = new AbortController();
   let timer;
   const late = new Promise((resolve) => {
     timer = setTimeout(() => {
-      abort.abort();
       resolve({ error: `no answer within ${timeoutMs} ms` });
+      abort.abort();
     }, timeoutMs);
   });
   try {
-    return await Promise.race([readJwks(fetchFn, uri, abort, timeoutMs, maxBytes), late]);
+    return await Promise.race([readJwks(fetchFn, uri, abort, maxBytes), late]);
   } finally {
     clearTimeout(timer);
   }
 }
 
-async function readJwks(fetchFn, uri, abort, timeoutMs, maxBytes) {
+async function readJwks(fetchFn, uri, abort, maxBytes) {
   try {
     const res = await fetchFn(uri, { headers: { accept: 'application/json' }, signal: abort.signal, redirect: 'manual' });
     const tooLarge = { error: `JWKS larger than ${maxBytes} bytes` };
@@ -141,7 +144,7 @@ async function readJwks(fetchFn, uri, abort, timeoutMs, maxBytes) {
     }
     return { status: res.status, cacheControl: res.headers.get('cache-control'), body };
   } catch (e) {
-    return { error: abort.signal.aborted ? `no answer within ${timeoutMs} ms` : String((e && e.message) || e) };
+    return { error: String((e && e.message) || e) };
   }
 }
 
